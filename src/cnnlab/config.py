@@ -1,0 +1,236 @@
+"""Run configuration: dataclasses that CLI flags, recipe YAML files and the Python API all
+resolve into, and that are saved as config.yaml in every run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    spec: str = "digits"
+    """Data source, e.g. ``digits``, ``mnist:/data/mnist``, ``folder:/data/faces``."""
+    val_split: float = 0.1
+    """Fraction of each class held out for validation (when the source has no val split)."""
+    image_size: list[int] | None = None
+    """[height, width] the images are decoded at; default: the model's input size."""
+    channels: int | None = None
+    """1 or 3; default: the source's own (folders: 3)."""
+    augment: list[str] = field(default_factory=list)
+    """Batch augmentations, e.g. ``[hflip, pad_crop:4]``."""
+    subset: int | None = None
+    """Train on at most this many training samples (stratified), for quick runs."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lenet5"
+    options: dict[str, Any] = field(default_factory=dict)
+    """Builder keyword arguments, e.g. ``{groups: 1, init: paper}`` for alexnet."""
+    weights: str | None = None
+    """A state dict or a run's checkpoint to start from."""
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-7
+    """Keras' default epsilon (torch's is 1e-8), so Keras recipes behave the same."""
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "constant"
+    """constant, exponential, step, multistep, cosine or plateau."""
+    decay_steps: int = 1000
+    decay_rate: float = 0.96
+    staircase: bool = False
+    step_size: int = 30
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    factor: float = 0.1
+    patience: int = 5
+    min_delta: float = 1e-4
+    monitor: str = "val_loss"
+    cooldown: int = 0
+    min_lr: float = 0.0
+    warmup_epochs: float = 0.0
+    """Linear warm-up from 0 in front of the schedule, in epochs (fractions allowed)."""
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: int | None = None
+    """Epochs without improvement before stopping; None turns early stopping off."""
+    monitor: str = "val_loss"
+    mode: str = "auto"
+    min_delta: float = 0.0
+    restore_best_weights: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    monitor: str = "val_accuracy"
+    mode: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    loss: str = "sparse_ce"
+    """sparse_ce, categorical_ce or binary_ce."""
+    label_smoothing: float = 0.0
+    epochs: int = 10
+    batch_size: int = 64
+    seed: int = 0
+    precision: str = "auto"
+    """auto, bf16 or fp32; auto picks bf16 where the hardware runs it natively."""
+    device: str = "auto"
+    out: str = "runs"
+    name: str | None = None
+    """Run directory name; default ``<date-time>-<model>-<data>``."""
+    tensorboard: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        return _build(cls, data, source, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "option") -> TrainConfig:
+        """A copy with dotted keys (``optimizer.lr``) set to new values."""
+        merged = self.to_dict()
+        for dotted, value in overrides.items():
+            node = merged
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"{source}: unknown key '{dotted}'")
+                node = node[part]
+            if leaf not in node and not (parents and parents[-1] == "options"):
+                raise ConfigError(f"{source}: unknown key '{dotted}'; {_valid_keys(node)}")
+            node[leaf] = value
+        return TrainConfig.from_dict(merged, source)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value`` with the value read as YAML (numbers, booleans, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set: expected KEY=VALUE, got '{text}'")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _valid_keys(node: dict[str, Any]) -> str:
+    return "valid keys: " + ", ".join(node)
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in data if key not in names]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key '{prefix}{unknown[0]}'; valid keys"
+            f"{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
+        )
+    values = {key: _coerce(hints[key], value, source, prefix + key) for key, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, source, key + ".")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _coerce(inner, value, source, key)
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
+        return [_coerce(args[0], item, source, key) for item in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key}: expected a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{source}: {key}: expected text, got {value!r}")
+    raise TypeError(f"config field {key} has an unsupported type {hint}")

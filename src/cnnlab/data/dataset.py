@@ -1,0 +1,161 @@
+"""From a SPEC string to decoded, split, normalisable uint8 arrays: the one path every source
+goes through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import DataError
+from .images import decode_many, resize_images
+from .sources import RawSplit, read_source
+from .split import stratified_split, stratified_subset
+
+
+@dataclass
+class Split:
+    images: np.ndarray
+    """(N, H, W, C) uint8"""
+    labels: np.ndarray
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    spec: str
+    classes: list[str]
+    splits: dict[str, Split]
+    image_size: tuple[int, int]
+    channels: int
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Files skipped because they could not be decoded, with the reason."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split_ids(self) -> dict[str, list[str]]:
+        return {name: split.ids for name, split in self.splits.items()}
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training pixels, scaled to [0, 1]."""
+        images = self.splits["train"].images
+        total = np.zeros(self.channels)
+        squares = np.zeros(self.channels)
+        for start in range(0, len(images), 4096):
+            chunk = images[start: start + 4096].reshape(-1, self.channels).astype(np.float64) / 255.0
+            total += chunk.sum(0)
+            squares += (chunk**2).sum(0)
+        count = max(images.shape[0] * images.shape[1] * images.shape[2], 1)
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
+        return mean.tolist(), np.maximum(std, 1e-3).tolist()
+
+
+def load_dataset(
+    spec: str,
+    image_size: tuple[int, int] | list[int] | None = None,
+    channels: int | None = None,
+    val_split: float = 0.1,
+    seed: int = 0,
+    subset: int | None = None,
+    split_ids: dict[str, list[str]] | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """Read a data source, split it and decode it at ``image_size`` (height, width).
+
+    ``split_ids`` (a run's split.json) reproduces a recorded split exactly; otherwise the
+    training split is divided by ``val_split`` and ``seed``, stratified by class, unless the
+    source has its own validation split. Official test splits stay test splits.
+    """
+    source = read_source(spec)
+    channels = channels or source.channels
+    if channels not in (1, 3):
+        raise DataError(f"--channels: must be 1 or 3; got {channels}")
+    if not 0.0 <= val_split < 1.0:
+        raise DataError(f"--val-split: must be at least 0 and below 1; got {val_split}")
+    raw = _choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
+
+    if image_size is None:
+        sample = next(iter(raw.values()))
+        if sample.images is None:
+            raise DataError(f"--data {spec}: give an image size for image files")
+        image_size = sample.images.shape[1:3]
+    image_size = (int(image_size[0]), int(image_size[1]))
+
+    splits, unreadable = {}, {}
+    for name, part in raw.items():
+        if part.images is not None:
+            images, labels, ids = resize_images(part.images, image_size, channels), part.labels, part.ids
+        else:
+            with tqdm(total=len(part), desc=f"decoding {name}", unit="img", disable=not progress,
+                      leave=False) as bar:
+                images, kept, failed = decode_many(part.paths, image_size, channels, bar.update)
+            unreadable.update(failed)
+            labels, ids = part.labels[kept], [part.ids[i] for i in kept]
+        splits[name] = Split(images, labels, ids)
+
+    counts = np.bincount(splits["train"].labels, minlength=len(source.classes)) if "train" in splits else None
+    empty = [] if counts is None else [source.classes[c] for c in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples "
+                        f"({len(empty)} such classes); add images or lower --val-split")
+    return Dataset(spec, source.classes, splits, image_size, channels, unreadable, source.notes)
+
+
+def _choose_splits(
+    splits: dict[str, RawSplit],
+    val_split: float,
+    seed: int,
+    subset: int | None,
+    split_ids: dict[str, list[str]] | None,
+    spec: str,
+) -> dict[str, RawSplit]:
+    if split_ids is not None:
+        pool = {}
+        for part in splits.values():
+            pool.update({sample_id: (part, i) for i, sample_id in enumerate(part.ids)})
+        chosen = {}
+        for name, ids in split_ids.items():
+            missing = [i for i in ids if i not in pool]
+            if missing:
+                raise DataError(f"--data {spec}: {len(missing)} samples of the recorded {name} "
+                                f"split are not in this data (first: {missing[0]})")
+            chosen[name] = _gather([pool[i] for i in ids])
+        return chosen
+
+    chosen = dict(splits)
+    if "val" not in chosen and val_split > 0:
+        train, val = stratified_split(chosen["train"].labels, val_split, seed)
+        chosen["val"] = chosen["train"].take(val)
+        chosen["train"] = chosen["train"].take(train)
+    if subset is not None:
+        if subset < 1:
+            raise DataError(f"--subset: must be a positive number of samples; got {subset}")
+        for name, part in chosen.items():
+            # validation and test shrink in proportion, so a quick run stays quick
+            size = subset if name == "train" else max(1, subset * len(part) // len(splits["train"]))
+            chosen[name] = part.take(stratified_subset(part.labels, size, seed))
+    return chosen
+
+
+def _gather(members: list[tuple[RawSplit, int]]) -> RawSplit:
+    """A split made of samples that may come from several of the source's splits."""
+    by_part: dict[int, list[int]] = {}
+    for part, index in members:
+        by_part.setdefault(id(part), []).append(index)
+    if len(by_part) == 1:
+        part = members[0][0]
+        return part.take(np.asarray([i for _, i in members]))
+    labels = np.asarray([part.labels[i] for part, i in members])
+    ids = [part.ids[i] for part, i in members]
+    if members[0][0].images is not None:
+        return RawSplit(labels, ids, np.stack([part.images[i] for part, i in members]))
+    return RawSplit(labels, ids, paths=[part.paths[i] for part, i in members])
+

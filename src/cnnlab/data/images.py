@@ -1,0 +1,100 @@
+"""Image decoding with Pillow: any mode (grayscale, CMYK, palette, RGBA, 16-bit) becomes uint8
+with the channel count the model wants; unreadable files are reported, never fatal."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pbm", ".gif", ".tif", ".tiff", ".webp"}
+)
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError,
+                  Image.DecompressionBombError)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def to_mode(image: Image.Image, channels: int) -> Image.Image:
+    target = "L" if channels == 1 else "RGB"
+    if image.mode == target:
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # transparent pixels become white, as an image viewer shows them
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    elif image.mode.startswith("I;16") or image.mode == "I":
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() or 1.0
+        image = Image.fromarray(np.round(array * 255.0 / peak).astype(np.uint8))
+    return image.convert(target)
+
+
+def decode_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    """Read one file as a (height, width, channels) uint8 array, resized to ``size``."""
+    with Image.open(path) as image:
+        if size is not None:
+            # lets the JPEG decoder skip straight to a nearby smaller scale
+            image.draft("RGB" if channels == 3 else "L", (size[1], size[0]))
+        image = to_mode(image, channels)
+        if size is not None and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+def try_decode(path: Path, size: tuple[int, int] | None, channels: int) -> np.ndarray | str:
+    """The pixels, or the reason the file cannot be read."""
+    try:
+        return decode_image(path, size, channels)
+    except _DECODE_ERRORS as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def decode_many(
+    paths: Sequence[Path], size: tuple[int, int], channels: int, progress=None
+) -> tuple[np.ndarray, list[int], dict[str, str]]:
+    """Decode files on all cores (Pillow releases the GIL while decoding and resizing).
+
+    Returns the stacked pixels of the readable files, their positions in ``paths``, and the
+    unreadable files with the reason for each.
+    """
+    images = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+    kept: list[int] = []
+    failed: dict[str, str] = {}
+    workers = min(len(os.sched_getaffinity(0)), 8)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(lambda p: try_decode(p, size, channels), paths, chunksize=64)
+        for index, result in enumerate(results):
+            if isinstance(result, str):
+                failed[str(paths[index])] = result
+            else:
+                images[len(kept)] = result
+                kept.append(index)
+            if progress is not None:
+                progress(1)
+    return images[: len(kept)], kept, failed
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Resize and convert an (N, H, W, C) uint8 array with the same Pillow path as files."""
+    n, height, width, have = images.shape
+    if (height, width) == tuple(size) and have == channels:
+        return images
+    out = np.empty((n, size[0], size[1], channels), dtype=np.uint8)
+    mode = "L" if have == 1 else "RGB"
+    for i in range(n):
+        image = Image.fromarray(images[i, :, :, 0] if have == 1 else images[i], mode)
+        image = to_mode(image, channels)
+        if image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(image, dtype=np.uint8).reshape(size[0], size[1], channels)
+    return out

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, reports of a split, predictions on new images."""

@@ -1,0 +1,98 @@
+"""Metrics: running sums during training (no host sync per step) and the full per-class report
+at evaluation (scikit-learn)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+
+
+class RunningMetrics:
+    """Loss, accuracy, top-5 accuracy (more than 5 classes) and MSE between the probabilities
+    and one-hot labels, summed over batches as tensors."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.top_k = 5 if num_classes > 5 else 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.sums = torch.zeros(4, dtype=torch.float64)
+
+    def update(self, loss: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        n = labels.shape[0]
+        probs = probs.detach().float()
+        one_hot = torch.nn.functional.one_hot(labels, self.num_classes).float()
+        correct = (probs.argmax(1) == labels).sum()
+        top_k = ((probs.topk(self.top_k, 1).indices == labels[:, None]).any(1).sum()
+                 if self.top_k else correct)
+        squared = ((probs - one_hot) ** 2).mean(1).sum()
+        batch = torch.stack([loss.detach().float() * n, correct.float(), top_k.float(), squared])
+        self.sums += batch.to(self.sums.device, torch.float64)
+        self.count += n
+
+    def compute(self) -> dict[str, float]:
+        if self.count == 0:
+            return {}
+        loss, correct, top_k, squared = (self.sums / self.count).tolist()
+        result = {"loss": loss, "accuracy": correct}
+        if self.top_k:
+            result["top5_accuracy"] = top_k
+        result["mse"] = squared
+        return result
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """Per-class precision, recall, F1 and support with macro and weighted averages, the
+    confusion matrix and one-vs-rest ROC AUC (micro and macro).
+
+    Classes that are never predicted or absent from ``labels`` get 0 precision/recall where
+    undefined (never a warning turned into a wrong number), and are left out of the macro AUC,
+    which is undefined for them.
+    """
+    num_classes = len(classes)
+    predicted = probs.argmax(1)
+    indices = list(range(num_classes))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predicted, labels=indices, zero_division=0)
+    per_class = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]),
+               "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(classes)
+    }
+    averages = {}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            labels, predicted, labels=indices, average=average, zero_division=0)
+        averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f),
+                             "support": int(len(labels))}
+    confusion = skm.confusion_matrix(labels, predicted, labels=indices)
+    return {
+        "per_class": per_class,
+        "averages": averages,
+        "confusion_matrix": confusion.tolist(),
+        "roc_auc": roc_auc(probs, labels, num_classes),
+    }
+
+
+def roc_auc(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    """One-vs-rest AUC per class with micro and macro averages; None where undefined."""
+    one_hot = np.eye(num_classes, dtype=np.int64)[labels]
+    per_class: list[float | None] = []
+    for c in range(num_classes):
+        positives = one_hot[:, c].sum()
+        if positives == 0 or positives == len(labels):
+            per_class.append(None)
+            continue
+        per_class.append(float(skm.roc_auc_score(one_hot[:, c], probs[:, c])))
+    defined = [v for v in per_class if v is not None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        micro = (float(skm.roc_auc_score(one_hot.ravel(), probs.ravel()))
+                 if 0 < one_hot.sum() < one_hot.size else None)
+    return {"micro": micro, "macro": float(np.mean(defined)) if defined else None,
+            "per_class": per_class}

@@ -1,0 +1,80 @@
+"""One class for every model in the zoo: a feature table, a flatten, a classifier table and a
+head. The model files hold only tables and registered builders."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import CnnlabError
+from .layers import Dense, Layer, build_layer, output_size, smallest_input
+
+
+class ConvNet(nn.Module):
+    """``features`` (convolutions and pooling) -> flatten -> ``classifier`` (dense layers)
+    -> head with one logit per class. Submodule names follow torchvision (``features.N``,
+    ``classifier.N``), so torchvision's VGG state dicts load by name."""
+
+    def __init__(
+        self,
+        features: list[Layer],
+        classifier: list[Layer],
+        num_classes: int,
+        in_channels: int,
+        input_size: tuple[int, int],
+        name: str = "convnet",
+    ):
+        super().__init__()
+        if num_classes < 1 or in_channels < 1:
+            raise CnnlabError(f"{name}: need at least one class and one input channel")
+        height, width = output_size(features, input_size)
+        if height < 1 or width < 1:
+            side = smallest_input(features)
+            raise CnnlabError(
+                f"{name} needs inputs of at least {side}x{side}; got "
+                f"{input_size[0]}x{input_size[1]} (use --set data.image_size=[{side},{side}] or larger)"
+            )
+        self.name = name
+        self.input_size = tuple(input_size)
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+
+        modules, channels = [], in_channels
+        for layer in features:
+            module, channels = build_layer(layer, channels, spatial=True)
+            modules.append(module)
+        self.features = nn.Sequential(*modules)
+        self.flatten = nn.Flatten()
+        self.feature_width = channels * height * width
+
+        modules, width_in = [], self.feature_width
+        for layer in [*classifier, Dense(num_classes)]:
+            module, width_in = build_layer(layer, width_in, spatial=False)
+            modules.append(module)
+        self.classifier = nn.Sequential(*modules)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.classifier[-1]
+
+    def head_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes re-initialised when weights come from a model with other classes."""
+        return ("classifier.",)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.features(x)))
+
+    def freeze_features(self, frozen: bool = True) -> None:
+        for param in self.features.parameters():
+            param.requires_grad_(not frozen)
+        # frozen BatchNorm layers also keep their running statistics
+        for module in self.features.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval() if frozen else module.train(self.training)
+        self._features_frozen = frozen
+
+    def train(self, mode: bool = True) -> ConvNet:
+        super().train(mode)
+        if getattr(self, "_features_frozen", False):
+            self.freeze_features(True)
+        return self

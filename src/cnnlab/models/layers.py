@@ -1,0 +1,151 @@
+"""The vocabulary of the layer tables in the model files: each entry reads like a row of
+SPEC.md ("conv 96@11x11 stride 4 valid") and builds its PyTorch module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class LocalResponseNorm(nn.Module):
+    """Cross-channel LRN exactly as the AlexNet paper writes it:
+    b[i] = a[i] / (k + alpha * sum_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} a[j]^2) ** beta.
+
+    torch's F.local_response_norm averages the squares over the window (it divides alpha by n),
+    so alpha is scaled by n here to get the paper's sum.
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+        super().__init__()
+        if size % 2 != 1:
+            raise ValueError("LRN window size must be odd so it is centred on each channel")
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.local_response_norm(x, self.size, self.alpha * self.size, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+@dataclass(frozen=True)
+class Conv:
+    """Conv2d; padding "valid", "same" (stride 1, odd kernel) or a number of pixels."""
+
+    filters: int
+    kernel: int
+    stride: int = 1
+    padding: str | int = "valid"
+    groups: int = 1
+    bias: bool = True
+
+    def build(self, channels: int) -> tuple[nn.Module, int]:
+        if self.padding == "valid":
+            pad = 0
+        elif self.padding == "same":
+            if self.stride != 1 or self.kernel % 2 == 0:
+                raise ValueError("'same' padding is only exact for stride 1 and odd kernels")
+            pad = self.kernel // 2
+        else:
+            pad = int(self.padding)
+        if channels % self.groups:
+            raise ValueError(f"{channels} input channels do not split into {self.groups} groups")
+        conv = nn.Conv2d(channels, self.filters, self.kernel, self.stride, pad,
+                         groups=self.groups, bias=self.bias)
+        return conv, self.filters
+
+
+@dataclass(frozen=True)
+class Dense:
+    units: int
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    size: int
+    stride: int | None = None
+
+
+@dataclass(frozen=True)
+class AvgPool:
+    size: int
+    stride: int | None = None
+
+
+@dataclass(frozen=True)
+class BN:
+    """BatchNorm over channels (features); Keras' defaults (momentum 0.99 is torch's 0.01)."""
+
+    eps: float = 1e-3
+    momentum: float = 0.01
+
+
+@dataclass(frozen=True)
+class ReLU:
+    pass
+
+
+@dataclass(frozen=True)
+class Dropout:
+    rate: float
+
+
+@dataclass(frozen=True)
+class LRN:
+    size: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 2.0
+
+
+Layer = Conv | Dense | MaxPool | AvgPool | BN | ReLU | Dropout | LRN
+
+def build_layer(layer: Layer, width: int, spatial: bool) -> tuple[nn.Module, int]:
+    """The module for one table row, given the incoming channel (or feature) count."""
+    match layer:
+        case Conv():
+            return layer.build(width)
+        case Dense(units, bias):
+            return nn.Linear(width, units, bias=bias), units
+        case MaxPool(size, stride):
+            return nn.MaxPool2d(size, stride or size), width
+        case AvgPool(size, stride):
+            return nn.AvgPool2d(size, stride or size), width
+        case BN(eps, momentum):
+            norm = nn.BatchNorm2d if spatial else nn.BatchNorm1d
+            return norm(width, eps=eps, momentum=momentum), width
+        case ReLU():
+            return nn.ReLU(inplace=True), width
+        case Dropout(rate):
+            return nn.Dropout(rate), width
+        case LRN(size, alpha, beta, k):
+            return LocalResponseNorm(size, alpha, beta, k), width
+    raise TypeError(f"not a layer: {layer!r}")
+
+
+def output_size(layers: list[Layer], size: tuple[int, int]) -> tuple[int, int]:
+    """Height and width after the spatial layers, by the floor arithmetic of valid windows."""
+    height, width = size
+    for layer in layers:
+        match layer:
+            case Conv(_, kernel, stride, padding):
+                pad = kernel // 2 if padding == "same" else (0 if padding == "valid" else padding)
+            case MaxPool(kernel, stride) | AvgPool(kernel, stride):
+                pad, stride = 0, stride or kernel
+            case _:
+                continue
+        height = (height + 2 * pad - kernel) // stride + 1
+        width = (width + 2 * pad - kernel) // stride + 1
+    return height, width
+
+
+def smallest_input(layers: list[Layer]) -> int:
+    """The smallest square input side that leaves at least one pixel after ``layers``."""
+    side = 1
+    while min(output_size(layers, (side, side))) < 1:
+        side += 1
+    return side

@@ -1,0 +1,1 @@
+"""The training engine: losses, optimizers, schedules, callbacks and the loop."""
