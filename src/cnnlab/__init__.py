@@ -1,19 +1,27 @@
-"""cnnlab: train, evaluate and compare classic CNN image classifiers."""
+"""cnnlab: train, evaluate and compare classic CNN image classifiers.
 
-from .api import (
-                  Dataset,
-                  Run,
-                  TrainConfig,
-                  create_model,
-                  evaluate,
-                  load_dataset,
-                  load_run,
-                  predict,
-                  resume,
-                  train,
-)
+    from cnnlab import train, evaluate, predict, load_run, create_model, load_dataset
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .errors import CnnlabError
 
 __version__ = "0.1.0"
 __all__ = ["CnnlabError", "Dataset", "Run", "TrainConfig", "create_model", "evaluate",
            "load_dataset", "load_run", "predict", "resume", "train"]
+
+if TYPE_CHECKING:
+    from .api import (Dataset, Run, TrainConfig, create_model, evaluate, load_dataset,
+                      load_run, predict, resume, train)
+
+
+def __getattr__(name: str):
+    # torch is imported on first use, so the CLI can choose its allocator before it loads
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

@@ -103,10 +103,10 @@ IDX_IMAGES, IDX_LABELS = 2051, 2049
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """An IDX file (gzip or raw): big-endian magic, dimension sizes, then unsigned bytes."""
     try:
-        with path.open("rb") as probe:
-            gzipped = probe.read(2) == b"\x1f\x8b"
-        data = gzip.open(path).read() if gzipped else path.read_bytes()
-    except (OSError, EOFError) as exc:
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
     if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
         found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None

@@ -229,14 +229,11 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     if len(image_size) != 2 or min(image_size) < 1:
         raise ConfigError(f"data.image_size: expected [height, width]; got {list(image_size)}")
 
-    state = None
+    state, split_ids = None, None
     if resume is not None:
         run = runs.RunDirectory(Path(resume), quiet=quiet)
         state = load_checkpoint(run.file(runs.LAST))
         split_ids = json.loads(run.file(runs.SPLIT).read_text())
-    else:
-        run = runs.RunDirectory.create(config.out, config.name or runs.run_name(config), quiet=quiet)
-        split_ids = None
 
     seed_everything(config.seed)
     data = config.data
@@ -245,6 +242,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     loss = Loss(config.loss, dataset.num_classes, config.label_smoothing)
     model = create_model(config.model.name, loss.outputs, dataset.channels, image_size,
                          **config.model.options)
+    if resume is None:
+        # only now that data and model are known to work, so a bad option leaves no folder
+        run = runs.RunDirectory.create(config.out, config.name or runs.run_name(config), quiet=quiet)
     if config.model.weights and state is None:
         load_weights(model, config.model.weights, run.log)
     model = model.to(device, memory_format=torch.channels_last)

@@ -1,0 +1,41 @@
+# cnnlab: `make demo` trains the default model on scikit-learn's digits; `make test` runs the suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.cnnlab-installed
+TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+
+.PHONY: install demo test test-all lint system-deps clean
+
+# torch first and pinned: the CPU wheel; an unpinned torch pulls gigabytes of CUDA packages
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP) system-deps
+
+# tcmalloc makes training about 1.3x faster (docs/benchmarks.md); cnnlab runs without it
+system-deps:
+	@if [ ! -f $(TCMALLOC) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1)) \
+		|| echo "note: could not install libtcmalloc-minimal4; training will use glibc malloc (slower)"; \
+	fi
+
+demo: install
+	$(BIN)/cnnlab train --model lenet5 --data digits --epochs 15 --out runs
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

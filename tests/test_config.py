@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnlab.config import TrainConfig, parse_override, read_yaml
+from cnnlab.errors import ConfigError
+
+
+def test_yaml_round_trip(tmp_path):
+    config = TrainConfig().with_overrides({
+        "model.name": "alexnet", "model.options.groups": 1, "optimizer.lr": 0.01,
+        "schedule.milestones": [3, 6], "data.image_size": [64, 64], "early_stopping.patience": 4})
+    path = tmp_path / "recipe.yaml"
+    path.write_text(config.to_yaml())
+    assert TrainConfig.from_yaml(path) == config
+
+
+@settings(max_examples=40, deadline=None)
+@given(lr=st.floats(1e-6, 1.0), epochs=st.integers(1, 500), spec=st.sampled_from(["digits", "mnist:/x"]),
+       milestones=st.lists(st.integers(1, 100), max_size=4), staircase=st.booleans())
+def test_round_trip_property(lr, epochs, spec, milestones, staircase):
+    config = TrainConfig().with_overrides({"optimizer.lr": lr, "epochs": epochs, "data.spec": spec,
+                                           "schedule.milestones": milestones,
+                                           "schedule.staircase": staircase})
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    import yaml
+    assert TrainConfig.from_dict(yaml.safe_load(config.to_yaml())) == config
+
+
+def test_unknown_key_names_file_and_valid_keys(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("optimiser:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml: unknown key 'optimiser'; valid keys.*optimizer"):
+        TrainConfig.from_yaml(path)
+
+
+def test_nested_unknown_key(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("optimizer:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown key 'optimizer.learning_rate'.*under optimizer: name, lr"):
+        TrainConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("epochs: ten\n", "epochs: expected a whole number"),
+    ("optimizer:\n  lr: fast\n", "optimizer.lr: expected a number"),
+    ("early_stopping:\n  restore_best_weights: 3\n", "expected true or false"),
+    ("data:\n  augment: hflip\n", "data.augment: expected a list"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("epochs: [\n", "not valid YAML"),
+])
+def test_bad_values(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_yaml(path)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="no such file"):
+        read_yaml("/nonexistent/recipe.yaml")
+
+
+def test_yaml_scientific_notation_string_is_a_number(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("optimizer:\n  lr: 1e-4\n")  # PyYAML reads 1e-4 as a string
+    assert TrainConfig.from_yaml(path).optimizer.lr == pytest.approx(1e-4)
+
+
+def test_override_parsing():
+    assert parse_override("optimizer.lr=0.5") == ("optimizer.lr", 0.5)
+    assert parse_override("data.augment=[hflip, pad_crop:4]") == ("data.augment", ["hflip", "pad_crop:4"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("novalue")
+    with pytest.raises(ConfigError, match="unknown key 'optimizer.nope'"):
+        TrainConfig().with_overrides({"optimizer.nope": 1})

@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models import MODELS, count_params, create_model, summarize
+from cnnlab.models.alexnet import towers
+from cnnlab.models.layers import LocalResponseNorm
+from cnnlab.models.weights import load_weights
+
+ALL_MODELS = MODELS.names()
+# at the defaults, the 130M-parameter VGGs make the per-model checks below slow; the count
+# rows still cover them at full size
+SMALL_INPUT = {"vgg16": (64, 64), "vgg16-bn": (64, 64), "vgg16-transfer": (64, 64),
+               "small-cnn": (64, 64), "alexnet": (99, 99), "alexnet-bn": (99, 99),
+               "alexnet-half": (99, 99)}
+
+
+def build(name, **kwargs):
+    torch.manual_seed(0)
+    info = MODELS.get(name)
+    return create_model(name, input_size=SMALL_INPUT.get(name), **kwargs), info
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_parameter_count_matches_metadata(name):
+    info = MODELS.get(name)
+    assert count_params(create_model(name)).total == info.params
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_forward_backward_shape_and_finite(name):
+    model, info = build(name, num_classes=7)
+    height, width = model.input_size
+    x = torch.randn(2, info.input_size[2], height, width)
+    out = model(x)
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    out.logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_any_channels_and_classes(name):
+    channels = 1 if MODELS.get(name).input_size[2] == 3 else 3
+    model, _ = build(name, num_classes=3, in_channels=channels)
+    x = torch.randn(2, model.in_channels, *model.input_size)
+    assert model.eval()(x).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_same_seed_same_output(name):
+    first, _ = build(name)
+    second, _ = build(name)
+    x = torch.randn(2, first.in_channels, *first.input_size)
+    torch.testing.assert_close(first.eval()(x), second.eval()(x))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_channels_last_and_bf16_close_to_fp32(name):
+    model, _ = build(name)
+    model.eval()
+    x = torch.randn(2, model.in_channels, *model.input_size)
+    with torch.no_grad():
+        reference = model(x)
+        cl_model = build(name)[0].eval().to(memory_format=torch.channels_last)
+        torch.testing.assert_close(cl_model(x.to(memory_format=torch.channels_last)), reference,
+                                   rtol=1e-4, atol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x).float()
+    scale = reference.abs().max().clamp_min(1e-3)
+    assert ((low - reference).abs().max() / scale) < 0.1
+
+
+@pytest.mark.parametrize("name, input_size, classes, options, total, non_trainable", [
+    ("alexnet", (227, 227), 1000, {}, 60_965_224, 0),
+    ("alexnet", (227, 227), 1000, {"groups": 1}, 62_378_344, 0),
+    ("alexnet-half", (227, 227), 45, {}, 14_674_221, 352),
+    ("alexnet-bn", (150, 150), 10, {}, 30_049_034, 19_136),
+    ("alexnet-bn", (227, 227), 10, {}, 58_360_586, 19_136),
+    ("simple-cnn", (32, 32), 100, {}, 6_850_792, 0),
+    ("small-cnn", (224, 224), 17, {}, 9_536_945, 0),
+    ("vgg16-transfer", (224, 224), 17, {}, 21_141_841, 0),
+    ("vgg16", (224, 224), 17, {}, 134_330_193, 0),
+])
+def test_spec_parameter_counts(name, input_size, classes, options, total, non_trainable):
+    counts = count_params(create_model(name, classes, 3, input_size, **options))
+    assert (counts.total, counts.non_trainable) == (total, non_trainable)
+
+
+def test_spec_feature_widths_and_bases():
+    assert create_model("alexnet-bn", 10, 3, (150, 150)).feature_width == 2304
+    assert create_model("alexnet-bn", 10, 3, (227, 227)).feature_width == 9216
+    assert create_model("alexnet-mnist").feature_width == 2304
+    base = create_model("vgg16-transfer").features
+    assert sum(p.numel() for p in base.parameters()) == 14_714_688
+    # SPEC 1.4 gives the tutorial's count before BatchNorm
+    mnist = create_model("alexnet-mnist")
+    bn = sum(4 * m.num_features for m in mnist.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert count_params(mnist).total - bn == 29_455_178
+
+
+def test_frozen_base_counts_as_non_trainable():
+    counts = count_params(create_model("vgg16-transfer", freeze_base=True))
+    assert counts.non_trainable == 14_714_688
+    assert counts.trainable == 21_141_841 - 14_714_688
+
+
+def test_summary_json_and_flops():
+    model = create_model("alexnet-bn", 10, 3, (150, 150))
+    summary = summarize(model, (150, 150, 3))
+    data = json.loads(json.dumps(summary.to_dict()))
+    assert data["total_params"] == 30_049_034
+    assert data["non_trainable_params"] == 19_136
+    assert data["trainable_params"] == 30_029_898
+    conv1 = data["layers"][0]
+    assert conv1["output_shape"] == [96, 35, 35]
+    assert conv1["flops"] == 2 * 11 * 11 * 3 * 96 * 35 * 35
+    assert "Total params: 30,049,034" in summary.table()
+
+
+@pytest.mark.parametrize("name", ["alexnet-bn", "simple-cnn", "lenet5", "vgg16"])
+def test_too_small_input_names_smallest_size(name):
+    with pytest.raises(CnnlabError, match=r"needs inputs of at least (\d+)x\1"):
+        create_model(name, input_size=(4, 4))
+
+
+def test_smallest_size_is_exact():
+    # alexnet-bn: 11x11 stride 4, then three 3x3/2 pools
+    with pytest.raises(CnnlabError, match="at least 67x67"):
+        create_model("alexnet-bn", input_size=(66, 66))
+    create_model("alexnet-bn", input_size=(67, 67))
+
+
+def lrn_loop(a, n=5, k=2.0, alpha=1e-4, beta=0.75):
+    out = torch.empty_like(a)
+    channels = a.shape[1]
+    for i in range(channels):
+        low, high = max(0, i - n // 2), min(channels - 1, i + n // 2)
+        total = (a[:, low: high + 1] ** 2).sum(1)
+        out[:, i] = a[:, i] / (k + alpha * total) ** beta
+    return out
+
+
+@pytest.mark.parametrize("channels", [1, 3, 7, 96])
+def test_lrn_matches_the_paper_formula(channels):
+    torch.manual_seed(channels)
+    a = torch.randn(2, channels, 5, 4, dtype=torch.float64) * 30  # large enough for LRN to bite
+    torch.testing.assert_close(LocalResponseNorm()(a), lrn_loop(a))
+    # and with a strong alpha, so the edge windows visibly differ from the middle ones
+    strong = LocalResponseNorm(alpha=0.5)
+    torch.testing.assert_close(strong(a), lrn_loop(a, alpha=0.5))
+
+
+def test_alexnet_towers_and_paper_init():
+    model = create_model("alexnet", init="paper")
+    gpu0, gpu1 = towers(model)
+    assert list(gpu0) == list(gpu1) == ["4", "10", "12"]
+    assert gpu0["4"] == slice(0, 128) and gpu1["4"] == slice(128, 256)
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert [float(c.bias.detach().mean()) for c in convs] == [0.0, 1.0, 0.0, 1.0, 1.0]
+    assert abs(float(convs[0].weight.std()) - 0.01) < 0.001
+    assert len(towers(create_model("alexnet", groups=1))) == 1
+
+
+def test_unknown_option():
+    with pytest.raises(CnnlabError, match="model lenet5 has no option 'groups'"):
+        create_model("lenet5", groups=2)
+
+
+def test_weights_mismatch_lists_problems(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save(create_model("simple-cnn", 10, 3, (32, 32)).state_dict(), path)
+    with pytest.raises(CnnlabError, match=r"does not fit the model \(\d+ mismatches\): .*features"):
+        load_weights(create_model("lenet5"), path, log=lambda m: None)
+
+
+def test_weights_torchvision_vgg_names_load_into_transfer_base(tmp_path):
+    # a state dict with torchvision's VGG-16 key names and shapes (1000-class classifier)
+    # (the base's tensors do not depend on the input size; 32x32 keeps the file small)
+    source = create_model("vgg16", 1000, 3, (32, 32))
+    path = tmp_path / "vgg16-torchvision.pth"
+    torch.save(source.state_dict(), path)
+    target = create_model("vgg16-transfer", 17, 3, (32, 32))
+    messages = []
+    load_weights(target, path, log=messages.append)
+    torch.testing.assert_close(target.features[0].weight, source.features[0].weight)
+    assert any("re-initialised" in m for m in messages)
+
+
+def test_weights_refuse_code(tmp_path):
+    path = tmp_path / "evil.pt"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(CnnlabError, match="not a readable PyTorch checkpoint"):
+        load_weights(create_model("lenet5"), path, log=lambda m: None)
