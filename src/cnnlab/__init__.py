@@ -14,8 +14,18 @@ __all__ = ["CnnlabError", "Dataset", "Run", "TrainConfig", "create_model", "eval
            "load_dataset", "load_run", "predict", "resume", "train"]
 
 if TYPE_CHECKING:
-    from .api import (Dataset, Run, TrainConfig, create_model, evaluate, load_dataset,
-                      load_run, predict, resume, train)
+    from .api import (
+        Dataset,
+        Run,
+        TrainConfig,
+        create_model,
+        evaluate,
+        load_dataset,
+        load_run,
+        predict,
+        resume,
+        train,
+    )
 
 
 def __getattr__(name: str):

@@ -11,7 +11,6 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import launcher
 from .errors import CnnlabError

@@ -34,7 +34,8 @@ class Trainer:
     """Fits one model on one dataset, writing everything through ``run``."""
 
     def __init__(self, config: TrainConfig, dataset: Dataset, model: torch.nn.Module,
-                 loss: Loss, run: runs.RunDirectory, device: torch.device, precision: str,
+                 loss: Loss, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+                 augment: Augment, run: runs.RunDirectory, device: torch.device, precision: str,
                  mean: list[float], std: list[float], callbacks: Sequence[Callback] = ()):
         self.config = config
         self.dataset = dataset
@@ -46,11 +47,9 @@ class Trainer:
         self.mean, self.std = mean, std
         self.generator = torch.Generator().manual_seed(config.seed)
         self.train_loader = BatchLoader(dataset.splits["train"], config.batch_size, mean, std,
-                                        shuffle=True, augment=Augment.parse(config.data.augment),
-                                        generator=self.generator)
-        self.optimizer = build_optimizer(config.optimizer, model.parameters(), device)
-        self.schedule = LRSchedule(config.schedule, config.optimizer.lr, len(self.train_loader),
-                                   config.epochs)
+                                        shuffle=True, augment=augment, generator=self.generator)
+        self.optimizer = optimizer
+        self.schedule = schedule
         self.builtin = self._builtin_callbacks()
         self.user_callbacks = list(callbacks)
         self.history: list[dict[str, float]] = []
@@ -242,18 +241,26 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     loss = Loss(config.loss, dataset.num_classes, config.label_smoothing)
     model = create_model(config.model.name, loss.outputs, dataset.channels, image_size,
                          **config.model.options)
-    if resume is None:
-        # only now that data and model are known to work, so a bad option leaves no folder
-        run = runs.RunDirectory.create(config.out, config.name or runs.run_name(config), quiet=quiet)
-    if config.model.weights and state is None:
-        load_weights(model, config.model.weights, run.log)
     model = model.to(device, memory_format=torch.channels_last)
+    optimizer = build_optimizer(config.optimizer, model.parameters(), device)
+    steps_per_epoch = math.ceil(len(dataset.splits["train"]) / config.batch_size)
+    schedule = LRSchedule(config.schedule, config.optimizer.lr, steps_per_epoch, config.epochs)
+    augment = Augment.parse(config.data.augment)
+    weight_notes: list[str] = []
+    if config.model.weights and state is None:
+        load_weights(model, config.model.weights, weight_notes.append)
+    if resume is None:
+        # only once every option has been checked, so a bad one leaves no folder behind
+        run = runs.RunDirectory.create(config.out, config.name or runs.run_name(config), quiet=quiet)
+    for note in weight_notes:
+        run.log(note)
     if state is not None:
         mean, std = state["preprocessing"]["mean"], state["preprocessing"]["std"]
     else:
         mean, std = dataset.channel_stats()
 
-    trainer = Trainer(config, dataset, model, loss, run, device, precision, mean, std, callbacks)
+    trainer = Trainer(config, dataset, model, loss, optimizer, schedule, augment, run, device, precision,
+                      mean, std, callbacks)
     if state is not None:
         trainer.restore(state)
         run.log(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")

@@ -1,0 +1,140 @@
+"""End-to-end: the real ``cnnlab`` command on real data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from conftest import make_image_folder, run_cli
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    result = run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "4",
+                     "--out", out, "--name", "digits")
+    assert "run directory:" in result.stdout
+    return out / "digits"
+
+
+def test_train_prints_epochs_and_run_directory(digits_run):
+    log = (digits_run / "train.log").read_text()
+    assert "Epoch 4/4" in log and "val_accuracy" in log
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    assert metrics["val"]["accuracy"] > 0.8
+
+
+def test_evaluate_table_and_json(digits_run):
+    table = run_cli("evaluate", digits_run).stdout
+    assert "accuracy" in table and "macro avg" in table
+    data = json.loads(run_cli("evaluate", digits_run, "--format", "json").stdout)
+    assert data["samples"] == 179 and 0.8 < data["accuracy"] <= 1.0
+    missing = run_cli("evaluate", digits_run, "--split", "test", check=False)
+    assert missing.returncode == 2 and "no test split" in missing.stderr
+
+
+def test_predict_folder_with_corrupt_file(digits_run, tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("L", (8, 8), color=40 * i).save(folder / f"img{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = run_cli("predict", digits_run, folder, "--top-k", "2", "--format", "json")
+    predictions = json.loads(result.stdout)
+    assert len(predictions) == 3 and all(len(p["top"]) == 2 for p in predictions)
+    assert "skipped" in result.stderr and "broken.jpg" in result.stderr
+    csv_out = run_cli("predict", digits_run, str(folder / "*.png"), "--format", "csv").stdout
+    assert csv_out.splitlines()[0].startswith("path,class1,probability1")
+    assert len(csv_out.splitlines()) == 4
+
+
+def test_models_and_summary():
+    listing = run_cli("models").stdout
+    assert "alexnet-bn" in listing and "60,965,224" in listing
+    summary = json.loads(run_cli("summary", "alexnet-bn", "--input", "150x150x3", "--classes", "10",
+                                 "--format", "json").stdout)
+    assert summary["total_params"] == 30_049_034
+    assert summary["non_trainable_params"] == 19_136
+    assert "Total params: 62,378,344" in run_cli("summary", "alexnet", "--set", "groups=1",
+                                                  "--classes", "1000").stdout
+
+
+def test_data_info():
+    info = json.loads(run_cli("data", "info", "digits", "--format", "json").stdout)
+    assert info["num_classes"] == 10 and sum(info["counts"]["train"].values()) == 1618
+
+
+def test_folder_source_trains(tmp_path):
+    root = make_image_folder(tmp_path / "imgs", classes=3, per_class=15)
+    result = run_cli("train", "--model", "lenet5", "--data", f"folder:{root}", "--epochs", "2",
+                     "--image-size", "28x28", "--channels", "1", "--out", tmp_path / "runs",
+                     "--quiet")
+    run = result.stdout.strip().splitlines()[-1]
+    classes = json.loads((tmp_path / "runs" / run.rsplit("/", 1)[-1] / "classes.json").read_text())
+    assert classes == ["class_0", "class_1", "class_2"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--model", "alexnett"], "unknown model 'alexnett' (did you mean 'alexnet'?)"),
+    (["train", "--data", "mnist:/no/such/folder"], "--data mnist:/no/such/folder: no such file"),
+    (["train", "--epochs", "many"], "argument --epochs: invalid int value"),
+    (["train", "--optimizer", "adamax", "--epochs", "1"], "--optimizer: unknown optimizer 'adamax'"),
+    (["train", "--val-split", "1.5"], "--val-split: must be at least 0 and below 1"),
+    (["train", "--precision", "fp8"], "--precision: must be one of"),
+    (["train", "--set", "optimizer.betas=3"], "optimizer.betas: expected a list"),
+    (["train", "--model", "alexnet-bn", "--image-size", "32x32"], "needs inputs of at least 67x67"),
+    (["train", "--config", "/no/recipe.yaml"], "/no/recipe.yaml: no such file"),
+    (["summary", "lenet5", "--input", "28by28"], "expected HxW or HxWxC"),
+    (["evaluate", "/no/run"], "/no/run: no such run directory"),
+    (["predict", ".", "x.png"], "not a cnnlab run directory"),
+    (["data", "info", "cifar99:/x"], "unknown data source 'cifar99'"),
+])
+def test_user_errors_are_one_line_exit_2(tmp_path, args, needle):
+    result = run_cli(*args, "--out", tmp_path, check=False) if args[0] == "train" else run_cli(*args, check=False, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not list(tmp_path.glob("2*")), "a failed start must leave no run directory"
+
+
+def test_bad_yaml_key(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  name: lenet5\nlearning_rate: 0.1\n")
+    result = run_cli("train", "--config", recipe, check=False)
+    assert result.returncode == 2
+    assert f"{recipe}: unknown key 'learning_rate'; valid keys: model, data" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_on_every_command():
+    for command in (["train"], ["evaluate"], ["predict"], ["models"], ["summary"], ["data"],
+                    ["data", "info"]):
+        assert run_cli(*command, "--help").stdout.startswith("usage: cnnlab")
+
+
+def test_recipe_file_and_resume_cli(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  name: mlp\ndata:\n  spec: digits\n  image_size: [8, 8]\n"
+                      "epochs: 1\noptimizer:\n  name: sgd\n  lr: 0.05\nschedule:\n  name: cosine\n")
+    run = run_cli("train", "--config", recipe, "--out", tmp_path / "runs", "--name", "r",
+                  "--quiet").stdout.strip().splitlines()[-1]
+    saved = (tmp_path / "runs" / "r" / "config.yaml").read_text()
+    assert "name: sgd" in saved and "name: cosine" in saved
+    run_cli("train", "--resume", run, "--epochs", "2", "--quiet")
+    history = json.loads((tmp_path / "runs" / "r" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+
+
+def test_mnist_lenet5_end_to_end(mnist_dir, tmp_path):
+    """The real MNIST files: one epoch of lenet5 on a 20,000-image subset, >95% on the test split."""
+    result = run_cli("train", "--model", "lenet5", "--data", f"mnist:{mnist_dir}", "--epochs", "1",
+                     "--subset", "20000", "--batch-size", "64", "--out", tmp_path, "--name", "mnist")
+    run = tmp_path / "mnist"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["samples"] > 3000
+    assert metrics["test"]["accuracy"] > 0.95, result.stdout
+    test = json.loads(run_cli("evaluate", run, "--split", "test", "--format", "json").stdout)
+    assert test["accuracy"] == pytest.approx(metrics["test"]["accuracy"])

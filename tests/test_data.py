@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from cnnlab.data import Augment, BatchLoader, Split, load_dataset, parse_spec
+from cnnlab.data.images import decode_image
+from cnnlab.data.split import stratified_split, stratified_subset
+from cnnlab.errors import CnnlabError, DataError
+from conftest import make_image_folder, write_idx
+
+
+def make_idx_folder(root, train=60, test=20, compress=True, size=28):
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        suffix = ".gz" if compress else ""
+        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}",
+                  rng.integers(0, 256, (count, size, size)), 2051, compress)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", np.arange(count) % 10, 2049, compress)
+    return root
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_gzip_and_raw(tmp_path, compress):
+    data = load_dataset(f"mnist:{make_idx_folder(tmp_path / 'm', compress=compress)}", val_split=0.2)
+    # 6 per class, round(0.2 * 6) = 1 held out per class
+    assert len(data.splits["train"]) == 50 and len(data.splits["val"]) == 10
+    assert len(data.splits["test"]) == 20
+    assert data.splits["train"].images.shape[1:] == (28, 28, 1)
+    assert data.classes == [str(i) for i in range(10)]
+
+
+def test_idx_bad_magic_and_truncated(tmp_path):
+    root = make_idx_folder(tmp_path / "m")
+    write_idx(root / "train-labels-idx1-ubyte.gz", np.zeros(60), 2051)
+    with pytest.raises(DataError, match="train-labels.*magic 2051, expected 2049"):
+        load_dataset(f"mnist:{root}")
+    root = make_idx_folder(tmp_path / "t")
+    blob = (2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (60, 28, 28)) + b"\0" * 100
+    (root / "train-images-idx3-ubyte.gz").write_bytes(blob)
+    with pytest.raises(DataError, match="truncated IDX"):
+        load_dataset(f"mnist:{root}")
+
+
+def test_idx_missing_file(tmp_path):
+    root = make_idx_folder(tmp_path / "m")
+    (root / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="missing t10k-labels-idx1-ubyte.gz"):
+        load_dataset(f"mnist:{root}")
+
+
+def test_spec_errors():
+    with pytest.raises(CnnlabError, match="unknown data source 'minst'.*did you mean 'mnist'"):
+        parse_spec("minst:/x")
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_dataset("mnist:/definitely/not/here")
+    with pytest.raises(DataError, match="give the local copy as mnist:PATH"):
+        load_dataset("mnist")
+    with pytest.raises(DataError, match="digits: takes no path"):
+        load_dataset("digits:/x")
+
+
+def test_digits_resized_and_three_channels():
+    data = load_dataset("digits", image_size=(28, 28), channels=3, val_split=0.1)
+    assert data.splits["train"].images.shape[1:] == (28, 28, 3)
+    assert data.splits["train"].images.dtype == np.uint8
+    assert len(data.splits["train"]) + len(data.splits["val"]) == 1797
+
+
+def test_folder_classes_sorted_and_bad_files(tmp_path):
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=6)
+    (root / "class_0" / "notes.txt").write_text("not an image")  # ignored
+    (root / "class_0" / "empty.jpg").write_bytes(b"")  # zero-byte
+    (root / "class_1" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    good = np.asarray(Image.open(root / "class_1" / "000.png"))
+    Image.fromarray(good).save(root / "class_1" / "truncated.jpg")
+    data_bytes = (root / "class_1" / "truncated.jpg").read_bytes()
+    (root / "class_1" / "truncated.jpg").write_bytes(data_bytes[: len(data_bytes) // 3])
+    Image.fromarray(good[..., 0]).save(root / "class_1" / "gray.png")
+    Image.fromarray(good).convert("CMYK").save(root / "class_1" / "cmyk.jpg")
+    Image.fromarray(good).convert("RGBA").save(root / "class_1" / "rgba.png")
+    Image.fromarray(good).convert("P").save(root / "class_1" / "palette.gif")
+    (root / "z_empty").mkdir()
+    with (pytest.warns(UserWarning, match="empty class folder"),
+          pytest.raises(DataError, match="class 'z_empty' has no training samples")):
+        load_dataset(f"folder:{root}", (16, 16), val_split=0.2)
+    (root / "z_empty").rmdir()
+    data = load_dataset(f"folder:{root}", (16, 16), val_split=0.2)
+    assert data.classes == ["class_0", "class_1"]
+    assert set(data.unreadable) == {str(root / "class_0" / "empty.jpg"),
+                                    str(root / "class_1" / "corrupt.png"),
+                                    str(root / "class_1" / "truncated.jpg")}
+    total = sum(len(s) for s in data.splits.values())
+    assert total == 6 + 6 + 4  # gray, cmyk, rgba and palette images all decode
+    assert data.splits["train"].images.shape[1:] == (16, 16, 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P", "I;16", "LA", "1"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_decode_any_mode(tmp_path, mode, channels):
+    rgb = Image.fromarray(np.random.default_rng(1).integers(0, 255, (9, 7, 3), dtype=np.uint8))
+    image = rgb.convert("L").convert("I;16") if mode == "I;16" else rgb.convert(mode)
+    path = tmp_path / ("x.tiff" if mode in ("CMYK", "I;16") else "x.png")
+    image.save(path)
+    array = decode_image(path, (5, 4), channels)
+    assert array.shape == (5, 4, channels) and array.dtype == np.uint8
+
+
+def test_folder_with_train_val_test(tmp_path):
+    for split in ("train", "val", "test"):
+        make_image_folder(tmp_path / "d" / split, classes=2, per_class=4)
+    data = load_dataset(f"folder:{tmp_path / 'd'}", (12, 12))
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 8, "val": 8, "test": 8}
+    assert data.splits["val"].ids[0].startswith("val/")
+
+
+def test_recorded_split_is_reproduced(tmp_path):
+    root = make_image_folder(tmp_path / "f", classes=3, per_class=10)
+    first = load_dataset(f"folder:{root}", (12, 12), val_split=0.3, seed=5)
+    again = load_dataset(f"folder:{root}", (12, 12), val_split=0.5, seed=99,
+                         split_ids=first.split_ids())
+    assert again.split_ids() == first.split_ids()
+    np.testing.assert_array_equal(again.splits["val"].images, first.splits["val"].images)
+
+
+labels_strategy = st.lists(st.integers(0, 5), min_size=2, max_size=300).map(np.asarray)
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=labels_strategy, fraction=st.floats(0.0, 0.9), seed=st.integers(0, 2**31))
+def test_split_disjoint_complete_stratified_deterministic(labels, fraction, seed):
+    kept, held = stratified_split(labels, fraction, seed)
+    assert set(kept).isdisjoint(held)
+    assert sorted([*kept, *held]) == list(range(len(labels)))
+    for label in np.unique(labels):
+        count = (labels == label).sum()
+        in_held = (labels[held] == label).sum()
+        assert abs(in_held - fraction * count) <= 1 or count < 2
+        if count >= 2 and fraction > 0:
+            assert 1 <= in_held <= count - 1
+    again = stratified_split(labels, fraction, seed)
+    assert all(np.array_equal(a, b) for a, b in zip((kept, held), again, strict=True))
+
+
+@settings(max_examples=30, deadline=None)
+@given(labels=labels_strategy, size=st.integers(1, 400))
+def test_subset_size(labels, size):
+    subset = stratified_subset(labels, size, 0)
+    assert len(set(subset)) == len(subset)
+    assert abs(len(subset) - min(size, len(labels))) <= len(np.unique(labels))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 9), height=st.integers(4, 20), width=st.integers(4, 20),
+       channels=st.sampled_from([1, 3]), pad=st.integers(0, 3), flip=st.booleans(),
+       seed=st.integers(0, 1000))
+def test_augment_keeps_shape_and_values(n, height, width, channels, pad, flip, seed):
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.randint(0, 256, (n, height, width, channels), dtype=torch.uint8, generator=generator)
+    out = Augment(hflip=flip, pad_crop=min(pad, height - 1, width - 1)).apply(batch, generator)
+    assert out.shape == batch.shape and out.dtype == torch.uint8
+    if not pad:  # flips only permute pixels within each image
+        assert torch.equal(out.flatten(1).sort(1).values, batch.flatten(1).sort(1).values)
+
+
+def test_augment_parse():
+    assert Augment.parse(["hflip", "pad_crop:2"]) == Augment(hflip=True, pad_crop=2)
+    assert Augment.parse(["pad_crop"]).pad_crop == 4
+    with pytest.raises(CnnlabError, match="unknown augmentation 'rotate'"):
+        Augment.parse(["rotate"])
+
+
+def test_loader_normalises_and_is_channels_last():
+    images = np.random.default_rng(0).integers(0, 256, (50, 6, 5, 3), dtype=np.uint8)
+    split = Split(images, np.arange(50) % 3, [str(i) for i in range(50)])
+    mean, std = [0.2, 0.5, 0.7], [0.1, 0.2, 0.3]
+    loader = BatchLoader(split, 16, mean, std)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 4
+    x, y = batches[0]
+    assert x.shape == (16, 3, 6, 5) and x.is_contiguous(memory_format=torch.channels_last)
+    expected = (torch.from_numpy(images[:16]).permute(0, 3, 1, 2).float() / 255
+                - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(x, expected)
+    shuffled = BatchLoader(split, 16, mean, std, shuffle=True, generator=torch.Generator().manual_seed(1))
+    labels = torch.cat([y for _, y in shuffled])
+    assert sorted(labels.tolist()) == sorted(split.labels.tolist())
+
+
+def test_channel_stats():
+    data = load_dataset("digits", val_split=0.0)
+    mean, std = data.channel_stats()
+    pixels = data.splits["train"].images.astype(np.float64) / 255
+    assert mean[0] == pytest.approx(pixels.mean())
+    assert std[0] == pytest.approx(pixels.std())

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.evaluation.metrics import RunningMetrics, classification_metrics
+
+
+def test_running_metrics_by_hand():
+    probs = torch.tensor([[0.7, 0.2, 0.1, 0, 0, 0], [0.1, 0.6, 0.3, 0, 0, 0], [0.2, 0.5, 0.3, 0, 0, 0]])
+    labels = torch.tensor([0, 2, 2])
+    metrics = RunningMetrics(6)
+    metrics.update(torch.tensor(0.5), probs[:2], labels[:2])
+    metrics.update(torch.tensor(2.0), probs[2:], labels[2:])
+    result = metrics.compute()
+    assert result["loss"] == pytest.approx((0.5 * 2 + 2.0) / 3)
+    assert result["accuracy"] == pytest.approx(1 / 3)
+    assert result["top5_accuracy"] == pytest.approx(1.0)
+    squared = [(0.09 + 0.04 + 0.01) / 6, (0.01 + 0.36 + 0.49) / 6, (0.04 + 0.25 + 0.49) / 6]
+    assert result["mse"] == pytest.approx(sum(squared) / 3)
+    small = RunningMetrics(3)
+    small.update(torch.tensor(1.0), probs[:, :3], labels)
+    assert "top5_accuracy" not in small.compute()
+
+
+def test_report_with_never_predicted_and_absent_classes():
+    # classes: a, b, c, d; d never occurs; c occurs but is never predicted
+    labels = np.array([0, 0, 1, 1, 2])
+    predicted = np.array([0, 1, 1, 1, 0])
+    probs = np.full((5, 4), 0.05)
+    probs[np.arange(5), predicted] = 0.85
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = classification_metrics(probs, labels, ["a", "b", "c", "d"])
+    per_class = report["per_class"]
+    assert per_class["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert per_class["b"]["precision"] == pytest.approx(2 / 3) and per_class["b"]["recall"] == 1.0
+    assert per_class["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert per_class["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    f1_b = 2 * (2 / 3) / (2 / 3 + 1)
+    assert report["averages"]["macro"]["f1"] == pytest.approx((0.5 + f1_b) / 4)
+    assert report["averages"]["weighted"]["f1"] == pytest.approx((0.5 * 2 + f1_b * 2) / 5)
+    assert report["confusion_matrix"] == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    auc = report["roc_auc"]
+    assert auc["per_class"][3] is None  # undefined for a class absent from the split
+    assert auc["macro"] == pytest.approx(np.mean([a for a in auc["per_class"] if a is not None]))
+    assert 0.0 <= auc["micro"] <= 1.0

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from cnnlab import api
+from cnnlab.config import ScheduleConfig
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import load_run
+from cnnlab.training.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.training.losses import Loss
+from cnnlab.training.monitor import Monitor
+from cnnlab.training.schedules import LRSchedule
+from cnnlab.training.trainer import TrainingDiverged
+
+
+def schedule(name, steps_per_epoch=10, epochs=10, base=0.1, **kw):
+    return LRSchedule(ScheduleConfig(name=name, **kw), base, steps_per_epoch, epochs)
+
+
+def test_exponential_decay_matches_keras_formula():
+    # keras.optimizers.schedules.ExponentialDecay(1e-4, decay_steps=60, decay_rate=0.96, staircase=...)
+    smooth = schedule("exponential", base=1e-4, decay_steps=60, decay_rate=0.96)
+    stairs = schedule("exponential", base=1e-4, decay_steps=60, decay_rate=0.96, staircase=True)
+    for step in (0, 1, 30, 59, 60, 61, 125, 1000):
+        assert smooth.lr_at(step) == pytest.approx(1e-4 * 0.96 ** (step / 60), rel=1e-12)
+        assert stairs.lr_at(step) == pytest.approx(1e-4 * 0.96 ** (step // 60), rel=1e-12)
+    assert stairs.lr_at(59) == 1e-4 and stairs.lr_at(60) == pytest.approx(0.96e-4)
+
+
+def test_step_multistep_cosine_constant():
+    step = schedule("step", step_size=3, gamma=0.5)
+    assert [step.lr_at(e * 10) for e in range(7)] == pytest.approx([0.1] * 3 + [0.05] * 3 + [0.025])
+    multi = schedule("multistep", milestones=[2, 5], gamma=0.1)
+    assert [multi.lr_at(e * 10) for e in (0, 1, 2, 4, 5, 9)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    cosine = schedule("cosine", min_lr=0.001)
+    assert cosine.lr_at(0) == pytest.approx(0.1)
+    assert cosine.lr_at(50) == pytest.approx(0.001 + 0.099 * 0.5)
+    assert cosine.lr_at(100) == pytest.approx(0.001)
+    assert schedule("constant").lr_at(12345) == 0.1
+
+
+def test_warmup_in_front_of_any_schedule():
+    warm = schedule("cosine", warmup_epochs=1)
+    assert [warm.lr_at(s) for s in (0, 4, 9)] == pytest.approx([0.01, 0.05, 0.1])
+    assert warm.lr_at(10) == pytest.approx(0.1)  # cosine starts after the warm-up
+    assert warm.lr_at(100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_reduce_on_plateau_divides_by_ten():
+    plateau = schedule("plateau", patience=2, factor=0.1, monitor="val_loss", min_delta=0.0)
+    losses = [1.0, 0.9, 0.95, 0.92, 0.91, 0.93, 0.5]
+    rates = []
+    for value in losses:
+        plateau.epoch_end({"val_loss": value})
+        rates.append(plateau.lr_at(0))
+    assert rates == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    state = plateau.state_dict()
+    fresh = schedule("plateau", patience=2, factor=0.1)
+    fresh.load_state_dict(state)
+    assert fresh.lr_at(0) == pytest.approx(0.001)
+
+
+def test_schedule_errors():
+    with pytest.raises(CnnlabError, match="unknown schedule 'linear'"):
+        schedule("linear")
+
+
+def test_monitor_modes():
+    assert Monitor("val_accuracy").mode == "max" and Monitor("val_loss").mode == "min"
+    monitor = Monitor("val_loss", min_delta=0.1)
+    assert monitor.update(1.0) and not monitor.update(0.95) and monitor.update(0.85)
+    with pytest.raises(CnnlabError, match="monitor 'val_acc' is not a logged metric"):
+        Monitor("val_acc").value({"val_accuracy": 1.0})
+
+
+def test_losses_agree_and_fit_labels():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(8, 4), torch.randint(0, 4, (8,))
+    sparse = Loss("sparse_ce", 4, label_smoothing=0.1)(logits, labels)
+    categorical = Loss("categorical_ce", 4, label_smoothing=0.1)(logits, labels)
+    one_hot = Loss("categorical_ce", 4, label_smoothing=0.1)(logits, torch.eye(4)[labels])
+    torch.testing.assert_close(sparse, categorical)
+    torch.testing.assert_close(sparse, one_hot)
+    with pytest.raises(CnnlabError, match="sparse_ce: needs integer class labels"):
+        Loss("sparse_ce", 4)(logits, torch.eye(4)[labels])
+    with pytest.raises(CnnlabError, match="binary_ce: fits two classes.*10 classes"):
+        Loss("binary_ce", 10)
+    with pytest.raises(CnnlabError, match="label rows must have 4 columns"):
+        Loss("categorical_ce", 4)(logits, torch.ones(8, 3))
+
+
+def test_binary_two_class_and_multilabel():
+    binary = Loss("binary_ce", 2)
+    assert binary.outputs == 1
+    logit = torch.tensor([[0.0], [2.0]])
+    probs = binary.probabilities(logit)
+    torch.testing.assert_close(probs[1], torch.tensor([1 - torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(2.0))]))
+    expected = -(math.log(0.5) + math.log(torch.sigmoid(torch.tensor(2.0)).item())) / 2
+    assert binary(logit, torch.tensor([1, 1])).item() == pytest.approx(expected, rel=1e-6)
+    multi = Loss("binary_ce", 3, multilabel=True)
+    assert multi.outputs == 3
+    assert multi(torch.zeros(2, 3), torch.tensor([[1.0, 0, 1], [0, 0, 1]])).item() == pytest.approx(math.log(2))
+
+
+class FakeRun:
+    def __init__(self):
+        self.saved, self.lines = {}, []
+
+    def log(self, message):
+        self.lines.append(message)
+
+    def save_checkpoint(self, name, payload):
+        self.saved[name] = payload
+
+
+def fake_trainer():
+    model = torch.nn.Linear(2, 1)
+    trainer = SimpleNamespace(model=model, run=FakeRun(), stop_training=False)
+    trainer.model_checkpoint = lambda epoch, logs: {"epoch": epoch + 1, "state_dict": {
+        k: v.clone() for k, v in model.state_dict().items()}}
+    return trainer
+
+
+def test_early_stopping_restores_best_even_without_triggering():
+    trainer = fake_trainer()
+    stopper = EarlyStopping("val_loss", patience=10)
+    for epoch, loss in enumerate([0.5, 0.3, 0.4]):
+        torch.nn.init.constant_(trainer.model.weight, float(epoch))
+        stopper.on_epoch_end(trainer, epoch, {"val_loss": loss})
+    assert not trainer.stop_training
+    stopper.on_train_end(trainer)
+    assert torch.all(trainer.model.weight == 1.0)  # epoch 2's weights
+
+
+def test_early_stopping_stops_after_patience():
+    trainer = fake_trainer()
+    stopper = EarlyStopping("val_accuracy", patience=2, min_delta=0.01)
+    for epoch, acc in enumerate([0.5, 0.6, 0.605, 0.6]):
+        stopper.on_epoch_end(trainer, epoch, {"val_accuracy": acc})
+    assert trainer.stop_training and stopper.stopped_epoch == 3
+
+
+def test_checkpoint_keeps_best_epoch():
+    trainer = fake_trainer()
+    checkpoint = ModelCheckpoint("val_accuracy")
+    for epoch, acc in enumerate([0.5, 0.8, 0.7]):
+        checkpoint.on_epoch_end(trainer, epoch, {"val_accuracy": acc})
+    assert trainer.run.saved["best.pt"]["epoch"] == 2
+
+
+class InterruptAfter(Callback):
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+def quick(tmp_path, name, **kw):
+    options = dict(model="mlp", data="digits", epochs=3, batch_size=32, out=str(tmp_path), name=name,
+                   augment=["hflip"], image_size=[8, 8], quiet=True, seed=3,
+                   schedule="exponential", schedule__decay_steps=20)
+    options.update(kw)
+    return api.train(**options)
+
+
+def test_resume_is_exact(tmp_path):
+    straight = quick(tmp_path, "straight")
+    with pytest.raises(KeyboardInterrupt):
+        quick(tmp_path, "interrupted", callbacks=[InterruptAfter(1)])
+    assert len(load_run(tmp_path / "interrupted").history) == 1
+    resumed = api.resume(tmp_path / "interrupted", quiet=True)
+    drop = {"seconds", "images_per_second"}
+    strip = lambda h: [{k: v for k, v in row.items() if k not in drop} for row in h]  # noqa: E731
+    assert len(resumed.history) == 3
+    for a, b in zip(strip(straight.history), strip(resumed.history), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    final_a = load_checkpoint(straight.path / "last.pt")["state_dict"]
+    final_b = load_checkpoint(resumed.path / "last.pt")["state_dict"]
+    for key in final_a:
+        torch.testing.assert_close(final_a[key], final_b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_best_checkpoint_and_metrics(tmp_path):
+    run = quick(tmp_path, "best", epochs=4)
+    accuracies = [row["val_accuracy"] for row in run.history]
+    best_epoch = accuracies.index(max(accuracies)) + 1
+    assert load_checkpoint(run.path / "best.pt")["epoch"] == best_epoch
+    assert run.metrics["epoch"] == best_epoch
+    assert run.metrics["val"]["accuracy"] == pytest.approx(max(accuracies))
+    for name in ("config.yaml", "history.csv", "history.json", "best.pt", "last.pt", "classes.json",
+                 "split.json", "summary.txt", "metrics.json", "train.log", "predictions-val.csv"):
+        assert (run.path / name).is_file(), name
+    header = (run.path / "history.csv").read_text().splitlines()[0].split(",")
+    for column in ("loss", "accuracy", "top5_accuracy", "mse", "val_loss", "val_accuracy",
+                   "val_top5_accuracy", "val_mse", "lr", "seconds", "images_per_second"):
+        assert column in header
+
+
+class Explode(Callback):
+    def on_epoch_end(self, trainer, epoch, logs):
+        trainer.schedule.base_lr = 1e30
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) in epoch 2.*last good checkpoint.*epoch 1"):
+        quick(tmp_path, "nan", optimizer="sgd", callbacks=[Explode()])
+    assert load_checkpoint(tmp_path / "nan" / "last.pt")["epoch"] == 1
+
+
+def test_early_stopping_in_a_run(tmp_path):
+    run = quick(tmp_path, "es", epochs=30, lr=1e-6, early_stopping__patience=1,
+                early_stopping__min_delta=10.0)
+    assert len(run.history) == 2  # nothing improves by 10: stops after patience 1
+
+
+def test_repeatable_with_seed(tmp_path):
+    a = quick(tmp_path, "a", epochs=1)
+    b = quick(tmp_path, "b", epochs=1)
+    assert a.history[0]["loss"] == b.history[0]["loss"]
