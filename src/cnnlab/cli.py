@@ -11,6 +11,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import launcher
 from .errors import CnnlabError
@@ -104,6 +105,16 @@ def build_parser() -> Parser:
     summary.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                          help="model option, e.g. --set groups=1")
     summary.add_argument("--format", default="table", choices=("table", "json"))
+
+    compare = commands.add_parser("compare", help="overlay the curves of several runs")
+    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare.add_argument("--out", default="compare.html", help="HTML file (a PNG is written beside it)")
+
+    export = commands.add_parser("export", help="export a run's best model")
+    export.add_argument("run", metavar="RUN")
+    export.add_argument("--format", default="onnx", choices=("onnx",))
+    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--out", help="file to write (default RUN/model.onnx)")
 
     data = commands.add_parser("data", help="inspect data sources")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=Parser,
@@ -265,7 +276,21 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .reports import compare
+
+    print(compare(args.runs, Path(args.out)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .models.export import export_onnx
+
+    print(export_onnx(args.run, args.out, args.opset))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "export": cmd_export, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "models": cmd_models, "summary": cmd_summary, "data": cmd_data}
 
 

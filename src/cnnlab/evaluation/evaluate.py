@@ -71,7 +71,7 @@ def evaluate_run(run_path, data: str | None = None, split: str = "val",
     split; another SPEC is split with the run's val_split and seed."""
     import json
 
-    from .. import runs
+    from .. import reports, runs
     from ..data import load_dataset
     from ..errors import DataError
     from ..training.device import configure_threads, resolve_device, resolve_precision
@@ -108,4 +108,7 @@ def evaluate_run(run_path, data: str | None = None, split: str = "val",
     stored = dict(run.metrics)
     stored[split] = metrics
     runs_dir.write_json(runs.METRICS, stored)
+    part = dataset.splits[split]
+    reports.split_pictures(run.path, split, part.images, part.labels, probs, metrics, run.classes)
+    reports.write_report(run.path)
     return metrics

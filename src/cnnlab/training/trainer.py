@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .. import runs
+from .. import reports, runs
 from ..config import TrainConfig
 from ..data import Augment, BatchLoader, Dataset, load_dataset
 from ..errors import CnnlabError, ConfigError
@@ -288,6 +288,7 @@ def write_run_files(run: runs.RunDirectory, config: TrainConfig, dataset: Datase
     run.write_json(runs.SPLIT, dataset.split_ids())
     summary = summarize(model, (*image_size, dataset.channels), config.model.name)
     run.write_text(runs.SUMMARY, summary.table() + "\n")
+    run.write_json("summary.json", summary.to_dict())
     run.write_json("data.json", {
         "spec": dataset.spec, "classes": dataset.classes, "image_size": list(dataset.image_size),
         "channels": dataset.channels,
@@ -299,22 +300,31 @@ def write_run_files(run: runs.RunDirectory, config: TrainConfig, dataset: Datase
 
 
 def final_evaluation(trainer: Trainer) -> None:
-    """Evaluate the best checkpoint on validation and test; write metrics.json and predictions."""
+    """Evaluate the best checkpoint on validation and test; write metrics.json, predictions,
+    the pictures and report.html."""
     run = trainer.run
+    dataset = trainer.dataset
     best = load_checkpoint(run.file(runs.BEST))
     trainer.model.load_state_dict(best["state_dict"])
     results = {"checkpoint": runs.BEST, "epoch": best["epoch"]}
     for split in ("val", "test"):
         if split not in trainer.dataset.splits:
             continue
-        metrics, probs = evaluate_split(trainer.model, trainer.dataset.splits[split],
-                                        trainer.eval_loader(split), trainer.loss,
-                                        trainer.dataset.classes, trainer.device, trainer.precision)
+        part = dataset.splits[split]
+        metrics, probs = evaluate_split(trainer.model, part, trainer.eval_loader(split), trainer.loss,
+                                        dataset.classes, trainer.device, trainer.precision)
         results[split] = metrics
-        run.write_text(f"predictions-{split}.csv",
-                       predictions_csv(trainer.dataset.splits[split], probs, trainer.dataset.classes))
+        run.write_text(f"predictions-{split}.csv", predictions_csv(part, probs, dataset.classes))
+        if run.main_process:
+            reports.split_pictures(run.path, split, part.images, part.labels, probs, metrics,
+                                   dataset.classes)
         summary = f"{split}: accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"
         if "top5_accuracy" in metrics:
             summary += f", top-5 {metrics['top5_accuracy']:.4f}"
         run.log(f"best epoch {best['epoch']} on {summary}")
     run.write_json(runs.METRICS, results)
+    if run.main_process:
+        train = dataset.splits["train"]
+        reports.run_pictures(run.path, trainer.history, best["epoch"], train.images, train.labels,
+                             dataset.classes)
+        run.log(f"report: {reports.write_report(run.path)}")

@@ -1,0 +1,169 @@
+"""The pictures the tutorials draw by hand, drawn for every run (matplotlib, Agg, PNG)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from ..io import write_atomic  # noqa: E402
+
+NUMBERS_UP_TO = 30
+"""Confusion matrices with more classes than this show colours only."""
+
+
+def save_figure(figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def training_curves(histories: dict[str, list[dict]], path: Path, best_epoch: int | None = None,
+                    metrics: Sequence[str] = ("accuracy", "loss")) -> Path:
+    """Train (dashed) against validation (solid) per metric; with several runs, one colour each."""
+    figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
+    single = len(histories) == 1
+    for axis, metric in zip(axes[0], metrics, strict=True):
+        for index, (name, history) in enumerate(histories.items()):
+            colour = f"C{index}"
+            epochs = [row["epoch"] for row in history]
+            for prefix, style, label in (("", "--", "train"), ("val_", "-", "validation")):
+                values = [row.get(prefix + metric) for row in history]
+                if all(v is None for v in values):
+                    continue
+                if single:
+                    colour = "C0" if prefix == "" else "C1"
+                axis.plot(epochs, values, style, color=colour, marker="o", markersize=3,
+                          label=label if single else f"{name} ({label})")
+        if best_epoch is not None:
+            axis.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.set_title(metric.replace("_", " "))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def confusion_matrix(matrix: np.ndarray, classes: list[str], path: Path, normalize: bool) -> Path:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if normalize:
+        totals = matrix.sum(1, keepdims=True)
+        matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    count = len(classes)
+    side = min(max(5.0, 0.32 * count + 2), 30.0)
+    figure, axis = plt.subplots(figsize=(side + 1.5, side))
+    image = axis.imshow(matrix, cmap="Blues", interpolation="nearest",
+                        vmin=0, vmax=1 if normalize else None)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    font = max(4, min(10, int(300 / max(count, 1))))
+    axis.set_xticks(range(count), classes, rotation=90, fontsize=font)
+    axis.set_yticks(range(count), classes, fontsize=font)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
+    if count <= NUMBERS_UP_TO:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (row, col), value in np.ndenumerate(matrix):
+            text = f"{value:.2f}" if normalize else f"{int(value)}"
+            axis.text(col, row, text, ha="center", va="center", fontsize=max(5, font - 1),
+                      color="white" if value > threshold else "black")
+    return save_figure(figure, path)
+
+
+def roc_curves(probs: np.ndarray, labels: np.ndarray, classes: list[str], auc: dict, path: Path,
+               worst: int = 5) -> Path:
+    """Micro and macro averages and the classes with the lowest AUC."""
+    count = len(classes)
+    one_hot = np.eye(count)[labels]
+    figure, axis = plt.subplots(figsize=(6.5, 6))
+    grid = np.linspace(0, 1, 201)
+    curves = {}
+    for c in range(count):
+        if auc["per_class"][c] is not None:
+            fpr, tpr, _ = roc_curve(one_hot[:, c], probs[:, c])
+            curves[c] = (fpr, tpr)
+    if auc["micro"] is not None:
+        fpr, tpr, _ = roc_curve(one_hot.ravel(), probs.ravel())
+        axis.plot(fpr, tpr, color="black", linewidth=2, label=f"micro average (AUC {auc['micro']:.3f})")
+    if curves:
+        mean_tpr = np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves.values()], axis=0)
+        axis.plot(grid, mean_tpr, color="C3", linewidth=2, linestyle="--",
+                  label=f"macro average (AUC {auc['macro']:.3f})")
+        shown = sorted(curves, key=lambda c: auc["per_class"][c])[:worst]
+        for c in shown:
+            fpr, tpr = curves[c]
+            axis.plot(fpr, tpr, linewidth=1, alpha=0.8,
+                      label=f"{classes[c]} (AUC {auc['per_class'][c]:.3f})")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate")
+    axis.set_title(f"ROC, one-vs-rest (lowest {min(worst, len(curves))} classes shown)")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3)
+    return save_figure(figure, path)
+
+
+def image_grid(images: np.ndarray, titles: list[str], path: Path, colours: list[str] | None = None,
+               columns: int = 8, title: str | None = None) -> Path:
+    """Images (N, H, W, C) uint8 in a grid, each with its title."""
+    count = max(len(images), 1)
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.15 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= len(images):
+            continue
+        image = images[index]
+        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image,
+                    cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255)
+        axis.set_title(titles[index], fontsize=7, color=(colours or ["black"] * len(images))[index])
+    if title:
+        figure.suptitle(title, fontsize=10)
+    if not len(images):
+        axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center")
+    return save_figure(figure, path)
+
+
+def prediction_grid(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str],
+                    path: Path, mistakes_only: bool = False, count: int = 32, seed: int = 0) -> Path:
+    """A sample of predictions (true / predicted / probability; mistakes in red), or the most
+    confident mistakes."""
+    predicted = probs.argmax(1)
+    confidence = probs[np.arange(len(probs)), predicted]
+    if mistakes_only:
+        wrong = np.flatnonzero(predicted != labels)
+        chosen = wrong[np.argsort(-confidence[wrong])][:count]
+        title = f"most confident mistakes ({len(wrong)} mistakes in {len(labels)})"
+    else:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(len(labels), size=min(count, len(labels)), replace=False))
+        title = "sample predictions (true / predicted, probability; mistakes in red)"
+    titles = [f"{classes[labels[i]][:12]} / {classes[predicted[i]][:12]}\n{confidence[i]:.2f}" for i in chosen]
+    colours = ["black" if predicted[i] == labels[i] else "red" for i in chosen]
+    return image_grid(images[chosen], titles, path, colours, title=title)
+
+
+def data_preview(images: np.ndarray, labels: np.ndarray, classes: list[str], path: Path,
+                 per_class: int = 4, max_classes: int = 16, seed: int = 0) -> Path:
+    """A few training images of each class (up to ``max_classes`` classes), titled by class."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in range(min(len(classes), max_classes)):
+        members = np.flatnonzero(labels == c)
+        picked += list(rng.choice(members, size=min(per_class, len(members)), replace=False))
+    picked = np.asarray(picked, dtype=np.int64)
+    return image_grid(images[picked], [classes[labels[i]][:16] for i in picked], path,
+                      columns=per_class * 2 if per_class * 2 <= 8 else 8, title="data preview")

@@ -1,0 +1,119 @@
+"""Reports: pictures, the self-contained HTML (rendered in headless Chromium where it is
+installed), comparison of runs and ONNX export parity."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab import api
+from cnnlab.data import BatchLoader, load_dataset
+from conftest import run_cli
+
+PICTURES = ["curves.png", "preview.png", "confusion-val.png", "confusion-val-normalized.png",
+            "roc-val.png", "samples-val.png", "mistakes-val.png"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    cnn = api.train(model="lenet5", data="digits", epochs=2, out=str(out), name="cnn", quiet=True)
+    mlp = api.train(model="mlp", data="digits", epochs=2, out=str(out), name="mlp", quiet=True,
+                    image_size=[28, 28])
+    return cnn, mlp
+
+
+def test_every_picture_is_a_real_image(two_runs):
+    run = two_runs[0]
+    for name in PICTURES:
+        with Image.open(run.path / name) as image:
+            image.verify()
+        with Image.open(run.path / name) as image:
+            assert image.width >= 300 and image.height >= 250, name
+
+
+def test_report_is_self_contained(two_runs):
+    text = (two_runs[0].path / "report.html").read_text()
+    for section in ("data", "metrics", "curves", "split-val", "model", "config", "per-class-val"):
+        assert f'id="{section}"' in text
+    assert text.count("data:image/png;base64,") == len(PICTURES)
+    assert not re.search(r'(src|href)="(https?:)?//', text), "no external resources"
+
+
+def test_confusion_matrix_for_many_classes(tmp_path):
+    from cnnlab.reports import plots
+
+    classes = [f"class-{i:03d}" for i in range(120)]
+    matrix = np.random.default_rng(0).integers(0, 20, (120, 120))
+    path = plots.confusion_matrix(matrix, classes, tmp_path / "cm.png", normalize=True)
+    with Image.open(path) as image:
+        assert image.width > 1000
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("Chromium is not installed (make system-deps installs Debian's chromium where apt works)")
+
+
+def test_report_renders_in_chromium(two_runs, tmp_path):
+    browser = chromium()
+    report = two_runs[0].path / "report.html"
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert 'data-ready="1"' in dom.stdout, dom.stderr[-2000:]  # the inline script ran to the end
+    for section in ("Metrics", "Training curves", "Val split", "Model", "Config"):
+        assert f">{section}</h2>" in dom.stdout
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, "--window-size=1280,2400", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=120)
+    with Image.open(shot) as image:
+        assert image.size == (1280, 2400)
+
+
+def test_compare_two_runs(two_runs, tmp_path):
+    out = tmp_path / "compare.html"
+    run_cli("compare", two_runs[0].path, two_runs[1].path, "--out", out)
+    text = out.read_text()
+    assert "cnn" in text and "mlp" in text and text.count("<tr>") == 3
+    with Image.open(out.with_suffix(".png")) as image:
+        assert image.width > 1000
+
+
+def test_evaluate_writes_pictures_for_its_split(tmp_path, mnist_dir):
+    run = api.train(model="lenet5", data=f"mnist:{mnist_dir}", epochs=1, subset=3000,
+                    out=str(tmp_path), name="m", quiet=True)
+    assert (run.path / "confusion-test.png").is_file()
+    api.evaluate(run, split="test")
+    assert "split-test" in (run.path / "report.html").read_text()
+
+
+def test_onnx_export_parity(two_runs, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    run = two_runs[0]
+    path = run_cli("export", run.path, "--out", tmp_path / "m.onnx").stdout.strip()
+    session = ort.InferenceSession(path)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["classes"]) == run.classes
+    model, checkpoint = run.load_model()
+    prep = checkpoint["preprocessing"]
+    data = load_dataset("digits", prep["image_size"], 1, val_split=0.1)
+    images, _ = next(iter(BatchLoader(data.splits["val"], 37, prep["mean"], prep["std"])))
+    expected = model(images).detach().numpy()
+    got = session.run(None, {"images": images.contiguous().numpy()})[0]
+    assert got.shape == (37, 10)  # a batch size the export never saw: the axis is dynamic
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert torch.equal(torch.from_numpy(got).argmax(1), torch.from_numpy(expected).argmax(1))
