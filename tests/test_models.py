@@ -163,7 +163,7 @@ def test_alexnet_towers_and_paper_init():
     assert gpu0["4"] == slice(0, 128) and gpu1["4"] == slice(128, 256)
     convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
     assert [float(c.bias.detach().mean()) for c in convs] == [0.0, 1.0, 0.0, 1.0, 1.0]
-    assert abs(float(convs[0].weight.std()) - 0.01) < 0.001
+    assert abs(float(convs[0].weight.detach().std()) - 0.01) < 0.001
     assert len(towers(create_model("alexnet", groups=1))) == 1
 
 

@@ -72,6 +72,10 @@ def build_parser() -> Parser:
     train.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")
     train.add_argument("--freeze-base", action="store_true", default=None,
                        help="vgg16-transfer: freeze the convolutional base")
+    train.add_argument("--unfreeze-after", type=int, metavar="EPOCHS",
+                       help="with --freeze-base: train the base too after EPOCHS epochs")
+    train.add_argument("--base-lr-scale", type=float, metavar="F",
+                       help="learning rate of the convolutional base relative to the head")
     train.add_argument("--seed", type=int)
     train.add_argument("--precision", help="auto, bf16 or fp32")
     train.add_argument("--device", help="auto, cpu or cuda")
@@ -157,6 +161,7 @@ def train_config(args: argparse.Namespace):
         "data.channels": args.channels, "data.augment": args.augment,
         "model.weights": args.weights, "model.options.init": args.init,
         "model.options.groups": args.groups, "model.options.freeze_base": args.freeze_base,
+        "model.unfreeze_after": args.unfreeze_after, "model.base_lr_scale": args.base_lr_scale,
         "seed": args.seed, "precision": args.precision, "device": args.device, "out": args.out,
         "name": args.name,
     }

@@ -38,6 +38,10 @@ class ModelConfig:
     """Builder keyword arguments, e.g. ``{groups: 1, init: paper}`` for alexnet."""
     weights: str | None = None
     """A state dict or a run's checkpoint to start from."""
+    unfreeze_after: int | None = None
+    """Epochs after which a frozen convolutional base (freeze_base) starts training too."""
+    base_lr_scale: float = 1.0
+    """Learning rate of the convolutional base relative to the head (e.g. 0.1 for fine-tuning)."""
 
 
 @dataclass

@@ -21,6 +21,9 @@ class Callback:
 
     def on_train_end(self, trainer: Trainer) -> None: ...
 
+    def before_restore(self, trainer: Trainer, epochs_done: int) -> None:
+        """Put the model in the shape it had after ``epochs_done`` epochs, before resuming."""
+
     def state_dict(self) -> dict:
         return {}
 
@@ -86,6 +89,23 @@ class ModelCheckpoint(Callback):
 
     def load_state_dict(self, state):
         self.monitor.load_state_dict(state["monitor"])
+
+
+class UnfreezeBase(Callback):
+    """Fine-tuning: train only the head while the base is frozen, then from epoch
+    ``after + 1`` on train the base too (at the optimizer group's ``lr_scale``)."""
+
+    def __init__(self, after: int):
+        self.after = after
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch + 1 == self.after:
+            trainer.model.freeze_features(False)
+            trainer.run.log(f"unfroze the convolutional base after epoch {epoch + 1}")
+
+    def before_restore(self, trainer, epochs_done):
+        if epochs_done >= self.after:
+            trainer.model.freeze_features(False)
 
 
 class TensorBoard(Callback):

@@ -12,9 +12,21 @@ from ..errors import ConfigError
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
-def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter],
+def param_groups(model: torch.nn.Module, base_lr_scale: float = 1.0) -> list[dict]:
+    """The convolutional base and the rest as two groups, frozen parameters included (they get
+    no gradient, so no update, until they are unfrozen), so that unfreezing needs no new
+    optimizer and a resumed run finds the same groups. ``lr_scale`` multiplies the schedule."""
+    base = list(model.features.parameters()) if hasattr(model, "features") else []
+    ids = {id(p) for p in base}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if base:
+        groups.append({"params": base, "lr_scale": base_lr_scale})
+    return groups
+
+
+def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter] | list[dict],
                     device: torch.device) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
     if cfg.lr <= 0:
         raise ConfigError(f"--lr: must be positive; got {cfg.lr}")
     # the fused kernels do the whole update in one pass over the parameters

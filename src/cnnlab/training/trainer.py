@@ -18,11 +18,11 @@ from ..evaluation.evaluate import evaluate_split, predict_logits, predictions_cs
 from ..evaluation.metrics import RunningMetrics
 from ..models import MODELS, create_model, summarize
 from ..models.weights import CHECKPOINT_FORMAT, load_weights, model_spec
-from .callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorBoard
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorBoard, UnfreezeBase
 from .checkpoint import load_checkpoint, rng_state, seed_everything, set_rng_state
 from .device import autocast, configure_threads, resolve_device, resolve_precision
 from .losses import Loss
-from .optim import build_optimizer
+from .optim import build_optimizer, param_groups
 from .schedules import LRSchedule
 
 
@@ -77,6 +77,10 @@ class Trainer:
             callbacks.append(EarlyStopping(
                 self._monitor_name(es.monitor, "early_stopping.monitor"), es.patience, es.mode,
                 es.min_delta, es.restore_best_weights))
+        if cfg.model.unfreeze_after is not None:
+            if not hasattr(self.model, "freeze_features"):
+                raise ConfigError(f"model.unfreeze_after: {cfg.model.name} has no convolutional base")
+            callbacks.append(UnfreezeBase(cfg.model.unfreeze_after))
         if cfg.tensorboard:
             try:
                 callbacks.append(TensorBoard(self.run.file("tensorboard")))
@@ -115,6 +119,8 @@ class Trainer:
         }
 
     def restore(self, state: dict) -> None:
+        for callback in self.builtin:
+            callback.before_restore(self, state["epoch"])
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -167,7 +173,7 @@ class Trainer:
             for images, labels in loader:
                 lr = self.schedule.lr_at(self.step)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 images = images.to(self.device, non_blocking=True)
                 labels = labels.to(self.device, non_blocking=True)
                 with autocast(self.device, self.precision):
@@ -242,7 +248,10 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     model = create_model(config.model.name, loss.outputs, dataset.channels, image_size,
                          **config.model.options)
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optimizer, model.parameters(), device)
+    if config.model.base_lr_scale <= 0:
+        raise ConfigError(f"model.base_lr_scale: must be positive; got {config.model.base_lr_scale}")
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config.model.base_lr_scale),
+                                device)
     steps_per_epoch = math.ceil(len(dataset.splits["train"]) / config.batch_size)
     schedule = LRSchedule(config.schedule, config.optimizer.lr, steps_per_epoch, config.epochs)
     augment = Augment.parse(config.data.augment)
