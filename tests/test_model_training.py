@@ -7,10 +7,10 @@ import json
 import re
 
 import pytest
-from conftest import run_cli
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import MODELS, create_model
+from conftest import run_cli
 
 FAST = {"lenet5", "mlp", "simple-cnn"}
 

@@ -65,6 +65,10 @@ def build_parser() -> Parser:
     train.add_argument("--image-size", type=size_arg, metavar="HxW",
                        help="decode images at this size (default: the model's input size)")
     train.add_argument("--channels", type=int, choices=(1, 3))
+    train.add_argument("--label-mode", choices=("fine", "coarse"), help="cifar100 labels")
+    train.add_argument("--roi-crop", action="store_true", default=None,
+                       help="gtsrb: crop each image to its annotated sign box")
+    train.add_argument("--categories", help="caltech256: the first N categories, or names a,b,c")
     train.add_argument("--augment", action="append", metavar="NAME",
                        help="hflip or pad_crop[:PIXELS]; repeat for several")
     train.add_argument("--weights", help="start from a state dict or a run's best.pt")
@@ -127,6 +131,8 @@ def build_parser() -> Parser:
     info.add_argument("spec", metavar="SPEC")
     info.add_argument("--val-split", type=float, default=0.1)
     info.add_argument("--seed", type=int, default=0)
+    info.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                      help="source option, e.g. --set label_mode=coarse")
     info.add_argument("--format", default="table", choices=("table", "json"))
     return parser
 
@@ -159,6 +165,8 @@ def train_config(args: argparse.Namespace):
         "early_stopping.patience": args.early_stopping, "data.val_split": args.val_split,
         "data.subset": args.subset, "data.image_size": args.image_size and args.image_size[:2],
         "data.channels": args.channels, "data.augment": args.augment,
+        "data.options.label_mode": args.label_mode, "data.options.roi_crop": args.roi_crop,
+        "data.options.categories": args.categories and category_arg(args.categories),
         "model.weights": args.weights, "model.options.init": args.init,
         "model.options.groups": args.groups, "model.options.freeze_base": args.freeze_base,
         "model.unfreeze_after": args.unfreeze_after, "model.base_lr_scale": args.base_lr_scale,
@@ -168,6 +176,10 @@ def train_config(args: argparse.Namespace):
     overrides = {key: value for key, value in flags.items() if value is not None}
     overrides.update(parse_override(item) for item in args.set)
     return config.with_overrides(overrides, source="option") if overrides else config
+
+
+def category_arg(text: str) -> int | list[str]:
+    return int(text) if text.isdigit() else [part.strip() for part in text.split(",") if part.strip()]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -263,9 +275,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    from .config import parse_override
     from .data.inspect import describe
 
-    report = describe(args.spec, args.val_split, args.seed)
+    options = dict(parse_override(item) for item in args.set)
+    report = describe(args.spec, args.val_split, args.seed, options=options)
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0

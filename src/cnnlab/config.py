@@ -29,6 +29,9 @@ class DataConfig:
     """Batch augmentations, e.g. ``[hflip, pad_crop:4]``."""
     subset: int | None = None
     """Train on at most this many training samples (stratified), for quick runs."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Source options, e.g. ``{label_mode: coarse}`` (cifar100), ``{roi_crop: true}`` (gtsrb),
+    ``{categories: 45}`` (caltech256)."""
 
 
 @dataclass

@@ -67,6 +67,7 @@ def load_dataset(
     subset: int | None = None,
     split_ids: dict[str, list[str]] | None = None,
     progress: bool = True,
+    options: dict | None = None,
 ) -> Dataset:
     """Read a data source, split it and decode it at ``image_size`` (height, width).
 
@@ -74,7 +75,7 @@ def load_dataset(
     training split is divided by ``val_split`` and ``seed``, stratified by class, unless the
     source has its own validation split. Official test splits stay test splits.
     """
-    source = read_source(spec)
+    source = read_source(spec, options)
     channels = channels or source.channels
     if channels not in (1, 3):
         raise DataError(f"--channels: must be 1 or 3; got {channels}")
@@ -96,7 +97,8 @@ def load_dataset(
         else:
             with tqdm(total=len(part), desc=f"decoding {name}", unit="img", disable=not progress,
                       leave=False) as bar:
-                images, kept, failed = decode_many(part.paths, image_size, channels, bar.update)
+                images, kept, failed = decode_many(part.paths, image_size, channels, bar.update,
+                                                   part.boxes)
             unreadable.update(failed)
             labels, ids = part.labels[kept], [part.ids[i] for i in kept]
         splits[name] = Split(images, labels, ids)
@@ -132,7 +134,7 @@ def _choose_splits(
 
     chosen = dict(splits)
     if "val" not in chosen and val_split > 0:
-        train, val = stratified_split(chosen["train"].labels, val_split, seed)
+        train, val = split_by_group(chosen["train"], val_split, seed)
         chosen["val"] = chosen["train"].take(val)
         chosen["train"] = chosen["train"].take(train)
     if subset is not None:
@@ -143,6 +145,17 @@ def _choose_splits(
             size = subset if name == "train" else max(1, subset * len(part) // len(splits["train"]))
             chosen[name] = part.take(stratified_subset(part.labels, size, seed))
     return chosen
+
+
+def split_by_group(part: RawSplit, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of samples, or of whole groups (GTSRB tracks) when the source has them,
+    so near-identical shots of one object never sit on both sides."""
+    if part.groups is None:
+        return stratified_split(part.labels, fraction, seed)
+    groups, first, inverse = np.unique(part.groups, return_index=True, return_inverse=True)
+    kept, held = stratified_split(part.labels[first], fraction, seed)
+    held_mask = np.isin(inverse, held)
+    return np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
 
 
 def _gather(members: list[tuple[RawSplit, int]]) -> RawSplit:

@@ -38,10 +38,14 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
     return image.convert(target)
 
 
-def decode_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: int) -> np.ndarray:
-    """Read one file as a (height, width, channels) uint8 array, resized to ``size``."""
+def decode_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: int,
+                 box: Sequence[int] | None = None) -> np.ndarray:
+    """Read one file as a (height, width, channels) uint8 array: cropped to ``box`` (x1, y1,
+    x2, y2, inclusive) if given, resized to ``size``."""
     with Image.open(path) as image:
-        if size is not None:
+        if box is not None:
+            image = image.crop((box[0], box[1], box[2] + 1, box[3] + 1))
+        elif size is not None:
             # lets the JPEG decoder skip straight to a nearby smaller scale
             image.draft("RGB" if channels == 3 else "L", (size[1], size[0]))
         image = to_mode(image, channels)
@@ -51,16 +55,18 @@ def decode_image(path: str | os.PathLike, size: tuple[int, int] | None, channels
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
-def try_decode(path: Path, size: tuple[int, int] | None, channels: int) -> np.ndarray | str:
+def try_decode(path: Path, size: tuple[int, int] | None, channels: int,
+               box: Sequence[int] | None = None) -> np.ndarray | str:
     """The pixels, or the reason the file cannot be read."""
     try:
-        return decode_image(path, size, channels)
+        return decode_image(path, size, channels, box)
     except _DECODE_ERRORS as exc:
         return f"{type(exc).__name__}: {exc}"
 
 
 def decode_many(
-    paths: Sequence[Path], size: tuple[int, int], channels: int, progress=None
+    paths: Sequence[Path], size: tuple[int, int], channels: int, progress=None,
+    boxes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int], dict[str, str]]:
     """Decode files on all cores (Pillow releases the GIL while decoding and resizing).
 
@@ -72,7 +78,9 @@ def decode_many(
     failed: dict[str, str] = {}
     workers = min(len(os.sched_getaffinity(0)), 8)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda p: try_decode(p, size, channels), paths, chunksize=64)
+        boxes_or_none = boxes if boxes is not None else [None] * len(paths)
+        results = pool.map(lambda p, b: try_decode(p, size, channels, b), paths, boxes_or_none,
+                           chunksize=64)
         for index, result in enumerate(results):
             if isinstance(result, str):
                 failed[str(paths[index])] = result

@@ -5,6 +5,7 @@ splitting and batching happen in one place for all of them (dataset.py)."""
 from __future__ import annotations
 
 import gzip
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ class RawSplit:
     """(N, H, W, C) uint8, for sources that ship pixels."""
     paths: list[Path] | None = None
     """Image files, for sources that ship files."""
+    boxes: np.ndarray | None = None
+    """(N, 4) x1, y1, x2, y2 regions to crop before resizing (GTSRB's sign boxes)."""
+    groups: np.ndarray | None = None
+    """Samples of one group (GTSRB's track of 30 shots of one sign) stay on one side of a split."""
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -43,6 +48,8 @@ class RawSplit:
             [self.ids[i] for i in indices],
             None if self.images is None else self.images[indices],
             None if self.paths is None else [self.paths[i] for i in indices],
+            None if self.boxes is None else self.boxes[indices],
+            None if self.groups is None else self.groups[indices],
         )
 
 
@@ -56,7 +63,8 @@ class SourceData:
     notes: list[str] = field(default_factory=list)
 
 
-SourceReader = Callable[[Path | None], SourceData]
+SourceReader = Callable[..., SourceData]
+"""reader(path, **options) -> SourceData"""
 SOURCES: Registry[SourceReader] = Registry("data source")
 
 
@@ -70,9 +78,19 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     return name, Path(path).expanduser() if path else None
 
 
-def read_source(spec: str) -> SourceData:
+def source_options(name: str) -> list[str]:
+    return [p for p in inspect.signature(SOURCES.get(name)).parameters if p != "path"]
+
+
+def read_source(spec: str, options: dict | None = None) -> SourceData:
     name, path = parse_spec(spec)
-    return SOURCES.get(name)(path)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    valid = source_options(name)
+    unknown = [key for key in options if key not in valid]
+    if unknown:
+        raise DataError(f"--data {spec}: the {name} source has no option '{unknown[0]}'; "
+                        f"its options: {', '.join(valid) or 'none'}")
+    return SOURCES.get(name)(path, **options)
 
 
 def _need_path(name: str, path: Path | None) -> Path:

@@ -59,7 +59,16 @@ MNIST_FEATURES = [
 ]
 MNIST_CLASSIFIER = [Dense(4096), ReLU(), Dropout(0.5), Dense(4096), ReLU(), Dropout(0.5)]
 
-INITS = ("default", "paper")
+INITS = ("default", "paper", "torch")
+
+
+def init_kaiming(model: ConvNet) -> None:
+    """He et al. (2015): variance 2/fan_in keeps the signal's scale through ReLU layers, which
+    an 8-layer network without BatchNorm needs to start learning at all."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
 
 
 def init_paper(model: ConvNet) -> None:
@@ -97,6 +106,8 @@ def alexnet(num_classes, in_channels, input_size, groups: int = 2, init: str = "
                     input_size, name="alexnet")
     if init == "paper":
         init_paper(model)
+    elif init == "default":
+        init_kaiming(model)
     return model
 
 

@@ -243,7 +243,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     seed_everything(config.seed)
     data = config.data
     dataset = load_dataset(data.spec, image_size, data.channels, data.val_split, config.seed,
-                           data.subset, split_ids, progress=not quiet)
+                           data.subset, split_ids, progress=not quiet, options=data.options)
     loss = Loss(config.loss, dataset.num_classes, config.label_smoothing)
     model = create_model(config.model.name, loss.outputs, dataset.channels, image_size,
                          **config.model.options)

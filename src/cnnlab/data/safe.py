@@ -1,0 +1,89 @@
+"""Opening untrusted files without running code or writing outside a folder: CIFAR's pickles
+through an unpickler that builds only plain data and numpy arrays, and archives whose members
+are checked before anything is extracted."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from ..errors import DataError
+
+# what CIFAR's pickles (and numpy arrays in any pickle) are made of
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),
+    ("copy_reg", "_reconstructor"),
+    ("copyreg", "_reconstructor"),
+}
+_PLAIN = {"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int",
+          "float", "bool", "complex", "object"}
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED or (module in ("builtins", "__builtin__") and name in _PLAIN):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_plain_pickle(data: bytes, source: str):
+    """Unpickle dicts, lists, strings, bytes, numbers and numpy arrays; anything else is an
+    error and no code runs. Bytes keys stay bytes (CIFAR was pickled by Python 2)."""
+    try:
+        return _PlainDataUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise DataError(f"{source}: unsafe or invalid pickle ({exc})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise DataError(f"{source}: not a valid pickle ({type(exc).__name__})") from None
+
+
+def _check_member(name: str, archive: Path, is_file: bool, is_dir: bool) -> None:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or name.startswith(("/", "\\")) or ":" in path.parts[0]:
+        raise DataError(f"{archive}: refusing member '{name}', which would land outside the folder")
+    if not (is_file or is_dir):
+        raise DataError(f"{archive}: refusing member '{name}' (links and special files are not extracted)")
+
+
+def extract_archive(archive: Path, target: Path) -> Path:
+    """Extract a tar (any compression) or zip into ``target`` after checking every member:
+    no absolute paths, no '..', no links or devices. Written to a temporary folder first, so a
+    failure leaves nothing half-extracted."""
+    if target.is_dir():
+        return target
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tar:
+                members = tar.getmembers()
+                for member in members:
+                    _check_member(member.name, archive, member.isfile(), member.isdir())
+                tar.extractall(staging, members=members, filter="data")
+        elif zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    mode = info.external_attr >> 16
+                    is_link = (mode & 0o170000) == 0o120000
+                    _check_member(info.filename, archive, not info.is_dir() and not is_link, info.is_dir())
+                zf.extractall(staging)
+        else:
+            raise DataError(f"{archive}: not a tar or zip archive")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(f"{archive}: damaged archive ({exc})") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    staging.rename(target)
+    return target

@@ -1,0 +1,268 @@
+"""The published data sets, on small files written in their official layouts."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.data import load_dataset
+from cnnlab.data.safe import extract_archive, load_plain_pickle
+from cnnlab.errors import DataError
+from conftest import SHARED, run_cli, write_idx
+
+RNG = np.random.default_rng(0)
+
+
+def cifar_batch(count, classes, label_key=b"labels", extra=None):
+    batch = {b"batch_label": b"batch", b"data": RNG.integers(0, 256, (count, 3072), dtype=np.uint8),
+             label_key: [i % classes for i in range(count)],
+             b"filenames": [f"img_{i}.png".encode() for i in range(count)]}
+    batch.update(extra or {})
+    return pickle.dumps(batch, protocol=2)
+
+
+def write_cifar10(root, as_tar):
+    files = {f"data_batch_{i}": cifar_batch(20, 10) for i in range(1, 6)}
+    files["test_batch"] = cifar_batch(10, 10)
+    files["batches.meta"] = pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2)
+    return write_files(root, "cifar-10-batches-py", files, as_tar)
+
+
+def write_files(root, folder, files, as_tar):
+    root.mkdir(parents=True, exist_ok=True)
+    if as_tar:
+        archive = root / f"{folder}.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(f"{folder}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return archive
+    for name, data in files.items():
+        (root / folder).mkdir(exist_ok=True)
+        (root / folder / name).write_bytes(data)
+    return root
+
+
+@pytest.mark.parametrize("as_tar", [True, False])
+def test_cifar10_tarball_and_folder(tmp_path, as_tar):
+    path = write_cifar10(tmp_path / "c", as_tar)
+    data = load_dataset(f"cifar10:{path}", val_split=0.1)
+    assert data.classes[:2] == ["c0", "c1"]
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 90, "val": 10, "test": 10}
+    assert data.splits["train"].images.shape[1:] == (32, 32, 3)
+
+
+def test_cifar10_channel_major_rows(tmp_path):
+    path = write_cifar10(tmp_path / "c", as_tar=False)
+    raw = pickle.loads((path / "cifar-10-batches-py" / "test_batch").read_bytes(), encoding="bytes")
+    data = load_dataset(f"cifar10:{path}", val_split=0.0)
+    image = data.splits["test"].images[0]
+    row = raw[b"data"][0]
+    assert image[0, 0, 0] == row[0] and image[0, 0, 1] == row[1024] and image[0, 0, 2] == row[2048]
+    assert image[0, 1, 0] == row[1]
+
+
+def test_cifar100_fine_and_coarse(tmp_path):
+    files = {"train": cifar_batch(100, 100, b"fine_labels", {b"coarse_labels": [i % 20 for i in range(100)]}),
+             "test": cifar_batch(20, 100, b"fine_labels", {b"coarse_labels": [i % 20 for i in range(20)]}),
+             "meta": pickle.dumps({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                                   b"coarse_label_names": [f"g{i}".encode() for i in range(20)]}, protocol=2)}
+    path = write_files(tmp_path / "c", "cifar-100-python", files, as_tar=True)
+    fine = load_dataset(f"cifar100:{path}", val_split=0.0, options={"label_mode": "fine"})
+    coarse = load_dataset(f"cifar100:{path}", val_split=0.0, options={"label_mode": "coarse"})
+    assert len(fine.classes) == 100 and len(coarse.classes) == 20
+    with pytest.raises(DataError, match="the cifar100 source has no option 'mode'"):
+        load_dataset(f"cifar100:{path}", options={"mode": "x"})
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_malicious_pickle_runs_no_code(tmp_path, capsys):
+    payload = pickle.dumps({b"data": Exploit()}, protocol=2)
+    with pytest.raises(DataError, match="unsafe or invalid pickle.*refusing to load (__builtin__|builtins).print"):
+        load_plain_pickle(payload, "evil")
+    assert "never run" not in capsys.readouterr().out
+    path = write_cifar10(tmp_path / "c", as_tar=False)
+    (path / "cifar-10-batches-py" / "data_batch_3").write_bytes(payload)
+    with pytest.raises(DataError, match="data_batch_3: unsafe or invalid pickle"):
+        load_dataset(f"cifar10:{path}")
+
+
+def test_plain_pickle_keeps_numpy_arrays():
+    loaded = load_plain_pickle(pickle.dumps({b"a": np.arange(6).reshape(2, 3), b"b": [1, 2.5]}), "ok")
+    np.testing.assert_array_equal(loaded[b"a"], np.arange(6).reshape(2, 3))
+
+
+@pytest.mark.parametrize("member, kind", [("../escape.txt", "file"), ("/abs/path.txt", "file"),
+                                          ("ok/link", "symlink"), ("a/../../b", "file")])
+def test_tar_refuses_escaping_members(tmp_path, member, kind):
+    archive = tmp_path / "bad.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo(member)
+        if kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"bad"))
+    with pytest.raises(DataError, match="refusing member"):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape.txt").exists()
+
+
+def test_zip_refuses_escaping_members(tmp_path):
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    with pytest.raises(DataError, match="refusing member '../evil.txt'"):
+        extract_archive(archive, tmp_path / "out")
+
+
+def test_fashion_mnist(tmp_path):
+    root = tmp_path / "f"
+    root.mkdir()
+    for prefix, count in (("train", 30), ("t10k", 10)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte", RNG.integers(0, 256, (count, 28, 28)), 2051, False)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10, 2049, False)
+    data = load_dataset(f"fashion-mnist:{root}", val_split=0.0)
+    assert data.classes[0] == "T-shirt/top" and len(data.splits["test"]) == 10
+
+
+def sign(path, size, colour):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (size, size), (10, 10, 10))
+    image.paste(Image.new("RGB", (size // 2, size // 2), colour), (size // 4, size // 4))
+    image.save(path)
+
+
+def write_gtsrb_official(root, classes=3, tracks=3, shots=4):
+    for c in range(classes):
+        folder = root / "GTSRB" / "Final_Training" / "Images" / f"{c:05d}"
+        rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
+        for t in range(tracks):
+            for i in range(shots):
+                name = f"{t:05d}_{i:05d}.ppm"
+                sign(folder / name, 40, (200, 40 * c, 0))
+                rows.append(f"{name};40;40;10;10;29;29;{c}")
+        (folder / f"GT-{c:05d}.csv").write_text("\n".join(rows) + "\n")
+    test = root / "GTSRB" / "Final_Test" / "Images"
+    rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
+    for i in range(6):
+        sign(test / f"{i:05d}.ppm", 40, (200, 40 * (i % classes), 0))
+        rows.append(f"{i:05d}.ppm;40;40;10;10;29;29;{i % classes}")
+    (test / "GT-final_test.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_gtsrb_official_layout_track_split_and_roi(tmp_path):
+    root = write_gtsrb_official(tmp_path / "g")
+    data = load_dataset(f"gtsrb:{root}", (16, 16), val_split=0.34, seed=1)
+    assert len(data.splits["test"]) == 6
+    tracks = lambda split: {i.rsplit("/", 2)[-2] + i.rsplit("/", 1)[-1][:5] for i in data.splits[split].ids}  # noqa: E731
+    assert tracks("train").isdisjoint(tracks("val"))  # whole tracks on one side
+    assert len(data.splits["val"]) == 3 * 4  # one of three tracks per class
+    cropped = load_dataset(f"gtsrb:{root}", (16, 16), val_split=0.0, options={"roi_crop": True})
+    # the box holds only the coloured square: no dark border left after cropping
+    assert cropped.splits["train"].images[:, 0, 0, 0].mean() > 150
+    assert data.splits["train"].images[:, 0, 0, 0].mean() < 30
+
+
+def test_gtsrb_kaggle_layout(tmp_path):
+    root = tmp_path / "k"
+    train_rows = ["Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"]
+    for c in range(2):
+        for t in range(2):
+            for i in range(3):
+                rel = f"Train/{c}/{c:05d}_{t:05d}_{i:05d}.png"
+                sign(root / rel, 30, (0, 200, 100 * c))
+                train_rows.append(f"30,30,5,5,24,24,{c},{rel}")
+    (root / "Train.csv").write_text("\n".join(train_rows) + "\n")
+    sign(root / "Test/00000.png", 30, (0, 200, 0))
+    (root / "Test.csv").write_text("Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path\n30,30,5,5,24,24,0,Test/00000.png\n")
+    (root / "Meta.csv").write_text("Path,ClassId\n")
+    data = load_dataset(f"gtsrb:{root}", (16, 16), val_split=0.5)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 6, "val": 6, "test": 1}
+
+
+def test_gtsrb_zip_extracted_once(tmp_path):
+    root = write_gtsrb_official(tmp_path / "g", classes=2, tracks=2, shots=2)
+    archive = tmp_path / "GTSRB_Final.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in root.rglob("*"):
+            if file.is_file():
+                zf.write(file, file.relative_to(root).as_posix())
+    data = load_dataset(f"gtsrb:{archive}", (12, 12), val_split=0.0)
+    assert len(data.splits["train"]) == 8 and (tmp_path / "GTSRB_Final-extracted").is_dir()
+
+
+def write_caltech(root):
+    names = ["001.ak47", "002.american-flag", "003.backpack", "257.clutter"]
+    for name in names:
+        for i in range(4):
+            Image.fromarray(RNG.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+                root / "256_ObjectCategories" / name / f"{name[:3]}_{i:04d}.jpg"
+            ) if (root / "256_ObjectCategories" / name).mkdir(parents=True, exist_ok=True) is None else None
+    Image.new("L", (20, 20)).save(root / "256_ObjectCategories" / "001.ak47" / "001_gray.jpg")
+    Image.new("CMYK", (20, 20)).save(root / "256_ObjectCategories" / "002.american-flag" / "002_cmyk.jpg")
+    return root
+
+
+def test_caltech256_categories_and_clutter(tmp_path):
+    root = write_caltech(tmp_path / "c")
+    data = load_dataset(f"caltech256:{root}", (16, 16), val_split=0.25)
+    assert data.classes == ["001.ak47", "002.american-flag", "003.backpack"]
+    assert sum(len(s) for s in data.splits.values()) == 14  # grayscale and CMYK decoded as RGB
+    two = load_dataset(f"caltech256:{root}", (16, 16), options={"categories": 2})
+    assert len(two.classes) == 2
+    named = load_dataset(f"caltech256:{root}", (16, 16), options={"categories": ["backpack"]})
+    assert named.classes == ["003.backpack"] or named.num_classes == 1
+    clutter = load_dataset(f"caltech256:{root}", (16, 16), options={"include_clutter": True})
+    assert clutter.classes[-1] == "257.clutter"
+    with pytest.raises(DataError, match="--categories: not in .*: rifle"):
+        load_dataset(f"caltech256:{root}", (16, 16), options={"categories": ["rifle"]})
+
+
+@pytest.mark.parametrize("source", ["cifar10", "gtsrb", "caltech256", "fashion-mnist"])
+def test_spec_trains_through_cli(tmp_path, source):
+    if source == "cifar10":
+        spec = f"cifar10:{write_cifar10(tmp_path / 'c', as_tar=True)}"
+        extra = []
+    elif source == "gtsrb":
+        spec = f"gtsrb:{write_gtsrb_official(tmp_path / 'g')}"
+        extra = ["--roi-crop", "--image-size", "32x32"]
+    elif source == "caltech256":
+        spec = f"caltech256:{write_caltech(tmp_path / 'c')}"
+        extra = ["--categories", "2", "--image-size", "32x32"]
+    else:
+        root = tmp_path / "f"
+        root.mkdir()
+        for prefix, count in (("train", 40), ("t10k", 10)):
+            write_idx(root / f"{prefix}-images-idx3-ubyte.gz", RNG.integers(0, 256, (count, 28, 28)), 2051)
+            write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
+        spec, extra = f"fashion-mnist:{root}", []
+    model = "lenet5" if source == "fashion-mnist" else "simple-cnn"
+    run_cli("train", "--model", model, "--data", spec, "--epochs", "1", "--batch-size", "16",
+            "--out", tmp_path / "runs", "--name", "r", "--quiet", *extra)
+    metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
+    assert "val" in metrics
+
+
+def test_cifar10_jpeg_copy_as_folder(tmp_path):
+    archive = SHARED / "cifar10-jpeg.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} not found (set CNNLAB_SHARED_DATASETS)")
+    root = extract_archive(archive, tmp_path / "cifar10")
+    data = load_dataset(f"folder:{root}", (32, 32), val_split=0.1, subset=2000)
+    assert data.num_classes == 10 and "test" in data.splits
+    assert data.splits["train"].images.shape[1:] == (32, 32, 3)
