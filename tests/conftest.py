@@ -56,3 +56,9 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 12, size: i
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(autouse=True)
+def private_decode_cache(tmp_path_factory, monkeypatch):
+    """Each test session decodes into its own cache (CLI subprocesses inherit it)."""
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "decode-cache"))

@@ -125,7 +125,7 @@ def test_recorded_split_is_reproduced(tmp_path):
     again = load_dataset(f"folder:{root}", (12, 12), val_split=0.5, seed=99,
                          split_ids=first.split_ids())
     assert again.split_ids() == first.split_ids()
-    np.testing.assert_array_equal(again.splits["val"].images, first.splits["val"].images)
+    np.testing.assert_array_equal(again.splits["val"].pixels(), first.splits["val"].pixels())
 
 
 labels_strategy = st.lists(st.integers(0, 5), min_size=2, max_size=300).map(np.asarray)
@@ -195,6 +195,40 @@ def test_loader_normalises_and_is_channels_last():
 def test_channel_stats():
     data = load_dataset("digits", val_split=0.0)
     mean, std = data.channel_stats()
-    pixels = data.splits["train"].images.astype(np.float64) / 255
+    pixels = data.splits["train"].pixels().astype(np.float64) / 255
     assert mean[0] == pytest.approx(pixels.mean())
     assert std[0] == pytest.approx(pixels.std())
+
+
+def test_decode_cache_hit_and_invalidation(tmp_path, monkeypatch):
+    import cnnlab.data.cache as cache
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = cache.decode_many
+    monkeypatch.setattr(cache, "decode_many", lambda paths, *a, **k: calls.append(len(paths)) or real(paths, *a, **k))
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=5)
+    first = load_dataset(f"folder:{root}", (12, 12), val_split=0.2)
+    second = load_dataset(f"folder:{root}", (12, 12), val_split=0.4, seed=3)  # other split, same cache
+    assert calls == [10] and not first.cache["hit"] and second.cache["hit"]
+    assert isinstance(second.splits["train"].images, np.memmap)
+    np.testing.assert_array_equal(first.splits["train"].gather(np.array([0])),
+                                  np.asarray(Image.open(root / "class_0" / "000.png").resize((12, 12), Image.Resampling.BILINEAR))[None])
+    load_dataset(f"folder:{root}", (16, 16))  # another size: decoded again
+    assert calls == [10, 10]
+    Image.new("RGB", (20, 20), "red").save(root / "class_1" / "004.png")  # a changed file
+    import os
+    os.utime(root / "class_1" / "004.png", ns=(1, 1))
+    changed = load_dataset(f"folder:{root}", (12, 12))
+    assert calls == [10, 10, 10] and not changed.cache["hit"]
+
+
+def test_loader_reads_memmap_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    root = make_image_folder(tmp_path / "f", classes=3, per_class=8)
+    data = load_dataset(f"folder:{root}", (10, 10), val_split=0.25)
+    val = data.splits["val"]
+    loader = BatchLoader(val, 4, [0.0] * 3, [1.0] * 3)
+    pixels = torch.cat([x for x, _ in loader]) * 255
+    expected = torch.from_numpy(val.pixels()).permute(0, 3, 1, 2).float()
+    torch.testing.assert_close(pixels, expected, atol=1e-3, rtol=0)

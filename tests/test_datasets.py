@@ -174,8 +174,8 @@ def test_gtsrb_official_layout_track_split_and_roi(tmp_path):
     assert len(data.splits["val"]) == 3 * 4  # one of three tracks per class
     cropped = load_dataset(f"gtsrb:{root}", (16, 16), val_split=0.0, options={"roi_crop": True})
     # the box holds only the coloured square: no dark border left after cropping
-    assert cropped.splits["train"].images[:, 0, 0, 0].mean() > 150
-    assert data.splits["train"].images[:, 0, 0, 0].mean() < 30
+    assert cropped.splits["train"].pixels()[:, 0, 0, 0].mean() > 150
+    assert data.splits["train"].pixels()[:, 0, 0, 0].mean() < 30
 
 
 def test_gtsrb_kaggle_layout(tmp_path):

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import DataError
-from .images import decode_many, resize_images
+from .cache import decode_cached
+from .images import resize_images
 from .sources import RawSplit, read_source
 from .split import stratified_split, stratified_subset
 
@@ -17,12 +17,27 @@ from .split import stratified_split, stratified_subset
 @dataclass
 class Split:
     images: np.ndarray
-    """(N, H, W, C) uint8"""
+    """(M, H, W, C) uint8 backing rows, in memory or memory-mapped from the decode cache."""
     labels: np.ndarray
     ids: list[str]
+    rows: np.ndarray | None = None
+    """The rows of ``images`` holding this split's samples, in order; None: all rows."""
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def gather(self, indices: np.ndarray | slice) -> np.ndarray:
+        """Pixels of the given samples, read from the backing rows (only these reach RAM)."""
+        if self.rows is None:
+            return np.asarray(self.images[indices])
+        rows = self.rows[indices]
+        order = np.argsort(rows, kind="stable")  # sorted reads are sequential on a memmap
+        pixels = np.empty((len(rows), *self.images.shape[1:]), dtype=np.uint8)
+        pixels[order] = self.images[rows[order]]
+        return pixels
+
+    def pixels(self) -> np.ndarray:
+        return self.gather(slice(None))
 
 
 @dataclass
@@ -35,6 +50,8 @@ class Dataset:
     unreadable: dict[str, str] = field(default_factory=dict)
     """Files skipped because they could not be decoded, with the reason."""
     notes: list[str] = field(default_factory=list)
+    cache: dict = field(default_factory=dict)
+    """Where file-based images were decoded to, and whether that cache already held them."""
 
     @property
     def num_classes(self) -> int:
@@ -45,14 +62,15 @@ class Dataset:
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the training pixels, scaled to [0, 1]."""
-        images = self.splits["train"].images
+        train = self.splits["train"]
         total = np.zeros(self.channels)
         squares = np.zeros(self.channels)
-        for start in range(0, len(images), 4096):
-            chunk = images[start: start + 4096].reshape(-1, self.channels).astype(np.float64) / 255.0
+        for start in range(0, len(train), 2048):
+            chunk = train.gather(slice(start, start + 2048))
+            chunk = chunk.reshape(-1, self.channels).astype(np.float64) / 255.0
             total += chunk.sum(0)
             squares += (chunk**2).sum(0)
-        count = max(images.shape[0] * images.shape[1] * images.shape[2], 1)
+        count = max(len(train) * self.image_size[0] * self.image_size[1], 1)
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
         return mean.tolist(), np.maximum(std, 1e-3).tolist()
@@ -81,34 +99,29 @@ def load_dataset(
         raise DataError(f"--channels: must be 1 or 3; got {channels}")
     if not 0.0 <= val_split < 1.0:
         raise DataError(f"--val-split: must be at least 0 and below 1; got {val_split}")
-    raw = _choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
-
     if image_size is None:
-        sample = next(iter(raw.values()))
-        if sample.images is None:
+        first = next(iter(source.splits.values()))
+        if first.images is None:
             raise DataError(f"--data {spec}: give an image size for image files")
-        image_size = sample.images.shape[1:3]
+        image_size = first.images.shape[1:3]
     image_size = (int(image_size[0]), int(image_size[1]))
 
-    splits, unreadable = {}, {}
+    unreadable, cache = _decode_files(source, image_size, channels, progress)
+    raw = _choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
+    splits = {}
     for name, part in raw.items():
-        if part.images is not None:
-            images, labels, ids = resize_images(part.images, image_size, channels), part.labels, part.ids
-        else:
-            with tqdm(total=len(part), desc=f"decoding {name}", unit="img", disable=not progress,
-                      leave=False) as bar:
-                images, kept, failed = decode_many(part.paths, image_size, channels, bar.update,
-                                                   part.boxes)
-            unreadable.update(failed)
-            labels, ids = part.labels[kept], [part.ids[i] for i in kept]
-        splits[name] = Split(images, labels, ids)
+        if part.images.shape[1:] == (*image_size, channels):
+            splits[name] = Split(part.images, part.labels, part.ids, part.rows)
+        else:  # pixels shipped at another size (digits, MNIST at 32x32...): resize once
+            resized = resize_images(np.asarray(part.images[part.rows]), image_size, channels)
+            splits[name] = Split(resized, part.labels, part.ids)
 
     counts = np.bincount(splits["train"].labels, minlength=len(source.classes)) if "train" in splits else None
     empty = [] if counts is None else [source.classes[c] for c in np.flatnonzero(counts == 0)]
     if empty:
         raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples "
                         f"({len(empty)} such classes); add images or lower --val-split")
-    return Dataset(spec, source.classes, splits, image_size, channels, unreadable, source.notes)
+    return Dataset(spec, source.classes, splits, image_size, channels, unreadable, source.notes, cache)
 
 
 def _choose_splits(
@@ -147,6 +160,32 @@ def _choose_splits(
     return chosen
 
 
+def _decode_files(source, image_size: tuple[int, int], channels: int,
+                  progress: bool) -> tuple[dict[str, str], dict]:
+    """Turn every file-based split of ``source`` into rows of one cached, memory-mapped array
+    (decoded once for all splits, so any later split or subset reuses it)."""
+    parts = [(name, part) for name, part in source.splits.items() if part.paths is not None]
+    if not parts:
+        return {}, {}
+    paths = [p for _, part in parts for p in part.paths]
+    boxes = None
+    if any(part.boxes is not None for _, part in parts):
+        boxes = np.concatenate([part.boxes if part.boxes is not None else
+                                np.full((len(part), 4), -1) for _, part in parts])
+    images, kept, unreadable, hit = decode_cached(paths, image_size, channels, boxes, progress)
+    readable = np.zeros(len(paths), dtype=bool)
+    readable[kept] = True
+    offset = 0
+    for name, part in parts:
+        rows = np.arange(offset, offset + len(part))
+        keep = np.flatnonzero(readable[rows])
+        source.splits[name] = RawSplit(
+            part.labels[keep], [part.ids[i] for i in keep], images,
+            groups=None if part.groups is None else part.groups[keep], rows=rows[keep])
+        offset += len(part)
+    return unreadable, {"file": str(images.filename), "hit": hit, "images": len(paths)}
+
+
 def split_by_group(part: RawSplit, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of samples, or of whole groups (GTSRB tracks) when the source has them,
     so near-identical shots of one object never sit on both sides."""
@@ -160,15 +199,12 @@ def split_by_group(part: RawSplit, fraction: float, seed: int) -> tuple[np.ndarr
 
 def _gather(members: list[tuple[RawSplit, int]]) -> RawSplit:
     """A split made of samples that may come from several of the source's splits."""
-    by_part: dict[int, list[int]] = {}
-    for part, index in members:
-        by_part.setdefault(id(part), []).append(index)
-    if len(by_part) == 1:
-        part = members[0][0]
-        return part.take(np.asarray([i for _, i in members]))
+    if len({id(part) for part, _ in members}) == 1:
+        return members[0][0].take(np.asarray([i for _, i in members], dtype=np.int64))
     labels = np.asarray([part.labels[i] for part, i in members])
     ids = [part.ids[i] for part, i in members]
-    if members[0][0].images is not None:
-        return RawSplit(labels, ids, np.stack([part.images[i] for part, i in members]))
-    return RawSplit(labels, ids, paths=[part.paths[i] for part, i in members])
+    if len({id(part.images) for part, _ in members}) == 1:  # rows of one cached array
+        return RawSplit(labels, ids, members[0][0].images,
+                        rows=np.asarray([part.rows[i] for part, i in members]))
+    return RawSplit(labels, ids, np.stack([part.images[part.rows[i]] for part, i in members]))
 

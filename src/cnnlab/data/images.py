@@ -66,30 +66,31 @@ def try_decode(path: Path, size: tuple[int, int] | None, channels: int,
 
 def decode_many(
     paths: Sequence[Path], size: tuple[int, int], channels: int, progress=None,
-    boxes: np.ndarray | None = None,
+    boxes: np.ndarray | None = None, out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int], dict[str, str]]:
-    """Decode files on all cores (Pillow releases the GIL while decoding and resizing).
+    """Decode files on all cores (Pillow releases the GIL while decoding and resizing) into
+    ``out`` (allocated if not given), one row per path.
 
-    Returns the stacked pixels of the readable files, their positions in ``paths``, and the
-    unreadable files with the reason for each.
+    Returns the rows, the positions of the readable files, and the unreadable files with the
+    reason for each (their rows stay zero).
     """
-    images = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+    if out is None:
+        out = np.zeros((len(paths), size[0], size[1], channels), dtype=np.uint8)
     kept: list[int] = []
     failed: dict[str, str] = {}
     workers = min(len(os.sched_getaffinity(0)), 8)
+    boxes_or_none = boxes if boxes is not None else [None] * len(paths)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        boxes_or_none = boxes if boxes is not None else [None] * len(paths)
-        results = pool.map(lambda p, b: try_decode(p, size, channels, b), paths, boxes_or_none,
-                           chunksize=64)
+        results = pool.map(lambda p, b: try_decode(p, size, channels, b), paths, boxes_or_none)
         for index, result in enumerate(results):
             if isinstance(result, str):
                 failed[str(paths[index])] = result
             else:
-                images[len(kept)] = result
+                out[index] = result
                 kept.append(index)
             if progress is not None:
                 progress(1)
-    return images[: len(kept)], kept, failed
+    return out, kept, failed
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:

@@ -72,7 +72,7 @@ class BatchLoader:
         augment: Augment | None = None,
         generator: torch.Generator | None = None,
     ):
-        self.images = torch.from_numpy(split.images)
+        self.split = split
         self.labels = torch.from_numpy(split.labels)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -89,11 +89,13 @@ class BatchLoader:
         order = torch.randperm(count, generator=self.generator) if self.shuffle else None
         for start in range(0, count, self.batch_size):
             if order is None:
-                pixels = self.images[start: start + self.batch_size]
-                labels = self.labels[start: start + self.batch_size]
+                index = slice(start, start + self.batch_size)
+                labels = self.labels[index]
             else:
                 index = order[start: start + self.batch_size]
-                pixels, labels = self.images[index], self.labels[index]
+                labels = self.labels[index]
+                index = index.numpy()
+            pixels = torch.from_numpy(self.split.gather(index))
             pixels = self.augment.apply(pixels, self.generator)
             yield self.normalize(pixels), labels
 

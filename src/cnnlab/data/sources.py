@@ -32,11 +32,16 @@ class RawSplit:
     """(N, 4) x1, y1, x2, y2 regions to crop before resizing (GTSRB's sign boxes)."""
     groups: np.ndarray | None = None
     """Samples of one group (GTSRB's track of 30 shots of one sign) stay on one side of a split."""
+    rows: np.ndarray | None = None
+    """Which rows of ``images`` are this split's samples (None: all of them, in order), so that
+    splitting never copies the pixels."""
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if (self.images is None) == (self.paths is None):
             raise ValueError("a split holds either images or paths")
+        if self.images is not None and self.rows is None:
+            self.rows = np.arange(len(self.labels))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -46,10 +51,11 @@ class RawSplit:
         return RawSplit(
             self.labels[indices],
             [self.ids[i] for i in indices],
-            None if self.images is None else self.images[indices],
+            self.images,
             None if self.paths is None else [self.paths[i] for i in indices],
             None if self.boxes is None else self.boxes[indices],
             None if self.groups is None else self.groups[indices],
+            None if self.rows is None else self.rows[indices],
         )
 
 

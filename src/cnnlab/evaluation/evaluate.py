@@ -110,6 +110,6 @@ def evaluate_run(run_path, data: str | None = None, split: str = "val",
     stored[split] = metrics
     runs_dir.write_json(runs.METRICS, stored)
     part = dataset.splits[split]
-    reports.split_pictures(run.path, split, part.images, part.labels, probs, metrics, run.classes)
+    reports.split_pictures(run.path, split, part, probs, metrics, run.classes)
     reports.write_report(run.path)
     return metrics

@@ -64,7 +64,7 @@ def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int =
     loss = Loss(checkpoint["loss"]["name"], len(run.classes), checkpoint["loss"]["label_smoothing"])
     paths = expand_inputs(inputs)
     images, kept, unreadable = decode_many(paths, tuple(prep["image_size"]), prep["channels"])
-    split = Split(images, np.zeros(len(kept), dtype=np.int64), [str(paths[i]) for i in kept])
+    split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [str(paths[i]) for i in kept])
     loader = BatchLoader(split, batch_size, prep["mean"], prep["std"])
     logits = predict_logits(model, loader, torch.device("cpu"), "fp32")
     probs = loss.probabilities(logits).numpy() if len(kept) else np.empty((0, len(run.classes)))

@@ -11,23 +11,23 @@ from . import plots
 from .html import comparison_report, run_report
 
 
-def split_pictures(run_path: Path, split: str, images: np.ndarray, labels: np.ndarray,
-                   probs: np.ndarray, metrics: dict, classes: list[str]) -> None:
+def split_pictures(run_path: Path, split: str, part, probs: np.ndarray, metrics: dict,
+                   classes: list[str]) -> None:
     """Confusion matrices, ROC and prediction grids of one evaluated split."""
     plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes,
                            run_path / f"confusion-{split}.png", normalize=False)
     plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes,
                            run_path / f"confusion-{split}-normalized.png", normalize=True)
-    plots.roc_curves(probs, labels, classes, metrics["roc_auc"], run_path / f"roc-{split}.png")
-    plots.prediction_grid(images, labels, probs, classes, run_path / f"samples-{split}.png")
-    plots.prediction_grid(images, labels, probs, classes, run_path / f"mistakes-{split}.png",
+    plots.roc_curves(probs, part.labels, classes, metrics["roc_auc"], run_path / f"roc-{split}.png")
+    plots.prediction_grid(part, probs, classes, run_path / f"samples-{split}.png")
+    plots.prediction_grid(part, probs, classes, run_path / f"mistakes-{split}.png",
                           mistakes_only=True)
 
 
-def run_pictures(run_path: Path, history: list[dict], best_epoch: int | None,
-                 train_images: np.ndarray, train_labels: np.ndarray, classes: list[str]) -> None:
+def run_pictures(run_path: Path, history: list[dict], best_epoch: int | None, train,
+                 classes: list[str]) -> None:
     plots.training_curves({run_path.name: history}, run_path / "curves.png", best_epoch)
-    plots.data_preview(train_images, train_labels, classes, run_path / "preview.png")
+    plots.data_preview(train, classes, run_path / "preview.png")
 
 
 def write_report(run_path: Path) -> Path:

@@ -137,10 +137,11 @@ def image_grid(images: np.ndarray, titles: list[str], path: Path, colours: list[
     return save_figure(figure, path)
 
 
-def prediction_grid(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str],
-                    path: Path, mistakes_only: bool = False, count: int = 32, seed: int = 0) -> Path:
-    """A sample of predictions (true / predicted / probability; mistakes in red), or the most
-    confident mistakes."""
+def prediction_grid(split, probs: np.ndarray, classes: list[str], path: Path,
+                    mistakes_only: bool = False, count: int = 32, seed: int = 0) -> Path:
+    """A sample of a Split's predictions (true / predicted / probability; mistakes in red), or
+    the most confident mistakes."""
+    labels = split.labels
     predicted = probs.argmax(1)
     confidence = probs[np.arange(len(probs)), predicted]
     if mistakes_only:
@@ -153,17 +154,18 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, c
         title = "sample predictions (true / predicted, probability; mistakes in red)"
     titles = [f"{classes[labels[i]][:12]} / {classes[predicted[i]][:12]}\n{confidence[i]:.2f}" for i in chosen]
     colours = ["black" if predicted[i] == labels[i] else "red" for i in chosen]
-    return image_grid(images[chosen], titles, path, colours, title=title)
+    return image_grid(split.gather(chosen), titles, path, colours, title=title)
 
 
-def data_preview(images: np.ndarray, labels: np.ndarray, classes: list[str], path: Path,
-                 per_class: int = 4, max_classes: int = 16, seed: int = 0) -> Path:
-    """A few training images of each class (up to ``max_classes`` classes), titled by class."""
+def data_preview(split, classes: list[str], path: Path, per_class: int = 4,
+                 max_classes: int = 16, seed: int = 0) -> Path:
+    """A few images of each class of a Split (up to ``max_classes`` classes), titled by class."""
+    labels = split.labels
     rng = np.random.default_rng(seed)
     picked = []
     for c in range(min(len(classes), max_classes)):
         members = np.flatnonzero(labels == c)
         picked += list(rng.choice(members, size=min(per_class, len(members)), replace=False))
     picked = np.asarray(picked, dtype=np.int64)
-    return image_grid(images[picked], [classes[labels[i]][:16] for i in picked], path,
+    return image_grid(split.gather(picked), [classes[labels[i]][:16] for i in picked], path,
                       columns=per_class * 2 if per_class * 2 <= 8 else 8, title="data preview")

@@ -302,8 +302,11 @@ def write_run_files(run: runs.RunDirectory, config: TrainConfig, dataset: Datase
         "spec": dataset.spec, "classes": dataset.classes, "image_size": list(dataset.image_size),
         "channels": dataset.channels,
         "counts": {name: len(split) for name, split in dataset.splits.items()},
-        "unreadable": dataset.unreadable, "notes": dataset.notes,
+        "unreadable": dataset.unreadable, "notes": dataset.notes, "cache": dataset.cache,
     })
+    if dataset.cache:
+        state = "read from" if dataset.cache["hit"] else "decoded once into"
+        run.log(f"images {state} the cache {dataset.cache['file']}")
     for path, reason in dataset.unreadable.items():
         run.log(f"skipped unreadable image {path}: {reason}")
 
@@ -325,15 +328,13 @@ def final_evaluation(trainer: Trainer) -> None:
         results[split] = metrics
         run.write_text(f"predictions-{split}.csv", predictions_csv(part, probs, dataset.classes))
         if run.main_process:
-            reports.split_pictures(run.path, split, part.images, part.labels, probs, metrics,
-                                   dataset.classes)
+            reports.split_pictures(run.path, split, part, probs, metrics, dataset.classes)
         summary = f"{split}: accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"
         if "top5_accuracy" in metrics:
             summary += f", top-5 {metrics['top5_accuracy']:.4f}"
         run.log(f"best epoch {best['epoch']} on {summary}")
     run.write_json(runs.METRICS, results)
     if run.main_process:
-        train = dataset.splits["train"]
-        reports.run_pictures(run.path, trainer.history, best["epoch"], train.images, train.labels,
+        reports.run_pictures(run.path, trainer.history, best["epoch"], dataset.splits["train"],
                              dataset.classes)
         run.log(f"report: {reports.write_report(run.path)}")

@@ -1,0 +1,65 @@
+"""Decode once: the images of a file-based source, decoded at one size into a uint8 .npy on
+disk and memory-mapped from then on. The key covers every file's path, size and modification
+time, the crop boxes, the size and the channel count, so a changed source is decoded again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..io import write_json_atomic
+from .images import decode_many
+
+CACHE_VERSION = 1
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
+
+
+def cache_key(paths: list[Path], boxes: np.ndarray | None, size: tuple[int, int], channels: int) -> str:
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{size}|{channels}".encode())
+    for path in paths:
+        try:
+            stat = path.stat()
+            digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}|missing\n".encode())
+    if boxes is not None:
+        digest.update(np.ascontiguousarray(boxes, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:24]
+
+
+def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
+                  boxes: np.ndarray | None = None, progress: bool = True,
+                  description: str = "decoding") -> tuple[np.ndarray, np.ndarray, dict[str, str], bool]:
+    """(images memmap with one row per path, rows of the readable ones, unreadable files with
+    reasons, whether the cache was hit). ``boxes`` rows of -1 mean no crop."""
+    folder = cache_root() / cache_key(paths, boxes, size, channels)
+    images_file, meta_file = folder / "images.npy", folder / "meta.json"
+    if images_file.is_file() and meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+            images = np.load(images_file, mmap_mode="r")
+            if images.shape == (len(paths), size[0], size[1], channels):
+                return images, np.asarray(meta["kept"], dtype=np.int64), meta["unreadable"], True
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache is rebuilt below
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".images.{os.getpid()}.npy"
+    out = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8,
+                                    shape=(len(paths), size[0], size[1], channels))
+    with tqdm(total=len(paths), desc=description, unit="img", disable=not progress, leave=False) as bar:
+        box_list = None if boxes is None else [None if b[0] < 0 else b for b in boxes]
+        _, kept, failed = decode_many(paths, size, channels, bar.update, box_list, out=out)
+    out.flush()
+    del out
+    os.replace(staging, images_file)
+    write_json_atomic(meta_file, {"kept": kept, "unreadable": failed, "size": list(size),
+                                  "channels": channels, "files": len(paths)})
+    return np.load(images_file, mmap_mode="r"), np.asarray(kept, dtype=np.int64), failed, False
