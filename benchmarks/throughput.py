@@ -50,8 +50,10 @@ def make_trainer(name: str, precision: str, steps: int, run: RunDirectory) -> Tr
     model = create_model(name, 10, channels, (height, width)).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config.optimizer, model.parameters(), device)
     schedule = LRSchedule(config.schedule, 0.001, steps, 1)
+    preprocessing = {"mean": [0.5] * channels, "std": [0.25] * channels, "crop": [height, width],
+                     "image_size": [height, width], "channels": channels, "pca": None}
     return Trainer(config, dataset, model, Loss("sparse_ce", 10), optimizer, schedule, Augment(),
-                   run, device, precision, [0.5] * channels, [0.25] * channels)
+                   run, device, precision, preprocessing)
 
 
 def measure(trainer: Trainer) -> float:

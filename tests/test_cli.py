@@ -138,3 +138,21 @@ def test_mnist_lenet5_end_to_end(mnist_dir, tmp_path):
     assert metrics["test"]["accuracy"] > 0.95, result.stdout
     test = json.loads(run_cli("evaluate", run, "--split", "test", "--format", "json").stdout)
     assert test["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+
+
+def test_paper_style_crops_and_ten_crop_tta(tmp_path):
+    """Decode larger, train on random crops with the paper's augmentations, evaluate and predict
+    with the centre crop and with ten crops."""
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--image-size", "32x32", "--crop", "28x28",
+            "--channels", "3", "--augment", "hflip", "--augment", "pca_lighting",
+            "--augment", "random_resized_crop:0.5", "--epochs", "2", "--out", tmp_path, "--name", "r",
+            "--quiet")
+    run = tmp_path / "r"
+    centre = json.loads(run_cli("evaluate", run, "--format", "json").stdout)
+    ten = json.loads(run_cli("evaluate", run, "--tta", "10crop", "--format", "json").stdout)
+    assert ten["tta"] == "10crop" and centre["tta"] is None
+    assert 0.3 < ten["accuracy"] <= 1.0 and ten["loss"] != centre["loss"]
+    image = tmp_path / "x.png"
+    Image.new("RGB", (40, 30), "white").save(image)
+    top = json.loads(run_cli("predict", run, image, "--tta", "10crop", "--format", "json").stdout)
+    assert sum(p["probability"] for p in top[0]["top"]) <= 1.0 + 1e-6

@@ -155,24 +155,67 @@ def test_subset_size(labels, size):
     assert abs(len(subset) - min(size, len(labels))) <= len(np.unique(labels))
 
 
-@settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 9), height=st.integers(4, 20), width=st.integers(4, 20),
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 9), height=st.integers(6, 20), width=st.integers(6, 20),
        channels=st.sampled_from([1, 3]), pad=st.integers(0, 3), flip=st.booleans(),
-       seed=st.integers(0, 1000))
-def test_augment_keeps_shape_and_values(n, height, width, channels, pad, flip, seed):
+       crop=st.integers(0, 3), resized=st.booleans(), lighting=st.booleans(), seed=st.integers(0, 1000))
+def test_augment_keeps_shape_and_value_range(n, height, width, channels, pad, flip, crop,
+                                             resized, lighting, seed):
     generator = torch.Generator().manual_seed(seed)
-    batch = torch.randint(0, 256, (n, height, width, channels), dtype=torch.uint8, generator=generator)
-    out = Augment(hflip=flip, pad_crop=min(pad, height - 1, width - 1)).apply(batch, generator)
-    assert out.shape == batch.shape and out.dtype == torch.uint8
-    if not pad:  # flips only permute pixels within each image
-        assert torch.equal(out.flatten(1).sort(1).values, batch.flatten(1).sort(1).values)
+    images = torch.randint(0, 256, (n, height, width, channels), dtype=torch.uint8, generator=generator)
+    split = Split(images.numpy(), np.zeros(n, dtype=np.int64), [str(i) for i in range(n)])
+    augment = Augment(hflip=flip, pad_crop=min(pad, height - crop - 1, width - crop - 1),
+                      random_resized_crop=0.3 if resized else 0.0,
+                      pca_lighting=0.1 if lighting and channels == 3 else 0.0)
+    pca = {"eigval": [0.2, 0.02, 0.002], "eigvec": np.eye(3).tolist()}
+    loader = BatchLoader(split, 4, [0.0] * channels, [1.0] * channels, shuffle=True, augment=augment,
+                         generator=generator, crop=(height - crop, width - crop), pca=pca)
+    batches = [x for x, _ in loader]
+    out = torch.cat(batches)
+    assert out.shape == (n, channels, height - crop, width - crop)
+    assert all(b.is_contiguous(memory_format=torch.channels_last) for b in batches)
+    slack = 0.2 * 3 * 0.2 * 4 if augment.pca_lighting else 1e-5  # lighting shifts colours slightly
+    assert out.min() >= -slack and out.max() <= 1 + slack
+    if not (pad or crop or resized or augment.pca_lighting):  # flips only permute pixels
+        ordered = BatchLoader(split, n, [0.0] * channels, [1.0] * channels)
+        pixels = next(iter(ordered))[0]
+        assert torch.allclose(out.flatten(1).sort(1).values.sort(0).values,
+                              pixels.flatten(1).sort(1).values.sort(0).values)
 
 
 def test_augment_parse():
     assert Augment.parse(["hflip", "pad_crop:2"]) == Augment(hflip=True, pad_crop=2)
     assert Augment.parse(["pad_crop"]).pad_crop == 4
+    assert Augment.parse(["random_resized_crop", "pca_lighting:0.2"]) == Augment(
+        random_resized_crop=0.08, pca_lighting=0.2)
     with pytest.raises(CnnlabError, match="unknown augmentation 'rotate'"):
         Augment.parse(["rotate"])
+
+
+def test_centre_crop_and_ten_crops():
+    from cnnlab.data.loader import ten_crops
+
+    images = np.arange(2 * 6 * 8, dtype=np.uint8).reshape(2, 6, 8, 1)
+    split = Split(images, np.zeros(2, dtype=np.int64), ["a", "b"])
+    loader = BatchLoader(split, 2, [0.0], [1 / 255], crop=(4, 4))
+    centre = next(iter(loader))[0]
+    torch.testing.assert_close(centre[0, 0], torch.from_numpy(images[0, 1:5, 2:6, 0]).float())
+    views = ten_crops(next(loader.uncropped())[0], (4, 4))
+    assert len(views) == 10
+    torch.testing.assert_close(views[1][0, 0], torch.from_numpy(images[0, 0:4, 4:8, 0]).float())
+    torch.testing.assert_close(views[5], views[0].flip(3))
+
+
+def test_pca_of_rgb_covariance():
+    from cnnlab.data.loader import pca_of
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (50, 4, 4, 1))
+    images = np.concatenate([base, base, 255 - base], axis=3).astype(np.uint8)  # all colour on one axis
+    pca = pca_of(Split(images, np.zeros(50, dtype=np.int64), [str(i) for i in range(50)]))
+    top = np.abs(np.asarray(pca["eigvec"])[:, -1])
+    np.testing.assert_allclose(top, np.full(3, 1 / np.sqrt(3)), atol=1e-6)
+    assert pca["eigval"][0] == pytest.approx(0, abs=1e-9)
 
 
 def test_loader_normalises_and_is_channels_last():

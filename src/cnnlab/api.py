@@ -22,7 +22,7 @@ from .training.callbacks import Callback
 from .training.trainer import train as _train
 
 # keyword shortcuts for the fields people set most
-_SHORTCUTS = {"model": "model.name", "data": "data.spec", "lr": "optimizer.lr",
+_SHORTCUTS = {"model": "model.name", "data": "data.spec", "lr": "optimizer.lr", "crop": "data.crop",
               "optimizer": "optimizer.name", "val_split": "data.val_split",
               "schedule": "schedule.name", "augment": "data.augment", "subset": "data.subset",
               "image_size": "data.image_size", "weights": "model.weights"}
@@ -61,10 +61,12 @@ def evaluate(run: Run | str | Path, data: str | None = None, split: str = "val",
     return evaluate_run(run.path if isinstance(run, Run) else run, data, split, **kwargs)
 
 
-def predict(run: Run | str | Path, inputs: str | Sequence[str], top_k: int = 5) -> PredictionResult:
-    """Top-k classes of image files, folders or globs."""
+def predict(run: Run | str | Path, inputs: str | Sequence[str], top_k: int = 5,
+            tta: str | None = None) -> PredictionResult:
+    """Top-k classes of image files, folders or globs; ``tta="10crop"`` averages ten views."""
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    return predict_files(run.path if isinstance(run, Run) else run, [str(i) for i in items], top_k)
+    return predict_files(run.path if isinstance(run, Run) else run, [str(i) for i in items], top_k,
+                         tta=tta)
 
 
 __all__ = ["Dataset", "Run", "TrainConfig", "create_model", "evaluate", "load_dataset",

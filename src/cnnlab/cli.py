@@ -64,6 +64,9 @@ def build_parser() -> Parser:
     train.add_argument("--subset", type=int, metavar="N", help="train on N samples (stratified)")
     train.add_argument("--image-size", type=size_arg, metavar="HxW",
                        help="decode images at this size (default: the model's input size)")
+    train.add_argument("--crop", type=size_arg, metavar="HxW",
+                       help="model input cut from the decoded image (random in training, centre "
+                       "or ten crops in evaluation), e.g. --image-size 256x256 --crop 227x227")
     train.add_argument("--channels", type=int, choices=(1, 3))
     train.add_argument("--label-mode", choices=("fine", "coarse"), help="cifar100 labels")
     train.add_argument("--roi-crop", action="store_true", default=None,
@@ -95,12 +98,14 @@ def build_parser() -> Parser:
     evaluate.add_argument("--split", default="val", choices=("val", "test", "train"))
     evaluate.add_argument("--batch-size", type=int)
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--tta", choices=("10crop",), help="average the softmax over ten crops")
     evaluate.add_argument("--format", default="table", choices=("table", "json"))
 
     predict = commands.add_parser("predict", help="classify image files with a run")
     predict.add_argument("run", metavar="RUN")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB")
     predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--tta", choices=("10crop",), help="average the softmax over ten crops")
     predict.add_argument("--format", default="table", choices=("table", "csv", "json"))
 
     models = commands.add_parser("models", help="list the models")
@@ -164,6 +169,7 @@ def train_config(args: argparse.Namespace):
         "schedule.name": args.schedule, "loss": args.loss, "label_smoothing": args.label_smoothing,
         "early_stopping.patience": args.early_stopping, "data.val_split": args.val_split,
         "data.subset": args.subset, "data.image_size": args.image_size and args.image_size[:2],
+        "data.crop": args.crop and args.crop[:2],
         "data.channels": args.channels, "data.augment": args.augment,
         "data.options.label_mode": args.label_mode, "data.options.roi_crop": args.roi_crop,
         "data.options.categories": args.categories and category_arg(args.categories),
@@ -201,7 +207,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
 
     metrics = evaluate(args.run, args.data, args.split, batch_size=args.batch_size,
-                       device=args.device)
+                       device=args.device, tta=args.tta)
     if args.format == "json":
         print(json.dumps(metrics, indent=2))
         return 0
@@ -223,7 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .api import predict
 
-    result = predict(args.run, args.inputs, args.top_k)
+    result = predict(args.run, args.inputs, args.top_k, tta=args.tta)
     for path, reason in result.unreadable.items():
         print(f"cnnlab predict: skipped {path}: {reason}", file=sys.stderr)
     if args.format == "json":

@@ -22,7 +22,11 @@ class DataConfig:
     val_split: float = 0.1
     """Fraction of each class held out for validation (when the source has no val split)."""
     image_size: list[int] | None = None
-    """[height, width] the images are decoded at; default: the model's input size."""
+    """[height, width] the images are decoded at; default: the model's input (``crop``)."""
+    crop: list[int] | None = None
+    """[height, width] model input cut from the decoded images: random crops in training, the
+    centre (or ten crops with --tta) when evaluating. The paper: image_size [256, 256], crop
+    [227, 227]. Default: the whole image."""
     channels: int | None = None
     """1 or 3; default: the source's own (folders: 3)."""
     augment: list[str] = field(default_factory=list)

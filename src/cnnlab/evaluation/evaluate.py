@@ -11,19 +11,34 @@ import torch
 from torch import nn
 
 from ..data import BatchLoader, Split
+from ..data.loader import ten_crops
+from ..errors import CnnlabError
 from ..training.device import autocast
 from ..training.losses import Loss
 from .metrics import RunningMetrics, classification_metrics
 
+TTA_MODES = ("10crop",)
+
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, loader: BatchLoader, device: torch.device,
-                   precision: str) -> torch.Tensor:
+                   precision: str, tta: str | None = None) -> torch.Tensor:
+    """Logits of every sample; with ``tta="10crop"``, the log of the softmax averaged over the
+    four corner crops, the centre crop and their mirror images (the paper's test procedure),
+    which every softmax loss and metric reads like logits."""
+    if tta is not None and tta not in TTA_MODES:
+        raise CnnlabError(f"--tta: must be one of {', '.join(TTA_MODES)}; got '{tta}'")
     model.eval()
     outputs = []
-    for images, _ in loader:
+    for images, _ in loader.uncropped() if tta else loader:
         with autocast(device, precision):
-            outputs.append(model(images.to(device, non_blocking=True)).float().cpu())
+            if tta:
+                views = ten_crops(images.to(device, non_blocking=True), loader.crop)
+                probs = torch.stack([torch.softmax(model(v.contiguous(memory_format=torch.channels_last)).float(), 1)
+                                     for v in views]).mean(0)
+                outputs.append(torch.log(probs.clamp_min(1e-12)).cpu())
+            else:
+                outputs.append(model(images.to(device, non_blocking=True)).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
@@ -34,10 +49,13 @@ def running_metrics(logits: torch.Tensor, labels: torch.Tensor, loss: Loss) -> d
 
 
 def evaluate_split(model: nn.Module, split: Split, loader: BatchLoader, loss: Loss,
-                   classes: list[str], device: torch.device, precision: str) -> tuple[dict, np.ndarray]:
+                   classes: list[str], device: torch.device, precision: str,
+                   tta: str | None = None) -> tuple[dict, np.ndarray]:
     """Loss, accuracy, top-5, MSE, the per-class report, confusion matrix and ROC AUC, and the
     probabilities of every sample."""
-    logits = predict_logits(model, loader, device, precision)
+    if tta and loss.name == "binary_ce":
+        raise CnnlabError("--tta: averages softmax probabilities; this run uses binary_ce")
+    logits = predict_logits(model, loader, device, precision, tta)
     labels = torch.from_numpy(split.labels)
     result = running_metrics(logits, labels, loss)
     probs = loss.probabilities(logits).numpy()
@@ -65,7 +83,8 @@ def predictions_csv(split: Split, probs: np.ndarray, classes: list[str], top_k: 
 
 
 def evaluate_run(run_path, data: str | None = None, split: str = "val",
-                 batch_size: int | None = None, device: str = "auto", quiet: bool = True) -> dict:
+                 batch_size: int | None = None, device: str = "auto", quiet: bool = True,
+                 tta: str | None = None) -> dict:
     """Evaluate a run's best checkpoint on one split; updates metrics.json and writes
     predictions-SPLIT.csv in the run directory. ``data`` defaults to the run's own data and
     split; another SPEC is split with the run's val_split and seed."""
@@ -100,10 +119,12 @@ def evaluate_run(run_path, data: str | None = None, split: str = "val",
     precision = resolve_precision(cfg.precision, torch_device)
     model = model.to(torch_device, memory_format=torch.channels_last)
     loss = Loss(checkpoint["loss"]["name"], len(run.classes), checkpoint["loss"]["label_smoothing"])
-    loader = BatchLoader(dataset.splits[split], batch_size or cfg.batch_size * 2, prep["mean"], prep["std"])
+    loader = BatchLoader(dataset.splits[split], batch_size or cfg.batch_size * 2, prep["mean"],
+                         prep["std"], crop=prep.get("crop"))
     metrics, probs = evaluate_split(model, dataset.splits[split], loader, loss, run.classes,
-                                    torch_device, precision)
+                                    torch_device, precision, tta)
     metrics["data"] = dataset.spec
+    metrics["tta"] = tta
     runs_dir = runs.RunDirectory(run.path, quiet=quiet)
     runs_dir.write_text(f"predictions-{split}.csv", predictions_csv(dataset.splits[split], probs, run.classes))
     stored = dict(run.metrics)

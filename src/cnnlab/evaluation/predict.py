@@ -51,7 +51,8 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64) -> PredictionResult:
+def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64,
+                  tta: str | None = None) -> PredictionResult:
     """Top-k classes of every readable image in ``inputs``; unreadable files are reported."""
     from .. import runs
 
@@ -65,8 +66,8 @@ def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int =
     paths = expand_inputs(inputs)
     images, kept, unreadable = decode_many(paths, tuple(prep["image_size"]), prep["channels"])
     split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [str(paths[i]) for i in kept])
-    loader = BatchLoader(split, batch_size, prep["mean"], prep["std"])
-    logits = predict_logits(model, loader, torch.device("cpu"), "fp32")
+    loader = BatchLoader(split, batch_size, prep["mean"], prep["std"], crop=prep.get("crop"))
+    logits = predict_logits(model, loader, torch.device("cpu"), "fp32", tta)
     probs = loss.probabilities(logits).numpy() if len(kept) else np.empty((0, len(run.classes)))
     order = np.argsort(-probs, axis=1)[:, : min(top_k, len(run.classes))]
     predictions = [Prediction(sample_id, [(run.classes[c], float(probs[row, c])) for c in order[row]])

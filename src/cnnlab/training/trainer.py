@@ -13,6 +13,7 @@ import torch
 from .. import reports, runs
 from ..config import TrainConfig
 from ..data import Augment, BatchLoader, Dataset, load_dataset
+from ..data.loader import pca_of
 from ..errors import CnnlabError, ConfigError
 from ..evaluation.evaluate import evaluate_split, predict_logits, predictions_csv, running_metrics
 from ..evaluation.metrics import RunningMetrics
@@ -36,7 +37,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, dataset: Dataset, model: torch.nn.Module,
                  loss: Loss, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                  augment: Augment, run: runs.RunDirectory, device: torch.device, precision: str,
-                 mean: list[float], std: list[float], callbacks: Sequence[Callback] = ()):
+                 preprocessing: dict, callbacks: Sequence[Callback] = ()):
         self.config = config
         self.dataset = dataset
         self.model = model
@@ -44,10 +45,10 @@ class Trainer:
         self.run = run
         self.device = device
         self.precision = precision
-        self.mean, self.std = mean, std
+        self.preprocessing = preprocessing
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.train_loader = BatchLoader(dataset.splits["train"], config.batch_size, mean, std,
-                                        shuffle=True, augment=augment, generator=self.generator)
+        self.train_loader = self.loader("train", config.batch_size, shuffle=True, augment=augment,
+                                        generator=self.generator)
         self.optimizer = optimizer
         self.schedule = schedule
         self.builtin = self._builtin_callbacks()
@@ -57,9 +58,13 @@ class Trainer:
         self.step = 0
         self.stop_training = False
 
+    def loader(self, split: str, batch_size: int, **kwargs) -> BatchLoader:
+        prep = self.preprocessing
+        return BatchLoader(self.dataset.splits[split], batch_size, prep["mean"], prep["std"],
+                           crop=prep["crop"], pca=prep["pca"], **kwargs)
+
     def eval_loader(self, split: str) -> BatchLoader:
-        return BatchLoader(self.dataset.splits[split], self.config.batch_size * 2, self.mean,
-                           self.std)
+        return self.loader(split, self.config.batch_size * 2)
 
     def _monitor_name(self, name: str, option: str) -> str:
         if name.startswith("val_") and "val" not in self.dataset.splits:
@@ -98,9 +103,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "model": model_spec(self.model, self.config.model.name, self.config.model.options),
             "classes": self.dataset.classes,
-            "preprocessing": {"mean": self.mean, "std": self.std,
-                              "image_size": list(self.dataset.image_size),
-                              "channels": self.dataset.channels},
+            "preprocessing": self.preprocessing,
             "loss": {"name": self.loss.name, "label_smoothing": self.loss.label_smoothing},
             "epoch": epoch + 1,
             "metrics": logs,
@@ -230,9 +233,13 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     info = MODELS.get(config.model.name)
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch-size: must be at least 1")
-    image_size = tuple(config.data.image_size or info.input_size[:2])
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise ConfigError(f"data.image_size: expected [height, width]; got {list(image_size)}")
+    input_size = tuple(config.data.crop or config.data.image_size or info.input_size[:2])
+    image_size = tuple(config.data.image_size or input_size)
+    for key, size in (("data.image_size", image_size), ("data.crop", input_size)):
+        if len(size) != 2 or min(size) < 1:
+            raise ConfigError(f"{key}: expected [height, width]; got {list(size)}")
+    if input_size[0] > image_size[0] or input_size[1] > image_size[1]:
+        raise ConfigError(f"data.crop {list(input_size)} is larger than data.image_size {list(image_size)}")
 
     state, split_ids = None, None
     if resume is not None:
@@ -245,7 +252,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     dataset = load_dataset(data.spec, image_size, data.channels, data.val_split, config.seed,
                            data.subset, split_ids, progress=not quiet, options=data.options)
     loss = Loss(config.loss, dataset.num_classes, config.label_smoothing)
-    model = create_model(config.model.name, loss.outputs, dataset.channels, image_size,
+    model = create_model(config.model.name, loss.outputs, dataset.channels, input_size,
                          **config.model.options)
     model = model.to(device, memory_format=torch.channels_last)
     if config.model.base_lr_scale <= 0:
@@ -264,17 +271,20 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     for note in weight_notes:
         run.log(note)
     if state is not None:
-        mean, std = state["preprocessing"]["mean"], state["preprocessing"]["std"]
+        preprocessing = state["preprocessing"]
     else:
         mean, std = dataset.channel_stats()
+        preprocessing = {"mean": mean, "std": std, "image_size": list(image_size),
+                         "crop": list(input_size), "channels": dataset.channels,
+                         "pca": pca_of(dataset.splits["train"]) if dataset.channels == 3 else None}
 
-    trainer = Trainer(config, dataset, model, loss, optimizer, schedule, augment, run, device, precision,
-                      mean, std, callbacks)
+    trainer = Trainer(config, dataset, model, loss, optimizer, schedule, augment, run, device,
+                      precision, preprocessing, callbacks)
     if state is not None:
         trainer.restore(state)
         run.log(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
     else:
-        write_run_files(run, config, dataset, model, image_size)
+        write_run_files(run, config, dataset, model, input_size)
     run.write_text(runs.CONFIG, config.to_yaml())
     run.log(f"run {run.path}: {config.model.name} on {config.data.spec} "
             f"({', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}), "
