@@ -9,6 +9,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,7 +139,22 @@ def build_parser() -> Parser:
     info.add_argument("--seed", type=int, default=0)
     info.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                       help="source option, e.g. --set label_mode=coarse")
+    info.add_argument("--preview", metavar="FILE.png", help="draw a grid of samples per class")
     info.add_argument("--format", default="table", choices=("table", "json"))
+
+    check = data_commands.add_parser("verify", help="decode every image file; list the unreadable ones")
+    check.add_argument("spec", metavar="SPEC")
+    check.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
+
+    bench = data_commands.add_parser("bench", help="img/s of decoding and of augmented batches")
+    bench.add_argument("spec", metavar="SPEC")
+    bench.add_argument("--image-size", type=size_arg, metavar="HxW")
+    bench.add_argument("--crop", type=size_arg, metavar="HxW")
+    bench.add_argument("--augment", action="append", default=[], metavar="NAME")
+    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--batches", type=int, default=50)
+    bench.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
+    bench.add_argument("--format", default="table", choices=("table", "json"))
     return parser
 
 
@@ -151,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into head and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except CnnlabError as exc:
         from .training.trainer import TrainingDiverged
 
@@ -282,10 +301,36 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from .config import parse_override
-    from .data.inspect import describe
+    from .data import inspect
 
     options = dict(parse_override(item) for item in args.set)
-    report = describe(args.spec, args.val_split, args.seed, options=options)
+    if args.data_command == "verify":
+        checked, unreadable = inspect.verify(args.spec, options)
+        for path, reason in unreadable.items():
+            print(f"{path}: {reason}")
+        if checked is None:
+            print(f"{args.spec}: its pixels are arrays inside the data files, which were read whole")
+        else:
+            print(f"{checked} files checked, {len(unreadable)} unreadable")
+        return 1 if unreadable else 0
+    if args.data_command == "bench":
+        result = inspect.bench(args.spec, args.image_size and args.image_size[:2],
+                               args.crop and args.crop[:2], args.augment, args.batch_size,
+                               args.batches, options)
+        if args.format == "json":
+            print(json.dumps(result, indent=2))
+        else:
+            decode = result["decode_images_per_second"]
+            print(f"{result['spec']}: {result['images']} images at {'x'.join(map(str, result['image_size']))}, "
+                  f"{result['threads']} threads")
+            print(f"  decode into cache: {f'{decode:,.0f} img/s' if decode else 'nothing to decode (pixels ship in the files)'}"
+                  f" ({result['load_seconds']:.1f} s to load)")
+            print(f"  augmented batches: {result['batch_images_per_second']:,.0f} img/s "
+                  f"(batch {result['batch_size']}, crop {'x'.join(map(str, result['crop']))}, "
+                  f"augment {', '.join(result['augment']) or 'none'})")
+        return 0
+    report = inspect.describe(args.spec, args.val_split, args.seed, options=options,
+                              preview=args.preview)
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0

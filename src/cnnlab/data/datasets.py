@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .download import fetch
 from .images import is_image_file
 from .safe import extract_archive, load_plain_pickle
 from .sources import SOURCES, RawSplit, SourceData, _need_path, read_idx_folder
@@ -68,7 +69,7 @@ def _labels(batch: dict, key: bytes, count: int, classes: int, source: str) -> n
 @SOURCES.register("cifar10")
 def read_cifar10(path: Path | None) -> SourceData:
     """CIFAR-10: cifar-10-python.tar.gz or its folder (data_batch_1..5, test_batch, batches.meta)."""
-    path = _need_path("cifar10", path)
+    path = fetch("cifar10", path)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
     files = _cifar_files(path, names, "cifar10")
     meta = load_plain_pickle(files["batches.meta"], f"{path}:batches.meta")
@@ -91,7 +92,7 @@ def read_cifar100(path: Path | None, label_mode: str = "fine") -> SourceData:
     20 coarse superclasses."""
     if label_mode not in ("fine", "coarse"):
         raise DataError(f"--label-mode: must be fine or coarse; got '{label_mode}'")
-    path = _need_path("cifar100", path)
+    path = fetch("cifar100", path)
     files = _cifar_files(path, ["train", "test", "meta"], "cifar100")
     meta = load_plain_pickle(files["meta"], f"{path}:meta")
     classes = [c.decode() for c in meta[f"{label_mode}_label_names".encode()]]

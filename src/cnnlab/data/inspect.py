@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
+from ..training.device import cpu_count
 from .dataset import load_dataset
+from .images import try_decode
+from .loader import Augment, BatchLoader, pca_of
 from .sources import read_source
 
 
@@ -29,7 +39,7 @@ def size_range(spec: str, options: dict | None = None) -> str:
 
 
 def describe(spec: str, val_split: float = 0.1, seed: int = 0, stats_size: int = 64,
-             options: dict | None = None) -> dict:
+             options: dict | None = None, preview: str | None = None) -> dict:
     """Per-class counts per split (after the train/val split cnnlab would make), image sizes,
     channels, and the training split's per-channel mean and std."""
     source = read_source(spec, options)
@@ -37,8 +47,67 @@ def describe(spec: str, val_split: float = 0.1, seed: int = 0, stats_size: int =
     size = None if first.images is not None else (stats_size, stats_size)
     dataset = load_dataset(spec, size, None, val_split, seed, options=options)
     mean, std = dataset.channel_stats()
+    if preview:
+        from ..reports.plots import data_preview
+
+        data_preview(dataset.splits["train"], dataset.classes, Path(preview))
     counts = {name: dict(zip(dataset.classes, np.bincount(split.labels, minlength=dataset.num_classes).tolist(), strict=True))
               for name, split in dataset.splits.items()}
     return {"spec": spec, "classes": dataset.classes, "num_classes": dataset.num_classes,
             "channels": dataset.channels, "size_range": size_range(spec, options), "mean": mean, "std": std,
             "counts": counts, "unreadable": dataset.unreadable}
+
+
+def verify(spec: str, options: dict | None = None,
+           progress: bool = True) -> tuple[int | None, dict[str, str]]:
+    """Fully decode every image file of a source: (files checked, or None for a source whose
+    pixels are arrays in its data files; unreadable files with reasons)."""
+    source = read_source(spec, options)
+    paths = [p for part in source.splits.values() if part.paths is not None for p in part.paths]
+    if not paths:
+        return None, {}
+    with tqdm(total=len(paths), desc="verifying", unit="img", disable=not progress, leave=False) as bar:
+        unreadable = {}
+        with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
+            for path, result in zip(paths, pool.map(lambda p: try_decode(p, None, 3), paths), strict=True):
+                if isinstance(result, str):
+                    unreadable[str(path)] = result
+                bar.update(1)
+    return len(paths), unreadable
+
+
+def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] | None,
+          augment: list[str], batch_size: int = 128, batches: int = 50,
+          options: dict | None = None) -> dict:
+    """img/s of decoding into the cache (from scratch, in a temporary cache) and of augmented
+    training batches built from it."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        previous = os.environ.get("CNNLAB_CACHE")
+        os.environ["CNNLAB_CACHE"] = cache_dir
+        try:
+            started = time.perf_counter()
+            dataset = load_dataset(spec, image_size, None, 0.0, 0, options=options)
+            decode_seconds = time.perf_counter() - started
+            files = dataset.cache.get("images", 0)
+            train = dataset.splits["train"]
+            mean, std = dataset.channel_stats()
+            pca = pca_of(train) if dataset.channels == 3 else None
+            loader = BatchLoader(train, batch_size, mean, std, shuffle=True,
+                                 augment=Augment.parse(augment), crop=crop, pca=pca)
+            count, started = 0, time.perf_counter()
+            while count < batches * batch_size:
+                for images, _ in loader:
+                    count += len(images)
+                    if count >= batches * batch_size:
+                        break
+            batch_seconds = time.perf_counter() - started
+        finally:
+            if previous is None:
+                os.environ.pop("CNNLAB_CACHE", None)
+            else:
+                os.environ["CNNLAB_CACHE"] = previous
+    return {"spec": spec, "images": len(train), "decoded_files": files,
+            "decode_images_per_second": files / decode_seconds if files else None,
+            "load_seconds": decode_seconds, "batch_images_per_second": count / batch_seconds,
+            "batch_size": batch_size, "augment": augment, "image_size": list(dataset.image_size),
+            "crop": list(crop or dataset.image_size), "threads": cpu_count()}

@@ -154,7 +154,9 @@ def _find_idx(folder: Path, stem: str) -> Path:
 
 
 def read_idx_folder(path: Path | None, name: str, classes: list[str]) -> SourceData:
-    folder = _need_path(name, path)
+    from .download import fetch
+
+    folder = fetch(name, path)
     if not folder.is_dir():
         raise DataError(f"--data {name}:{folder}: expected the folder holding the four IDX files")
     splits = {}

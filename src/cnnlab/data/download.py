@@ -1,0 +1,106 @@
+"""Downloads of the published data sets: resumable, checked against the published md5, and
+never needed: every source also reads a local copy (``NAME:PATH``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    md5: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+_MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+_FASHION = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+REMOTES: dict[str, list[Remote]] = {
+    "mnist": [Remote(_MNIST + "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+              Remote(_MNIST + "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+              Remote(_MNIST + "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+              Remote(_MNIST + "t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")],
+    "fashion-mnist": [
+        Remote(_FASHION + "train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        Remote(_FASHION + "train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+        Remote(_FASHION + "t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+        Remote(_FASHION + "t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310")],
+    "cifar10": [Remote("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                       "c58f30108f718f92721af3b95e74349a")],
+    "cifar100": [Remote("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                        "eb9058c3a382ffc7106e4002c42a8d85")],
+}
+
+
+def data_home() -> Path:
+    return Path(os.environ.get("CNNLAB_DATA") or Path.home() / ".cache" / "cnnlab" / "datasets")
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(remote: Remote, folder: Path, timeout: float = 30.0) -> Path:
+    """Fetch ``remote`` into ``folder``: resumes a partial ``.part`` file with an HTTP range
+    request, verifies the md5, then renames it into place."""
+    target = folder / remote.filename
+    if target.is_file() and md5_of(target) == remote.md5:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    have = partial.stat().st_size if partial.is_file() else 0
+    request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = have and response.status == 206
+            total = int(response.headers.get("Content-Length", 0)) + (have if resumed else 0)
+            with partial.open("ab" if resumed else "wb") as handle, tqdm(
+                    total=total or None, initial=have if resumed else 0, unit="B", unit_scale=True,
+                    desc=remote.filename, leave=False) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    handle.write(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(f"cannot download {remote.url} ({reason}); download it on a machine with "
+                        f"access and pass the local copy's folder as NAME:PATH") from None
+    found = md5_of(partial)
+    if found != remote.md5:
+        partial.unlink()
+        raise DataError(f"{remote.url}: md5 {found} does not match the published {remote.md5}; "
+                        "the download was removed, try again")
+    os.replace(partial, target)
+    return target
+
+
+def fetch(name: str, path: Path | None) -> Path:
+    """The local copy of source ``name``: ``path`` itself, or, when no path is given, the
+    official files downloaded once into the data home ($CNNLAB_DATA)."""
+    if path is not None:
+        if not path.exists():
+            hint = f" (or omit it to download {name})" if name in REMOTES else ""
+            raise DataError(f"--data {name}:{path}: no such file or folder{hint}")
+        return path
+    if name not in REMOTES:
+        raise DataError(f"--data {name}: give the local copy as {name}:PATH "
+                        f"({name} is not downloaded automatically)")
+    folder = data_home() / name
+    for remote in REMOTES[name]:
+        download(remote, folder)
+    return folder if len(REMOTES[name]) > 1 else folder / REMOTES[name][0].filename
