@@ -258,11 +258,30 @@ def test_spec_trains_through_cli(tmp_path, source):
     assert "val" in metrics
 
 
-def test_cifar10_jpeg_copy_as_folder(tmp_path):
+def cifar_jpeg_archive():
     archive = SHARED / "cifar10-jpeg.tar.gz"
     if not archive.is_file():
         pytest.skip(f"{archive} not found (set CNNLAB_SHARED_DATASETS)")
-    root = extract_archive(archive, tmp_path / "cifar10")
-    data = load_dataset(f"folder:{root}", (32, 32), val_split=0.1, subset=2000)
-    assert data.num_classes == 10 and "test" in data.splits
-    assert data.splits["train"].images.shape[1:] == (32, 32, 3)
+    return archive
+
+
+def test_cifar10_jpeg_copy_as_folder(tmp_path):
+    """Real JPEGs: 40 per class of each split of the shared CIFAR-10 copy."""
+    few = lambda name: not name.endswith(".jpg") or int(name.rsplit("/", 1)[-1][:-4]) < 40  # noqa: E731
+    root = extract_archive(cifar_jpeg_archive(), tmp_path / "cifar10", select=few)
+    data = load_dataset(f"folder:{root}", (32, 32), val_split=0.1)
+    assert data.num_classes == 10 and data.classes[0] == "airplane"
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 360, "val": 40, "test": 400}
+    assert not data.unreadable
+
+
+@pytest.mark.slow
+def test_cifar10_jpeg_trains_and_second_run_hits_the_cache(tmp_path):
+    """The whole CIFAR-10 JPEG copy: decoded once by the first run, read back by the second."""
+    root = extract_archive(cifar_jpeg_archive(), tmp_path / "cifar10")
+    for name in ("first", "second"):
+        run_cli("train", "--model", "lenet5", "--data", f"folder:{root}", "--image-size", "32x32",
+                "--subset", "5000", "--epochs", "1", "--out", tmp_path / "runs", "--name", name, "--quiet")
+    first = json.loads((tmp_path / "runs" / "first" / "data.json").read_text())["cache"]
+    second = json.loads((tmp_path / "runs" / "second" / "data.json").read_text())["cache"]
+    assert first["images"] == 60_000 and not first["hit"] and second["hit"]

@@ -55,10 +55,10 @@ def _check_member(name: str, archive: Path, is_file: bool, is_dir: bool) -> None
         raise DataError(f"{archive}: refusing member '{name}' (links and special files are not extracted)")
 
 
-def extract_archive(archive: Path, target: Path) -> Path:
+def extract_archive(archive: Path, target: Path, select=None) -> Path:
     """Extract a tar (any compression) or zip into ``target`` after checking every member:
     no absolute paths, no '..', no links or devices. Written to a temporary folder first, so a
-    failure leaves nothing half-extracted."""
+    failure leaves nothing half-extracted. ``select(name)`` picks members (default: all)."""
     if target.is_dir():
         return target
     staging = target.with_name(f".{target.name}.partial")
@@ -66,17 +66,18 @@ def extract_archive(archive: Path, target: Path) -> Path:
     try:
         if tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tar:
-                members = tar.getmembers()
+                members = [m for m in tar.getmembers() if select is None or select(m.name)]
                 for member in members:
                     _check_member(member.name, archive, member.isfile(), member.isdir())
                 tar.extractall(staging, members=members, filter="data")
         elif zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
+                infos = [i for i in zf.infolist() if select is None or select(i.filename)]
+                for info in infos:
                     mode = info.external_attr >> 16
                     is_link = (mode & 0o170000) == 0o120000
                     _check_member(info.filename, archive, not info.is_dir() and not is_link, info.is_dir())
-                zf.extractall(staging)
+                zf.extractall(staging, members=infos)
         else:
             raise DataError(f"{archive}: not a tar or zip archive")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
