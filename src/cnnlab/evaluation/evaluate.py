@@ -106,7 +106,7 @@ def evaluate_run(run_path, data: str | None = None, split: str = "val",
         raise DataError(f"--split {split}: this run's data has no {split} split; "
                         f"available: {', '.join(split_ids)}")
     dataset = load_dataset(data or cfg.data.spec, prep["image_size"], prep["channels"],
-                           cfg.data.val_split, cfg.seed, None if split_ids else cfg.data.subset,
+                           cfg.data.val_split, cfg.seed, None,
                            {split: split_ids[split]} if split_ids else None, progress=not quiet,
                            options=cfg.data.options if same_data else None)
     if split not in dataset.splits:
