@@ -59,8 +59,8 @@ def test_spec_errors():
         parse_spec("minst:/x")
     with pytest.raises(DataError, match="no such file or folder"):
         load_dataset("mnist:/definitely/not/here")
-    with pytest.raises(DataError, match="give the local copy as gtsrb:PATH"):
-        load_dataset("gtsrb")
+    with pytest.raises(DataError, match="give the local copy as folder:PATH"):
+        load_dataset("folder")
     with pytest.raises(DataError, match="digits: takes no path"):
         load_dataset("digits:/x")
 

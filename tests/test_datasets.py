@@ -195,6 +195,16 @@ def test_gtsrb_kaggle_layout(tmp_path):
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 6, "val": 6, "test": 1}
 
 
+def test_gtsrb_fixed_training_zip_layout(tmp_path):
+    """The downloadable GTSRB-Training_fixed.zip unpacks to GTSRB/Training/000NN/; the test
+    images and their ground truth come in two more zips."""
+    root = write_gtsrb_official(tmp_path / "g", classes=2, tracks=2, shots=2)
+    (root / "GTSRB" / "Final_Training" / "Images").rename(root / "GTSRB" / "Training")
+    (root / "GTSRB" / "Final_Test" / "Images" / "GT-final_test.csv").rename(root / "GT-final_test.csv")
+    data = load_dataset(f"gtsrb:{root}", (12, 12), val_split=0.0)
+    assert len(data.splits["train"]) == 8 and len(data.splits["test"]) == 6
+
+
 def test_gtsrb_zip_extracted_once(tmp_path):
     root = write_gtsrb_official(tmp_path / "g", classes=2, tracks=2, shots=2)
     archive = tmp_path / "GTSRB_Final.zip"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from cnnlab.config import TrainConfig
 from cnnlab.data import SOURCES
 from cnnlab.models import MODELS
 from cnnlab.training.schedules import SCHEDULES
+from conftest import REPO
 
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
 

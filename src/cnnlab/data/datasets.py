@@ -15,7 +15,7 @@ from ..errors import DataError
 from .download import fetch
 from .images import is_image_file
 from .safe import extract_archive, load_plain_pickle
-from .sources import SOURCES, RawSplit, SourceData, _need_path, read_idx_folder
+from .sources import SOURCES, RawSplit, SourceData, read_idx_folder
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
@@ -136,42 +136,47 @@ def _gtsrb_rows(rows: list[dict], folder: Path, source: Path, track_of) -> RawSp
                     groups=np.asarray(groups))
 
 
+def _find(root: Path, relative: str, depth: int = 3) -> Path | None:
+    """``root/relative``, or the first match up to ``depth`` folders down (archives nest)."""
+    for level in range(depth + 1):
+        for match in sorted(root.glob("/".join(["*"] * level + [relative]))):
+            return match
+    return None
+
+
 @SOURCES.register("gtsrb")
 def read_gtsrb(path: Path | None, roi_crop: bool = False) -> SourceData:
-    """GTSRB: the official Final_Training/Images/000NN + GT-000NN.csv (and Final_Test with
-    GT-final_test.csv) layout, or the Kaggle Train/<id>/ + Train.csv, Test.csv layout. Training
-    images come in tracks of 30 shots of one sign, so the validation split is made by track."""
-    root = _unpack(_need_path("gtsrb", path))
-    for candidate in (root, *sorted(p for p in root.iterdir() if p.is_dir())):
-        if (candidate / "Final_Training" / "Images").is_dir() or (candidate / "Train.csv").is_file():
-            root = candidate
-            break
+    """GTSRB: the official layout (Final_Training/Images/000NN or the fixed zip's Training/000NN,
+    each with GT-000NN.csv; Final_Test/Images with GT-final_test.csv), or the Kaggle Train/<id>/
+    + Train.csv, Test.csv layout. Training images come in tracks of 30 shots of one sign, so the
+    validation split is made by track."""
+    root = fetch("gtsrb", path)
+    root = _unpack(root) if root.is_file() else root
     splits = {}
-    if (root / "Final_Training" / "Images").is_dir():
-        images = root / "Final_Training" / "Images"
+    training = _find(root, "Final_Training/Images") or _find(root, "Training")
+    kaggle = _find(root, "Train.csv")
+    if training is not None:
         rows_by_class = []
-        for folder in sorted(p for p in images.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in training.iterdir() if p.is_dir()):
             annotation = folder / f"GT-{folder.name}.csv"
             if not annotation.is_file():
                 raise DataError(f"{folder}: missing {annotation.name}")
-            rows = _read_csv(annotation, ";")
-            rows_by_class.append(_gtsrb_rows(rows, folder, root,
+            rows_by_class.append(_gtsrb_rows(_read_csv(annotation, ";"), folder, root,
                                              lambda c, name: c * 100_000 + int(name.split("_")[0])))
         splits["train"] = _concat(rows_by_class)
-        for truth in (root / "Final_Test" / "Images" / "GT-final_test.csv",
-                      root / "Final_Test" / "GT-final_test.csv", root / "GT-final_test.csv"):
-            if truth.is_file():
-                rows = _read_csv(truth, ";")
-                splits["test"] = _gtsrb_rows(rows, root / "Final_Test" / "Images", root, lambda c, n: 0)
-                break
-    elif (root / "Train.csv").is_file():
+        test_images = _find(root, "Final_Test/Images")
+        truth = _find(root, "GT-final_test.csv", depth=4)
+        if test_images is not None and truth is not None:
+            splits["test"] = _gtsrb_rows(_read_csv(truth, ";"), test_images, root, lambda c, n: 0)
+    elif kaggle is not None:
+        base = kaggle.parent
         track = lambda c, name: c * 100_000 + int(Path(name).stem.split("_")[1])  # noqa: E731
-        splits["train"] = _gtsrb_rows(_read_csv(root / "Train.csv", ","), root, root, track)
-        if (root / "Test.csv").is_file():
-            splits["test"] = _gtsrb_rows(_read_csv(root / "Test.csv", ","), root, root, lambda c, n: 0)
+        splits["train"] = _gtsrb_rows(_read_csv(kaggle, ","), base, root, track)
+        if (base / "Test.csv").is_file():
+            splits["test"] = _gtsrb_rows(_read_csv(base / "Test.csv", ","), base, root, lambda c, n: 0)
     else:
-        raise DataError(f"--data gtsrb:{path}: expected Final_Training/Images/ (official layout) "
-                        "or Train.csv with Train/ (Kaggle layout)")
+        raise DataError(f"--data gtsrb:{path}: expected Final_Training/Images/ or Training/ "
+                        "(official layout) or Train.csv with Train/ (Kaggle layout)")
     count = int(max(split.labels.max(initial=-1) for split in splits.values())) + 1
     if not roi_crop:
         for split in splits.values():
@@ -195,10 +200,11 @@ def read_caltech256(path: Path | None, categories: int | list | None = None,
     """Caltech-256: 256_ObjectCategories/001.ak47/... (folder or its tar). ``categories``: the
     first N categories, or a list of names (``ak47`` or ``001.ak47``); the 257.clutter class is
     left out unless ``include_clutter``."""
-    root = _unpack(_need_path("caltech256", path))
+    root = fetch("caltech256", path)
+    root = _unpack(root) if root.is_file() else root
     if not any(CALTECH_FOLDER.match(p.name) for p in root.iterdir()):
-        nested = root / "256_ObjectCategories"
-        if not nested.is_dir():
+        nested = _find(root, "256_ObjectCategories")
+        if nested is None:
             raise DataError(f"--data caltech256:{path}: expected 256_ObjectCategories/ with folders like 001.ak47")
         root = nested
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and CALTECH_FOLDER.match(p.name))

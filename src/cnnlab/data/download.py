@@ -27,6 +27,7 @@ class Remote:
 
 _MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 _FASHION = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+_GTSRB = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
 REMOTES: dict[str, list[Remote]] = {
     "mnist": [Remote(_MNIST + "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
               Remote(_MNIST + "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
@@ -41,7 +42,14 @@ REMOTES: dict[str, list[Remote]] = {
                        "c58f30108f718f92721af3b95e74349a")],
     "cifar100": [Remote("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                         "eb9058c3a382ffc7106e4002c42a8d85")],
+    "gtsrb": [Remote(_GTSRB + "GTSRB-Training_fixed.zip", "513f3c79a4c5141765e10e952eaa2478"),
+              Remote(_GTSRB + "GTSRB_Final_Test_Images.zip", "c7e4e6327067d32654124b0fe9e82185"),
+              Remote(_GTSRB + "GTSRB_Final_Test_GT.zip", "fe31e9c9270bbcd7b84b7f21a9d9d9e5")],
+    "caltech256": [Remote("http://www.vision.caltech.edu/Image_Datasets/Caltech256/256_ObjectCategories.tar",
+                          "67b4f42ca05d46448c6bb8ecd2220f6d")],
 }
+ARCHIVES = {"gtsrb", "caltech256"}
+"""Sources whose downloads are archives to extract (CIFAR's tarballs are read in place)."""
 
 
 def data_home() -> Path:
@@ -101,6 +109,11 @@ def fetch(name: str, path: Path | None) -> Path:
         raise DataError(f"--data {name}: give the local copy as {name}:PATH "
                         f"({name} is not downloaded automatically)")
     folder = data_home() / name
-    for remote in REMOTES[name]:
-        download(remote, folder)
-    return folder if len(REMOTES[name]) > 1 else folder / REMOTES[name][0].filename
+    files = [download(remote, folder) for remote in REMOTES[name]]
+    if name in ARCHIVES:
+        from .safe import extract_archive
+
+        for file in files:
+            extract_archive(file, folder / "extracted" / file.name.split(".")[0])
+        return folder / "extracted"
+    return folder if len(files) > 1 else files[0]
