@@ -16,6 +16,8 @@ def digits_run(tmp_path_factory):
     result = run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "4",
                      "--out", out, "--name", "digits")
     assert "run directory:" in result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == f"report: {out / 'digits' / 'report.html'}"  # what make demo ends with
     return out / "digits"
 
 

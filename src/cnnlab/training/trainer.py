@@ -296,8 +296,10 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         run.log(f"interrupted in epoch {trainer.epoch + 1}; continue with: cnnlab train --resume {run.path}")
         raise
 
-    final_evaluation(trainer)
+    report = final_evaluation(trainer)
     run.log(f"run directory: {run.path}")
+    if report is not None:
+        run.log(f"report: {report}")
     return runs.load_run(run.path)
 
 
@@ -321,7 +323,7 @@ def write_run_files(run: runs.RunDirectory, config: TrainConfig, dataset: Datase
         run.log(f"skipped unreadable image {path}: {reason}")
 
 
-def final_evaluation(trainer: Trainer) -> None:
+def final_evaluation(trainer: Trainer) -> Path | None:
     """Evaluate the best checkpoint on validation and test; write metrics.json, predictions,
     the pictures and report.html."""
     run = trainer.run
@@ -347,4 +349,5 @@ def final_evaluation(trainer: Trainer) -> None:
     if run.main_process:
         reports.run_pictures(run.path, trainer.history, best["epoch"], dataset.splits["train"],
                              dataset.classes)
-        run.log(f"report: {reports.write_report(run.path)}")
+        return reports.write_report(run.path)
+    return None
