@@ -99,14 +99,6 @@ def read_source(spec: str, options: dict | None = None) -> SourceData:
     return SOURCES.get(name)(path, **options)
 
 
-def _need_path(name: str, path: Path | None) -> Path:
-    if path is None:
-        raise DataError(f"--data {name}: give the local copy as {name}:PATH")
-    if not path.exists():
-        raise DataError(f"--data {name}:{path}: no such file or folder")
-    return path
-
-
 @SOURCES.register("digits")
 def read_digits(path: Path | None) -> SourceData:
     """scikit-learn's bundled 8x8 digits: no download at all."""
@@ -193,7 +185,9 @@ def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, l
 @SOURCES.register("folder")
 def read_folder(path: Path | None) -> SourceData:
     """One sub-folder per class (names sorted), or train/ val/ test/ each holding class folders."""
-    root = _need_path("folder", path)
+    from .download import fetch
+
+    root = fetch("folder", path)
     if not root.is_dir():
         raise DataError(f"--data folder:{root}: not a folder")
     split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
