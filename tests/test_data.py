@@ -168,7 +168,7 @@ def test_augment_keeps_shape_and_value_range(n, height, width, channels, pad, fl
                       random_resized_crop=0.3 if resized else 0.0,
                       pca_lighting=0.1 if lighting and channels == 3 else 0.0)
     pca = {"eigval": [0.2, 0.02, 0.002], "eigvec": np.eye(3).tolist()}
-    loader = BatchLoader(split, 4, [0.0] * channels, [1.0] * channels, shuffle=True, augment=augment,
+    loader = BatchLoader(split, 4, [0.0] * channels, [1.0] * channels, training=True, augment=augment,
                          generator=generator, crop=(height - crop, width - crop), pca=pca)
     batches = [x for x, _ in loader]
     out = torch.cat(batches)
@@ -230,7 +230,7 @@ def test_loader_normalises_and_is_channels_last():
     expected = (torch.from_numpy(images[:16]).permute(0, 3, 1, 2).float() / 255
                 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     torch.testing.assert_close(x, expected)
-    shuffled = BatchLoader(split, 16, mean, std, shuffle=True, generator=torch.Generator().manual_seed(1))
+    shuffled = BatchLoader(split, 16, mean, std, training=True, generator=torch.Generator().manual_seed(1))
     labels = torch.cat([y for _, y in shuffled])
     assert sorted(labels.tolist()) == sorted(split.labels.tolist())
 

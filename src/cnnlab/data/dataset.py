@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import DataError
 from .cache import decode_cached
 from .images import resize_images
-from .sources import RawSplit, read_source
+from .sources import RawSplit, SourceData, read_source
 from .split import stratified_split, stratified_subset
 
 
@@ -86,6 +86,7 @@ def load_dataset(
     split_ids: dict[str, list[str]] | None = None,
     progress: bool = True,
     options: dict | None = None,
+    source: SourceData | None = None,
 ) -> Dataset:
     """Read a data source, split it and decode it at ``image_size`` (height, width).
 
@@ -93,7 +94,7 @@ def load_dataset(
     training split is divided by ``val_split`` and ``seed``, stratified by class, unless the
     source has its own validation split. Official test splits stay test splits.
     """
-    source = read_source(spec, options)
+    source = source or read_source(spec, options)
     channels = channels or source.channels
     if channels not in (1, 3):
         raise DataError(f"--channels: must be 1 or 3; got {channels}")

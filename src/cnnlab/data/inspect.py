@@ -19,8 +19,8 @@ from .loader import Augment, BatchLoader, pca_of
 from .sources import read_source
 
 
-def size_range(spec: str, options: dict | None = None) -> str:
-    source = read_source(spec, options)
+def size_range(source) -> str:
+    """The smallest and largest image size of a source, from file headers."""
     sizes = set()
     for part in source.splits.values():
         if part.images is not None:
@@ -43,9 +43,10 @@ def describe(spec: str, val_split: float = 0.1, seed: int = 0, stats_size: int =
     """Per-class counts per split (after the train/val split cnnlab would make), image sizes,
     channels, and the training split's per-channel mean and std."""
     source = read_source(spec, options)
+    sizes = size_range(source)
     first = next(iter(source.splits.values()))
     size = None if first.images is not None else (stats_size, stats_size)
-    dataset = load_dataset(spec, size, None, val_split, seed, options=options)
+    dataset = load_dataset(spec, size, None, val_split, seed, options=options, source=source)
     mean, std = dataset.channel_stats()
     if preview:
         from ..reports.plots import data_preview
@@ -54,7 +55,7 @@ def describe(spec: str, val_split: float = 0.1, seed: int = 0, stats_size: int =
     counts = {name: dict(zip(dataset.classes, np.bincount(split.labels, minlength=dataset.num_classes).tolist(), strict=True))
               for name, split in dataset.splits.items()}
     return {"spec": spec, "classes": dataset.classes, "num_classes": dataset.num_classes,
-            "channels": dataset.channels, "size_range": size_range(spec, options), "mean": mean, "std": std,
+            "channels": dataset.channels, "size_range": sizes, "mean": mean, "std": std,
             "counts": counts, "unreadable": dataset.unreadable}
 
 
@@ -92,7 +93,7 @@ def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] |
             train = dataset.splits["train"]
             mean, std = dataset.channel_stats()
             pca = pca_of(train) if dataset.channels == 3 else None
-            loader = BatchLoader(train, batch_size, mean, std, shuffle=True,
+            loader = BatchLoader(train, batch_size, mean, std, training=True,
                                  augment=Augment.parse(augment), crop=crop, pca=pca)
             count, started = 0, time.perf_counter()
             while count < batches * batch_size:

@@ -61,10 +61,10 @@ def ten_crops(x: torch.Tensor, crop: tuple[int, int]) -> list[torch.Tensor]:
 class BatchLoader:
     """Iterates (images, labels) batches over a Split.
 
-    Normalised with the training split's mean and std. With ``crop`` smaller than the stored
-    images, training batches get random crops (or random resized crops) and evaluation batches
-    the centre crop. Shuffling and augmentation draw from ``generator`` so that a resumed run
-    sees the same batches.
+    Normalised with the training split's mean and std. A ``training`` loader shuffles and
+    augments (random crops when ``crop`` is smaller than the stored images); otherwise batches
+    come in order with the centre crop. Shuffling and augmentation draw from ``generator`` so
+    that a resumed run sees the same batches.
     """
 
     def __init__(
@@ -73,18 +73,16 @@ class BatchLoader:
         batch_size: int,
         mean: list[float],
         std: list[float],
-        shuffle: bool = False,
+        training: bool = False,
         augment: Augment | None = None,
         generator: torch.Generator | None = None,
         crop: tuple[int, int] | None = None,
         pca: dict | None = None,
-        train: bool | None = None,
     ):
         self.split = split
         self.labels = torch.from_numpy(split.labels)
         self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.train = shuffle if train is None else train
+        self.training = training
         self.augment = augment or Augment()
         self.generator = generator or torch.Generator().manual_seed(0)
         stored = tuple(split.images.shape[1:3])
@@ -103,7 +101,7 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self.labels)
-        order = torch.randperm(count, generator=self.generator) if self.shuffle else None
+        order = torch.randperm(count, generator=self.generator) if self.training else None
         for start in range(0, count, self.batch_size):
             if order is None:
                 index = slice(start, start + self.batch_size)
@@ -113,7 +111,7 @@ class BatchLoader:
                 labels = self.labels[index]
                 index = index.numpy()
             batch = self.normalize(torch.from_numpy(self.split.gather(index)))
-            yield (self.augmented(batch) if self.train else self.centre(batch)), labels
+            yield (self.augmented(batch) if self.training else self.centre(batch)), labels
 
     def uncropped(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Normalised whole images in order, for test-time views."""

@@ -47,7 +47,7 @@ class Trainer:
         self.precision = precision
         self.preprocessing = preprocessing
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.train_loader = self.loader("train", config.batch_size, shuffle=True, augment=augment,
+        self.train_loader = self.loader("train", config.batch_size, training=True, augment=augment,
                                         generator=self.generator)
         self.optimizer = optimizer
         self.schedule = schedule
