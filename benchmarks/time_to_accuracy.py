@@ -1,0 +1,74 @@
+"""Wall time and epochs until a run reaches a test accuracy, data pipeline included.
+
+    python benchmarks/time_to_accuracy.py --data mnist:../shared/datasets/mnist --target 0.993 \
+        --model lenet5 --epochs 12 --set schedule.name=cosine --set data.augment=[pad_crop:2]
+
+The test split (validation where there is none) is evaluated after every epoch (its time is counted); the run stops at the
+first epoch at or above the target, or after --epochs. Prints the time to target (or the best
+accuracy reached) and the training and data pipeline rates measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from cnnlab import api
+from cnnlab.config import TrainConfig, parse_override
+from cnnlab.evaluation.evaluate import predict_logits
+from cnnlab.training.callbacks import Callback
+
+
+class StopAtTarget(Callback):
+    def __init__(self, target: float, started: float):
+        self.target, self.started = target, started
+        self.reached: tuple[int, float] | None = None
+        self.accuracies: list[float] = []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        # the official test split; data without one (digits) is measured on validation
+        self.split = "test" if "test" in trainer.dataset.splits else "val"
+        split = trainer.dataset.splits[self.split]
+        logits = predict_logits(trainer.model, trainer.eval_loader(self.split), trainer.device,
+                                trainer.precision)
+        accuracy = float((logits.argmax(1) == torch.from_numpy(split.labels)).float().mean())
+        self.accuracies.append(accuracy)
+        if accuracy >= self.target and self.reached is None:
+            self.reached = (epoch + 1, time.perf_counter() - self.started)
+            trainer.stop_training = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", default="lenet5")
+    parser.add_argument("--target", type=float, required=True)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--config", help="recipe YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", default="runs/time-to-accuracy")
+    args = parser.parse_args()
+
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    overrides = {"model.name": args.model, "data.spec": args.data, "epochs": args.epochs,
+                 "out": args.out, **dict(parse_override(item) for item in args.set)}
+    config = config.with_overrides(overrides)
+    started = time.perf_counter()
+    stopper = StopAtTarget(args.target, started)
+    run = api.train(config, callbacks=[stopper], quiet=True)
+    total = time.perf_counter() - started
+    rates = [row["images_per_second"] for row in run.history]
+    print(f"{args.model} on {args.data}: {stopper.split} accuracy per epoch "
+          + ", ".join(f"{a:.4f}" for a in stopper.accuracies))
+    if stopper.reached:
+        print(f"reached {args.target:.4f} after {stopper.reached[0]} epochs in {stopper.reached[1]:.1f} s")
+    else:
+        print(f"did not reach {args.target:.4f} in {len(run.history)} epochs "
+              f"(best {max(stopper.accuracies):.4f}); {total:.1f} s")
+    print(f"training {sum(rates) / len(rates):,.0f} img/s (data pipeline included); run: {run.path}")
+
+
+if __name__ == "__main__":
+    main()
