@@ -94,9 +94,9 @@ class RunDirectory:
 
 
 def run_name(config: TrainConfig) -> str:
-    data = re.sub(r"[^A-Za-z0-9]+", "-", config.data.spec.split(":")[0] + "-" +
-                  Path(config.data.spec.partition(":")[2] or "x").name).strip("-")
-    data = data.removesuffix("-x")
+    source, _, path = config.data.spec.partition(":")
+    parts = [source] + ([Path(path).name] if path and Path(path).name != source else [])
+    data = re.sub(r"[^A-Za-z0-9]+", "-", "-".join(parts)).strip("-")
     return f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-{data}"
 
 
