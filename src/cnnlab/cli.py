@@ -299,38 +299,49 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data(args: argparse.Namespace) -> int:
+def data_options(args: argparse.Namespace) -> dict:
     from .config import parse_override
-    from .data import inspect
 
-    options = dict(parse_override(item) for item in args.set)
-    if args.data_command == "verify":
-        checked, unreadable = inspect.verify(args.spec, options)
-        for path, reason in unreadable.items():
-            print(f"{path}: {reason}")
-        if checked is None:
-            print(f"{args.spec}: its pixels are arrays inside the data files, which were read whole")
-        else:
-            print(f"{checked} files checked, {len(unreadable)} unreadable")
-        return 1 if unreadable else 0
-    if args.data_command == "bench":
-        result = inspect.bench(args.spec, args.image_size and args.image_size[:2],
-                               args.crop and args.crop[:2], args.augment, args.batch_size,
-                               args.batches, options)
-        if args.format == "json":
-            print(json.dumps(result, indent=2))
-        else:
-            decode = result["decode_images_per_second"]
-            print(f"{result['spec']}: {result['images']} images at {'x'.join(map(str, result['image_size']))}, "
-                  f"{result['threads']} threads")
-            print(f"  decode into cache: {f'{decode:,.0f} img/s' if decode else 'nothing to decode (pixels ship in the files)'}"
-                  f" ({result['load_seconds']:.1f} s to load)")
-            print(f"  augmented batches: {result['batch_images_per_second']:,.0f} img/s "
-                  f"(batch {result['batch_size']}, crop {'x'.join(map(str, result['crop']))}, "
-                  f"augment {', '.join(result['augment']) or 'none'})")
+    return dict(parse_override(item) for item in args.set)
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from .data.inspect import verify
+
+    checked, unreadable = verify(args.spec, data_options(args))
+    for path, reason in unreadable.items():
+        print(f"{path}: {reason}")
+    if checked is None:
+        print(f"{args.spec}: its pixels are arrays inside the data files, which were read whole")
+    else:
+        print(f"{checked} files checked, {len(unreadable)} unreadable")
+    return 1 if unreadable else 0
+
+
+def cmd_data_bench(args: argparse.Namespace) -> int:
+    from .data.inspect import bench
+
+    result = bench(args.spec, args.image_size and args.image_size[:2], args.crop and args.crop[:2],
+                   args.augment, args.batch_size, args.batches, data_options(args))
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
         return 0
-    report = inspect.describe(args.spec, args.val_split, args.seed, options=options,
-                              preview=args.preview)
+    decode = result["decode_images_per_second"]
+    print(f"{result['spec']}: {result['images']} images at {'x'.join(map(str, result['image_size']))}, "
+          f"{result['threads']} threads")
+    print(f"  decode into cache: {f'{decode:,.0f} img/s' if decode else 'nothing to decode (pixels ship in the files)'}"
+          f" ({result['load_seconds']:.1f} s to load)")
+    print(f"  augmented batches: {result['batch_images_per_second']:,.0f} img/s "
+          f"(batch {result['batch_size']}, crop {'x'.join(map(str, result['crop']))}, "
+          f"augment {', '.join(result['augment']) or 'none'})")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from .data.inspect import describe
+
+    report = describe(args.spec, args.val_split, args.seed, options=data_options(args),
+                      preview=args.preview)
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
@@ -344,6 +355,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"{name[:23]:<24}" + "".join(f"{report['counts'][s][name]:>10}" for s in splits))
     print(f"{'total':<24}" + "".join(f"{sum(report['counts'][s].values()):>10}" for s in splits))
     return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    return DATA_COMMANDS[args.data_command](args)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -362,6 +377,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "export": cmd_export, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "models": cmd_models, "summary": cmd_summary, "data": cmd_data}
+DATA_COMMANDS = {"info": cmd_data_info, "verify": cmd_data_verify, "bench": cmd_data_bench}
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ def cache_key(paths: list[Path], boxes: np.ndarray | None, size: tuple[int, int]
 
 def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
                   boxes: np.ndarray | None = None, progress: bool = True,
-                  description: str = "decoding") -> tuple[np.ndarray, np.ndarray, dict[str, str], bool]:
+                  description: str = "decoding",
+                  cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str], bool]:
     """(images memmap with one row per path, rows of the readable ones, unreadable files with
     reasons, whether the cache was hit). ``boxes`` rows of -1 mean no crop."""
-    folder = cache_root() / cache_key(paths, boxes, size, channels)
+    folder = (cache_dir or cache_root()) / cache_key(paths, boxes, size, channels)
     images_file, meta_file = folder / "images.npy", folder / "meta.json"
     if images_file.is_file() and meta_file.is_file():
         try:

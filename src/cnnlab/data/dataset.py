@@ -4,6 +4,7 @@ goes through."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -87,6 +88,7 @@ def load_dataset(
     progress: bool = True,
     options: dict | None = None,
     source: SourceData | None = None,
+    cache_dir: Path | None = None,
 ) -> Dataset:
     """Read a data source, split it and decode it at ``image_size`` (height, width).
 
@@ -107,7 +109,7 @@ def load_dataset(
         image_size = first.images.shape[1:3]
     image_size = (int(image_size[0]), int(image_size[1]))
 
-    unreadable, cache = _decode_files(source, image_size, channels, progress)
+    unreadable, cache = _decode_files(source, image_size, channels, progress, cache_dir)
     raw = _choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
     splits = {}
     for name, part in raw.items():
@@ -161,8 +163,8 @@ def _choose_splits(
     return chosen
 
 
-def _decode_files(source, image_size: tuple[int, int], channels: int,
-                  progress: bool) -> tuple[dict[str, str], dict]:
+def _decode_files(source, image_size: tuple[int, int], channels: int, progress: bool,
+                  cache_dir: Path | None) -> tuple[dict[str, str], dict]:
     """Turn every file-based split of ``source`` into rows of one cached, memory-mapped array
     (decoded once for all splits, so any later split or subset reuses it)."""
     parts = [(name, part) for name, part in source.splits.items() if part.paths is not None]
@@ -173,7 +175,8 @@ def _decode_files(source, image_size: tuple[int, int], channels: int,
     if any(part.boxes is not None for _, part in parts):
         boxes = np.concatenate([part.boxes if part.boxes is not None else
                                 np.full((len(part), 4), -1) for _, part in parts])
-    images, kept, unreadable, hit = decode_cached(paths, image_size, channels, boxes, progress)
+    images, kept, unreadable, hit = decode_cached(paths, image_size, channels, boxes, progress,
+                                                  cache_dir=cache_dir)
     readable = np.zeros(len(paths), dtype=bool)
     readable[kept] = True
     offset = 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -83,30 +82,23 @@ def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] |
     """img/s of decoding into the cache (from scratch, in a temporary cache) and of augmented
     training batches built from it."""
     with tempfile.TemporaryDirectory() as cache_dir:
-        previous = os.environ.get("CNNLAB_CACHE")
-        os.environ["CNNLAB_CACHE"] = cache_dir
-        try:
-            started = time.perf_counter()
-            dataset = load_dataset(spec, image_size, None, 0.0, 0, options=options)
-            decode_seconds = time.perf_counter() - started
-            files = dataset.cache.get("images", 0)
-            train = dataset.splits["train"]
-            mean, std = dataset.channel_stats()
-            pca = pca_of(train) if dataset.channels == 3 else None
-            loader = BatchLoader(train, batch_size, mean, std, training=True,
-                                 augment=Augment.parse(augment), crop=crop, pca=pca)
-            count, started = 0, time.perf_counter()
-            while count < batches * batch_size:
-                for images, _ in loader:
-                    count += len(images)
-                    if count >= batches * batch_size:
-                        break
-            batch_seconds = time.perf_counter() - started
-        finally:
-            if previous is None:
-                os.environ.pop("CNNLAB_CACHE", None)
-            else:
-                os.environ["CNNLAB_CACHE"] = previous
+        started = time.perf_counter()
+        dataset = load_dataset(spec, image_size, None, 0.0, 0, options=options,
+                               cache_dir=Path(cache_dir))
+        decode_seconds = time.perf_counter() - started
+        files = dataset.cache.get("images", 0)
+        train = dataset.splits["train"]
+        mean, std = dataset.channel_stats()
+        pca = pca_of(train) if dataset.channels == 3 else None
+        loader = BatchLoader(train, batch_size, mean, std, training=True,
+                             augment=Augment.parse(augment), crop=crop, pca=pca)
+        count, started = 0, time.perf_counter()
+        while count < batches * batch_size:
+            for images, _ in loader:
+                count += len(images)
+                if count >= batches * batch_size:
+                    break
+        batch_seconds = time.perf_counter() - started
     return {"spec": spec, "images": len(train), "decoded_files": files,
             "decode_images_per_second": files / decode_seconds if files else None,
             "load_seconds": decode_seconds, "batch_images_per_second": count / batch_seconds,

@@ -96,6 +96,13 @@ class BatchLoader:
         if self.augment.pca_lighting and (pca is None or len(mean) != 3):
             raise ConfigError("data.augment: pca_lighting needs RGB images")
 
+    @classmethod
+    def with_preprocessing(cls, split: Split, batch_size: int, preprocessing: dict,
+                           **kwargs) -> BatchLoader:
+        """A loader normalising and cropping as a run's stored ``preprocessing`` says."""
+        return cls(split, batch_size, preprocessing["mean"], preprocessing["std"],
+                   crop=preprocessing.get("crop"), pca=preprocessing.get("pca"), **kwargs)
+
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 

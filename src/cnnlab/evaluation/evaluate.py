@@ -118,9 +118,8 @@ def evaluate_run(run_path, data: str | None = None, split: str = "val",
     torch_device = resolve_device(device)
     precision = resolve_precision(cfg.precision, torch_device)
     model = model.to(torch_device, memory_format=torch.channels_last)
-    loss = Loss(checkpoint["loss"]["name"], len(run.classes), checkpoint["loss"]["label_smoothing"])
-    loader = BatchLoader(dataset.splits[split], batch_size or cfg.batch_size * 2, prep["mean"],
-                         prep["std"], crop=prep.get("crop"))
+    loss = Loss.from_spec(checkpoint["loss"], len(run.classes))
+    loader = BatchLoader.with_preprocessing(dataset.splits[split], batch_size or cfg.batch_size * 2, prep)
     metrics, probs = evaluate_split(model, dataset.splits[split], loader, loss, run.classes,
                                     torch_device, precision, tta)
     metrics["data"] = dataset.spec

@@ -62,11 +62,11 @@ def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int =
     run = runs.load_run(run_path)
     model, checkpoint = run.load_model()
     prep = checkpoint["preprocessing"]
-    loss = Loss(checkpoint["loss"]["name"], len(run.classes), checkpoint["loss"]["label_smoothing"])
+    loss = Loss.from_spec(checkpoint["loss"], len(run.classes))
     paths = expand_inputs(inputs)
     images, kept, unreadable = decode_many(paths, tuple(prep["image_size"]), prep["channels"])
     split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [str(paths[i]) for i in kept])
-    loader = BatchLoader(split, batch_size, prep["mean"], prep["std"], crop=prep.get("crop"))
+    loader = BatchLoader.with_preprocessing(split, batch_size, prep)
     logits = predict_logits(model, loader, torch.device("cpu"), "fp32", tta)
     probs = loss.probabilities(logits).numpy() if len(kept) else np.empty((0, len(run.classes)))
     order = np.argsort(-probs, axis=1)[:, : min(top_k, len(run.classes))]

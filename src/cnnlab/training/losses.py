@@ -33,6 +33,14 @@ class Loss:
         self.label_smoothing = label_smoothing
         self.multilabel = multilabel
 
+    def spec(self) -> dict:
+        """What a checkpoint stores to rebuild this loss."""
+        return {"name": self.name, "label_smoothing": self.label_smoothing}
+
+    @classmethod
+    def from_spec(cls, spec: dict, num_classes: int) -> Loss:
+        return cls(spec["name"], num_classes, spec["label_smoothing"])
+
     @property
     def outputs(self) -> int:
         """Logits the model's head must produce."""

@@ -59,9 +59,8 @@ class Trainer:
         self.stop_training = False
 
     def loader(self, split: str, batch_size: int, **kwargs) -> BatchLoader:
-        prep = self.preprocessing
-        return BatchLoader(self.dataset.splits[split], batch_size, prep["mean"], prep["std"],
-                           crop=prep["crop"], pca=prep["pca"], **kwargs)
+        return BatchLoader.with_preprocessing(self.dataset.splits[split], batch_size,
+                                              self.preprocessing, **kwargs)
 
     def eval_loader(self, split: str) -> BatchLoader:
         return self.loader(split, self.config.batch_size * 2)
@@ -104,7 +103,7 @@ class Trainer:
             "model": model_spec(self.model, self.config.model.name, self.config.model.options),
             "classes": self.dataset.classes,
             "preprocessing": self.preprocessing,
-            "loss": {"name": self.loss.name, "label_smoothing": self.loss.label_smoothing},
+            "loss": self.loss.spec(),
             "epoch": epoch + 1,
             "metrics": logs,
             "state_dict": self.model.state_dict(),
