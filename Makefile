@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.cnnlab-installed
 TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 
-.PHONY: install demo test test-all lint system-deps clean
+.PHONY: install demo test test-all lint system-deps clean bench-env bench
 
 # torch first and pinned: the CPU wheel; an unpinned torch pulls gigabytes of CUDA packages
 $(STAMP): pyproject.toml
@@ -40,5 +40,20 @@ test-all: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 
+# The Keras/TensorFlow reference for benchmarks/throughput.py lives in its own virtual
+# environment so that TensorFlow's libraries never share a process with cnnlab's torch.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): benchmarks/keras_reference/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/keras_reference/requirements.txt
+	touch $@
+
+bench-env: $(BENCH_STAMP)
+
+bench: install bench-env
+	$(BIN)/python benchmarks/throughput.py --keras-python $(BENCH_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache .ruff_cache

@@ -1,94 +1,323 @@
-"""Training throughput of cnnlab's own training step (Trainer.train_epoch) on synthetic
-in-memory data, per model and precision, alternating the modes so drift hits both alike.
+"""Training throughput: cnnlab's training step against the tutorials' Keras/TensorFlow code.
 
-    python benchmarks/throughput.py --models lenet5 simple-cnn alexnet-bn --repeats 3
+For each model, at the same batch size and on the same synthetic in-memory data: cnnlab's
+real training step (Trainer.train_epoch: batch gather, normalisation, forward, loss,
+backward, fused optimizer step, running metrics) in its default precision and in fp32, and
+the Keras reference (benchmarks/keras_reference/, run by `make bench-env`'s Python in its own
+process) in its default float32 and its mixed_bfloat16 policy. Modes are alternated A B A B
+within the one invocation, warm-up excluded, medians printed with the ratio against Keras
+fp32; the achieved GFLOP/s is set against matmul and convolution rates measured in the same run.
 
-Prints img/s (median of the repeats, warm-up excluded) and the ratio against fp32.
+    python benchmarks/throughput.py --keras-python .venv-bench/bin/python
+    python benchmarks/throughput.py --models alexnet-bn@150 simple-cnn --repeats 5
+
+A model is a registered cnnlab name, optionally with @SIZE for a square input of that size.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from cnnlab import launcher
 from cnnlab.config import TrainConfig
 from cnnlab.data import Augment, Dataset, Split
 from cnnlab.models import MODELS, create_model
+from cnnlab.models.summary import count_params, summarize
 from cnnlab.runs import RunDirectory
-from cnnlab.training.device import configure_threads, native_bf16
+from cnnlab.training.device import configure_threads, native_bf16, resolve_precision
 from cnnlab.training.losses import Loss
 from cnnlab.training.optim import build_optimizer
 from cnnlab.training.schedules import LRSchedule
 from cnnlab.training.trainer import Trainer
 
+REPO = Path(__file__).resolve().parent.parent
+KERAS_WORKER = REPO / "benchmarks" / "keras_reference" / "worker.py"
+DEFAULT_KERAS_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+DEFAULT_MODELS = ["alexnet-bn", "alexnet-bn@150", "alexnet-mnist", "simple-cnn", "small-cnn",
+                  "alexnet", "vgg16"]
+# The batch sizes of PERF-NOTES.md and the tutorials; the same for both frameworks.
 BATCH = {"alexnet-bn": 64, "alexnet": 64, "alexnet-half": 64, "alexnet-mnist": 64,
          "simple-cnn": 128, "small-cnn": 32, "vgg16": 16, "vgg16-bn": 16, "vgg16-transfer": 16,
          "lenet5": 128, "mlp": 128}
+KERAS_MODELS = {"alexnet-bn", "alexnet-mnist", "simple-cnn", "small-cnn", "alexnet", "vgg16"}
 
 
-def make_trainer(name: str, precision: str, steps: int, run: RunDirectory) -> Trainer:
-    info = MODELS.get(name)
-    height, width, channels = info.input_size
-    batch = BATCH.get(name, 64)
-    count = batch * steps
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (count, height, width, channels), dtype=np.uint8)
-    labels = rng.integers(0, 10, count)
-    dataset = Dataset("synthetic", [str(i) for i in range(10)],
-                      {"train": Split(images, labels, [str(i) for i in range(count)])},
-                      (height, width), channels)
-    config = TrainConfig().with_overrides({"model.name": name, "batch_size": batch,
-                                           "optimizer.name": "sgd", "optimizer.lr": 0.001})
-    device = torch.device("cpu")
-    model = create_model(name, 10, channels, (height, width)).to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optimizer, model.parameters(), device)
-    schedule = LRSchedule(config.schedule, 0.001, steps, 1)
-    preprocessing = {"mean": [0.5] * channels, "std": [0.25] * channels, "crop": [height, width],
-                     "image_size": [height, width], "channels": channels, "pca": None}
-    return Trainer(config, dataset, model, Loss("sparse_ce", 10), optimizer, schedule, Augment(),
-                   run, device, precision, preprocessing)
+@dataclass
+class Case:
+    label: str
+    model: str
+    input: tuple[int, int, int]
+    classes: int
+    batch: int
+
+    @classmethod
+    def parse(cls, text: str, batch: int | None) -> Case:
+        name, _, size = text.partition("@")
+        info = MODELS.get(name)
+        height, width, channels = info.input_size
+        if size:
+            height = width = int(size)
+        return cls(f"{name} {height}", name, (height, width, channels), info.num_classes,
+                   batch or BATCH.get(name, 64))
+
+    def training_flops(self) -> int:
+        """Forward + backward FLOPs per image: 3x the forward pass, the usual estimate."""
+        model = create_model(self.model, self.classes, self.input[2], self.input[:2])
+        return 3 * summarize(model, self.input).flops
 
 
-def measure(trainer: Trainer) -> float:
-    count = len(trainer.dataset.splits["train"])
-    started = time.perf_counter()
-    trainer.train_epoch(0)
-    return count / (time.perf_counter() - started)
+def median_rate(run: Callable[[], object], work: float, min_seconds: float, min_runs: int = 3) -> float:
+    """Median of work/second over repeated calls after one warm-up call."""
+    run()
+    times: list[float] = []
+    while len(times) < min_runs or sum(times) < min_seconds:
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return work / statistics.median(times)
+
+
+def matmul_rate(dtype: torch.dtype, size: int, min_seconds: float) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    return median_rate(lambda: a @ b, 2 * size**3, min_seconds) / 1e9
+
+
+def conv_rate(dtype: torch.dtype, batch: int, channels: int, side: int, min_seconds: float) -> float:
+    """A 3x3 'same' convolution, channels_last, channels -> channels maps of side x side."""
+    x = torch.randn(batch, channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    flops = 2 * batch * side * side * channels * channels * 9
+    return median_rate(lambda: F.conv2d(x, w, padding=1), flops, min_seconds) / 1e9
+
+
+def rooflines(min_seconds: float) -> dict[str, float]:
+    """GFLOP/s of a square matmul and the better of two 3x3 convolutions (AlexNet's conv3-4
+    and a VGG block), fp32 and bf16, in this process with its thread count. bf16 problems
+    are smaller: where bf16 is emulated, the large ones would take minutes."""
+    return {
+        "matmul fp32": matmul_rate(torch.float32, 2048, min_seconds),
+        "conv3x3 fp32": max(conv_rate(torch.float32, 64, 384, 13, min_seconds),
+                            conv_rate(torch.float32, 32, 256, 28, min_seconds)),
+        "matmul bf16": matmul_rate(torch.bfloat16, 512, min_seconds),
+        "conv3x3 bf16": max(conv_rate(torch.bfloat16, 4, 384, 13, min_seconds),
+                            conv_rate(torch.bfloat16, 2, 256, 28, min_seconds)),
+    }
+
+
+class CnnlabMode:
+    def __init__(self, case: Case, precision: str, steps: int, run: RunDirectory):
+        height, width, channels = case.input
+        count = case.batch * steps
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (count, height, width, channels), dtype=np.uint8)
+        labels = rng.integers(0, case.classes, count)
+        classes = [str(i) for i in range(case.classes)]
+        dataset = Dataset("synthetic", classes, {"train": Split(images, labels, [str(i) for i in range(count)])},
+                          (height, width), channels)
+        config = TrainConfig().with_overrides({"model.name": case.model, "batch_size": case.batch,
+                                               "optimizer.name": "sgd", "optimizer.lr": 0.001})
+        device = torch.device("cpu")
+        model = create_model(case.model, case.classes, channels, (height, width))
+        model = model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(config.optimizer, model.parameters(), device)
+        schedule = LRSchedule(config.schedule, 0.001, steps, 1)
+        preprocessing = {"mean": [0.5] * channels, "std": [0.25] * channels, "crop": [height, width],
+                         "image_size": [height, width], "channels": channels, "pca": None}
+        self.trainer = Trainer(config, dataset, model, Loss("sparse_ce", case.classes), optimizer,
+                               schedule, Augment(), run, device, precision, preprocessing)
+        self.count = count
+        self.params = count_params(model).total
+        self.measure()  # warm-up
+
+    def measure(self) -> float:
+        started = time.perf_counter()
+        self.trainer.train_epoch(0)
+        return self.count / (time.perf_counter() - started)
+
+
+class KerasWorker:
+    """The Keras reference in its own process and environment; one JSON line per request."""
+
+    def __init__(self, python: Path):
+        # TensorFlow with the allocator its users get: cnnlab's tcmalloc is not passed on
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "CNNLAB_ALLOCATOR")}
+        self.process = subprocess.Popen([str(python), str(KERAS_WORKER)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        cwd=KERAS_WORKER.parent, env=env)
+
+    def ask(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the Keras worker exited (code {self.process.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+class KerasMode:
+    def __init__(self, worker: KerasWorker, case: Case, policy: str, steps: int):
+        self.worker, self.key = worker, f"{case.label} {policy}"
+        self.count = case.batch * steps
+        reply = worker.ask(op="prepare", key=self.key, model=case.model, input=list(case.input),
+                           classes=case.classes, policy=policy, batch=case.batch, steps=steps)
+        self.params = reply["params"]
+
+    def measure(self) -> float:
+        return self.worker.ask(op="measure", key=self.key)["images_per_second"]
+
+    def release(self) -> None:
+        self.worker.ask(op="release", key=self.key)
+
+
+def environment_line(keras_info: dict | None) -> str:
+    preload = os.environ.get("LD_PRELOAD", "")
+    parts = [f"CPU {cpu_name()} ({torch.get_num_threads()} threads)",
+             f"native bf16: {native_bf16(torch.device('cpu'))}",
+             f"python {platform.python_version()}", f"torch {torch.__version__}",
+             f"allocator: {'tcmalloc' if 'tcmalloc' in preload else 'glibc'}"]
+    if keras_info:
+        parts.append(f"tensorflow {keras_info['tensorflow']}, keras {keras_info['keras']}")
+    return ", ".join(parts)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
+    # cnnlab as its users run it: the cnnlab command preloads tcmalloc where it is installed
+    launcher.reexec_with_fast_allocator(sys.argv[1:], program=(__file__,))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["lenet5", "alexnet-mnist", "simple-cnn", "alexnet-bn"])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--steps", type=int, default=6, help="steps per timed window")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="NAME or NAME@SIZE")
+    parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"],
+                        help="cnnlab precisions (auto = cnnlab's default on this machine)")
+    parser.add_argument("--keras-python", type=Path, default=DEFAULT_KERAS_PYTHON,
+                        help="Python of `make bench-env`; the Keras columns are left out when it is missing")
+    parser.add_argument("--keras-policies", nargs="*", default=["float32", "mixed_bfloat16"])
+    parser.add_argument("--batch-size", type=int, help="one batch size for every model")
+    parser.add_argument("--steps", type=int, default=3, help="training steps per timed window")
+    parser.add_argument("--repeats", type=int, default=3, help="timed windows per mode (median)")
+    parser.add_argument("--roofline-seconds", type=float, default=1.0)
     args = parser.parse_args()
     configure_threads()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"native bf16: {native_bf16(torch.device('cpu'))}, LD_PRELOAD={'tcmalloc' if 'tcmalloc' in __import__('os').environ.get('LD_PRELOAD', '') else 'none'}")
+    cpu = torch.device("cpu")
+    precisions = list(dict.fromkeys(resolve_precision(p, cpu) for p in args.precisions))
+    default_precision = resolve_precision("auto", cpu)
+
+    worker = keras_info = None
+    if args.keras_policies and args.keras_python.exists():
+        worker = KerasWorker(args.keras_python)
+        keras_info = worker.ask(op="info")
+    elif args.keras_policies:
+        print(f"note: {args.keras_python} not found (run `make bench-env`); Keras columns left out")
+    print(environment_line(keras_info))
+    roof = rooflines(args.roofline_seconds)
+    print("roofline GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in roof.items()))
+    fp32_roof = max(roof["matmul fp32"], roof["conv3x3 fp32"])
+
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDirectory(tmp, quiet=True)
-        for name in args.models:
-            trainers = {p: make_trainer(name, p, args.steps, run) for p in args.precisions}
-            for trainer in trainers.values():
-                measure(trainer)  # warm-up
-            rates: dict[str, list[float]] = {p: [] for p in args.precisions}
+        for text in args.models:
+            case = Case.parse(text, args.batch_size)
+            modes: dict[str, CnnlabMode | KerasMode] = {}
+            for precision in precisions:
+                label = f"cnnlab {precision}" + (" (default)" if precision == default_precision else "")
+                modes[label] = CnnlabMode(case, precision, args.steps, run)
+            if worker and case.model in KERAS_MODELS:
+                for policy in args.keras_policies:
+                    try:
+                        mode = modes[f"keras {policy}"] = KerasMode(worker, case, policy, args.steps)
+                    except RuntimeError as error:
+                        print(f"{case.label}: keras {policy} failed: {error}")
+                        continue
+                    cnnlab_params = next(iter(modes.values())).params
+                    if mode.params != cnnlab_params:
+                        print(f"warning: {case.label}: the Keras reference has {mode.params:,} parameters, "
+                              f"cnnlab's model {cnnlab_params:,}")
+            rates: dict[str, list[float]] = {label: [] for label in modes}
             for _ in range(args.repeats):
-                for precision, trainer in trainers.items():
-                    rates[precision].append(measure(trainer))
-            medians = {p: statistics.median(r) for p, r in rates.items()}
-            reference = medians[args.precisions[0]]
-            cells = "  ".join(f"{p} {m:8.1f} img/s ({m / reference:.2f}x)" for p, m in medians.items())
-            print(f"{name:<15} batch {BATCH.get(name, 64):>4}  {cells}")
-            sys.stdout.flush()
+                for label, mode in modes.items():
+                    rates[label].append(mode.measure())
+            for mode in modes.values():
+                if isinstance(mode, KerasMode):
+                    mode.release()
+            medians = {label: statistics.median(r) for label, r in rates.items()}
+            flops = case.training_flops()
+            row = {"model": case.label, "batch": case.batch, "gflop_per_image": flops / 1e9,
+                   "img_s": medians, "all_img_s": rates}
+            rows.append(row)
+            print(format_row(row, default_precision, fp32_roof), flush=True)
+    if worker:
+        worker.close()
+    print()
+    print(markdown_table(rows, default_precision, fp32_roof))
+
+
+def ratio(medians: dict[str, float], label: str, reference: str) -> str:
+    if label not in medians or reference not in medians:
+        return "-"
+    return f"{medians[label] / medians[reference]:.2f}x"
+
+
+def default_label(medians: dict[str, float], precision: str) -> str:
+    return next(label for label in medians if label.startswith(f"cnnlab {precision}"))
+
+
+def format_row(row: dict, precision: str, fp32_roof: float) -> str:
+    medians = row["img_s"]
+    cells = "  ".join(f"{label} {rate:.1f}" for label, rate in medians.items())
+    best = default_label(medians, precision)
+    achieved = medians[best] * row["gflop_per_image"]
+    return (f"{row['model']:<17} batch {row['batch']:>3}  {cells} img/s;  cnnlab/keras fp32 "
+            f"{ratio(medians, best, 'keras float32')};  {achieved:.0f} GFLOP/s = "
+            f"{achieved / fp32_roof:.0%} of the fp32 roofline")
+
+
+def markdown_table(rows: list[dict], precision: str, fp32_roof: float) -> str:
+    labels = list(dict.fromkeys(label for row in rows for label in row["img_s"]))
+    head = ["model (batch)", *labels, "cnnlab default / keras fp32", "cnnlab default / keras bf16",
+            "GFLOP/s (cnnlab default)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        medians = row["img_s"]
+        best = default_label(medians, precision)
+        achieved = medians[best] * row["gflop_per_image"]
+        cells = [f"{row['model']} ({row['batch']})",
+                 *(f"{medians[label]:.1f}" if label in medians else "-" for label in labels),
+                 ratio(medians, best, "keras float32"), ratio(medians, best, "keras mixed_bfloat16"),
+                 f"{achieved:.0f} ({achieved / fp32_roof:.0%} of fp32 roofline)"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

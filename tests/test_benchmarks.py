@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -18,6 +20,19 @@ def test_throughput_runs():
     out = run("benchmarks/throughput.py", "--models", "lenet5", "--precisions", "fp32",
               "--steps", "1", "--repeats", "1")
     assert "lenet5" in out and "img/s" in out
+
+
+KERAS_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KERAS_PYTHON.exists(), reason="the Keras reference needs `make bench-env`")
+def test_keras_reference_trains_the_same_networks():
+    out = run("benchmarks/throughput.py", "--models", "alexnet-bn@150", "alexnet-mnist", "simple-cnn",
+              "small-cnn", "alexnet", "vgg16", "--batch-size", "2", "--steps", "1", "--repeats", "1",
+              "--keras-policies", "float32", "--precisions", "fp32", "--roofline-seconds", "0.05")
+    assert "warning" not in out and "failed" not in out, out
+    assert out.count("keras float32") >= 6
 
 
 def test_time_to_accuracy_runs(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.models import MODELS, count_params, create_model, summarize
 from cnnlab.models.alexnet import towers
-from cnnlab.models.layers import LocalResponseNorm
+from cnnlab.models.layers import LocalResponseNorm, UniformMaskDropout
 from cnnlab.models.weights import load_weights
 
 ALL_MODELS = MODELS.names()
@@ -154,6 +154,30 @@ def test_lrn_matches_the_paper_formula(channels):
     # and with a strong alpha, so the edge windows visibly differ from the middle ones
     strong = LocalResponseNorm(alpha=0.5)
     torch.testing.assert_close(strong(a), lrn_loop(a, alpha=0.5))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 1.0])
+def test_uniform_mask_dropout_is_inverted_dropout(p):
+    torch.manual_seed(0)
+    layer = UniformMaskDropout(p)
+    x = torch.rand(200, 50, 10, 10) + 1  # no zeros, so every zero out is a dropped value
+    x.requires_grad_()
+    y = layer(x)
+    dropped = y == 0
+    assert abs(dropped.float().mean().item() - p) < 0.005
+    if p < 1:
+        torch.testing.assert_close(y[~dropped], x[~dropped] / (1 - p))
+        y.sum().backward()
+        torch.testing.assert_close(x.grad, (~dropped).float() / (1 - p))
+    layer.eval()
+    assert torch.equal(layer(x), x)
+
+
+def test_uniform_mask_dropout_follows_the_seed():
+    x = torch.ones(1000)
+    first = (torch.manual_seed(3), UniformMaskDropout(0.5)(x))[1]
+    again = (torch.manual_seed(3), UniformMaskDropout(0.5)(x))[1]
+    assert torch.equal(first, again)
 
 
 def test_alexnet_towers_and_paper_init():

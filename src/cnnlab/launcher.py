@@ -28,9 +28,10 @@ def fast_allocator() -> str | None:
     return next((p for p in TCMALLOC_PATHS if Path(p).is_file()), None)
 
 
-def reexec_with_fast_allocator(argv: list[str]) -> None:
-    """Replace this process by one with tcmalloc preloaded; set CNNLAB_ALLOCATOR=system to
-    keep glibc's malloc. Does nothing when tcmalloc is absent or already loaded."""
+def reexec_with_fast_allocator(argv: list[str], program: tuple[str, ...] = ("-m", "cnnlab")) -> None:
+    """Replace this process by ``python PROGRAM ARGV`` with tcmalloc preloaded; set
+    CNNLAB_ALLOCATOR=system to keep glibc's malloc. Does nothing when tcmalloc is absent or
+    already loaded."""
     if os.environ.get("CNNLAB_ALLOCATOR", "tcmalloc") == "system":
         return
     preload = os.environ.get("LD_PRELOAD", "")
@@ -43,4 +44,4 @@ def reexec_with_fast_allocator(argv: list[str]) -> None:
         print(f"cnnlab: restarting with {library} preloaded", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "cnnlab", *argv], env)
+    os.execve(sys.executable, [sys.executable, *program, *argv], env)

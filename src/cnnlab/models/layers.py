@@ -31,6 +31,19 @@ class LocalResponseNorm(nn.Module):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
+class UniformMaskDropout(nn.Dropout):
+    """nn.Dropout (zero each value with probability p, scale the rest by 1/(1-p)) with its mask
+    drawn by comparing uniform numbers to p. On CPU, F.dropout's bernoulli_ was 8% of the
+    alexnet-bn step; this mask makes the layer's forward and backward 2x faster
+    (docs/benchmarks.md). CUDA keeps torch's fused kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.is_cuda or self.p == 1:
+            return F.dropout(x, self.p, self.training, self.inplace)
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1 / (1 - self.p))
+        return x.mul_(keep) if self.inplace else x * keep
+
+
 @dataclass(frozen=True)
 class Conv:
     """Conv2d; padding "valid", "same" (stride 1, odd kernel) or a number of pixels."""
@@ -121,7 +134,7 @@ def build_layer(layer: Layer, width: int, spatial: bool) -> tuple[nn.Module, int
         case ReLU():
             return nn.ReLU(inplace=True), width
         case Dropout(rate):
-            return nn.Dropout(rate), width
+            return UniformMaskDropout(rate), width
         case LRN(size, alpha, beta, k):
             return LocalResponseNorm(size, alpha, beta, k), width
     raise TypeError(f"not a layer: {layer!r}")

@@ -1,0 +1,87 @@
+"""Trains the Keras reference models on request, for benchmarks/throughput.py.
+
+Runs in `make bench-env`'s environment and speaks one JSON object per line: requests on stdin,
+replies on stdout (everything else TensorFlow prints goes to stderr).
+
+    {"op": "info"}
+    {"op": "prepare", "key": K, "model": NAME, "input": [H, W, C], "classes": N,
+     "policy": "float32" | "mixed_bfloat16", "batch": B, "steps": S}
+    {"op": "measure", "key": K}      -> {"images_per_second": ...}
+
+Each model trains the way the tutorials train: compile with SGD and sparse categorical
+cross-entropy, then ``fit`` on NumPy arrays in memory, one epoch of S batches per measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from models import build  # noqa: E402
+
+
+class Reference:
+    def __init__(self, model: str, input: list[int], classes: int, policy: str, batch: int, steps: int):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            self.model = build(model, *input, classes)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        self.model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        rng = np.random.default_rng(0)
+        count = batch * steps
+        self.images = rng.integers(0, 256, (count, *input), dtype=np.uint8).astype(np.float32) / 255
+        self.labels = rng.integers(0, classes, count)
+        self.batch = batch
+
+    def epoch(self) -> float:
+        started = time.perf_counter()
+        self.model.fit(self.images, self.labels, batch_size=self.batch, epochs=1, verbose=0)
+        return len(self.images) / (time.perf_counter() - started)
+
+
+def info() -> dict:
+    return {"tensorflow": tf.__version__, "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
+    references: dict[str, Reference] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            if request["op"] == "info":
+                reply = info()
+            elif request["op"] == "prepare":
+                fields = {k: request[k] for k in ("model", "input", "classes", "policy", "batch", "steps")}
+                reference = references[request["key"]] = Reference(**fields)
+                reference.epoch()  # warm-up: graph tracing and the first allocations
+                reply = {"params": reference.model.count_params()}
+            elif request["op"] == "measure":
+                reply = {"images_per_second": references[request["key"]].epoch()}
+            elif request["op"] == "release":
+                references.pop(request["key"], None)
+                keras.backend.clear_session()
+                reply = {}
+            else:
+                reply = {"error": f"unknown op {request['op']!r}"}
+        except Exception as error:  # reported to the benchmark, which goes on without this mode
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+if __name__ == "__main__":
+    main()
