@@ -17,6 +17,7 @@ import torch
 
 from cnnlab import api
 from cnnlab.config import TrainConfig, parse_override
+from cnnlab.data.inspect import batch_rate
 from cnnlab.evaluation.evaluate import predict_logits
 from cnnlab.training.callbacks import Callback
 
@@ -26,6 +27,10 @@ class StopAtTarget(Callback):
         self.target, self.started = target, started
         self.reached: tuple[int, float] | None = None
         self.accuracies: list[float] = []
+
+    def on_train_begin(self, trainer):
+        self.loading_seconds = time.perf_counter() - self.started
+        self.loader = trainer.train_loader
 
     def on_epoch_end(self, trainer, epoch, logs):
         # the official test split; data without one (digits) is measured on validation
@@ -67,7 +72,9 @@ def main() -> None:
     else:
         print(f"did not reach {args.target:.4f} in {len(run.history)} epochs "
               f"(best {max(stopper.accuracies):.4f}); {total:.1f} s")
-    print(f"training {sum(rates) / len(rates):,.0f} img/s (data pipeline included); run: {run.path}")
+    pipeline = batch_rate(stopper.loader, 50 * config.batch_size)
+    print(f"data loading {stopper.loading_seconds:.1f} s; training {sum(rates) / len(rates):,.0f} img/s "
+          f"(data pipeline included); the training batches alone {pipeline:,.0f} img/s; run: {run.path}")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,13 @@ def test_decode_any_mode(tmp_path, mode, channels):
     assert array.shape == (5, 4, channels) and array.dtype == np.uint8
 
 
+def test_empty_validation_split_is_left_out_with_a_warning(tmp_path):
+    root = make_image_folder(tmp_path / "one-each", classes=3, per_class=1)
+    with pytest.warns(UserWarning, match=r"the val split would be empty \(--val-split 0.1 of 3 samples"):
+        data = load_dataset(f"folder:{root}", (12, 12), val_split=0.1)
+    assert set(data.splits) == {"train"} and "val split would be empty" in data.notes[-1]
+
+
 def test_folder_with_train_val_test(tmp_path):
     for split in ("train", "val", "test"):
         make_image_folder(tmp_path / "d" / split, classes=2, per_class=4)

@@ -3,6 +3,7 @@ goes through."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +125,15 @@ def load_dataset(
     if empty:
         raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples "
                         f"({len(empty)} such classes); add images or lower --val-split")
-    return Dataset(spec, source.classes, splits, image_size, channels, unreadable, source.notes, cache)
+    notes = list(source.notes)
+    for name in [name for name, part in splits.items() if name != "train" and not len(part)]:
+        # e.g. one image per class: a stratified fraction of nothing; an empty split breaks metrics
+        del splits[name]
+        note = (f"--data {spec}: the {name} split would be empty (--val-split {val_split} of "
+                f"{len(splits['train'])} samples in {len(source.classes)} classes); left out")
+        warnings.warn(note, stacklevel=2)
+        notes.append(note)
+    return Dataset(spec, source.classes, splits, image_size, channels, unreadable, notes, cache)
 
 
 def _choose_splits(

@@ -76,6 +76,18 @@ def verify(spec: str, options: dict | None = None,
     return len(paths), unreadable
 
 
+def batch_rate(loader: BatchLoader, images: int) -> float:
+    """img/s at which ``loader`` builds batches (gather, augmentation, normalisation), passing
+    over its split as often as it takes to build ``images`` images."""
+    count, started = 0, time.perf_counter()
+    while count < images:
+        for batch, _ in loader:
+            count += len(batch)
+            if count >= images:
+                break
+    return count / (time.perf_counter() - started)
+
+
 def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] | None,
           augment: list[str], batch_size: int = 128, batches: int = 50,
           options: dict | None = None) -> dict:
@@ -92,15 +104,9 @@ def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] |
         pca = pca_of(train) if dataset.channels == 3 else None
         loader = BatchLoader(train, batch_size, mean, std, training=True,
                              augment=Augment.parse(augment), crop=crop, pca=pca)
-        count, started = 0, time.perf_counter()
-        while count < batches * batch_size:
-            for images, _ in loader:
-                count += len(images)
-                if count >= batches * batch_size:
-                    break
-        batch_seconds = time.perf_counter() - started
+        batch_images_per_second = batch_rate(loader, batches * batch_size)
     return {"spec": spec, "images": len(train), "decoded_files": files,
             "decode_images_per_second": files / decode_seconds if files else None,
-            "load_seconds": decode_seconds, "batch_images_per_second": count / batch_seconds,
+            "load_seconds": decode_seconds, "batch_images_per_second": batch_images_per_second,
             "batch_size": batch_size, "augment": augment, "image_size": list(dataset.image_size),
             "crop": list(crop or dataset.image_size), "threads": cpu_count()}
