@@ -11,11 +11,12 @@ accuracy reached) and the training and data pipeline rates measured in the same 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
 
-from cnnlab import api
+from cnnlab import api, launcher
 from cnnlab.config import TrainConfig, parse_override
 from cnnlab.data.inspect import batch_rate
 from cnnlab.evaluation.evaluate import predict_logits
@@ -46,6 +47,8 @@ class StopAtTarget(Callback):
 
 
 def main() -> None:
+    # as the cnnlab command runs: with tcmalloc preloaded where it is installed
+    launcher.reexec_with_fast_allocator(sys.argv[1:], program=(__file__,))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="lenet5")

@@ -70,12 +70,17 @@ def test_cifar10_channel_major_rows(tmp_path):
     assert image[0, 1, 0] == row[1]
 
 
-def test_cifar100_fine_and_coarse(tmp_path):
+def write_cifar100(root):
+    """The official cifar-100-python.tar.gz layout: 100 training and 20 test images."""
     files = {"train": cifar_batch(100, 100, b"fine_labels", {b"coarse_labels": [i % 20 for i in range(100)]}),
              "test": cifar_batch(20, 100, b"fine_labels", {b"coarse_labels": [i % 20 for i in range(20)]}),
              "meta": pickle.dumps({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
                                    b"coarse_label_names": [f"g{i}".encode() for i in range(20)]}, protocol=2)}
-    path = write_files(tmp_path / "c", "cifar-100-python", files, as_tar=True)
+    return write_files(root, "cifar-100-python", files, as_tar=True)
+
+
+def test_cifar100_fine_and_coarse(tmp_path):
+    path = write_cifar100(tmp_path / "c")
     fine = load_dataset(f"cifar100:{path}", val_split=0.0, options={"label_mode": "fine"})
     coarse = load_dataset(f"cifar100:{path}", val_split=0.0, options={"label_mode": "coarse"})
     assert len(fine.classes) == 100 and len(coarse.classes) == 20

@@ -4,7 +4,6 @@ the CLI on tiny data in its source's format."""
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from cnnlab.data import SOURCES
 from cnnlab.models import MODELS
 from cnnlab.training.schedules import SCHEDULES
 from conftest import REPO, make_image_folder, run_cli, write_idx
-from test_datasets import cifar_batch, write_caltech, write_files, write_gtsrb_official
+from test_datasets import write_caltech, write_cifar100, write_gtsrb_official
 
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
 
@@ -47,11 +46,7 @@ def recipe_data(name: str, root: Path) -> tuple[str, list[str]]:
             write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
         return f"mnist:{root}", []
     if name == "cifar100-simple-cnn":
-        files = {"train": cifar_batch(100, 100, b"fine_labels", {b"coarse_labels": [i % 20 for i in range(100)]}),
-                 "test": cifar_batch(20, 100, b"fine_labels", {b"coarse_labels": [i % 20 for i in range(20)]}),
-                 "meta": pickle.dumps({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
-                                       b"coarse_label_names": [f"g{i}".encode() for i in range(20)]})}
-        return f"cifar100:{write_files(root, 'cifar-100-python', files, as_tar=True)}", []
+        return f"cifar100:{write_cifar100(root)}", []
     if name == "gtsrb-alexnet-bn":
         return f"gtsrb:{write_gtsrb_official(root)}", small_crop
     if name == "caltech256-alexnet-half":
