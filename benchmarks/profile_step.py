@@ -8,6 +8,7 @@ Trainer.train_epoch on synthetic data, operators sorted by their own CPU time.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 
 import torch
@@ -19,7 +20,7 @@ from cnnlab.training.device import configure_threads, resolve_precision
 
 
 def main() -> None:
-    launcher.reexec_with_fast_allocator(__import__("sys").argv[1:], program=(__file__,))
+    launcher.reexec_with_fast_allocator(sys.argv[1:], program=(__file__,))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="alexnet-bn", help="NAME or NAME@SIZE")
     parser.add_argument("--precision", default="auto")

@@ -30,7 +30,7 @@ class StopAtTarget(Callback):
         self.accuracies: list[float] = []
 
     def on_train_begin(self, trainer):
-        self.loading_seconds = time.perf_counter() - self.started
+        self.setup_seconds = time.perf_counter() - self.started
         self.loader = trainer.train_loader
 
     def on_epoch_end(self, trainer, epoch, logs):
@@ -76,7 +76,7 @@ def main() -> None:
         print(f"did not reach {args.target:.4f} in {len(run.history)} epochs "
               f"(best {max(stopper.accuracies):.4f}); {total:.1f} s")
     pipeline = batch_rate(stopper.loader, 50 * config.batch_size)
-    print(f"data loading {stopper.loading_seconds:.1f} s; training {sum(rates) / len(rates):,.0f} img/s "
+    print(f"set-up (data loading, model, run folder) {stopper.setup_seconds:.1f} s; training {sum(rates) / len(rates):,.0f} img/s "
           f"(data pipeline included); the training batches alone {pipeline:,.0f} img/s; run: {run.path}")
 
 

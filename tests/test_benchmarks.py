@@ -39,3 +39,8 @@ def test_time_to_accuracy_runs(tmp_path):
     out = run("benchmarks/time_to_accuracy.py", "--data", "digits", "--target", "0.5", "--epochs", "3",
               "--set", "data.subset=400", "--out", str(tmp_path))
     assert "val accuracy per epoch" in out and "training batches alone" in out
+
+
+def test_profile_step_runs():
+    out = run("benchmarks/profile_step.py", "--model", "lenet5", "--steps", "1", "--rows", "5")
+    assert "img/s under the profiler" in out and "aten::" in out
