@@ -37,7 +37,7 @@ from cnnlab import launcher
 from cnnlab.config import TrainConfig
 from cnnlab.data import Augment, Dataset, Split
 from cnnlab.models import MODELS, create_model
-from cnnlab.models.summary import count_params, summarize
+from cnnlab.models.summary import summarize
 from cnnlab.runs import RunDirectory
 from cnnlab.training.device import configure_threads, native_bf16, resolve_precision
 from cnnlab.training.losses import Loss
@@ -54,7 +54,6 @@ DEFAULT_MODELS = ["alexnet-bn", "alexnet-bn@150", "alexnet-mnist", "simple-cnn",
 BATCH = {"alexnet-bn": 64, "alexnet": 64, "alexnet-half": 64, "alexnet-mnist": 64,
          "simple-cnn": 128, "small-cnn": 32, "vgg16": 16, "vgg16-bn": 16, "vgg16-transfer": 16,
          "lenet5": 128, "mlp": 128}
-KERAS_MODELS = {"alexnet-bn", "alexnet-mnist", "simple-cnn", "small-cnn", "alexnet", "vgg16"}
 
 
 @dataclass
@@ -74,11 +73,6 @@ class Case:
             height = width = int(size)
         return cls(f"{name} {height}", name, (height, width, channels), info.num_classes,
                    batch or BATCH.get(name, 64))
-
-    def training_flops(self) -> int:
-        """Forward + backward FLOPs per image: 3x the forward pass, the usual estimate."""
-        model = create_model(self.model, self.classes, self.input[2], self.input[:2])
-        return 3 * summarize(model, self.input).flops
 
 
 def median_rate(run: Callable[[], object], work: float, min_seconds: float, min_runs: int = 3) -> float:
@@ -141,7 +135,10 @@ class CnnlabMode:
         self.trainer = Trainer(config, dataset, model, Loss("sparse_ce", case.classes), optimizer,
                                schedule, Augment(), run, device, precision, preprocessing)
         self.count = count
-        self.params = count_params(model).total
+        summary = summarize(model, case.input)
+        self.params = summary.total_params
+        # forward + backward: 3x the forward pass, the usual estimate
+        self.training_flops = 3 * summary.flops
         self.measure()  # warm-up
 
     def measure(self) -> float:
@@ -252,7 +249,7 @@ def main() -> None:
             for precision in precisions:
                 label = f"cnnlab {precision}" + (" (default)" if precision == default_precision else "")
                 modes[label] = CnnlabMode(case, precision, args.steps, run)
-            if worker and case.model in KERAS_MODELS:
+            if worker and case.model in keras_info["models"]:
                 for policy in args.keras_policies:
                     try:
                         mode = modes[f"keras {policy}"] = KerasMode(worker, case, policy, args.steps)
@@ -271,15 +268,16 @@ def main() -> None:
                 if isinstance(mode, KerasMode):
                     mode.release()
             medians = {label: statistics.median(r) for label, r in rates.items()}
-            flops = case.training_flops()
-            row = {"model": case.label, "batch": case.batch, "gflop_per_image": flops / 1e9,
-                   "img_s": medians, "all_img_s": rates}
+            # the column the ratios are for: cnnlab's default precision, or the first one asked for
+            default = next((label for label in modes if label.endswith("(default)")), next(iter(modes)))
+            row = {"model": case.label, "batch": case.batch, "img_s": medians, "default": default,
+                   "gflop_s": medians[default] * modes[default].training_flops / 1e9}
             rows.append(row)
-            print(format_row(row, default_precision, fp32_roof), flush=True)
+            print(format_row(row, fp32_roof), flush=True)
     if worker:
         worker.close()
     print()
-    print(markdown_table(rows, default_precision, fp32_roof))
+    print(markdown_table(rows, fp32_roof))
 
 
 def ratio(medians: dict[str, float], label: str, reference: str) -> str:
@@ -288,33 +286,26 @@ def ratio(medians: dict[str, float], label: str, reference: str) -> str:
     return f"{medians[label] / medians[reference]:.2f}x"
 
 
-def default_label(medians: dict[str, float], precision: str) -> str:
-    return next(label for label in medians if label.startswith(f"cnnlab {precision}"))
-
-
-def format_row(row: dict, precision: str, fp32_roof: float) -> str:
+def format_row(row: dict, fp32_roof: float) -> str:
     medians = row["img_s"]
     cells = "  ".join(f"{label} {rate:.1f}" for label, rate in medians.items())
-    best = default_label(medians, precision)
-    achieved = medians[best] * row["gflop_per_image"]
     return (f"{row['model']:<17} batch {row['batch']:>3}  {cells} img/s;  cnnlab/keras fp32 "
-            f"{ratio(medians, best, 'keras float32')};  {achieved:.0f} GFLOP/s = "
-            f"{achieved / fp32_roof:.0%} of the fp32 roofline")
+            f"{ratio(medians, row['default'], 'keras float32')};  {row['gflop_s']:.0f} GFLOP/s = "
+            f"{row['gflop_s'] / fp32_roof:.0%} of the fp32 roofline")
 
 
-def markdown_table(rows: list[dict], precision: str, fp32_roof: float) -> str:
+def markdown_table(rows: list[dict], fp32_roof: float) -> str:
     labels = list(dict.fromkeys(label for row in rows for label in row["img_s"]))
     head = ["model (batch)", *labels, "cnnlab default / keras fp32", "cnnlab default / keras bf16",
             "GFLOP/s (cnnlab default)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         medians = row["img_s"]
-        best = default_label(medians, precision)
-        achieved = medians[best] * row["gflop_per_image"]
         cells = [f"{row['model']} ({row['batch']})",
                  *(f"{medians[label]:.1f}" if label in medians else "-" for label in labels),
-                 ratio(medians, best, "keras float32"), ratio(medians, best, "keras mixed_bfloat16"),
-                 f"{achieved:.0f} ({achieved / fp32_roof:.0%} of fp32 roofline)"]
+                 ratio(medians, row["default"], "keras float32"),
+                 ratio(medians, row["default"], "keras mixed_bfloat16"),
+                 f"{row['gflop_s']:.0f} ({row['gflop_s'] / fp32_roof:.0%} of fp32 roofline)"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -3,7 +3,7 @@
 Runs in `make bench-env`'s environment and speaks one JSON object per line: requests on stdin,
 replies on stdout (everything else TensorFlow prints goes to stderr).
 
-    {"op": "info"}
+    {"op": "info"}                   -> versions, threads and the model names it can build
     {"op": "prepare", "key": K, "model": NAME, "input": [H, W, C], "classes": N,
      "policy": "float32" | "mixed_bfloat16", "batch": B, "steps": S}
     {"op": "measure", "key": K}      -> {"images_per_second": ...}
@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from models import build  # noqa: E402
+from models import BUILDERS, build  # noqa: E402
 
 
 class Reference:
@@ -50,7 +50,7 @@ class Reference:
 
 def info() -> dict:
     return {"tensorflow": tf.__version__, "keras": keras.__version__,
-            "backend": keras.backend.backend(),
+            "backend": keras.backend.backend(), "models": sorted(BUILDERS),
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}
 
