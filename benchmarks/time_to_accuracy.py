@@ -24,8 +24,8 @@ from cnnlab.training.callbacks import Callback
 
 
 class StopAtTarget(Callback):
-    def __init__(self, target: float, started: float):
-        self.target, self.started = target, started
+    def __init__(self, target: float, started: float, tta: str | None = None):
+        self.target, self.started, self.tta = target, started, tta
         self.reached: tuple[int, float] | None = None
         self.accuracies: list[float] = []
 
@@ -38,7 +38,7 @@ class StopAtTarget(Callback):
         self.split = "test" if "test" in trainer.dataset.splits else "val"
         split = trainer.dataset.splits[self.split]
         logits = predict_logits(trainer.model, trainer.eval_loader(self.split), trainer.device,
-                                trainer.precision)
+                                trainer.precision, self.tta)
         accuracy = float((logits.argmax(1) == torch.from_numpy(split.labels)).float().mean())
         self.accuracies.append(accuracy)
         if accuracy >= self.target and self.reached is None:
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--config", help="recipe YAML")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--tta", choices=("flip", "10crop"), help="test-time augmentation of the test")
     parser.add_argument("--out", default="runs/time-to-accuracy")
     args = parser.parse_args()
 
@@ -64,7 +65,7 @@ def main() -> None:
                  "out": args.out, **dict(parse_override(item) for item in args.set)}
     config = config.with_overrides(overrides)
     started = time.perf_counter()
-    stopper = StopAtTarget(args.target, started)
+    stopper = StopAtTarget(args.target, started, args.tta)
     run = api.train(config, callbacks=[stopper], quiet=True)
     total = time.perf_counter() - started
     rates = [row["images_per_second"] for row in run.history]

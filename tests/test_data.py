@@ -195,8 +195,8 @@ def test_augment_parse():
     assert Augment.parse(["pad_crop"]).pad_crop == 4
     assert Augment.parse(["random_resized_crop", "pca_lighting:0.2"]) == Augment(
         random_resized_crop=0.08, pca_lighting=0.2)
-    with pytest.raises(CnnlabError, match="unknown augmentation 'rotate'"):
-        Augment.parse(["rotate"])
+    with pytest.raises(CnnlabError, match="unknown augmentation 'solarize'"):
+        Augment.parse(["solarize"])
 
 
 def test_centre_crop_and_ten_crops():

@@ -74,7 +74,9 @@ def build_parser() -> Parser:
                        help="gtsrb: crop each image to its annotated sign box")
     train.add_argument("--categories", help="caltech256: the first N categories, or names a,b,c")
     train.add_argument("--augment", action="append", metavar="NAME",
-                       help="hflip or pad_crop[:PIXELS]; repeat for several")
+                       help="an augmentation (hflip, pad_crop[:PIXELS], random_resized_crop[:MIN], "
+                       "pca_lighting[:STD], rotate[:DEG], scale[:F], translate[:F], brightness[:F], "
+                       "contrast[:F], mixup[:ALPHA], cutmix[:ALPHA]); repeat for several")
     train.add_argument("--weights", help="start from a state dict or a run's best.pt")
     train.add_argument("--init", help="alexnet: default or paper")
     train.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")
@@ -99,14 +101,16 @@ def build_parser() -> Parser:
     evaluate.add_argument("--split", default="val", choices=("val", "test", "train"))
     evaluate.add_argument("--batch-size", type=int)
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--tta", choices=("10crop",), help="average the softmax over ten crops")
+    evaluate.add_argument("--tta", choices=("flip", "10crop"),
+                          help="average the softmax over the image and its mirror image, or ten crops")
     evaluate.add_argument("--format", default="table", choices=("table", "json"))
 
     predict = commands.add_parser("predict", help="classify image files with a run")
     predict.add_argument("run", metavar="RUN")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB")
     predict.add_argument("--top-k", type=int, default=5)
-    predict.add_argument("--tta", choices=("10crop",), help="average the softmax over ten crops")
+    predict.add_argument("--tta", choices=("flip", "10crop"),
+                         help="average the softmax over the image and its mirror image, or ten crops")
     predict.add_argument("--format", default="table", choices=("table", "csv", "json"))
 
     models = commands.add_parser("models", help="list the models")

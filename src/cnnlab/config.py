@@ -31,6 +31,9 @@ class DataConfig:
     """1 or 3; default: the source's own (folders: 3)."""
     augment: list[str] = field(default_factory=list)
     """Batch augmentations, e.g. ``[hflip, pad_crop:4]``."""
+    normalize: str = "dataset"
+    """``dataset``: the training split's per-channel mean and std; ``per_image``: each image
+    by its own mean and std (evens out dark and bright photos)."""
     subset: int | None = None
     """Train on at most this many training samples (stratified), for quick runs."""
     options: dict[str, Any] = field(default_factory=dict)

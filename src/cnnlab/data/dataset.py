@@ -158,6 +158,8 @@ def _choose_splits(
         return chosen
 
     chosen = dict(splits)
+    if "train" not in chosen:  # a test set on its own (to evaluate a run on)
+        return chosen
     if "val" not in chosen and val_split > 0:
         train, val = split_by_group(chosen["train"], val_split, seed)
         chosen["val"] = chosen["train"].take(val)
@@ -183,7 +185,7 @@ def _decode_files(source, image_size: tuple[int, int], channels: int, progress: 
     boxes = None
     if any(part.boxes is not None for _, part in parts):
         boxes = np.concatenate([part.boxes if part.boxes is not None else
-                                np.full((len(part), 4), -1) for _, part in parts])
+                                np.full((len(part), 6), -1) for _, part in parts])
     images, kept, unreadable, hit = decode_cached(paths, image_size, channels, boxes, progress,
                                                   cache_dir=cache_dir)
     readable = np.zeros(len(paths), dtype=bool)

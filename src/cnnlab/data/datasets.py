@@ -127,12 +127,12 @@ def _gtsrb_rows(rows: list[dict], folder: Path, source: Path, track_of) -> RawSp
             name = row.get("Filename") or row["Path"]
             paths.append(folder / name)
             labels.append(int(row["ClassId"]))
-            boxes.append([int(row["Roi.X1"]), int(row["Roi.Y1"]), int(row["Roi.X2"]), int(row["Roi.Y2"])])
+            boxes.append([int(row[key]) for key in ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "Width", "Height")])
             groups.append(track_of(labels[-1], name))
     except (KeyError, ValueError) as exc:
         raise DataError(f"{source}: a row lacks a valid {exc} column") from None
     ids = [p.relative_to(source).as_posix() for p in paths]
-    return RawSplit(np.asarray(labels), ids, paths=paths, boxes=np.asarray(boxes).reshape(-1, 4),
+    return RawSplit(np.asarray(labels), ids, paths=paths, boxes=np.asarray(boxes).reshape(-1, 6),
                     groups=np.asarray(groups))
 
 
@@ -144,39 +144,46 @@ def _find(root: Path, relative: str, depth: int = 3) -> Path | None:
     return None
 
 
+def _official_training(training: Path, root: Path) -> RawSplit:
+    rows_by_class = []
+    for folder in sorted(p for p in training.iterdir() if p.is_dir()):
+        annotation = folder / f"GT-{folder.name}.csv"
+        if not annotation.is_file():
+            raise DataError(f"{folder}: missing {annotation.name}")
+        rows_by_class.append(_gtsrb_rows(_read_csv(annotation, ";"), folder, root,
+                                         lambda c, name: c * 100_000 + int(name.split("_")[0])))
+    return _concat(rows_by_class)
+
+
 @SOURCES.register("gtsrb")
 def read_gtsrb(path: Path | None, roi_crop: bool = False) -> SourceData:
     """GTSRB: the official layout (Final_Training/Images/000NN or the fixed zip's Training/000NN,
     each with GT-000NN.csv; Final_Test/Images with GT-final_test.csv), or the Kaggle Train/<id>/
-    + Train.csv, Test.csv layout. Training images come in tracks of 30 shots of one sign, so the
-    validation split is made by track."""
+    + Train.csv, Test/ + Test.csv layout; a test set alone (Final_Test/ or Test.csv) is read as
+    a test split. Training images come in tracks of 30 shots of one sign, so the validation
+    split is made by track. ``roi_crop`` crops each image to its sign box, scaled to the file's
+    actual size (re-distributed test sets are often resized)."""
     root = fetch("gtsrb", path)
     root = _unpack(root) if root.is_file() else root
     splits = {}
     training = _find(root, "Final_Training/Images") or _find(root, "Training")
-    kaggle = _find(root, "Train.csv")
+    kaggle_train, kaggle_test = _find(root, "Train.csv"), _find(root, "Test.csv")
     if training is not None:
-        rows_by_class = []
-        for folder in sorted(p for p in training.iterdir() if p.is_dir()):
-            annotation = folder / f"GT-{folder.name}.csv"
-            if not annotation.is_file():
-                raise DataError(f"{folder}: missing {annotation.name}")
-            rows_by_class.append(_gtsrb_rows(_read_csv(annotation, ";"), folder, root,
-                                             lambda c, name: c * 100_000 + int(name.split("_")[0])))
-        splits["train"] = _concat(rows_by_class)
-        test_images = _find(root, "Final_Test/Images")
-        truth = _find(root, "GT-final_test.csv", depth=4)
-        if test_images is not None and truth is not None:
-            splits["test"] = _gtsrb_rows(_read_csv(truth, ";"), test_images, root, lambda c, n: 0)
-    elif kaggle is not None:
-        base = kaggle.parent
+        splits["train"] = _official_training(training, root)
+    elif kaggle_train is not None:
         track = lambda c, name: c * 100_000 + int(Path(name).stem.split("_")[1])  # noqa: E731
-        splits["train"] = _gtsrb_rows(_read_csv(kaggle, ","), base, root, track)
-        if (base / "Test.csv").is_file():
-            splits["test"] = _gtsrb_rows(_read_csv(base / "Test.csv", ","), base, root, lambda c, n: 0)
-    else:
+        splits["train"] = _gtsrb_rows(_read_csv(kaggle_train, ","), kaggle_train.parent, root, track)
+    truth = _find(root, "GT-final_test.csv", depth=4)
+    test_images = (_find(root, "Final_Test/Images") or _find(root, "Images", depth=0)
+                   or (truth.parent if truth is not None else None))
+    if truth is not None and test_images is not None:
+        splits["test"] = _gtsrb_rows(_read_csv(truth, ";"), test_images, root, lambda c, n: 0)
+    elif kaggle_test is not None:
+        splits["test"] = _gtsrb_rows(_read_csv(kaggle_test, ","), kaggle_test.parent, root, lambda c, n: 0)
+    if not splits:
         raise DataError(f"--data gtsrb:{path}: expected Final_Training/Images/ or Training/ "
-                        "(official layout) or Train.csv with Train/ (Kaggle layout)")
+                        "(official layout), Train.csv with Train/ (Kaggle layout), or a test set "
+                        "alone: Final_Test/Images/ with GT-final_test.csv, or Test.csv with Test/")
     count = int(max(split.labels.max(initial=-1) for split in splits.values())) + 1
     if not roi_crop:
         for split in splits.values():

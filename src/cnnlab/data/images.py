@@ -38,13 +38,25 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
     return image.convert(target)
 
 
+def box_in_image(box: Sequence[int], width: int, height: int) -> tuple[int, int, int, int]:
+    """Pillow's (left, top, right, bottom) for ``box`` = x1, y1, x2, y2 (inclusive) drawn on an
+    image of ``box[4]`` x ``box[5]`` pixels, scaled to an image of ``width`` x ``height`` (test
+    sets are often resized while their annotations keep the original sizes) and kept inside it."""
+    x1, y1, x2, y2, drawn_width, drawn_height = box
+    sx, sy = width / max(drawn_width, 1), height / max(drawn_height, 1)
+    left, top = min(max(round(x1 * sx), 0), width - 1), min(max(round(y1 * sy), 0), height - 1)
+    right = min(max(round((x2 + 1) * sx), left + 1), width)
+    bottom = min(max(round((y2 + 1) * sy), top + 1), height)
+    return left, top, right, bottom
+
+
 def decode_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: int,
                  box: Sequence[int] | None = None) -> np.ndarray:
-    """Read one file as a (height, width, channels) uint8 array: cropped to ``box`` (x1, y1,
-    x2, y2, inclusive) if given, resized to ``size``."""
+    """Read one file as a (height, width, channels) uint8 array: cropped to ``box`` (see
+    ``box_in_image``) if given, resized to ``size``."""
     with Image.open(path) as image:
         if box is not None:
-            image = image.crop((box[0], box[1], box[2] + 1, box[3] + 1))
+            image = image.crop(box_in_image(box, image.width, image.height))
         elif size is not None:
             # lets the JPEG decoder skip straight to a nearby smaller scale
             image.draft("RGB" if channels == 3 else "L", (size[1], size[0]))

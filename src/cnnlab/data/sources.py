@@ -29,7 +29,8 @@ class RawSplit:
     paths: list[Path] | None = None
     """Image files, for sources that ship files."""
     boxes: np.ndarray | None = None
-    """(N, 4) x1, y1, x2, y2 regions to crop before resizing (GTSRB's sign boxes)."""
+    """(N, 6) regions to crop before resizing (GTSRB's sign boxes): x1, y1, x2, y2 (inclusive)
+    on an image of the given width and height, scaled to each file's actual size."""
     groups: np.ndarray | None = None
     """Samples of one group (GTSRB's track of 30 shots of one sign) stay on one side of a split."""
     rows: np.ndarray | None = None

@@ -17,28 +17,32 @@ from ..training.device import autocast
 from ..training.losses import Loss
 from .metrics import RunningMetrics, classification_metrics
 
-TTA_MODES = ("10crop",)
+TTA_MODES = ("flip", "10crop")
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, loader: BatchLoader, device: torch.device,
                    precision: str, tta: str | None = None) -> torch.Tensor:
-    """Logits of every sample; with ``tta="10crop"``, the log of the softmax averaged over the
-    four corner crops, the centre crop and their mirror images (the paper's test procedure),
-    which every softmax loss and metric reads like logits."""
+    """Logits of every sample. With test-time augmentation, the log of the softmax averaged
+    over several views, which every softmax loss and metric reads like logits: ``flip``, the
+    image and its mirror image; ``10crop``, the four corner crops, the centre crop and their
+    mirror images (the paper's test procedure)."""
     if tta is not None and tta not in TTA_MODES:
         raise CnnlabError(f"--tta: must be one of {', '.join(TTA_MODES)}; got '{tta}'")
     model.eval()
     outputs = []
-    for images, _ in loader.uncropped() if tta else loader:
+    for images, _ in loader.uncropped() if tta == "10crop" else loader:
         with autocast(device, precision):
-            if tta:
-                views = ten_crops(images.to(device, non_blocking=True), loader.crop)
-                probs = torch.stack([torch.softmax(model(v.contiguous(memory_format=torch.channels_last)).float(), 1)
-                                     for v in views]).mean(0)
-                outputs.append(torch.log(probs.clamp_min(1e-12)).cpu())
-            else:
+            if tta is None:
                 outputs.append(model(images.to(device, non_blocking=True)).float().cpu())
+                continue
+            if tta == "10crop":
+                views = [loader.standardize(v) for v in ten_crops(images, loader.crop)]
+            else:
+                views = [images, images.flip(3)]
+            probs = torch.stack([torch.softmax(model(v.to(device, non_blocking=True)).float(), 1)
+                                 for v in views]).mean(0)
+            outputs.append(torch.log(probs.clamp_min(1e-12)).cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 

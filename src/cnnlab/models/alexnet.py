@@ -38,15 +38,21 @@ HALF_FEATURES = [
 ]
 HALF_CLASSIFIER = [Dense(2048), ReLU(), Dropout(0.25), Dense(2048), ReLU(), Dropout(0.25)]
 
-# The most copied Keras version: BatchNorm and dropout after every layer, no LRN.
-BN_FEATURES = [
-    Conv(96, 11, stride=4), ReLU(), BN(), MaxPool(3, 2), Dropout(0.5),
-    Conv(256, 5, padding="same"), ReLU(), BN(), MaxPool(3, 2), Dropout(0.5),
-    Conv(384, 3, padding="same"), ReLU(), BN(), Dropout(0.5),
-    Conv(384, 3, padding="same"), ReLU(), BN(), Dropout(0.5),
-    Conv(256, 3, padding="same"), ReLU(), BN(), MaxPool(3, 2), Dropout(0.5),
-]
-BN_CLASSIFIER = [Dense(4096), ReLU(), BN(), Dropout(0.5), Dense(4096), ReLU(), BN(), Dropout(0.5)]
+# The most copied Keras version: BatchNorm and dropout after every layer, no LRN. The dropout
+# rates are options (the table keeps its rows at rate 0, so state-dict names never change).
+def bn_features(dropout: float) -> list:
+    return [
+        Conv(96, 11, stride=4), ReLU(), BN(), MaxPool(3, 2), Dropout(dropout),
+        Conv(256, 5, padding="same"), ReLU(), BN(), MaxPool(3, 2), Dropout(dropout),
+        Conv(384, 3, padding="same"), ReLU(), BN(), Dropout(dropout),
+        Conv(384, 3, padding="same"), ReLU(), BN(), Dropout(dropout),
+        Conv(256, 3, padding="same"), ReLU(), BN(), MaxPool(3, 2), Dropout(dropout),
+    ]
+
+
+def bn_classifier(dropout: float) -> list:
+    return [Dense(4096), ReLU(), BN(), Dropout(dropout), Dense(4096), ReLU(), BN(), Dropout(dropout)]
+
 
 # AlexNet shrunk for 28x28 digits; BatchNorm over channels (the tutorial's axis=1 normalised
 # over image rows).
@@ -121,10 +127,14 @@ def alexnet_half(num_classes, in_channels, input_size):
 
 @register_model("alexnet-bn", input_size=(227, 227, 3), num_classes=10, params=58_360_586,
                 source="the most copied Keras AlexNet (GTSRB tutorial)")
-def alexnet_bn(num_classes, in_channels, input_size):
+def alexnet_bn(num_classes, in_channels, input_size, conv_dropout: float = 0.5,
+               dense_dropout: float = 0.5):
     """AlexNet with BatchNorm and dropout 0.5 after every layer, no LRN."""
-    return ConvNet(BN_FEATURES, BN_CLASSIFIER, num_classes, in_channels, input_size,
-                   name="alexnet-bn")
+    for name, rate in (("conv_dropout", conv_dropout), ("dense_dropout", dense_dropout)):
+        if not 0.0 <= rate < 1.0:
+            raise CnnlabError(f"alexnet-bn: {name} must be in [0, 1); got {rate}")
+    return ConvNet(bn_features(conv_dropout), bn_classifier(dense_dropout), num_classes,
+                   in_channels, input_size, name="alexnet-bn")
 
 
 @register_model("alexnet-mnist", input_size=(28, 28, 1), num_classes=10, params=29_460_298,

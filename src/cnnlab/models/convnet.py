@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnlabError
-from .layers import Dense, Layer, build_layer, output_size, smallest_input
+from .layers import Dense, Layer, build_layers, output_size, smallest_input
 
 
 class ConvNet(nn.Module):
@@ -39,19 +39,11 @@ class ConvNet(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
 
-        modules, channels = [], in_channels
-        for layer in features:
-            module, channels = build_layer(layer, channels, spatial=True)
-            modules.append(module)
-        self.features = nn.Sequential(*modules)
+        self.features, channels = build_layers(features, in_channels, spatial=True)
         self.flatten = nn.Flatten()
         self.feature_width = channels * height * width
-
-        modules, width_in = [], self.feature_width
-        for layer in [*classifier, Dense(num_classes)]:
-            module, width_in = build_layer(layer, width_in, spatial=False)
-            modules.append(module)
-        self.classifier = nn.Sequential(*modules)
+        self.classifier, _ = build_layers([*classifier, Dense(num_classes)], self.feature_width,
+                                          spatial=False)
 
     @property
     def head(self) -> nn.Linear:

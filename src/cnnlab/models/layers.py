@@ -97,9 +97,27 @@ class BN:
     momentum: float = 0.01
 
 
+TORCH_BN = BN(eps=1e-5, momentum=0.1)
+"""PyTorch's BatchNorm defaults: running statistics that follow short trainings closely."""
+
+
 @dataclass(frozen=True)
 class ReLU:
     pass
+
+
+@dataclass(frozen=True)
+class GlobalPool:
+    """Max or average over the whole feature map, whatever the input size (1x1 out)."""
+
+    kind: str = "avg"
+
+
+@dataclass(frozen=True)
+class Residual:
+    """x + body(x), the shortcut of He et al. (2016); the body keeps the map's shape."""
+
+    body: tuple
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,26 @@ class LRN:
     k: float = 2.0
 
 
-Layer = Conv | Dense | MaxPool | AvgPool | BN | ReLU | Dropout | LRN
+Layer = Conv | Dense | MaxPool | AvgPool | BN | ReLU | Dropout | LRN | GlobalPool | Residual
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, body: nn.Sequential):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def build_layers(layers, width: int, spatial: bool) -> tuple[nn.Sequential, int]:
+    """The modules for a table of rows, given the incoming channel (or feature) count."""
+    modules = []
+    for layer in layers:
+        module, width = build_layer(layer, width, spatial)
+        modules.append(module)
+    return nn.Sequential(*modules), width
+
 
 def build_layer(layer: Layer, width: int, spatial: bool) -> tuple[nn.Module, int]:
     """The module for one table row, given the incoming channel (or feature) count."""
@@ -137,6 +174,15 @@ def build_layer(layer: Layer, width: int, spatial: bool) -> tuple[nn.Module, int
             return UniformMaskDropout(rate), width
         case LRN(size, alpha, beta, k):
             return LocalResponseNorm(size, alpha, beta, k), width
+        case GlobalPool(kind):
+            if kind not in ("avg", "max"):
+                raise ValueError(f"global pooling is avg or max, not {kind!r}")
+            return (nn.AdaptiveAvgPool2d(1) if kind == "avg" else nn.AdaptiveMaxPool2d(1)), width
+        case Residual(body):
+            block, out = build_layers(body, width, spatial)
+            if out != width:
+                raise ValueError(f"a residual body must keep {width} channels, not {out}")
+            return ResidualBlock(block), width
     raise TypeError(f"not a layer: {layer!r}")
 
 
@@ -145,6 +191,13 @@ def output_size(layers: list[Layer], size: tuple[int, int]) -> tuple[int, int]:
     height, width = size
     for layer in layers:
         match layer:
+            case GlobalPool():
+                height, width = min(height, 1), min(width, 1)
+                continue
+            case Residual(body):
+                if output_size(list(body), (height, width)) != (height, width):
+                    raise ValueError("a residual body must keep the map's height and width")
+                continue
             case Conv(_, kernel, stride, padding):
                 pad = kernel // 2 if padding == "same" else (0 if padding == "valid" else padding)
             case MaxPool(kernel, stride) | AvgPool(kernel, stride):

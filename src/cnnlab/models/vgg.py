@@ -7,13 +7,10 @@ load into ``features`` by name.
 from __future__ import annotations
 
 from .convnet import ConvNet
-from .layers import BN, Conv, Dense, Dropout, MaxPool, ReLU
+from .layers import TORCH_BN, Conv, Dense, Dropout, MaxPool, ReLU
 from .registry import register_model
 
 VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
-
-# torchvision's BatchNorm defaults, so its vgg16_bn weights behave as trained.
-TORCH_BN = BN(eps=1e-5, momentum=0.1)
 
 
 def vgg_features(batch_norm: bool) -> list:

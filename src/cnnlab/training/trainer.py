@@ -13,7 +13,7 @@ import torch
 from .. import reports, runs
 from ..config import TrainConfig
 from ..data import Augment, BatchLoader, Dataset, load_dataset
-from ..data.loader import pca_of
+from ..data.loader import mix_batch, pca_of
 from ..errors import CnnlabError, ConfigError
 from ..evaluation.evaluate import evaluate_split, predict_logits, predictions_csv, running_metrics
 from ..evaluation.metrics import RunningMetrics
@@ -176,11 +176,17 @@ class Trainer:
                 lr = self.schedule.lr_at(self.step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
+                if loader.augment.mixes:
+                    images, labels, partners, share = mix_batch(images, labels, loader.augment,
+                                                                self.generator)
                 images = images.to(self.device, non_blocking=True)
                 labels = labels.to(self.device, non_blocking=True)
                 with autocast(self.device, self.precision):
                     logits = model(images)
                 loss = loss_fn(logits, labels)
+                if loader.augment.mixes:
+                    partners = partners.to(self.device, non_blocking=True)
+                    loss = share * loss + (1 - share) * loss_fn(logits, partners)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -275,6 +281,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         mean, std = dataset.channel_stats()
         preprocessing = {"mean": mean, "std": std, "image_size": list(image_size),
                          "crop": list(input_size), "channels": dataset.channels,
+                         "normalize": config.data.normalize,
                          "pca": pca_of(dataset.splits["train"]) if dataset.channels == 3 else None}
 
     trainer = Trainer(config, dataset, model, loss, optimizer, schedule, augment, run, device,
