@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
 from .data import Dataset, load_dataset
-from .evaluation.evaluate import evaluate_run
-from .evaluation.predict import PredictionResult, predict_files
 from .models import create_model
 from .runs import Run, load_run
-from .training.callbacks import Callback
-from .training.trainer import train as _train
+
+if TYPE_CHECKING:
+    from .evaluation.predict import PredictionResult
+    from .training.callbacks import Callback
+
+# Training, evaluation and prediction are imported when called: predicting needs neither
+# scikit-learn nor matplotlib, which the others load (seconds of start-up).
 
 # keyword shortcuts for the fields people set most
 _SHORTCUTS = {"model": "model.name", "data": "data.spec", "lr": "optimizer.lr", "crop": "data.crop",
@@ -33,40 +36,61 @@ def train(config: TrainConfig | dict | str | Path | None = None, *,
     """Train and return the Run. ``config`` is a TrainConfig, a dict or a recipe YAML path;
     keyword overrides use field names (``epochs=3``), dotted paths with ``__``
     (``optimizer__momentum=0.9``) or the shortcuts ``model``, ``data``, ``lr``, ``optimizer``,
-    ``val_split``, ``schedule``, ``augment``, ``subset``, ``image_size``, ``weights``."""
+    ``val_split``, ``schedule``, ``augment``, ``subset``, ``image_size``, ``weights``.
+    ``data`` is a source spec (``"mnist:/data/mnist"``) or arrays: ``(x, y)`` or
+    ``((x, y), (x_val, y_val))`` in Keras' ``load_data()`` shapes."""
     if config is None:
         config = TrainConfig()
     elif isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     elif isinstance(config, str | Path):
         config = TrainConfig.from_yaml(config)
+    from .training.setup import train as run_training
+
+    if "data" in overrides and not isinstance(overrides["data"], str | Path):
+        from .data.readers.arrays import arrays_spec
+
+        overrides["data"] = arrays_spec(overrides["data"])
     dotted = {_SHORTCUTS.get(key, key.replace("__", ".")): value for key, value in overrides.items()}
     if dotted:
         config = config.with_overrides(dotted, source="train()")
-    return _train(config, callbacks=callbacks, quiet=quiet)
+    return run_training(config, callbacks=callbacks, quiet=quiet)
 
 
 def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False,
            callbacks: Sequence[Callback] = ()) -> Run:
     """Continue an interrupted run from its last.pt, optionally to more epochs."""
+    from . import runs
+    from .errors import CnnlabError
+    from .training.setup import train as run_training
+
     path = run.path if isinstance(run, Run) else Path(run)
-    config = load_run(path).config
+    if not (path / runs.CONFIG).is_file():
+        raise CnnlabError(f"--resume {path}: not a cnnlab run directory (no {runs.CONFIG})")
+    config = TrainConfig.from_yaml(path / runs.CONFIG)
     if epochs is not None:
         config = config.with_overrides({"epochs": epochs})
-    return _train(config, callbacks=callbacks, resume=path, quiet=quiet)
+    return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)
 
 
-def evaluate(run: Run | str | Path, data: str | None = None, split: str = "val", **kwargs) -> dict:
-    """Metrics of the run's best checkpoint on ``split`` (val or test)."""
+def evaluate(run: Run | str | Path, data: str | None = None, split: str | None = None,
+             **kwargs) -> dict:
+    """Metrics of the run's best checkpoint: on its own data's ``split`` (default val), or on
+    other ``data`` (its test split, else all of it; results in RUN/evaluations/NAME/)."""
+    from .evaluation.evaluate import evaluate_run
+
     return evaluate_run(run.path if isinstance(run, Run) else run, data, split, **kwargs)
 
 
 def predict(run: Run | str | Path, inputs: str | Sequence[str], top_k: int = 5,
-            tta: str | None = None) -> PredictionResult:
-    """Top-k classes of image files, folders or globs; ``tta="10crop"`` averages ten views."""
+            tta: str | None = None, device: str = "auto") -> PredictionResult:
+    """Top-k classes of image files, folders or globs; ``tta="flip"`` or ``"10crop"`` averages
+    several views."""
+    from .evaluation.predict import predict_files
+
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     return predict_files(run.path if isinstance(run, Run) else run, [str(i) for i in items], top_k,
-                         tta=tta)
+                         tta=tta, device=device)
 
 
 __all__ = ["Dataset", "Run", "TrainConfig", "create_model", "evaluate", "load_dataset",

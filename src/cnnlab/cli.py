@@ -10,14 +10,16 @@ import csv
 import io
 import json
 import os
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import launcher
-from .errors import CnnlabError
+from .errors import CnnlabError, TrainingDiverged
 
-EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,64 +45,116 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
                                      metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a model and write a run directory",
-                                description="Train a model. Flags override --config, which "
-                                "overrides the defaults; the resolved config is saved in the run.")
-    train.add_argument("--model", help="model name (see: cnnlab models); default lenet5")
-    train.add_argument("--data", help="data SPEC: digits, mnist:PATH, folder:PATH; default digits")
-    train.add_argument("--config", help="recipe YAML file")
-    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run directory")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float, help="learning rate")
-    train.add_argument("--optimizer", help="sgd, adam, adamw or rmsprop")
-    train.add_argument("--momentum", type=float)
-    train.add_argument("--weight-decay", type=float)
-    train.add_argument("--schedule", help="constant, exponential, step, multistep, cosine, plateau")
-    train.add_argument("--loss", help="sparse_ce, categorical_ce or binary_ce")
-    train.add_argument("--label-smoothing", type=float)
-    train.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+    # the options of a training run, shared by train and lr-find
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--model", help="model name (see: cnnlab models); default lenet5")
+    options.add_argument("--data", help="data SPEC: digits, mnist:PATH, folder:PATH; default digits")
+    options.add_argument("--config", help="recipe YAML file, or a bundled recipe's name (cnnlab recipes)")
+    options.add_argument("--epochs", type=int)
+    options.add_argument("--batch-size", type=int)
+    options.add_argument("--lr", type=float, help="learning rate")
+    options.add_argument("--optimizer", help="sgd, adam, adamw or rmsprop")
+    options.add_argument("--momentum", type=float)
+    options.add_argument("--weight-decay", type=float)
+    options.add_argument("--schedule", help="constant, exponential, step, multistep, cosine, onecycle, plateau")
+    options.add_argument("--loss", help="sparse_ce, categorical_ce or binary_ce")
+    options.add_argument("--label-smoothing", type=float)
+    options.add_argument("--class-weight", metavar="balanced|FILE",
+                       help="weigh each training sample's loss by its class: balanced, or a YAML/JSON "
+                       "file of class name: weight")
+    options.add_argument("--clip-grad-norm", type=float, metavar="MAX",
+                       help="scale the gradients down when their global norm is above MAX")
+    options.add_argument("--accumulate", type=int, metavar="N",
+                       help="one optimizer step every N batches (an N times larger batch)")
+    options.add_argument("--ema", type=float, metavar="DECAY",
+                       help="evaluate and keep an exponential moving average of the weights, e.g. 0.999")
+    options.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                        help="stop after PATIENCE epochs without improvement of val_loss")
-    train.add_argument("--val-split", type=float, help="fraction held out per class (default 0.1)")
-    train.add_argument("--subset", type=int, metavar="N", help="train on N samples (stratified)")
-    train.add_argument("--image-size", type=size_arg, metavar="HxW",
+    options.add_argument("--val-split", type=float, help="fraction held out per class (default 0.1)")
+    options.add_argument("--subset", type=int, metavar="N", help="train on N samples (stratified)")
+    options.add_argument("--image-size", type=size_arg, metavar="HxW",
                        help="decode images at this size (default: the model's input size)")
-    train.add_argument("--crop", type=size_arg, metavar="HxW",
+    options.add_argument("--crop", type=size_arg, metavar="HxW",
                        help="model input cut from the decoded image (random in training, centre "
                        "or ten crops in evaluation), e.g. --image-size 256x256 --crop 227x227")
-    train.add_argument("--channels", type=int, choices=(1, 3))
-    train.add_argument("--label-mode", choices=("fine", "coarse"), help="cifar100 labels")
-    train.add_argument("--roi-crop", action="store_true", default=None,
+    options.add_argument("--channels", type=int, choices=(1, 3))
+    options.add_argument("--label-mode", choices=("fine", "coarse"), help="cifar100 labels")
+    options.add_argument("--roi-crop", action="store_true", default=None,
                        help="gtsrb: crop each image to its annotated sign box")
-    train.add_argument("--categories", help="caltech256: the first N categories, or names a,b,c")
-    train.add_argument("--augment", action="append", metavar="NAME",
+    options.add_argument("--categories", help="caltech256: the first N categories, or names a,b,c")
+    options.add_argument("--augment", action="append", metavar="NAME",
                        help="an augmentation (hflip, pad_crop[:PIXELS], random_resized_crop[:MIN], "
                        "pca_lighting[:STD], rotate[:DEG], scale[:F], translate[:F], brightness[:F], "
                        "contrast[:F], mixup[:ALPHA], cutmix[:ALPHA]); repeat for several")
-    train.add_argument("--weights", help="start from a state dict or a run's best.pt")
-    train.add_argument("--init", help="alexnet: default or paper")
-    train.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")
-    train.add_argument("--freeze-base", action="store_true", default=None,
+    options.add_argument("--weights", help="start from a state dict or a run's best.pt")
+    options.add_argument("--init", help="alexnet: default (Kaiming), paper (N(0, 0.01)) or torch")
+    options.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")
+    options.add_argument("--freeze-base", action="store_true", default=None,
                        help="vgg16-transfer: freeze the convolutional base")
-    train.add_argument("--unfreeze-after", type=int, metavar="EPOCHS",
+    options.add_argument("--unfreeze-after", type=int, metavar="EPOCHS",
                        help="with --freeze-base: train the base too after EPOCHS epochs")
-    train.add_argument("--base-lr-scale", type=float, metavar="F",
+    options.add_argument("--base-lr-scale", type=float, metavar="F",
                        help="learning rate of the convolutional base relative to the head")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--precision", help="auto, bf16 or fp32")
-    train.add_argument("--device", help="auto, cpu or cuda")
-    train.add_argument("--out", help="parent folder of run directories (default runs)")
-    train.add_argument("--name", help="run directory name")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    options.add_argument("--seed", type=int)
+    options.add_argument("--precision", help="auto, bf16, fp16 (CUDA) or fp32")
+    options.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto: the GPU where there is one)")
+    options.add_argument("--out", help="parent folder of run directories (default runs)")
+    options.add_argument("--name", help="run directory name")
+    options.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="set any config key, e.g. --set schedule.warmup_epochs=1")
-    train.add_argument("--quiet", action="store_true", help="print only the run directory")
+    options.add_argument("--quiet", action="store_true", help="print only the run directory")
+    options.add_argument("--no-report", dest="report", action="store_false", default=None,
+                         help="skip the pictures and report.html (metrics.json is still written)")
+    options.add_argument("--tensorboard", action="store_true", default=None,
+                       help="also log to RUN/tensorboard (pip install 'cnnlab[tensorboard]')")
+    options.add_argument("--towers", metavar="DEV0,DEV1",
+                       help="alexnet: the paper's two towers on two devices, e.g. cuda:0,cuda:1")
+    options.add_argument("--sync-bn", action="store_true", default=None,
+                       help="distributed: BatchNorm statistics over every process's share")
+    options.add_argument("--normalize", choices=("dataset", "per_image"),
+                       help="standardise with the training split's mean and std (default) or "
+                       "each image by its own")
+    train = commands.add_parser("train", parents=[options], help="train a model and write a run directory",
+                                description="Train a model. Flags override --config, which "
+                                "overrides the defaults; the resolved config is saved in the run.")
+    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run directory")
+    train.add_argument("--check", action="store_true",
+                       help="check every option, the data listing and --weights, then stop "
+                       "(nothing is decoded, trained or written)")
+    launch = train.add_argument_group(
+        "distributed training (hands the same command to torch.distributed.run, i.e. torchrun)")
+    launch.add_argument("--nproc-per-node", type=int, metavar="N", help="processes on this machine")
+    launch.add_argument("--nnodes", type=int, metavar="M", help="machines (default 1)")
+    launch.add_argument("--node-rank", type=int, metavar="R", help="this machine's rank (0..M-1)")
+    launch.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                        help="where the machines meet (c10d rendezvous on the first machine)")
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a run's best checkpoint")
+
+    lr_find = commands.add_parser(
+        "lr-find", parents=[options], help="find a learning rate: loss against a rising lr",
+        description="Train for a few steps while the learning rate rises exponentially (Smith, "
+        "2017; fastai's lr_find), plot the loss against it and suggest a learning rate. Takes "
+        "the options of train; nothing is written but the plot.")
+    lr_find.add_argument("--start-lr", type=float, default=1e-7)
+    lr_find.add_argument("--end-lr", type=float, default=10.0)
+    lr_find.add_argument("--steps", type=int, default=100)
+    lr_find.add_argument("--plot", default="lr-find.png", metavar="FILE.png")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a run's best checkpoint",
+        description="Evaluate a run's best checkpoint with the run's own preprocessing. On the "
+        "run's own data: its recorded split (default val). On other data (--data): its test "
+        "split where it has one, else every image, classes matched by name; the results go to "
+        "RUN/evaluations/NAME/ and their own section of report.html, never over the run's own.")
     evaluate.add_argument("run", metavar="RUN")
-    evaluate.add_argument("--data", help="data SPEC (default: the run's own data and split)")
-    evaluate.add_argument("--split", default="val", choices=("val", "test", "train"))
+    evaluate.add_argument("--data", help="data SPEC (default: the run's own data)")
+    evaluate.add_argument("--split", choices=("val", "test", "train"),
+                          help="default: val on the run's own data, test (else all) on other data")
+    evaluate.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                          help="source option for --data, e.g. --set roi_crop=false (default: "
+                          "the run's own where that source takes them)")
     evaluate.add_argument("--batch-size", type=int)
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     evaluate.add_argument("--tta", choices=("flip", "10crop"),
                           help="average the softmax over the image and its mirror image, or ten crops")
     evaluate.add_argument("--format", default="table", choices=("table", "json"))
@@ -112,6 +166,15 @@ def build_parser() -> Parser:
     predict.add_argument("--tta", choices=("flip", "10crop"),
                          help="average the softmax over the image and its mirror image, or ten crops")
     predict.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    completion = commands.add_parser("completion", help="print a shell completion script",
+                                     description='bash (zsh: autoload bashcompinit && bashcompinit); '
+                                     'eval "$(cnnlab completion bash)" in ~/.bashrc')
+    completion.add_argument("shell", choices=("bash",))
+
+    recipes = commands.add_parser("recipes", help="list the bundled recipes (train --config NAME)")
+    recipes.add_argument("--format", default="table", choices=("table", "json"))
 
     models = commands.add_parser("models", help="list the models")
     models.add_argument("--format", default="table", choices=("table", "json"))
@@ -130,9 +193,9 @@ def build_parser() -> Parser:
 
     export = commands.add_parser("export", help="export a run's best model")
     export.add_argument("run", metavar="RUN")
-    export.add_argument("--format", default="onnx", choices=("onnx",))
+    export.add_argument("--format", default="onnx", choices=("onnx", "safetensors"))
     export.add_argument("--opset", type=int, default=17)
-    export.add_argument("--out", help="file to write (default RUN/model.onnx)")
+    export.add_argument("--out", help="file to write (default RUN/model.onnx or RUN/model.safetensors)")
 
     data = commands.add_parser("data", help="inspect data sources")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=Parser,
@@ -162,23 +225,56 @@ def build_parser() -> Parser:
     return parser
 
 
+def console_main() -> int:
+    """The ``cnnlab`` command (and ``python -m cnnlab``): restarts itself with tcmalloc preloaded
+    where it is installed (launcher.py), then runs ``main``. Python callers of ``main`` keep
+    their process."""
+    launcher.reexec_with_fast_allocator(sys.argv[1:])
+    return main()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the run stops between writes and says how to resume."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, ``cnnlab: warning: ...``, not Python's source excerpt."""
+    print(f"cnnlab: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    launcher.reexec_with_fast_allocator(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
+    # the processes of a distributed run meet the same errors: the first one says it
+    speaks = int(os.environ.get("RANK", 0)) == 0
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread of the interpreter: leave signals alone
+        previous = None
+    shown, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
         return COMMANDS[args.command](args) or 0
-    except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        if speaks:
+            print(f"cnnlab: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into head and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except CnnlabError as exc:
-        from .training.trainer import TrainingDiverged
-
-        print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
+        if speaks:
+            print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, TrainingDiverged) else EXIT_USAGE
+    finally:
+        warnings.showwarning = shown
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def train_config(args: argparse.Namespace):
@@ -200,7 +296,10 @@ def train_config(args: argparse.Namespace):
         "model.options.groups": args.groups, "model.options.freeze_base": args.freeze_base,
         "model.unfreeze_after": args.unfreeze_after, "model.base_lr_scale": args.base_lr_scale,
         "seed": args.seed, "precision": args.precision, "device": args.device, "out": args.out,
-        "name": args.name,
+        "name": args.name, "sync_bn": args.sync_bn, "data.normalize": args.normalize,
+        "tensorboard": args.tensorboard, "class_weight": args.class_weight, "report": args.report,
+        "clip_grad_norm": args.clip_grad_norm, "accumulate": args.accumulate, "ema": args.ema,
+        "towers": args.towers and [part.strip() for part in args.towers.split(",")],
     }
     overrides = {key: value for key, value in flags.items() if value is not None}
     overrides.update(parse_override(item) for item in args.set)
@@ -211,18 +310,94 @@ def category_arg(text: str) -> int | list[str]:
     return int(text) if text.isdigit() else [part.strip() for part in text.split(",") if part.strip()]
 
 
+LAUNCH_FLAGS = {"--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint"}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import resume
-    from .training.trainer import train
+    from .training.setup import train
 
+    if args.resume and (args.config or args.model or args.data):
+        raise CnnlabError("--resume: continues the run's own config; drop --config/--model/--data")
+    if args.check:
+        return check_training(args)
+    if (args.nproc_per_node or 1) * (args.nnodes or 1) > 1 and "LOCAL_RANK" not in os.environ:
+        return launch_distributed(args)
     if args.resume:
-        if args.config or args.model or args.data:
-            raise CnnlabError("--resume: continues the run's own config; drop --config/--model/--data")
         run = resume(args.resume, epochs=args.epochs, quiet=args.quiet)
     else:
         run = train(train_config(args), quiet=args.quiet)
-    if args.quiet:
+    if args.quiet and int(os.environ.get("RANK", 0)) == 0:
         print(run.path)
+    return 0
+
+
+def resolved_config(args: argparse.Namespace):
+    """The config a train command runs: the flags over --config, or a resumed run's own."""
+    from .config import TrainConfig
+    from .runs import CONFIG
+
+    if not args.resume:
+        return train_config(args)
+    if not (Path(args.resume) / CONFIG).is_file():
+        raise CnnlabError(f"--resume {args.resume}: not a cnnlab run directory (no {CONFIG})")
+    return TrainConfig.from_yaml(Path(args.resume) / CONFIG)
+
+
+def check_training(args: argparse.Namespace) -> int:
+    from .training.setup import plan
+
+    steps = plan(resolved_config(args), resuming=bool(args.resume))
+    config, runtime = steps.config, steps.runtime
+    splits = ", ".join(f"{name} {len(part)}" for name, part in steps.source.splits.items())
+    print(f"{config.model.name} on {config.data.spec}: {len(steps.source.classes)} classes ({splits}), "
+          f"input {steps.input_size[0]}x{steps.input_size[1]}x{steps.channels} decoded at "
+          f"{steps.image_size[0]}x{steps.image_size[1]}, {runtime.device} {runtime.precision}")
+    for note in steps.notes:
+        print(note)
+    print("every option checks out")
+    return 0
+
+
+def launch_distributed(args: argparse.Namespace) -> int:
+    """Run the same command in N processes per machine under torch.distributed.run (torchrun):
+    the options are checked here first, so a mistake is one line, not one per process."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from .runtime import cpu_count
+    from .training.setup import plan
+
+    procs, nodes = args.nproc_per_node or 1, args.nnodes or 1
+    if procs < 1 or nodes < 1:
+        raise CnnlabError("--nproc-per-node and --nnodes: must be at least 1")
+    plan(resolved_config(args), resuming=bool(args.resume))
+    launch = ["--nproc-per-node", str(procs), "--nnodes", str(nodes)]
+    if args.rdzv_endpoint:
+        launch += ["--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint]
+        if args.node_rank is not None:
+            launch += ["--node-rank", str(args.node_rank)]
+    elif nodes > 1:
+        raise CnnlabError("--nnodes: several machines need --rdzv-endpoint HOST:PORT (the first machine's)")
+    else:
+        launch.append("--standalone")
+    command, skip = [], False
+    for item in args.argv:
+        flag = item.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif flag in LAUNCH_FLAGS:
+            skip = "=" not in item
+        else:
+            command.append(item)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpu_count() // procs)))
+    try:
+        torchrun.main([*launch, "-m", "cnnlab", *command])
+    except ChildFailedError as failure:
+        return next(iter(failure.failures.values())).exitcode or EXIT_FAILED
+    except SignalException:  # the processes were stopped too, each between two writes
+        return EXIT_TERMINATED
     return 0
 
 
@@ -230,11 +405,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
 
     metrics = evaluate(args.run, args.data, args.split, batch_size=args.batch_size,
-                       device=args.device, tta=args.tta)
+                       device=args.device, tta=args.tta, options=data_options(args))
     if args.format == "json":
         print(json.dumps(metrics, indent=2))
         return 0
-    print(f"{args.split} ({metrics['samples']} samples of {metrics['data']})")
+    split = metrics["split"]
+    print(f"{'all images' if split == 'all' else split} ({metrics['samples']} samples of {metrics['data']})")
     for key in ("loss", "accuracy", "top5_accuracy", "mse"):
         if key in metrics:
             print(f"  {key:<15}{metrics[key]:.4f}")
@@ -246,13 +422,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, row in rows.items():
         print(f"{name[:19]:<20}{row['precision']:>10.4f}{row['recall']:>10.4f}"
               f"{row['f1']:>10.4f}{row['support']:>10}")
+    print(f"\nsaved to {metrics['saved_to']}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .api import predict
 
-    result = predict(args.run, args.inputs, args.top_k, tta=args.tta)
+    result = predict(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device)
     for path, reason in result.unreadable.items():
         print(f"cnnlab predict: skipped {path}: {reason}", file=sys.stderr)
     if args.format == "json":
@@ -272,6 +449,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
             top = ", ".join(f"{c} {q:.1%}" for c, q in p.top)
             print(f"{p.path:<{width}}  {top}")
     return 1 if result.unreadable and not result.predictions else 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from .training.lr_find import find_lr
+
+    finding = find_lr(train_config(args), args.start_lr, args.end_lr, args.steps, Path(args.plot))
+    print(f"suggested learning rate: {finding.steepest:.2e} (steepest descent of the loss); "
+          f"{finding.minimum:.2e} is a tenth of the lowest loss's")
+    print(f"{len(finding.lrs)} steps from {finding.lrs[0]:.1e} to {finding.lrs[-1]:.1e}; plot: {args.plot}")
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import bash_script
+    from .config import bundled_recipes
+    from .data import SOURCES
+    from .models import MODELS
+
+    print(bash_script(build_parser(), MODELS.names(), list(bundled_recipes()), SOURCES.names()), end="")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, bundled_recipes
+
+    rows = []
+    for name, path in bundled_recipes().items():
+        config = TrainConfig.from_yaml(path)
+        comment = next((line.lstrip("# ").strip() for line in path.read_text().splitlines()
+                        if line.startswith("#")), "")
+        rows.append({"name": name, "model": config.model.name, "data": config.data.spec.split(":")[0],
+                     "epochs": config.epochs, "about": comment, "file": str(path)})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(row["name"]) for row in rows)
+    print(f"{'recipe':<{width}}  {'model':<16}{'data':<12}{'epochs':>6}  about")
+    for row in rows:
+        about = row["about"] if len(row["about"]) <= 70 else row["about"][:67] + "..."
+        print(f"{row['name']:<{width}}  {row['model']:<16}{row['data']:<12}{row['epochs']:>6}  {about}")
+    print("\ncnnlab train --config NAME --data SPEC (the data SPEC of a recipe is a placeholder)")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -344,8 +563,11 @@ def cmd_data_bench(args: argparse.Namespace) -> int:
 def cmd_data_info(args: argparse.Namespace) -> int:
     from .data.inspect import describe
 
-    report = describe(args.spec, args.val_split, args.seed, options=data_options(args),
-                      preview=args.preview)
+    report, dataset = describe(args.spec, args.val_split, args.seed, options=data_options(args))
+    if args.preview:
+        from .reports import write_preview
+
+        write_preview(dataset, Path(args.preview))
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
@@ -358,6 +580,10 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     for name in report["classes"]:
         print(f"{name[:23]:<24}" + "".join(f"{report['counts'][s][name]:>10}" for s in splits))
     print(f"{'total':<24}" + "".join(f"{sum(report['counts'][s].values()):>10}" for s in splits))
+    if report["unreadable"]:
+        print(f"\n{len(report['unreadable'])} unreadable files, left out of the counts above:")
+        for path, reason in report["unreadable"].items():
+            print(f"  {path}: {reason}")
     return 0
 
 
@@ -373,16 +599,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .models.export import export_onnx
+    from .export import export_onnx, export_safetensors
 
-    print(export_onnx(args.run, args.out, args.opset))
+    if args.format == "safetensors":
+        print(export_safetensors(args.run, args.out))
+    else:
+        print(export_onnx(args.run, args.out, args.opset))
     return 0
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "export": cmd_export, "evaluate": cmd_evaluate, "predict": cmd_predict,
+COMMANDS = {"train": cmd_train, "lr-find": cmd_lr_find, "recipes": cmd_recipes, "completion": cmd_completion, "compare": cmd_compare, "export": cmd_export, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "models": cmd_models, "summary": cmd_summary, "data": cmd_data}
 DATA_COMMANDS = {"info": cmd_data_info, "verify": cmd_data_verify, "bench": cmd_data_bench}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

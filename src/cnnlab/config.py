@@ -3,7 +3,9 @@ resolve into, and that are saved as config.yaml in every run directory."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,7 +71,7 @@ class OptimizerConfig:
 @dataclass
 class ScheduleConfig:
     name: str = "constant"
-    """constant, exponential, step, multistep, cosine or plateau."""
+    """constant, exponential, step, multistep, cosine, onecycle or plateau."""
     decay_steps: int = 1000
     decay_rate: float = 0.96
     staircase: bool = False
@@ -84,6 +86,12 @@ class ScheduleConfig:
     min_lr: float = 0.0
     warmup_epochs: float = 0.0
     """Linear warm-up from 0 in front of the schedule, in epochs (fractions allowed)."""
+    pct_start: float = 0.3
+    """onecycle: the share of the steps spent rising to the peak lr (Smith & Topin, 2019)."""
+    div_factor: float = 25.0
+    """onecycle: the first lr is the peak over this."""
+    final_div_factor: float = 1e4
+    """onecycle: the last lr is the first over this."""
 
 
 @dataclass
@@ -113,16 +121,37 @@ class TrainConfig:
     loss: str = "sparse_ce"
     """sparse_ce, categorical_ce or binary_ce."""
     label_smoothing: float = 0.0
+    class_weight: str | None = None
+    """``balanced`` (n_samples / (n_classes x count of the class), as scikit-learn's), or a YAML or
+    JSON file mapping class names to weights: each training sample's loss is multiplied by its
+    class's weight (Keras' class_weight). Validation losses stay unweighted."""
+    clip_grad_norm: float | None = None
+    """Scale the gradients down when their global norm is above this."""
+    accumulate: int = 1
+    """Optimizer step every N batches, on the gradient of all N (a batch N times larger)."""
+    ema: float | None = None
+    """Decay of an exponential moving average of the weights (e.g. 0.999); evaluation, best.pt
+    and the final metrics then use the averaged weights."""
     epochs: int = 10
     batch_size: int = 64
     seed: int = 0
     precision: str = "auto"
     """auto, bf16 or fp32; auto picks bf16 where the hardware runs it natively."""
     device: str = "auto"
+    """auto, cpu, cuda or cuda:N (under torchrun, auto is each process's own GPU)."""
+    towers: list[str] | None = None
+    """The AlexNet paper's model parallelism: one device per tower of a grouped network, e.g.
+    ``[cuda:0, cuda:1]`` (docs/distributed.md)."""
+    sync_bn: bool = False
+    """Distributed runs: BatchNorm statistics over the whole batch of every process
+    (SyncBatchNorm) instead of each process's share."""
     out: str = "runs"
     name: str | None = None
     """Run directory name; default ``<date-time>-<model>-<data>``."""
     tensorboard: bool = False
+    report: bool = True
+    """Draw the pictures and report.html at the end (metrics.json and the predictions are
+    always written); off for quick sweeps."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -154,14 +183,35 @@ class TrainConfig:
         return TrainConfig.from_dict(merged, source)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+RECIPES = Path(__file__).parent / "recipes"
+"""The recipes that ship with cnnlab: each tutorial experiment as cnnlab recommends it, and
+as the tutorial did it (tutorial/)."""
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """Name (``gtsrb-resnet9``, ``tutorial/gtsrb-alexnet-bn``) -> file."""
+    return {p.relative_to(RECIPES).with_suffix("").as_posix(): p for p in sorted(RECIPES.rglob("*.yaml"))}
+
+
+def find_recipe(path: str | Path) -> Path:
+    """``path`` itself, or the bundled recipe of that name (with or without .yaml)."""
     path = Path(path)
+    if path.exists():
+        return path
+    name = path.as_posix().removesuffix(".yaml").removeprefix("recipes/")
+    return bundled_recipes().get(name, path)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = find_recipe(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+        raise ConfigError(f"{path}: no such file, nor a bundled recipe (see: cnnlab recipes)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -180,9 +230,20 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set: expected KEY=VALUE, got '{text}'")
     try:
         value = yaml.safe_load(raw) if raw else None
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value is nested too deeply") from None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
+
+
+MAX_INT = 2**31 - 1
+"""Whole-number options beyond this (epochs, sizes, seeds) are mistakes, not settings."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _valid_keys(node: dict[str, Any]) -> str:
@@ -218,33 +279,38 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
-            raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
+            raise ConfigError(f"{source}: {key}: expected a list, got {_short(value)}")
         return [_coerce(args[0], item, source, key) for item in value]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {_short(value)}")
         return dict(value)
     if hint is Any:
         return value
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{source}: {key}: expected true or false, got {_short(value)}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_INT:
+                raise ConfigError(f"{source}: {key}: {value} is too large (at most {MAX_INT:,})")
             return value
-        raise ConfigError(f"{source}: {key}: expected a whole number, got {value!r}")
+        raise ConfigError(f"{source}: {key}: expected a whole number, got {_short(value)}")
     if hint is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+            number = float(value) if abs(value) < 1e300 else math.inf
+        elif isinstance(value, str):  # YAML reads "1e-3" as a string
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise ConfigError(f"{source}: {key}: expected a number, got {_short(value)}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{source}: {key}: expected a finite number, got {_short(value)}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{source}: {key}: expected text, got {value!r}")
+        raise ConfigError(f"{source}: {key}: expected text, got {_short(value)}")
     raise TypeError(f"config field {key} has an unsupported type {hint}")

@@ -11,3 +11,7 @@ class ConfigError(CnnlabError):
 
 class DataError(CnnlabError):
     """A data source that is missing, malformed or unusable for the model."""
+
+
+class TrainingDiverged(CnnlabError):
+    """The loss became NaN or infinite (the CLI exits 1: the input was fine, the run failed)."""

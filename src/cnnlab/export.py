@@ -1,5 +1,8 @@
-"""ONNX export of a run's best model: dynamic batch axis, class names and preprocessing in the
-metadata, so the file alone is enough to serve the model."""
+"""Export of a run's best model: ONNX (dynamic batch axis; class names and preprocessing in the
+metadata, so the file alone is enough to serve the model; the input is what the model takes:
+the crop of a run trained on crops, not the decoded image), and safetensors (the weights in a
+format that holds tensors only, with the model's spec, classes and preprocessing as metadata:
+`--weights FILE.safetensors` reads it back)."""
 
 from __future__ import annotations
 
@@ -10,23 +13,22 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CnnlabError
-from ..io import write_atomic
+from . import runs
+from .errors import CnnlabError
+from .evaluation.artifacts import load_artifacts
+from .io import write_atomic
 
 
 def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int = 17) -> Path:
     """Write ``model.onnx`` (input ``images``: normalised float N x C x H x W; output ``logits``)."""
-    from ..runs import load_run
-
     try:
         import onnx
     except ImportError:
         raise CnnlabError("export --format onnx: needs the onnx package (pip install 'cnnlab[onnx]')") from None
-    run = load_run(run_path)
-    model, checkpoint = run.load_model()
-    prep = checkpoint["preprocessing"]
-    height, width = prep["image_size"]
-    example = torch.zeros(1, prep["channels"], height, width)
+    artifacts = load_artifacts(run_path)
+    run, model, prep = artifacts.run, artifacts.model, artifacts.preprocessing
+    height, width = prep.input_size
+    example = torch.zeros(1, prep.channels, height, width)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # the TorchScript exporter needs no extra packages; the dynamo one needs onnxscript
@@ -35,18 +37,47 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
                           input_names=["images"], output_names=["logits"],
                           dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     proto = onnx.load_from_string(buffer.getvalue())
+    standardised = ("each image minus its own mean, over its own standard deviation"
+                    if prep.normalize == "per_image" else "pixels/255 normalised with mean and std")
     metadata = {
         "classes": json.dumps(run.classes),
-        "mean": json.dumps(prep["mean"]),
-        "std": json.dumps(prep["std"]),
-        "input": "float32 NCHW, pixels/255 normalised with mean and std",
-        "image_size": json.dumps([height, width, prep["channels"]]),
-        "model": checkpoint["model"]["name"],
-        "loss": checkpoint["loss"]["name"],
+        "mean": json.dumps(list(prep.mean)),
+        "std": json.dumps(list(prep.std)),
+        "normalize": prep.normalize,
+        "input": f"float32 NCHW, {standardised}",
+        "input_size": json.dumps([height, width, prep.channels]),
+        "decode_size": json.dumps(list(prep.image_size)),
+        "model": artifacts.checkpoint["model"]["name"],
+        "loss": artifacts.loss.name,
     }
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
-    target = Path(out) if out else run.path / "model.onnx"
-    return write_atomic(target, lambda handle: handle.write(proto.SerializeToString()))
+    data = proto.SerializeToString()
+    if out is None:
+        run.directory.write_bytes(runs.ONNX, data)
+        return run.directory.file(runs.ONNX)
+    return write_atomic(Path(out), lambda handle: handle.write(data))
+
+
+def export_safetensors(run_path: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``model.safetensors``: the best weights, and as metadata the model (name, options,
+    classes, input), the class names and the preprocessing, each as JSON."""
+    try:
+        from safetensors.torch import save
+    except ImportError:
+        raise CnnlabError("export --format safetensors: needs the safetensors package "
+                          "(pip install 'cnnlab[safetensors]')") from None
+    artifacts = load_artifacts(run_path)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in artifacts.model.state_dict().items()}
+    metadata = {"format": "cnnlab-safetensors/1", "model": json.dumps(artifacts.checkpoint["model"]),
+                "classes": json.dumps(artifacts.classes),
+                "preprocessing": json.dumps(artifacts.preprocessing.to_dict()),
+                "loss": json.dumps(artifacts.loss.spec())}
+    data = save(state, metadata=metadata)
+    run = artifacts.run
+    if out is None:
+        run.directory.write_bytes(runs.SAFETENSORS, data)
+        return run.directory.file(runs.SAFETENSORS)
+    return write_atomic(Path(out), lambda handle: handle.write(data))

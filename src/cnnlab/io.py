@@ -1,4 +1,6 @@
-"""Atomic file writes: a crash mid-write never leaves a half-written run file behind."""
+"""Atomic file writes: a crash mid-write never leaves a half-written file in place of the real
+one, and every file gets the permissions the user's umask gives (0644 under the usual 022), not
+the 0600 of a temporary file."""
 
 from __future__ import annotations
 
@@ -9,18 +11,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import CnnlabError
+
+TEMP_SUFFIX = ".tmp"
+"""Temporary files are ``.NAME.<random>.tmp`` beside their target."""
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process's umask (read by setting it, so set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise CnnlabError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), umask_mode())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CnnlabError(f"{path}: cannot write it ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,6 +1,6 @@
 """Start-up for the ``cnnlab`` command: re-run itself with tcmalloc preloaded when the library
 is installed. With glibc malloc, torch's large activations are mapped and unmapped every step
-(millions of page faults); tcmalloc keeps them (PERF-NOTES.md: about 1.3x faster training)."""
+(millions of page faults); tcmalloc keeps them (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def reexec_with_fast_allocator(argv: list[str], program: tuple[str, ...] = ("-m"
         return
     preload = os.environ.get("LD_PRELOAD", "")
     library = fast_allocator()
-    if library is None or "tcmalloc" in preload or "-h" in argv or "--help" in argv:
+    if library is None or "tcmalloc" in preload or {"-h", "--help", "--version"} & set(argv):
         return
     env = dict(os.environ, LD_PRELOAD=f"{library}:{preload}" if preload else library,
                CNNLAB_ALLOCATOR="tcmalloc")

@@ -1,9 +1,10 @@
-"""The run directory: every file a run writes and every line it prints go through RunDirectory,
-so a distributed run only has to make its non-main processes silent. ``load_run`` reads one
-back; evaluate and predict need nothing else."""
+"""The run directory: every file name of a run, every file it writes (atomically, readable
+under the user's umask) and every line it prints go through RunDirectory, so a distributed run
+only has to make its non-main processes silent. ``load_run`` reads one back."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -17,15 +18,35 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .errors import CnnlabError
-from .io import write_json_atomic, write_text_atomic
-from .training.checkpoint import load_checkpoint, save_checkpoint
+from .io import TEMP_SUFFIX, write_atomic, write_json_atomic, write_text_atomic
 
 CONFIG, HISTORY_CSV, HISTORY_JSON = "config.yaml", "history.csv", "history.json"
-CLASSES, SPLIT, SUMMARY, METRICS, LOG = (
-    "classes.json", "split.json", "summary.txt", "metrics.json", "train.log")
+CLASSES, SPLIT, SUMMARY, SUMMARY_JSON, METRICS, LOG = (
+    "classes.json", "split.json", "summary.txt", "summary.json", "metrics.json", "train.log")
+DATA = "data.json"
 BEST, LAST = "best.pt", "last.pt"
+REPORT, CURVES, PREVIEW = "report.html", "curves.png", "preview.png"
+TENSORBOARD, ONNX, SAFETENSORS = "tensorboard", "model.onnx", "model.safetensors"
+EVALUATIONS = "evaluations"
+"""Evaluations on other data (or with test-time augmentation), one folder each, so that they
+never overwrite the run's own results."""
+
+
+def predictions_file(split: str) -> str:
+    return f"predictions-{split}.csv"
+
+
+def split_pictures(split: str) -> dict[str, str]:
+    """The pictures of one evaluated split, by kind."""
+    return {"confusion": f"confusion-{split}.png", "confusion_normalized": f"confusion-{split}-normalized.png",
+            "roc": f"roc-{split}.png", "samples": f"samples-{split}.png", "mistakes": f"mistakes-{split}.png"}
+
+
+def evaluation_folder(label: str) -> str:
+    return f"{EVALUATIONS}/{label}"
 
 
 class RunDirectory:
@@ -33,9 +54,12 @@ class RunDirectory:
         self.path = Path(path)
         self.quiet = quiet
         self.main_process = main_process
+        self._held: dict[str, dict | None] = {}
 
     @classmethod
     def create(cls, out: str | Path, name: str, **kwargs) -> RunDirectory:
+        """A new folder ``out/name`` (``name-2``, ``-3``... when taken: a run never writes into
+        another run's folder)."""
         root = Path(out)
         path = root / name
         suffix = 1
@@ -45,11 +69,22 @@ class RunDirectory:
         try:
             path.mkdir(parents=True)
         except OSError as exc:
-            raise CnnlabError(f"--out {out}: cannot create the run directory: {exc.strerror}") from None
+            raise CnnlabError(f"--out {out}: cannot create the run directory: {exc.strerror or exc}") from None
         return cls(path, **kwargs)
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    def exists(self, name: str) -> bool:
+        return self.file(name).is_file()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Half-written files left by a process killed mid-write (the finished file is never
+        touched: each write goes to a temporary file renamed into place)."""
+        stale = [p for p in self.path.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     # printing
     def log(self, message: str, console: bool = True) -> None:
@@ -68,7 +103,27 @@ class RunDirectory:
                     unit="step", dynamic_ncols=True, file=sys.stdout,
                     bar_format="{desc} {n_fmt}/{total_fmt} {bar} ETA {remaining} {postfix}")
 
-    # files
+    # reading
+    def read_json(self, name: str, default: Any = None) -> Any:
+        if not self.exists(name):
+            return default
+        try:
+            return json.loads(self.file(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CnnlabError(f"{self.file(name)}: unreadable JSON ({exc})") from None
+
+    def read_text(self, name: str) -> str:
+        return self.file(name).read_text(encoding="utf-8") if self.exists(name) else ""
+
+    def evaluations(self) -> list[str]:
+        """The labels of the evaluations on other data, sorted."""
+        return sorted(p.parent.name for p in self.path.glob(f"{EVALUATIONS}/*/{METRICS}"))
+
+    # writing (only the main process of a distributed run writes)
+    def write_bytes(self, name: str, data: bytes) -> None:
+        if self.main_process:
+            write_atomic(self.file(name), lambda handle: handle.write(data))
+
     def write_text(self, name: str, text: str) -> None:
         if self.main_process:
             write_text_atomic(self.file(name), text)
@@ -78,8 +133,27 @@ class RunDirectory:
             write_json_atomic(self.file(name), data)
 
     def save_checkpoint(self, name: str, payload: dict) -> None:
-        if self.main_process:
-            save_checkpoint(self.file(name), payload)
+        if not self.main_process:
+            return
+        if name in self._held:
+            self._held[name] = payload
+            return
+        save_checkpoint(self.file(name), payload)
+
+    @contextlib.contextmanager
+    def holding(self, *names: str):
+        """Checkpoints named ``names`` saved inside the block are written when it ends, after
+        everything else it wrote; if the block fails they are not written at all."""
+        self._held = dict.fromkeys(names)
+        try:
+            yield
+        except BaseException:
+            self._held = {}
+            raise
+        held, self._held = self._held, {}
+        for name, payload in held.items():
+            if payload is not None:
+                save_checkpoint(self.file(name), payload)
 
     def write_history(self, history: list[dict[str, float]]) -> None:
         if not self.main_process:
@@ -93,11 +167,15 @@ class RunDirectory:
         write_json_atomic(self.file(HISTORY_JSON), history)
 
 
-def run_name(config: TrainConfig) -> str:
-    source, _, path = config.data.spec.partition(":")
+def data_name(spec: str) -> str:
+    """A file-name-safe name for a data SPEC: the source and the last folder of its path."""
+    source, _, path = spec.partition(":")
     parts = [source] + ([Path(path).name] if path and Path(path).name != source else [])
-    data = re.sub(r"[^A-Za-z0-9]+", "-", "-".join(parts)).strip("-")
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-{data}"
+    return re.sub(r"[^A-Za-z0-9]+", "-", "-".join(parts)).strip("-") or "data"
+
+
+def run_name(config: TrainConfig) -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-{data_name(config.data.spec)}"
 
 
 @dataclass
@@ -110,15 +188,12 @@ class Run:
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
 
+    @property
+    def directory(self) -> RunDirectory:
+        return RunDirectory(self.path)
+
     def checkpoint(self, which: str = "best") -> dict:
         return load_checkpoint(self.path / f"{which}.pt")
-
-    def load_model(self, which: str = "best"):
-        """The trained model (eval mode, on the CPU) and its checkpoint."""
-        from .models.weights import model_from_checkpoint
-
-        checkpoint = self.checkpoint(which)
-        return model_from_checkpoint(checkpoint, self.path / f"{which}.pt"), checkpoint
 
     def __repr__(self) -> str:
         best = self.metrics.get("val", {}).get("accuracy")
@@ -129,17 +204,9 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise CnnlabError(f"{path}: no such run directory")
-    if not (path / CONFIG).is_file() or not (path / CLASSES).is_file():
+    directory = RunDirectory(path)
+    if not directory.exists(CONFIG) or not directory.exists(CLASSES):
         raise CnnlabError(f"{path}: not a cnnlab run directory (no {CONFIG} or {CLASSES})")
     config = TrainConfig.from_yaml(path / CONFIG)
-    classes = _read_json(path / CLASSES)
-    history = _read_json(path / HISTORY_JSON) if (path / HISTORY_JSON).is_file() else []
-    metrics = _read_json(path / METRICS) if (path / METRICS).is_file() else {}
-    return Run(path, config, classes, history, metrics)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CnnlabError(f"{path}: unreadable JSON ({exc})") from None
+    return Run(path, config, directory.read_json(CLASSES), directory.read_json(HISTORY_JSON, []),
+               directory.read_json(METRICS, {}))

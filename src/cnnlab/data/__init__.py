@@ -1,9 +1,12 @@
-"""Data sources, decoding, splits and batches."""
+"""Data: sources (a registry of SPEC names and one reader per format), decoding into the cache,
+splits, the preprocessing record, augmentation and batches."""
 
-from . import datasets  # noqa: F401  (registers the published data sets)
-from .dataset import Dataset, Split, load_dataset
-from .loader import Augment, BatchLoader
+from . import readers  # noqa: F401  (registers the data sources)
+from .augment import Augment
+from .dataset import Dataset, Split, concat_splits, load_dataset
+from .loader import BatchLoader
+from .preprocessing import Preprocessing
 from .sources import SOURCES, RawSplit, SourceData, parse_spec, read_source
 
-__all__ = ["SOURCES", "Augment", "BatchLoader", "Dataset", "RawSplit", "SourceData", "Split",
-           "load_dataset", "parse_spec", "read_source"]
+__all__ = ["SOURCES", "Augment", "BatchLoader", "Dataset", "Preprocessing", "RawSplit",
+           "SourceData", "Split", "concat_splits", "load_dataset", "parse_spec", "read_source"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import CnnlabError
 from ..io import write_json_atomic
 from .images import decode_many
 
@@ -51,11 +52,15 @@ def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
                 return images, np.asarray(meta["kept"], dtype=np.int64), meta["unreadable"], True
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
-    folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".images.{os.getpid()}.npy"
-    out = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8,
-                                    shape=(len(paths), size[0], size[1], channels))
-    with tqdm(total=len(paths), desc=description, unit="img", disable=not progress, leave=False) as bar:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        out = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8,
+                                        shape=(len(paths), size[0], size[1], channels))
+    except OSError as exc:
+        raise CnnlabError(f"{folder}: cannot write the decode cache there ({exc.strerror or exc}); "
+                          "set CNNLAB_CACHE to a writable folder") from None
+    with tqdm(total=len(paths), desc=description, unit="img", disable=None if progress else True, leave=False) as bar:
         box_list = None if boxes is None else [None if b[0] < 0 else b for b in boxes]
         _, kept, failed = decode_many(paths, size, channels, bar.update, box_list, out=out)
     out.flush()

@@ -15,6 +15,10 @@ from .images import resize_images
 from .sources import RawSplit, SourceData, read_source
 from .split import stratified_split, stratified_subset
 
+MAX_SIDE = 4096
+"""The largest height or width images are decoded at (a decode cache of larger images would
+not fit in memory or on disk for any data set worth training on)."""
+
 
 @dataclass
 class Split:
@@ -40,6 +44,21 @@ class Split:
 
     def pixels(self) -> np.ndarray:
         return self.gather(slice(None))
+
+    def relabelled(self, mapping: np.ndarray) -> Split:
+        """The same samples with label ``i`` replaced by ``mapping[i]``."""
+        return Split(self.images, mapping[self.labels], self.ids, self.rows)
+
+
+def concat_splits(parts: list[Split]) -> Split:
+    """One split holding the samples of several, in order (rows of one cached array stay rows)."""
+    if len(parts) == 1:
+        return parts[0]
+    labels = np.concatenate([part.labels for part in parts])
+    ids = [sample for part in parts for sample in part.ids]
+    if len({id(part.images) for part in parts}) == 1 and all(p.rows is not None for p in parts):
+        return Split(parts[0].images, labels, ids, np.concatenate([part.rows for part in parts]))
+    return Split(np.concatenate([part.pixels() for part in parts]), labels, ids)
 
 
 @dataclass
@@ -90,12 +109,14 @@ def load_dataset(
     options: dict | None = None,
     source: SourceData | None = None,
     cache_dir: Path | None = None,
+    every_class: bool = True,
 ) -> Dataset:
     """Read a data source, split it and decode it at ``image_size`` (height, width).
 
     ``split_ids`` (a run's split.json) reproduces a recorded split exactly; otherwise the
     training split is divided by ``val_split`` and ``seed``, stratified by class, unless the
-    source has its own validation split. Official test splits stay test splits.
+    source has its own validation split. Official test splits stay test splits. Training
+    needs ``every_class`` to have training samples; describing a source does not.
     """
     source = source or read_source(spec, options)
     channels = channels or source.channels
@@ -109,6 +130,8 @@ def load_dataset(
             raise DataError(f"--data {spec}: give an image size for image files")
         image_size = first.images.shape[1:3]
     image_size = (int(image_size[0]), int(image_size[1]))
+    if min(image_size) < 1 or max(image_size) > MAX_SIDE:
+        raise DataError(f"--image-size: {image_size[0]}x{image_size[1]} is outside 1..{MAX_SIDE} pixels a side")
 
     unreadable, cache = _decode_files(source, image_size, channels, progress, cache_dir)
     raw = _choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
@@ -122,7 +145,7 @@ def load_dataset(
 
     counts = np.bincount(splits["train"].labels, minlength=len(source.classes)) if "train" in splits else None
     empty = [] if counts is None else [source.classes[c] for c in np.flatnonzero(counts == 0)]
-    if empty:
+    if empty and every_class:
         raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples "
                         f"({len(empty)} such classes); add images or lower --val-split")
     notes = list(source.notes)

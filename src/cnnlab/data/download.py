@@ -3,6 +3,7 @@ never needed: every source also reads a local copy (``NAME:PATH``)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import urllib.error
@@ -66,11 +67,24 @@ def md5_of(path: Path) -> str:
 
 def download(remote: Remote, folder: Path, timeout: float = 30.0) -> Path:
     """Fetch ``remote`` into ``folder``: resumes a partial ``.part`` file with an HTTP range
-    request, verifies the md5, then renames it into place."""
+    request, verifies the md5, then renames it into place. Processes fetching the same file
+    (the ranks of a distributed run, two commands at once) take turns on a lock of the folder, so
+    one downloads and the others find the finished file."""
     target = folder / remote.filename
     if target.is_file() and md5_of(target) == remote.md5:
         return target
     folder.mkdir(parents=True, exist_ok=True)
+    lock = os.open(folder, os.O_RDONLY)  # the folder itself is the lock: no file is left behind
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file() and md5_of(target) == remote.md5:
+            return target
+        return _fetch_locked(remote, target, timeout)
+    finally:
+        os.close(lock)
+
+
+def _fetch_locked(remote: Remote, target: Path, timeout: float) -> Path:
     partial = target.with_name(target.name + ".part")
     have = partial.stat().st_size if partial.is_file() else 0
     request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..runtime import cpu_count
+
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pbm", ".gif", ".tif", ".tiff", ".webp"}
 )
@@ -90,7 +92,7 @@ def decode_many(
         out = np.zeros((len(paths), size[0], size[1], channels), dtype=np.uint8)
     kept: list[int] = []
     failed: dict[str, str] = {}
-    workers = min(len(os.sched_getaffinity(0)), 8)
+    workers = min(cpu_count(), 8)
     boxes_or_none = boxes if boxes is not None else [None] * len(paths)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda p, b: try_decode(p, size, channels, b), paths, boxes_or_none)

@@ -11,10 +11,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..training.device import cpu_count
-from .dataset import load_dataset
+from ..runtime import cpu_count
+from .augment import Augment
+from .dataset import Dataset, load_dataset
 from .images import try_decode
-from .loader import Augment, BatchLoader, pca_of
+from .loader import BatchLoader
+from .preprocessing import derive, resolve_sizes
 from .sources import read_source
 
 
@@ -38,24 +40,22 @@ def size_range(source) -> str:
 
 
 def describe(spec: str, val_split: float = 0.1, seed: int = 0, stats_size: int = 64,
-             options: dict | None = None, preview: str | None = None) -> dict:
+             options: dict | None = None) -> tuple[dict, Dataset]:
     """Per-class counts per split (after the train/val split cnnlab would make), image sizes,
-    channels, and the training split's per-channel mean and std."""
+    channels, and the training split's per-channel mean and std; and the data set itself."""
     source = read_source(spec, options)
     sizes = size_range(source)
     first = next(iter(source.splits.values()))
     size = None if first.images is not None else (stats_size, stats_size)
-    dataset = load_dataset(spec, size, None, val_split, seed, options=options, source=source)
+    dataset = load_dataset(spec, size, None, val_split, seed, options=options, source=source,
+                           every_class=False)
     mean, std = dataset.channel_stats()
-    if preview:
-        from ..reports.plots import data_preview
-
-        data_preview(dataset.splits["train"], dataset.classes, Path(preview))
     counts = {name: dict(zip(dataset.classes, np.bincount(split.labels, minlength=dataset.num_classes).tolist(), strict=True))
               for name, split in dataset.splits.items()}
-    return {"spec": spec, "classes": dataset.classes, "num_classes": dataset.num_classes,
-            "channels": dataset.channels, "size_range": sizes, "mean": mean, "std": std,
-            "counts": counts, "unreadable": dataset.unreadable}
+    report = {"spec": spec, "classes": dataset.classes, "num_classes": dataset.num_classes,
+              "channels": dataset.channels, "size_range": sizes, "mean": mean, "std": std,
+              "counts": counts, "unreadable": dataset.unreadable, "notes": dataset.notes}
+    return report, dataset
 
 
 def verify(spec: str, options: dict | None = None,
@@ -66,7 +66,7 @@ def verify(spec: str, options: dict | None = None,
     paths = [p for part in source.splits.values() if part.paths is not None for p in part.paths]
     if not paths:
         return None, {}
-    with tqdm(total=len(paths), desc="verifying", unit="img", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(paths), desc="verifying", unit="img", disable=None if progress else True, leave=False) as bar:
         unreadable = {}
         with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
             for path, result in zip(paths, pool.map(lambda p: try_decode(p, None, 3), paths), strict=True):
@@ -100,13 +100,13 @@ def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] |
         decode_seconds = time.perf_counter() - started
         files = dataset.cache.get("images", 0)
         train = dataset.splits["train"]
-        mean, std = dataset.channel_stats()
-        pca = pca_of(train) if dataset.channels == 3 else None
-        loader = BatchLoader(train, batch_size, mean, std, training=True,
-                             augment=Augment.parse(augment), crop=crop, pca=pca)
+        decoded, input_size = resolve_sizes(image_size, crop, dataset.image_size)
+        preprocessing = derive(dataset, decoded, input_size, "dataset", options or {})
+        loader = BatchLoader(train, batch_size, preprocessing, training=True,
+                             augment=Augment.parse(augment))
         batch_images_per_second = batch_rate(loader, batches * batch_size)
     return {"spec": spec, "images": len(train), "decoded_files": files,
             "decode_images_per_second": files / decode_seconds if files else None,
             "load_seconds": decode_seconds, "batch_images_per_second": batch_images_per_second,
             "batch_size": batch_size, "augment": augment, "image_size": list(dataset.image_size),
-            "crop": list(crop or dataset.image_size), "threads": cpu_count()}
+            "crop": list(input_size), "threads": cpu_count()}

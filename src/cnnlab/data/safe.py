@@ -9,6 +9,7 @@ import pickle
 import shutil
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
@@ -59,10 +60,18 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
     """Extract a tar (any compression) or zip into ``target`` after checking every member:
     no absolute paths, no '..', no links or devices. Written to a temporary folder first, so a
     failure leaves nothing half-extracted. ``select(name)`` picks members (default: all)."""
+    if target.is_symlink():
+        raise DataError(f"{target}: is a symbolic link; refusing to extract {archive.name} through it")
     if target.is_dir():
         return target
     staging = target.with_name(f".{target.name}.partial")
+    if staging.is_symlink() or staging.is_file():  # never followed: removed, whatever it points to
+        staging.unlink()
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()  # a new, empty folder of our own: nothing under it can be a planted link
+    except OSError as exc:
+        raise DataError(f"{staging}: cannot make the extraction folder ({exc.strerror or exc})") from None
     try:
         if tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tar:
@@ -80,11 +89,15 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
                 zf.extractall(staging, members=infos)
         else:
             raise DataError(f"{archive}: not a tar or zip archive")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise DataError(f"{archive}: damaged archive ({exc})") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(f"{target}: cannot put the extracted files there ({exc.strerror or exc})") from None
     return target

@@ -4,7 +4,6 @@ splitting and batching happen in one place for all of them (dataset.py)."""
 
 from __future__ import annotations
 
-import gzip
 import inspect
 import warnings
 from collections.abc import Callable
@@ -15,7 +14,6 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Registry
-from .images import is_image_file
 
 
 @dataclass
@@ -72,13 +70,17 @@ class SourceData:
 
 SourceReader = Callable[..., SourceData]
 """reader(path, **options) -> SourceData"""
-SOURCES: Registry[SourceReader] = Registry("data source")
+SOURCES: Registry[SourceReader] = Registry("data source", entry_points="cnnlab.sources")
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
     """``mnist:/data/mnist`` -> ("mnist", Path("/data/mnist")); ``digits`` -> ("digits", None)."""
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
+    if name not in SOURCES and Path(spec).expanduser().is_dir():
+        warnings.warn(f"--data {spec}: a folder, read as folder:{spec} (one sub-folder per class)",
+                      stacklevel=2)
+        return "folder", Path(spec).expanduser()
     SOURCES.get(name)
     if sep and not path:
         raise DataError(f"--data {spec}: empty path after '{name}:'")
@@ -98,117 +100,3 @@ def read_source(spec: str, options: dict | None = None) -> SourceData:
         raise DataError(f"--data {spec}: the {name} source has no option '{unknown[0]}'; "
                         f"its options: {', '.join(valid) or 'none'}")
     return SOURCES.get(name)(path, **options)
-
-
-@SOURCES.register("digits")
-def read_digits(path: Path | None) -> SourceData:
-    """scikit-learn's bundled 8x8 digits: no download at all."""
-    if path is not None:
-        raise DataError("--data digits: takes no path (it ships with scikit-learn)")
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    # pixel values are 0..16
-    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    ids = [f"digits/{i}" for i in range(len(images))]
-    return SourceData([str(c) for c in range(10)], {"train": RawSplit(bunch.target, ids, images)}, 1)
-
-
-IDX_IMAGES, IDX_LABELS = 2051, 2049
-
-
-def read_idx(path: Path, magic: int) -> np.ndarray:
-    """An IDX file (gzip or raw): big-endian magic, dimension sizes, then unsigned bytes."""
-    try:
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
-    if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
-        found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
-        raise DataError(f"{path}: not an IDX file of {'images' if magic == IDX_IMAGES else 'labels'} "
-                        f"(magic {found}, expected {magic})")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    count = int(np.prod(dims))
-    if len(data) - offset != count:
-        raise DataError(f"{path}: truncated IDX file ({len(data) - offset} of {count} bytes)")
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
-
-
-def _find_idx(folder: Path, stem: str) -> Path:
-    for candidate in (f"{stem}.gz", stem, stem.replace("-idx", ".idx") + ".gz",
-                      stem.replace("-idx", ".idx")):
-        if (folder / candidate).is_file():
-            return folder / candidate
-    raise DataError(f"{folder}: missing {stem}.gz (or {stem})")
-
-
-def read_idx_folder(path: Path | None, name: str, classes: list[str]) -> SourceData:
-    from .download import fetch
-
-    folder = fetch(name, path)
-    if not folder.is_dir():
-        raise DataError(f"--data {name}:{folder}: expected the folder holding the four IDX files")
-    splits = {}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = read_idx(_find_idx(folder, f"{prefix}-images-idx3-ubyte"), IDX_IMAGES)
-        labels = read_idx(_find_idx(folder, f"{prefix}-labels-idx1-ubyte"), IDX_LABELS)
-        if len(images) != len(labels):
-            raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
-        if labels.max(initial=0) >= len(classes):
-            raise DataError(f"{folder}: {split} labels go up to {labels.max()}, expected < {len(classes)}")
-        splits[split] = RawSplit(labels, [f"{split}/{i}" for i in range(len(labels))], images[..., None])
-    return SourceData(classes, splits, 1)
-
-
-@SOURCES.register("mnist")
-def read_mnist(path: Path | None) -> SourceData:
-    """MNIST: the four IDX files (gzip or raw), 60,000 train and 10,000 test digits."""
-    return read_idx_folder(path, "mnist", [str(c) for c in range(10)])
-
-
-def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, list[str]]:
-    """Class folders sorted by name and their image files; notes on empty class folders."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    paths, labels, notes = [], [], []
-    for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
-        if not files:
-            notes.append(f"{root / name}: empty class folder (no image files)")
-        paths += files
-        labels += [label] * len(files)
-    return classes, paths, np.asarray(labels, dtype=np.int64), notes
-
-
-@SOURCES.register("folder")
-def read_folder(path: Path | None) -> SourceData:
-    """One sub-folder per class (names sorted), or train/ val/ test/ each holding class folders."""
-    from .download import fetch
-
-    root = fetch("folder", path)
-    if not root.is_dir():
-        raise DataError(f"--data folder:{root}: not a folder")
-    split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-    if "train" not in split_dirs:
-        split_dirs = {"train": root}
-    classes: list[str] | None = None
-    splits, notes = {}, []
-    for split, folder in split_dirs.items():
-        names, paths, labels, empty = list_class_folders(folder)
-        notes += empty
-        if classes is None:
-            classes = names
-        elif names != classes:
-            raise DataError(f"{folder}: class folders {names} differ from train's {classes}")
-        ids = [p.relative_to(root).as_posix() for p in paths]
-        splits[split] = RawSplit(labels, ids, paths=paths)
-    if not classes:
-        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
-    if not len(splits["train"]):
-        raise DataError(f"{root}: no image files in the class folders")
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
-    return SourceData(classes, splits, 3, notes)

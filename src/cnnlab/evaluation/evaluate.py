@@ -1,49 +1,27 @@
-"""Evaluating a model on a split: the one function behind validation during training, the
-final metrics.json, and ``cnnlab evaluate``."""
+"""Evaluating a model on a split, and recording the result: the one path behind the end of
+training and ``cnnlab evaluate``."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data import BatchLoader, Split
-from ..data.loader import ten_crops
-from ..errors import CnnlabError
-from ..training.device import autocast
-from ..training.losses import Loss
+from .. import reports, runs
+from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_dataset
+from ..data.augment import centre_crop
+from ..data.sources import parse_spec, source_options
+from ..errors import CnnlabError, DataError
+from ..runtime import Runtime
+from .artifacts import load_artifacts
+from .gradcam import grad_cam
+from .inference import predict_logits
+from .losses import Loss
 from .metrics import RunningMetrics, classification_metrics
-
-TTA_MODES = ("flip", "10crop")
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, loader: BatchLoader, device: torch.device,
-                   precision: str, tta: str | None = None) -> torch.Tensor:
-    """Logits of every sample. With test-time augmentation, the log of the softmax averaged
-    over several views, which every softmax loss and metric reads like logits: ``flip``, the
-    image and its mirror image; ``10crop``, the four corner crops, the centre crop and their
-    mirror images (the paper's test procedure)."""
-    if tta is not None and tta not in TTA_MODES:
-        raise CnnlabError(f"--tta: must be one of {', '.join(TTA_MODES)}; got '{tta}'")
-    model.eval()
-    outputs = []
-    for images, _ in loader.uncropped() if tta == "10crop" else loader:
-        with autocast(device, precision):
-            if tta is None:
-                outputs.append(model(images.to(device, non_blocking=True)).float().cpu())
-                continue
-            if tta == "10crop":
-                views = [loader.standardize(v) for v in ten_crops(images, loader.crop)]
-            else:
-                views = [images, images.flip(3)]
-            probs = torch.stack([torch.softmax(model(v.to(device, non_blocking=True)).float(), 1)
-                                 for v in views]).mean(0)
-            outputs.append(torch.log(probs.clamp_min(1e-12)).cpu())
-    return torch.cat(outputs) if outputs else torch.empty(0)
 
 
 def running_metrics(logits: torch.Tensor, labels: torch.Tensor, loss: Loss) -> dict[str, float]:
@@ -53,18 +31,18 @@ def running_metrics(logits: torch.Tensor, labels: torch.Tensor, loss: Loss) -> d
 
 
 def evaluate_split(model: nn.Module, split: Split, loader: BatchLoader, loss: Loss,
-                   classes: list[str], device: torch.device, precision: str,
-                   tta: str | None = None) -> tuple[dict, np.ndarray]:
+                   classes: list[str], runtime: Runtime, tta: str | None = None,
+                   averaged: list[int] | None = None) -> tuple[dict, np.ndarray]:
     """Loss, accuracy, top-5, MSE, the per-class report, confusion matrix and ROC AUC, and the
-    probabilities of every sample."""
+    probabilities of every sample (averages over the classes ``averaged``, default all)."""
     if tta and loss.name == "binary_ce":
         raise CnnlabError("--tta: averages softmax probabilities; this run uses binary_ce")
-    logits = predict_logits(model, loader, device, precision, tta)
+    logits = predict_logits(model, loader, runtime, tta)
     labels = torch.from_numpy(split.labels)
     result = running_metrics(logits, labels, loss)
     probs = loss.probabilities(logits).numpy()
     result["samples"] = len(split)
-    result.update(classification_metrics(probs, split.labels, classes))
+    result.update(classification_metrics(probs, split.labels, classes, averaged))
     return result, probs
 
 
@@ -86,54 +64,112 @@ def predictions_csv(split: Split, probs: np.ndarray, classes: list[str], top_k: 
     return buffer.getvalue()
 
 
-def evaluate_run(run_path, data: str | None = None, split: str = "val",
-                 batch_size: int | None = None, device: str = "auto", quiet: bool = True,
-                 tta: str | None = None) -> dict:
-    """Evaluate a run's best checkpoint on one split; updates metrics.json and writes
-    predictions-SPLIT.csv in the run directory. ``data`` defaults to the run's own data and
-    split; another SPEC is split with the run's val_split and seed."""
-    import json
-
-    from .. import reports, runs
-    from ..data import load_dataset
-    from ..errors import DataError
-    from ..training.device import configure_threads, resolve_device, resolve_precision
-
-    configure_threads()
-    run = runs.load_run(run_path)
-    model, checkpoint = run.load_model()
-    prep = checkpoint["preprocessing"]
-    cfg = run.config
-    same_data = data is None or data == cfg.data.spec
-    split_ids = json.loads((run.path / runs.SPLIT).read_text()) if same_data else None
-    if split_ids is not None and split not in split_ids:
-        raise DataError(f"--split {split}: this run's data has no {split} split; "
-                        f"available: {', '.join(split_ids)}")
-    dataset = load_dataset(data or cfg.data.spec, prep["image_size"], prep["channels"],
-                           cfg.data.val_split, cfg.seed, None,
-                           {split: split_ids[split]} if split_ids else None, progress=not quiet,
-                           options=cfg.data.options if same_data else None)
-    if split not in dataset.splits:
-        raise DataError(f"--split {split}: {dataset.spec} has no {split} split; "
-                        f"available: {', '.join(dataset.splits)}")
-    if dataset.classes != run.classes:
-        raise DataError(f"--data {dataset.spec}: its {len(dataset.classes)} classes differ from the "
-                        f"{len(run.classes)} the model was trained on")
-    torch_device = resolve_device(device)
-    precision = resolve_precision(cfg.precision, torch_device)
-    model = model.to(torch_device, memory_format=torch.channels_last)
-    loss = Loss.from_spec(checkpoint["loss"], len(run.classes))
-    loader = BatchLoader.with_preprocessing(dataset.splits[split], batch_size or cfg.batch_size * 2, prep)
-    metrics, probs = evaluate_split(model, dataset.splits[split], loader, loss, run.classes,
-                                    torch_device, precision, tta)
-    metrics["data"] = dataset.spec
-    metrics["tta"] = tta
-    runs_dir = runs.RunDirectory(run.path, quiet=quiet)
-    runs_dir.write_text(f"predictions-{split}.csv", predictions_csv(dataset.splits[split], probs, run.classes))
-    stored = dict(run.metrics)
-    stored[split] = metrics
-    runs_dir.write_json(runs.METRICS, stored)
-    part = dataset.splits[split]
-    reports.split_pictures(run.path, split, part, probs, metrics, run.classes)
-    reports.write_report(run.path)
+def evaluate_and_record(directory: runs.RunDirectory, model: nn.Module, loss: Loss,
+                        preprocessing: Preprocessing, classes: list[str], part: Split, split: str,
+                        runtime: Runtime, batch_size: int, epoch: int, data: str,
+                        tta: str | None = None, label: str | None = None,
+                        options: dict | None = None, pictures: bool = True) -> dict:
+    """Evaluate ``model`` on ``part`` and write the result: into the run's own metrics.json,
+    predictions and pictures (``label`` None), or into ``evaluations/<label>/``."""
+    loader = BatchLoader(part, batch_size, preprocessing, rank=runtime.rank, world_size=runtime.world_size,
+                         device=runtime.device)
+    # data of other origin may hold some of the classes only: average over those
+    averaged = None if label is None else sorted(set(part.labels.tolist()))
+    metrics, probs = evaluate_split(model, part, loader, loss, classes, runtime, tta, averaged)
+    metrics.update(data=data, split=split, tta=tta)
+    folder = "" if label is None else runs.evaluation_folder(label)
+    if label is None:
+        stored = directory.read_json(runs.METRICS, {})
+        stored.update({"checkpoint": runs.BEST, "epoch": epoch, split: metrics})
+    else:
+        stored = {"checkpoint": runs.BEST, "epoch": epoch, "data": data, "options": options or {},
+                  "split": split, "tta": tta, split: metrics}
+    directory.write_json(f"{folder}/{runs.METRICS}" if folder else runs.METRICS, stored)
+    csv_name = runs.predictions_file(split)
+    directory.write_text(f"{folder}/{csv_name}" if folder else csv_name, predictions_csv(part, probs, classes))
+    if directory.main_process and pictures:
+        reports.split_pictures(directory, split, part, probs, metrics, classes, folder,
+                               explain=lambda chosen: explain(model, loader, chosen, probs))
     return metrics
+
+
+def explain(model: nn.Module, loader: BatchLoader, chosen: np.ndarray,
+            probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's view (its centre crop, uint8) of the ``chosen`` samples and the Grad-CAM
+    maps of their predicted classes."""
+    crops = centre_crop(loader.pixels(chosen), loader.input_size)
+    heatmaps = grad_cam(model, loader.preprocessing.standardize(crops),
+                        torch.from_numpy(probs[chosen].argmax(1)))
+    views = crops.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return views, heatmaps
+
+
+def evaluate_run(run_path, data: str | None = None, split: str | None = None,
+                 batch_size: int | None = None, device: str = "auto", quiet: bool = True,
+                 tta: str | None = None, options: dict | None = None) -> dict:
+    """Evaluate a run's best checkpoint, always with the run's own preprocessing.
+
+    On the run's own data (``data`` None or its SPEC): the recorded ``split`` (default val),
+    written to the run's own metrics.json, predictions and pictures, which hold the same
+    numbers. On other data: every image of its test split where it has one, else all of it
+    (or the ``split`` asked for), with the run's source options where that source takes them
+    (``options`` override them), classes matched by name. Those results, and any evaluation
+    with test-time augmentation, go to their own folder ``evaluations/<name>/`` and their own
+    section of report.html: the run's own results are never overwritten.
+    """
+    artifacts = load_artifacts(run_path)
+    run, prep = artifacts.run, artifacts.preprocessing
+    runtime = Runtime.create(device, run.config.precision)
+    model = artifacts.model.to(runtime.device, memory_format=torch.channels_last)
+    cfg = run.config
+    own = (data is None or data == cfg.data.spec) and not options
+    spec = data or cfg.data.spec
+    if own:
+        split = split or "val"
+        split_ids = run.directory.read_json(runs.SPLIT)
+        if not isinstance(split_ids, dict) or split not in split_ids:
+            raise DataError(f"--split {split}: this run's data has no {split} split; "
+                            f"available: {', '.join(split_ids or {})}")
+        used_options = dict(cfg.data.options)
+        dataset = load_dataset(spec, prep.image_size, prep.channels, split_ids={split: split_ids[split]},
+                               progress=not quiet, options=used_options)
+        part = dataset.splits[split]
+    else:
+        name, _ = parse_spec(spec)
+        accepted = source_options(name)
+        used_options = {k: v for k, v in cfg.data.options.items() if k in accepted}
+        used_options.update(options or {})
+        dataset = load_dataset(spec, prep.image_size, prep.channels, val_split=0.0,
+                               progress=not quiet, options=used_options)
+        if split is not None and split not in dataset.splits:
+            raise DataError(f"--split {split}: {dataset.spec} has no {split} split; "
+                            f"available: {', '.join(dataset.splits)}")
+        split = split or ("test" if "test" in dataset.splits else "all")
+        part = (dataset.splits[split] if split != "all"
+                else concat_splits(list(dataset.splits.values())))
+        part = part.relabelled(class_mapping(dataset.classes, run.classes, part.labels, dataset.spec))
+    # each data set, split, option change and TTA gets its own folder: no evaluation replaces another
+    extras = [split if own else "", *(f"{k}-{v}" for k, v in sorted((options or {}).items())), tta or ""]
+    label = None if own and tta is None else "-".join(
+        [runs.data_name(spec), *(re.sub(r"[^A-Za-z0-9]+", "-", e).strip("-") for e in extras if e)])
+    directory = runs.RunDirectory(run.path, quiet=quiet)
+    metrics = evaluate_and_record(directory, model, artifacts.loss, prep, run.classes, part, split,
+                                  runtime, batch_size or cfg.batch_size * 2,
+                                  artifacts.checkpoint["epoch"], dataset.spec, tta, label, used_options)
+    reports.write_report(directory)
+    metrics["saved_to"] = str(run.path if label is None else run.path / runs.evaluation_folder(label))
+    return metrics
+
+
+def class_mapping(names: list[str], known: list[str], labels: np.ndarray, spec: str) -> np.ndarray:
+    """Label i of data whose classes are ``names`` -> the index of the same name in ``known``.
+    Classes without samples may be anything; a class with samples must be known."""
+    used = sorted(set(np.asarray(labels).tolist()))
+    unknown = [names[i] for i in used if names[i] not in known]
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        raise DataError(f"--data {spec}: {len(unknown)} of its classes are not among the "
+                        f"{len(known)} the model was trained on: {shown}")
+    index = {name: i for i, name in enumerate(known)}
+    return np.asarray([index.get(name, -1) for name in names], dtype=np.int64)
+

@@ -17,7 +17,7 @@ class Loss:
     0/1 rows (one sigmoid per class)."""
 
     def __init__(self, name: str, num_classes: int, label_smoothing: float = 0.0,
-                 multilabel: bool = False):
+                 multilabel: bool = False, class_weights: torch.Tensor | None = None):
         if name not in LOSSES:
             raise ConfigError(f"--loss: unknown loss '{name}'; valid: {', '.join(LOSSES)}")
         if not 0.0 <= label_smoothing < 1.0:
@@ -32,6 +32,8 @@ class Loss:
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.multilabel = multilabel
+        self.class_weights = class_weights
+        """Per-class weights of the training loss (``weighted``), Keras' class_weight."""
 
     def spec(self) -> dict:
         """What a checkpoint stores to rebuild this loss."""
@@ -46,18 +48,29 @@ class Loss:
         """Logits the model's head must produce."""
         return 1 if self.name == "binary_ce" and not self.multilabel else self.num_classes
 
-    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, weighted: bool = False) -> torch.Tensor:
+        """The mean loss; ``weighted``: each sample's loss times its class's weight first."""
+        per_sample = self.per_sample(logits, targets)
+        if weighted and self.class_weights is not None:
+            weights = self.class_weights.to(per_sample.device, per_sample.dtype)
+            if targets.dim() == 1 and not targets.dtype.is_floating_point:
+                per_sample = per_sample * weights[targets]
+            elif not self.multilabel:
+                per_sample = per_sample * (targets.float() @ weights)
+        return per_sample.mean()
+
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         if self.name == "sparse_ce":
             if targets.dtype.is_floating_point or targets.dim() != 1:
                 raise ConfigError("--loss sparse_ce: needs integer class labels; for one-hot or "
                                   "soft label rows use categorical_ce")
-            return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+            return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing, reduction="none")
         if self.name == "categorical_ce":
             rows = self._rows(targets)
             if self.label_smoothing:
                 rows = rows * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
-            return torch.sum(-rows * F.log_softmax(logits, dim=1), dim=1).mean()
+            return torch.sum(-rows * F.log_softmax(logits, dim=1), dim=1)
         if self.multilabel:
             rows = self._rows(targets)
         else:
@@ -66,7 +79,7 @@ class Loss:
             rows = targets.float()[:, None]
         if self.label_smoothing:
             rows = rows * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return F.binary_cross_entropy_with_logits(logits, rows)
+        return F.binary_cross_entropy_with_logits(logits, rows, reduction="none").mean(1)
 
     def _rows(self, targets: torch.Tensor) -> torch.Tensor:
         if targets.dim() == 1 and not targets.dtype.is_floating_point:

@@ -1,5 +1,6 @@
-"""Metrics: running sums during training (no host sync per step) and the full per-class report
-at evaluation (scikit-learn)."""
+"""Metrics: running sums during training, kept on the device and read back only when asked
+(no host sync per step), and the full per-class report at evaluation (scikit-learn, imported
+only there: predicting needs none of it)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
 
 
 class RunningMetrics:
     """Loss, accuracy, top-5 accuracy (more than 5 classes) and MSE between the probabilities
-    and one-hot labels, summed over batches as tensors."""
+    and one-hot labels, summed over batches as tensors on the device of the values."""
 
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
@@ -21,7 +21,7 @@ class RunningMetrics:
 
     def reset(self) -> None:
         self.count = 0
-        self.sums = torch.zeros(4, dtype=torch.float64)
+        self.sums: torch.Tensor | None = None
 
     def update(self, loss: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor) -> None:
         n = labels.shape[0]
@@ -32,13 +32,23 @@ class RunningMetrics:
                  if self.top_k else correct)
         squared = ((probs - one_hot) ** 2).mean(1).sum()
         batch = torch.stack([loss.detach().float() * n, correct.float(), top_k.float(), squared])
-        self.sums += batch.to(self.sums.device, torch.float64)
+        self.sums = batch.double() if self.sums is None else self.sums + batch.double()
         self.count += n
 
-    def compute(self) -> dict[str, float]:
-        if self.count == 0:
+    def compute(self, runtime=None) -> dict[str, float]:
+        """The means so far: the one place the sums come back to the host. With a distributed
+        ``runtime``, the means over every rank's samples (every rank must call it)."""
+        sums, count = self.sums, self.count
+        if runtime is not None and runtime.distributed:
+            local = torch.zeros(5, dtype=torch.float64, device=runtime.device)
+            if sums is not None:
+                local[:4] = sums
+            local[4] = count
+            total = runtime.sum(local)
+            sums, count = total[:4], int(total[4].item())
+        if count == 0:
             return {}
-        loss, correct, top_k, squared = (self.sums / self.count).tolist()
+        loss, correct, top_k, squared = (sums / count).tolist()
         result = {"loss": loss, "accuracy": correct}
         if self.top_k:
             result["top5_accuracy"] = top_k
@@ -46,14 +56,19 @@ class RunningMetrics:
         return result
 
 
-def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str],
+                           averaged: list[int] | None = None) -> dict:
     """Per-class precision, recall, F1 and support with macro and weighted averages, the
     confusion matrix and one-vs-rest ROC AUC (micro and macro).
 
     Classes that are never predicted or absent from ``labels`` get 0 precision/recall where
     undefined (never a warning turned into a wrong number), and are left out of the macro AUC,
-    which is undefined for them.
+    which is undefined for them. The precision/recall/F1 averages are over every class, or over
+    ``averaged`` (the classes of data that holds only some of a model's classes, which should
+    not be marked down for the others).
     """
+    from sklearn import metrics as skm
+
     num_classes = len(classes)
     predicted = probs.argmax(1)
     indices = list(range(num_classes))
@@ -67,7 +82,8 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
     averages = {}
     for average in ("macro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(
-            labels, predicted, labels=indices, average=average, zero_division=0)
+            labels, predicted, labels=averaged if averaged is not None else indices, average=average,
+            zero_division=0)
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f),
                              "support": int(len(labels))}
     confusion = skm.confusion_matrix(labels, predicted, labels=indices)
@@ -81,6 +97,8 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
 
 def roc_auc(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
     """One-vs-rest AUC per class with micro and macro averages; None where undefined."""
+    from sklearn import metrics as skm
+
     one_hot = np.eye(num_classes, dtype=np.int64)[labels]
     per_class: list[float | None] = []
     for c in range(num_classes):

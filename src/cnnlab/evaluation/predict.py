@@ -12,9 +12,9 @@ import torch
 from ..data import BatchLoader, Split
 from ..data.images import decode_many, is_image_file
 from ..errors import CnnlabError
-from ..training.device import configure_threads
-from ..training.losses import Loss
-from .evaluate import predict_logits
+from ..runtime import Runtime
+from .artifacts import load_artifacts
+from .inference import predict_logits
 
 
 @dataclass
@@ -52,24 +52,20 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64,
-                  tta: str | None = None) -> PredictionResult:
+                  tta: str | None = None, device: str = "auto") -> PredictionResult:
     """Top-k classes of every readable image in ``inputs``; unreadable files are reported."""
-    from .. import runs
-
-    configure_threads()
     if top_k < 1:
         raise CnnlabError(f"--top-k: must be at least 1; got {top_k}")
-    run = runs.load_run(run_path)
-    model, checkpoint = run.load_model()
-    prep = checkpoint["preprocessing"]
-    loss = Loss.from_spec(checkpoint["loss"], len(run.classes))
+    artifacts = load_artifacts(run_path)
     paths = expand_inputs(inputs)
-    images, kept, unreadable = decode_many(paths, tuple(prep["image_size"]), prep["channels"])
+    runtime = Runtime.create(device, artifacts.run.config.precision)
+    model = artifacts.model.to(runtime.device, memory_format=torch.channels_last)
+    prep, classes = artifacts.preprocessing, artifacts.classes
+    images, kept, unreadable = decode_many(paths, prep.image_size, prep.channels)
     split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [str(paths[i]) for i in kept])
-    loader = BatchLoader.with_preprocessing(split, batch_size, prep)
-    logits = predict_logits(model, loader, torch.device("cpu"), "fp32", tta)
-    probs = loss.probabilities(logits).numpy() if len(kept) else np.empty((0, len(run.classes)))
-    order = np.argsort(-probs, axis=1)[:, : min(top_k, len(run.classes))]
-    predictions = [Prediction(sample_id, [(run.classes[c], float(probs[row, c])) for c in order[row]])
+    logits = predict_logits(model, BatchLoader(split, batch_size, prep), runtime, tta)
+    probs = artifacts.loss.probabilities(logits).numpy() if len(kept) else np.empty((0, len(classes)))
+    order = np.argsort(-probs, axis=1)[:, : min(top_k, len(classes))]
+    predictions = [Prediction(sample_id, [(classes[c], float(probs[row, c])) for c in order[row]])
                    for row, sample_id in enumerate(split.ids)]
     return PredictionResult(predictions, unreadable)

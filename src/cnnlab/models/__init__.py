@@ -2,7 +2,7 @@
 
 from . import alexnet, lenet, resnet, tutorial_cnns, vgg  # noqa: F401  (registers the models)
 from .convnet import ConvNet
-from .registry import MODELS, ModelInfo, create_model, register_model
+from .factory import MODELS, ModelInfo, create_model, register_model
 from .summary import ParamCount, count_params, summarize
 
 __all__ = ["MODELS", "ConvNet", "ModelInfo", "ParamCount", "count_params", "create_model",

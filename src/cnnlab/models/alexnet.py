@@ -1,4 +1,5 @@
-"""AlexNet: the paper's network and the three Keras versions the tutorials copy (SPEC.md 1.1-1.4).
+"""AlexNet: the paper's network (Krizhevsky, Sutskever, Hinton, NIPS 2012) and the three Keras
+versions the GTSRB, Caltech-256 and MNIST tutorials copy.
 
 The paper split every layer across two GPUs. ``groups=2`` reproduces that connectivity on one
 device: conv2, conv4 and conv5 are grouped convolutions whose group g sees only the maps made
@@ -12,8 +13,8 @@ from torch import nn
 
 from ..errors import CnnlabError
 from .convnet import ConvNet
+from .factory import register_model
 from .layers import BN, LRN, AvgPool, Conv, Dense, Dropout, MaxPool, ReLU
-from .registry import register_model
 
 
 def paper_features(groups: int) -> list:

@@ -32,7 +32,8 @@ class ConvNet(nn.Module):
             side = smallest_input(features)
             raise CnnlabError(
                 f"{name} needs inputs of at least {side}x{side}; got "
-                f"{input_size[0]}x{input_size[1]} (use --set data.image_size=[{side},{side}] or larger)"
+                f"{input_size[0]}x{input_size[1]} (train with --image-size {side}x{side} or larger; "
+                f"summary --input {side}x{side}x{in_channels})"
             )
         self.name = name
         self.input_size = tuple(input_size)

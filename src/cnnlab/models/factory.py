@@ -1,4 +1,5 @@
-"""The model registry: every model is a builder registered by name with its metadata."""
+"""The model zoo's registry and factory: every model is a builder registered by name with its
+metadata (default input, classes, parameter count, source)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class ModelInfo:
         return [p for p in inspect.signature(self.builder).parameters if p not in skip]
 
 
-MODELS: Registry[ModelInfo] = Registry("model")
+MODELS: Registry[ModelInfo] = Registry("model", entry_points="cnnlab.models")
 
 
 def register_model(

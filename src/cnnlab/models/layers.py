@@ -1,5 +1,5 @@
 """The vocabulary of the layer tables in the model files: each entry reads like a row of
-SPEC.md ("conv 96@11x11 stride 4 valid") and builds its PyTorch module."""
+a layer table ("conv 96@11x11 stride 4 valid", docs/models.md) and builds its PyTorch module."""
 
 from __future__ import annotations
 

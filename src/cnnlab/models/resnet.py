@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from ..errors import CnnlabError
 from .convnet import ConvNet
+from .factory import register_model
 from .layers import TORCH_BN, Conv, GlobalPool, MaxPool, ReLU, Residual
-from .registry import register_model
 
 
 def conv_bn(filters: int, stride: int = 1) -> list:

@@ -1,10 +1,10 @@
-"""The small CNNs of the CIFAR-100 and celebrity-faces tutorials (SPEC.md 1.5, 1.6)."""
+"""The small CNNs of the CIFAR-100 and celebrity-faces tutorials."""
 
 from __future__ import annotations
 
 from .convnet import ConvNet
+from .factory import register_model
 from .layers import AvgPool, Conv, Dense, Dropout, MaxPool, ReLU
-from .registry import register_model
 
 SIMPLE_CNN_FEATURES = [
     Conv(32, 3), ReLU(), Conv(64, 3), ReLU(), MaxPool(2),

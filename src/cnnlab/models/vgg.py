@@ -1,4 +1,4 @@
-"""VGG-16 from scratch, with BatchNorm, and as a transfer-learning base (SPEC.md 1.7).
+"""VGG-16 from scratch, with BatchNorm, and as a transfer-learning base (Simonyan & Zisserman, 2014).
 
 Layer indices match torchvision's ``vgg16`` and ``vgg16_bn``, so their ImageNet state dicts
 load into ``features`` by name.
@@ -7,8 +7,8 @@ load into ``features`` by name.
 from __future__ import annotations
 
 from .convnet import ConvNet
+from .factory import register_model
 from .layers import TORCH_BN, Conv, Dense, Dropout, MaxPool, ReLU
-from .registry import register_model
 
 VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
 

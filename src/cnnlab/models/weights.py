@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoint import load_checkpoint
 from ..errors import CnnlabError
-from ..training.checkpoint import load_checkpoint
-from .registry import create_model
+from . import keras_weights
+from .factory import create_model
 
 CHECKPOINT_FORMAT = "cnnlab-checkpoint/1"
 
@@ -23,21 +24,40 @@ def model_spec(model: nn.Module, name: str, options: dict) -> dict:
 
 
 def model_from_checkpoint(checkpoint: dict, path: Path) -> nn.Module:
+    """The model a run checkpoint describes, with its weights, in evaluation mode."""
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CnnlabError(f"{path}: not a cnnlab run checkpoint")
-    spec = checkpoint["model"]
-    model = create_model(spec["name"], spec["num_classes"], spec["in_channels"],
-                         tuple(spec["input_size"]), **spec["options"])
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        spec = checkpoint["model"]
+        size = tuple(int(v) for v in spec["input_size"])
+        model = create_model(spec["name"], int(spec["num_classes"]), int(spec["in_channels"]),
+                             size, **dict(spec["options"]))
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnlabError(f"{path}: damaged checkpoint, its model cannot be rebuilt ({first})") from None
     return model.eval()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Parameter names -> tensors from a state dict, a cnnlab checkpoint or a safetensors file
+    (each read without running code)."""
+    if Path(path).suffix == ".safetensors":
+        return read_safetensors(Path(path))
     payload = load_checkpoint(path)
     state = payload.get("state_dict", payload) if payload.get("format") == CHECKPOINT_FORMAT else payload
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CnnlabError(f"{path}: not a state dict (expected parameter names mapped to tensors)")
     return state
+
+
+def weights_for(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict a --weights file gives ``model``: read as it is, or converted from a
+    Keras .h5 file by the model's layer order."""
+    if Path(path).suffix.lower() in keras_weights.SUFFIXES:
+        return keras_weights.keras_state_dict(Path(path), model)
+    return read_state_dict(path)
 
 
 def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] = print) -> None:
@@ -47,7 +67,21 @@ def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] 
     otherwise the load fails listing all mismatches. Head tensors that are missing or of
     another shape (another class count) keep their fresh initialisation, and the log says so.
     """
-    state = read_state_dict(path)
+    state = weights_for(model, path)
+    own = model.state_dict()
+    loaded, skipped_head = matching_weights(model, state, path)
+    if skipped_head:
+        log(f"weights {path}: the classifier head does not match ({skipped_head[0]}); "
+            "it is re-initialised and the rest is loaded")
+    model.load_state_dict({**own, **loaded})
+    log(f"weights {path}: loaded {len(loaded)} of {len(own)} tensors")
+
+
+def matching_weights(model: nn.Module, state: dict[str, torch.Tensor],
+                     path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors of ``state`` to load into ``model`` (shapes only are read, so a model on
+    the meta device checks a file before any training starts), and what of the head does not
+    fit. Any mismatch outside the head is an error listing them all."""
     own = model.state_dict()
     heads = model.head_prefixes() if hasattr(model, "head_prefixes") else ()
     in_head = lambda key: key.startswith(heads)  # noqa: E731
@@ -68,7 +102,22 @@ def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] 
     if skipped_head:
         # a half-loaded head would pair new and old layers: start the whole head fresh
         loaded = {k: v for k, v in loaded.items() if not in_head(k)}
-        log(f"weights {path}: the classifier head does not match ({skipped_head[0]}); "
-            "it is re-initialised and the rest is loaded")
-    model.load_state_dict({**own, **loaded})
-    log(f"weights {path}: loaded {len(loaded)} of {len(own)} tensors")
+    return loaded, skipped_head
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CnnlabError(f"--weights {path}: reading safetensors needs the safetensors package "
+                          "(pip install 'cnnlab[safetensors]')") from None
+    if not path.is_file():
+        raise CnnlabError(f"--weights {path}: no such file")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CnnlabError(f"--weights {path}: not a readable safetensors file ({exc})") from None
+    if not state:
+        raise CnnlabError(f"--weights {path}: holds no tensors")
+    return state

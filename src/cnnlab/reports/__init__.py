@@ -1,52 +1,67 @@
-"""Reports: the pictures and report.html of every run, and the comparison of runs."""
+"""Reports: the pictures and report.html of every run, and the comparison of runs. Pictures are
+drawn here and written through the run's RunDirectory, which owns every file name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..io import write_text_atomic
+from .. import runs
+from ..io import write_atomic, write_text_atomic
 from . import plots
-from .html import comparison_report, run_report
+from .html import comparison_report, run_report, short_names
 
 
-def split_pictures(run_path: Path, split: str, part, probs: np.ndarray, metrics: dict,
-                   classes: list[str]) -> None:
-    """Confusion matrices, ROC and prediction grids of one evaluated split."""
-    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes,
-                           run_path / f"confusion-{split}.png", normalize=False)
-    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes,
-                           run_path / f"confusion-{split}-normalized.png", normalize=True)
-    plots.roc_curves(probs, part.labels, classes, metrics["roc_auc"], run_path / f"roc-{split}.png")
-    plots.prediction_grid(part, probs, classes, run_path / f"samples-{split}.png")
-    plots.prediction_grid(part, probs, classes, run_path / f"mistakes-{split}.png",
-                          mistakes_only=True)
+def split_pictures(directory: runs.RunDirectory, split: str, part, probs: np.ndarray, metrics: dict,
+                   classes: list[str], folder: str = "",
+                   explain: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None) -> None:
+    """Confusion matrices, ROC and prediction grids of one evaluated split, in the run
+    directory or its sub-folder ``folder``. ``explain(indices)`` gives the model's view of those
+    samples and their Grad-CAM maps, laid over the grids."""
+    names = {kind: f"{folder}/{name}" if folder else name for kind, name in runs.split_pictures(split).items()}
+    matrix = np.asarray(metrics["confusion_matrix"])
+    directory.write_bytes(names["confusion"], plots.confusion_matrix(matrix, classes, normalize=False))
+    directory.write_bytes(names["confusion_normalized"], plots.confusion_matrix(matrix, classes, normalize=True))
+    directory.write_bytes(names["roc"], plots.roc_curves(probs, part.labels, classes, metrics["roc_auc"]))
+    for kind, mistakes in (("samples", False), ("mistakes", True)):
+        chosen, _ = plots.grid_choice(part.labels, probs, mistakes)
+        views, heatmaps = explain(chosen) if explain is not None and len(chosen) else (None, None)
+        directory.write_bytes(names[kind], plots.prediction_grid(part, probs, classes, mistakes,
+                                                                 views=views, heatmaps=heatmaps))
 
 
-def run_pictures(run_path: Path, history: list[dict], best_epoch: int | None, train,
+def run_pictures(directory: runs.RunDirectory, history: list[dict], best_epoch: int | None, train,
                  classes: list[str]) -> None:
-    plots.training_curves({run_path.name: history}, run_path / "curves.png", best_epoch)
-    plots.data_preview(train, classes, run_path / "preview.png")
+    directory.write_bytes(runs.CURVES, plots.training_curves({directory.path.name: history}, best_epoch))
+    directory.write_bytes(runs.PREVIEW, plots.data_preview(train, classes))
 
 
-def write_report(run_path: Path) -> Path:
-    return write_text_atomic(run_path / "report.html", run_report(run_path))
+def write_report(directory: runs.RunDirectory) -> Path:
+    directory.write_text(runs.REPORT, run_report(directory))
+    return directory.file(runs.REPORT)
+
+
+def write_preview(dataset, out: Path) -> Path:
+    """``cnnlab data info --preview FILE``: a grid of training images per class."""
+    data = plots.data_preview(dataset.splits["train"], dataset.classes)
+    return write_atomic(out, lambda handle: handle.write(data))
 
 
 def compare(run_paths: list, out: Path) -> Path:
     """Validation accuracy, loss and MSE of several runs overlaid, and a table of their best
     metrics, parameters, training time and img/s, in ``out`` (HTML) beside ``out``.png."""
-    from ..runs import load_run
-
-    runs = [load_run(p) for p in run_paths]
-    names = [r.path.name for r in runs]
+    loaded = [runs.load_run(p) for p in run_paths]
+    names = [r.path.name for r in loaded]
     if len(set(names)) < len(names):
-        names = [str(r.path) for r in runs]
+        names = [str(r.path) for r in loaded]
+    names = short_names(names)
     out = Path(out)
-    curves = plots.training_curves(dict(zip(names, (r.history for r in runs), strict=True)),
-                                   out.with_suffix(".png"), metrics=("accuracy", "loss", "mse"))
-    return write_text_atomic(out, comparison_report(runs, curves))
+    curves = plots.training_curves(dict(zip(names, (r.history for r in loaded), strict=True)),
+                                   metrics=("accuracy", "loss", "mse"))
+    picture = write_atomic(out.with_suffix(".png"), lambda handle: handle.write(curves))
+    return write_text_atomic(out, comparison_report(loaded, names, picture))
 
 
-__all__ = ["compare", "plots", "run_pictures", "split_pictures", "write_report"]
+__all__ = ["compare", "plots", "run_pictures", "split_pictures", "write_preview", "write_report"]

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
+
+from .. import runs
+from ..config import read_yaml
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -46,6 +50,14 @@ document.body.dataset.ready = "1";
 """
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A table cell shown as ``text`` (a formatted number) and sorted by ``sort_key``."""
+
+    text: str
+    sort_key: float
+
+
 def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -62,7 +74,9 @@ def table(header: list[str], rows: list[list], sortable: bool = False, id_: str 
     for row in rows:
         cells = []
         for value in row:
-            if isinstance(value, float):
+            if isinstance(value, Cell):
+                cells.append(f'<td data-v="{value.sort_key}">{html.escape(value.text)}</td>')
+            elif isinstance(value, float):
                 cells.append(f'<td data-v="{value}">{value:.4f}</td>')
             else:
                 cells.append(f"<td>{html.escape(str(value))}</td>")
@@ -83,9 +97,9 @@ def section(id_: str, title: str, body: str) -> str:
     return f'<section id="{id_}"><h2>{html.escape(title)}</h2>{body}</section>'
 
 
-def metrics_rows(metrics: dict) -> list[list]:
+def metrics_rows(metrics: dict, splits: tuple[str, ...] = ("val", "test")) -> list[list]:
     rows = []
-    for split in ("val", "test"):
+    for split in splits:
         if split not in metrics:
             continue
         m = metrics[split]
@@ -97,14 +111,72 @@ def metrics_rows(metrics: dict) -> list[list]:
     return rows
 
 
-def run_report(run_path: Path) -> str:
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def training_body(history: list[dict], data: dict, summary: dict, config: dict) -> str:
+    """How the run trained: epochs, time, speed, and the input the model actually took."""
+    seconds = sum(row.get("seconds", 0.0) for row in history)
+    rates = [row["images_per_second"] for row in history if "images_per_second" in row]
+    shape = summary.get("input_shape")
+    decoded = data.get("image_size")
+    parts = [f"{len(history)} epochs in {duration(seconds)}"]
+    if rates:
+        parts.append(f"{sum(rates) / len(rates):,.0f} training images per second on average")
+    if shape:
+        model_input = "x".join(map(str, shape))
+        parts.append(f"model input {model_input}"
+                     + (f", cut from images decoded at {'x'.join(map(str, decoded))}"
+                        if decoded and list(decoded) != list(shape[:2]) else ""))
+    parts.append(f"data {data.get('spec', '?')}")
+    normalize = (config.get("data") or {}).get("normalize", "dataset")
+    parts.append("each image standardised by its own mean and std" if normalize == "per_image"
+                 else "standardised with the training split's mean and std")
+    return f"<p>{html.escape('; '.join(parts))}.</p>"
+
+
+def confused_pairs(m: dict, classes: list[str], count: int = 10) -> list[list]:
+    """The most frequent (true, predicted) mistakes: count and share of the true class."""
+    matrix = m["confusion_matrix"]
+    pairs = [(matrix[t][p], t, p) for t in range(len(matrix)) for p in range(len(matrix)) if t != p and matrix[t][p]]
+    pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return [[classes[t], classes[p], n, f"{n / max(sum(matrix[t]), 1):.1%}"] for n, t, p in pairs[:count]]
+
+
+def split_body(folder: Path, split: str, m: dict, table_id: str) -> str:
+    """Per-class table, most confused pairs, confusion matrices, ROC and prediction grids of one
+    evaluated split."""
+    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]]
+            for name, row in m["per_class"].items()]
+    rows += [[f"{name} avg", row["precision"], row["recall"], row["f1"], row["support"]]
+             for name, row in m["averages"].items()]
+    pictures = {kind: folder / name for kind, name in runs.split_pictures(split).items()}
+    pairs = confused_pairs(m, list(m["per_class"]))
+    confused = (f"<h3>Most confused pairs</h3>{table(['true class', 'predicted as', 'images', 'of the true class'], pairs)}"
+                if pairs else "<p>No mistakes.</p>")
+    return (f'<div class="scroll">{table(["class", "precision", "recall", "F1", "support"], rows, True, table_id)}</div>'
+            f"{confused}"
+            f'<div class="grid"><div>{img(pictures["confusion"], "confusion matrix")}</div>'
+            f'<div>{img(pictures["confusion_normalized"], "normalised confusion matrix")}</div></div>'
+            f'{img(pictures["roc"], "ROC curves")}'
+            f'{img(pictures["samples"], "sample predictions")}'
+            f'{img(pictures["mistakes"], "most confident mistakes")}')
+
+
+def run_report(directory: runs.RunDirectory) -> str:
     """The report of one run, from the files in its directory."""
-    read = lambda name: json.loads((run_path / name).read_text()) if (run_path / name).is_file() else {}  # noqa: E731
-    metrics, data = read("metrics.json"), read("data.json")
-    history = read("history.json") or []
-    config = (run_path / "config.yaml").read_text() if (run_path / "config.yaml").is_file() else ""
-    summary = (run_path / "summary.txt").read_text() if (run_path / "summary.txt").is_file() else ""
-    classes = read("classes.json") or []
+    run_path = directory.path
+    metrics, data = directory.read_json(runs.METRICS, {}), directory.read_json(runs.DATA, {})
+    history = directory.read_json(runs.HISTORY_JSON, [])
+    classes = directory.read_json(runs.CLASSES, [])
     sections = []
 
     counts = data.get("counts", {})
@@ -112,54 +184,82 @@ def run_report(run_path: Path) -> str:
                  f"{'x'.join(map(str, data.get('image_size', [])))} with {data.get('channels', '?')} "
                  f"channel(s); " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "</p>")
     if data.get("unreadable"):
-        data_body += f"<p>{len(data['unreadable'])} unreadable files skipped (listed in data.json).</p>"
-    data_body += img(run_path / "preview.png", "data preview")
+        data_body += f"<p>{len(data['unreadable'])} unreadable files skipped (listed in {runs.DATA}).</p>"
+    data_body += img(directory.file(runs.PREVIEW), "data preview")
     sections.append(section("data", "Data", data_body))
+
+    summary_json = directory.read_json(runs.SUMMARY_JSON, {})
+    config = read_yaml(directory.file(runs.CONFIG)) if directory.exists(runs.CONFIG) else {}
+    sections.append(section("training", "Training", training_body(history, data, summary_json, config)))
 
     header = ["split", "samples", "loss", "accuracy", "top-5", "MSE", "macro F1", "AUC macro", "AUC micro"]
     best = f"<p>Best checkpoint: epoch {metrics.get('epoch', '?')} of {len(history)}.</p>"
     sections.append(section("metrics", "Metrics", best + table(header, metrics_rows(metrics))))
-    sections.append(section("curves", "Training curves", img(run_path / "curves.png", "training curves")))
+    sections.append(section("curves", "Training curves", img(directory.file(runs.CURVES), "training curves")))
 
     for split in ("val", "test"):
-        if split not in metrics:
-            continue
-        m = metrics[split]
-        rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]]
-                for name, row in m["per_class"].items()]
-        rows += [[f"{name} avg", row["precision"], row["recall"], row["f1"], row["support"]]
-                 for name, row in m["averages"].items()]
-        body = (f'<div class="scroll">{table(["class", "precision", "recall", "F1", "support"], rows, True, f"per-class-{split}")}</div>'
-                f'<div class="grid"><div>{img(run_path / f"confusion-{split}.png", "confusion matrix")}</div>'
-                f'<div>{img(run_path / f"confusion-{split}-normalized.png", "normalised confusion matrix")}</div></div>'
-                f'{img(run_path / f"roc-{split}.png", "ROC curves")}'
-                f'{img(run_path / f"samples-{split}.png", "sample predictions")}'
-                f'{img(run_path / f"mistakes-{split}.png", "most confident mistakes")}')
-        sections.append(section(f"split-{split}", f"{split.capitalize()} split", body))
+        if split in metrics:
+            sections.append(section(f"split-{split}", f"{split.capitalize()} split",
+                                    split_body(run_path, split, metrics[split], f"per-class-{split}")))
+    for label in directory.evaluations():
+        folder = runs.evaluation_folder(label)
+        evaluation = directory.read_json(f"{folder}/{runs.METRICS}")
+        split = evaluation["split"]
+        what = f"{evaluation['data']}, {'all images' if split == 'all' else f'{split} split'}"
+        if evaluation.get("tta"):
+            what += f", test-time augmentation {evaluation['tta']}"
+        options = ", ".join(f"{k}={v}" for k, v in evaluation.get("options", {}).items())
+        intro = (f"<p>The best checkpoint (epoch {evaluation['epoch']}) on {html.escape(what)}"
+                 f"{' with ' + html.escape(options) if options else ''}; files in "
+                 f"{html.escape(folder)}/.</p>")
+        body = intro + table(header, metrics_rows(evaluation, (split,)))
+        sections.append(section(f"evaluation-{label}", f"Evaluation on {what}", body
+                                + split_body(directory.file(folder), split, evaluation[split],
+                                             f"per-class-{label}")))
 
-    sections.append(section("model", "Model", f"<pre>{html.escape(summary)}</pre>"))
-    sections.append(section("config", "Config", f"<pre>{html.escape(config)}</pre>"))
+    sections.append(section("model", "Model", f"<pre>{html.escape(directory.read_text(runs.SUMMARY))}</pre>"))
+    sections.append(section("config", "Config", f"<pre>{html.escape(directory.read_text(runs.CONFIG))}</pre>"))
     title = f"cnnlab run {run_path.name}"
     return page(title, str(run_path.resolve()), sections)
 
 
-def comparison_report(runs: list, curves: Path) -> str:
+def short_names(names: list[str]) -> list[str]:
+    """Run names without their shared parts (the date-time stamp, words every name starts or
+    ends with), so a legend or table row says what differs; unique, in order."""
+    stripped = [re.sub(r"^\d{8}-\d{6}-", "", name) for name in names]
+    words = [name.split("-") for name in stripped]
+    for end in (0, -1):  # leading, then trailing words they all share
+        while len(words) > 1 and all(len(w) > 1 for w in words) and len({w[end] for w in words}) == 1:
+            words = [w[1:] if end == 0 else w[:-1] for w in words]
+    for candidate in (["-".join(w) for w in words], stripped, names):
+        if len(set(candidate)) == len(candidate):
+            return candidate
+    return names
+
+
+def comparison_report(runs_: list, names: list[str], curves: Path) -> str:
     header = ["run", "model", "best val accuracy", "best val loss", "test accuracy", "parameters",
-              "training seconds", "img/s"]
-    rows = [comparison_row(run) for run in runs]
-    sections = [section("curves", "Validation curves", img(curves, "overlaid curves")),
-                section("table", "Runs", table(header, rows, sortable=True, id_="runs"))]
-    return page("cnnlab comparison", ", ".join(str(r.path) for r in runs), sections)
+              "training time", "img/s"]
+    rows = [comparison_row(run, name) for run, name in zip(runs_, names, strict=True)]
+    listing = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(str(run.path))}</li>"
+                      for run, name in zip(runs_, names, strict=True))
+    sections = [section("curves", "Training and validation curves",
+                        "<p>Training dashed, validation solid; one colour per run.</p>"
+                        + img(curves, "overlaid curves")),
+                section("table", "Runs", table(header, rows, sortable=True, id_="runs") + f"<ul>{listing}</ul>")]
+    return page("cnnlab comparison", f"{len(runs_)} runs", sections)
 
 
-def comparison_row(run) -> list:
+def comparison_row(run, name: str) -> list:
     history = run.history
     best_acc = max((row.get("val_accuracy", row.get("accuracy", 0.0)) for row in history), default=0.0)
     best_loss = min((row.get("val_loss", row.get("loss", 0.0)) for row in history), default=0.0)
-    test = run.metrics.get("test", {}).get("accuracy", "-")
-    summary = run.path / "summary.json"
-    params = json.loads(summary.read_text())["total_params"] if summary.is_file() else "-"
+    test = run.metrics.get("test", {}).get("accuracy")
+    params = run.directory.read_json(runs.SUMMARY_JSON, {}).get("total_params")
     seconds = sum(row.get("seconds", 0.0) for row in history)
     rates = [row["images_per_second"] for row in history if "images_per_second" in row]
-    return [run.path.name, run.config.model.name, float(best_acc), float(best_loss), test,
-            params, float(seconds), float(sum(rates) / len(rates)) if rates else "-"]
+    return [name, run.config.model.name, float(best_acc), float(best_loss),
+            float(test) if test is not None else "-",
+            Cell(f"{params:,}", params) if isinstance(params, int) else "-",
+            Cell(duration(seconds), seconds),
+            Cell(f"{sum(rates) / len(rates):,.0f}", sum(rates) / len(rates)) if rates else "-"]

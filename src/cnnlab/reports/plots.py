@@ -1,10 +1,10 @@
-"""The pictures the tutorials draw by hand, drawn for every run (matplotlib, Agg, PNG)."""
+"""The pictures the tutorials draw by hand, drawn for every run (matplotlib, Agg): each function
+returns the PNG's bytes, for the run directory (or the caller) to write."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -15,24 +15,24 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from ..io import write_atomic  # noqa: E402
-
 NUMBERS_UP_TO = 30
 """Confusion matrices with more classes than this show colours only."""
 
 
-def save_figure(figure, path: Path) -> Path:
+def png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
-    return write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
+    return buffer.getvalue()
 
 
-def training_curves(histories: dict[str, list[dict]], path: Path, best_epoch: int | None = None,
-                    metrics: Sequence[str] = ("accuracy", "loss")) -> Path:
-    """Train (dashed) against validation (solid) per metric; with several runs, one colour each."""
+def training_curves(histories: dict[str, list[dict]], best_epoch: int | None = None,
+                    metrics: Sequence[str] = ("accuracy", "loss")) -> bytes:
+    """Train (dashed) against validation (solid) per metric; with several runs, one colour each
+    and one legend under the plots, where it covers no curve."""
     figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
     single = len(histories) == 1
+    last = max((row["epoch"] for history in histories.values() for row in history), default=1)
     for axis, metric in zip(axes[0], metrics, strict=True):
         for index, (name, history) in enumerate(histories.items()):
             colour = f"C{index}"
@@ -48,15 +48,21 @@ def training_curves(histories: dict[str, list[dict]], path: Path, best_epoch: in
         if best_epoch is not None:
             axis.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlim(0.5, last + 0.5)  # whole epochs, also for a run of one
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.set_title(metric.replace("_", " "))
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    return save_figure(figure, path)
+        if single:
+            axis.legend(fontsize=8)
+    if not single:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                      ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    return png(figure)
 
 
-def confusion_matrix(matrix: np.ndarray, classes: list[str], path: Path, normalize: bool) -> Path:
+def confusion_matrix(matrix: np.ndarray, classes: list[str], normalize: bool) -> bytes:
     matrix = np.asarray(matrix, dtype=np.float64)
     if normalize:
         totals = matrix.sum(1, keepdims=True)
@@ -79,11 +85,11 @@ def confusion_matrix(matrix: np.ndarray, classes: list[str], path: Path, normali
             text = f"{value:.2f}" if normalize else f"{int(value)}"
             axis.text(col, row, text, ha="center", va="center", fontsize=max(5, font - 1),
                       color="white" if value > threshold else "black")
-    return save_figure(figure, path)
+    return png(figure)
 
 
-def roc_curves(probs: np.ndarray, labels: np.ndarray, classes: list[str], auc: dict, path: Path,
-               worst: int = 5) -> Path:
+def roc_curves(probs: np.ndarray, labels: np.ndarray, classes: list[str], auc: dict,
+               worst: int = 5) -> bytes:
     """Micro and macro averages and the classes with the lowest AUC."""
     count = len(classes)
     one_hot = np.eye(count)[labels]
@@ -112,12 +118,13 @@ def roc_curves(probs: np.ndarray, labels: np.ndarray, classes: list[str], auc: d
     axis.set_title(f"ROC, one-vs-rest (lowest {min(worst, len(curves))} classes shown)")
     axis.legend(fontsize=8, loc="lower right")
     axis.grid(alpha=0.3)
-    return save_figure(figure, path)
+    return png(figure)
 
 
-def image_grid(images: np.ndarray, titles: list[str], path: Path, colours: list[str] | None = None,
-               columns: int = 8, title: str | None = None) -> Path:
-    """Images (N, H, W, C) uint8 in a grid, each with its title."""
+def image_grid(images: np.ndarray, titles: list[str], colours: list[str] | None = None,
+               columns: int = 8, title: str | None = None, heatmaps: np.ndarray | None = None) -> bytes:
+    """Images (N, H, W, C) uint8 in a grid, each with its title; ``heatmaps`` (N, H, W) in [0, 1]
+    are laid over them (Grad-CAM)."""
     count = max(len(images), 1)
     columns = min(columns, count)
     rows = -(-count // columns)
@@ -129,36 +136,51 @@ def image_grid(images: np.ndarray, titles: list[str], path: Path, colours: list[
         image = images[index]
         axis.imshow(image[..., 0] if image.shape[-1] == 1 else image,
                     cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255)
+        if heatmaps is not None:
+            axis.imshow(heatmaps[index], cmap="jet", alpha=0.35, vmin=0, vmax=1)
         axis.set_title(titles[index], fontsize=7, color=(colours or ["black"] * len(images))[index])
     if title:
         figure.suptitle(title, fontsize=10)
     if not len(images):
         axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center")
-    return save_figure(figure, path)
+    return png(figure)
 
 
-def prediction_grid(split, probs: np.ndarray, classes: list[str], path: Path,
-                    mistakes_only: bool = False, count: int = 32, seed: int = 0) -> Path:
-    """A sample of a Split's predictions (true / predicted / probability; mistakes in red), or
-    the most confident mistakes."""
-    labels = split.labels
+def grid_choice(labels: np.ndarray, probs: np.ndarray, mistakes_only: bool, count: int = 32,
+                seed: int = 0) -> tuple[np.ndarray, str]:
+    """The samples a prediction grid shows, and its title: a seeded sample, or the most
+    confident mistakes."""
     predicted = probs.argmax(1)
     confidence = probs[np.arange(len(probs)), predicted]
     if mistakes_only:
         wrong = np.flatnonzero(predicted != labels)
-        chosen = wrong[np.argsort(-confidence[wrong])][:count]
-        title = f"most confident mistakes ({len(wrong)} mistakes in {len(labels)})"
-    else:
-        rng = np.random.default_rng(seed)
-        chosen = np.sort(rng.choice(len(labels), size=min(count, len(labels)), replace=False))
-        title = "sample predictions (true / predicted, probability; mistakes in red)"
+        return (wrong[np.argsort(-confidence[wrong])][:count],
+                f"most confident mistakes ({len(wrong)} mistakes in {len(labels)})")
+    rng = np.random.default_rng(seed)
+    return (np.sort(rng.choice(len(labels), size=min(count, len(labels)), replace=False)),
+            "sample predictions (true / predicted, probability; mistakes in red)")
+
+
+def prediction_grid(split, probs: np.ndarray, classes: list[str], mistakes_only: bool = False,
+                    count: int = 32, seed: int = 0, views: np.ndarray | None = None,
+                    heatmaps: np.ndarray | None = None) -> bytes:
+    """A sample of a Split's predictions (true / predicted / probability; mistakes in red), or
+    the most confident mistakes; ``views`` (the model's input of each chosen sample) and their
+    Grad-CAM ``heatmaps`` replace the stored images when given."""
+    labels = split.labels
+    chosen, title = grid_choice(labels, probs, mistakes_only, count, seed)
+    predicted = probs.argmax(1)
+    confidence = probs[np.arange(len(probs)), predicted]
     titles = [f"{classes[labels[i]][:12]} / {classes[predicted[i]][:12]}\n{confidence[i]:.2f}" for i in chosen]
     colours = ["black" if predicted[i] == labels[i] else "red" for i in chosen]
-    return image_grid(split.gather(chosen), titles, path, colours, title=title)
+    if heatmaps is not None:
+        title += "; Grad-CAM of the predicted class"
+    return image_grid(split.gather(chosen) if views is None else views, titles, colours, title=title,
+                      heatmaps=heatmaps)
 
 
-def data_preview(split, classes: list[str], path: Path, per_class: int = 4,
-                 max_classes: int = 16, seed: int = 0) -> Path:
+def data_preview(split, classes: list[str], per_class: int = 4, max_classes: int = 16,
+                 seed: int = 0) -> bytes:
     """A few images of each class of a Split (up to ``max_classes`` classes), titled by class."""
     labels = split.labels
     rng = np.random.default_rng(seed)
@@ -167,5 +189,20 @@ def data_preview(split, classes: list[str], path: Path, per_class: int = 4,
         members = np.flatnonzero(labels == c)
         picked += list(rng.choice(members, size=min(per_class, len(members)), replace=False))
     picked = np.asarray(picked, dtype=np.int64)
-    return image_grid(split.gather(picked), [classes[labels[i]][:16] for i in picked], path,
+    return image_grid(split.gather(picked), [classes[labels[i]][:16] for i in picked],
                       columns=per_class * 2 if per_class * 2 <= 8 else 8, title="data preview")
+
+
+def lr_curve(lrs: list[float], losses: list[float], steepest: float, minimum: float) -> bytes:
+    """The learning-rate range test: smoothed loss against a log-scaled learning rate."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.plot(lrs, losses, color="C0")
+    axis.set_xscale("log")
+    for value, colour, label in ((steepest, "C3", "steepest descent"), (minimum, "C2", "minimum / 10")):
+        axis.axvline(value, color=colour, linestyle="--", label=f"{label}: {value:.2e}")
+    axis.set_xlabel("learning rate (log scale)")
+    axis.set_ylabel("training loss (smoothed)")
+    axis.set_title("learning-rate range test")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=9)
+    return png(figure)

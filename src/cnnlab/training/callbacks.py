@@ -1,17 +1,19 @@
 """Keras-style callbacks. Each one's state goes into last.pt so a resumed run continues
-exactly where it stopped."""
+exactly where it stopped. A callback receives the Trainer (loop.py), which imports this module,
+so the type is not named here."""
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
+from .. import runs
+from ..checkpoint import load_checkpoint
 from .monitor import Monitor
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
+Trainer = Any
 
 
 class Callback:
@@ -20,6 +22,13 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None: ...
 
     def on_train_end(self, trainer: Trainer) -> None: ...
+
+    def on_batch_begin(self, trainer: Trainer, step: int) -> None:
+        """Before optimizer step ``step`` (counted over the run) starts its first batch."""
+
+    def on_batch_end(self, trainer: Trainer, step: int, loss) -> None:
+        """After optimizer step ``step``; ``loss`` is the last batch's loss as a tensor on the
+        device (reading its value waits for the device: do it every few steps, not every one)."""
 
     def before_restore(self, trainer: Trainer, epochs_done: int) -> None:
         """Put the model in the shape it had after ``epochs_done`` epochs, before resuming."""
@@ -75,14 +84,28 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save best.pt whenever ``monitor`` improves (last.pt is written by the trainer)."""
+    """best.pt whenever ``monitor`` improves. The trainer holds the write until last.pt (which
+    knows the improvement) is written, so a kill between the two leaves a last.pt that can mend
+    best.pt on resume, never a best.pt from an epoch last.pt does not know."""
 
     def __init__(self, monitor: str, mode: str = "auto"):
         self.monitor = Monitor(monitor, mode)
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self.monitor.update(self.monitor.value(logs), epoch):
-            trainer.run.save_checkpoint("best.pt", trainer.model_checkpoint(epoch, logs))
+            trainer.run.save_checkpoint(runs.BEST, trainer.model_checkpoint(epoch, logs))
+
+    def mend(self, trainer) -> bool:
+        """After a resume: write best.pt again when the last finished epoch was the best one
+        but the run was stopped before best.pt followed last.pt."""
+        finished = trainer.epoch - 1
+        if finished < 0 or self.monitor.best_epoch != finished:
+            return False
+        saved = trainer.run.file(runs.BEST)
+        if saved.is_file() and load_checkpoint(saved).get("epoch") == trainer.epoch:
+            return False
+        trainer.run.save_checkpoint(runs.BEST, trainer.model_checkpoint(finished, trainer.history[-1]))
+        return True
 
     def state_dict(self):
         return {"monitor": self.monitor.state_dict()}
@@ -100,27 +123,33 @@ class UnfreezeBase(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         if epoch + 1 == self.after:
-            trainer.model.freeze_features(False)
+            trainer.unfreeze_base()
             trainer.run.log(f"unfroze the convolutional base after epoch {epoch + 1}")
 
     def before_restore(self, trainer, epochs_done):
         if epochs_done >= self.after:
-            trainer.model.freeze_features(False)
+            trainer.unfreeze_base()
 
 
 class TensorBoard(Callback):
-    """Scalars for TensorBoard, when the tensorboard package is installed."""
+    """Scalars for TensorBoard (the tensorboard package; only the main process writes)."""
 
     def __init__(self, log_dir):
-        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
-
-        self.writer = SummaryWriter(str(log_dir))
+        self.log_dir = log_dir
+        self.writer = None
 
     def on_epoch_end(self, trainer, epoch, logs):
+        if not trainer.run.main_process:
+            return
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+            self.writer = SummaryWriter(str(self.log_dir))
         for key, value in logs.items():
             if key != "epoch":
                 self.writer.add_scalar(key, value, epoch + 1)
         self.writer.flush()
 
     def on_train_end(self, trainer):
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()

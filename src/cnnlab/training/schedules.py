@@ -10,24 +10,28 @@ from ..config import ScheduleConfig
 from ..errors import ConfigError
 from .monitor import Monitor
 
-SCHEDULES = ("constant", "exponential", "step", "multistep", "cosine", "plateau")
+SCHEDULES = ("constant", "exponential", "step", "multistep", "cosine", "onecycle", "plateau")
 
 
 class LRSchedule:
-    def __init__(self, cfg: ScheduleConfig, base_lr: float, steps_per_epoch: int, epochs: int):
+    def __init__(self, cfg: ScheduleConfig, base_lr: float, steps_per_epoch: int, epochs: int,
+                 monitor: str | None = None):
         if cfg.name not in SCHEDULES:
             raise ConfigError(f"--schedule: unknown schedule '{cfg.name}'; valid: {', '.join(SCHEDULES)}")
         if cfg.name == "exponential" and cfg.decay_steps < 1:
             raise ConfigError("schedule.decay_steps: must be at least 1")
         if cfg.name == "step" and cfg.step_size < 1:
             raise ConfigError("schedule.step_size: must be at least 1 epoch")
+        if cfg.name == "onecycle" and not (0 < cfg.pct_start < 1 and cfg.div_factor > 0 and cfg.final_div_factor > 0):
+            raise ConfigError("schedule: onecycle needs 0 < pct_start < 1 and positive div_factor, final_div_factor")
         self.cfg = cfg
         self.base_lr = base_lr
         self.steps_per_epoch = max(steps_per_epoch, 1)
         self.total_steps = self.steps_per_epoch * epochs
         self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
         self.plateau_scale = 1.0
-        self.plateau = Monitor(cfg.monitor, "auto", cfg.min_delta) if cfg.name == "plateau" else None
+        self.monitor = monitor or cfg.monitor
+        self.plateau = Monitor(self.monitor, "auto", cfg.min_delta) if cfg.name == "plateau" else None
         self.wait = 0
         self.cooldown_left = 0
 
@@ -49,6 +53,14 @@ class LRSchedule:
             span = max(self.total_steps - self.warmup_steps, 1)
             progress = min(step / span, 1.0)
             return cfg.min_lr + (self.base_lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        if cfg.name == "onecycle":
+            # PyTorch's OneCycleLR (cosine annealing both ways): base_lr is the peak
+            span = max(self.total_steps - self.warmup_steps, 2)
+            peak = max(cfg.pct_start * span - 1, 1.0)  # the step at the top, as torch counts
+            first, last = self.base_lr / cfg.div_factor, self.base_lr / cfg.div_factor / cfg.final_div_factor
+            if step <= peak:
+                return _cosine(first, self.base_lr, step / peak)
+            return _cosine(self.base_lr, last, min((step - peak) / max(span - 1 - peak, 1.0), 1.0))
         if cfg.name == "plateau":
             return max(self.base_lr * self.plateau_scale, cfg.min_lr)
         return self.base_lr
@@ -68,7 +80,7 @@ class LRSchedule:
                 self.plateau_scale *= self.cfg.factor
                 self.wait, self.cooldown_left = 0, self.cfg.cooldown
                 new = max(self.base_lr * self.plateau_scale, self.cfg.min_lr)
-                return f"{self.cfg.monitor} has not improved for {self.cfg.patience} epochs: lr {old:.3g} -> {new:.3g}"
+                return f"{self.monitor} has not improved for {self.cfg.patience} epochs: lr {old:.3g} -> {new:.3g}"
         return None
 
     def state_dict(self) -> dict:
@@ -82,3 +94,8 @@ class LRSchedule:
         self.cooldown_left = state["cooldown_left"]
         if self.plateau is not None and state["plateau"] is not None:
             self.plateau.load_state_dict(state["plateau"])
+
+
+def _cosine(start: float, end: float, progress: float) -> float:
+    """From ``start`` at progress 0 to ``end`` at 1 along half a cosine."""
+    return end + (start - end) / 2 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,241 @@
+"""Augmentation of whole batches with tensor operations (no per-image Python work), on pixel
+values (0-255, N x C x H x W) before the standardisation: random crops, flips, affine maps,
+photometric jitter, the paper's PCA lighting, and mixup/CutMix of a batch with itself."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+
+AUGMENTATIONS = ("hflip, pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "
+                 "rotate[:DEGREES], scale[:FRACTION], translate[:FRACTION], brightness[:FRACTION], "
+                 "contrast[:FRACTION], mixup[:ALPHA], cutmix[:ALPHA]")
+
+
+@dataclass(frozen=True)
+class Augment:
+    hflip: bool = False
+    pad_crop: int = 0
+    """Pad by this many pixels (reflect) and crop back at a random offset, CIFAR-style."""
+    random_resized_crop: float = 0.0
+    """Minimum area fraction of Inception-style random resized crops (0: off); aspect 3/4..4/3."""
+    pca_lighting: float = 0.0
+    """Std of the paper's per-image PCA colour shift along the RGB eigenvectors (0: off)."""
+    rotate: float = 0.0
+    """Random rotation, uniform within +-this many degrees."""
+    scale: float = 0.0
+    """Random zoom, uniform within 1 +- this fraction."""
+    translate: float = 0.0
+    """Random shift, uniform within +- this fraction of the height and width."""
+    brightness: float = 0.0
+    """Random brightness shift, uniform within +- this fraction of the full pixel range."""
+    contrast: float = 0.0
+    """Random contrast factor, uniform within 1 +- this fraction, around each image's mean."""
+    mixup: float = 0.0
+    """Alpha of the Beta(alpha, alpha) weight that blends each image with another one of the
+    batch, the loss weighted alike (Zhang et al., mixup, 2018); 0: off."""
+    cutmix: float = 0.0
+    """Alpha of the Beta(alpha, alpha) share of each image kept when a box of another image is
+    pasted in, the loss weighted by area (Yun et al., CutMix, 2019); 0: off. With mixup too,
+    each batch uses one of the two at random."""
+
+    @classmethod
+    def parse(cls, names: list[str]) -> Augment:
+        options: dict = {}
+        defaults = {"pad_crop": 4, "random_resized_crop": 0.08, "pca_lighting": 0.1,
+                    "rotate": 10.0, "scale": 0.1, "translate": 0.1, "brightness": 0.2,
+                    "contrast": 0.2, "mixup": 0.2, "cutmix": 1.0}
+        for item in names:
+            name, _, arg = item.partition(":")
+            if name == "hflip" and not arg:
+                options["hflip"] = True
+            elif name in defaults:
+                try:
+                    value = type(defaults[name])(arg) if arg else defaults[name]
+                except ValueError:
+                    raise ConfigError(f"data.augment: {name} takes a number; got '{item}'") from None
+                if not math.isfinite(value) or value < 0:
+                    raise ConfigError(f"data.augment: {name} must be a number of at least 0; got '{item}'")
+                options[name] = value
+            else:
+                raise ConfigError(f"data.augment: unknown augmentation '{item}'; valid: {AUGMENTATIONS}")
+        return cls(**options)
+
+    @property
+    def affine(self) -> bool:
+        return bool(self.rotate or self.scale or self.translate)
+
+    @property
+    def mixes(self) -> bool:
+        return bool(self.mixup or self.cutmix)
+
+    def check(self, channels: int) -> Augment:
+        if self.pca_lighting and channels != 3:
+            raise ConfigError("data.augment: pca_lighting needs RGB images (3 channels)")
+        if self.random_resized_crop > 1:
+            raise ConfigError(f"data.augment: random_resized_crop takes the smallest area, at "
+                              f"most 1; got {self.random_resized_crop}")
+        return self
+
+
+def crop_offsets(height: int, width: int, crop: tuple[int, int]) -> list[tuple[int, int]]:
+    """Top-left corners of the four corner crops and the centre crop."""
+    dy, dx = height - crop[0], width - crop[1]
+    return [(0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2)]
+
+
+def ten_crops(x: torch.Tensor, crop: tuple[int, int]) -> list[torch.Tensor]:
+    """The paper's test-time views: four corners and the centre, each also mirrored."""
+    views = [x[:, :, y: y + crop[0], x0: x0 + crop[1]] for y, x0 in crop_offsets(x.shape[2], x.shape[3], crop)]
+    return views + [v.flip(3) for v in views]
+
+
+def centre_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    y, x0 = crop_offsets(x.shape[2], x.shape[3], size)[-1]
+    return x[:, :, y: y + size[0], x0: x0 + size[1]]
+
+
+class Augmenter:
+    """Applies ``augment`` to training batches cut to ``input_size``, drawing every random
+    number from ``generator``. An augmenter that sees ``rows`` of a batch of ``batch`` images
+    (one process's share of it) draws the numbers of the whole batch and keeps its rows, so
+    the share is augmented as one process would augment it."""
+
+    def __init__(self, augment: Augment, input_size: tuple[int, int], pca: dict | None,
+                 generator: torch.Generator, rows: slice | None = None, batch: int | None = None):
+        self.augment, self.input_size, self.pca, self.generator = augment, tuple(input_size), pca, generator
+        self.rows, self.batch = rows, batch
+        self.device = torch.device("cpu")
+
+    def _draw(self, values: torch.Tensor) -> torch.Tensor:
+        values = values[self.rows] if self.rows is not None else values
+        if self.device.type == "cuda":  # from pinned memory, the copy does not wait for the GPU
+            return values.pin_memory().to(self.device, non_blocking=True)
+        return values
+
+    def _rand(self, n: int, *shape: int) -> torch.Tensor:
+        return self._draw(torch.rand(self.batch or n, *shape, generator=self.generator))
+
+    def _randn(self, n: int, *shape: int) -> torch.Tensor:
+        return self._draw(torch.randn(self.batch or n, *shape, generator=self.generator))
+
+    def _randint(self, high: int, n: int) -> torch.Tensor:
+        return self._draw(torch.randint(0, high, (self.batch or n, 1), generator=self.generator))
+
+    def _uniform(self, n: int, spread: float) -> torch.Tensor:
+        """n values uniform within +-spread."""
+        return (self._rand(n) * 2 - 1) * spread
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        aug = self.augment
+        self.device = x.device
+        n, _, height, width = x.shape
+        if aug.random_resized_crop:
+            x = self._random_resized_crop(x, aug.random_resized_crop)
+        elif self.input_size != (height, width):
+            x = self._shifted_crop(x, height - self.input_size[0], width - self.input_size[1])
+        if aug.pad_crop:
+            pad = aug.pad_crop
+            x = self._shifted_crop(F.pad(x, (pad,) * 4, mode="reflect"), 2 * pad, 2 * pad)
+        if aug.affine:
+            x = self._random_affine(x)
+        if aug.hflip:
+            flip = self._rand(n) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if aug.brightness or aug.contrast:
+            x = self._brightness_contrast(x)
+        if aug.pca_lighting:
+            alpha = self._randn(n, 3) * aug.pca_lighting
+            eigval = torch.tensor(self.pca["eigval"], device=x.device)
+            eigvec = torch.tensor(self.pca["eigvec"], device=x.device)
+            rgb_shift = (alpha * eigval) @ eigvec.T  # sum_i alpha_i lambda_i p_i, per image
+            x = x + 255.0 * rgb_shift[:, :, None, None]
+        return x
+
+    def _shifted_crop(self, x: torch.Tensor, spare_y: int, spare_x: int) -> torch.Tensor:
+        """A crop of ``self.input_size``-sized windows at a random offset per image, in one gather."""
+        n = x.shape[0]
+        dy, dx = self._randint(spare_y + 1, n), self._randint(spare_x + 1, n)
+        height, width = x.shape[2] - spare_y, x.shape[3] - spare_x
+        rows = (dy + torch.arange(height, device=x.device))[:, :, None]
+        cols = (dx + torch.arange(width, device=x.device))[:, None, :]
+        batch = torch.arange(n, device=x.device)[:, None, None]
+        return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+    def _random_resized_crop(self, x: torch.Tensor, min_scale: float) -> torch.Tensor:
+        """Crops of random area (min_scale..1) and aspect (3/4..4/3), resized to the crop size
+        with one batched bilinear sampling."""
+        n = x.shape[0]
+        area = min_scale + (1 - min_scale) * self._rand(n)
+        ratio = torch.exp(self._uniform(n, math.log(4 / 3)))
+        w = torch.sqrt(area * ratio).clamp(max=1.0)
+        h = torch.sqrt(area / ratio).clamp(max=1.0)
+        cx = (self._rand(n) * 2 - 1) * (1 - w)
+        cy = (self._rand(n) * 2 - 1) * (1 - h)
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+        return self._sample(x, theta, self.input_size, "reflection")
+
+    def _random_affine(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotation, zoom and shift of each image, in one batched bilinear sampling; the edges
+        are extended, not filled with black."""
+        aug, n = self.augment, x.shape[0]
+        angle = self._uniform(n, math.radians(aug.rotate))
+        zoom = 1 + self._uniform(n, aug.scale)
+        shift_x, shift_y = self._uniform(n, 2 * aug.translate), self._uniform(n, 2 * aug.translate)
+        # theta maps output coordinates to input ones: the inverse of rotate-and-zoom
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack([torch.stack([cos, -sin, shift_x], 1),
+                             torch.stack([sin, cos, shift_y], 1)], 1)
+        return self._sample(x, theta, tuple(x.shape[2:]), "border")
+
+    @staticmethod
+    def _sample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], padding: str) -> torch.Tensor:
+        grid = F.affine_grid(theta, [x.shape[0], x.shape[1], *size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+    def _brightness_contrast(self, x: torch.Tensor) -> torch.Tensor:
+        """Each image's deviation from its own mean scaled by 1 +- contrast, then shifted by
+        +- brightness of the 0-255 range."""
+        aug, n = self.augment, x.shape[0]
+        if aug.contrast:
+            factor = (1 + self._uniform(n, aug.contrast)).view(-1, 1, 1, 1)
+            mean = x.mean((1, 2, 3), keepdim=True)
+            x = (x - mean) * factor + mean
+        if aug.brightness:
+            x = x + 255.0 * self._uniform(n, aug.brightness).view(-1, 1, 1, 1)
+        return x.clamp(0.0, 255.0)  # as a camera saturates
+
+
+def mix_batch(x: torch.Tensor, labels: torch.Tensor, augment: Augment,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mixup or CutMix of a batch with a shuffled copy of itself: (images, labels of the larger
+    share, labels of the smaller share, the larger share's weight >= 0.5). Every loss cnnlab
+    has is linear in its targets, so the loss of the mixed targets is the weighted sum of the
+    two losses."""
+    use_cutmix = augment.cutmix and (not augment.mixup or torch.rand(1, generator=generator).item() < 0.5)
+    alpha = augment.cutmix if use_cutmix else augment.mixup
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    share = float(np.random.default_rng(seed).beta(alpha, alpha))
+    partner = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    if use_cutmix:
+        height, width = x.shape[2:]
+        cut_h, cut_w = int(height * math.sqrt(1 - share)), int(width * math.sqrt(1 - share))
+        top = int(torch.randint(0, height - cut_h + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - cut_w + 1, (1,), generator=generator))
+        x = x.clone()
+        x[:, :, top: top + cut_h, left: left + cut_w] = x[partner, :, top: top + cut_h, left: left + cut_w]
+        share = 1 - cut_h * cut_w / (height * width)
+    else:
+        x = share * x + (1 - share) * x[partner]
+    if share >= 0.5:
+        return x, labels, labels[partner], share
+    return x, labels[partner], labels, 1 - share
+
+

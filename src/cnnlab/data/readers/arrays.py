@@ -1,0 +1,142 @@
+"""Data a user already has in hand: NumPy arrays in an .npz (the shapes of Keras'
+``load_data()``), and a CSV listing image files and their labels."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ...errors import DataError
+from ...io import write_atomic
+from ..download import data_home, fetch
+from ..images import is_image_file
+from ..sources import SOURCES, RawSplit, SourceData
+
+SPLITS = ("train", "val", "test")
+MAX_CLASSES = 100_000
+
+
+def images_array(array: np.ndarray, where: str) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) pixels as uint8: whole numbers 0..255, or floats in [0, 1]
+    (scaled by 255); anything else is an error, never a silent cast."""
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[3] not in (1, 3) or min(array.shape[1:3]) < 2:
+        raise DataError(f"{where}: expected images shaped (N, H, W) or (N, H, W, 1 or 3); got {array.shape}")
+    if array.dtype.kind in "iu":
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise DataError(f"{where}: pixel values must be 0..255; found {array.min()}..{array.max()}")
+        return array.astype(np.uint8)
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all() or (array.size and (array.min() < 0 or array.max() > 1)):
+            raise DataError(f"{where}: float pixels must be finite and in [0, 1] (or give uint8 0..255)")
+        return np.round(array * 255).astype(np.uint8)
+    raise DataError(f"{where}: pixels of type {array.dtype} (expected uint8, or floats in [0, 1])")
+
+
+def labels_array(array: np.ndarray, count: int, where: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim == 2 and array.shape[1] == 1:  # Keras' CIFAR labels are (N, 1)
+        array = array[:, 0]
+    if array.ndim != 1 or len(array) != count:
+        raise DataError(f"{where}: expected {count} labels, one per image; got shape {array.shape}")
+    if array.dtype.kind not in "iu" or (array.size and (array.min() < 0 or array.max() >= MAX_CLASSES)):
+        raise DataError(f"{where}: labels must be whole numbers from 0 (class indices)")
+    return array.astype(np.int64)
+
+
+@SOURCES.register("npz")
+def read_npz(path: Path | None) -> SourceData:
+    """NumPy arrays in an .npz: ``x_train``, ``y_train`` and optionally ``x_val``/``y_val`` and
+    ``x_test``/``y_test`` (Keras' ``load_data()`` shapes: images (N, H, W[, C]) uint8, labels
+    (N,) or (N, 1) class indices). Read without pickles."""
+    path = fetch("npz", path)
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            contents = {key: arrays[key] for key in arrays.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"--data npz:{path}: not a readable .npz of arrays ({exc})") from None
+    if "x_train" not in contents or "y_train" not in contents:
+        raise DataError(f"--data npz:{path}: needs x_train and y_train (found {', '.join(contents) or 'nothing'})")
+    splits, channels = {}, None
+    for split in SPLITS:
+        if f"x_{split}" not in contents:
+            continue
+        if f"y_{split}" not in contents:
+            raise DataError(f"--data npz:{path}: x_{split} without y_{split}")
+        images = images_array(contents[f"x_{split}"], f"{path}: x_{split}")
+        labels = labels_array(contents[f"y_{split}"], len(images), f"{path}: y_{split}")
+        if channels is not None and images.shape[3] != channels:
+            raise DataError(f"{path}: x_{split} has {images.shape[3]} channels, x_train {channels}")
+        channels = images.shape[3]
+        splits[split] = RawSplit(labels, [f"{split}/{i}" for i in range(len(labels))], images)
+    count = int(max(part.labels.max(initial=-1) for part in splits.values())) + 1
+    return SourceData([str(c) for c in range(count)], splits, channels)
+
+
+@SOURCES.register("csv")
+def read_csv_listing(path: Path | None) -> SourceData:
+    """A CSV with a header naming ``path`` and ``label`` columns, and optionally ``split``
+    (train, val or test): image files (relative to the CSV's folder) and their class names."""
+    path = fetch("csv", path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"--data csv:{path}: unreadable CSV ({exc})") from None
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise DataError(f"--data csv:{path}: expected a header with path and label columns (and split), "
+                        "then one line per image")
+    entries = {split: [] for split in SPLITS}
+    for line, row in enumerate(rows, start=2):
+        file, label, split = row.get("path"), row.get("label"), (row.get("split") or "train").strip()
+        if not file or label is None or not label.strip():
+            raise DataError(f"{path}, line {line}: a row needs a path and a label")
+        if split not in SPLITS:
+            raise DataError(f"{path}, line {line}: split must be train, val or test; got {split!r}")
+        relative = PurePosixPath(file.strip())
+        if relative.is_absolute() or ".." in relative.parts:
+            raise DataError(f"{path}, line {line}: {file!r} would be outside {path.parent}")
+        if not is_image_file(Path(relative.name)):
+            raise DataError(f"{path}, line {line}: {file!r} is not an image file name")
+        entries[split].append((path.parent / relative, label.strip()))
+    classes = sorted({label for items in entries.values() for _, label in items})
+    index = {name: i for i, name in enumerate(classes)}
+    splits = {}
+    for split, items in entries.items():
+        if items:
+            paths = [p for p, _ in items]
+            ids = [p.relative_to(path.parent).as_posix() for p in paths]
+            splits[split] = RawSplit(np.asarray([index[label] for _, label in items]), ids, paths=paths)
+    if "train" not in splits:
+        raise DataError(f"--data csv:{path}: no training rows (split empty or train)")
+    return SourceData(classes, splits, 3)
+
+
+def arrays_spec(data) -> str:
+    """The ``npz:`` spec of arrays given in Python: ``(x, y)`` or ``((x, y), (x_val, y_val))``,
+    Keras' ``load_data()`` shapes. The arrays are checked, then saved once under the data home,
+    named by their content, so the run's config names a file that ``evaluate`` can read later."""
+    try:
+        pairs = [data] if len(data) == 2 and not isinstance(data[0], tuple | list) else list(data)
+        if not 1 <= len(pairs) <= 2 or any(len(pair) != 2 for pair in pairs):
+            raise TypeError
+    except TypeError:
+        raise DataError("data=: give (x, y) or ((x, y), (x_val, y_val)) as arrays") from None
+    arrays = {}
+    for split, (images, labels) in zip(("train", "val"), pairs, strict=False):
+        images = images_array(np.asarray(images), f"data= x_{split}")
+        arrays[f"x_{split}"] = images
+        arrays[f"y_{split}"] = labels_array(labels, len(images), f"data= y_{split}")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    content = buffer.getvalue()
+    path = data_home() / "arrays" / f"{hashlib.sha256(content).hexdigest()[:16]}.npz"
+    if not path.is_file():
+        write_atomic(path, lambda handle: handle.write(content))
+    return f"npz:{path}"

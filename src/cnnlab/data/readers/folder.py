@@ -1,0 +1,55 @@
+"""A folder of class folders, as Keras' image_dataset_from_directory reads it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import DataError
+from ..download import fetch
+from ..images import is_image_file
+from ..sources import SOURCES, RawSplit, SourceData
+
+
+def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, list[str]]:
+    """Class folders sorted by name and their image files; notes on empty class folders."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    paths, labels, notes = [], [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
+        if not files:
+            notes.append(f"{root / name}: empty class folder (no image files)")
+        paths += files
+        labels += [label] * len(files)
+    return classes, paths, np.asarray(labels, dtype=np.int64), notes
+
+
+@SOURCES.register("folder")
+def read_folder(path: Path | None) -> SourceData:
+    """One sub-folder per class (names sorted), or train/ val/ test/ each holding class folders."""
+    root = fetch("folder", path)
+    if not root.is_dir():
+        raise DataError(f"--data folder:{root}: not a folder")
+    split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    if "train" not in split_dirs:
+        split_dirs = {"train": root}
+    classes: list[str] | None = None
+    splits, notes = {}, []
+    for split, folder in split_dirs.items():
+        names, paths, labels, empty = list_class_folders(folder)
+        notes += empty
+        if classes is None:
+            classes = names
+        elif names != classes:
+            raise DataError(f"{folder}: class folders {names} differ from train's {classes}")
+        ids = [p.relative_to(root).as_posix() for p in paths]
+        splits[split] = RawSplit(labels, ids, paths=paths)
+    if not classes:
+        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
+    if not len(splits["train"]):
+        raise DataError(f"{root}: no image files in the class folders")
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return SourceData(classes, splits, 3, notes)

@@ -1,0 +1,104 @@
+"""GTSRB in its official layout and the Kaggle re-packaging (Stallkamp et al., IJCNN 2011)."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ...errors import DataError
+from ..download import fetch
+from ..sources import SOURCES, RawSplit, SourceData
+from .layout import find_below, read_csv, unpacked
+
+GTSRB_CLASSES = 43
+BOX_COLUMNS = ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "Width", "Height")
+
+
+def _gtsrb_rows(annotation: Path, delimiter: str, folder: Path, root: Path, track_of) -> RawSplit:
+    """One RawSplit from a GTSRB annotation CSV; every row is checked, and a bad one is named
+    by its line."""
+    rows = read_csv(annotation, delimiter)
+    if not rows:
+        raise DataError(f"{annotation}: no rows (expected a header line and one line per image)")
+    paths, labels, boxes, groups = [], [], [], []
+    for line, row in enumerate(rows, start=2):
+        where = f"{annotation}, line {line}"
+        try:
+            name = row.get("Filename") or row.get("Path")
+            if not isinstance(name, str) or not name:
+                raise KeyError("Filename" if delimiter == ";" else "Path")
+            label = int(row["ClassId"])
+            box = [int(row[key]) for key in BOX_COLUMNS]
+            track = track_of(label, name)
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise DataError(f"{where}: not a valid row ({type(exc).__name__}: {exc})") from None
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise DataError(f"{where}: the file {name!r} would be outside {folder}")
+        if not 0 <= label < GTSRB_CLASSES:
+            raise DataError(f"{where}: ClassId {label} is not one of GTSRB's {GTSRB_CLASSES} classes (0..42)")
+        x1, y1, x2, y2, width, height = box
+        if width < 1 or height < 1 or not (0 <= x1 <= x2 and 0 <= y1 <= y2):
+            raise DataError(f"{where}: the box {x1},{y1} to {x2},{y2} on {width}x{height} is not a box")
+        paths.append(folder / relative)
+        labels.append(label)
+        boxes.append(box)
+        groups.append(track)
+    ids = [p.relative_to(root).as_posix() for p in paths]
+    return RawSplit(np.asarray(labels), ids, paths=paths, boxes=np.asarray(boxes).reshape(-1, 6),
+                    groups=np.asarray(groups))
+
+
+def _official_training(training: Path, root: Path) -> RawSplit:
+    rows_by_class = []
+    for folder in sorted(p for p in training.iterdir() if p.is_dir()):
+        annotation = folder / f"GT-{folder.name}.csv"
+        if not annotation.is_file():
+            raise DataError(f"{folder}: missing {annotation.name}")
+        rows_by_class.append(_gtsrb_rows(annotation, ";", folder, root,
+                                         lambda c, name: c * 100_000 + int(name.split("_")[0])))
+    return _concat(rows_by_class)
+
+
+@SOURCES.register("gtsrb")
+def read_gtsrb(path: Path | None, roi_crop: bool = False) -> SourceData:
+    """GTSRB: the official layout (Final_Training/Images/000NN or the fixed zip's Training/000NN,
+    each with GT-000NN.csv; Final_Test/Images with GT-final_test.csv), or the Kaggle Train/<id>/
+    + Train.csv, Test/ + Test.csv layout; a test set alone (Final_Test/ or Test.csv) is read as
+    a test split. Training images come in tracks of 30 shots of one sign, so the validation
+    split is made by track. ``roi_crop`` crops each image to its sign box, scaled to the file's
+    actual size (re-distributed test sets are often resized)."""
+    root = fetch("gtsrb", path)
+    root = unpacked(root) if root.is_file() else root
+    splits = {}
+    training = find_below(root, "Final_Training/Images") or find_below(root, "Training")
+    kaggle_train, kaggle_test = find_below(root, "Train.csv"), find_below(root, "Test.csv")
+    if training is not None:
+        splits["train"] = _official_training(training, root)
+    elif kaggle_train is not None:
+        track = lambda c, name: c * 100_000 + int(Path(name).stem.split("_")[1])  # noqa: E731
+        splits["train"] = _gtsrb_rows(kaggle_train, ",", kaggle_train.parent, root, track)
+    truth = find_below(root, "GT-final_test.csv", depth=4)
+    test_images = (find_below(root, "Final_Test/Images") or find_below(root, "Images", depth=0)
+                   or (truth.parent if truth is not None else None))
+    if truth is not None and test_images is not None:
+        splits["test"] = _gtsrb_rows(truth, ";", test_images, root, lambda c, n: 0)
+    elif kaggle_test is not None:
+        splits["test"] = _gtsrb_rows(kaggle_test, ",", kaggle_test.parent, root, lambda c, n: 0)
+    if not splits:
+        raise DataError(f"--data gtsrb:{path}: expected Final_Training/Images/ or Training/ "
+                        "(official layout), Train.csv with Train/ (Kaggle layout), or a test set "
+                        "alone: Final_Test/Images/ with GT-final_test.csv, or Test.csv with Test/")
+    count = int(max(split.labels.max(initial=-1) for split in splits.values())) + 1
+    if not roi_crop:
+        for split in splits.values():
+            split.boxes = None
+    return SourceData([f"{c:02d}" for c in range(count)], splits, 3)
+
+
+def _concat(parts: list[RawSplit]) -> RawSplit:
+    return RawSplit(np.concatenate([p.labels for p in parts]), [i for p in parts for i in p.ids],
+                    paths=[x for p in parts for x in p.paths],
+                    boxes=np.concatenate([p.boxes for p in parts]),
+                    groups=np.concatenate([p.groups for p in parts]))

@@ -1,0 +1,53 @@
+"""What evaluate, predict and export need of a run, loaded in one place: its model (with the
+best or last weights), preprocessing, loss and classes, checked against each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import Preprocessing
+from ..errors import CnnlabError
+from ..models.weights import model_from_checkpoint
+from ..runs import Run, load_run
+from ..runtime import Runtime
+from .losses import Loss
+
+
+@dataclass
+class RunArtifacts:
+    run: Run
+    model: nn.Module
+    """In evaluation mode, on the runtime's device, channels_last."""
+    checkpoint: dict
+    preprocessing: Preprocessing
+    loss: Loss
+
+    @property
+    def classes(self) -> list[str]:
+        return self.run.classes
+
+
+def load_artifacts(run: Run | str | Path, runtime: Runtime | None = None,
+                   which: str = "best") -> RunArtifacts:
+    run = run if isinstance(run, Run) else load_run(run)
+    path = run.path / f"{which}.pt"
+    checkpoint = run.checkpoint(which)
+    model = model_from_checkpoint(checkpoint, path)
+    try:
+        preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
+        loss = Loss.from_spec(checkpoint["loss"], len(run.classes))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CnnlabError(f"{path}: its preprocessing or loss record is damaged ({exc})") from None
+    if not isinstance(run.classes, list) or not all(isinstance(c, str) for c in run.classes):
+        raise CnnlabError(f"{run.path / 'classes.json'}: expected a list of class names")
+    if loss.outputs != model.num_classes or checkpoint.get("classes", run.classes) != run.classes:
+        raise CnnlabError(f"{run.path}: classes.json names {len(run.classes)} classes but the "
+                          f"model in {path.name} was trained on {model.num_classes} outputs"
+                          f"{'' if checkpoint.get('classes') == run.classes else ' with other names'}")
+    if runtime is not None:
+        model = model.to(runtime.device, memory_format=torch.channels_last)
+    return RunArtifacts(run, model, checkpoint, preprocessing, loss)

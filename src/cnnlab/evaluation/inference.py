@@ -1,0 +1,53 @@
+"""A model's outputs on every sample of a loader, with optional test-time augmentation; in a
+distributed run each process computes its share and every process gets all of them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import BatchLoader
+from ..data.augment import ten_crops
+from ..errors import CnnlabError
+from ..runtime import Runtime
+
+TTA_MODES = ("flip", "10crop")
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, loader: BatchLoader, runtime: Runtime,
+                   tta: str | None = None) -> torch.Tensor:
+    """Logits of every sample, in order, on the CPU. With test-time augmentation, the log of
+    the softmax averaged over several views, which every softmax loss and metric reads like
+    logits: ``flip``, the image and its mirror image; ``10crop``, the four corner crops, the
+    centre crop and their mirror images (the paper's test procedure)."""
+    if tta is not None and tta not in TTA_MODES:
+        raise CnnlabError(f"--tta: must be one of {', '.join(TTA_MODES)}; got '{tta}'")
+    model.eval()
+    device = runtime.device
+    outputs = []
+    for images, _ in loader.uncropped() if tta == "10crop" else loader:
+        with runtime.autocast():
+            if tta is None:
+                outputs.append(model(images.to(device, non_blocking=True)).float())
+                continue
+            if tta == "10crop":
+                views = [loader.preprocessing.standardize(v) for v in ten_crops(images, loader.input_size)]
+            else:
+                views = [images, images.flip(3)]
+            probs = torch.stack([torch.softmax(model(v.to(device, non_blocking=True)).float(), 1)
+                                 for v in views]).mean(0)
+            outputs.append(torch.log(probs.clamp_min(1e-12)))
+    logits = torch.cat(outputs) if outputs else torch.empty(0, device=device)
+    if loader.world_size > 1:
+        logits = gather_in_order(runtime, logits, loader)
+    return logits.cpu()
+
+
+def gather_in_order(runtime: Runtime, logits: torch.Tensor, loader: BatchLoader) -> torch.Tensor:
+    """Every rank's logits, put back in sample order: each batch was split between the ranks."""
+    every = runtime.gather(logits)
+    positions = [i for rank in range(loader.world_size) for i in loader.positions(rank)]
+    ordered = torch.empty_like(every)
+    ordered[torch.tensor(positions, device=every.device)] = every
+    return ordered

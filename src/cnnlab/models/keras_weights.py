@@ -1,0 +1,142 @@
+"""Keras HDF5 weight files as cnnlab state dicts: the Keras 2 layout of the files in
+~/.keras/models (``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, ``model.save_weights``
+to ``.h5``) and Keras 3's ``.weights.h5``, for the networks Keras also builds (the VGG-16 base
+and full network, the tutorials' nets). Layers are matched in order, kind by kind (convolution,
+dense, BatchNorm), and their tensors converted: convolution kernels from (height, width, in,
+out) to (out, in, height, width), dense kernels transposed, and the first dense layer after a
+flatten reordered from Keras' channels-last flattening to PyTorch's channels-first one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CnnlabError
+
+SUFFIXES = (".h5", ".hdf5")
+
+
+def _natural(name: str) -> list:
+    """conv2d_2 before conv2d_10 (Keras numbers layers of one kind in the order it made them)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def keras_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
+    """(layer name, its weight arrays in Keras' order) for every layer with weights, in the
+    model's order."""
+    try:
+        import h5py
+    except ImportError:
+        raise CnnlabError(f"--weights {path}: Keras .h5 files need the h5py package "
+                          "(pip install 'cnnlab[keras]')") from None
+    try:
+        with h5py.File(path, "r") as handle:
+            if "layer_names" in handle.attrs or "model_weights" in handle:  # Keras 2
+                root = handle.get("model_weights", handle)
+                layers = []
+                for raw in root.attrs["layer_names"]:
+                    name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                    group = root[name]
+                    names = [w.decode() if isinstance(w, bytes) else str(w) for w in group.attrs.get("weight_names", [])]
+                    if names:
+                        layers.append((name, [np.asarray(group[w]) for w in names]))
+                return layers
+            if "layers" in handle:  # Keras 3: layers/<name>/vars/<index>
+                found = []
+
+                def visit(name, item):
+                    if isinstance(item, h5py.Group) and name.endswith("/vars") and len(item):
+                        arrays = [np.asarray(item[key]) for key in sorted(item, key=int)]
+                        found.append((name[: -len("/vars")], arrays))
+
+                handle["layers"].visititems(visit)
+                return sorted(found, key=lambda entry: _natural(entry[0]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise CnnlabError(f"--weights {path}: not a readable Keras weight file ({exc})") from None
+    raise CnnlabError(f"--weights {path}: an HDF5 file without Keras layers (no layer_names, no layers/)")
+
+
+def _kind(arrays: list[np.ndarray]) -> str:
+    if arrays and arrays[0].ndim == 4:
+        return "conv"
+    if arrays and arrays[0].ndim == 2:
+        return "dense"
+    if len(arrays) == 4 and all(a.ndim == 1 for a in arrays):
+        return "batchnorm"
+    return "other"
+
+
+def keras_state_dict(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict for ``model`` from the Keras file ``path`` (tensors of the head that do not
+    fit are left for the caller to re-initialise)."""
+    layers = [(name, arrays, _kind(arrays)) for name, arrays in keras_layers(path)]
+    ours = [(name, module) for name, module in model.named_modules()
+            if isinstance(module, nn.Conv2d | nn.Linear | nn.modules.batchnorm._BatchNorm)]
+    kind_of = lambda m: "conv" if isinstance(m, nn.Conv2d) else "dense" if isinstance(m, nn.Linear) else "batchnorm"  # noqa: E731
+    state: dict[str, torch.Tensor] = {}
+    for kind in ("conv", "dense", "batchnorm"):
+        theirs = [(n, a) for n, a, k in layers if k == kind]
+        mine = [(n, m) for n, m in ours if kind_of(m) == kind]
+        if len(theirs) > len(mine):
+            raise CnnlabError(f"--weights {path}: {len(theirs)} {kind} layers in the file, "
+                              f"{len(mine)} in the model")
+        for (keras_name, arrays), (name, module) in zip(theirs, mine, strict=False):
+            state.update(_convert(kind, arrays, name, module, model, path, keras_name))
+    return state
+
+
+def _convert(kind: str, arrays: list[np.ndarray], name: str, module: nn.Module, model: nn.Module,
+             path: Path, keras_name: str) -> dict[str, torch.Tensor]:
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)).float() for a in arrays]
+    if kind == "conv":
+        converted = {"weight": tensors[0].permute(3, 2, 0, 1)}
+    elif kind == "dense":
+        kernel = tensors[0]
+        if name == _first_dense(model) and _flattened(model) is not None:
+            channels, height, width = _flattened(model)
+            if kernel.shape[0] == channels * height * width:
+                # Keras flattened (height, width, channels); PyTorch flattens (channels, height, width)
+                kernel = kernel.reshape(height, width, channels, -1).permute(2, 0, 1, 3).reshape(kernel.shape)
+        converted = {"weight": kernel.T}
+    else:
+        gamma, beta, mean, variance = tensors
+        converted = {"weight": gamma, "bias": beta, "running_mean": mean, "running_var": variance}
+    if kind != "batchnorm" and len(tensors) > 1:
+        converted["bias"] = tensors[1]
+    own = dict(module.state_dict())
+    result = {}
+    for key, tensor in converted.items():
+        if key in own and tuple(own[key].shape) != tuple(tensor.shape) and not name.startswith(_head_prefixes(model)):
+            raise CnnlabError(f"--weights {path}: Keras layer {keras_name} {key} has shape "
+                              f"{tuple(tensor.shape)}; {name}.{key} needs {tuple(own[key].shape)}")
+        result[f"{name}.{key}"] = tensor
+    return result
+
+
+def _head_prefixes(model: nn.Module) -> tuple[str, ...]:
+    return model.head_prefixes() if hasattr(model, "head_prefixes") else ()
+
+
+def _first_dense(model: nn.Module) -> str | None:
+    return next((n for n, m in model.named_modules() if isinstance(m, nn.Linear)), None)
+
+
+def _flattened(model: nn.Module) -> tuple[int, int, int] | None:
+    """(channels, height, width) of the feature maps a ConvNet flattens, or None (shapes only:
+    a model on the meta device works too)."""
+    features = getattr(model, "features", None)
+    if features is None or not len(features) or not hasattr(model, "input_size"):
+        return None
+    probe = torch.zeros(1, model.in_channels, *model.input_size, device=next(model.parameters()).device)
+    was_training = features.training
+    features.eval()  # BatchNorm must not learn from the probe
+    try:
+        with torch.no_grad():
+            out = features(probe)
+    finally:
+        features.train(was_training)
+    return (out.shape[1], out.shape[2], out.shape[3]) if out.dim() == 4 else None

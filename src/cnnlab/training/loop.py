@@ -1,0 +1,305 @@
+"""The training loop: epochs of steps over prepared parts (set up by setup.py), callbacks, and
+the state that lets a stopped run continue exactly."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+
+from .. import runs
+from ..config import TrainConfig
+from ..data import Augment, BatchLoader, Dataset, Preprocessing
+from ..data.augment import mix_batch
+from ..data.loader import random_stream
+from ..errors import ConfigError, TrainingDiverged
+from ..evaluation.evaluate import running_metrics
+from ..evaluation.inference import predict_logits
+from ..evaluation.losses import Loss
+from ..evaluation.metrics import RunningMetrics
+from ..models.weights import CHECKPOINT_FORMAT, model_spec
+from ..runtime import Runtime
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorBoard, UnfreezeBase
+from .rng import rng_state, set_rng_state
+from .schedules import LRSchedule
+
+PROGRESS_SECONDS = 0.5
+"""How often the running metrics come back from the device to the progress bar."""
+
+
+class Trainer:
+    """Fits one model on one dataset, writing everything through ``run``."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, model: torch.nn.Module,
+                 loss: Loss, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+                 augment: Augment, run: runs.RunDirectory, runtime: Runtime,
+                 preprocessing: Preprocessing, callbacks: Sequence[Callback] = (),
+                 monitors: dict[str, str] | None = None):
+        self.config = config
+        self.dataset = dataset
+        self.model = model
+        self.loss = loss
+        self.run = run
+        self.runtime = runtime
+        self.preprocessing = preprocessing
+        self.train_loader = BatchLoader(dataset.splits["train"], config.batch_size, preprocessing,
+                                        training=True, augment=augment, seed=config.seed,
+                                        rank=runtime.rank, world_size=runtime.world_size,
+                                        device=runtime.device)
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.scaler = torch.amp.GradScaler("cuda") if runtime.precision == "fp16" else None
+        if runtime.distributed and config.sync_bn:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.network = self._wrap()
+        self.ema = None
+        if config.ema is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+        self.monitors = monitors or {}
+        self.builtin = self._builtin_callbacks()
+        self.user_callbacks = list(callbacks)
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.step = 0
+        self.stop_training = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights evaluation and best.pt use: the moving average with --ema, else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _wrap(self) -> torch.nn.Module:
+        """The model as the training step calls it: itself, or in a distributed run wrapped in
+        DistributedDataParallel (which averages gradients over the processes). Checkpoints
+        always hold the unwrapped model."""
+        if not self.runtime.distributed:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def unfreeze_base(self) -> None:
+        """Train the convolutional base too. DDP syncs the parameters that needed gradients
+        when it wrapped the model, so a distributed model is wrapped again."""
+        self.model.freeze_features(False)
+        self.network = self._wrap()
+
+    def eval_loader(self, split: str) -> BatchLoader:
+        return BatchLoader(self.dataset.splits[split], self.config.batch_size * 2, self.preprocessing,
+                           rank=self.runtime.rank, world_size=self.runtime.world_size,
+                           device=self.runtime.device)
+
+    def _builtin_callbacks(self) -> list[Callback]:
+        cfg = self.config
+        callbacks: list[Callback] = [ModelCheckpoint(self.monitors.get("checkpoint", cfg.checkpoint.monitor),
+                                                     cfg.checkpoint.mode)]
+        if cfg.early_stopping.patience is not None:
+            es = cfg.early_stopping
+            callbacks.append(EarlyStopping(self.monitors.get("early_stopping", es.monitor), es.patience,
+                                           es.mode, es.min_delta, es.restore_best_weights))
+        if cfg.model.unfreeze_after is not None:
+            if not hasattr(self.model, "freeze_features"):
+                raise ConfigError(f"model.unfreeze_after: {cfg.model.name} has no convolutional base")
+            callbacks.append(UnfreezeBase(cfg.model.unfreeze_after))
+        if cfg.tensorboard:
+            callbacks.append(TensorBoard(self.run.file(runs.TENSORBOARD)))
+        return callbacks
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        return self.builtin + self.user_callbacks
+
+    @property
+    def checkpointer(self) -> ModelCheckpoint:
+        return self.builtin[0]
+
+    # checkpoints
+    def model_checkpoint(self, epoch: int, logs: dict[str, float]) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": model_spec(self.model, self.config.model.name, self.config.model.options),
+            "classes": self.dataset.classes,
+            "preprocessing": self.preprocessing.to_dict(),
+            "loss": self.loss.spec(),
+            "epoch": epoch + 1,
+            "metrics": logs,
+            "state_dict": self.eval_model.state_dict(),
+        }
+
+    def training_state(self, epoch: int, logs: dict[str, float]) -> dict:
+        return {
+            **self.model_checkpoint(epoch, logs),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "callbacks": [cb.state_dict() for cb in self.builtin],
+            "rng": rng_state(),
+            "history": self.history,
+            "step": self.step,
+            **({"scaler": self.scaler.state_dict()} if self.scaler else {}),
+            **({"ema": self.ema.state_dict(), "model_state_dict": self.model.state_dict()} if self.ema else {}),
+            "user_callbacks": [cb.state_dict() for cb in self.user_callbacks],
+        }
+
+    def restore(self, state: dict) -> None:
+        for callback in self.builtin:
+            callback.before_restore(self, state["epoch"])
+        self.model.load_state_dict(state["model_state_dict"] if self.ema else state["state_dict"])
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        for callback, callback_state in zip(self.builtin, state["callbacks"], strict=True):
+            callback.load_state_dict(callback_state)
+        set_rng_state(state["rng"])
+        if self.scaler and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        saved = state.get("user_callbacks", [])
+        if len(saved) == len(self.user_callbacks):
+            for callback, callback_state in zip(self.user_callbacks, saved, strict=True):
+                callback.load_state_dict(callback_state)
+        elif saved:
+            self.run.log(f"{runs.LAST} holds the state of {len(saved)} callbacks, this run has "
+                         f"{len(self.user_callbacks)}: theirs start fresh")
+        self.history = list(state["history"])
+        self.epoch = state["epoch"]
+        self.step = state["step"]
+        if self.checkpointer.mend(self):
+            self.run.log(f"{runs.BEST} was written again from {runs.LAST}: the run had stopped "
+                         "between the two")
+
+    # the loop
+    def fit(self) -> list[dict[str, float]]:
+        for callback in self.callbacks:
+            callback.on_train_begin(self)
+        while self.epoch < self.config.epochs and not self.stop_training:
+            epoch = self.epoch
+            started = time.perf_counter()
+            train_logs = self.train_epoch(epoch)
+            seconds = time.perf_counter() - started
+            logs = {"epoch": epoch + 1, **train_logs}
+            if "val" in self.dataset.splits:
+                logits = predict_logits(self.eval_model, self.eval_loader("val"), self.runtime)
+                labels = torch.from_numpy(self.dataset.splits["val"].labels)
+                logs.update({f"val_{k}": v for k, v in running_metrics(logits, labels, self.loss).items()})
+            logs.update(lr=self.optimizer.param_groups[0]["lr"], seconds=seconds,
+                        images_per_second=len(self.dataset.splits["train"]) / seconds)
+            # every process decides on rank 0's numbers: early stopping, plateaus, best.pt
+            logs = self.runtime.broadcast(logs)
+            self.history.append(logs)
+            self.run.write_history(self.history)
+            self.run.log(epoch_line(epoch, self.config.epochs, logs))
+            message = self.schedule.epoch_end(logs)
+            if message:
+                self.run.log(message)
+            with self.run.holding(runs.BEST):  # best.pt only once last.pt knows its epoch
+                for callback in self.builtin:
+                    callback.on_epoch_end(self, epoch, logs)
+                self.epoch = epoch + 1
+                self.run.save_checkpoint(runs.LAST, self.training_state(epoch, logs))
+            for callback in self.user_callbacks:
+                callback.on_epoch_end(self, epoch, logs)
+            self.stop_training = self.runtime.broadcast(self.stop_training)
+        for callback in self.callbacks:
+            callback.on_train_end(self)
+        return self.history
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        model, network, loss_fn, optimizer = self.model, self.network, self.loss, self.optimizer
+        device, runtime, config = self.device, self.runtime, self.config
+        model.train()
+        metrics = RunningMetrics(loss_fn.num_classes)
+        loader = self.train_loader
+        loader.set_epoch(epoch)
+        augment, accumulate, batches = loader.augment, config.accumulate, len(loader)
+        total = len(loader.labels)
+        seen, started, last_refresh = 0, time.perf_counter(), 0.0
+        with self.run.progress(batches, f"Epoch {epoch + 1}/{config.epochs}") as bar:
+            for batch_index, (images, labels) in enumerate(loader):
+                first = batch_index - batch_index % accumulate
+                closes = batch_index % accumulate == accumulate - 1 or batch_index == batches - 1
+                if batch_index == first:  # a new optimizer step
+                    lr = self.schedule.lr_at(self.step)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * group.get("lr_scale", 1.0)
+                    optimizer.zero_grad(set_to_none=True)
+                    for callback in self.callbacks:
+                        callback.on_batch_begin(self, self.step)
+                if augment.mixes:
+                    images, labels, partners, share = mix_batch(
+                        images, labels, augment, random_stream(config.seed, "mix", epoch, batch_index))
+                images = images.to(device, non_blocking=True)
+                labels = labels.to(device, non_blocking=True)
+                with runtime.autocast():
+                    logits = network(images)
+                loss = loss_fn(logits, labels, weighted=True)
+                if augment.mixes:
+                    loss = share * loss + (1 - share) * loss_fn(logits, partners.to(device, non_blocking=True), weighted=True)
+                # each batch's share of the step's samples (over every process and every batch
+                # accumulated into it): the gradient of their mean, as one process, one batch
+                step_samples = min((first + accumulate) * config.batch_size, total) - first * config.batch_size
+                objective = loss * (len(labels) * runtime.world_size / step_samples)
+                syncing = closes or not runtime.distributed
+                with contextlib.nullcontext() if syncing else network.no_sync():
+                    (self.scaler.scale(objective) if self.scaler else objective).backward()
+                if closes:
+                    self._optimizer_step()
+                    for callback in self.callbacks:
+                        callback.on_batch_end(self, self.step, loss.detach())
+                with torch.no_grad():
+                    metrics.update(loss, loss_fn.probabilities(logits), labels)
+                seen += len(labels)
+                bar.update(1)
+                now = time.perf_counter()
+                if now - last_refresh > PROGRESS_SECONDS:
+                    # the only host sync: a few times a second, not every step
+                    last_refresh = now
+                    running = metrics.compute()
+                    if not runtime.distributed:  # processes stop together, at the epoch's end
+                        self._check_finite(running["loss"], epoch)
+                    bar.set_postfix_str(f"{seen / (now - started):.0f} img/s - loss {running['loss']:.4f}"
+                                        f" - accuracy {running['accuracy']:.4f}", refresh=False)
+        result = metrics.compute(runtime)
+        self._check_finite(result["loss"], epoch)
+        return result
+
+    def _optimizer_step(self) -> None:
+        optimizer, scaler = self.optimizer, self.scaler
+        if self.config.clip_grad_norm is not None:
+            if scaler:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+
+    def _check_finite(self, loss: float, epoch: int) -> None:
+        if not math.isfinite(loss):
+            kept = (f"the last good checkpoint is {self.run.file(runs.LAST)} (epoch {epoch})"
+                    if epoch else "no epoch finished, so there is no checkpoint")
+            raise TrainingDiverged(f"training diverged: the loss became {loss} in epoch {epoch + 1} "
+                                   f"(try a lower --lr); {kept}")
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict[str, float]) -> str:
+    parts = [f"Epoch {epoch + 1}/{epochs}", f"{logs['seconds']:.1f}s",
+             f"{logs['images_per_second']:.0f} img/s"]
+    for key, value in logs.items():
+        if key not in ("epoch", "seconds", "images_per_second", "lr"):
+            parts.append(f"{key}: {value:.4f}")
+    parts.append(f"lr: {logs['lr']:.3g}")
+    return " - ".join(parts)

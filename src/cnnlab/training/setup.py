@@ -1,0 +1,299 @@
+"""From a TrainConfig to a finished run: check every option, read and decode the data, build
+the parts, create the run directory, fit (loop.py), evaluate the best checkpoint.
+
+Every option is checked before any image is decoded or any folder created: a typo costs a
+second, never an epoch, and never leaves a half-made run directory behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import reports, runs
+from ..checkpoint import load_checkpoint
+from ..config import TrainConfig, read_yaml
+from ..data import Augment, Dataset, Preprocessing, SourceData, load_dataset, read_source
+from ..data.preprocessing import check_normalize, derive, resolve_sizes
+from ..errors import ConfigError
+from ..evaluation.evaluate import evaluate_and_record
+from ..evaluation.losses import Loss
+from ..models import MODELS, create_model, summarize
+from ..models.towers import split_towers
+from ..models.weights import load_weights, matching_weights, weights_for
+from ..runtime import Runtime, resolve_device
+from .callbacks import Callback
+from .loop import Trainer
+from .optim import build_optimizer, param_groups
+from .rng import seed_everything
+from .schedules import LRSchedule
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A config with every option checked and what follows from it worked out."""
+
+    config: TrainConfig
+    runtime: Runtime
+    image_size: tuple[int, int]
+    input_size: tuple[int, int]
+    augment: Augment
+    source: SourceData
+    channels: int
+    monitors: dict[str, str]
+    """The metric each monitoring option follows (val_ names fall back to the training ones
+    when the data has no validation split)."""
+    notes: tuple[str, ...] = ()
+
+
+def logged_metrics(num_classes: int, validation: bool) -> list[str]:
+    """The names an epoch's logs hold, so monitored names can be checked before training."""
+    names = ["loss", "accuracy", *(["top5_accuracy"] if num_classes > 5 else []), "mse"]
+    return names + ([f"val_{n}" for n in names] if validation else []) + ["lr"]
+
+
+def plan(config: TrainConfig, resuming: bool = False) -> Plan:
+    """Check every option of ``config``; read the data source's listing (no decoding)."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ConfigError("--epochs and --batch-size: must be at least 1")
+    if config.accumulate < 1:
+        raise ConfigError(f"--accumulate: must be at least 1; got {config.accumulate}")
+    if config.clip_grad_norm is not None and config.clip_grad_norm <= 0:
+        raise ConfigError(f"--clip-grad-norm: must be positive; got {config.clip_grad_norm}")
+    if config.ema is not None and not 0 < config.ema < 1:
+        raise ConfigError(f"--ema: the decay must be between 0 and 1, e.g. 0.999; got {config.ema}")
+    if config.model.base_lr_scale <= 0:
+        raise ConfigError(f"model.base_lr_scale: must be positive; got {config.model.base_lr_scale}")
+    info = MODELS.get(config.model.name)
+    image_size, input_size = resolve_sizes(config.data.image_size, config.data.crop, info.input_size[:2])
+    check_normalize(config.data.normalize)
+    augment = Augment.parse(config.data.augment)
+    build_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], torch.device("cpu"))
+    LRSchedule(config.schedule, config.optimizer.lr, 1, config.epochs)
+    if not 0.0 <= config.data.val_split < 1.0:
+        raise ConfigError(f"--val-split: must be at least 0 and below 1; got {config.data.val_split}")
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("--tensorboard: needs the tensorboard package (pip install 'cnnlab[tensorboard]')")
+    if config.data.channels not in (None, 1, 3):
+        raise ConfigError(f"--channels: must be 1 or 3; got {config.data.channels}")
+    if config.towers is not None:
+        if len(config.towers) != 2:
+            raise ConfigError(f"towers: one device per tower, two in all; got {config.towers}")
+        if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+            raise ConfigError("towers: splits one model over devices; not with several processes")
+        for device in config.towers:
+            resolve_device(device)
+    runtime = Runtime.create(config.towers[0] if config.towers else config.device, config.precision)
+
+    source = read_source(config.data.spec, config.data.options)
+    channels = config.data.channels or source.channels
+    augment.check(channels)
+    loss = Loss(config.loss, len(source.classes), config.label_smoothing)
+    if config.class_weight not in (None, "balanced"):
+        read_class_weights(config.class_weight, source.classes)
+    with torch.device("meta"):  # the model's options and input size, checked without memory
+        model = create_model(config.model.name, loss.outputs, channels, input_size, **config.model.options)
+        if config.towers:
+            split_towers(model, ["meta", "meta"])
+    if config.model.weights and not resuming:
+        matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
+    if config.model.unfreeze_after is not None and not hasattr(model, "freeze_features"):
+        raise ConfigError(f"model.unfreeze_after: {config.model.name} has no convolutional base")
+
+    validation = "val" in source.splits or config.data.val_split > 0
+    monitors, notes = resolve_monitors(config, len(source.classes), validation)
+    return Plan(config, runtime, image_size, input_size, augment, source, channels, monitors, tuple(notes))
+
+
+def resolve_monitors(config: TrainConfig, num_classes: int, validation: bool) -> tuple[dict[str, str], list[str]]:
+    """The metric each monitoring option follows; a val_ name falls back to the training
+    metric where there is no validation split. An unknown name is an error listing the valid."""
+    names = logged_metrics(num_classes, validation)
+    monitors, notes = {}, []
+    wanted = {"checkpoint": ("checkpoint.monitor", config.checkpoint.monitor)}
+    if config.early_stopping.patience is not None:
+        wanted["early_stopping"] = ("early_stopping.monitor", config.early_stopping.monitor)
+    if config.schedule.name == "plateau":
+        wanted["schedule"] = ("schedule.monitor", config.schedule.monitor)
+    for option, (key, name) in wanted.items():
+        if name.startswith("val_") and not validation and name[4:] in names:
+            notes.append(f"{key}: no validation split, monitoring '{name[4:]}' instead")
+            name = name[4:]
+        if name not in names:
+            raise ConfigError(f"{key}: '{name}' is not a logged metric; choose from: {', '.join(names)}")
+        monitors[option] = name
+    return monitors, notes
+
+
+def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str | Path | None = None,
+          quiet: bool = False) -> runs.Run:
+    """Train ``config`` (or continue the run directory ``resume``) and return the Run.
+
+    When resuming, ``config`` should be the run's own config.yaml, optionally with more epochs;
+    everything else (model, optimizer, schedule, callbacks, random states) comes from last.pt.
+    """
+    steps = plan(config, resuming=resume is not None)
+    runtime = steps.runtime
+    state, split_ids, restart = None, None, False
+    if resume is not None:
+        run = runs.RunDirectory(Path(resume), quiet=quiet, main_process=runtime.is_main)
+        if runtime.is_main:
+            run.remove_stale_temporaries()
+        if run.exists(runs.LAST):
+            state = load_checkpoint(run.file(runs.LAST))
+        else:  # stopped before its first epoch ended: nothing to continue, so start it again
+            restart = True
+        split_ids = run.read_json(runs.SPLIT)
+        if split_ids is not None and not (isinstance(split_ids, dict) and all(
+                isinstance(v, list) and all(isinstance(i, str) for i in v) for v in split_ids.values())):
+            raise ConfigError(f"{run.file(runs.SPLIT)}: expected lists of sample ids by split")
+
+    seed_everything(config.seed)
+    data = config.data
+    # decoded (or downloaded) once per machine: its first process, while the others wait and
+    # then read the cache it made
+    for decoding in (True, False):
+        if (runtime.local_rank == 0) == decoding:
+            dataset = load_dataset(data.spec, steps.image_size, steps.channels, data.val_split,
+                                   config.seed, data.subset, split_ids,
+                                   progress=not quiet and runtime.is_main, options=data.options,
+                                   source=steps.source)
+        if decoding:
+            runtime.barrier()
+    # the split made may differ from what the listing promised (a validation split too small to
+    # hold a sample is left out), so the monitored names follow the data as split
+    monitors, notes = resolve_monitors(config, dataset.num_classes, "val" in dataset.splits)
+    loss = Loss(config.loss, dataset.num_classes, config.label_smoothing,
+                class_weights=class_weights(config.class_weight, dataset))
+    grouped = create_model(config.model.name, loss.outputs, dataset.channels, steps.input_size,
+                           **config.model.options)
+    weight_notes: list[str] = []
+    if config.model.weights and state is None:
+        load_weights(grouped, config.model.weights, weight_notes.append)
+    if config.towers:
+        model = split_towers(grouped, config.towers)
+    else:
+        model = grouped = grouped.to(runtime.device, memory_format=torch.channels_last)
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config.model.base_lr_scale),
+                                runtime.device)
+    steps_per_epoch = math.ceil(math.ceil(len(dataset.splits["train"]) / config.batch_size) / config.accumulate)
+    schedule = LRSchedule(config.schedule, config.optimizer.lr, steps_per_epoch, config.epochs,
+                          monitors.get("schedule"))
+    if resume is None:
+        # only once every option has been checked, so a bad one leaves no folder behind; only
+        # the first process makes it, the others are told where it is
+        path = None
+        if runtime.is_main:
+            path = runs.RunDirectory.create(config.out, config.name or runs.run_name(config)).path
+        run = runs.RunDirectory(Path(runtime.broadcast(str(path))), quiet=quiet, main_process=runtime.is_main)
+        run.write_text(runs.CONFIG, config.to_yaml())  # first, so a run stopped at once can resume
+    for note in [*notes, *weight_notes]:
+        run.log(note)
+    if state is not None:
+        preprocessing = Preprocessing.from_dict(state["preprocessing"])
+    else:
+        preprocessing = derive(dataset, steps.image_size, steps.input_size, data.normalize, data.options)
+
+    trainer = Trainer(config, dataset, model, loss, optimizer, schedule, steps.augment, run, runtime,
+                      preprocessing, callbacks, monitors)
+    if restart:
+        run.log(f"{run.path}: no epoch had finished, so the run starts again from the beginning")
+    if state is not None:
+        try:
+            trainer.restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"{run.file(runs.LAST)}: damaged, it cannot be resumed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        run.log(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
+    else:
+        write_run_files(run, config, dataset, grouped, steps.input_size)
+    run.write_text(runs.CONFIG, config.to_yaml())
+    run.log(f"run {run.path}: {config.model.name} on {config.data.spec} "
+            f"({', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}), "
+            f"{runtime.device.type} {runtime.precision}, {runtime.threads} threads")
+
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        run.log(f"interrupted in epoch {trainer.epoch + 1}; continue with: cnnlab train --resume {run.path}")
+        raise
+    report = final_evaluation(trainer)
+    runtime.close()
+    run.log(f"run directory: {run.path}")
+    if report is not None:
+        run.log(f"report: {report}")
+    return runs.load_run(run.path)
+
+
+def read_class_weights(path: str, classes: list[str]) -> dict[str, float]:
+    """A YAML or JSON file of class name -> weight (classes left out weigh 1)."""
+    weights = read_yaml(path)
+    unknown = [name for name in weights if str(name) not in classes]
+    if unknown:
+        raise ConfigError(f"--class-weight {path}: not classes of this data: {', '.join(map(str, unknown[:10]))}")
+    for name, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
+            raise ConfigError(f"--class-weight {path}: {name}: expected a weight of at least 0, got {weight!r}")
+    return {str(name): float(weight) for name, weight in weights.items()}
+
+
+def class_weights(setting: str | None, dataset: Dataset) -> torch.Tensor | None:
+    """Per-class weights of the training loss: ``balanced`` as scikit-learn computes it
+    (samples / (classes x the class's count)), or read from a file; None: unweighted."""
+    if setting is None:
+        return None
+    if setting == "balanced":
+        counts = torch.bincount(torch.from_numpy(dataset.splits["train"].labels), minlength=dataset.num_classes)
+        return counts.sum() / (dataset.num_classes * counts.clamp_min(1).double())
+    given = read_class_weights(setting, dataset.classes)
+    return torch.tensor([given.get(name, 1.0) for name in dataset.classes], dtype=torch.float64)
+
+
+def write_run_files(run: runs.RunDirectory, config: TrainConfig, dataset: Dataset,
+                    model: torch.nn.Module, input_size: tuple[int, int]) -> None:
+    run.write_json(runs.CLASSES, dataset.classes)
+    run.write_json(runs.SPLIT, dataset.split_ids())
+    summary = summarize(model, (*input_size, dataset.channels), config.model.name)
+    run.write_text(runs.SUMMARY, summary.table() + "\n")
+    run.write_json(runs.SUMMARY_JSON, summary.to_dict())
+    run.write_json(runs.DATA, {
+        "spec": dataset.spec, "classes": dataset.classes, "image_size": list(dataset.image_size),
+        "channels": dataset.channels,
+        "counts": {name: len(split) for name, split in dataset.splits.items()},
+        "unreadable": dataset.unreadable, "notes": dataset.notes, "cache": dataset.cache,
+    })
+    if dataset.cache:
+        state = "read from" if dataset.cache["hit"] else "decoded once into"
+        run.log(f"images {state} the cache {dataset.cache['file']}")
+    for path, reason in dataset.unreadable.items():
+        run.log(f"skipped unreadable image {path}: {reason}")
+
+
+def final_evaluation(trainer: Trainer) -> Path | None:
+    """Evaluate the best checkpoint on validation and test (the same path as ``cnnlab
+    evaluate``); write the pictures and report.html."""
+    run, dataset = trainer.run, trainer.dataset
+    best = load_checkpoint(run.file(runs.BEST))
+    trainer.model.load_state_dict(best["state_dict"])
+    run.write_json(runs.METRICS, {"checkpoint": runs.BEST, "epoch": best["epoch"]})
+    for split in ("val", "test"):
+        if split not in dataset.splits:
+            continue
+        metrics = evaluate_and_record(run, trainer.model, trainer.loss, trainer.preprocessing,
+                                      dataset.classes, dataset.splits[split], split, trainer.runtime,
+                                      trainer.config.batch_size * 2, best["epoch"], dataset.spec,
+                                      pictures=trainer.config.report)
+        summary = f"{split}: accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"
+        if "top5_accuracy" in metrics:
+            summary += f", top-5 {metrics['top5_accuracy']:.4f}"
+        run.log(f"best epoch {best['epoch']} on {summary}")
+    if not run.main_process or not trainer.config.report:
+        return None
+    reports.run_pictures(run, trainer.history, best["epoch"], dataset.splits["train"], dataset.classes)
+    return reports.write_report(run)
