@@ -18,7 +18,7 @@ def run(*args: str) -> str:
 
 def test_throughput_runs():
     out = run("benchmarks/throughput.py", "--models", "lenet5", "--precisions", "fp32",
-              "--steps", "1", "--repeats", "1")
+              "--steps", "1", "--repeats", "1", "--roofline-seconds", "0.05")
     assert "lenet5" in out and "img/s" in out
 
 
@@ -35,12 +35,32 @@ def test_keras_reference_trains_the_same_networks():
     assert out.count("keras float32") >= 6
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_runs(tmp_path):
     out = run("benchmarks/time_to_accuracy.py", "--data", "digits", "--target", "0.5", "--epochs", "3",
               "--set", "data.subset=400", "--out", str(tmp_path))
     assert "val accuracy per epoch" in out and "training batches alone" in out
 
 
+@pytest.mark.slow
 def test_profile_step_runs():
     out = run("benchmarks/profile_step.py", "--model", "lenet5", "--steps", "1", "--rows", "5")
     assert "img/s under the profiler" in out and "aten::" in out
+
+
+def test_resized_gtsrb_test_keeps_the_original_boxes(tmp_path):
+    from PIL import Image
+
+    source, run_dir = tmp_path / "gtsrb", tmp_path / "run"
+    (source / "Train" / "1").mkdir(parents=True)
+    run_dir.mkdir()
+    lines = ["Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"]
+    for i in range(3):
+        Image.new("RGB", (40 + i, 50), (i, 0, 0)).save(source / "Train" / "1" / f"{i}.png")
+        lines.append(f"{40 + i},50,5,6,30,40,1,Train/1/{i}.png")
+    (source / "Train.csv").write_text("\n".join(lines) + "\n")
+    (run_dir / "split.json").write_text('{"train": ["Train/1/0.png"], "val": ["Train/1/1.png", "Train/1/2.png"]}')
+    run("benchmarks/resized_gtsrb_test.py", str(run_dir), str(source), str(tmp_path / "out"))
+    rows = (tmp_path / "out" / "Test.csv").read_text().splitlines()
+    assert rows[1:] == ["41,50,5,6,30,40,1,Test/00000.png", "42,50,5,6,30,40,1,Test/00001.png"]
+    assert Image.open(tmp_path / "out" / "Test" / "00001.png").size == (32, 32)

@@ -13,8 +13,9 @@ from conftest import make_image_folder, run_cli
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
+    # what `make demo` runs, as a user types it: a process of its own, with the report
     result = run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "4",
-                     "--out", out, "--name", "digits")
+                     "--out", out, "--name", "digits", fresh_process=True, report=True)
     assert "run directory:" in result.stdout
     last = result.stdout.strip().splitlines()[-1]
     assert last == f"report: {out / 'digits' / 'report.html'}"  # what make demo ends with

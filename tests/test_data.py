@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cnnlab.data import Augment, BatchLoader, Split, load_dataset, parse_spec
+from cnnlab.data import Augment, BatchLoader, Preprocessing, Split, load_dataset, parse_spec
 from cnnlab.data.images import decode_image
 from cnnlab.data.split import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError, DataError
@@ -175,8 +175,8 @@ def test_augment_keeps_shape_and_value_range(n, height, width, channels, pad, fl
                       random_resized_crop=0.3 if resized else 0.0,
                       pca_lighting=0.1 if lighting and channels == 3 else 0.0)
     pca = {"eigval": [0.2, 0.02, 0.002], "eigvec": np.eye(3).tolist()}
-    loader = BatchLoader(split, 4, [0.0] * channels, [1.0] * channels, training=True, augment=augment,
-                         generator=generator, crop=(height - crop, width - crop), pca=pca)
+    preprocessing = Preprocessing([0.0] * channels, [1.0] * channels, (height - crop, width - crop), pca=pca)
+    loader = BatchLoader(split, 4, preprocessing, training=True, augment=augment, seed=seed)
     batches = [x for x, _ in loader]
     out = torch.cat(batches)
     assert out.shape == (n, channels, height - crop, width - crop)
@@ -184,7 +184,7 @@ def test_augment_keeps_shape_and_value_range(n, height, width, channels, pad, fl
     slack = 0.2 * 3 * 0.2 * 4 if augment.pca_lighting else 1e-5  # lighting shifts colours slightly
     assert out.min() >= -slack and out.max() <= 1 + slack
     if not (pad or crop or resized or augment.pca_lighting):  # flips only permute pixels
-        ordered = BatchLoader(split, n, [0.0] * channels, [1.0] * channels)
+        ordered = BatchLoader(split, n, Preprocessing([0.0] * channels, [1.0] * channels))
         pixels = next(iter(ordered))[0]
         assert torch.allclose(out.flatten(1).sort(1).values.sort(0).values,
                               pixels.flatten(1).sort(1).values.sort(0).values)
@@ -200,11 +200,11 @@ def test_augment_parse():
 
 
 def test_centre_crop_and_ten_crops():
-    from cnnlab.data.loader import ten_crops
+    from cnnlab.data.augment import ten_crops
 
     images = np.arange(2 * 6 * 8, dtype=np.uint8).reshape(2, 6, 8, 1)
     split = Split(images, np.zeros(2, dtype=np.int64), ["a", "b"])
-    loader = BatchLoader(split, 2, [0.0], [1 / 255], crop=(4, 4))
+    loader = BatchLoader(split, 2, Preprocessing([0.0], [1 / 255], (4, 4)))
     centre = next(iter(loader))[0]
     torch.testing.assert_close(centre[0, 0], torch.from_numpy(images[0, 1:5, 2:6, 0]).float())
     views = ten_crops(next(loader.uncropped())[0], (4, 4))
@@ -214,7 +214,7 @@ def test_centre_crop_and_ten_crops():
 
 
 def test_pca_of_rgb_covariance():
-    from cnnlab.data.loader import pca_of
+    from cnnlab.data.preprocessing import pca_of
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (50, 4, 4, 1))
@@ -229,7 +229,7 @@ def test_loader_normalises_and_is_channels_last():
     images = np.random.default_rng(0).integers(0, 256, (50, 6, 5, 3), dtype=np.uint8)
     split = Split(images, np.arange(50) % 3, [str(i) for i in range(50)])
     mean, std = [0.2, 0.5, 0.7], [0.1, 0.2, 0.3]
-    loader = BatchLoader(split, 16, mean, std)
+    loader = BatchLoader(split, 16, Preprocessing(mean, std))
     batches = list(loader)
     assert len(loader) == len(batches) == 4
     x, y = batches[0]
@@ -237,7 +237,7 @@ def test_loader_normalises_and_is_channels_last():
     expected = (torch.from_numpy(images[:16]).permute(0, 3, 1, 2).float() / 255
                 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     torch.testing.assert_close(x, expected)
-    shuffled = BatchLoader(split, 16, mean, std, training=True, generator=torch.Generator().manual_seed(1))
+    shuffled = BatchLoader(split, 16, Preprocessing(mean, std), training=True, seed=1)
     labels = torch.cat([y for _, y in shuffled])
     assert sorted(labels.tolist()) == sorted(split.labels.tolist())
 
@@ -278,7 +278,7 @@ def test_loader_reads_memmap_rows(tmp_path, monkeypatch):
     root = make_image_folder(tmp_path / "f", classes=3, per_class=8)
     data = load_dataset(f"folder:{root}", (10, 10), val_split=0.25)
     val = data.splits["val"]
-    loader = BatchLoader(val, 4, [0.0] * 3, [1.0] * 3)
+    loader = BatchLoader(val, 4, Preprocessing([0.0] * 3, [1.0] * 3))
     pixels = torch.cat([x for x, _ in loader]) * 255
     expected = torch.from_numpy(val.pixels()).permute(0, 3, 1, 2).float()
     torch.testing.assert_close(pixels, expected, atol=1e-3, rtol=0)

@@ -32,4 +32,4 @@ def test_one_epoch_cli(name, tmp_path):
             "--name", "r", "--quiet")
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert 0.0 <= metrics["val"]["accuracy"] <= 1.0
-    assert (tmp_path / "r" / "report.html").is_file()
+    assert (tmp_path / "r" / "best.pt").is_file() and (tmp_path / "r" / "last.pt").is_file()

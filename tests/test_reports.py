@@ -15,6 +15,7 @@ from PIL import Image
 
 from cnnlab import api
 from cnnlab.data import BatchLoader, load_dataset
+from cnnlab.evaluation.artifacts import load_artifacts
 from conftest import run_cli
 
 PICTURES = ["curves.png", "preview.png", "confusion-val.png", "confusion-val-normalized.png",
@@ -52,7 +53,8 @@ def test_confusion_matrix_for_many_classes(tmp_path):
 
     classes = [f"class-{i:03d}" for i in range(120)]
     matrix = np.random.default_rng(0).integers(0, 20, (120, 120))
-    path = plots.confusion_matrix(matrix, classes, tmp_path / "cm.png", normalize=True)
+    path = tmp_path / "cm.png"
+    path.write_bytes(plots.confusion_matrix(matrix, classes, normalize=True))
     with Image.open(path) as image:
         assert image.width > 1000
 
@@ -93,8 +95,9 @@ def test_compare_two_runs(two_runs, tmp_path):
         assert image.width > 1000
 
 
+@pytest.mark.slow
 def test_evaluate_writes_pictures_for_its_split(tmp_path, mnist_dir):
-    run = api.train(model="lenet5", data=f"mnist:{mnist_dir}", epochs=1, subset=3000,
+    run = api.train(model="lenet5", data=f"mnist:{mnist_dir}", epochs=1, subset=600,
                     out=str(tmp_path), name="m", quiet=True)
     assert (run.path / "confusion-test.png").is_file()
     api.evaluate(run, split="test")
@@ -108,12 +111,52 @@ def test_onnx_export_parity(two_runs, tmp_path):
     session = ort.InferenceSession(path)
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["classes"]) == run.classes
-    model, checkpoint = run.load_model()
-    prep = checkpoint["preprocessing"]
-    data = load_dataset("digits", prep["image_size"], 1, val_split=0.1)
-    images, _ = next(iter(BatchLoader(data.splits["val"], 37, prep["mean"], prep["std"])))
+    artifacts = load_artifacts(run)
+    model, prep = artifacts.model, artifacts.preprocessing
+    data = load_dataset("digits", prep.image_size, 1, val_split=0.1)
+    images, _ = next(iter(BatchLoader(data.splits["val"], 37, prep)))
     expected = model(images).detach().numpy()
     got = session.run(None, {"images": images.contiguous().numpy()})[0]
     assert got.shape == (37, 10)  # a batch size the export never saw: the axis is dynamic
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     assert torch.equal(torch.from_numpy(got).argmax(1), torch.from_numpy(expected).argmax(1))
+
+
+def test_report_says_how_the_run_trained_and_what_it_confuses(two_runs):
+    text = (two_runs[0].path / "report.html").read_text()
+    assert 'id="training"' in text and "2 epochs in" in text and "model input 28x28x1" in text
+    assert "cut from images decoded" not in text  # lenet5 took the whole image
+    assert "training images per second" in text and "data digits" in text
+    assert "Most confused pairs" in text or "No mistakes." in text
+    assert "Grad-CAM of the predicted class" not in text  # a title inside the PNGs, not the page
+
+
+def test_grad_cam_finds_the_evidence():
+    from cnnlab.evaluation.gradcam import grad_cam
+    from cnnlab.models.convnet import ConvNet
+    from cnnlab.models.layers import Conv, GlobalPool, ReLU
+
+    model = ConvNet([Conv(1, 3, padding=1), ReLU(), GlobalPool("avg")], [], 2, 1, (12, 12))
+    with torch.no_grad():
+        model.features[0].weight.zero_()
+        model.features[0].weight[0, 0, 1, 1] = 1.0  # passes brightness through
+        model.features[0].bias.zero_()
+        model.head.weight.copy_(torch.tensor([[-1.0], [1.0]]))  # bright means class 1
+        model.head.bias.zero_()
+    x = torch.zeros(2, 1, 12, 12)
+    x[0, 0, :4, :4] = 1.0  # top left
+    x[1, 0, 8:, 8:] = 1.0  # bottom right
+    maps = grad_cam(model, x, torch.tensor([1, 1]))
+    assert maps.shape == (2, 12, 12) and maps.min() >= 0 and maps.max() <= 1
+    assert maps[0, :4, :4].mean() > 0.9 and maps[0, 8:, 8:].mean() < 0.1
+    assert maps[1, 8:, 8:].mean() > 0.9 and maps[1, :4, :4].mean() < 0.1
+
+
+def test_compare_is_readable(two_runs, tmp_path):
+    out = tmp_path / "compare.html"
+    run_cli("compare", two_runs[0].path, two_runs[1].path, "--out", out)
+    text = out.read_text()
+    assert "Training and validation curves" in text and ">Validation curves<" not in text
+    params = [f"{int(json.loads((r.path / 'summary.json').read_text())['total_params']):,}" for r in two_runs]
+    assert all(p in text for p in params)  # 61,706, not 61706
+    assert re.search(r"<td[^>]*>\d+ s</td>|<td[^>]*>\d+ min \d\d s</td>", text)

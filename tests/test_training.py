@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from cnnlab import api
+from cnnlab.checkpoint import load_checkpoint
 from cnnlab.config import ScheduleConfig
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, TrainingDiverged
+from cnnlab.evaluation.losses import Loss
 from cnnlab.runs import load_run
 from cnnlab.training.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from cnnlab.training.checkpoint import load_checkpoint
-from cnnlab.training.losses import Loss
 from cnnlab.training.monitor import Monitor
 from cnnlab.training.schedules import LRSchedule
-from cnnlab.training.trainer import TrainingDiverged
 
 
 def schedule(name, steps_per_epoch=10, epochs=10, base=0.1, **kw):
@@ -164,7 +163,7 @@ class InterruptAfter(Callback):
 
 
 def quick(tmp_path, name, **kw):
-    options = dict(model="mlp", data="digits", epochs=3, batch_size=32, out=str(tmp_path), name=name,
+    options = dict(model="mlp", data="digits", epochs=3, batch_size=32, out=str(tmp_path), name=name, report=False,
                    augment=["hflip"], image_size=[8, 8], quiet=True, seed=3,
                    schedule="exponential", schedule__decay_steps=20)
     options.update(kw)
@@ -243,9 +242,9 @@ class SnapshotBase(Callback):
 def test_frozen_base_then_fine_tuned(tmp_path):
     snapshot = SnapshotBase()
     run = api.train(model="vgg16-transfer", data="digits", image_size=[32, 32], epochs=2,
-                    batch_size=64, subset=300, model__options={"freeze_base": True},
+                    batch_size=64, subset=130, model__options={"freeze_base": True},
                     model__unfreeze_after=1, model__base_lr_scale=0.1, out=str(tmp_path),
-                    name="ft", quiet=True, callbacks=[snapshot])
+                    name="ft", quiet=True, report=False, callbacks=[snapshot])
     before, after_one, after_two = snapshot.snapshots
     assert torch.equal(before, after_one)  # frozen during epoch 1
     assert not torch.equal(after_one, after_two)  # trained in epoch 2
