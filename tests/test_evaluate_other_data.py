@@ -1,0 +1,155 @@
+"""Evaluating a run on other data, as users do with a separate test set: test sets readable on
+their own, the run's preprocessing and source options applied, classes matched by name, every
+image evaluated, and the run's own results never overwritten."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.data import load_dataset
+from cnnlab.data.images import box_in_image
+from conftest import make_image_folder, run_cli
+from test_datasets import sign, write_gtsrb_official
+
+
+def test_box_scaled_to_the_files_actual_size():
+    # drawn on 64x48, the file is 32x24: every coordinate halves; x2/y2 are inclusive
+    assert box_in_image((16, 8, 47, 39, 64, 48), 32, 24) == (8, 4, 24, 20)
+    assert box_in_image((16, 8, 47, 39, 64, 48), 64, 48) == (16, 8, 48, 40)
+    # a box past the edge (or a degenerate one) stays inside the image and at least 1 pixel
+    assert box_in_image((60, 60, 90, 90, 64, 64), 64, 64) == (60, 60, 64, 64)
+    assert box_in_image((5, 5, 2, 2, 10, 10), 10, 10) == (5, 5, 6, 6)
+
+
+def write_resized_final_test(root, classes=3, count=6, original=80, stored=32):
+    """The official Final_Test layout re-distributed at stored x stored pixels, its CSV keeping
+    the original sizes and boxes: a bright square fills the box, the border around it is dark."""
+    images = root / "Final_Test" / "Images"
+    images.mkdir(parents=True)
+    rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
+    for i in range(count):
+        picture = Image.new("RGB", (original, original), (10, 10, 10))
+        picture.paste(Image.new("RGB", (original // 2, original // 2), (220, 60 * (i % classes), 0)),
+                      (original // 4, original // 4))
+        picture.resize((stored, stored), Image.Resampling.NEAREST).save(images / f"{i:05d}.ppm")
+        low, high = original // 4, 3 * original // 4 - 1
+        rows.append(f"{i:05d}.ppm;{original};{original};{low};{low};{high};{high};{i % classes}")
+    (root / "Final_Test" / "GT-final_test.csv").write_text("\n".join(rows) + "\n")
+    return root / "Final_Test"
+
+
+def test_gtsrb_final_test_alone_with_boxes_of_the_original_size(tmp_path):
+    folder = write_resized_final_test(tmp_path / "t")
+    data = load_dataset(f"gtsrb:{folder}", (16, 16), val_split=0.2, options={"roi_crop": True})
+    assert list(data.splits) == ["test"] and len(data.splits["test"]) == 6
+    pixels = data.splits["test"].pixels()
+    # the scaled box holds only the bright square: no dark border is left after cropping
+    assert pixels[:, :, :, 0].min() > 150
+    uncropped = load_dataset(f"gtsrb:{folder}", (16, 16), val_split=0.0)
+    assert uncropped.splits["test"].pixels()[:, 0, 0, 0].max() < 30
+
+
+def test_gtsrb_kaggle_test_csv_alone(tmp_path):
+    root = tmp_path / "k"
+    rows = ["Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"]
+    for i in range(4):
+        sign(root / f"Test/{i:05d}.png", 30, (0, 200, 50 * i))
+        rows.append(f"30,30,5,5,24,24,{i % 2},Test/{i:05d}.png")
+    (root / "Test.csv").write_text("\n".join(rows) + "\n")
+    data = load_dataset(f"gtsrb:{root}", (12, 12), val_split=0.1)
+    assert {k: len(v) for k, v in data.splits.items()} == {"test": 4}
+
+
+@pytest.fixture(scope="module")
+def gtsrb_run(tmp_path_factory):
+    """A run trained on GTSRB sign boxes (roi_crop), from the official training layout."""
+    root = tmp_path_factory.mktemp("gtsrb")
+    data = write_gtsrb_official(root / "g", classes=3, tracks=3, shots=4)
+    run_cli("train", "--model", "lenet5", "--data", f"gtsrb:{data}", "--roi-crop", "--image-size",
+            "28x28", "--channels", "3", "--epochs", "3", "--lr", "0.01", "--val-split", "0.34",
+            "--out", root / "runs", "--name", "r", "--quiet", report=True)
+    return root / "runs" / "r"
+
+
+def snapshot(run):
+    return {name: (run / name).read_bytes() for name in ("metrics.json", "predictions-val.csv",
+                                                          "confusion-val.png")}
+
+
+def test_evaluate_on_a_resized_gtsrb_test_set_uses_the_runs_roi_crop(gtsrb_run, tmp_path):
+    before = snapshot(gtsrb_run)
+    folder = write_resized_final_test(tmp_path / "t", count=9)
+    result = run_cli("evaluate", gtsrb_run, "--data", f"gtsrb:{folder}", "--format", "json")
+    metrics = json.loads(result.stdout)
+    assert metrics["samples"] == 9 and metrics["split"] == "test"
+    saved = gtsrb_run / "evaluations" / "gtsrb-Final-Test"
+    assert metrics["saved_to"] == str(saved)
+    stored = json.loads((saved / "metrics.json").read_text())
+    assert stored["options"] == {"roi_crop": True} and stored["test"]["accuracy"] == metrics["accuracy"]
+    assert {p.name for p in saved.iterdir()} >= {"metrics.json", "predictions-test.csv",
+                                                 "confusion-test.png", "roc-test.png",
+                                                 "samples-test.png", "mistakes-test.png"}
+    assert snapshot(gtsrb_run) == before  # the run's own results are untouched
+    report = (gtsrb_run / "report.html").read_text()
+    assert 'id="evaluation-gtsrb-Final-Test"' in report and 'id="split-val"' in report
+    # the crop can be overridden; those results go to a folder of their own, beside the first
+    unroi = json.loads(run_cli("evaluate", gtsrb_run, "--data", f"gtsrb:{folder}", "--set",
+                               "roi_crop=false", "--format", "json").stdout)
+    beside = gtsrb_run / "evaluations" / "gtsrb-Final-Test-roi-crop-False"
+    assert unroi["samples"] == 9 and unroi["saved_to"] == str(beside)
+    assert json.loads((beside / "metrics.json").read_text())["options"] == {"roi_crop": False}
+    assert json.loads((saved / "metrics.json").read_text())["options"] == {"roi_crop": True}
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folder")
+    images = make_image_folder(root / "images", classes=3, per_class=15)
+    run_cli("train", "--model", "lenet5", "--data", f"folder:{images}", "--image-size", "20x20",
+            "--epochs", "3", "--out", root / "runs", "--name", "r", "--quiet", report=True)
+    return root / "runs" / "r", images
+
+
+def test_evaluate_other_folder_with_a_subset_of_the_classes(folder_run, tmp_path):
+    run, images = folder_run
+    before = snapshot(run)
+    other = tmp_path / "other"
+    make_image_folder(other, classes=3, per_class=7, seed=5)
+    shutil.rmtree(other / "class_1")  # only two of the run's three classes
+    table = run_cli("evaluate", run, "--data", f"folder:{other}").stdout
+    assert table.startswith("all images (14 samples of folder:") and "saved to" in table
+    stored = json.loads((run / "evaluations" / "folder-other" / "metrics.json").read_text())
+    result = stored["all"]
+    assert result["samples"] == 14  # every image, not a validation slice
+    assert result["per_class"]["class_1"]["support"] == 0
+    assert result["averages"]["macro"]["support"] == 14
+    assert np.asarray(result["confusion_matrix"]).sum() == 14
+    assert snapshot(run) == before
+
+
+def test_evaluate_other_folder_names_unknown_classes(folder_run, tmp_path):
+    run, _ = folder_run
+    other = tmp_path / "other"
+    make_image_folder(other, classes=2, per_class=3)
+    (other / "class_0").rename(other / "zebra")
+    result = run_cli("evaluate", run, "--data", f"folder:{other}", check=False)
+    assert result.returncode == 2
+    assert "not among the 3 the model was trained on: zebra" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_own_data_with_tta_goes_to_its_own_folder(folder_run):
+    run, _ = folder_run
+    before = snapshot(run)
+    flipped = json.loads(run_cli("evaluate", run, "--tta", "flip", "--format", "json").stdout)
+    assert flipped["tta"] == "flip" and flipped["split"] == "val"
+    assert (run / "evaluations" / "folder-images-val-flip" / "metrics.json").is_file()
+    assert snapshot(run) == before
+    plain = json.loads(run_cli("evaluate", run, "--format", "json").stdout)
+    assert plain["saved_to"] == str(run)
+    assert json.loads((run / "metrics.json").read_text())["val"]["accuracy"] == plain["accuracy"]
