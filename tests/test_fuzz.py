@@ -1,0 +1,395 @@
+"""Fuzzing: valid seed inputs of every parser, mutated (bit flips, truncation, inserted bytes,
+header and dimension edits, wrong types, hostile values), fed to the real CLI entry in this
+process. Every outcome must be success with correct data, or one line naming the file or option
+and what is wrong with exit code 2 (1 for the findings of ``data verify``): never a traceback,
+never longer than a time limit, never a silently wrong array.
+
+The default suite runs a seeded sample of each kind (CNNLAB_FUZZ_SEED picks another); the slow
+test runs many more. docs/reliability.md gives the counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import pickle
+import random
+import shutil
+import signal
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.cli import main
+from conftest import write_idx
+from test_datasets import cifar_batch, sign, write_caltech, write_gtsrb_official
+
+SEED = int(os.environ.get("CNNLAB_FUZZ_SEED", "0"))
+FAST, SLOW = 8, 120
+"""Cases per kind of input: in the default suite, and in the slow test."""
+TIME_LIMIT = 30
+
+
+class Hang(Exception):
+    pass
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+def call(argv: list[str]) -> Outcome:
+    """``cnnlab ARGV`` in this process, with a time limit; any exception the CLI lets out fails
+    the test with its traceback."""
+    out, err = io.StringIO(), io.StringIO()
+
+    def alarm(signum, frame):
+        raise Hang()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(TIME_LIMIT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 2
+    except Hang:
+        pytest.fail(f"cnnlab {' '.join(map(str, argv))}: still running after {TIME_LIMIT} s")
+    except BaseException:  # noqa: BLE001 - the point: nothing may escape the CLI
+        pytest.fail(f"cnnlab {' '.join(map(str, argv))} raised:\n{traceback.format_exc()}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def check(outcome: Outcome, argv_hint: str, allowed=(0, 2)) -> Outcome:
+    assert outcome.code in allowed, f"{argv_hint}: exit {outcome.code}\n{outcome.err}"
+    assert "Traceback" not in outcome.err, outcome.err
+    if outcome.code == 2:
+        errors = [line for line in outcome.err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and errors[0].startswith("cnnlab"), outcome.err
+    return outcome
+
+
+# --- mutations -------------------------------------------------------------------------------
+
+def flip_bits(data: bytes, rng: random.Random) -> bytes:
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        if data:
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    return bytes(data)
+
+
+def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
+    kind = rng.choice(["flip", "truncate", "insert", "splice", "empty", "head"])
+    if kind == "flip":
+        return flip_bits(data, rng)
+    if kind == "truncate":
+        return data[: rng.randrange(len(data) + 1)]
+    if kind == "insert":
+        at = rng.randrange(len(data) + 1)
+        return data[:at] + rng.randbytes(rng.randint(1, 64)) + data[at:]
+    if kind == "splice":
+        a, b = sorted(rng.randrange(len(data) + 1) for _ in range(2))
+        return data[:a] + data[a:b] * rng.randint(2, 4) + data[b:]
+    if kind == "empty":
+        return b""
+    return flip_bits(data[:64], rng) + data[64:]  # the header
+
+
+def mutate_text(text: str, rng: random.Random, delimiter: str = ",") -> str:
+    lines = text.splitlines()
+    kind = rng.choice(["drop_field", "add_field", "quote", "number", "drop_line", "header_only",
+                       "blank", "bytes", "delimiter"])
+    i = rng.randrange(len(lines)) if lines else 0
+    if not lines or kind == "blank":
+        return ""
+    if kind == "drop_field":
+        fields = lines[i].split(delimiter)
+        fields.pop(rng.randrange(len(fields)))
+        lines[i] = delimiter.join(fields)
+    elif kind == "add_field":
+        lines[i] += delimiter + rng.choice(["", "x", "7", '"'])
+    elif kind == "quote":
+        at = rng.randrange(len(lines[i]) + 1)
+        lines[i] = lines[i][:at] + '"' + lines[i][at:]
+    elif kind == "number":
+        fields = lines[i].split(delimiter)
+        fields[rng.randrange(len(fields))] = rng.choice(["-1", "999999999", "2147483648", "1e9",
+                                                         "nan", "", "0x10", "../../etc/passwd"])
+        lines[i] = delimiter.join(fields)
+    elif kind == "drop_line":
+        lines.pop(i)
+    elif kind == "header_only":
+        lines = lines[:1]
+    elif kind == "bytes":
+        return flip_bits(text.encode(), rng).decode("latin-1")
+    else:
+        lines[i] = lines[i].replace(delimiter, ";" if delimiter == "," else ",")
+    return "\n".join(lines) + "\n"
+
+
+def cases(count: int, kind: str):
+    for i in range(count):
+        yield random.Random(f"{SEED}-{kind}-{i}")
+
+
+# --- seed inputs and the fuzzing of each parser ------------------------------------------------
+
+def mnist_folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 20), ("t10k", 6)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (count, 28, 28)), 2051)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
+    return root
+
+
+def fuzz_idx(tmp: Path, count: int) -> int:
+    seed = mnist_folder(tmp / "seed")
+    for n, rng in enumerate(cases(count, "idx")):
+        folder = tmp / f"case{n}"
+        shutil.copytree(seed, folder)
+        target = rng.choice(sorted(folder.iterdir()))
+        raw = gzip.decompress(target.read_bytes())
+        if rng.random() < 0.5:  # the header's dimensions, then recompressed as it was
+            dims = bytearray(raw)
+            at = 4 + 4 * rng.randrange(max(1, (len(raw) >= 8) * raw[3]))
+            dims[at: at + 4] = rng.choice([2**31, 2**32 - 1, 0, 1, 7, 784]).to_bytes(4, "big")
+            data = gzip.compress(bytes(dims)) if rng.random() < 0.7 else bytes(dims)
+        else:
+            data = mutate_bytes(target.read_bytes(), rng)
+        target.write_bytes(data)
+        result = check(call(["data", "info", f"mnist:{folder}", "--format", "json"]), str(target))
+        if result.code == 0:
+            report = json.loads(result.out)
+            low, high = report["size_range"].split(" to ")[0], report["size_range"].split(" to ")[-1]
+            assert all(min(map(int, side.split("x"))) >= 2 for side in (low, high))
+    return count
+
+
+EVIL_VALUES = [None, "text", 3.5, [], {}, [[1, 2], [3]], np.full((20, 3072), 300, dtype=np.int64),
+               np.full((20, 3072), -5, dtype=np.int64), np.full((20, 3072), np.nan),
+               np.zeros((20, 3072), dtype=np.float64), [0.5] * 20, [-1] * 20, [10] * 20,
+               [b"cat", b"cat"] + [f"c{i}".encode() for i in range(8)], [b"\xff\xfe"] * 10]
+MUST_FAIL = {6, 7, 8, 9, 10, 11, 12, 13}
+"""Indices of EVIL_VALUES that are wrong whatever key they replace: never accepted silently."""
+
+
+def fuzz_cifar(tmp: Path, count: int) -> int:
+    files = {f"data_batch_{i}": cifar_batch(20, 10) for i in range(1, 6)}
+    files["test_batch"] = cifar_batch(10, 10)
+    files["batches.meta"] = pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2)
+    for n, rng in enumerate(cases(count, "cifar")):
+        folder = tmp / f"case{n}" / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        name = rng.choice(sorted(files))
+        mutated = dict(files)
+        must_fail = False
+        if rng.random() < 0.6:
+            batch = pickle.loads(files[name], encoding="bytes")
+            key = rng.choice(list(batch) + [b"missing"])
+            index = rng.randrange(len(EVIL_VALUES))
+            value = EVIL_VALUES[index]
+            if value is None and key != b"missing" and rng.random() < 0.5:
+                del batch[key]
+            else:
+                batch[key] = value
+            must_fail = index in MUST_FAIL and key in (b"data", b"labels", b"label_names")
+            mutated[name] = pickle.dumps(batch, protocol=2)
+        else:
+            mutated[name] = mutate_bytes(files[name], rng)
+        for file_name, data in mutated.items():
+            (folder / file_name).write_bytes(data)
+        allowed = (2,) if must_fail else (0, 2)
+        result = check(call(["data", "info", f"cifar10:{folder.parent}", "--format", "json"]), name, allowed)
+        if result.code == 0:
+            assert json.loads(result.out)["num_classes"] == 10
+    return count
+
+
+def kaggle_gtsrb(root: Path) -> Path:
+    rows = ["Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"]
+    for c in range(3):
+        for t in range(2):
+            for i in range(2):
+                rel = f"Train/{c}/{c:05d}_{t:05d}_{i:05d}.png"
+                sign(root / rel, 24, (0, 200, 80 * c))
+                rows.append(f"24,24,4,4,19,19,{c},{rel}")
+    (root / "Train.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def fuzz_gtsrb(tmp: Path, count: int) -> int:
+    official = write_gtsrb_official(tmp / "official", classes=3, tracks=2, shots=2)
+    kaggle = kaggle_gtsrb(tmp / "kaggle")
+    for n, rng in enumerate(cases(count, "gtsrb")):
+        layout = rng.choice(["official", "kaggle"])
+        root = tmp / f"case{n}"
+        shutil.copytree(official if layout == "official" else kaggle, root)
+        csvs = sorted(root.rglob("*.csv"))
+        target = rng.choice(csvs)
+        target.write_text(mutate_text(target.read_text(), rng, ";" if layout == "official" else ","),
+                          encoding="latin-1")
+        result = check(call(["data", "info", f"gtsrb:{root}", "--set", "roi_crop=true", "--format", "json"]),
+                       str(target))
+        if result.code == 0:
+            report = json.loads(result.out)
+            assert report["num_classes"] <= 43
+            text = target.read_text(encoding="latin-1")
+            assert "../../etc/passwd" not in text and ",-1," not in text and ";-1;" not in text
+    return count
+
+
+def fuzz_caltech_and_images(tmp: Path, count: int) -> int:
+    seed = write_caltech(tmp / "caltech")
+    for n, rng in enumerate(cases(count, "images")):
+        root = tmp / f"case{n}"
+        shutil.copytree(seed, root)
+        images = sorted(p for p in root.rglob("*") if p.is_file())
+        for target in rng.sample(images, k=min(len(images), rng.randint(1, 3))):
+            target.write_bytes(mutate_bytes(target.read_bytes(), rng))
+        if rng.random() < 0.3:  # an empty class folder, and a stray file
+            (root / "256_ObjectCategories" / "999.empty").mkdir(parents=True, exist_ok=True)
+            (root / "256_ObjectCategories" / "notes.txt").write_text("not an image")
+        spec = f"caltech256:{root}"
+        check(call(["data", "verify", spec]), spec, allowed=(0, 1, 2))
+        check(call(["data", "info", spec, "--format", "json"]), spec)
+        folder = root / "256_ObjectCategories"
+        check(call(["data", "info", f"folder:{folder}", "--format", "json"]), str(folder))
+    return count
+
+
+RECIPE = """model: {name: mlp, options: {}}
+data: {spec: digits, val_split: 0.1, image_size: [8, 8], augment: [hflip, "pad_crop:1"]}
+optimizer: {name: sgd, lr: 0.01, momentum: 0.9}
+schedule: {name: cosine, warmup_epochs: 1}
+epochs: 2
+batch_size: 16
+checkpoint: {monitor: val_accuracy}
+early_stopping: {monitor: val_loss, patience: 3}
+"""
+SET_VALUES = ["epochs=0", "epochs=2147483648", "batch_size=-3", "optimizer.lr=nan", "optimizer.lr=1e400",
+              "data.image_size=[99999,99999]", "data.image_size=[0,8]", "data.crop=[9,9]",
+              "data.augment=[rotate:-5]", "data.augment=[mixup:x]", "seed=1180591620717411303424",
+              "checkpoint.monitor=val_acc", "schedule.name=plateau", "schedule.monitor=nothing",
+              "model.options.groups=2", "data.options.roi_crop=true", "precision=fp8",
+              "device=cuda:99", "data.normalize=sometimes", "loss=binary_ce", "data.val_split=1.5",
+              "model.name=" + "[" * 60, "tensorboard=maybe", "data.channels=2", "towers=[cpu]",
+              "label_smoothing=1.0", "data.augment=" + "[" * 5000]
+
+
+def fuzz_config(tmp: Path, count: int) -> int:
+    for n, rng in enumerate(cases(count, "config")):
+        recipe = tmp / f"recipe{n}.yaml"
+        text = RECIPE if rng.random() < 0.3 else mutate_text(RECIPE, rng, ": ")
+        if rng.random() < 0.2:
+            text = "a:\n" + "".join(" " * (i + 1) + "b:\n" for i in range(200)) if rng.random() < 0.5 else "[" * 50000
+        recipe.write_text(text, encoding="latin-1")
+        extra = ["--set", rng.choice(SET_VALUES)] if rng.random() < 0.6 else []
+        check(call(["train", "--config", recipe, *extra, "--check"]), recipe.name)
+    return count
+
+
+def fuzz_weights(tmp: Path, count: int) -> int:
+    from cnnlab.models import create_model
+
+    good = create_model("lenet5").state_dict()
+    payloads = [lambda: 7, lambda: "text", lambda: [1, 2], lambda: {"a": 1}, lambda: {},
+                lambda: {k: v.float()[:1] for k, v in good.items()},
+                lambda: {**good, "extra.weight": torch.zeros(1)},
+                lambda: {k: v for k, v in list(good.items())[1:]},
+                lambda: {"format": "cnnlab-checkpoint/1", "state_dict": 3}, lambda: good]
+    for n, rng in enumerate(cases(count, "weights")):
+        path = tmp / f"weights{n}.pt"
+        torch.save(rng.choice(payloads)(), path)
+        if rng.random() < 0.4:
+            path.write_bytes(mutate_bytes(path.read_bytes(), rng))
+        elif rng.random() < 0.2:
+            path.write_text("not a checkpoint at all")
+        check(call(["train", "--model", "lenet5", "--data", "digits", "--weights", path, "--check"]), path.name)
+    return count
+
+
+RUN_FILES = ["config.yaml", "classes.json", "split.json", "best.pt", "last.pt", "metrics.json",
+             "history.json", "summary.json", "data.json"]
+
+
+def fuzz_run_directory(tmp: Path, count: int, run: Path) -> int:
+    image = tmp / "digit.png"
+    Image.new("L", (8, 8), 120).save(image)
+    replacements = [b"", b"{}", b"[]", b"null", b"42", b'"text"', b'["a"]', b'{"train": 3}',
+                    b'{"val": ["no-such-id"]}', json.dumps([str(i) for i in range(11)]).encode(),
+                    json.dumps(["0"] * 10).encode(), b"\x80\x02}q\x00.", b"model: {name: nope}\n"]
+    for n, rng in enumerate(cases(count, "run")):
+        copy = tmp / f"run{n}"
+        shutil.copytree(run, copy)
+        name = rng.choice(RUN_FILES)
+        target = copy / name
+        choice = rng.random()
+        if choice < 0.15:
+            target.unlink()
+        elif choice < 0.55:
+            target.write_bytes(rng.choice(replacements))
+        else:
+            target.write_bytes(mutate_bytes(target.read_bytes(), rng))
+        command = rng.choice([
+            ["evaluate", copy, "--format", "json"],
+            ["predict", copy, image, "--format", "json"],
+            ["export", copy, "--out", tmp / f"m{n}.onnx"],
+            ["compare", copy, run, "--out", tmp / f"c{n}.html"],
+            ["train", "--resume", copy, "--epochs", "2", "--quiet"],
+            ["train", "--resume", copy, "--check"],
+        ])
+        check(call(command), f"{name} -> {command[0]}")
+    return count
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuzzrun")
+    code = main(["train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--subset", "300",
+                 "--out", str(out), "--name", "r", "--quiet"])
+    assert code == 0
+    return out / "r"
+
+
+KINDS = ["idx", "cifar", "gtsrb", "images", "config", "weights"]
+
+
+def run_kind(kind: str, tmp: Path, count: int) -> int:
+    return {"idx": fuzz_idx, "cifar": fuzz_cifar, "gtsrb": fuzz_gtsrb, "images": fuzz_caltech_and_images,
+            "config": fuzz_config, "weights": fuzz_weights}[kind](tmp, count)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fuzz(kind, tmp_path):
+    run_kind(kind, tmp_path, FAST)
+
+
+def test_fuzz_run_directory(tmp_path, trained_run):
+    fuzz_run_directory(tmp_path, FAST, trained_run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_fuzz_larger_budget(kind, tmp_path):
+    run_kind(kind, tmp_path, SLOW)
+
+
+@pytest.mark.slow
+def test_fuzz_run_directory_larger_budget(tmp_path, trained_run):
+    fuzz_run_directory(tmp_path, SLOW // 2, trained_run)

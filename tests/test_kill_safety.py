@@ -1,0 +1,156 @@
+"""Killed runs always resume: real training processes killed with SIGKILL at random moments
+(before the run folder exists, before the first epoch ends, during checkpoint writes), then
+``--resume``d to the end, must end with the history and weights of a run never stopped; no
+temporary file survives the next start; best.pt and last.pt agree at every kill point; SIGTERM
+behaves like Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.checkpoint import load_checkpoint
+from conftest import run_cli
+
+# mlp has dropout and the augmentation draws random numbers: resuming must restore both streams
+ARGS = ["--model", "mlp", "--data", "digits", "--image-size", "32x32", "--epochs", "4",
+        "--augment", "pad_crop:2", "--batch-size", "32", "--seed", "3", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    run_cli("train", *ARGS, "--out", out, "--name", "r")
+    return out / "r"
+
+
+def start(out: Path, name: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *ARGS, "--out", out, "--name", name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def same_run(run: Path, reference: Path) -> None:
+    got = json.loads((run / "history.json").read_text())
+    want = json.loads((reference / "history.json").read_text())
+    assert [r["epoch"] for r in got] == [r["epoch"] for r in want]
+    for a, b in zip(got, want, strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+    for a, b in zip(load_checkpoint(run / "last.pt")["state_dict"].values(),
+                    load_checkpoint(reference / "last.pt")["state_dict"].values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def consistent(run: Path) -> None:
+    """best.pt never comes from an epoch last.pt does not know."""
+    if (run / "best.pt").is_file():
+        assert (run / "last.pt").is_file()
+        assert load_checkpoint(run / "best.pt")["epoch"] <= load_checkpoint(run / "last.pt")["epoch"]
+
+
+def kill_and_resume(out: Path, name: str, delay: float) -> Path:
+    process = start(out, name)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    run = out / name
+    if not (run / "config.yaml").is_file():  # killed before the run had a folder: start again
+        run_cli("train", *ARGS, "--out", out, "--name", name)
+        return run
+    consistent(run)
+    run_cli("train", "--resume", run, "--quiet")
+    assert not list(run.rglob("*.tmp")), "a temporary file survived the resume"
+    return run
+
+
+def kill_points(count: int, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.uniform(1.0, 12.0) for _ in range(count)]
+
+
+@pytest.mark.parametrize("delay", kill_points(1))
+def test_sigkill_at_a_random_moment_resumes_exactly(tmp_path, reference, delay):
+    same_run(kill_and_resume(tmp_path, "k", delay), reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", kill_points(25, seed=1))
+def test_sigkill_at_many_random_moments(tmp_path, reference, delay):
+    same_run(kill_and_resume(tmp_path, "k", delay), reference)
+
+
+def test_stale_temporaries_are_removed_and_best_is_mended(tmp_path, reference):
+    """What a kill inside a write leaves: a half-written temporary file; and a kill between
+    last.pt and best.pt: a last.pt that knows a better epoch than best.pt holds."""
+    run = tmp_path / "r"
+    run_cli("train", *ARGS, "--epochs", "2", "--out", tmp_path, "--name", "r")
+    (run / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (run / ".metrics.json.xyz.tmp").write_text("{")
+    last = load_checkpoint(run / "last.pt")
+    best_epoch = last["callbacks"][0]["monitor"]["best_epoch"] + 1
+    if best_epoch == last["epoch"]:  # make best.pt lag behind, as a kill between the two would
+        stale = load_checkpoint(run / "best.pt")
+        stale["epoch"] = last["epoch"] - 1
+        torch.save(stale, run / "best.pt")
+    run_cli("train", "--resume", run, "--epochs", "4", "--quiet")  # on to the reference's 4
+    assert not list(run.rglob("*.tmp"))
+    history = json.loads((run / "history.json").read_text())
+    best = max(history, key=lambda row: row["val_accuracy"])
+    assert load_checkpoint(run / "best.pt")["epoch"] == best["epoch"]
+    same_run(run, reference)
+
+
+def test_killed_before_the_first_epoch_ends_starts_again(tmp_path, reference):
+    process = start(tmp_path, "early")
+    config = tmp_path / "early" / "config.yaml"
+    deadline = time.time() + 120
+    while not config.is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert not (tmp_path / "early" / "last.pt").is_file()
+    log = run_cli("train", "--resume", tmp_path / "early").stdout
+    assert "starts again from the beginning" in log
+    same_run(tmp_path / "early", reference)
+
+
+def test_sigterm_behaves_like_ctrl_c(tmp_path, reference):
+    process = start(tmp_path, "term")
+    last = tmp_path / "term" / "last.pt"
+    deadline = time.time() + 120
+    while not last.is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert err.strip().splitlines()[-1] == "cnnlab: terminated"
+    assert "continue with: cnnlab train --resume" in (tmp_path / "term" / "train.log").read_text()
+    load_checkpoint(last)  # intact
+    run_cli("train", "--resume", tmp_path / "term", "--quiet")
+    same_run(tmp_path / "term", reference)
+
+
+def test_an_output_path_under_a_regular_file_is_one_line(tmp_path, image_folder, reference, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file where a folder should be")
+    commands = [
+        (["data", "info", f"folder:{image_folder}"], {"CNNLAB_CACHE": str(blocker / "cache")}),
+        (["data", "info", "digits", "--preview", blocker / "grid.png"], {}),
+        (["compare", reference, "--out", blocker / "compare.html"], {}),
+        (["export", reference, "--out", blocker / "model.onnx"], {}),
+    ]
+    for command, environment in commands:
+        with monkeypatch.context() as patch:
+            for key, value in environment.items():
+                patch.setenv(key, value)
+            result = run_cli(*command, check=False)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "Traceback" not in result.stderr and str(blocker) in result.stderr, result.stderr
