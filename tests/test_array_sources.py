@@ -1,0 +1,116 @@
+"""npz: and csv: sources, and arrays given to train() (data users already hold)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab import api
+from cnnlab.data.sources import read_source
+from cnnlab.errors import DataError
+from conftest import run_cli
+
+
+def keras_arrays(count=40, size=8, channels=None, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (count, size, size) if channels is None else (count, size, size, channels)
+    return rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 4, count)
+
+
+def test_npz_reads_keras_load_data_shapes(tmp_path):
+    x, y = keras_arrays(channels=3)
+    xt, yt = keras_arrays(10, channels=3, seed=1)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y[:, None], x_test=xt, y_test=yt)
+    data = read_source(f"npz:{tmp_path / 'd.npz'}")
+    assert set(data.splits) == {"train", "test"}
+    assert np.array_equal(data.splits["train"].images, x)
+    assert np.array_equal(data.splits["train"].labels, y)
+    assert data.channels == 3 and data.classes == [str(c) for c in range(int(max(y.max(), yt.max())) + 1)]
+
+
+def test_npz_scales_unit_floats_and_adds_the_channel(tmp_path):
+    x, y = keras_arrays()
+    np.savez(tmp_path / "d.npz", x_train=x / 255.0, y_train=y)
+    images = read_source(f"npz:{tmp_path / 'd.npz'}").splits["train"].images
+    assert images.shape == (*x.shape, 1) and np.array_equal(images[..., 0], x)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x_train": np.full((4, 8, 8), 300), "y_train": np.zeros(4, int)}, "0..255"),
+    ({"x_train": np.full((4, 8, 8), np.nan), "y_train": np.zeros(4, int)}, "finite"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4)}, "whole numbers"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(3, int)}, "4 labels"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8)}, "needs x_train and y_train"),
+    ({"x_train": np.zeros((4, 8, 8, 5), np.uint8), "y_train": np.zeros(4, int)}, "expected images"),
+])
+def test_npz_refuses_what_it_would_otherwise_cast(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        read_source(f"npz:{tmp_path / 'd.npz'}")
+
+
+def test_npz_never_unpickles(tmp_path):
+    np.savez(tmp_path / "d.npz", x_train=np.array([object()], dtype=object), y_train=np.zeros(1, int))
+    with pytest.raises(DataError, match="not a readable"):
+        read_source(f"npz:{tmp_path / 'd.npz'}")
+
+
+def write_listing(root, rows):
+    for file, _, _ in rows:
+        (root / file).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (10, 10), (200, 10, 10)).save(root / file)
+    lines = ["path,label,split"] + [",".join(row) for row in rows]
+    (root / "list.csv").write_text("\n".join(lines) + "\n")
+    return root / "list.csv"
+
+
+def test_csv_paths_are_relative_to_the_listing(tmp_path):
+    listing = write_listing(tmp_path, [("a/1.png", "cat", "train"), ("b/2.png", "dog", ""),
+                                       ("c/3.png", "cat", "test")])
+    data = read_source(f"csv:{listing}")
+    assert data.classes == ["cat", "dog"]
+    assert data.splits["train"].ids == ["a/1.png", "b/2.png"]
+    assert list(data.splits["train"].labels) == [0, 1]
+    assert data.splits["test"].paths == [tmp_path / "c/3.png"]
+
+
+@pytest.mark.parametrize("row, message", [
+    (("../x.png", "cat", "train"), "outside"),
+    (("a.png", "cat", "holdout"), "split must be"),
+    (("a.txt", "cat", "train"), "not an image"),
+    (("a.png", " ", "train"), "needs a path and a label"),
+])
+def test_csv_bad_rows_name_the_line(tmp_path, row, message):
+    (tmp_path / "list.csv").write_text("path,label,split\n" + ",".join(row) + "\n")
+    with pytest.raises(DataError, match=rf"line 2: .*{message}|line 2.*{message}"):
+        read_source(f"csv:{tmp_path / 'list.csv'}")
+
+
+def test_csv_trains_from_the_cli(tmp_path):
+    rows = [(f"{c}/{i}.png", c, "train") for c in ("red", "blue") for i in range(6)]
+    listing = write_listing(tmp_path / "pics", rows)
+    run_cli("train", "--model", "mlp", "--data", f"csv:{listing}", "--image-size", "8x8",
+            "--epochs", "1", "--out", tmp_path / "runs", "--name", "csv", "--no-report", "--quiet")
+    assert (tmp_path / "runs" / "csv" / "best.pt").is_file()
+
+
+def test_train_accepts_arrays_and_evaluate_finds_them_later(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    x, y = keras_arrays(60, seed=2)
+    xv, yv = keras_arrays(20, seed=3)
+    run = api.train(model="mlp", data=((x, y), (xv, yv)), image_size=[8, 8], epochs=1,
+                    out=str(tmp_path / "runs"), name="arrays", quiet=True, report=False)
+    assert run.config.data.spec.startswith("npz:") and str(tmp_path / "home") in run.config.data.spec
+    metrics = api.evaluate(run)
+    assert metrics["samples"] == 20 and sum(map(sum, metrics["confusion_matrix"])) == 20
+    # the same arrays are saved once, whatever run uses them
+    again = api.train(model="mlp", data=((x, y), (xv, yv)), image_size=[8, 8], epochs=1,
+                      out=str(tmp_path / "runs"), name="again", quiet=True, report=False)
+    assert again.config.data.spec == run.config.data.spec
+    assert len(list((tmp_path / "home" / "arrays").iterdir())) == 1
+
+
+def test_train_refuses_arrays_of_the_wrong_shape(tmp_path):
+    with pytest.raises(DataError, match="data="):
+        api.train(model="mlp", data=(np.zeros(3),), epochs=1, out=str(tmp_path))

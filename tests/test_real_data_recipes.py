@@ -1,0 +1,74 @@
+"""The tuned recipes on the real data they were tuned on (../shared/datasets), each asserting a
+floor a little under the figure in docs/results.md. Each is a full training (15-30 minutes on a
+2-core CPU): marked slow, run by `make test-all`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab.data.safe import extract_archive
+from conftest import MNIST, REPO, SHARED, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_data]
+
+
+def extracted(tmp_path_factory, archive: str, folder: str) -> Path:
+    path = SHARED / archive
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set CNNLAB_SHARED_DATASETS)")
+    return extract_archive(path, tmp_path_factory.mktemp("real") / "x") / folder
+
+
+def train_recipe(recipe: str, spec: str, out: Path) -> dict:
+    run_cli("train", "--config", REPO / "recipes" / recipe, "--data", spec, "--out", out,
+            "--name", "r", "--quiet")
+    return json.loads((out / "r" / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("recipe, floor", [("gtsrb-resnet9.yaml", 0.975), ("gtsrb-alexnet-bn.yaml", 0.93)])
+def test_gtsrb_recipes_on_gtsrb_tune(tmp_path_factory, tmp_path, recipe, floor):
+    root = extracted(tmp_path_factory, "gtsrb-tune.tar.gz", "gtsrb-tune")
+    metrics = train_recipe(recipe, f"gtsrb:{root}", tmp_path)
+    assert metrics["val"]["samples"] == 2130  # whole tracks, seed 0
+    assert metrics["val"]["accuracy"] >= floor
+
+
+@pytest.mark.parametrize("recipe, floor", [("faces-resnet9.yaml", 0.84), ("faces-small-cnn.yaml", 0.70)])
+def test_small_folder_recipes_on_flowers17(tmp_path_factory, tmp_path, recipe, floor):
+    root = extracted(tmp_path_factory, "flowers17.tar.gz", "flowers17")
+    metrics = train_recipe(recipe, f"folder:{root}", tmp_path)
+    assert metrics["val"]["samples"] == 136  # 10% of 17 x 80, seed 123, as the tutorial split
+    assert metrics["val"]["accuracy"] >= floor
+
+
+def time_to_accuracy(*args) -> str:
+    result = subprocess.run([sys.executable, REPO / "benchmarks" / "time_to_accuracy.py", *map(str, args)],
+                            capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def best_accuracy(output: str) -> float:
+    line = next(line for line in output.splitlines() if "accuracy per epoch" in line)
+    return max(float(value) for value in line.split("per epoch", 1)[1].split(","))
+
+
+def test_mnist_resnet9_reaches_99_5(tmp_path):
+    if not (MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST files not found in {MNIST}")
+    output = time_to_accuracy("--data", f"mnist:{MNIST}", "--config", REPO / "recipes" / "mnist-resnet9.yaml",
+                              "--model", "resnet9", "--target", "0.995", "--epochs", "6", "--out", tmp_path)
+    assert best_accuracy(output) >= 0.995
+
+
+def test_cifar10_resnet9_on_the_jpeg_copy(tmp_path_factory, tmp_path):
+    root = extracted(tmp_path_factory, "cifar10-jpeg.tar.gz", "")
+    output = time_to_accuracy("--data", f"folder:{root}", "--config", REPO / "recipes" / "cifar10-resnet9.yaml",
+                              "--model", "resnet9", "--target", "0.90", "--tta", "flip", "--epochs", "19",
+                              "--out", tmp_path)
+    assert best_accuracy(output) >= 0.86

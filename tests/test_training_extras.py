@@ -1,0 +1,192 @@
+"""What Keras, fastai and timm users expect of training: class weights, gradient accumulation and
+clipping, an EMA of the weights, a one-cycle schedule, the LR finder, per-batch callbacks and
+their state in last.pt; and the friction-free edges: bundled recipes, shell completion, a bare
+folder as data, plugins by entry points."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from importlib import metadata
+
+import pytest
+import torch
+
+from cnnlab import api
+from cnnlab.checkpoint import load_checkpoint
+from cnnlab.config import ScheduleConfig
+from cnnlab.evaluation.losses import Loss
+from cnnlab.training.callbacks import Callback
+from cnnlab.training.schedules import LRSchedule
+from conftest import run_cli
+
+QUICK = {"model": "mlp", "data": "digits", "epochs": 2, "batch_size": 32, "quiet": True,
+         "optimizer": "sgd", "lr": 0.05, "seed": 1, "device": "cpu", "precision": "fp32",
+         "report": False}
+
+
+def test_class_weights_multiply_each_samples_loss():
+    logits = torch.randn(6, 3)
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    weights = torch.tensor([1.0, 2.0, 0.5])
+    loss = Loss("sparse_ce", 3, class_weights=weights)
+    per_sample = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    torch.testing.assert_close(loss(logits, labels, weighted=True), (per_sample * weights[labels]).mean())
+    torch.testing.assert_close(loss(logits, labels), per_sample.mean())  # validation: unweighted
+    categorical = Loss("categorical_ce", 3, class_weights=weights)
+    rows = torch.eye(3)[labels]
+    torch.testing.assert_close(categorical(logits, rows, weighted=True), (per_sample * weights[labels]).mean())
+
+
+def test_balanced_class_weights_and_a_weights_file(tmp_path):
+    run = api.train(**QUICK, class_weight="balanced", out=str(tmp_path), name="b")
+    assert run.history[-1]["loss"] > 0
+    table = tmp_path / "weights.yaml"
+    table.write_text("'3': 2.0\n'7': 0.5\n")
+    api.train(**QUICK, class_weight=str(table), out=str(tmp_path), name="f")
+    table.write_text("'cat': 2.0\n")
+    bad = run_cli("train", "--data", "digits", "--class-weight", table, "--check", check=False)
+    assert bad.returncode == 2 and "not classes of this data: cat" in bad.stderr
+
+
+def test_accumulating_two_batches_is_one_batch_twice_as_large(tmp_path):
+    """No dropout, no BatchNorm: the same gradients, so the same weights."""
+    # plain SGD at a small step, as in the distributed test: momentum amplifies the rounding
+    # differences of summing 64 losses at once or 32 twice
+    common = {**QUICK, "model": "lenet5", "epochs": 1, "lr": 0.02, "optimizer__momentum": 0.0}
+    big = api.train(**{**common, "batch_size": 64}, out=str(tmp_path), name="big")
+    small = api.train(**{**common, "batch_size": 32}, accumulate=2, out=str(tmp_path), name="small")
+    for a, b in zip(load_checkpoint(big.path / "last.pt")["state_dict"].values(),
+                    load_checkpoint(small.path / "last.pt")["state_dict"].values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_clipping_bounds_the_update(tmp_path):
+    """Clipped to a norm of 1e-6, SGD at lr 1 (momentum 0.9) can move no weight by more than
+    steps x 1e-6 x 10; unclipped, the weights move far."""
+    from cnnlab.models import create_model
+    from cnnlab.training.rng import seed_everything
+
+    seed_everything(QUICK["seed"])  # the run seeds the same way before it builds its model
+    start = create_model("mlp", 10, 1, (28, 28)).state_dict()
+    clipped = api.train(**{**QUICK, "epochs": 1, "lr": 1.0}, clip_grad_norm=1e-6, out=str(tmp_path), name="c")
+    free = api.train(**{**QUICK, "epochs": 1, "lr": 1.0}, out=str(tmp_path), name="f")
+    moved = max((load_checkpoint(clipped.path / "last.pt")["state_dict"][k] - start[k]).abs().max().item()
+                for k in start)
+    assert moved < 51 * 1e-6 * 10
+    assert max((load_checkpoint(free.path / "last.pt")["state_dict"][k] - start[k]).abs().max().item()
+               for k in start) > 1e-2
+
+
+def test_ema_weights_are_evaluated_and_kept_in_best(tmp_path):
+    run = api.train(**QUICK, ema=0.9, out=str(tmp_path), name="e")
+    last = load_checkpoint(run.path / "last.pt")
+    assert "ema" in last and "model_state_dict" in last
+    # last.pt's evaluation weights are the average, not the raw model
+    assert any(not torch.equal(last["state_dict"][k], last["model_state_dict"][k])
+               for k in last["state_dict"] if k.endswith("weight"))
+    evaluated = api.evaluate(run)
+    assert evaluated["accuracy"] == pytest.approx(run.metrics["val"]["accuracy"])
+
+
+def test_onecycle_matches_pytorch():
+    steps, peak = 50, 0.1
+    ours = LRSchedule(ScheduleConfig(name="onecycle"), peak, steps, 1)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=peak)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps,
+                                                 cycle_momentum=False, anneal_strategy="cos")
+    for step in range(steps):
+        assert ours.lr_at(step) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-6), step
+        optimizer.step()
+        theirs.step()
+
+
+class Counting(Callback):
+    """Counts optimizer steps through the per-batch hooks; its state must survive a resume."""
+
+    def __init__(self):
+        self.begun, self.ended, self.stop_after = 0, 0, None
+
+    def on_batch_begin(self, trainer, step):
+        self.begun += 1
+
+    def on_batch_end(self, trainer, step, loss):
+        self.ended += 1
+        assert isinstance(loss, torch.Tensor)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.stop_after == epoch + 1:
+            raise KeyboardInterrupt
+
+    def state_dict(self):
+        return {"begun": self.begun, "ended": self.ended}
+
+    def load_state_dict(self, state):
+        self.begun, self.ended = state["begun"], state["ended"]
+
+
+def test_per_batch_hooks_and_their_state_in_last_pt(tmp_path):
+    counter = Counting()
+    counter.stop_after = 1
+    with pytest.raises(KeyboardInterrupt):
+        api.train(**{**QUICK, "epochs": 3}, callbacks=[counter], out=str(tmp_path), name="h")
+    per_epoch = counter.ended
+    assert counter.begun == per_epoch > 0
+    fresh = Counting()
+    api.resume(tmp_path / "h", callbacks=[fresh], quiet=True)
+    assert fresh.ended == 3 * per_epoch  # carried on from the saved count
+
+
+def test_lr_find_writes_a_plot_and_suggests(tmp_path):
+    result = run_cli("lr-find", "--model", "mlp", "--data", "digits", "--steps", "30", "--plot",
+                     tmp_path / "lr.png", "--optimizer", "sgd")
+    assert "suggested learning rate:" in result.stdout
+    suggested = float(result.stdout.split("suggested learning rate: ")[1].split()[0])
+    assert 1e-7 <= suggested <= 10
+    assert (tmp_path / "lr.png").stat().st_size > 1000
+
+
+def test_bundled_recipes_are_listed_and_found_by_name(tmp_path):
+    listing = json.loads(run_cli("recipes", "--format", "json").stdout)
+    names = {row["name"] for row in listing}
+    assert {"gtsrb-resnet9", "tutorial/gtsrb-alexnet-bn", "faces-resnet9"} <= names
+    check = run_cli("train", "--config", "mnist-resnet9", "--data", "digits", "--check").stdout
+    assert "resnet9 on digits" in check and "every option checks out" in check
+
+
+def test_shell_completion_script_completes(tmp_path):
+    script = tmp_path / "c.bash"
+    script.write_text(run_cli("completion", "bash").stdout)
+    def complete(line):
+        words = line.split(" ")
+        code = (f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _cnnlab; "
+                "printf '%s\\n' \"${COMPREPLY[@]}\"")
+        return subprocess.run(["bash", "-c", code], capture_output=True, text=True).stdout.split()
+    assert "train" in complete("cnnlab tr")
+    assert "resnet9" in complete("cnnlab train --model res")
+    assert "--tta" in complete("cnnlab evaluate RUN --tt")
+
+
+def test_bare_folder_is_read_as_a_folder_source(tmp_path, image_folder):
+    result = run_cli("data", "info", image_folder)
+    assert "read as folder:" in result.stderr and "cnnlab: warning:" in result.stderr
+    assert "class_0" in result.stdout
+
+
+def test_plugins_register_through_entry_points(monkeypatch, tmp_path):
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text(
+        "from cnnlab.models import register_model\n"
+        "from cnnlab.models.convnet import ConvNet\n"
+        "from cnnlab.models.layers import Dense, ReLU\n"
+        "@register_model('tiny-plugin', input_size=(8, 8, 1), num_classes=10, params=0, source='a plugin')\n"
+        "def tiny(num_classes, in_channels, input_size):\n"
+        "    return ConvNet([], [Dense(16), ReLU()], num_classes, in_channels, input_size)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from cnnlab.models import MODELS
+
+    point = metadata.EntryPoint("tiny", "my_plugin", "cnnlab.models")
+    monkeypatch.setattr(MODELS, "_entry_points", "cnnlab.models")
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [point] if group == "cnnlab.models" else [])
+    assert "tiny-plugin" in MODELS.names()

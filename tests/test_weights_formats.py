@@ -1,0 +1,134 @@
+"""Weights from elsewhere: Keras HDF5 files (the Keras 2 layout of ~/.keras/models and Keras 3's
+.weights.h5) and safetensors, in and out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.models import create_model
+from cnnlab.models.weights import load_weights
+from conftest import REPO, run_cli
+
+h5py = pytest.importorskip("h5py")
+
+
+def keras_arrays(model: torch.nn.Module) -> list[tuple[str, list[np.ndarray]]]:
+    """The model's weights as Keras would store them, layer by layer (the inverse of cnnlab's
+    conversion, flatten order included)."""
+    layers, kinds = [], {"conv": 0, "dense": 0, "bn": 0}
+    first_dense = True
+    flat = model.features(torch.zeros(1, model.in_channels, *model.input_size)).shape[1:]
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            arrays = [module.weight.detach().permute(2, 3, 1, 0).numpy(), module.bias.detach().numpy()]
+            kind = "conv2d"
+        elif isinstance(module, torch.nn.Linear):
+            weight = module.weight.detach()
+            if first_dense:
+                channels, height, width = flat
+                weight = weight.reshape(-1, channels, height, width).permute(0, 2, 3, 1).reshape(weight.shape)
+                first_dense = False
+            arrays = [weight.T.numpy(), module.bias.detach().numpy()]
+            kind = "dense"
+        else:
+            continue
+        index = kinds.setdefault(kind, 0)
+        kinds[kind] += 1
+        layers.append((f"{kind}_{index}" if index else kind, arrays))
+    return layers
+
+
+def write_keras2(path, layers):
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [name.encode() for name, _ in layers]
+        for name, arrays in layers:
+            group = handle.create_group(name)
+            names = [f"{name}/{'kernel' if i == 0 else 'bias'}:0" for i in range(len(arrays))]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for n, array in zip(names, arrays, strict=True):
+                group.create_dataset(n, data=array)
+
+
+def write_keras3(path, layers):
+    with h5py.File(path, "w") as handle:
+        for name, arrays in layers:
+            group = handle.create_group(f"layers/{name}/vars")
+            for i, array in enumerate(arrays):
+                group.create_dataset(str(i), data=array)
+
+
+@pytest.mark.parametrize("writer", [write_keras2, write_keras3])
+def test_keras_layouts_load_with_converted_kernels_and_flatten_order(tmp_path, writer):
+    torch.manual_seed(0)
+    source = create_model("simple-cnn", 10, 3, (32, 32)).eval()
+    path = tmp_path / "weights.h5"
+    writer(path, keras_arrays(source))
+    target = create_model("simple-cnn", 10, 3, (32, 32)).eval()
+    load_weights(target, path, log=lambda m: None)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(target(x), source(x))
+
+
+def test_vgg16_notop_file_loads_into_the_transfer_base(tmp_path):
+    """The layout and names of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5."""
+    source = create_model("vgg16", 17, 3, (32, 32))
+    convs = [m for m in source.features if isinstance(m, torch.nn.Conv2d)]
+    blocks = [2, 2, 3, 3, 3]
+    names = [f"block{b + 1}_conv{i + 1}" for b, count in enumerate(blocks) for i in range(count)]
+    layers = [(n, [c.weight.detach().permute(2, 3, 1, 0).numpy(), c.bias.detach().numpy()])
+              for n, c in zip(names, convs, strict=True)]
+    path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    write_keras2(path, layers)
+    target = create_model("vgg16-transfer", 5, 3, (32, 32))
+    messages = []
+    load_weights(target, path, log=messages.append)
+    torch.testing.assert_close(target.features[0].weight, source.features[0].weight)
+    torch.testing.assert_close(target.features[28].bias, source.features[28].bias)
+    assert any("re-initialised" in m for m in messages)
+
+
+def test_safetensors_export_and_import(tmp_path):
+    pytest.importorskip("safetensors")
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--out", tmp_path,
+            "--name", "r", "--quiet")
+    path = run_cli("export", tmp_path / "r", "--format", "safetensors").stdout.strip()
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as handle:
+        meta = handle.metadata()
+    assert json.loads(meta["classes"]) == [str(i) for i in range(10)]
+    assert json.loads(meta["model"])["name"] == "lenet5"
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--weights", path,
+            "--out", tmp_path, "--name", "again", "--quiet")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    result = run_cli("train", "--data", "digits", "--weights", bad, "--check", check=False)
+    assert result.returncode == 2 and "not a readable safetensors file" in result.stderr
+
+
+KERAS_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KERAS_PYTHON.exists(), reason="the Keras reference needs `make bench-env`")
+@pytest.mark.parametrize("name, size, channels", [("simple-cnn", 32, 3), ("alexnet-bn", 99, 3),
+                                                  ("alexnet-mnist", 28, 1), ("alexnet", 99, 3),
+                                                  ("small-cnn", 64, 3)])
+def test_keras_weights_give_keras_outputs(tmp_path, name, size, channels):
+    """Weights saved by Keras itself (model.save_weights), loaded by cnnlab: the same outputs
+    on the same input."""
+    subprocess.run([str(KERAS_PYTHON), str(REPO / "benchmarks" / "keras_reference" / "save_weights.py"),
+                    name, str(size), str(size), str(channels), "10", str(tmp_path)], check=True,
+                   capture_output=True, cwd=REPO / "benchmarks" / "keras_reference")
+    reference = np.load(tmp_path / "reference.npz")
+    model = create_model(name, 10, channels, (size, size)).eval()
+    load_weights(model, tmp_path / "model.weights.h5", log=lambda m: None)
+    x = torch.from_numpy(reference["x"]).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        probabilities = torch.softmax(model(x), 1).numpy()
+    np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4)
