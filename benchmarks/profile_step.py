@@ -16,7 +16,7 @@ from throughput import Case, CnnlabMode
 
 from cnnlab import launcher
 from cnnlab.runs import RunDirectory
-from cnnlab.training.device import configure_threads, resolve_precision
+from cnnlab.runtime import Runtime
 
 
 def main() -> None:
@@ -29,15 +29,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--by-shape", action="store_true", help="one row per operator and input shapes")
     args = parser.parse_args()
-    configure_threads()
+    runtime = Runtime.create("cpu", args.precision)
     case = Case.parse(args.model, args.batch_size)
-    precision = resolve_precision(args.precision, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
-        mode = CnnlabMode(case, precision, args.steps, RunDirectory(tmp, quiet=True))
+        mode = CnnlabMode(case, runtime, args.steps, RunDirectory(tmp, quiet=True))
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                     record_shapes=args.by_shape) as profile:
             rate = mode.measure()
-    print(f"{case.label}, batch {case.batch}, {precision}, {torch.get_num_threads()} threads: "
+    print(f"{case.label}, batch {case.batch}, {runtime.precision}, {runtime.threads} threads: "
           f"{rate:.1f} img/s under the profiler")
     table = profile.key_averages(group_by_input_shape=args.by_shape)
     print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40))

@@ -35,22 +35,22 @@ import torch.nn.functional as F
 
 from cnnlab import launcher
 from cnnlab.config import TrainConfig
-from cnnlab.data import Augment, Dataset, Split
+from cnnlab.data import Augment, Dataset, Preprocessing, Split
+from cnnlab.evaluation.losses import Loss
 from cnnlab.models import MODELS, create_model
 from cnnlab.models.summary import summarize
 from cnnlab.runs import RunDirectory
-from cnnlab.training.device import configure_threads, native_bf16, resolve_precision
-from cnnlab.training.losses import Loss
+from cnnlab.runtime import Runtime, native_bf16, resolve_precision
+from cnnlab.training.loop import Trainer
 from cnnlab.training.optim import build_optimizer
 from cnnlab.training.schedules import LRSchedule
-from cnnlab.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 KERAS_WORKER = REPO / "benchmarks" / "keras_reference" / "worker.py"
 DEFAULT_KERAS_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 DEFAULT_MODELS = ["alexnet-bn", "alexnet-bn@150", "alexnet-mnist", "simple-cnn", "small-cnn",
                   "alexnet", "vgg16"]
-# The batch sizes of PERF-NOTES.md and the tutorials; the same for both frameworks.
+# The tutorials' batch sizes; the same for both frameworks.
 BATCH = {"alexnet-bn": 64, "alexnet": 64, "alexnet-half": 64, "alexnet-mnist": 64,
          "simple-cnn": 128, "small-cnn": 32, "vgg16": 16, "vgg16-bn": 16, "vgg16-transfer": 16,
          "lenet5": 128, "mlp": 128}
@@ -75,46 +75,58 @@ class Case:
                    batch or BATCH.get(name, 64))
 
 
-def median_rate(run: Callable[[], object], work: float, min_seconds: float, min_runs: int = 3) -> float:
-    """Median of work/second over repeated calls after one warm-up call."""
-    run()
+def median_rate(run: Callable[[], object], work: float, min_seconds: float, min_runs: int = 3,
+                device: torch.device | None = None) -> float:
+    """Median of work/second over repeated calls after one warm-up call (waiting for a GPU to
+    finish each)."""
+    def timed():
+        run()
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    timed()
     times: list[float] = []
     while len(times) < min_runs or sum(times) < min_seconds:
         started = time.perf_counter()
-        run()
+        timed()
         times.append(time.perf_counter() - started)
     return work / statistics.median(times)
 
 
-def matmul_rate(dtype: torch.dtype, size: int, min_seconds: float) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    return median_rate(lambda: a @ b, 2 * size**3, min_seconds) / 1e9
+def matmul_rate(dtype: torch.dtype, size: int, min_seconds: float, device: torch.device) -> float:
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    return median_rate(lambda: a @ b, 2 * size**3, min_seconds, device=device) / 1e9
 
 
-def conv_rate(dtype: torch.dtype, batch: int, channels: int, side: int, min_seconds: float) -> float:
+def conv_rate(dtype: torch.dtype, batch: int, channels: int, side: int, min_seconds: float,
+              device: torch.device) -> float:
     """A 3x3 'same' convolution, channels_last, channels -> channels maps of side x side."""
-    x = torch.randn(batch, channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(channels, channels, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, side, side, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
     flops = 2 * batch * side * side * channels * channels * 9
-    return median_rate(lambda: F.conv2d(x, w, padding=1), flops, min_seconds) / 1e9
+    return median_rate(lambda: F.conv2d(x, w, padding=1), flops, min_seconds, device=device) / 1e9
 
 
-def rooflines(min_seconds: float) -> dict[str, float]:
+def rooflines(min_seconds: float, device: torch.device) -> dict[str, float]:
     """GFLOP/s of a square matmul and the better of two 3x3 convolutions (AlexNet's conv3-4
-    and a VGG block), fp32 and bf16, in this process with its thread count. bf16 problems
-    are smaller: where bf16 is emulated, the large ones would take minutes."""
-    return {
-        "matmul fp32": matmul_rate(torch.float32, 2048, min_seconds),
-        "conv3x3 fp32": max(conv_rate(torch.float32, 64, 384, 13, min_seconds),
-                            conv_rate(torch.float32, 32, 256, 28, min_seconds)),
-        "matmul bf16": matmul_rate(torch.bfloat16, 512, min_seconds),
-        "conv3x3 bf16": max(conv_rate(torch.bfloat16, 4, 384, 13, min_seconds),
-                            conv_rate(torch.bfloat16, 2, 256, 28, min_seconds)),
-    }
+    and a VGG block), fp32 and bf16, in this process with its thread count. On a CPU the bf16
+    problems are smaller: where bf16 is emulated, the large ones would take minutes; on a GPU
+    they are larger, to fill it."""
+    if device.type == "cuda":
+        sizes = {torch.float32: (8192, 256, 128), torch.bfloat16: (8192, 256, 128)}
+    else:
+        sizes = {torch.float32: (2048, 64, 32), torch.bfloat16: (512, 4, 2)}
+    rates = {}
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        side, batch13, batch28 = sizes[dtype]
+        rates[f"matmul {name}"] = matmul_rate(dtype, side, min_seconds, device)
+        rates[f"conv3x3 {name}"] = max(conv_rate(dtype, batch13, 384, 13, min_seconds, device),
+                                       conv_rate(dtype, batch28, 256, 28, min_seconds, device))
+    return rates
 
 
 class CnnlabMode:
-    def __init__(self, case: Case, precision: str, steps: int, run: RunDirectory):
+    def __init__(self, case: Case, runtime: Runtime, steps: int, run: RunDirectory):
         height, width, channels = case.input
         count = case.batch * steps
         rng = np.random.default_rng(0)
@@ -125,15 +137,14 @@ class CnnlabMode:
                           (height, width), channels)
         config = TrainConfig().with_overrides({"model.name": case.model, "batch_size": case.batch,
                                                "optimizer.name": "sgd", "optimizer.lr": 0.001})
-        device = torch.device("cpu")
         model = create_model(case.model, case.classes, channels, (height, width))
-        model = model.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(config.optimizer, model.parameters(), device)
+        model = model.to(runtime.device, memory_format=torch.channels_last)
+        optimizer = build_optimizer(config.optimizer, model.parameters(), runtime.device)
         schedule = LRSchedule(config.schedule, 0.001, steps, 1)
-        preprocessing = {"mean": [0.5] * channels, "std": [0.25] * channels, "crop": [height, width],
-                         "image_size": [height, width], "channels": channels, "pca": None}
+        preprocessing = Preprocessing([0.5] * channels, [0.25] * channels, (height, width),
+                                      (height, width), channels)
         self.trainer = Trainer(config, dataset, model, Loss("sparse_ce", case.classes), optimizer,
-                               schedule, Augment(), run, device, precision, preprocessing)
+                               schedule, Augment(), run, runtime, preprocessing)
         self.count = count
         summary = summarize(model, case.input)
         self.params = summary.total_params
@@ -144,6 +155,8 @@ class CnnlabMode:
     def measure(self) -> float:
         started = time.perf_counter()
         self.trainer.train_epoch(0)
+        if self.trainer.device.type == "cuda":
+            torch.cuda.synchronize(self.trainer.device)
         return self.count / (time.perf_counter() - started)
 
 
@@ -188,10 +201,11 @@ class KerasMode:
         self.worker.ask(op="release", key=self.key)
 
 
-def environment_line(keras_info: dict | None) -> str:
+def environment_line(keras_info: dict | None, device: torch.device) -> str:
     preload = os.environ.get("LD_PRELOAD", "")
     parts = [f"CPU {cpu_name()} ({torch.get_num_threads()} threads)",
-             f"native bf16: {native_bf16(torch.device('cpu'))}",
+             *([f"GPU {torch.cuda.get_device_name(device)}"] if device.type == "cuda" else []),
+             f"native bf16: {native_bf16(device)}",
              f"python {platform.python_version()}", f"torch {torch.__version__}",
              f"allocator: {'tcmalloc' if 'tcmalloc' in preload else 'glibc'}"]
     if keras_info:
@@ -223,20 +237,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="training steps per timed window")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per mode (median)")
     parser.add_argument("--roofline-seconds", type=float, default=1.0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
-    configure_threads()
-    cpu = torch.device("cpu")
-    precisions = list(dict.fromkeys(resolve_precision(p, cpu) for p in args.precisions))
-    default_precision = resolve_precision("auto", cpu)
+    # absolute, not resolved: the venv's python is a link whose location makes it the venv's
+    args.keras_python = args.keras_python.absolute()
+    runtime = Runtime.create(args.device, "fp32")
+    precisions = list(dict.fromkeys(resolve_precision(p, runtime.device) for p in args.precisions))
+    default_precision = resolve_precision("auto", runtime.device)
 
     worker = keras_info = None
+    if runtime.device.type == "cuda":
+        args.keras_policies = []  # the Keras reference is the tutorials' CPU set-up
     if args.keras_policies and args.keras_python.exists():
         worker = KerasWorker(args.keras_python)
         keras_info = worker.ask(op="info")
     elif args.keras_policies:
         print(f"note: {args.keras_python} not found (run `make bench-env`); Keras columns left out")
-    print(environment_line(keras_info))
-    roof = rooflines(args.roofline_seconds)
+    print(environment_line(keras_info, runtime.device))
+    roof = rooflines(args.roofline_seconds, runtime.device)
     print("roofline GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in roof.items()))
     fp32_roof = max(roof["matmul fp32"], roof["conv3x3 fp32"])
 
@@ -248,7 +266,8 @@ def main() -> None:
             modes: dict[str, CnnlabMode | KerasMode] = {}
             for precision in precisions:
                 label = f"cnnlab {precision}" + (" (default)" if precision == default_precision else "")
-                modes[label] = CnnlabMode(case, precision, args.steps, run)
+                modes[label] = CnnlabMode(case, Runtime(runtime.device, precision, runtime.threads),
+                                          args.steps, run)
             if worker and case.model in keras_info["models"]:
                 for policy in args.keras_policies:
                     try:

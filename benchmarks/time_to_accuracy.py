@@ -19,7 +19,7 @@ import torch
 from cnnlab import api, launcher
 from cnnlab.config import TrainConfig, parse_override
 from cnnlab.data.inspect import batch_rate
-from cnnlab.evaluation.evaluate import predict_logits
+from cnnlab.evaluation.inference import predict_logits
 from cnnlab.training.callbacks import Callback
 
 
@@ -37,8 +37,7 @@ class StopAtTarget(Callback):
         # the official test split; data without one (digits) is measured on validation
         self.split = "test" if "test" in trainer.dataset.splits else "val"
         split = trainer.dataset.splits[self.split]
-        logits = predict_logits(trainer.model, trainer.eval_loader(self.split), trainer.device,
-                                trainer.precision, self.tta)
+        logits = predict_logits(trainer.model, trainer.eval_loader(self.split), trainer.runtime, self.tta)
         accuracy = float((logits.argmax(1) == torch.from_numpy(split.labels)).float().mean())
         self.accuracies.append(accuracy)
         if accuracy >= self.target and self.reached is None:

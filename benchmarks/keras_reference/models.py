@@ -1,6 +1,6 @@
 """The tutorials' models written the tutorials' way: Keras 3 Sequential on TensorFlow-CPU.
 
-Built from the tables in ../shared/SPEC.md section 1, with the tutorials' bugs fixed where a
+Built from the layer tables of docs/models.md, with the tutorials' bugs fixed where a
 bug would change the work done (BatchNormalization over channels, no ReLU on logits), so that
 both sides of the benchmark train the same network. Runs only in the environment made by
 `make bench-env`; cnnlab never imports it.
