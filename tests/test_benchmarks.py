@@ -64,3 +64,17 @@ def test_resized_gtsrb_test_keeps_the_original_boxes(tmp_path):
     rows = (tmp_path / "out" / "Test.csv").read_text().splitlines()
     assert rows[1:] == ["41,50,5,6,30,40,1,Test/00000.png", "42,50,5,6,30,40,1,Test/00001.png"]
     assert Image.open(tmp_path / "out" / "Test" / "00001.png").size == (32, 32)
+
+
+@pytest.mark.slow
+def test_inference_speed_runs(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from conftest import make_image_folder, run_cli
+
+    images = make_image_folder(tmp_path / "images", classes=3, per_class=6)
+    run_cli("train", "--model", "lenet5", "--data", f"folder:{images}", "--image-size", "20x20",
+            "--epochs", "1", "--out", tmp_path, "--name", "r", "--quiet")
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    out = run("benchmarks/inference_speed.py", str(tmp_path / "r"), str(images), "--repeats", "1")
+    assert "onnxruntime" in out and "18 images" in out and "img/s" in out
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before  # the run is left alone
