@@ -6,9 +6,10 @@ against onnxruntime on the same model exported by `cnnlab export`.
 Rows, all on the same images: the whole commands as users type them (`cnnlab predict RUN
 FOLDER`, and `cnnlab evaluate RUN --data SPEC`, by default folder:FOLDER, with an empty decode
 cache: start-up, decoding, the model, metrics and pictures); decoding alone (Pillow, every
-core); and the model alone on standardised batches already in memory: PyTorch eager (as evaluate and predict run it)
-against onnxruntime, the reference measured in the same run. The run is copied to a temporary
-folder first, so its own files are never touched.
+core); and the model alone on standardised batches already in memory: PyTorch eager as
+trained, and with its BatchNorms folded (as evaluate and predict run it), against onnxruntime,
+the reference measured in the same run. The run is copied to a temporary folder first, so its
+own files are never touched.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from cnnlab.data.images import decode_many
 from cnnlab.evaluation.artifacts import load_artifacts
 from cnnlab.evaluation.predict import expand_inputs
 from cnnlab.export import export_onnx
+from cnnlab.models.fusion import fold_batchnorm
 
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
@@ -100,9 +102,10 @@ def main() -> None:
         rows["decoding alone (Pillow, every core)"] = best_of(1, decode)
         split = Split(images, np.zeros(len(images), dtype=np.int64), [str(i) for i in range(len(images))])
         batches = [batch for batch, _ in BatchLoader(split, args.batch_size, prep)]
-        model = artifacts.model.to(memory_format=torch.channels_last).eval()
+        plain = artifacts.model.to(memory_format=torch.channels_last).eval()
+        folded = fold_batchnorm(artifacts.model).to(memory_format=torch.channels_last)
 
-        def torch_model():
+        def torch_model(model):
             with torch.inference_mode():
                 for batch in batches:
                     model(batch)
@@ -115,9 +118,10 @@ def main() -> None:
             for array in arrays:
                 session.run(None, {"images": array})
 
-        model_torch = best_of(args.repeats, torch_model)
+        rows["model alone: PyTorch eager, as trained"] = best_of(args.repeats, lambda: torch_model(plain))
+        model_torch = best_of(args.repeats, lambda: torch_model(folded))
         model_onnx = best_of(args.repeats, onnx_model)
-        rows["model alone: PyTorch eager (what evaluate and predict run)"] = model_torch
+        rows["model alone: PyTorch eager, BatchNorm folded (what evaluate and predict run)"] = model_torch
         rows["model alone: onnxruntime on the exported model (reference)"] = model_onnx
 
     print(f"CPU {cpu_name()} (flags: {cpu_flags()}), {torch.get_num_threads()} torch threads, "
@@ -129,7 +133,7 @@ def main() -> None:
     print("|---|---|---|")
     for name, seconds in rows.items():
         print(f"| {name} | {seconds:.2f} | {count / seconds:,.0f} |")
-    print(f"PyTorch / onnxruntime, model alone: {model_onnx / model_torch:.2f}x the reference's speed")
+    print(f"PyTorch (folded) / onnxruntime, model alone: {model_onnx / model_torch:.2f}x the reference's speed")
 
 
 if __name__ == "__main__":

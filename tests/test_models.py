@@ -226,3 +226,33 @@ def test_weights_refuse_code(tmp_path):
     torch.save({"x": Evil()}, path)
     with pytest.raises(CnnlabError, match="not a readable PyTorch checkpoint"):
         load_weights(create_model("lenet5"), path, log=lambda m: None)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_folding_batchnorm_keeps_the_function(name):
+    """Every model, its BatchNorms given non-trivial statistics: the folded copy computes the
+    same outputs, holds no BatchNorm right after a conv or dense layer, and leaves the original
+    as it was."""
+    from cnnlab.models.fusion import fold_batchnorm
+
+    model, _ = build(name)
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.randn(shape, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(shape, generator=generator) * 0.1)
+    model.eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    x = torch.randn(2, model.in_channels, *model.input_size, generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+    for sequence in folded.modules():
+        if isinstance(sequence, torch.nn.Sequential):
+            pairs = zip(list(sequence)[:-1], list(sequence)[1:], strict=True)
+            assert not any(isinstance(a, torch.nn.Conv2d | torch.nn.Linear)
+                           and isinstance(b, torch.nn.modules.batchnorm._BatchNorm) for a, b in pairs)
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())

@@ -16,6 +16,7 @@ from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_datase
 from ..data.augment import centre_crop
 from ..data.sources import parse_spec, source_options
 from ..errors import CnnlabError, DataError
+from ..models.fusion import fold_batchnorm
 from ..runtime import Runtime
 from .artifacts import load_artifacts
 from .gradcam import grad_cam
@@ -70,7 +71,9 @@ def evaluate_and_record(directory: runs.RunDirectory, model: nn.Module, loss: Lo
                         tta: str | None = None, label: str | None = None,
                         options: dict | None = None, pictures: bool = True) -> dict:
     """Evaluate ``model`` on ``part`` and write the result: into the run's own metrics.json,
-    predictions and pictures (``label`` None), or into ``evaluations/<label>/``."""
+    predictions and pictures (``label`` None), or into ``evaluations/<label>/``. The model's
+    BatchNorms are folded into the layers before them for the evaluation (models/fusion.py)."""
+    model = fold_batchnorm(model)
     loader = BatchLoader(part, batch_size, preprocessing, rank=runtime.rank, world_size=runtime.world_size,
                          device=runtime.device)
     # data of other origin may hold some of the classes only: average over those

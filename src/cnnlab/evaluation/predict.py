@@ -12,6 +12,7 @@ import torch
 from ..data import BatchLoader, Split
 from ..data.images import decode_many, is_image_file
 from ..errors import CnnlabError
+from ..models.fusion import fold_batchnorm
 from ..runtime import Runtime
 from .artifacts import load_artifacts
 from .inference import predict_logits
@@ -59,7 +60,7 @@ def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int =
     artifacts = load_artifacts(run_path)
     paths = expand_inputs(inputs)
     runtime = Runtime.create(device, artifacts.run.config.precision)
-    model = artifacts.model.to(runtime.device, memory_format=torch.channels_last)
+    model = fold_batchnorm(artifacts.model).to(runtime.device, memory_format=torch.channels_last)
     prep, classes = artifacts.preprocessing, artifacts.classes
     images, kept, unreadable = decode_many(paths, prep.image_size, prep.channels)
     split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [str(paths[i]) for i in kept])
