@@ -3,6 +3,7 @@ installed), comparison of runs and ONNX export parity."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -160,3 +161,14 @@ def test_compare_is_readable(two_runs, tmp_path):
     params = [f"{int(json.loads((r.path / 'summary.json').read_text())['total_params']):,}" for r in two_runs]
     assert all(p in text for p in params)  # 61,706, not 61706
     assert re.search(r"<td[^>]*>\d+ s</td>|<td[^>]*>\d+ min \d\d s</td>", text)
+
+
+def test_a_tall_grid_keeps_its_title_next_to_the_images():
+    """A 9-row preview once left ~190 px of blank figure between the title and the grid."""
+    from cnnlab.reports.plots import image_grid
+
+    pixels = np.random.default_rng(0).integers(0, 255, (72, 16, 16, 3), dtype=np.uint8)
+    with Image.open(io.BytesIO(image_grid(pixels, [str(i) for i in range(72)], title="data preview"))) as image:
+        grey = np.asarray(image.convert("L"))
+    first_image_row = int(np.argmax((grey < 250).mean(axis=1) > 0.5))
+    assert 0 < first_image_row < 80

@@ -128,7 +128,8 @@ def image_grid(images: np.ndarray, titles: list[str], colours: list[str] | None 
     count = max(len(images), 1)
     columns = min(columns, count)
     rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.15 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.15 * rows), squeeze=False,
+                             layout="constrained")  # keeps the title next to the grid, however tall
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= len(images):
