@@ -35,6 +35,10 @@ def keras_arrays(model: torch.nn.Module) -> list[tuple[str, list[np.ndarray]]]:
                 first_dense = False
             arrays = [weight.T.numpy(), module.bias.detach().numpy()]
             kind = "dense"
+        elif isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            arrays = [t.detach().numpy() for t in (module.weight, module.bias, module.running_mean,
+                                                   module.running_var)]
+            kind = "batch_normalization"
         else:
             continue
         index = kinds.setdefault(kind, 0)
@@ -48,7 +52,9 @@ def write_keras2(path, layers):
         handle.attrs["layer_names"] = [name.encode() for name, _ in layers]
         for name, arrays in layers:
             group = handle.create_group(name)
-            names = [f"{name}/{'kernel' if i == 0 else 'bias'}:0" for i in range(len(arrays))]
+            parts = (["gamma", "beta", "moving_mean", "moving_variance"] if len(arrays) == 4
+                     else ["kernel", "bias"])
+            names = [f"{name}/{part}:0" for part in parts]
             group.attrs["weight_names"] = [n.encode() for n in names]
             for n, array in zip(names, arrays, strict=True):
                 group.create_dataset(n, data=array)
@@ -63,14 +69,19 @@ def write_keras3(path, layers):
 
 
 @pytest.mark.parametrize("writer", [write_keras2, write_keras3])
-def test_keras_layouts_load_with_converted_kernels_and_flatten_order(tmp_path, writer):
+@pytest.mark.parametrize("name, size", [("simple-cnn", 32), ("alexnet-bn", 99)])
+def test_keras_layouts_load_with_converted_kernels_and_flatten_order(tmp_path, writer, name, size):
     torch.manual_seed(0)
-    source = create_model("simple-cnn", 10, 3, (32, 32)).eval()
+    source = create_model(name, 10, 3, (size, size)).eval()
+    for module in source.modules():  # BatchNorm statistics away from their defaults
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 1.5)
     path = tmp_path / "weights.h5"
     writer(path, keras_arrays(source))
-    target = create_model("simple-cnn", 10, 3, (32, 32)).eval()
+    target = create_model(name, 10, 3, (size, size)).eval()
     load_weights(target, path, log=lambda m: None)
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randn(2, 3, size, size)
     torch.testing.assert_close(target(x), source(x))
 
 
@@ -129,6 +140,8 @@ def test_keras_weights_give_keras_outputs(tmp_path, name, size, channels):
     model = create_model(name, 10, channels, (size, size)).eval()
     load_weights(model, tmp_path / "model.weights.h5", log=lambda m: None)
     x = torch.from_numpy(reference["x"]).permute(0, 3, 1, 2)
+    if name == "small-cnn":  # the tutorial's Rescaling(1/255) layer, which cnnlab leaves to its input standardisation
+        x = x / 255
     with torch.no_grad():
         probabilities = torch.softmax(model(x), 1).numpy()
     np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4)

@@ -105,6 +105,8 @@ def _convert(kind: str, arrays: list[np.ndarray], name: str, module: nn.Module, 
     else:
         gamma, beta, mean, variance = tensors
         converted = {"weight": gamma, "bias": beta, "running_mean": mean, "running_var": variance}
+        if "num_batches_tracked" in module.state_dict():  # Keras keeps no count; only momentum=None reads it
+            converted["num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
     if kind != "batchnorm" and len(tensors) > 1:
         converted["bias"] = tensors[1]
     own = dict(module.state_dict())
