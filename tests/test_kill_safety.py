@@ -6,7 +6,9 @@ behaves like Ctrl-C."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import random
 import signal
 import subprocess
@@ -130,7 +132,7 @@ def test_sigterm_behaves_like_ctrl_c(tmp_path, reference):
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 143
+    assert process.returncode == 143, err
     assert err.strip().splitlines()[-1] == "cnnlab: terminated"
     assert "continue with: cnnlab train --resume" in (tmp_path / "term" / "train.log").read_text()
     load_checkpoint(last)  # intact
@@ -154,3 +156,33 @@ def test_an_output_path_under_a_regular_file_is_one_line(tmp_path, image_folder,
             result = run_cli(*command, check=False)
         assert result.returncode == 2, (command, result.stderr)
         assert "Traceback" not in result.stderr and str(blocker) in result.stderr, result.stderr
+
+
+def test_a_signal_during_a_checkpoint_write_waits_for_the_file(tmp_path):
+    """SIGTERM sent the moment last.pt appears used to land inside best.pt's torch.save, which
+    turns the interruption into a RuntimeError (exit 1, best.pt lost). The signal now waits
+    until the file is complete, then stops the run as usual."""
+    from cnnlab.io import write_atomic
+
+    class Interrupting(io.BytesIO):
+        writes = 0
+
+        def write(self, data):
+            Interrupting.writes += 1
+            if Interrupting.writes == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().write(data)
+
+    def save(handle):
+        buffer = Interrupting()
+        torch.save({"epoch": 3, "weights": torch.arange(100_000.0)}, buffer)
+        handle.write(buffer.getvalue())
+
+    path = tmp_path / "best.pt"
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_atomic(path, save)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert load_checkpoint(path)["epoch"] == 3  # complete: the interruption came after the rename

@@ -1,13 +1,17 @@
 """Atomic file writes: a crash mid-write never leaves a half-written file in place of the real
-one, and every file gets the permissions the user's umask gives (0644 under the usual 022), not
-the 0600 of a temporary file."""
+one, Ctrl-C or SIGTERM during a write takes effect once the file is complete, and every file
+gets the permissions the user's umask gives (0644 under the usual 022), not the 0600 of a
+temporary file."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,9 +28,38 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~mask
 
 
+@contextmanager
+def interruptions_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM that arrive inside the block are held until it ends, then delivered.
+    Interrupted mid-file, a write would be lost, and torch.save turns the interruption into a
+    RuntimeError instead of letting it stop the run cleanly. (Python-level handlers, not a
+    signal mask: the kernel hands a process's signal to any thread that does not block it,
+    and torch's worker threads do not.)"""
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
+    received: list[int] = []
+    held = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    held = {number: handler for number, handler in held.items() if handler is not None}
+    for number in held:
+        signal.signal(number, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in held.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call ``write`` on a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place; an
+    interruption meanwhile waits for the file (``interruptions_deferred``)."""
+    with interruptions_deferred():
+        return _write_atomic(Path(path), write)
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
