@@ -70,6 +70,7 @@ def test_terminate_and_resume_under_two_processes(tmp_path):
     args = [*DIGITS, "--epochs", "3", "--image-size", "28x28", "--out", tmp_path]
     # the uninterrupted reference in one process: two give its numbers (the test above)
     run_cli("train", *args, "--name", "full")
+    handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
     process = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *args, "--nproc-per-node", "2",
                                 "--name", "cut"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
@@ -83,6 +84,8 @@ def test_terminate_and_resume_under_two_processes(tmp_path):
     log = (tmp_path / "cut" / "train.log").read_text()
     assert log.count("continue with: cnnlab train --resume") == 1
     run_cli("train", "--resume", tmp_path / "cut", "--nproc-per-node", "2", "--quiet")
+    # the launcher ran in this process (as from a notebook) and left its signal handlers as they were
+    assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers
     cut = json.loads((tmp_path / "cut" / "history.json").read_text())
     whole = json.loads((tmp_path / "full" / "history.json").read_text())
     assert [row["epoch"] for row in cut] == [1, 2, 3]

@@ -158,6 +158,8 @@ def build_parser() -> Parser:
     evaluate.add_argument("--tta", choices=("flip", "10crop"),
                           help="average the softmax over the image and its mirror image, or ten crops")
     evaluate.add_argument("--format", default="table", choices=("table", "json"))
+    evaluate.add_argument("--no-report", dest="report", action="store_false",
+                          help="write metrics.json and the predictions only: no pictures, no report.html")
 
     predict = commands.add_parser("predict", help="classify image files with a run")
     predict.add_argument("run", metavar="RUN")
@@ -391,6 +393,10 @@ def launch_distributed(args: argparse.Namespace) -> int:
             skip = "=" not in item
         else:
             command.append(item)
+    # torchrun installs its own SIGINT/SIGTERM handlers and reads the thread count from the
+    # environment: a Python caller (a notebook) gets its own handlers and environment back
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    threads_unset = "OMP_NUM_THREADS" not in os.environ
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpu_count() // procs)))
     try:
         torchrun.main([*launch, "-m", "cnnlab", *command])
@@ -398,6 +404,12 @@ def launch_distributed(args: argparse.Namespace) -> int:
         return next(iter(failure.failures.values())).exitcode or EXIT_FAILED
     except SignalException:  # the processes were stopped too, each between two writes
         return EXIT_TERMINATED
+    finally:
+        for number, handler in handlers.items():
+            if handler is not None:
+                signal.signal(number, handler)
+        if threads_unset:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return 0
 
 
@@ -405,7 +417,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
 
     metrics = evaluate(args.run, args.data, args.split, batch_size=args.batch_size,
-                       device=args.device, tta=args.tta, options=data_options(args))
+                       device=args.device, tta=args.tta, options=data_options(args), report=args.report)
     if args.format == "json":
         print(json.dumps(metrics, indent=2))
         return 0
