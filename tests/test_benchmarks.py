@@ -16,6 +16,7 @@ def run(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_throughput_runs():
     out = run("benchmarks/throughput.py", "--models", "lenet5", "--precisions", "fp32",
               "--steps", "1", "--repeats", "1", "--roofline-seconds", "0.05")

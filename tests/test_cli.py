@@ -30,11 +30,11 @@ def test_train_prints_epochs_and_run_directory(digits_run):
 
 
 def test_evaluate_table_and_json(digits_run):
-    table = run_cli("evaluate", digits_run).stdout
+    table = run_cli("evaluate", digits_run, "--no-report").stdout
     assert "accuracy" in table and "macro avg" in table
-    data = json.loads(run_cli("evaluate", digits_run, "--format", "json").stdout)
+    data = json.loads(run_cli("evaluate", digits_run, "--format", "json", "--no-report").stdout)
     assert data["samples"] == 179 and 0.8 < data["accuracy"] <= 1.0
-    missing = run_cli("evaluate", digits_run, "--split", "test", check=False)
+    missing = run_cli("evaluate", digits_run, "--split", "test", "--no-report", check=False)
     assert missing.returncode == 2 and "no test split" in missing.stderr
 
 
@@ -151,11 +151,22 @@ def test_paper_style_crops_and_ten_crop_tta(tmp_path):
             "--augment", "random_resized_crop:0.5", "--epochs", "2", "--out", tmp_path, "--name", "r",
             "--quiet")
     run = tmp_path / "r"
-    centre = json.loads(run_cli("evaluate", run, "--format", "json").stdout)
-    ten = json.loads(run_cli("evaluate", run, "--tta", "10crop", "--format", "json").stdout)
+    centre = json.loads(run_cli("evaluate", run, "--format", "json", "--no-report").stdout)
+    ten = json.loads(run_cli("evaluate", run, "--tta", "10crop", "--format", "json", "--no-report").stdout)
     assert ten["tta"] == "10crop" and centre["tta"] is None
     assert 0.3 < ten["accuracy"] <= 1.0 and ten["loss"] != centre["loss"]
     image = tmp_path / "x.png"
     Image.new("RGB", (40, 30), "white").save(image)
     top = json.loads(run_cli("predict", run, image, "--tta", "10crop", "--format", "json").stdout)
     assert sum(p["probability"] for p in top[0]["top"]) <= 1.0 + 1e-6
+
+
+def test_evaluate_without_the_report_writes_the_numbers_only(tmp_path):
+    run_cli("train", "--model", "mlp", "--data", "digits", "--epochs", "1", "--out", tmp_path,
+            "--name", "r", "--quiet")
+    run = tmp_path / "r"
+    result = json.loads(run_cli("evaluate", run, "--tta", "flip", "--format", "json", "--no-report").stdout)
+    saved = run / "evaluations" / "digits-val-flip"
+    assert result["saved_to"] == str(saved)
+    assert {p.name for p in saved.iterdir()} == {"metrics.json", "predictions-val.csv"}
+    assert not list(run.glob("*.png")) and not (run / "report.html").exists()

@@ -109,7 +109,7 @@ def explain(model: nn.Module, loader: BatchLoader, chosen: np.ndarray,
 
 def evaluate_run(run_path, data: str | None = None, split: str | None = None,
                  batch_size: int | None = None, device: str = "auto", quiet: bool = True,
-                 tta: str | None = None, options: dict | None = None) -> dict:
+                 tta: str | None = None, options: dict | None = None, report: bool = True) -> dict:
     """Evaluate a run's best checkpoint, always with the run's own preprocessing.
 
     On the run's own data (``data`` None or its SPEC): the recorded ``split`` (default val),
@@ -118,7 +118,8 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     (or the ``split`` asked for), with the run's source options where that source takes them
     (``options`` override them), classes matched by name. Those results, and any evaluation
     with test-time augmentation, go to their own folder ``evaluations/<name>/`` and their own
-    section of report.html: the run's own results are never overwritten.
+    section of report.html: the run's own results are never overwritten. ``report`` False
+    writes the metrics and predictions only (no pictures, report.html left as it was).
     """
     artifacts = load_artifacts(run_path)
     run, prep = artifacts.run, artifacts.preprocessing
@@ -158,8 +159,10 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     directory = runs.RunDirectory(run.path, quiet=quiet)
     metrics = evaluate_and_record(directory, model, artifacts.loss, prep, run.classes, part, split,
                                   runtime, batch_size or cfg.batch_size * 2,
-                                  artifacts.checkpoint["epoch"], dataset.spec, tta, label, used_options)
-    reports.write_report(directory)
+                                  artifacts.checkpoint["epoch"], dataset.spec, tta, label, used_options,
+                                  pictures=report)
+    if report:
+        reports.write_report(directory)
     metrics["saved_to"] = str(run.path if label is None else run.path / runs.evaluation_folder(label))
     return metrics
 
