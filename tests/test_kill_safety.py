@@ -113,12 +113,15 @@ def test_stale_temporaries_are_removed_and_best_is_mended(tmp_path, reference):
     same_run(run, reference)
 
 
+def wait_for(path: Path, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while not path.is_file() and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def test_killed_before_the_first_epoch_ends_starts_again(tmp_path, reference):
     process = start(tmp_path, "early")
-    config = tmp_path / "early" / "config.yaml"
-    deadline = time.time() + 120
-    while not config.is_file() and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(tmp_path / "early" / "config.yaml")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert not (tmp_path / "early" / "last.pt").is_file()
@@ -130,9 +133,7 @@ def test_killed_before_the_first_epoch_ends_starts_again(tmp_path, reference):
 def test_sigterm_behaves_like_ctrl_c(tmp_path, reference):
     process = start(tmp_path, "term")
     last = tmp_path / "term" / "last.pt"
-    deadline = time.time() + 120
-    while not last.is_file() and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(last)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err

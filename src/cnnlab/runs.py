@@ -167,11 +167,16 @@ class RunDirectory:
         write_json_atomic(self.file(HISTORY_JSON), history)
 
 
+def file_safe(text: str) -> str:
+    """``text`` with every run of characters other than letters and digits made one '-'."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
 def data_name(spec: str) -> str:
     """A file-name-safe name for a data SPEC: the source and the last folder of its path."""
     source, _, path = spec.partition(":")
     parts = [source] + ([Path(path).name] if path and Path(path).name != source else [])
-    return re.sub(r"[^A-Za-z0-9]+", "-", "-".join(parts)).strip("-") or "data"
+    return file_safe("-".join(parts)) or "data"
 
 
 def run_name(config: TrainConfig) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 
 import numpy as np
 import torch
@@ -71,9 +70,8 @@ def evaluate_and_record(directory: runs.RunDirectory, model: nn.Module, loss: Lo
                         tta: str | None = None, label: str | None = None,
                         options: dict | None = None, pictures: bool = True) -> dict:
     """Evaluate ``model`` on ``part`` and write the result: into the run's own metrics.json,
-    predictions and pictures (``label`` None), or into ``evaluations/<label>/``. The model's
-    BatchNorms are folded into the layers before them for the evaluation (models/fusion.py)."""
-    model = fold_batchnorm(model)
+    predictions and pictures (``label`` None), or into ``evaluations/<label>/``. ``model`` is
+    the inference copy: its BatchNorms folded into the layers before them (models/fusion.py)."""
     loader = BatchLoader(part, batch_size, preprocessing, rank=runtime.rank, world_size=runtime.world_size,
                          device=runtime.device)
     # data of other origin may hold some of the classes only: average over those
@@ -124,7 +122,7 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     artifacts = load_artifacts(run_path)
     run, prep = artifacts.run, artifacts.preprocessing
     runtime = Runtime.create(device, run.config.precision)
-    model = artifacts.model.to(runtime.device, memory_format=torch.channels_last)
+    model = fold_batchnorm(artifacts.model).to(runtime.device, memory_format=torch.channels_last)
     cfg = run.config
     own = (data is None or data == cfg.data.spec) and not options
     spec = data or cfg.data.spec
@@ -155,7 +153,7 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     # each data set, split, option change and TTA gets its own folder: no evaluation replaces another
     extras = [split if own else "", *(f"{k}-{v}" for k, v in sorted((options or {}).items())), tta or ""]
     label = None if own and tta is None else "-".join(
-        [runs.data_name(spec), *(re.sub(r"[^A-Za-z0-9]+", "-", e).strip("-") for e in extras if e)])
+        [runs.data_name(spec), *(runs.file_safe(e) for e in extras if e)])
     directory = runs.RunDirectory(run.path, quiet=quiet)
     metrics = evaluate_and_record(directory, model, artifacts.loss, prep, run.classes, part, split,
                                   runtime, batch_size or cfg.batch_size * 2,

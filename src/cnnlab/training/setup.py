@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
 from ..models import MODELS, create_model, summarize
+from ..models.fusion import fold_batchnorm
 from ..models.towers import split_towers
 from ..models.weights import load_weights, matching_weights, weights_for
 from ..runtime import Runtime, resolve_device
@@ -281,11 +282,12 @@ def final_evaluation(trainer: Trainer) -> Path | None:
     run, dataset = trainer.run, trainer.dataset
     best = load_checkpoint(run.file(runs.BEST))
     trainer.model.load_state_dict(best["state_dict"])
+    model = fold_batchnorm(trainer.model)  # once, for every split
     run.write_json(runs.METRICS, {"checkpoint": runs.BEST, "epoch": best["epoch"]})
     for split in ("val", "test"):
         if split not in dataset.splits:
             continue
-        metrics = evaluate_and_record(run, trainer.model, trainer.loss, trainer.preprocessing,
+        metrics = evaluate_and_record(run, model, trainer.loss, trainer.preprocessing,
                                       dataset.classes, dataset.splits[split], split, trainer.runtime,
                                       trainer.config.batch_size * 2, best["epoch"], dataset.spec,
                                       pictures=trainer.config.report)
