@@ -30,10 +30,9 @@ from throughput import cpu_name
 
 from cnnlab.data import BatchLoader, Split
 from cnnlab.data.images import decode_many
-from cnnlab.evaluation.artifacts import load_artifacts
+from cnnlab.evaluation.artifacts import inference_model, load_artifacts
 from cnnlab.evaluation.predict import expand_inputs
 from cnnlab.export import export_onnx
-from cnnlab.models.fusion import fold_batchnorm
 
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
@@ -103,7 +102,7 @@ def main() -> None:
         split = Split(images, np.zeros(len(images), dtype=np.int64), [str(i) for i in range(len(images))])
         batches = [batch for batch, _ in BatchLoader(split, args.batch_size, prep)]
         plain = artifacts.model.to(memory_format=torch.channels_last).eval()
-        folded = fold_batchnorm(artifacts.model).to(memory_format=torch.channels_last)
+        folded, _ = inference_model(artifacts, "cpu")
 
         def torch_model(model):
             with torch.inference_mode():

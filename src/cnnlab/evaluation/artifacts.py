@@ -11,6 +11,7 @@ from torch import nn
 
 from ..data import Preprocessing
 from ..errors import CnnlabError
+from ..models.fusion import fold_batchnorm
 from ..models.weights import model_from_checkpoint
 from ..runs import Run, load_run
 from ..runtime import Runtime
@@ -21,7 +22,7 @@ from .losses import Loss
 class RunArtifacts:
     run: Run
     model: nn.Module
-    """In evaluation mode, on the runtime's device, channels_last."""
+    """As trained, on the CPU (``inference_model`` prepares it to run)."""
     checkpoint: dict
     preprocessing: Preprocessing
     loss: Loss
@@ -31,8 +32,7 @@ class RunArtifacts:
         return self.run.classes
 
 
-def load_artifacts(run: Run | str | Path, runtime: Runtime | None = None,
-                   which: str = "best") -> RunArtifacts:
+def load_artifacts(run: Run | str | Path, which: str = "best") -> RunArtifacts:
     run = run if isinstance(run, Run) else load_run(run)
     path = run.path / f"{which}.pt"
     checkpoint = run.checkpoint(which)
@@ -48,6 +48,12 @@ def load_artifacts(run: Run | str | Path, runtime: Runtime | None = None,
         raise CnnlabError(f"{run.path}: classes.json names {len(run.classes)} classes but the "
                           f"model in {path.name} was trained on {model.num_classes} outputs"
                           f"{'' if checkpoint.get('classes') == run.classes else ' with other names'}")
-    if runtime is not None:
-        model = model.to(runtime.device, memory_format=torch.channels_last)
     return RunArtifacts(run, model, checkpoint, preprocessing, loss)
+
+
+def inference_model(artifacts: RunArtifacts, device: str) -> tuple[nn.Module, Runtime]:
+    """The run's model as evaluate and predict run it: BatchNorm folded (models/fusion.py), on
+    the device asked for, channels_last; and that runtime."""
+    runtime = Runtime.create(device, artifacts.run.config.precision)
+    model = fold_batchnorm(artifacts.model).to(runtime.device, memory_format=torch.channels_last)
+    return model, runtime

@@ -15,9 +15,8 @@ from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_datase
 from ..data.augment import centre_crop
 from ..data.sources import parse_spec, source_options
 from ..errors import CnnlabError, DataError
-from ..models.fusion import fold_batchnorm
 from ..runtime import Runtime
-from .artifacts import load_artifacts
+from .artifacts import inference_model, load_artifacts
 from .gradcam import grad_cam
 from .inference import predict_logits
 from .losses import Loss
@@ -121,8 +120,7 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     """
     artifacts = load_artifacts(run_path)
     run, prep = artifacts.run, artifacts.preprocessing
-    runtime = Runtime.create(device, run.config.precision)
-    model = fold_batchnorm(artifacts.model).to(runtime.device, memory_format=torch.channels_last)
+    model, runtime = inference_model(artifacts, device)
     cfg = run.config
     own = (data is None or data == cfg.data.spec) and not options
     spec = data or cfg.data.spec

@@ -7,14 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..data import BatchLoader, Split
 from ..data.images import decode_many, is_image_file
 from ..errors import CnnlabError
-from ..models.fusion import fold_batchnorm
-from ..runtime import Runtime
-from .artifacts import load_artifacts
+from .artifacts import inference_model, load_artifacts
 from .inference import predict_logits
 
 
@@ -59,8 +56,7 @@ def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int =
         raise CnnlabError(f"--top-k: must be at least 1; got {top_k}")
     artifacts = load_artifacts(run_path)
     paths = expand_inputs(inputs)
-    runtime = Runtime.create(device, artifacts.run.config.precision)
-    model = fold_batchnorm(artifacts.model).to(runtime.device, memory_format=torch.channels_last)
+    model, runtime = inference_model(artifacts, device)
     prep, classes = artifacts.preprocessing, artifacts.classes
     images, kept, unreadable = decode_many(paths, prep.image_size, prep.channels)
     split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [str(paths[i]) for i in kept])
