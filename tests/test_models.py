@@ -8,7 +8,7 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.models import MODELS, count_params, create_model, summarize
 from cnnlab.models.alexnet import towers
-from cnnlab.models.layers import LocalResponseNorm, UniformMaskDropout
+from cnnlab.models.layers import LocalResponseNorm, PatchWhitening, UniformMaskDropout
 from cnnlab.models.weights import load_weights
 
 ALL_MODELS = MODELS.names()
@@ -86,6 +86,8 @@ def test_channels_last_and_bf16_close_to_fp32(name):
     ("small-cnn", (224, 224), 17, {}, 9_536_945, 0),
     ("vgg16-transfer", (224, 224), 17, {}, 21_141_841, 0),
     ("vgg16", (224, 224), 17, {}, 134_330_193, 0),
+    ("airbench", (32, 32), 10, {}, 1_975_106, 2_592),
+    ("airbench", (32, 32), 10, {"widths": [32, 128, 128]}, 499_266, 1_440),
 ])
 def test_spec_parameter_counts(name, input_size, classes, options, total, non_trainable):
     counts = count_params(create_model(name, classes, 3, input_size, **options))
@@ -256,3 +258,38 @@ def test_folding_batchnorm_keeps_the_function(name):
             assert not any(isinstance(a, torch.nn.Conv2d | torch.nn.Linear)
                            and isinstance(b, torch.nn.modules.batchnorm._BatchNorm) for a, b in pairs)
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+def test_patch_whitening_decorrelates_the_patches_it_was_fitted_to():
+    torch.manual_seed(0)
+    noise = torch.randn(200, 3, 12, 12)
+    # neighbouring pixels and the channels strongly correlated, as in photos
+    images = noise + 0.9 * noise.roll(1, 3) + 0.6 * noise.roll(1, 2) + 0.5 * noise[:, :1]
+    layer = PatchWhitening(3, 2)
+    layer.fit(images)
+    out = torch.nn.functional.conv2d(images, layer.weight)
+    assert out.shape[1] == 24
+    directions = out[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)
+    torch.testing.assert_close(directions.T @ directions / len(directions), torch.eye(12), atol=2e-3, rtol=0)
+    torch.testing.assert_close(out[:, 12:], -out[:, :12])
+
+
+def test_whitening_filters_are_fitted_never_trained():
+    model = create_model("airbench", widths=[8, 8, 8])
+    layer = model.features[0]
+    assert isinstance(layer, PatchWhitening) and "features.0.weight" in model.state_dict()
+    assert all(param is not layer.weight for param in model.parameters())
+    model.freeze_features(True)
+    model.freeze_features(False)
+    assert not layer.weight.requires_grad
+    before = layer.weight.clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0, weight_decay=0.1)
+    model(torch.randn(4, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    torch.testing.assert_close(layer.weight, before)
+
+
+@pytest.mark.parametrize("widths", [[8, 8], [8, 0, 8], [8.5, 8, 8]])
+def test_airbench_widths_are_checked(widths):
+    with pytest.raises(CnnlabError, match="widths"):
+        create_model("airbench", widths=widths)

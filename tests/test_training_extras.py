@@ -9,12 +9,14 @@ import json
 import subprocess
 from importlib import metadata
 
+import numpy as np
 import pytest
 import torch
 
 from cnnlab import api
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.config import ScheduleConfig
+from cnnlab.data import Preprocessing
 from cnnlab.evaluation.losses import Loss
 from cnnlab.training.callbacks import Callback
 from cnnlab.training.schedules import LRSchedule
@@ -76,6 +78,24 @@ def test_clipping_bounds_the_update(tmp_path):
     assert moved < 51 * 1e-6 * 10
     assert max((load_checkpoint(free.path / "last.pt")["state_dict"][k] - start[k]).abs().max().item()
                for k in start) > 1e-2
+
+
+def test_whitening_is_fitted_to_the_images_the_run_trains_on(tmp_path):
+    """airbench's first layer whitens the 2x2 patches of the run's own standardised training
+    images (all of them here: fewer than the sample it draws)."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(60, 33, 33, 3))
+    pixels = noise[:, 1:, 1:] + noise[:, :-1, :-1] + 0.7 * noise[:, 1:, :-1] + noise[:, 1:, 1:, :1]
+    x = np.clip(128 + 30 * pixels, 0, 255).astype(np.uint8)
+    run = api.train(**{**QUICK, "model": "airbench", "data": (x, np.arange(60) % 3), "val_split": 0.0,
+                       "epochs": 1, "batch_size": 16},
+                    model__options={"widths": [8, 8, 8]}, out=str(tmp_path), name="w")
+    best = run.checkpoint("best")
+    images = Preprocessing.from_dict(best["preprocessing"]).standardize(torch.from_numpy(x).permute(0, 3, 1, 2).float())
+    out = torch.nn.functional.conv2d(images, best["state_dict"]["features.0.weight"])[:, :12]
+    directions = out.permute(0, 2, 3, 1).reshape(-1, 12).double()
+    covariance = directions.T @ directions / len(directions)
+    torch.testing.assert_close(covariance, torch.eye(12, dtype=torch.float64), atol=0.01, rtol=0)
 
 
 def test_ema_weights_are_evaluated_and_kept_in_best(tmp_path):

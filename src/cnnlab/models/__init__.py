@@ -1,6 +1,6 @@
 """The model zoo. Importing this package registers every model."""
 
-from . import alexnet, lenet, resnet, tutorial_cnns, vgg  # noqa: F401  (registers the models)
+from . import airbench, alexnet, lenet, resnet, tutorial_cnns, vgg  # noqa: F401  (registers the models)
 from .convnet import ConvNet
 from .factory import MODELS, ModelInfo, create_model, register_model
 from .summary import ParamCount, count_params, summarize

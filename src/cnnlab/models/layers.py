@@ -126,6 +126,14 @@ class Dropout:
 
 
 @dataclass(frozen=True)
+class Whiten:
+    """A fixed convolution that whitens ``patch`` x ``patch`` pixel patches (PatchWhitening),
+    fitted to the training images before the first step."""
+
+    patch: int = 2
+
+
+@dataclass(frozen=True)
 class LRN:
     size: int = 5
     alpha: float = 1e-4
@@ -133,7 +141,48 @@ class LRN:
     k: float = 2.0
 
 
-Layer = Conv | Dense | MaxPool | AvgPool | BN | ReLU | Dropout | LRN | GlobalPool | Residual
+Layer = Conv | Dense | MaxPool | AvgPool | BN | ReLU | Dropout | LRN | GlobalPool | Residual | Whiten
+
+
+class PatchWhitening(nn.Conv2d):
+    """A convolution whose filters are the principal directions of the training images'
+    patches, each scaled to unit variance, and their negatives (so a ReLU after it loses
+    nothing): the first layer then hands decorrelated inputs to the rest, which speeds up early
+    training (Page, "How to Train Your ResNet 7", 2018; Jordan, "94% on CIFAR-10 in 3.29
+    Seconds on a Single GPU", 2024). The filters are a buffer, fitted once (``fit``) and never
+    trained; the bias is trained. Unfitted, the filters are random."""
+
+    def __init__(self, in_channels: int, patch: int):
+        directions = in_channels * patch * patch
+        super().__init__(in_channels, 2 * directions, patch, bias=True)
+        filters = self.weight.detach().clone()
+        del self.weight
+        self.register_buffer("weight", filters)
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Fit the filters to standardised images (N, C, H, W)."""
+        channels, patch = self.in_channels, self.kernel_size[0]
+        dims = channels * patch * patch
+        moments, count = torch.zeros(dims, dims, dtype=torch.float64, device=images.device), 0
+        for chunk in images.split(64):  # a few MB of patches at a time, whatever the image size
+            patches = chunk.float().unfold(2, patch, 1).unfold(3, patch, 1)   # N, C, H', W', p, p
+            patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, dims).double()
+            moments += patches.T @ patches
+            count += len(patches)
+        variances, directions = torch.linalg.eigh(moments / count)
+        filters = (directions.T / (variances.clamp_min(0) + eps).sqrt()[:, None])
+        filters = filters.reshape(-1, channels, patch, patch).flip(0)   # largest variance first
+        self.weight.copy_(torch.cat([filters, -filters]).to(self.weight))
+
+
+def fit_whitening(model: nn.Module, images: torch.Tensor) -> None:
+    """Fit every PatchWhitening layer of ``model`` to ``images`` (standardised, N x C x H x W,
+    as the model's input). A whitening layer is the first layer of the nets that have one, so
+    the images are what it sees."""
+    for module in model.modules():
+        if isinstance(module, PatchWhitening):
+            module.fit(images.to(module.weight.device))
 
 
 class ResidualBlock(nn.Module):
@@ -178,6 +227,9 @@ def build_layer(layer: Layer, width: int, spatial: bool) -> tuple[nn.Module, int
             if kind not in ("avg", "max"):
                 raise ValueError(f"global pooling is avg or max, not {kind!r}")
             return (nn.AdaptiveAvgPool2d(1) if kind == "avg" else nn.AdaptiveMaxPool2d(1)), width
+        case Whiten(patch):
+            layer = PatchWhitening(width, patch)
+            return layer, layer.out_channels
         case Residual(body):
             block, out = build_layers(body, width, spatial)
             if out != width:
@@ -200,6 +252,8 @@ def output_size(layers: list[Layer], size: tuple[int, int]) -> tuple[int, int]:
                 continue
             case Conv(_, kernel, stride, padding):
                 pad = kernel // 2 if padding == "same" else (0 if padding == "valid" else padding)
+            case Whiten(kernel):
+                pad, stride = 0, 1
             case MaxPool(kernel, stride) | AvgPool(kernel, stride):
                 pad, stride = 0, stride or kernel
             case _:

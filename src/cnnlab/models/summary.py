@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .layers import PatchWhitening
+
 
 @dataclass(frozen=True)
 class ParamCount:
@@ -19,12 +21,18 @@ class ParamCount:
 def count_params(model: nn.Module) -> ParamCount:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    running = sum(
-        m.running_mean.numel() + m.running_var.numel()
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
-    )
-    return ParamCount(trainable + frozen + running, trainable, frozen + running)
+    fixed = sum(_fixed_weights(m) for m in model.modules())
+    return ParamCount(trainable + frozen + fixed, trainable, frozen + fixed)
+
+
+def _fixed_weights(module: nn.Module) -> int:
+    """Weights held as buffers, counted as Keras counts non-trainable weights: BatchNorm's
+    running mean and variance, a whitening layer's fitted filters."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+        return module.running_mean.numel() + module.running_var.numel()
+    if isinstance(module, PatchWhitening):
+        return module.weight.numel()
+    return 0
 
 
 @dataclass
@@ -81,10 +89,7 @@ def _keras_order(shape: list[int]) -> list[int]:
 
 
 def _layer_params(module: nn.Module) -> int:
-    own = sum(p.numel() for p in module.parameters(recurse=False))
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
-        own += module.running_mean.numel() + module.running_var.numel()
-    return own
+    return sum(p.numel() for p in module.parameters(recurse=False)) + _fixed_weights(module)
 
 
 def _layer_flops(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor) -> int:

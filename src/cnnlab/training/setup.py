@@ -20,12 +20,15 @@ from .. import reports, runs
 from ..checkpoint import load_checkpoint
 from ..config import TrainConfig, read_yaml
 from ..data import Augment, Dataset, Preprocessing, SourceData, load_dataset, read_source
+from ..data.augment import centre_crop
+from ..data.loader import BatchLoader, random_stream
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
 from ..models import MODELS, create_model, summarize
 from ..models.fusion import fold_batchnorm
+from ..models.layers import PatchWhitening, fit_whitening
 from ..models.towers import split_towers
 from ..models.weights import load_weights, matching_weights, weights_for
 from ..runtime import Runtime, resolve_device
@@ -201,6 +204,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     else:
         preprocessing = derive(dataset, steps.image_size, steps.input_size, data.normalize, data.options)
 
+    if state is None and not config.model.weights:
+        fit_to_training_images(model, dataset, preprocessing, config.seed)
     trainer = Trainer(config, dataset, model, loss, optimizer, schedule, steps.augment, run, runtime,
                       preprocessing, callbacks, monitors)
     if restart:
@@ -230,6 +235,26 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     if report is not None:
         run.log(f"report: {report}")
     return runs.load_run(run.path)
+
+
+WHITENING_PIXELS = 5_000 * 32 * 32
+"""Pixels of training images a whitening layer is fitted to (5,000 CIFAR-size images, fewer
+larger ones): the covariance of a few dozen patch dimensions is settled long before that."""
+
+
+def fit_to_training_images(model: torch.nn.Module, dataset: Dataset, preprocessing: Preprocessing,
+                           seed: int) -> None:
+    """Fit the layers that are set from data, not trained (PatchWhitening), to a random sample
+    of the training images as the model sees them (centre crop, standardised). Every process
+    draws the same sample, so every process fits the same filters."""
+    if not any(isinstance(module, PatchWhitening) for module in model.modules()):
+        return
+    split = dataset.splits["train"]
+    loader = BatchLoader(split, 1, preprocessing)
+    count = max(1, WHITENING_PIXELS // (loader.input_size[0] * loader.input_size[1]))
+    sample = torch.randperm(len(split.labels), generator=random_stream(seed, "whitening"))[:count]
+    images = preprocessing.standardize(centre_crop(loader.pixels(sample.sort().values.numpy()), loader.input_size))
+    fit_whitening(model, images)
 
 
 def read_class_weights(path: str, classes: list[str]) -> dict[str, float]:
