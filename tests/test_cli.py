@@ -155,6 +155,9 @@ def test_paper_style_crops_and_ten_crop_tta(tmp_path):
     ten = json.loads(run_cli("evaluate", run, "--tta", "10crop", "--format", "json", "--no-report").stdout)
     assert ten["tta"] == "10crop" and centre["tta"] is None
     assert 0.3 < ten["accuracy"] <= 1.0 and ten["loss"] != centre["loss"]
+    six = json.loads(run_cli("evaluate", run, "--tta", "flip-shift", "--format", "json", "--no-report").stdout)
+    assert six["tta"] == "flip-shift" and 0.3 < six["accuracy"] <= 1.0
+    assert len({six["loss"], ten["loss"], centre["loss"]}) == 3
     image = tmp_path / "x.png"
     Image.new("RGB", (40, 30), "white").save(image)
     top = json.loads(run_cli("predict", run, image, "--tta", "10crop", "--format", "json").stdout)

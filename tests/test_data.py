@@ -282,3 +282,14 @@ def test_loader_reads_memmap_rows(tmp_path, monkeypatch):
     pixels = torch.cat([x for x, _ in loader]) * 255
     expected = torch.from_numpy(val.pixels()).permute(0, 3, 1, 2).float()
     torch.testing.assert_close(pixels, expected, atol=1e-3, rtol=0)
+
+
+def test_shifted_views_move_the_image_a_pixel_each_way():
+    from cnnlab.data.augment import shifted_views
+
+    images = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).view(2, 3, 5, 6)
+    down_right, up_left = shifted_views(images)
+    assert down_right.shape == up_left.shape == images.shape
+    torch.testing.assert_close(down_right[:, :, 1:, 1:], images[:, :, :-1, :-1])
+    torch.testing.assert_close(up_left[:, :, :-1, :-1], images[:, :, 1:, 1:])
+    torch.testing.assert_close(down_right[:, :, 0, 1:], images[:, :, 1, :-1])  # the edge mirrored in

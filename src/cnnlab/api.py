@@ -84,8 +84,8 @@ def evaluate(run: Run | str | Path, data: str | None = None, split: str | None =
 
 def predict(run: Run | str | Path, inputs: str | Sequence[str], top_k: int = 5,
             tta: str | None = None, device: str = "auto") -> PredictionResult:
-    """Top-k classes of image files, folders or globs; ``tta="flip"`` or ``"10crop"`` averages
-    several views."""
+    """Top-k classes of image files, folders or globs; ``tta`` ("flip", "flip-shift" or
+    "10crop") averages several views."""
     from .evaluation.predict import predict_files
 
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)

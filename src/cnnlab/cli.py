@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import launcher
 from .errors import CnnlabError, TrainingDiverged
+from .evaluation import TTA_HELP, TTA_MODES
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
@@ -155,8 +156,7 @@ def build_parser() -> Parser:
                           "the run's own where that source takes them)")
     evaluate.add_argument("--batch-size", type=int)
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    evaluate.add_argument("--tta", choices=("flip", "10crop"),
-                          help="average the softmax over the image and its mirror image, or ten crops")
+    evaluate.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
     evaluate.add_argument("--format", default="table", choices=("table", "json"))
     evaluate.add_argument("--no-report", dest="report", action="store_false",
                           help="write metrics.json and the predictions only: no pictures, no report.html")
@@ -165,8 +165,7 @@ def build_parser() -> Parser:
     predict.add_argument("run", metavar="RUN")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB")
     predict.add_argument("--top-k", type=int, default=5)
-    predict.add_argument("--tta", choices=("flip", "10crop"),
-                         help="average the softmax over the image and its mirror image, or ten crops")
+    predict.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
     predict.add_argument("--format", default="table", choices=("table", "csv", "json"))
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 

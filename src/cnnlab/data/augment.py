@@ -96,6 +96,15 @@ def ten_crops(x: torch.Tensor, crop: tuple[int, int]) -> list[torch.Tensor]:
     return views + [v.flip(3) for v in views]
 
 
+def shifted_views(x: torch.Tensor, pixels: int = 1) -> list[torch.Tensor]:
+    """The image moved ``pixels`` up-left and down-right, the edges mirrored in: with the image
+    itself and the mirror images of all three, the test-time views of the fast CIFAR-10
+    trainers (Jordan, 2024), for nets trained on small random shifts."""
+    padded = F.pad(x, (pixels,) * 4, mode="reflect")
+    height, width = x.shape[2], x.shape[3]
+    return [padded[:, :, :height, :width], padded[:, :, 2 * pixels:, 2 * pixels:]]
+
+
 def centre_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     y, x0 = crop_offsets(x.shape[2], x.shape[3], size)[-1]
     return x[:, :, y: y + size[0], x0: x0 + size[1]]

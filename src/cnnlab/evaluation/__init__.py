@@ -1,1 +1,7 @@
 """Evaluation: metrics, reports of a split, predictions on new images."""
+
+TTA_MODES = ("flip", "flip-shift", "10crop")
+"""Test-time augmentation modes (evaluation/inference.py); here, so the command line can list
+them without importing torch."""
+TTA_HELP = ("average the softmax over views: the image and its mirror image (flip), both also "
+            "moved a pixel up-left and down-right (flip-shift), or ten crops (10crop)")

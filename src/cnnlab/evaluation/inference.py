@@ -7,11 +7,10 @@ import torch
 from torch import nn
 
 from ..data import BatchLoader
-from ..data.augment import ten_crops
+from ..data.augment import shifted_views, ten_crops
 from ..errors import CnnlabError
 from ..runtime import Runtime
-
-TTA_MODES = ("flip", "10crop")
+from . import TTA_MODES
 
 
 @torch.no_grad()
@@ -19,8 +18,9 @@ def predict_logits(model: nn.Module, loader: BatchLoader, runtime: Runtime,
                    tta: str | None = None) -> torch.Tensor:
     """Logits of every sample, in order, on the CPU. With test-time augmentation, the log of
     the softmax averaged over several views, which every softmax loss and metric reads like
-    logits: ``flip``, the image and its mirror image; ``10crop``, the four corner crops, the
-    centre crop and their mirror images (the paper's test procedure)."""
+    logits: ``flip``, the image and its mirror image; ``flip-shift``, those and both moved a
+    pixel up-left and down-right (six views); ``10crop``, the four corner crops, the centre
+    crop and their mirror images (the paper's test procedure)."""
     if tta is not None and tta not in TTA_MODES:
         raise CnnlabError(f"--tta: must be one of {', '.join(TTA_MODES)}; got '{tta}'")
     model.eval()
@@ -34,7 +34,8 @@ def predict_logits(model: nn.Module, loader: BatchLoader, runtime: Runtime,
             if tta == "10crop":
                 views = [loader.preprocessing.standardize(v) for v in ten_crops(images, loader.input_size)]
             else:
-                views = [images, images.flip(3)]
+                views = [images, *(shifted_views(images) if tta == "flip-shift" else [])]
+                views += [view.flip(3) for view in views]
             probs = torch.stack([torch.softmax(model(v.to(device, non_blocking=True)).float(), 1)
                                  for v in views]).mean(0)
             outputs.append(torch.log(probs.clamp_min(1e-12)))
