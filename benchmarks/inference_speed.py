@@ -26,24 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from throughput import cpu_name
+from throughput import cpu_flags, cpu_name
 
 from cnnlab.data import BatchLoader, Split
 from cnnlab.data.images import decode_many
 from cnnlab.evaluation.artifacts import inference_model, load_artifacts
 from cnnlab.evaluation.predict import expand_inputs
 from cnnlab.export import export_onnx
-
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    present = set(next((line for line in text.splitlines() if line.startswith("flags")), "").split())
-    return " ".join(flag for flag in FLAGS if flag in present) or "none of " + ", ".join(FLAGS)
 
 
 def best_of(repeats: int, work) -> float:

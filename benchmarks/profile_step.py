@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 import torch
-from throughput import Case, CnnlabMode
+from throughput import Case, CnnlabMode, cpu_flags
 
 from cnnlab import launcher
 from cnnlab.runs import RunDirectory
@@ -36,7 +36,8 @@ def main() -> None:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                     record_shapes=args.by_shape) as profile:
             rate = mode.measure()
-    print(f"{case.label}, batch {case.batch}, {runtime.precision}, {runtime.threads} threads: "
+    print(f"{case.label}, batch {case.batch}, {runtime.precision}, {runtime.threads} threads "
+          f"(CPU flags: {cpu_flags()}): "
           f"{rate:.1f} img/s under the profiler")
     table = profile.key_averages(group_by_input_shape=args.by_shape)
     print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40))

@@ -203,7 +203,7 @@ class KerasMode:
 
 def environment_line(keras_info: dict | None, device: torch.device) -> str:
     preload = os.environ.get("LD_PRELOAD", "")
-    parts = [f"CPU {cpu_name()} ({torch.get_num_threads()} threads)",
+    parts = [f"CPU {cpu_name()} (flags: {cpu_flags()}; {torch.get_num_threads()} threads)",
              *([f"GPU {torch.cuda.get_device_name(device)}"] if device.type == "cuda" else []),
              f"native bf16: {native_bf16(device)}",
              f"python {platform.python_version()}", f"torch {torch.__version__}",
@@ -211,6 +211,19 @@ def environment_line(keras_info: dict | None, device: torch.device) -> str:
     if keras_info:
         parts.append(f"tensorflow {keras_info['tensorflow']}, keras {keras_info['keras']}")
     return ", ".join(parts)
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+"""The flags that decide the fp32 and bf16 speed of a CPU."""
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    present = set(next((line for line in text.splitlines() if line.startswith("flags")), "").split())
+    return " ".join(flag for flag in CPU_FLAGS if flag in present) or "none of " + ", ".join(CPU_FLAGS)
 
 
 def cpu_name() -> str:

@@ -39,8 +39,9 @@ def test_keras_reference_trains_the_same_networks():
 @pytest.mark.slow
 def test_time_to_accuracy_runs(tmp_path):
     out = run("benchmarks/time_to_accuracy.py", "--data", "digits", "--target", "0.5", "--epochs", "3",
-              "--set", "data.subset=400", "--out", str(tmp_path))
-    assert "val accuracy per epoch" in out and "training batches alone" in out
+              "--evaluate-from", "2", "--tta", "flip-shift", "--set", "data.subset=400", "--out", str(tmp_path))
+    assert "val accuracy per epoch, from epoch 2:" in out and "training batches alone" in out
+    assert "flags:" in out
 
 
 @pytest.mark.slow
