@@ -55,7 +55,7 @@ def time_to_accuracy(*args) -> str:
 
 def best_accuracy(output: str) -> float:
     line = next(line for line in output.splitlines() if "accuracy per epoch" in line)
-    return max(float(value) for value in line.split("per epoch", 1)[1].split(","))
+    return max(float(value) for value in line.rsplit(": ", 1)[1].split(","))
 
 
 def test_mnist_resnet9_reaches_99_5(tmp_path):
@@ -72,3 +72,11 @@ def test_cifar10_resnet9_on_the_jpeg_copy(tmp_path_factory, tmp_path):
                               "--model", "resnet9", "--target", "0.90", "--tta", "flip", "--epochs", "19",
                               "--out", tmp_path)
     assert best_accuracy(output) >= 0.86
+
+
+def test_cifar10_airbench_on_the_jpeg_copy(tmp_path_factory, tmp_path):
+    root = extracted(tmp_path_factory, "cifar10-jpeg.tar.gz", "")
+    output = time_to_accuracy("--data", f"folder:{root}", "--config", REPO / "recipes" / "cifar10-airbench.yaml",
+                              "--model", "airbench", "--target", "0.90", "--tta", "flip-shift", "--epochs", "15",
+                              "--evaluate-from", "15", "--out", tmp_path)
+    assert best_accuracy(output) >= 0.875
