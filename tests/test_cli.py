@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image_folder, run_cli
+from conftest import make_image_folder, run_cli, write_idx
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +174,22 @@ def test_evaluate_without_the_report_writes_the_numbers_only(tmp_path):
     assert result["saved_to"] == str(saved)
     assert {p.name for p in saved.iterdir()} == {"metrics.json", "predictions-val.csv"}
     assert not list(run.glob("*.png")) and not (run / "report.html").exists()
+
+
+def test_evaluate_takes_the_test_split_of_a_run_without_validation(tmp_path):
+    """A run trained with --val-split 0 (the CIFAR-10 recipes) evaluated its test split at the
+    end; `cnnlab evaluate RUN`, with or without its own --data, does the same."""
+    root = tmp_path / "mnist"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 40), ("t10k", 20)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (count, 28, 28)), 2051)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
+    run_cli("train", "--model", "mlp", "--data", f"mnist:{root}", "--val-split", "0", "--epochs", "1",
+            "--out", tmp_path, "--name", "r", "--quiet")
+    recorded = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert "val" not in recorded and recorded["test"]["samples"] == 20
+    for data in ([], ["--data", f"mnist:{root}"]):
+        result = json.loads(run_cli("evaluate", tmp_path / "r", *data, "--format", "json", "--no-report").stdout)
+        assert result["split"] == "test" and result["samples"] == 20
+        assert result["accuracy"] == pytest.approx(recorded["test"]["accuracy"])

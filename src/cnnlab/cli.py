@@ -150,7 +150,7 @@ def build_parser() -> Parser:
     evaluate.add_argument("run", metavar="RUN")
     evaluate.add_argument("--data", help="data SPEC (default: the run's own data)")
     evaluate.add_argument("--split", choices=("val", "test", "train"),
-                          help="default: val on the run's own data, test (else all) on other data")
+                          help="default: val on the run's own data (test if it has none), test (else all) on other data")
     evaluate.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                           help="source option for --data, e.g. --set roi_crop=false (default: "
                           "the run's own where that source takes them)")

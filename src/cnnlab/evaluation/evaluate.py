@@ -109,7 +109,8 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
                  tta: str | None = None, options: dict | None = None, report: bool = True) -> dict:
     """Evaluate a run's best checkpoint, always with the run's own preprocessing.
 
-    On the run's own data (``data`` None or its SPEC): the recorded ``split`` (default val),
+    On the run's own data (``data`` None or its SPEC): the recorded ``split`` (default val, or
+    test for a run trained without validation, as its own final evaluation did),
     written to the run's own metrics.json, predictions and pictures, which hold the same
     numbers. On other data: every image of its test split where it has one, else all of it
     (or the ``split`` asked for), with the run's source options where that source takes them
@@ -125,11 +126,13 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     own = (data is None or data == cfg.data.spec) and not options
     spec = data or cfg.data.spec
     if own:
-        split = split or "val"
         split_ids = run.directory.read_json(runs.SPLIT)
-        if not isinstance(split_ids, dict) or split not in split_ids:
+        recorded = split_ids if isinstance(split_ids, dict) else {}
+        # as the run's own final evaluation: validation, else the test split
+        split = split or next((name for name in ("val", "test") if name in recorded), "val")
+        if split not in recorded:
             raise DataError(f"--split {split}: this run's data has no {split} split; "
-                            f"available: {', '.join(split_ids or {})}")
+                            f"available: {', '.join(recorded)}")
         used_options = dict(cfg.data.options)
         dataset = load_dataset(spec, prep.image_size, prep.channels, split_ids={split: split_ids[split]},
                                progress=not quiet, options=used_options)
