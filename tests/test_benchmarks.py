@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -42,6 +43,17 @@ def test_time_to_accuracy_runs(tmp_path):
               "--evaluate-from", "2", "--tta", "flip-shift", "--set", "data.subset=400", "--out", str(tmp_path))
     assert "val accuracy per epoch, from epoch 2:" in out and "training batches alone" in out
     assert "flags:" in out
+
+
+def test_time_to_accuracy_measures_the_weights_the_run_keeps(tmp_path):
+    """With an EMA of the weights, the accuracy it reports is the averaged weights' (those
+    best.pt keeps and the run's own evaluation reads), not the raw model's."""
+    out = run("benchmarks/time_to_accuracy.py", "--data", "digits", "--model", "mlp", "--target", "0.999",
+              "--epochs", "1", "--set", "ema=0.99", "--set", "data.subset=400", "--set", "report=false",
+              "--out", str(tmp_path))
+    reported = float(out.split("from epoch 1: ", 1)[1].split()[0])
+    (run_dir,) = tmp_path.iterdir()
+    assert reported == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["val"]["accuracy"])
 
 
 @pytest.mark.slow
