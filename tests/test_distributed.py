@@ -66,6 +66,7 @@ def test_cnnlab_launcher_makes_one_run_whose_metrics_equal_one_process(tmp_path)
     assert single["confusion_matrix"] == recorded["confusion_matrix"]
 
 
+@pytest.mark.slow  # 46 s: three trainings; the two tests above keep two processes in CI
 def test_terminate_and_resume_under_two_processes(tmp_path):
     args = [*DIGITS, "--epochs", "3", "--image-size", "28x28", "--out", tmp_path]
     # the uninterrupted reference in one process: two give its numbers (the test above)
