@@ -57,6 +57,12 @@ def test_time_to_accuracy_measures_the_weights_the_run_keeps(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # two interpreter starts with the training stack: 15 s for 4 steps
+def test_dropout_masks_runs():
+    out = run("benchmarks/dropout_masks.py", "--model", "alexnet-mnist", "--windows", "1", "--steps", "1")
+    assert "alexnet-mnist 28, batch 64: nn.Dropout" in out and "ratio" in out and "CPU flags" in out
+
+
 def test_profile_step_runs():
     out = run("benchmarks/profile_step.py", "--model", "lenet5", "--steps", "1", "--rows", "5")
     assert "img/s under the profiler" in out and "aten::" in out

@@ -158,12 +158,13 @@ def test_lrn_matches_the_paper_formula(channels):
     torch.testing.assert_close(strong(a), lrn_loop(a, alpha=0.5))
 
 
-@pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 1.0])
-def test_uniform_mask_dropout_is_inverted_dropout(p):
+@pytest.mark.parametrize("p", [0.0, 0.2, 0.25, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_uniform_mask_dropout_is_inverted_dropout(p, layout):
     torch.manual_seed(0)
     layer = UniformMaskDropout(p)
     x = torch.rand(200, 50, 10, 10) + 1  # no zeros, so every zero out is a dropped value
-    x.requires_grad_()
+    x = x.contiguous(memory_format=layout).requires_grad_()
     y = layer(x)
     dropped = y == 0
     assert abs(dropped.float().mean().item() - p) < 0.005
@@ -171,8 +172,18 @@ def test_uniform_mask_dropout_is_inverted_dropout(p):
         torch.testing.assert_close(y[~dropped], x[~dropped] / (1 - p))
         y.sum().backward()
         torch.testing.assert_close(x.grad, (~dropped).float() / (1 - p))
+        assert y.is_contiguous(memory_format=layout)
     layer.eval()
     assert torch.equal(layer(x), x)
+
+
+def test_uniform_mask_dropout_masks_are_independent_across_positions():
+    torch.manual_seed(0)
+    kept = UniformMaskDropout(0.5)(torch.ones(4, 8, 16, 16).contiguous(memory_format=torch.channels_last)) > 0
+    flat = kept.flatten().float()
+    # neighbours share a 64-bit draw four at a time; their masks must still be uncorrelated
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()) < 0.05
+    assert abs(kept.float().mean().item() - 0.5) < 0.03
 
 
 def test_uniform_mask_dropout_follows_the_seed():

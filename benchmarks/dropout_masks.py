@@ -1,0 +1,74 @@
+"""What cnnlab's dropout layer saves against torch's nn.Dropout in a whole training step: the
+same model, fp32, channels_last, synthetic data, the two layers alternated window by window
+in one process (medians of the windows), as the ratio cnnlab / torch.
+
+    python benchmarks/dropout_masks.py --model small-cnn alexnet-bn@150
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from throughput import Case, cpu_flags
+from torch import nn
+from torch.nn import functional as F
+
+from cnnlab import launcher
+from cnnlab.models.factory import create_model
+from cnnlab.models.layers import UniformMaskDropout
+
+
+def swap_dropout(model: nn.Module, kind: type[nn.Dropout]) -> None:
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Dropout):
+                setattr(parent, name, kind(child.p, child.inplace))
+
+
+def measure(case: Case, windows: int, steps: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    height, width, channels = case.input
+    model = create_model(case.model, case.classes, channels, (height, width)).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    images = torch.randn(case.batch, channels, height, width).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, case.classes, (case.batch,))
+
+    def step() -> None:
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    rates: dict[str, list[float]] = {"torch": [], "cnnlab": []}
+    for window in range(2 * windows):
+        kind = "torch" if window % 2 == 0 else "cnnlab"
+        swap_dropout(model, nn.Dropout if kind == "torch" else UniformMaskDropout)
+        step()  # the first step after a swap allocates anew
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates[kind].append(steps * case.batch / (time.perf_counter() - started))
+    return {kind: statistics.median(values) for kind, values in rates.items()}
+
+
+def main() -> None:
+    launcher.reexec_with_fast_allocator(sys.argv[1:], program=(__file__,))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", nargs="+", default=["small-cnn", "alexnet-bn@150"], help="NAME or NAME@SIZE")
+    parser.add_argument("--windows", type=int, default=6, help="windows per layer kind")
+    parser.add_argument("--steps", type=int, default=3, help="steps per window")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}")
+    for spec in args.model:
+        case = Case.parse(spec, None)
+        rates = measure(case, args.windows, args.steps)
+        print(f"{case.label}, batch {case.batch}: nn.Dropout {rates['torch']:.1f} img/s, "
+              f"cnnlab's dropout {rates['cnnlab']:.1f} img/s, ratio {rates['cnnlab'] / rates['torch']:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
