@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO
 
@@ -57,6 +60,34 @@ def test_time_to_accuracy_measures_the_weights_the_run_keeps(tmp_path):
 
 
 @pytest.mark.slow
+def test_cifar10_method_study_runs(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(8):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / split / name / f"{i}.jpg")
+    out = run("benchmarks/cifar10_method_study.py", str(tmp_path), "--device", "cpu",
+              "recipe epochs=1 batch=4", "muon preset=muon epochs=2 batch=4 whiten_bias_epochs=1")
+    lines = out.strip().splitlines()
+    assert "CPU flags" in lines[0]
+    results = [json.loads(line) for line in lines[1:]]
+    assert [r["run"] for r in results] == ["recipe", "muon"]
+    assert all(0 <= r[views] <= 1 for r in results for views in ("none", "flip", "six"))
+    assert results[1]["settings"]["optimizer"] == "muon"
+
+
+@pytest.mark.parametrize(("tokens", "message"), [(["lr=0.1", "colour=red"], "colour=red: unknown setting"),
+                                                 (["preset=fast"], "preset=fast: unknown setting"),
+                                                 (["lr=fast"], "lr=fast: lr takes a number")])
+def test_cifar10_method_study_refuses_bad_settings(monkeypatch, tokens, message):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    study = importlib.import_module("cifar10_method_study")
+    with pytest.raises(ValueError, match=message):
+        study.settings(tokens)
+    assert study.settings(["preset=muon", "batch=64"])["optimizer"] == "muon"
+
+
 @pytest.mark.slow  # two interpreter starts with the training stack: 15 s for 4 steps
 def test_dropout_masks_runs():
     out = run("benchmarks/dropout_masks.py", "--model", "alexnet-mnist", "--windows", "1", "--steps", "1")
