@@ -59,7 +59,6 @@ def test_time_to_accuracy_measures_the_weights_the_run_keeps(tmp_path):
     assert reported == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["val"]["accuracy"])
 
 
-@pytest.mark.slow
 def test_cifar10_method_study_runs(tmp_path):
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
@@ -94,6 +93,7 @@ def test_dropout_masks_runs():
     assert "alexnet-mnist 28, batch 64: nn.Dropout" in out and "ratio" in out and "CPU flags" in out
 
 
+@pytest.mark.slow
 def test_profile_step_runs():
     out = run("benchmarks/profile_step.py", "--model", "lenet5", "--steps", "1", "--rows", "5")
     assert "img/s under the profiler" in out and "aten::" in out
