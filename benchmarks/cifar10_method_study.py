@@ -21,21 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from throughput import cpu_flags
 from torch import nn
 from torch.nn import functional as F
 
+from cnnlab.config import ScheduleConfig
+from cnnlab.data import load_dataset
 from cnnlab.data.augment import Augment, Augmenter, shifted_views
 from cnnlab.models.layers import PatchWhitening
+from cnnlab.training.schedules import LRSchedule
 
 DEFAULTS = dict(
     widths=[32, 128, 128], act="relu", bn_scale=True, bn_eps=1e-5, bn_momentum=0.1, dirac=False,
@@ -64,25 +63,17 @@ PRESETS = {
 }
 
 
-def decode(path: str) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def load_split(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    files = [(str(f), label) for label, name in enumerate(classes) for f in sorted((folder / name).iterdir())]
-    with ProcessPoolExecutor(os.cpu_count()) as pool:
-        images = list(pool.map(decode, [f for f, _ in files], chunksize=512))
-    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
-    return pixels, torch.tensor([label for _, label in files])
-
-
 def load(data: Path, device: torch.device):
-    """Train and test images standardised with the training set's channel statistics."""
-    (train_x, train_y), (test_x, test_y) = load_split(data / "train"), load_split(data / "test")
-    mean, std = train_x.mean((0, 2, 3), keepdim=True), train_x.std((0, 2, 3), keepdim=True)
-    return [t.to(device) for t in ((train_x - mean) / std, train_y, (test_x - mean) / std, test_y)]
+    """Train and test images through cnnlab's folder reader and decode cache, standardised with
+    the training set's channel statistics."""
+    dataset = load_dataset(f"folder:{data}", image_size=(32, 32), val_split=0.0, progress=False)
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in dataset.channel_stats())
+
+    def tensors(split):
+        pixels = torch.from_numpy(split.pixels()).permute(0, 3, 1, 2).float() / 255
+        return ((pixels - mean) / std).to(device), torch.from_numpy(split.labels).long().to(device)
+
+    return (*tensors(dataset.splits["train"]), *tensors(dataset.splits["test"]))
 
 
 class Net(nn.Module):
@@ -172,17 +163,18 @@ def optimizers(model: Net, s: dict) -> list[torch.optim.Optimizer]:
     return [torch.optim.SGD(groups, momentum=s["momentum"], nesterov=True)]
 
 
-def lr_factor(s: dict, step: int, total: int, steps_per_epoch: int) -> float:
+def lr_factors(s: dict, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate's multiplier at each step: cnnlab's cosine with warm-up, a linear decay
+    to zero, or airbench's triangle (start, peak position, end)."""
+    total = steps_per_epoch * s["epochs"]
     if s["schedule"] == "cosine":
-        warmup = s["warmup"] * steps_per_epoch
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        cosine = LRSchedule(ScheduleConfig(name="cosine", warmup_epochs=s["warmup"]), 1.0, steps_per_epoch, s["epochs"])
+        return cosine.lr_at
     if s["schedule"] == "linear":
-        return 1 - step / total
+        return lambda step: 1 - step / total
     start, peak, end = s["shape"]
     top = peak * total
-    return start + (1 - start) * step / top if step < top else 1 + (end - 1) * (step - top) / (total - top)
+    return lambda step: start + (1 - start) * step / top if step < top else 1 + (end - 1) * (step - top) / (total - top)
 
 
 @torch.no_grad()
@@ -208,6 +200,7 @@ def train(s: dict, train_x, train_y) -> Net:
     base = [[group["lr"] for group in opt.param_groups] for opt in opts]
     steps_per_epoch = len(train_x) // s["batch"]
     total = steps_per_epoch * s["epochs"]
+    factors = lr_factors(s, steps_per_epoch)
     shifter = Augmenter(Augment(pad_crop=s["shift"]), (32, 32), None, torch.Generator().manual_seed(s["seed"]))
     tracked = [v for v in model.state_dict().values() if v.dtype.is_floating_point]
     lookahead = None
@@ -220,13 +213,14 @@ def train(s: dict, train_x, train_y) -> Net:
         for index in order[: steps_per_epoch * s["batch"]].split(s["batch"]):
             x = torch.where(flips[index][:, None, None, None], train_x[index].flip(3), train_x[index])
             x = shifter(x) if s["shift"] else x
+            factor = factors(step)
+            bias_factor = factor
+            if s["whiten_bias_epochs"] < s["epochs"]:  # Muon's fades to zero, SGD's stops
+                bias_steps = s["whiten_bias_epochs"] * steps_per_epoch
+                bias_factor = max(0.0, 1 - step / bias_steps) if s["optimizer"] == "muon" else factor * (step < bias_steps)
             for opt, rates in zip(opts, base, strict=True):
-                for number, (group, rate) in enumerate(zip(opt.param_groups, rates, strict=True)):
-                    factor = lr_factor(s, step, total, steps_per_epoch)
-                    if opt is opts[0] and number == 0 and s["whiten_bias_epochs"] < s["epochs"]:
-                        bias_steps = s["whiten_bias_epochs"] * steps_per_epoch
-                        factor = max(0.0, 1 - step / bias_steps) if s["optimizer"] == "muon" else factor * (step < bias_steps)
-                    group["lr"] = rate * factor
+                for group, rate in zip(opt.param_groups, rates, strict=True):
+                    group["lr"] = rate * (bias_factor if group is opts[0].param_groups[0] else factor)
             logits = model(x.contiguous(memory_format=torch.channels_last))
             loss = F.cross_entropy(logits, train_y[index], label_smoothing=s["label_smoothing"],
                                    reduction="sum" if s["decoupled"] else "mean")
