@@ -85,6 +85,7 @@ def test_folder_source_trains(tmp_path):
     (["train", "--data", "mnist:/no/such/folder"], "--data mnist:/no/such/folder: no such file"),
     (["train", "--epochs", "many"], "argument --epochs: invalid int value"),
     (["train", "--optimizer", "adamax", "--epochs", "1"], "--optimizer: unknown optimizer 'adamax'"),
+    (["train", "--optimizer", "muon", "--set", "optimizer.fallback=lamb"], "optimizer.fallback: must be one of adamw, sgd"),
     (["train", "--val-split", "1.5"], "--val-split: must be at least 0 and below 1"),
     (["train", "--precision", "fp8"], "--precision: must be one of"),
     (["train", "--set", "optimizer.betas=3"], "optimizer.betas: expected a list"),

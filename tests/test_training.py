@@ -170,10 +170,14 @@ def quick(tmp_path, name, **kw):
     return api.train(**options)
 
 
-def test_resume_is_exact(tmp_path):
-    straight = quick(tmp_path, "straight")
+SMALL_AIRBENCH = dict(model="airbench", model__options={"widths": [4, 8, 8]}, image_size=[16, 16])
+
+
+@pytest.mark.parametrize("options", [{}, dict(optimizer="muon", **SMALL_AIRBENCH)], ids=["adam", "muon"])
+def test_resume_is_exact(tmp_path, options):
+    straight = quick(tmp_path, "straight", **options)
     with pytest.raises(KeyboardInterrupt):
-        quick(tmp_path, "interrupted", callbacks=[InterruptAfter(1)])
+        quick(tmp_path, "interrupted", callbacks=[InterruptAfter(1)], **options)
     assert len(load_run(tmp_path / "interrupted").history) == 1
     resumed = api.resume(tmp_path / "interrupted", quiet=True)
     drop = {"seconds", "images_per_second"}
@@ -187,6 +191,14 @@ def test_resume_is_exact(tmp_path):
     final_b = load_checkpoint(resumed.path / "last.pt")["state_dict"]
     for key in final_a:
         torch.testing.assert_close(final_a[key], final_b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_logged_lr_is_the_configured_one_whatever_the_first_group(tmp_path):
+    # under muon, airbench's first parameter group is the head's fallback group, whose lr is
+    # fallback_lr, not the lr the user set
+    run = quick(tmp_path, "muon", optimizer="muon", lr=0.05, optimizer__fallback_lr=0.01, schedule="constant",
+                epochs=1, **SMALL_AIRBENCH)
+    assert run.history[0]["lr"] == pytest.approx(0.05)
 
 
 def test_best_checkpoint_and_metrics(tmp_path):

@@ -54,7 +54,7 @@ def build_parser() -> Parser:
     options.add_argument("--epochs", type=int)
     options.add_argument("--batch-size", type=int)
     options.add_argument("--lr", type=float, help="learning rate")
-    options.add_argument("--optimizer", help="sgd, adam, adamw or rmsprop")
+    options.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop or muon")
     options.add_argument("--momentum", type=float)
     options.add_argument("--weight-decay", type=float)
     options.add_argument("--schedule", help="constant, exponential, step, multistep, cosine, onecycle, plateau")

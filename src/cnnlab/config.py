@@ -59,6 +59,7 @@ class ModelConfig:
 @dataclass
 class OptimizerConfig:
     name: str = "adam"
+    """sgd, adam, adamw, rmsprop or muon."""
     lr: float = 1e-3
     momentum: float = 0.9
     nesterov: bool = False
@@ -66,6 +67,16 @@ class OptimizerConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-7
     """Keras' default epsilon (torch's is 1e-8), so Keras recipes behave the same."""
+    muon_momentum: float = 0.95
+    """muon: the Nesterov momentum of the orthogonalised updates (``momentum`` is the SGD
+    fallback's)."""
+    ns_steps: int = 5
+    """muon: Newton-Schulz iterations per update."""
+    fallback: str = "adamw"
+    """muon: the optimizer of the parameters Muon does not take (the first and last layer,
+    biases, BatchNorm): ``adamw`` or ``sgd``."""
+    fallback_lr: float = 3e-4
+    """muon: the fallback's learning rate (``lr`` is Muon's); the schedule scales both."""
 
 
 @dataclass

@@ -191,7 +191,8 @@ class Trainer:
                 logits = predict_logits(self.eval_model, self.eval_loader("val"), self.runtime)
                 labels = torch.from_numpy(self.dataset.splits["val"].labels)
                 logs.update({f"val_{k}": v for k, v in running_metrics(logits, labels, self.loss).items()})
-            logs.update(lr=self.optimizer.param_groups[0]["lr"], seconds=seconds,
+            first = self.optimizer.param_groups[0]  # its lr_scale may not be 1 (muon's fallback)
+            logs.update(lr=first["lr"] / first.get("lr_scale", 1.0), seconds=seconds,
                         images_per_second=len(self.dataset.splits["train"]) / seconds)
             # every process decides on rank 0's numbers: early stopping, plateaus, best.pt
             logs = self.runtime.broadcast(logs)

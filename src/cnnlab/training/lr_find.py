@@ -53,7 +53,7 @@ def find_lr(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     loss_fn = Loss(config.loss, dataset.num_classes, config.label_smoothing)
     model = create_model(config.model.name, loss_fn.outputs, dataset.channels, checked.input_size,
                          **config.model.options).to(runtime.device, memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optimizer, param_groups(model, config.model.base_lr_scale), runtime.device)
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale), runtime.device)
     preprocessing = derive(dataset, checked.image_size, checked.input_size, data.normalize, data.options)
     loader = BatchLoader(dataset.splits["train"], config.batch_size, preprocessing, training=True,
                          augment=checked.augment, seed=config.seed, device=runtime.device)

@@ -5,24 +5,134 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from torch import nn
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
 
 from ..config import OptimizerConfig
 from ..errors import ConfigError
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "muon")
+FALLBACKS = ("adamw", "sgd")
 
 
-def param_groups(model: torch.nn.Module, base_lr_scale: float = 1.0) -> list[dict]:
+def muon_weights(model: nn.Module) -> set[int]:
+    """The ids of the weights Muon takes: those of every convolution and dense layer but the
+    network's first and last, which train better with a standard optimizer (Jordan et al.,
+    "Muon: An optimizer for hidden layers in neural networks", 2024). A fixed first layer
+    (patch whitening) counts as the first."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    return {id(m.weight) for m in layers[1:-1] if isinstance(m.weight, nn.Parameter)}
+
+
+def param_groups(model: nn.Module, cfg: OptimizerConfig, base_lr_scale: float = 1.0) -> list[dict]:
     """The convolutional base and the rest as two groups, frozen parameters included (they get
     no gradient, so no update, until they are unfrozen), so that unfreezing needs no new
-    optimizer and a resumed run finds the same groups. ``lr_scale`` multiplies the schedule."""
+    optimizer and a resumed run finds the same groups. ``lr_scale`` multiplies the schedule.
+    Under muon each group is split into Muon's weights and the fallback's parameters, whose
+    ``lr_scale`` carries fallback_lr / lr."""
     base = list(model.features.parameters()) if hasattr(model, "features") else []
     ids = {id(p) for p in base}
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": rest, "lr_scale": 1.0}]
     if base:
         groups.append({"params": base, "lr_scale": base_lr_scale})
-    return groups
+    if cfg.name.lower() != "muon":
+        return groups
+    hidden = muon_weights(model)
+    split = []
+    for group in groups:
+        for muon in (True, False):
+            params = [p for p in group["params"] if (id(p) in hidden) == muon]
+            if params:
+                scale = group["lr_scale"] * (1.0 if muon else cfg.fallback_lr / cfg.lr)
+                split.append({"params": params, "lr_scale": scale, "muon": muon})
+    return split
+
+
+def orthogonalised(matrix: torch.Tensor, steps: int) -> torch.Tensor:
+    """The quintic Newton-Schulz iteration of Muon (Jordan et al., 2024) towards the nearest
+    semi-orthogonal matrix, in fp32 (torch.optim.Muon runs it in bf16, which CPUs without bf16
+    units emulate 7-25x slower)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = matrix / (matrix.norm() + 1e-7)
+    wide = x.size(0) <= x.size(1)
+    x = x if wide else x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x if wide else x.T
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for the groups marked ``muon`` (their filters flattened to out x in*kh*kw: torch's
+    Muon takes 2-D weights only), and AdamW or SGD for the others, as Jordan et al. (2024)
+    and Keras' ``keras.optimizers.Muon`` pair them. Muon's update is the Nesterov momentum of
+    the gradient, orthogonalised, scaled by sqrt(max(1, rows / cols)), with decoupled weight
+    decay; the fallback is torch's own AdamW or SGD update with the group's ``lr``."""
+
+    def __init__(self, params, lr: float, muon_momentum: float = 0.95, ns_steps: int = 5,
+                 weight_decay: float = 0.0, fallback: str = "adamw", momentum: float = 0.9,
+                 nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}; got {fallback!r}")
+        super().__init__(params, dict(lr=lr, muon=False, muon_momentum=muon_momentum,
+                                      ns_steps=ns_steps, weight_decay=weight_decay,
+                                      fallback=fallback, momentum=momentum, nesterov=nesterov,
+                                      betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if group["muon"]:
+                self._muon_step(group, params)
+            elif group["fallback"] == "sgd":
+                self._sgd_step(group, params)
+            else:
+                self._adamw_step(group, params)
+        return loss
+
+    def _muon_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        lr, momentum = group["lr"], group["muon_momentum"]
+        for p in params:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            buffer = state["momentum_buffer"]
+            buffer.lerp_(p.grad, 1 - momentum)
+            update = p.grad.lerp(buffer, momentum).reshape(len(p), -1)
+            rows, cols = update.shape
+            update = orthogonalised(update, group["ns_steps"]) * max(1.0, rows / cols) ** 0.5
+            p.mul_(1 - lr * group["weight_decay"])
+            p.add_(update.view(p.shape), alpha=-lr)
+
+    def _sgd_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        buffers = [self.state[p].get("momentum_buffer") for p in params]
+        sgd(params, [p.grad for p in params], buffers, weight_decay=group["weight_decay"],
+            momentum=group["momentum"], lr=group["lr"], dampening=0.0, nesterov=group["nesterov"],
+            maximize=False)
+        for p, buffer in zip(params, buffers, strict=True):
+            self.state[p]["momentum_buffer"] = buffer
+
+    def _adamw_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        for p in params:
+            if not self.state[p]:
+                self.state[p].update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p),
+                                     exp_avg_sq=torch.zeros_like(p))
+        states = [self.state[p] for p in params]
+        beta1, beta2 = group["betas"]
+        adam(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+             [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states],
+             decoupled_weight_decay=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+             weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
 
 def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter] | list[dict],
@@ -43,4 +153,16 @@ def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter] |
         # Keras' RMSprop: rho 0.9, no momentum
         return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=cfg.eps,
                                    weight_decay=cfg.weight_decay, foreach=True)
+    if name == "muon":
+        if cfg.fallback not in FALLBACKS:
+            raise ConfigError(f"optimizer.fallback: must be one of {', '.join(FALLBACKS)}; got '{cfg.fallback}'")
+        if cfg.fallback_lr <= 0:
+            raise ConfigError(f"optimizer.fallback_lr: must be positive; got {cfg.fallback_lr}")
+        if not 0 <= cfg.muon_momentum < 1:
+            raise ConfigError(f"optimizer.muon_momentum: must be at least 0 and below 1; got {cfg.muon_momentum}")
+        if not 1 <= cfg.ns_steps <= 20:
+            raise ConfigError(f"optimizer.ns_steps: must be 1 to 20; got {cfg.ns_steps}")
+        return Muon(params, lr=cfg.lr, muon_momentum=cfg.muon_momentum, ns_steps=cfg.ns_steps,
+                    weight_decay=cfg.weight_decay, fallback=cfg.fallback, momentum=cfg.momentum,
+                    nesterov=cfg.nesterov, betas=tuple(cfg.betas), eps=cfg.eps)
     raise ConfigError(f"--optimizer: unknown optimizer '{cfg.name}'; valid: {', '.join(OPTIMIZERS)}")

@@ -184,7 +184,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         model = split_towers(grouped, config.towers)
     else:
         model = grouped = grouped.to(runtime.device, memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optimizer, param_groups(model, config.model.base_lr_scale),
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale),
                                 runtime.device)
     steps_per_epoch = math.ceil(math.ceil(len(dataset.splits["train"]) / config.batch_size) / config.accumulate)
     schedule = LRSchedule(config.schedule, config.optimizer.lr, steps_per_epoch, config.epochs,
