@@ -300,6 +300,32 @@ def test_whitening_filters_are_fitted_never_trained():
     torch.testing.assert_close(layer.weight, before)
 
 
+def test_airbench_fixed_batchnorm_scale_never_trains():
+    model = create_model("airbench", widths=[8, 8, 8], bn_scale=False)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 6 and all(all(p is not m.weight for p in model.parameters()) for m in norms)
+    assert set(model.state_dict()) == set(create_model("airbench", widths=[8, 8, 8]).state_dict())
+    model.freeze_features(True)
+    model.freeze_features(False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0, weight_decay=0.1)
+    model(torch.randn(4, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    assert all((m.weight == 1).all() for m in norms)
+
+
+def test_airbench_identity_init_passes_the_first_channels_through():
+    model = create_model("airbench", widths=[8, 16, 16], identity_init=True)
+    convs = [m for m in model.features if type(m) is torch.nn.Conv2d]
+    assert len(convs) == 6
+    for conv in convs:
+        x = torch.randn(2, conv.in_channels, 6, 6)
+        kept = min(conv.in_channels, conv.out_channels)
+        torch.testing.assert_close(conv(x)[:, :kept], x[:, :kept])
+    plain = [m for m in create_model("airbench", widths=[8, 16, 16]).features if type(m) is torch.nn.Conv2d]
+    x = torch.randn(2, 8, 6, 6)
+    assert not torch.allclose(plain[1](x)[:, :8], x)
+
+
 @pytest.mark.parametrize("widths", [[8, 8], [8, 0, 8], [8.5, 8, 8]])
 def test_airbench_widths_are_checked(widths):
     with pytest.raises(CnnlabError, match="widths"):

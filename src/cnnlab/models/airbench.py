@@ -9,12 +9,17 @@ three blocks' channels: the paper's airbench94 is [64, 256, 256]; on a 2-core CP
 [32, 128, 128] costs about what ResNet-9 at width 16 does (docs/results.md). ``whiten=False``
 trains the first layer instead (for measuring what whitening brings).
 
-Differences from the paper's code: ReLU instead of GELU, BatchNorm with a trained scale and
-PyTorch's defaults, no fixed 1/9 scale on the logits; its training tricks (lookahead,
-alternating flips, the bias-only warm-up of the whitening layer) are not part of the network.
+Two of the paper's choices are options: ``bn_scale=False`` keeps BatchNorm's scale at 1
+(only its shift trains) and ``identity_init=True`` starts each convolution's first filters as
+the identity (an implicit residual). Other differences from the paper's code: ReLU instead of
+GELU, PyTorch's BatchNorm defaults, no fixed 1/9 scale on the logits; its training tricks
+(lookahead, alternating flips, the bias-only warm-up of the whitening layer) are not part of
+the network.
 """
 
 from __future__ import annotations
+
+from torch import nn
 
 from ..errors import CnnlabError
 from .convnet import ConvNet
@@ -38,9 +43,20 @@ def airbench_features(widths, in_channels: int, whiten: bool) -> list:
 
 @register_model("airbench", input_size=(32, 32, 3), num_classes=10, params=1_975_106,
                 source="Jordan, 94% on CIFAR-10 in 3.29 Seconds on a Single GPU (arXiv:2404.00498, 2024)")
-def airbench(num_classes, in_channels, input_size, widths=AIRBENCH94_WIDTHS, whiten: bool = True):
+def airbench(num_classes, in_channels, input_size, widths=AIRBENCH94_WIDTHS, whiten: bool = True,
+             bn_scale: bool = True, identity_init: bool = False):
     """Whitening layer, 3 blocks of two 3x3 convs (pool after the first), global max pool, dense."""
     widths = tuple(widths)
     if len(widths) != 3 or not all(isinstance(w, int) and w > 0 for w in widths):
         raise CnnlabError(f"airbench: widths must be three positive channel counts; got {list(widths)}")
-    return ConvNet(airbench_features(widths, in_channels, whiten), [], num_classes, in_channels, input_size, name="airbench")
+    net = ConvNet(airbench_features(widths, in_channels, whiten), [], num_classes, in_channels, input_size, name="airbench")
+    for module in net.features.modules():
+        if isinstance(module, nn.BatchNorm2d) and not bn_scale:
+            # a buffer, as the whitening filters are: no optimizer, freezing or unfreezing
+            # can train it, and state dicts keep their keys
+            scale = module.weight.detach().clone()
+            del module.weight
+            module.register_buffer("weight", scale)
+        elif identity_init and type(module) is nn.Conv2d and module.kernel_size == (3, 3):
+            nn.init.dirac_(module.weight.data[:module.in_channels])
+    return net
