@@ -1,10 +1,11 @@
 """How far the known fast-training methods take the CIFAR-10 network a 2-core CPU can train in
 30 minutes: a stand-alone reference implementation of the training methods of Jordan's airbench
 ("94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv:2404.00498, 2024) and of its later
-Muon variant, none of which cnnlab's trainer has, on airbench's network with the whitening
-layer and test views cnnlab does have (PatchWhitening, shifted_views). It answers "what would
-building these methods into cnnlab buy" before building them (docs/results.md); it is not a
-second trainer for users.
+Muon variant, which cnnlab's trainer does not have (it has the standard Muon, not this
+variant's weight renormalisation, lookahead, alternating flips or per-group schedules), on
+airbench's network with the whitening layer and test views cnnlab does have
+(PatchWhitening, shifted_views). It answers "what would building these methods into cnnlab
+buy" before building them (docs/results.md); it is not a second trainer for users.
 
 Each run is one argument, "NAME key=value ..." (defaults: cnnlab's recipes/cifar10-airbench.yaml;
 ``preset=airbench`` or ``preset=muon`` first sets that method's own choices), trained one
@@ -34,6 +35,7 @@ from cnnlab.config import ScheduleConfig
 from cnnlab.data import load_dataset
 from cnnlab.data.augment import Augment, Augmenter, shifted_views
 from cnnlab.models.layers import PatchWhitening
+from cnnlab.training.optim import orthogonalised
 from cnnlab.training.schedules import LRSchedule
 
 DEFAULTS = dict(
@@ -102,21 +104,10 @@ class Net(nn.Module):
         return self.head(self.body(self.whiten(x)).amax((2, 3))) * self.scale
 
 
-def orthogonalised(update: torch.Tensor, steps: int = 3) -> torch.Tensor:
-    """Muon's quintic Newton-Schulz iteration towards the nearest semi-orthogonal matrix."""
-    a, b, c = 3.4445, -4.7750, 2.0315
-    x = update / (update.norm() + 1e-7)
-    wide = x.size(0) <= x.size(1)
-    x = x if wide else x.T
-    for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return x if wide else x.T
-
-
 class Muon(torch.optim.Optimizer):
-    """Nesterov momentum, orthogonalised per filter bank, on weights renormalised to norm
-    sqrt(out channels) (torch.optim.Muon takes 2-D parameters only)."""
+    """airbench94_muon's variant of Muon (cnnlab's is the standard one): Nesterov momentum
+    without dampening, orthogonalised per filter bank in three iterations, on weights
+    renormalised to norm sqrt(out channels)."""
 
     def __init__(self, params, lr: float, momentum: float):
         super().__init__(params, dict(lr=lr, momentum=momentum))
@@ -131,7 +122,7 @@ class Muon(torch.optim.Optimizer):
                 buffer.mul_(group["momentum"]).add_(p.grad)
                 update = p.grad.add(buffer, alpha=group["momentum"])
                 p.mul_(len(p) ** 0.5 / p.norm())
-                p.add_(orthogonalised(update.reshape(len(p), -1)).view_as(p), alpha=-group["lr"])
+                p.add_(orthogonalised(update.reshape(len(p), -1), 3).view_as(p), alpha=-group["lr"])
 
 
 def optimizers(model: Net, s: dict) -> list[torch.optim.Optimizer]:
