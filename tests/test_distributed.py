@@ -40,6 +40,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "last.pt")["state_dict"]
 
 
+@pytest.mark.slow  # 23 s; the launcher test below keeps two processes in CI
 def test_two_processes_end_with_one_process_weights(tmp_path):
     """Global batch 32 as 2 x 16 (the last, uneven batch too): the same gradient as one
     process, so the same weights up to floating-point order."""
@@ -66,7 +67,7 @@ def test_cnnlab_launcher_makes_one_run_whose_metrics_equal_one_process(tmp_path)
     assert single["confusion_matrix"] == recorded["confusion_matrix"]
 
 
-@pytest.mark.slow  # 46 s: three trainings; the two tests above keep two processes in CI
+@pytest.mark.slow  # 46 s: three trainings; the launcher test above keeps two processes in CI
 def test_terminate_and_resume_under_two_processes(tmp_path):
     args = [*DIGITS, "--epochs", "3", "--image-size", "28x28", "--out", tmp_path]
     # the uninterrupted reference in one process: two give its numbers (the test above)

@@ -119,6 +119,7 @@ def wait_for(path: Path, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # 18 s; test_sigterm_behaves_like_ctrl_c keeps a killed-and-resumed run in CI
 def test_killed_before_the_first_epoch_ends_starts_again(tmp_path, reference):
     process = start(tmp_path, "early")
     wait_for(tmp_path / "early" / "config.yaml")
