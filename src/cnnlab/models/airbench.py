@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import CnnlabError
 from .convnet import ConvNet
 from .factory import register_model
-from .layers import TORCH_BN, Conv, GlobalPool, MaxPool, ReLU, Whiten
+from .layers import TORCH_BN, Conv, GlobalPool, MaxPool, ReLU, Whiten, fix_weight
 
 AIRBENCH94_WIDTHS = (64, 256, 256)
 
@@ -52,11 +52,7 @@ def airbench(num_classes, in_channels, input_size, widths=AIRBENCH94_WIDTHS, whi
     net = ConvNet(airbench_features(widths, in_channels, whiten), [], num_classes, in_channels, input_size, name="airbench")
     for module in net.features.modules():
         if isinstance(module, nn.BatchNorm2d) and not bn_scale:
-            # a buffer, as the whitening filters are: no optimizer, freezing or unfreezing
-            # can train it, and state dicts keep their keys
-            scale = module.weight.detach().clone()
-            del module.weight
-            module.register_buffer("weight", scale)
+            fix_weight(module)
         elif identity_init and type(module) is nn.Conv2d and module.kernel_size == (3, 3):
             nn.init.dirac_(module.weight.data[:module.in_channels])
     return net

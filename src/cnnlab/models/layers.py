@@ -159,6 +159,14 @@ class LRN:
 Layer = Conv | Dense | MaxPool | AvgPool | BN | ReLU | Dropout | LRN | GlobalPool | Residual | Whiten
 
 
+def fix_weight(module: nn.Module) -> None:
+    """Turn ``module.weight`` from a parameter into a buffer of the same values: no optimizer,
+    weight decay, freezing or unfreezing can train it, and state dicts keep their keys."""
+    value = module.weight.detach().clone()
+    del module.weight
+    module.register_buffer("weight", value)
+
+
 class PatchWhitening(nn.Conv2d):
     """A convolution whose filters are the principal directions of the training images'
     patches, each scaled to unit variance, and their negatives (so a ReLU after it loses
@@ -170,9 +178,7 @@ class PatchWhitening(nn.Conv2d):
     def __init__(self, in_channels: int, patch: int):
         directions = in_channels * patch * patch
         super().__init__(in_channels, 2 * directions, patch, bias=True)
-        filters = self.weight.detach().clone()
-        del self.weight
-        self.register_buffer("weight", filters)
+        fix_weight(self)
 
     @torch.no_grad()
     def fit(self, images: torch.Tensor, eps: float = 5e-4) -> None:
