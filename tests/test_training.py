@@ -66,8 +66,8 @@ def test_reduce_on_plateau_divides_by_ten():
 
 
 def test_schedule_errors():
-    with pytest.raises(CnnlabError, match="unknown schedule 'linear'"):
-        schedule("linear")
+    with pytest.raises(CnnlabError, match="unknown schedule 'triangle'"):
+        schedule("triangle")
 
 
 def test_monitor_modes():

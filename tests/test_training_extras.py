@@ -122,6 +122,19 @@ def test_onecycle_matches_pytorch():
         theirs.step()
 
 
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_linear_decay_matches_keras_polynomial_decay(warmup):
+    """`linear` falls in a straight line from the lr to min_lr over the steps after the warm-up:
+    Keras' PolynomialDecay(power=1) counted from the end of the warm-up."""
+    steps_per_epoch, epochs, lr, end = 10, 5, 0.2, 0.01
+    ours = LRSchedule(ScheduleConfig(name="linear", min_lr=end, warmup_epochs=warmup), lr, steps_per_epoch, epochs)
+    span = steps_per_epoch * (epochs - warmup)
+    for step in range(span):
+        expected = (lr - end) * (1 - step / span) + end  # PolynomialDecay's formula, power 1
+        assert ours.lr_at(warmup * steps_per_epoch + step) == pytest.approx(expected), step
+    assert ours.lr_at(steps_per_epoch * epochs + 3) == pytest.approx(end)  # holds at the end
+
+
 class Counting(Callback):
     """Counts optimizer steps through the per-batch hooks; its state must survive a resume."""
 

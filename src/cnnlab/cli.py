@@ -57,7 +57,7 @@ def build_parser() -> Parser:
     options.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop or muon")
     options.add_argument("--momentum", type=float)
     options.add_argument("--weight-decay", type=float)
-    options.add_argument("--schedule", help="constant, exponential, step, multistep, cosine, onecycle, plateau")
+    options.add_argument("--schedule", help="constant, exponential, step, multistep, cosine, linear, onecycle, plateau")
     options.add_argument("--loss", help="sparse_ce, categorical_ce or binary_ce")
     options.add_argument("--label-smoothing", type=float)
     options.add_argument("--class-weight", metavar="balanced|FILE",

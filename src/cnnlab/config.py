@@ -82,7 +82,7 @@ class OptimizerConfig:
 @dataclass
 class ScheduleConfig:
     name: str = "constant"
-    """constant, exponential, step, multistep, cosine, onecycle or plateau."""
+    """constant, exponential, step, multistep, cosine, linear, onecycle or plateau."""
     decay_steps: int = 1000
     decay_rate: float = 0.96
     staircase: bool = False

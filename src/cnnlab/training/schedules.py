@@ -10,7 +10,7 @@ from ..config import ScheduleConfig
 from ..errors import ConfigError
 from .monitor import Monitor
 
-SCHEDULES = ("constant", "exponential", "step", "multistep", "cosine", "onecycle", "plateau")
+SCHEDULES = ("constant", "exponential", "step", "multistep", "cosine", "linear", "onecycle", "plateau")
 
 
 class LRSchedule:
@@ -49,10 +49,10 @@ class LRSchedule:
             return self.base_lr * cfg.gamma ** (epoch // cfg.step_size)
         if cfg.name == "multistep":
             return self.base_lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-        if cfg.name == "cosine":
-            span = max(self.total_steps - self.warmup_steps, 1)
-            progress = min(step / span, 1.0)
-            return cfg.min_lr + (self.base_lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        if cfg.name in ("cosine", "linear"):
+            progress = min(step / max(self.total_steps - self.warmup_steps, 1), 1.0)
+            fall = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.name == "cosine" else 1 - progress
+            return cfg.min_lr + (self.base_lr - cfg.min_lr) * fall
         if cfg.name == "onecycle":
             # PyTorch's OneCycleLR (cosine annealing both ways): base_lr is the peak
             span = max(self.total_steps - self.warmup_steps, 2)
