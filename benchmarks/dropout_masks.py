@@ -8,14 +8,11 @@ in one process (medians of the windows), as the ratio cnnlab / torch.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
-from throughput import Case, cpu_flags
+from throughput import Case, alternate, bare_training_step, cpu_flags
 from torch import nn
-from torch.nn import functional as F
 
 from cnnlab import launcher
 from cnnlab.models.factory import create_model
@@ -33,26 +30,15 @@ def measure(case: Case, windows: int, steps: int) -> dict[str, float]:
     torch.manual_seed(0)
     height, width, channels = case.input
     model = create_model(case.model, case.classes, channels, (height, width)).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    images = torch.randn(case.batch, channels, height, width).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, case.classes, (case.batch,))
+    step = bare_training_step(model, case)
 
-    def step() -> None:
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def layer(kind: type[nn.Dropout]):
+        def enter():
+            swap_dropout(model, kind)
+            return step
+        return enter
 
-    rates: dict[str, list[float]] = {"torch": [], "cnnlab": []}
-    for window in range(2 * windows):
-        kind = "torch" if window % 2 == 0 else "cnnlab"
-        swap_dropout(model, nn.Dropout if kind == "torch" else UniformMaskDropout)
-        step()  # the first step after a swap allocates anew
-        started = time.perf_counter()
-        for _ in range(steps):
-            step()
-        rates[kind].append(steps * case.batch / (time.perf_counter() - started))
-    return {kind: statistics.median(values) for kind, values in rates.items()}
+    return alternate({"torch": layer(nn.Dropout), "cnnlab": layer(UniformMaskDropout)}, windows, steps, case.batch)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ fp32; the achieved GFLOP/s is set against matmul and convolution rates measured 
 
     python benchmarks/throughput.py --keras-python .venv-bench/bin/python
     python benchmarks/throughput.py --models alexnet-bn@150 simple-cnn --repeats 5
+    KERAS_BACKEND=jax python benchmarks/throughput.py --keras-python python3   # Keras on JAX
 
 A model is a registered cnnlab name, optionally with @SIZE for a square input of that size.
 """
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,7 +39,7 @@ from cnnlab import launcher
 from cnnlab.config import TrainConfig
 from cnnlab.data import Augment, Dataset, Preprocessing, Split
 from cnnlab.evaluation.losses import Loss
-from cnnlab.models import MODELS, create_model
+from cnnlab.models import MODELS, create_model, place_model
 from cnnlab.models.summary import summarize
 from cnnlab.runs import RunDirectory
 from cnnlab.runtime import Runtime, native_bf16, resolve_precision
@@ -93,6 +95,42 @@ def median_rate(run: Callable[[], object], work: float, min_seconds: float, min_
     return work / statistics.median(times)
 
 
+def bare_training_step(model: torch.nn.Module, case: Case,
+                       memory_format: torch.memory_format = torch.channels_last) -> Callable[[], None]:
+    """One SGD step of `model` on a fixed synthetic batch: forward, loss, backward, update, and
+    nothing of the trainer around it, for comparing variants of the model or the runtime."""
+    height, width, channels = case.input
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    images = torch.randn(case.batch, channels, height, width).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, case.classes, (case.batch,))
+
+    def step() -> None:
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def alternate(modes: dict[str, Callable[[], Callable[[], None]]], windows: int, steps: int,
+              batch: int) -> dict[str, float]:
+    """Median images per second of each mode, the modes taking turns window by window so that a
+    machine's drift falls on all of them alike. A mode is entered before each of its windows
+    (it returns its step) and stepped once untimed, since the first step after a switch
+    allocates anew."""
+    rates: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(windows):
+        for name, enter in modes.items():
+            step = enter()
+            step()
+            started = time.perf_counter()
+            for _ in range(steps):
+                step()
+            rates[name].append(steps * batch / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
 def matmul_rate(dtype: torch.dtype, size: int, min_seconds: float, device: torch.device) -> float:
     a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
     return median_rate(lambda: a @ b, 2 * size**3, min_seconds, device=device) / 1e9
@@ -138,7 +176,7 @@ class CnnlabMode:
         config = TrainConfig().with_overrides({"model.name": case.model, "batch_size": case.batch,
                                                "optimizer.name": "sgd", "optimizer.lr": 0.001})
         model = create_model(case.model, case.classes, channels, (height, width))
-        model = model.to(runtime.device, memory_format=torch.channels_last)
+        model = place_model(model, case.model, runtime.device, runtime.precision, training=True)
         optimizer = build_optimizer(config.optimizer, model.parameters(), runtime.device)
         schedule = LRSchedule(config.schedule, 0.001, steps, 1)
         preprocessing = Preprocessing([0.5] * channels, [0.25] * channels, (height, width),
@@ -158,6 +196,14 @@ class CnnlabMode:
         if self.trainer.device.type == "cuda":
             torch.cuda.synchronize(self.trainer.device)
         return self.count / (time.perf_counter() - started)
+
+
+def interpreter_path(given: Path) -> Path:
+    """Where the Keras reference's Python is, found as a shell would: a bare name on PATH, a
+    relative path from the current folder (the worker runs in another). Absolute, not resolved:
+    a venv's python is a link whose location makes it the venv's."""
+    on_path = shutil.which(given) if given.name == str(given) else None
+    return Path(on_path).absolute() if on_path else given.absolute()
 
 
 class KerasWorker:
@@ -209,7 +255,7 @@ def environment_line(keras_info: dict | None, device: torch.device) -> str:
              f"python {platform.python_version()}", f"torch {torch.__version__}",
              f"allocator: {'tcmalloc' if 'tcmalloc' in preload else 'glibc'}"]
     if keras_info:
-        parts.append(f"tensorflow {keras_info['tensorflow']}, keras {keras_info['keras']}")
+        parts.append(f"keras {keras_info['keras']} on {keras_info['backend']} {keras_info['backend_version']}")
     return ", ".join(parts)
 
 
@@ -252,8 +298,7 @@ def main() -> None:
     parser.add_argument("--roofline-seconds", type=float, default=1.0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
-    # absolute, not resolved: the venv's python is a link whose location makes it the venv's
-    args.keras_python = args.keras_python.absolute()
+    args.keras_python = interpreter_path(args.keras_python)
     runtime = Runtime.create(args.device, "fp32")
     precisions = list(dict.fromkeys(resolve_precision(p, runtime.device) for p in args.precisions))
     default_precision = resolve_precision("auto", runtime.device)

@@ -6,6 +6,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +39,60 @@ def test_keras_reference_trains_the_same_networks():
               "--keras-policies", "float32", "--precisions", "fp32", "--roofline-seconds", "0.05")
     assert "warning" not in out and "failed" not in out, out
     assert out.count("keras float32") >= 6
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(subprocess.run([str(KERAS_PYTHON), "-c", "import jax"], capture_output=True).returncode != 0
+                    if KERAS_PYTHON.exists() else True, reason="needs `make bench-env` with jax installed")
+def test_keras_reference_runs_on_another_backend():
+    """Where TensorFlow cannot be installed (a bf16 CPU's machine), the reference runs on JAX."""
+    worker = subprocess.run([str(KERAS_PYTHON), "worker.py"], cwd=REPO / "benchmarks" / "keras_reference",
+                            input='{"op": "info"}\n{"op": "prepare", "key": "s", "model": "simple-cnn", '
+                                  '"input": [32, 32, 3], "classes": 10, "policy": "mixed_bfloat16", "batch": 2, '
+                                  '"steps": 1}\n', capture_output=True, text=True, timeout=300,
+                            env={"PATH": "/usr/bin:/bin", "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+    info, prepared = (json.loads(line) for line in worker.stdout.splitlines())
+    assert info["backend"] == "jax" and info["backend_version"]
+    assert prepared["params"] > 0, prepared
+
+
+def test_keras_python_is_found_as_a_shell_finds_it(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    throughput = importlib.import_module("throughput")
+    interpreter = tmp_path / "bin" / "kpython"
+    interpreter.parent.mkdir()
+    interpreter.write_text("#!/bin/sh\n")
+    interpreter.chmod(0o755)
+    monkeypatch.setenv("PATH", str(interpreter.parent))
+    monkeypatch.chdir(tmp_path)
+    assert throughput.interpreter_path(Path("kpython")) == interpreter
+    assert throughput.interpreter_path(Path("bin/kpython")) == interpreter  # relative to here
+    assert throughput.interpreter_path(Path("missing")) == tmp_path / "missing"  # reported as not found
+
+
+def test_modes_take_turns_window_by_window(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    throughput = importlib.import_module("throughput")
+    calls = []
+
+    def mode(name):
+        def enter():
+            calls.append(f"enter {name}")
+            return lambda: calls.append(name)
+        return enter
+
+    rates = throughput.alternate({"a": mode("a"), "b": mode("b")}, windows=2, steps=2, batch=8)
+    assert calls == ["enter a", "a", "a", "a", "enter b", "b", "b", "b"] * 2  # one untimed step each
+    assert set(rates) == {"a", "b"} and all(rate > 0 for rate in rates.values())
+
+
+@pytest.mark.slow  # compiles lenet5 with inductor: ~30 s
+def test_step_levers_runs():
+    out = run("benchmarks/step_levers.py", "--model", "lenet5", "--windows", "1", "--steps", "1")
+    line = next(line for line in out.splitlines() if line.startswith("lenet5"))
+    for variant in ("channels_last", "nchw", "compile", "no-onednn"):
+        assert f"{variant} " in line, line
+    assert "CPU flags" in out
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models import MODELS, count_params, create_model, summarize
+from cnnlab.models import MODELS, count_params, create_model, place_model, summarize
 from cnnlab.models.alexnet import towers
 from cnnlab.models.layers import LocalResponseNorm, PatchWhitening, UniformMaskDropout
 from cnnlab.models.weights import load_weights
@@ -74,6 +74,30 @@ def test_channels_last_and_bf16_close_to_fp32(name):
             low = model(x).float()
     scale = reference.abs().max().clamp_min(1e-3)
     assert ((low - reference).abs().max() / scale) < 0.1
+
+
+@pytest.mark.parametrize("name", ["lenet5", "vgg16"])
+@pytest.mark.parametrize(("precision", "training"), [("fp32", True), ("bf16", True), ("fp32", False)])
+def test_models_are_placed_in_their_measured_memory_layout(name, precision, training):
+    """channels_last, but NCHW for the models registered as training faster so in fp32 on a
+    CPU; their convolutions then run NCHW whatever layout the batches arrive in."""
+    model = create_model(name, 3, 1 if name == "lenet5" else 3, (32, 32)).eval()
+    x = torch.randn(2, 1 if name == "lenet5" else 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+    placed = place_model(model, name, torch.device("cpu"), precision, training)
+    nchw = MODELS.get(name).nchw_training_on_cpu and precision == "fp32" and training
+    assert MODELS.get("vgg16").nchw_training_on_cpu and not MODELS.get("lenet5").nchw_training_on_cpu
+    weight = next(p for p in placed.parameters() if p.dim() == 4)
+    layout = torch.contiguous_format if nchw else torch.channels_last
+    assert weight.is_contiguous(memory_format=layout)
+    seen = []
+    conv = next(m for m in placed.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, args, out: seen.append(out.is_contiguous(memory_format=layout)))
+    with torch.no_grad():
+        out = placed(x.contiguous(memory_format=torch.channels_last))
+    assert seen == [True]
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name, input_size, classes, options, total, non_trainable", [

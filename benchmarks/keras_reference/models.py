@@ -1,4 +1,5 @@
-"""The tutorials' models written the tutorials' way: Keras 3 Sequential on TensorFlow-CPU.
+"""The tutorials' models written the tutorials' way: Keras 3 Sequential on TensorFlow-CPU (or
+the backend KERAS_BACKEND names; AlexNet's LRN needs TensorFlow).
 
 Built from the layer tables of docs/models.md, with the tutorials' bugs fixed where a
 bug would change the work done (BatchNormalization over channels, no ReLU on logits), so that
@@ -9,7 +10,6 @@ both sides of the benchmark train the same network. Runs only in the environment
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 
@@ -18,7 +18,10 @@ def conv(filters, size, **kwargs):
 
 
 def lrn():
-    # The paper's LRN: TensorFlow takes the radius (n // 2 = 2) and does not divide alpha by n.
+    # The paper's LRN as the tutorials write it, in TensorFlow (so AlexNet needs that backend):
+    # TensorFlow takes the radius (n // 2 = 2) and does not divide alpha by n.
+    import tensorflow as tf
+
     return layers.Lambda(lambda x: tf.nn.local_response_normalization(
         x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75))
 

@@ -21,9 +21,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import importlib  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from models import BUILDERS, build  # noqa: E402
 
 
@@ -49,10 +50,17 @@ class Reference:
 
 
 def info() -> dict:
-    return {"tensorflow": tf.__version__, "keras": keras.__version__,
-            "backend": keras.backend.backend(), "models": sorted(BUILDERS),
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}
+    """Versions and threads. The backend is the tutorials' TensorFlow unless KERAS_BACKEND names
+    another (JAX, say, where TensorFlow cannot be installed)."""
+    backend = keras.backend.backend()
+    found = {"backend": backend, "backend_version": importlib.import_module(backend).__version__,
+             "keras": keras.__version__, "models": sorted(BUILDERS)}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        found["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads() or "default"
+        found["onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")
+    return found
 
 
 def main() -> None:

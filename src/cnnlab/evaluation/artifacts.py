@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..data import Preprocessing
 from ..errors import CnnlabError
+from ..models.factory import place_model
 from ..models.fusion import fold_batchnorm
 from ..models.weights import model_from_checkpoint
 from ..runs import Run, load_run
@@ -53,7 +53,8 @@ def load_artifacts(run: Run | str | Path, which: str = "best") -> RunArtifacts:
 
 def inference_model(artifacts: RunArtifacts, device: str) -> tuple[nn.Module, Runtime]:
     """The run's model as evaluate and predict run it: BatchNorm folded (models/fusion.py), on
-    the device asked for, channels_last; and that runtime."""
+    the device asked for, in the model's memory layout there; and that runtime."""
     runtime = Runtime.create(device, artifacts.run.config.precision)
-    model = fold_batchnorm(artifacts.model).to(runtime.device, memory_format=torch.channels_last)
+    model = place_model(fold_batchnorm(artifacts.model), artifacts.run.config.model.name, runtime.device,
+                        runtime.precision, training=False)
     return model, runtime

@@ -26,8 +26,10 @@ SCRATCH_CLASSIFIER = [Dense(4096), ReLU(), Dropout(0.5), Dense(4096), ReLU(), Dr
 TRANSFER_CLASSIFIER = [Dense(256), ReLU(), Dropout(0.4)]
 
 
+# nchw_training_on_cpu: its fp32 training step ran 1.43x faster in NCHW than channels_last on an
+# AVX2 CPU (its forward pass alone 0.79x, so evaluation stays channels_last)
 @register_model("vgg16", input_size=(224, 224, 3), num_classes=17, params=134_330_193,
-                source="Simonyan & Zisserman 2014; celebrity-faces tutorial")
+                source="Simonyan & Zisserman 2014; celebrity-faces tutorial", nchw_training_on_cpu=True)
 def vgg16(num_classes, in_channels, input_size):
     """VGG-16 from scratch: 13 3x3 convs in five blocks, dense 4096, dense 4096."""
     return ConvNet(vgg_features(False), SCRATCH_CLASSIFIER, num_classes, in_channels,

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import TrainConfig
 from ..data import BatchLoader, load_dataset
@@ -17,7 +16,7 @@ from ..data.preprocessing import derive
 from ..errors import ConfigError
 from ..evaluation.losses import Loss
 from ..io import write_atomic
-from ..models import create_model
+from ..models import create_model, place_model
 from ..reports import plots
 from .optim import build_optimizer, param_groups
 from .rng import seed_everything
@@ -52,7 +51,8 @@ def find_lr(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
                            data.subset, options=data.options, source=checked.source)
     loss_fn = Loss(config.loss, dataset.num_classes, config.label_smoothing)
     model = create_model(config.model.name, loss_fn.outputs, dataset.channels, checked.input_size,
-                         **config.model.options).to(runtime.device, memory_format=torch.channels_last)
+                         **config.model.options)
+    model = place_model(model, config.model.name, runtime.device, runtime.precision, training=True)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale), runtime.device)
     preprocessing = derive(dataset, checked.image_size, checked.input_size, data.normalize, data.options)
     loader = BatchLoader(dataset.splits["train"], config.batch_size, preprocessing, training=True,

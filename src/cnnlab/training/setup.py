@@ -26,7 +26,7 @@ from ..data.preprocessing import check_normalize, derive, resolve_sizes
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
-from ..models import MODELS, create_model, summarize
+from ..models import MODELS, create_model, place_model, summarize
 from ..models.fusion import fold_batchnorm
 from ..models.layers import PatchWhitening, fit_whitening
 from ..models.towers import split_towers
@@ -183,7 +183,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     if config.towers:
         model = split_towers(grouped, config.towers)
     else:
-        model = grouped = grouped.to(runtime.device, memory_format=torch.channels_last)
+        model = grouped = place_model(grouped, config.model.name, runtime.device, runtime.precision,
+                                              training=True)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale),
                                 runtime.device)
     steps_per_epoch = math.ceil(math.ceil(len(dataset.splits["train"]) / config.batch_size) / config.accumulate)
