@@ -103,6 +103,7 @@ def test_time_to_accuracy_runs(tmp_path):
     assert "flags:" in out
 
 
+@pytest.mark.slow  # 15 s in its own interpreter; CI's clean run neared its 8 minutes
 def test_time_to_accuracy_measures_the_weights_the_run_keeps(tmp_path):
     """With an EMA of the weights, the accuracy it reports is the averaged weights' (those
     best.pt keeps and the run's own evaluation reads), not the raw model's."""
@@ -114,6 +115,7 @@ def test_time_to_accuracy_measures_the_weights_the_run_keeps(tmp_path):
     assert reported == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["val"]["accuracy"])
 
 
+@pytest.mark.slow  # a benchmark's smoke test, like the others here: 11 s
 def test_cifar10_method_study_runs(tmp_path):
     rng = np.random.default_rng(0)
     for split in ("train", "test"):

@@ -87,7 +87,8 @@ def test_models_are_placed_in_their_measured_memory_layout(name, precision, trai
         reference = model(x)
     placed = place_model(model, name, torch.device("cpu"), precision, training)
     nchw = MODELS.get(name).nchw_training_on_cpu and precision == "fp32" and training
-    assert MODELS.get("vgg16").nchw_training_on_cpu and not MODELS.get("lenet5").nchw_training_on_cpu
+    assert MODELS.get("vgg16").nchw_training_on_cpu and MODELS.get("vgg16-bn").nchw_training_on_cpu
+    assert not MODELS.get("lenet5").nchw_training_on_cpu
     weight = next(p for p in placed.parameters() if p.dim() == 4)
     layout = torch.contiguous_format if nchw else torch.channels_last
     assert weight.is_contiguous(memory_format=layout)
