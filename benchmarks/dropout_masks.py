@@ -11,7 +11,7 @@ import argparse
 import sys
 
 import torch
-from throughput import Case, alternate, bare_training_step, cpu_flags
+from throughput import Case, alternate, bare_training_step, cpu_flags, window
 from torch import nn
 
 from cnnlab import launcher
@@ -31,14 +31,8 @@ def measure(case: Case, windows: int, steps: int) -> dict[str, float]:
     height, width, channels = case.input
     model = create_model(case.model, case.classes, channels, (height, width)).to(memory_format=torch.channels_last).train()
     step = bare_training_step(model, case)
-
-    def layer(kind: type[nn.Dropout]):
-        def enter():
-            swap_dropout(model, kind)
-            return step
-        return enter
-
-    return alternate({"torch": layer(nn.Dropout), "cnnlab": layer(UniformMaskDropout)}, windows, steps, case.batch)
+    return alternate({name: window(step, steps, case.batch, before=lambda kind=kind: swap_dropout(model, kind))
+                      for name, kind in (("torch", nn.Dropout), ("cnnlab", UniformMaskDropout))}, windows)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 import torch
-from throughput import Case, alternate, bare_training_step, cpu_flags
+from throughput import Case, alternate, bare_training_step, cpu_flags, window
 
 from cnnlab import launcher
 from cnnlab.models.factory import create_model
@@ -70,8 +70,7 @@ def main() -> None:
     for spec in args.model:
         case = Case.parse(spec, args.batch_size)
         steps = variants(case, args.levers)
-        rates = alternate({name: (lambda s=step: s) for name, step in steps.items()},
-                          args.windows, args.steps, case.batch)
+        rates = alternate({name: window(step, args.steps, case.batch) for name, step in steps.items()}, args.windows)
         reference = rates[REFERENCE]
         print(f"{case.label}, batch {case.batch}: " + ", ".join(
             f"{name} {rate:.3g} img/s ({rate / reference:.2f}x)" for name, rate in rates.items()), flush=True)

@@ -113,22 +113,29 @@ def bare_training_step(model: torch.nn.Module, case: Case,
     return step
 
 
-def alternate(modes: dict[str, Callable[[], Callable[[], None]]], windows: int, steps: int,
-              batch: int) -> dict[str, float]:
-    """Median images per second of each mode, the modes taking turns window by window so that a
-    machine's drift falls on all of them alike. A mode is entered before each of its windows
-    (it returns its step) and stepped once untimed, since the first step after a switch
-    allocates anew."""
-    rates: dict[str, list[float]] = {name: [] for name in modes}
+def alternate(measures: dict[str, Callable[[], float]], windows: int) -> dict[str, float]:
+    """The median rate of each measurement, the measurements taking turns window by window so
+    that a machine's drift falls on all of them alike."""
+    rates: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(windows):
-        for name, enter in modes.items():
-            step = enter()
-            step()
-            started = time.perf_counter()
-            for _ in range(steps):
-                step()
-            rates[name].append(steps * batch / (time.perf_counter() - started))
+        for name, measure in measures.items():
+            rates[name].append(measure())
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def window(step: Callable[[], None], steps: int, batch: int,
+           before: Callable[[], None] = lambda: None) -> Callable[[], float]:
+    """A measurement of images per second over ``steps`` calls of ``step``, after ``before``
+    (which switches a shared model into this mode) and one untimed step, since the first step
+    after a switch allocates anew."""
+    def measure() -> float:
+        before()
+        step()
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return steps * batch / (time.perf_counter() - started)
+    return measure
 
 
 def matmul_rate(dtype: torch.dtype, size: int, min_seconds: float, device: torch.device) -> float:
@@ -337,14 +344,10 @@ def main() -> None:
                     if mode.params != cnnlab_params:
                         print(f"warning: {case.label}: the Keras reference has {mode.params:,} parameters, "
                               f"cnnlab's model {cnnlab_params:,}")
-            rates: dict[str, list[float]] = {label: [] for label in modes}
-            for _ in range(args.repeats):
-                for label, mode in modes.items():
-                    rates[label].append(mode.measure())
+            medians = alternate({label: mode.measure for label, mode in modes.items()}, args.repeats)
             for mode in modes.values():
                 if isinstance(mode, KerasMode):
                     mode.release()
-            medians = {label: statistics.median(r) for label, r in rates.items()}
             # the column the ratios are for: cnnlab's default precision, or the first one asked for
             default = next((label for label in modes if label.endswith("(default)")), next(iter(modes)))
             row = {"model": case.label, "batch": case.batch, "img_s": medians, "default": default,

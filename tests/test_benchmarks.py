@@ -76,12 +76,10 @@ def test_modes_take_turns_window_by_window(monkeypatch):
     calls = []
 
     def mode(name):
-        def enter():
-            calls.append(f"enter {name}")
-            return lambda: calls.append(name)
-        return enter
+        return throughput.window(lambda: calls.append(name), steps=2, batch=8,
+                                 before=lambda: calls.append(f"enter {name}"))
 
-    rates = throughput.alternate({"a": mode("a"), "b": mode("b")}, windows=2, steps=2, batch=8)
+    rates = throughput.alternate({"a": mode("a"), "b": mode("b")}, windows=2)
     assert calls == ["enter a", "a", "a", "a", "enter b", "b", "b", "b"] * 2  # one untimed step each
     assert set(rates) == {"a", "b"} and all(rate > 0 for rate in rates.values())
 

@@ -184,7 +184,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         model = split_towers(grouped, config.towers)
     else:
         model = grouped = place_model(grouped, config.model.name, runtime.device, runtime.precision,
-                                              training=True)
+                                      training=True)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale),
                                 runtime.device)
     steps_per_epoch = math.ceil(math.ceil(len(dataset.splits["train"]) / config.batch_size) / config.accumulate)
