@@ -1,8 +1,9 @@
 """How far the known fast-training methods take the CIFAR-10 network a 2-core CPU can train in
 30 minutes: a stand-alone reference implementation of the training methods of Jordan's airbench
 ("94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv:2404.00498, 2024) and of its later
-Muon variant, which cnnlab's trainer does not have (it has the standard Muon, not this
-variant's weight renormalisation, lookahead, alternating flips or per-group schedules), on
+Muon variant, some of which cnnlab's trainer does not have (lookahead, airbench's parameter
+groups and their units, per-group schedules; its Muon variant and alternating flips it now
+has: ``optimizer.muon_renormalise``, ``hflip:alternate``), on
 airbench's network with the whitening layer and test views cnnlab does have
 (PatchWhitening, shifted_views). It answers "what would building these methods into cnnlab
 buy" before building them (docs/results.md); it is not a second trainer for users.
@@ -35,7 +36,7 @@ from cnnlab.config import ScheduleConfig
 from cnnlab.data import load_dataset
 from cnnlab.data.augment import Augment, Augmenter, shifted_views
 from cnnlab.models.layers import PatchWhitening
-from cnnlab.training.optim import orthogonalised
+from cnnlab.training.optim import Muon
 from cnnlab.training.schedules import LRSchedule
 
 DEFAULTS = dict(
@@ -104,27 +105,6 @@ class Net(nn.Module):
         return self.head(self.body(self.whiten(x)).amax((2, 3))) * self.scale
 
 
-class Muon(torch.optim.Optimizer):
-    """airbench94_muon's variant of Muon (cnnlab's is the standard one): Nesterov momentum
-    without dampening, orthogonalised per filter bank in three iterations, on weights
-    renormalised to norm sqrt(out channels)."""
-
-    def __init__(self, params, lr: float, momentum: float):
-        super().__init__(params, dict(lr=lr, momentum=momentum))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                buffer = self.state[p].setdefault("momentum", torch.zeros_like(p.grad))
-                buffer.mul_(group["momentum"]).add_(p.grad)
-                update = p.grad.add(buffer, alpha=group["momentum"])
-                p.mul_(len(p) ** 0.5 / p.norm())
-                p.add_(orthogonalised(update.reshape(len(p), -1), 3).view_as(p), alpha=-group["lr"])
-
-
 def optimizers(model: Net, s: dict) -> list[torch.optim.Optimizer]:
     """SGD groups: the whitening bias (its own schedule), the 1-D BatchNorm parameters (at
     bias_lr), the rest; under Muon the filters go to Muon and the head has its own lr."""
@@ -149,7 +129,10 @@ def optimizers(model: Net, s: dict) -> list[torch.optim.Optimizer]:
         if s["head_norm"]:
             with torch.no_grad():
                 model.head.weight.mul_(1 / model.head.weight.std())
-        return [torch.optim.SGD(groups, momentum=s["momentum"], nesterov=True), Muon(filters, s["lr"], s["muon_momentum"])]
+        # airbench94_muon's Muon: three Newton-Schulz steps on renormalised weights, no decay
+        muon = Muon([dict(params=filters, muon=True)], lr=s["lr"], muon_momentum=s["muon_momentum"],
+                    ns_steps=3, renormalise=True)
+        return [torch.optim.SGD(groups, momentum=s["momentum"], nesterov=True), muon]
     groups = [group([model.whiten.bias], lr), group(norms, lr * s["bias_lr"]), group(head, lr)]
     return [torch.optim.SGD(groups, momentum=s["momentum"], nesterov=True)]
 

@@ -293,3 +293,29 @@ def test_shifted_views_move_the_image_a_pixel_each_way():
     torch.testing.assert_close(down_right[:, :, 1:, 1:], images[:, :, :-1, :-1])
     torch.testing.assert_close(up_left[:, :, :-1, :-1], images[:, :, 1:, 1:])
     torch.testing.assert_close(down_right[:, :, 0, 1:], images[:, :, 1, :-1])  # the edge mirrored in
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+    n = 64
+    images = torch.randint(0, 256, (n, 4, 4, 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    split = Split(images.numpy(), np.arange(n, dtype=np.int64), [str(i) for i in range(n)])
+    preprocessing = Preprocessing([0.0], [1.0], (4, 4))
+    assert Augment.parse(["hflip:alternate"]) == Augment(hflip=True, alternate_flips=True)
+    loader = BatchLoader(split, 10, preprocessing, training=True, augment=Augment.parse(["hflip:alternate"]), seed=3)
+    original = images.permute(0, 3, 1, 2).float() / 255
+
+    def mirrored_in(epoch):
+        loader.set_epoch(epoch)
+        mirrored = torch.zeros(n, dtype=torch.bool)
+        for x, labels in loader:
+            unchanged = torch.isclose(x, original[labels]).flatten(1).all(1)
+            assert (torch.isclose(x, original[labels].flip(3)).flatten(1).all(1) | unchanged).all()
+            mirrored[labels] = ~unchanged
+        return mirrored
+
+    first = mirrored_in(0)
+    assert 0.25 < first.float().mean() < 0.75  # a random half, not all or none
+    assert torch.equal(mirrored_in(1), ~first)
+    assert torch.equal(mirrored_in(2), first)
+    with pytest.raises(CnnlabError, match="unknown augmentation 'hflip:sometimes'"):
+        Augment.parse(["hflip:sometimes"])

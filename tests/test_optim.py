@@ -121,3 +121,31 @@ def test_bad_muon_settings_name_the_option(key, value, needle):
     cfg = OptimizerConfig(name="muon", lr=0.02, **{key: value})
     with pytest.raises(ConfigError, match=needle):
         build_optimizer(cfg, [nn.Parameter(torch.zeros(1))], torch.device("cpu"))
+
+
+def test_renormalised_muon_holds_the_norm_and_moves_by_lr():
+    # airbench94_muon's variant: each update starts from the weight at norm sqrt(rows), no decay
+    torch.manual_seed(0)
+    weight = nn.Parameter(torch.randn(6, 4, 3, 3) * 5)
+    optimizer = Muon([{"params": [weight], "muon": True}], lr=0.1, muon_momentum=0.6,
+                     weight_decay=0.5, renormalise=True)
+    buffer = torch.zeros_like(weight)
+    for step in range(3):
+        weight.grad = torch.randn_like(weight)
+        buffer = buffer.lerp(weight.grad, 0.4)
+        update = orthogonalised(weight.grad.lerp(buffer, 0.6).reshape(6, -1), 5).view_as(weight)
+        expected = weight.detach() * 6 ** 0.5 / weight.detach().norm() - 0.1 * update
+        optimizer.step()
+        torch.testing.assert_close(weight.detach(), expected, msg=f"step {step}")
+
+
+def test_renormalise_comes_from_the_config_and_leaves_the_fallback_alone():
+    cfg = OptimizerConfig(name="muon", lr=0.1, muon_renormalise=True, fallback="sgd", fallback_lr=0.1,
+                          weight_decay=0.5, momentum=0.0)
+    filters, bias = nn.Parameter(torch.ones(4, 2, 3, 3)), nn.Parameter(torch.ones(4))
+    optimizer = build_optimizer(cfg, [{"params": [filters], "muon": True}, {"params": [bias]}],
+                                torch.device("cpu"))
+    filters.grad, bias.grad = torch.zeros_like(filters), torch.zeros_like(bias)
+    optimizer.step()
+    assert filters.detach().norm().item() == pytest.approx(2.0)  # sqrt(4 rows), not decayed
+    torch.testing.assert_close(bias.detach(), torch.full((4,), 1 - 0.1 * 0.5))  # SGD's L2 decay

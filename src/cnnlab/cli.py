@@ -84,7 +84,7 @@ def build_parser() -> Parser:
                        help="gtsrb: crop each image to its annotated sign box")
     options.add_argument("--categories", help="caltech256: the first N categories, or names a,b,c")
     options.add_argument("--augment", action="append", metavar="NAME",
-                       help="an augmentation (hflip, pad_crop[:PIXELS], random_resized_crop[:MIN], "
+                       help="an augmentation (hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN], "
                        "pca_lighting[:STD], rotate[:DEG], scale[:F], translate[:F], brightness[:F], "
                        "contrast[:F], mixup[:ALPHA], cutmix[:ALPHA]); repeat for several")
     options.add_argument("--weights", help="start from a state dict or a run's best.pt")

@@ -72,6 +72,12 @@ class OptimizerConfig:
     fallback's)."""
     ns_steps: int = 5
     """muon: Newton-Schulz iterations per update."""
+    muon_renormalise: bool = False
+    """muon: before each update, scale every Muon weight back to Frobenius norm sqrt(out
+    channels) instead of decaying it, so each step moves it by the same fraction (the variant
+    of Jordan's airbench94_muon, 2024). Only for layers followed by a normalisation, whose
+    output does not depend on the weight's norm; ``weight_decay`` then applies to the
+    fallback's parameters only."""
     fallback: str = "adamw"
     """muon: the optimizer of the parameters Muon does not take (the first and last layer,
     biases, BatchNorm): ``adamw`` or ``sgd``."""

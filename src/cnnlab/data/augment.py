@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 
-AUGMENTATIONS = ("hflip, pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "
+AUGMENTATIONS = ("hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "
                  "rotate[:DEGREES], scale[:FRACTION], translate[:FRACTION], brightness[:FRACTION], "
                  "contrast[:FRACTION], mixup[:ALPHA], cutmix[:ALPHA]")
 
@@ -21,6 +21,11 @@ AUGMENTATIONS = ("hflip, pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca
 @dataclass(frozen=True)
 class Augment:
     hflip: bool = False
+    alternate_flips: bool = False
+    """hflip:alternate: each image mirrored in every other epoch instead of at random (a random
+    half of them in the first), so that consecutive epochs show the other view of every image
+    (Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", 2024). The loader, which knows
+    the images and the epoch, draws these flips."""
     pad_crop: int = 0
     """Pad by this many pixels (reflect) and crop back at a random offset, CIFAR-style."""
     random_resized_crop: float = 0.0
@@ -53,8 +58,8 @@ class Augment:
                     "contrast": 0.2, "mixup": 0.2, "cutmix": 1.0}
         for item in names:
             name, _, arg = item.partition(":")
-            if name == "hflip" and not arg:
-                options["hflip"] = True
+            if name == "hflip" and arg in ("", "alternate"):
+                options.update(hflip=True, alternate_flips=arg == "alternate")
             elif name in defaults:
                 try:
                     value = type(defaults[name])(arg) if arg else defaults[name]
@@ -114,12 +119,14 @@ class Augmenter:
     """Applies ``augment`` to training batches cut to ``input_size``, drawing every random
     number from ``generator``. An augmenter that sees ``rows`` of a batch of ``batch`` images
     (one process's share of it) draws the numbers of the whole batch and keeps its rows, so
-    the share is augmented as one process would augment it."""
+    the share is augmented as one process would augment it. ``flips`` marks the rows to mirror
+    where the caller chooses them (alternating flips); otherwise hflip draws them."""
 
     def __init__(self, augment: Augment, input_size: tuple[int, int], pca: dict | None,
-                 generator: torch.Generator, rows: slice | None = None, batch: int | None = None):
+                 generator: torch.Generator, rows: slice | None = None, batch: int | None = None,
+                 flips: torch.Tensor | None = None):
         self.augment, self.input_size, self.pca, self.generator = augment, tuple(input_size), pca, generator
-        self.rows, self.batch = rows, batch
+        self.rows, self.batch, self.flips = rows, batch, flips
         self.device = torch.device("cpu")
 
     def _draw(self, values: torch.Tensor) -> torch.Tensor:
@@ -155,7 +162,7 @@ class Augmenter:
         if aug.affine:
             x = self._random_affine(x)
         if aug.hflip:
-            flip = self._rand(n) < 0.5
+            flip = self._rand(n) < 0.5 if self.flips is None else self.flips
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         if aug.brightness or aug.contrast:
             x = self._brightness_contrast(x)

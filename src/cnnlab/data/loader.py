@@ -3,8 +3,9 @@ operations, standardise (no per-image Python work, so the cores go to the model)
 out as float32 (N, C, H, W) in channels_last memory.
 
 Shuffling and augmentation draw from separate random streams derived from (seed, epoch) and
-(seed, epoch, step) alone: any batch of any epoch can be made again without saved state, which
-lets a run resume mid-epoch and lets several processes each take their share of one batch.
+(seed, epoch, step) alone (alternating flips from the seed): any batch of any epoch can be made
+again without saved state, which lets a run resume mid-epoch and lets several processes each
+take their share of one batch.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class BatchLoader:
             raise ConfigError(f"data.crop {list(self.input_size)} is larger than the images {list(stored)}")
         if self.augment.pca_lighting and preprocessing.pca is None:
             raise ConfigError("data.augment: pca_lighting needs the training pixels' RGB statistics")
+        # alternating flips: which images the even epochs mirror, the odd ones the others
+        self.first_flips = None
+        if self.augment.alternate_flips:
+            self.first_flips = torch.rand(len(self.labels), generator=random_stream(seed, "flip")) < 0.5
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose shuffled order and augmentations the next iteration makes."""
@@ -93,9 +98,12 @@ class BatchLoader:
             labels = self.labels[index].to(self.device, non_blocking=True)
             pixels = self.pixels(index if order is None else index.numpy())
             if self.training:
+                flips = None
+                if self.first_flips is not None:
+                    flips = (self.first_flips[index] ^ bool(self.epoch % 2)).to(self.device, non_blocking=True)
                 augmenter = Augmenter(self.augment, self.input_size, self.preprocessing.pca,
                                       random_stream(self.seed, "augment", self.epoch, step),
-                                      slice(mine.start - start, mine.stop - start), stop - start)
+                                      slice(mine.start - start, mine.stop - start), stop - start, flips)
                 pixels = augmenter(pixels)
             else:
                 pixels = centre_crop(pixels, self.input_size)

@@ -12,9 +12,10 @@ trains the first layer instead (for measuring what whitening brings).
 Two of the paper's choices are options: ``bn_scale=False`` keeps BatchNorm's scale at 1
 (only its shift trains) and ``identity_init=True`` starts each convolution's first filters as
 the identity (an implicit residual). Other differences from the paper's code: ReLU instead of
-GELU, PyTorch's BatchNorm defaults, no fixed 1/9 scale on the logits; its training tricks
-(lookahead, alternating flips, the bias-only warm-up of the whitening layer) are not part of
-the network.
+GELU, PyTorch's BatchNorm defaults, no fixed 1/9 scale on the logits. Its training methods
+are not part of the network: alternating flips (``hflip:alternate``) and its later Muon
+variant (``optimizer.muon_renormalise``) are training options, lookahead and the whitening
+bias's warm-up are not in cnnlab.
 """
 
 from __future__ import annotations

@@ -69,18 +69,20 @@ class Muon(torch.optim.Optimizer):
     Muon takes 2-D weights only), and AdamW or SGD for the others, as Jordan et al. (2024)
     and Keras' ``keras.optimizers.Muon`` pair them. Muon's update is the Nesterov momentum of
     the gradient, orthogonalised, scaled by sqrt(max(1, rows / cols)), with decoupled weight
-    decay; the fallback is torch's own AdamW or SGD update with the group's ``lr``."""
+    decay, or with ``renormalise`` on the weight rescaled to norm sqrt(rows) before the update
+    in place of the decay; the fallback is torch's own AdamW or SGD update with the group's
+    ``lr``."""
 
     def __init__(self, params, lr: float, muon_momentum: float = 0.95, ns_steps: int = 5,
                  weight_decay: float = 0.0, fallback: str = "adamw", momentum: float = 0.9,
                  nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
+                 eps: float = 1e-8, renormalise: bool = False):
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}; got {fallback!r}")
         super().__init__(params, dict(lr=lr, muon=False, muon_momentum=muon_momentum,
                                       ns_steps=ns_steps, weight_decay=weight_decay,
                                       fallback=fallback, momentum=momentum, nesterov=nesterov,
-                                      betas=betas, eps=eps))
+                                      betas=betas, eps=eps, renormalise=renormalise))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -111,7 +113,10 @@ class Muon(torch.optim.Optimizer):
             update = p.grad.lerp(buffer, momentum).reshape(len(p), -1)
             rows, cols = update.shape
             update = orthogonalised(update, group["ns_steps"]) * max(1.0, rows / cols) ** 0.5
-            p.mul_(1 - lr * group["weight_decay"])
+            if group.get("renormalise"):  # get: groups resumed from runs saved before it existed
+                p.mul_(rows ** 0.5 / p.norm().clamp_min(1e-12))
+            else:
+                p.mul_(1 - lr * group["weight_decay"])
             p.add_(update.view(p.shape), alpha=-lr)
 
     def _sgd_step(self, group: dict, params: list[torch.Tensor]) -> None:
@@ -164,5 +169,6 @@ def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter] |
             raise ConfigError(f"optimizer.ns_steps: must be 1 to 20; got {cfg.ns_steps}")
         return Muon(params, lr=cfg.lr, muon_momentum=cfg.muon_momentum, ns_steps=cfg.ns_steps,
                     weight_decay=cfg.weight_decay, fallback=cfg.fallback, momentum=cfg.momentum,
-                    nesterov=cfg.nesterov, betas=tuple(cfg.betas), eps=cfg.eps)
+                    nesterov=cfg.nesterov, betas=tuple(cfg.betas), eps=cfg.eps,
+                    renormalise=cfg.muon_renormalise)
     raise ConfigError(f"--optimizer: unknown optimizer '{cfg.name}'; valid: {', '.join(OPTIMIZERS)}")
