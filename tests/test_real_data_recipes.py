@@ -79,4 +79,4 @@ def test_cifar10_airbench_on_the_jpeg_copy(tmp_path_factory, tmp_path):
     output = time_to_accuracy("--data", f"folder:{root}", "--config", REPO / "recipes" / "cifar10-airbench.yaml",
                               "--model", "airbench", "--target", "0.90", "--tta", "flip-shift", "--epochs", "15",
                               "--evaluate-from", "15", "--out", tmp_path)
-    assert best_accuracy(output) >= 0.875
+    assert best_accuracy(output) >= 0.88
