@@ -50,8 +50,8 @@ from cnnlab.training.schedules import LRSchedule
 REPO = Path(__file__).resolve().parent.parent
 KERAS_WORKER = REPO / "benchmarks" / "keras_reference" / "worker.py"
 DEFAULT_KERAS_PYTHON = REPO / ".venv-bench" / "bin" / "python"
-DEFAULT_MODELS = ["alexnet-bn", "alexnet-bn@150", "alexnet-mnist", "simple-cnn", "small-cnn",
-                  "alexnet", "vgg16"]
+DEFAULT_MODELS = ["alexnet-bn", "alexnet-bn@150", "alexnet-half", "alexnet-mnist", "simple-cnn",
+                  "small-cnn", "alexnet", "vgg16"]
 # The tutorials' batch sizes; the same for both frameworks.
 BATCH = {"alexnet-bn": 64, "alexnet": 64, "alexnet-half": 64, "alexnet-mnist": 64,
          "simple-cnn": 128, "small-cnn": 32, "vgg16": 16, "vgg16-bn": 16, "vgg16-transfer": 16,

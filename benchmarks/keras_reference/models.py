@@ -40,6 +40,20 @@ def alexnet_bn(classes):
     ]
 
 
+def alexnet_half(classes):
+    return [
+        conv(48, 11, strides=4), layers.MaxPooling2D(3, 2), layers.BatchNormalization(),
+        layers.Conv2D(128, 5, padding="same", use_bias=False), layers.MaxPooling2D(3, 2), layers.ReLU(),
+        layers.BatchNormalization(),
+        conv(192, 3, padding="same"), conv(192, 3, padding="same"),
+        conv(128, 3, padding="same"), layers.MaxPooling2D(3, 2),
+        layers.Flatten(),
+        layers.Dense(2048, activation="relu"), layers.Dropout(0.25),
+        layers.Dense(2048, activation="relu"), layers.Dropout(0.25),
+        layers.Dense(classes),
+    ]
+
+
 def alexnet_mnist(classes):
     return [
         conv(64, 11, padding="same"), layers.AveragePooling2D(2), layers.BatchNormalization(),
@@ -99,7 +113,7 @@ def vgg16(classes):
                     layers.Dense(4096, activation="relu"), layers.Dense(classes)]
 
 
-BUILDERS = {"alexnet-bn": alexnet_bn, "alexnet-mnist": alexnet_mnist,
+BUILDERS = {"alexnet-bn": alexnet_bn, "alexnet-half": alexnet_half, "alexnet-mnist": alexnet_mnist,
             "simple-cnn": simple_cnn, "small-cnn": small_cnn, "alexnet": alexnet, "vgg16": vgg16}
 
 
