@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -232,6 +233,32 @@ def test_alexnet_towers_and_paper_init():
 def test_unknown_option():
     with pytest.raises(CnnlabError, match="model lenet5 has no option 'groups'"):
         create_model("lenet5", groups=2)
+
+
+OPTIONS = [(name, option) for name in ALL_MODELS for option in MODELS.get(name).options]
+WRONG_VALUES = [None, "x", 2, 1.5, True, [1], {"a": 1}]
+
+
+@pytest.mark.parametrize(("name", "option"), OPTIONS)
+def test_an_option_of_the_wrong_type_is_refused_by_name(name, option):
+    """A mistyped --set model.options.X (a word for a number, one number for a list of
+    widths) is a one-line error naming the model and option, never a traceback from inside
+    the builder or a silently different network."""
+    default = inspect.signature(MODELS.get(name).builder).parameters[option].default
+    wrong = [value for value in WRONG_VALUES if not _same_kind(value, default)]
+    assert wrong
+    for value in wrong:
+        with pytest.raises(CnnlabError, match=f"model {name}: option '{option}' must be"):
+            create_model(name, **{option: value})
+
+
+def _same_kind(value, default) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, (list, tuple, str)):
+        return isinstance(value, type(default)) or isinstance(default, tuple) and isinstance(value, list)
+    return isinstance(value, (int, float)) and isinstance(default, (int, float)) and (
+        isinstance(default, float) or isinstance(value, int))
 
 
 def test_weights_mismatch_lists_problems(tmp_path):

@@ -54,6 +54,16 @@ def register_model(
     return decorate
 
 
+# an option's value must be of its default's kind; each builder then checks the range itself
+OPTION_KINDS: dict[type, tuple[str, Callable[[object], bool]]] = {
+    bool: ("true or false", lambda value: isinstance(value, bool)),
+    int: ("a whole number", lambda value: isinstance(value, int) and not isinstance(value, bool)),
+    float: ("a number", lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)),
+    str: ("a name", lambda value: isinstance(value, str)),
+    tuple: ("a list", lambda value: isinstance(value, (list, tuple))),
+}
+
+
 def create_model(
     name: str,
     num_classes: int | None = None,
@@ -67,6 +77,11 @@ def create_model(
     if unknown:
         valid = ", ".join(info.options) or "none"
         raise CnnlabError(f"model {name} has no option '{unknown[0]}'; its options: {valid}")
+    parameters = inspect.signature(info.builder).parameters
+    for key, value in options.items():
+        kind = OPTION_KINDS.get(type(parameters[key].default))
+        if kind and not kind[1](value):
+            raise CnnlabError(f"model {name}: option '{key}' must be {kind[0]}; got {value!r}")
     height, width, channels = info.input_size
     return info.builder(
         num_classes=num_classes or info.num_classes,
