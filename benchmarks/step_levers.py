@@ -5,10 +5,16 @@ in each variant, the variants taking turns window by window in one process, medi
 ratio to the reference.
 
     python benchmarks/step_levers.py --model small-cnn vgg16 --levers nchw compile no-onednn
+    python benchmarks/step_levers.py --model small-cnn --levers nchw-first:1 nchw-first:2
+    python benchmarks/step_levers.py --model airbench --batch-size 500 --options "widths=[32,128,128]" \
+        --levers "options:widths=[32,96,128]" "options:widths=[16,128,128]"
 
-Levers: ``nchw`` (contiguous tensors instead of channels_last), ``compile`` (torch.compile of
-the model, inductor's default mode; its compilation falls in the untimed first step),
-``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolutions).
+Levers: ``nchw`` (contiguous tensors instead of channels_last), ``nchw-first:K`` (the first K
+convolutions in NCHW, the rest channels_last: a memory format per layer), ``compile``
+(torch.compile of the model, inductor's default mode; its compilation falls in the untimed
+first step), ``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolutions), and
+``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
+variant of the network costs in CPU time, the reference's rate divided by its rate).
 """
 
 from __future__ import annotations
@@ -22,9 +28,34 @@ import torch
 from throughput import Case, alternate, bare_training_step, cpu_flags, window
 
 from cnnlab import launcher
+from cnnlab.config import parse_override
+from cnnlab.errors import CnnlabError
 from cnnlab.models.factory import create_model
 
 REFERENCE = "channels_last"
+NAMED_LEVERS = ("nchw", "compile", "no-onednn")
+
+
+def lever(text: str) -> str:
+    """argparse type: a named lever, ``nchw-first:K`` or ``options:KEY=VALUE``."""
+    kind, sep, value = text.partition(":")
+    if text in NAMED_LEVERS or (kind == "nchw-first" and value.isdigit() and int(value) > 0) or (
+            kind == "options" and "=" in value):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"'{text}': expected one of {', '.join(NAMED_LEVERS)}, nchw-first:K (K > 0) or options:KEY=VALUE")
+
+
+def first_convolutions_nchw(model: torch.nn.Module, count: int) -> torch.nn.Module:
+    """The first ``count`` convolutions (in the order of ``modules()``) and their inputs in NCHW,
+    the later ones channels_last; each convolution converts its input to its own format."""
+    convolutions = [module for module in model.modules() if isinstance(module, torch.nn.Conv2d)]
+    for index, convolution in enumerate(convolutions):
+        memory_format = torch.contiguous_format if index < count else torch.channels_last
+        convolution.to(memory_format=memory_format)
+        convolution.register_forward_pre_hook(
+            lambda module, args, memory_format=memory_format: (args[0].contiguous(memory_format=memory_format),))
+    return model
 
 
 def without_onednn(step: Callable[[], None]) -> Callable[[], None]:
@@ -37,31 +68,46 @@ def without_onednn(step: Callable[[], None]) -> Callable[[], None]:
     return run
 
 
-def variants(case: Case, levers: list[str]) -> dict[str, Callable[[], None]]:
+def variants(case: Case, levers: list[str], options: dict | None = None) -> dict[str, Callable[[], None]]:
     """Each variant's step on its own copy of one initialised model (a memory format or a
     compiled graph must not leak into the others)."""
-    torch.manual_seed(0)
     height, width, channels = case.input
-    model = create_model(case.model, case.classes, channels, (height, width)).train()
+    options = options or {}
+
+    def built(**changed) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return create_model(case.model, case.classes, channels, (height, width), **{**options, **changed}).train()
+
+    model = built()
 
     def copied(memory_format: torch.memory_format = torch.channels_last) -> torch.nn.Module:
         return copy.deepcopy(model).to(memory_format=memory_format)
 
-    builders = {
-        REFERENCE: lambda: bare_training_step(copied(), case),
-        "nchw": lambda: bare_training_step(copied(torch.contiguous_format), case, torch.contiguous_format),
-        "compile": lambda: bare_training_step(torch.compile(copied()), case),
-        "no-onednn": lambda: without_onednn(bare_training_step(copied(), case)),
-    }
-    return {name: builders[name]() for name in [REFERENCE, *levers]}
+    def step(name: str) -> Callable[[], None]:
+        kind, _, value = name.partition(":")
+        if kind == "nchw-first":
+            return bare_training_step(first_convolutions_nchw(copied(), int(value)), case)
+        if kind == "options":
+            key, changed = parse_override(value)
+            return bare_training_step(built(**{key: changed}).to(memory_format=torch.channels_last), case)
+        return {
+            REFERENCE: lambda: bare_training_step(copied(), case),
+            "nchw": lambda: bare_training_step(copied(torch.contiguous_format), case, torch.contiguous_format),
+            "compile": lambda: bare_training_step(torch.compile(copied()), case),
+            "no-onednn": lambda: without_onednn(bare_training_step(copied(), case)),
+        }[name]()
+
+    return {name: step(name) for name in [REFERENCE, *levers]}
 
 
 def main() -> None:
     launcher.reexec_with_fast_allocator(sys.argv[1:], program=(__file__,))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="+", default=["small-cnn", "alexnet-bn@150"], help="NAME or NAME@SIZE")
-    parser.add_argument("--levers", nargs="+", default=["nchw", "compile", "no-onednn"],
-                        choices=["nchw", "compile", "no-onednn"])
+    parser.add_argument("--levers", nargs="+", type=lever, default=list(NAMED_LEVERS),
+                        help=f"{', '.join(NAMED_LEVERS)}, nchw-first:K, options:KEY=VALUE")
+    parser.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="model options of the reference and every variant (e.g. widths=[32,128,128])")
     parser.add_argument("--batch-size", type=int, help="one batch size for every model")
     parser.add_argument("--windows", type=int, default=3, help="windows per variant")
     parser.add_argument("--steps", type=int, default=3, help="steps per window")
@@ -69,7 +115,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}, fp32")
     for spec in args.model:
         case = Case.parse(spec, args.batch_size)
-        steps = variants(case, args.levers)
+        try:
+            steps = variants(case, args.levers, dict(parse_override(item) for item in args.options))
+        except CnnlabError as error:  # a model option it refuses
+            parser.error(str(error))
         rates = alternate({name: window(step, args.steps, case.batch) for name, step in steps.items()}, args.windows)
         reference = rates[REFERENCE]
         print(f"{case.label}, batch {case.batch}: " + ", ".join(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import subprocess
@@ -93,6 +94,33 @@ def test_step_levers_runs():
     for variant in ("channels_last", "nchw", "compile", "no-onednn"):
         assert f"{variant} " in line, line
     assert "CPU flags" in out
+
+
+def test_step_levers_measures_layouts_per_layer_and_model_options():
+    out = run("benchmarks/step_levers.py", "--model", "airbench", "--batch-size", "4", "--options", "widths=[8,8,8]",
+              "--levers", "nchw-first:1", "options:widths=[8,16,16]", "--windows", "1", "--steps", "1")
+    line = next(line for line in out.splitlines() if line.startswith("airbench"))
+    for variant in ("channels_last", "nchw-first:1", "options:widths=[8,16,16]"):
+        assert f"{variant} " in line, line
+
+
+def test_first_convolutions_in_nchw_change_the_layout_not_the_result(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    step_levers = importlib.import_module("step_levers")
+    torch = pytest.importorskip("torch")
+    from cnnlab.models import create_model
+
+    torch.manual_seed(0)
+    reference = create_model("airbench", widths=[8, 8, 8]).eval().to(memory_format=torch.channels_last)
+    mixed = step_levers.first_convolutions_nchw(copy.deepcopy(reference), 2)
+    seen = []
+    for conv in (m for m in mixed.modules() if isinstance(m, torch.nn.Conv2d)):
+        conv.register_forward_hook(lambda module, args, output: seen.append(args[0].is_contiguous()))
+    images = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(mixed(images), reference(images))
+    assert seen == [True, True] + [False] * (len(seen) - 2) and len(seen) == 7  # whitening + 6 convolutions
+    with pytest.raises(Exception, match="nchw-first:K"):
+        step_levers.lever("nchw-first:0")
 
 
 @pytest.mark.slow
