@@ -96,6 +96,7 @@ def test_step_levers_runs():
     assert "CPU flags" in out
 
 
+@pytest.mark.slow  # 10 s in its own interpreter; the next test covers the layout function in-process
 def test_step_levers_measures_layouts_per_layer_and_model_options():
     out = run("benchmarks/step_levers.py", "--model", "airbench", "--batch-size", "4", "--options", "widths=[8,8,8]",
               "--levers", "nchw-first:1", "options:widths=[8,16,16]", "--windows", "1", "--steps", "1")
