@@ -11,7 +11,7 @@ import argparse
 import sys
 
 import torch
-from throughput import Case, alternate, bare_training_step, cpu_flags, window
+from throughput import Case, alternate, bare_training_step, cpu_flags, exit_on_refused_input, window
 from torch import nn
 
 from cnnlab import launcher
@@ -51,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_refused_input(main)

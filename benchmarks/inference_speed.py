@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from throughput import cpu_flags, cpu_name
+from throughput import cpu_flags, cpu_name, exit_on_refused_input
 
 from cnnlab.data import BatchLoader, Split
 from cnnlab.data.images import decode_many
@@ -125,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_refused_input(main)

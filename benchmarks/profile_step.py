@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 import torch
-from throughput import Case, CnnlabMode, cpu_flags
+from throughput import Case, CnnlabMode, cpu_flags, exit_on_refused_input
 
 from cnnlab import launcher
 from cnnlab.runs import RunDirectory
@@ -44,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_refused_input(main)

@@ -25,11 +25,10 @@ import sys
 from collections.abc import Callable
 
 import torch
-from throughput import Case, alternate, bare_training_step, cpu_flags, window
+from throughput import Case, alternate, bare_training_step, cpu_flags, exit_on_refused_input, window
 
 from cnnlab import launcher
 from cnnlab.config import parse_override
-from cnnlab.errors import CnnlabError
 from cnnlab.models.factory import create_model
 
 REFERENCE = "channels_last"
@@ -115,10 +114,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}, fp32")
     for spec in args.model:
         case = Case.parse(spec, args.batch_size)
-        try:
-            steps = variants(case, args.levers, dict(parse_override(item) for item in args.options))
-        except CnnlabError as error:  # a model option it refuses
-            parser.error(str(error))
+        steps = variants(case, args.levers, dict(parse_override(item) for item in args.options))
         rates = alternate({name: window(step, args.steps, case.batch) for name, step in steps.items()}, args.windows)
         reference = rates[REFERENCE]
         print(f"{case.label}, batch {case.batch}: " + ", ".join(
@@ -126,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_refused_input(main)

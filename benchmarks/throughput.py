@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from cnnlab import launcher
 from cnnlab.config import TrainConfig
 from cnnlab.data import Augment, Dataset, Preprocessing, Split
+from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.losses import Loss
 from cnnlab.models import MODELS, create_model, place_model
 from cnnlab.models.summary import summarize
@@ -75,6 +76,17 @@ class Case:
             height = width = int(size)
         return cls(f"{name} {height}", name, (height, width, channels), info.num_classes,
                    batch or BATCH.get(name, 64))
+
+
+def exit_on_refused_input(main: Callable[[], object]) -> None:
+    """Run a benchmark's ``main``: an input cnnlab refuses (a model name, a model option, a
+    ``--set``, a data path) ends it with one line and exit code 2, as the cnnlab command does."""
+    try:
+        status = main()
+    except CnnlabError as error:
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(status)
 
 
 def median_rate(run: Callable[[], object], work: float, min_seconds: float, min_runs: int = 3,
@@ -391,4 +403,4 @@ def markdown_table(rows: list[dict], fp32_roof: float) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_refused_input(main)

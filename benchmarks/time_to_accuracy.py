@@ -16,7 +16,7 @@ import sys
 import time
 
 import torch
-from throughput import cpu_flags, cpu_name
+from throughput import cpu_flags, cpu_name, exit_on_refused_input
 
 from cnnlab import api, launcher
 from cnnlab.config import TrainConfig, parse_override
@@ -89,4 +89,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_refused_input(main)

@@ -124,6 +124,19 @@ def test_first_convolutions_in_nchw_change_the_layout_not_the_result(monkeypatch
         step_levers.lever("nchw-first:0")
 
 
+@pytest.mark.parametrize(("script", "args", "message"), [
+    ("time_to_accuracy.py", ["--data", "digits", "--target", "0.5", "--set", "optimizer.lrr=1"],
+     "unknown key 'optimizer.lrr'"),
+    ("step_levers.py", ["--model", "airbench", "--options", "widths=2", "--levers", "nchw"],
+     "model airbench: option 'widths' must be a list; got 2"),
+])
+def test_a_refused_input_ends_a_benchmark_in_one_line(script, args, message):
+    result = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    (line,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and line.startswith(f"{script}: error: ") and message in line, result.stderr
+
+
 @pytest.mark.slow
 def test_time_to_accuracy_runs(tmp_path):
     out = run("benchmarks/time_to_accuracy.py", "--data", "digits", "--target", "0.5", "--epochs", "3",
