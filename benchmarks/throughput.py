@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab import launcher
+from cnnlab.cli import EXIT_USAGE
 from cnnlab.config import TrainConfig
 from cnnlab.data import Augment, Dataset, Preprocessing, Split
 from cnnlab.errors import CnnlabError
@@ -85,7 +86,7 @@ def exit_on_refused_input(main: Callable[[], object]) -> None:
         status = main()
     except CnnlabError as error:
         print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     sys.exit(status)
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
@@ -244,7 +243,7 @@ def test_an_option_of_the_wrong_type_is_refused_by_name(name, option):
     """A mistyped --set model.options.X (a word for a number, one number for a list of
     widths) is a one-line error naming the model and option, never a traceback from inside
     the builder or a silently different network."""
-    default = inspect.signature(MODELS.get(name).builder).parameters[option].default
+    default = MODELS.get(name).option_defaults[option]
     wrong = [value for value in WRONG_VALUES if not _same_kind(value, default)]
     assert wrong
     for value in wrong:

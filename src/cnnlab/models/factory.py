@@ -33,9 +33,15 @@ class ModelInfo:
     its forward pass alone may still be faster channels_last."""
 
     @property
-    def options(self) -> list[str]:
+    def option_defaults(self) -> dict[str, object]:
+        """The builder's options (its parameters beyond the sizes) and their default values."""
         skip = {"num_classes", "in_channels", "input_size"}
-        return [p for p in inspect.signature(self.builder).parameters if p not in skip]
+        return {name: parameter.default for name, parameter in inspect.signature(self.builder).parameters.items()
+                if name not in skip}
+
+    @property
+    def options(self) -> list[str]:
+        return list(self.option_defaults)
 
 
 MODELS: Registry[ModelInfo] = Registry("model", entry_points="cnnlab.models")
@@ -73,13 +79,13 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model; unspecified sizes take the model's defaults."""
     info = MODELS.get(name)
-    unknown = [key for key in options if key not in info.options]
+    defaults = info.option_defaults
+    unknown = [key for key in options if key not in defaults]
     if unknown:
-        valid = ", ".join(info.options) or "none"
+        valid = ", ".join(defaults) or "none"
         raise CnnlabError(f"model {name} has no option '{unknown[0]}'; its options: {valid}")
-    parameters = inspect.signature(info.builder).parameters
     for key, value in options.items():
-        kind = OPTION_KINDS.get(type(parameters[key].default))
+        kind = OPTION_KINDS.get(type(defaults[key]))
         if kind and not kind[1](value):
             raise CnnlabError(f"model {name}: option '{key}' must be {kind[0]}; got {value!r}")
     height, width, channels = info.input_size
