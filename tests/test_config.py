@@ -11,7 +11,8 @@ from cnnlab.errors import ConfigError
 def test_yaml_round_trip(tmp_path):
     config = TrainConfig().with_overrides({
         "model.name": "alexnet", "model.options.groups": 1, "optimizer.lr": 0.01,
-        "schedule.milestones": [3, 6], "data.image_size": [64, 64], "early_stopping.patience": 4})
+        "schedule.milestones": [3, 6], "data.image_size": [64, 64], "early_stopping.patience": 4,
+        "data.progressive_resizing": [{"scale": 0.5, "epochs": 2}, {"scale": 0.75, "epochs": 1}]})
     path = tmp_path / "recipe.yaml"
     path.write_text(config.to_yaml())
     assert TrainConfig.from_yaml(path) == config
@@ -34,6 +35,15 @@ def test_unknown_key_names_file_and_valid_keys(tmp_path):
     path.write_text("optimiser:\n  lr: 0.1\n")
     with pytest.raises(ConfigError, match=r"recipe.yaml: unknown key 'optimiser'; valid keys.*optimizer"):
         TrainConfig.from_yaml(path)
+
+
+def test_a_progressive_resizing_phase_is_checked_key_by_key():
+    config = TrainConfig().with_overrides({"data.progressive_resizing": [{"scale": 0.75, "epochs": 6}]})
+    assert config.data.progressive_resizing[0].scale == 0.75
+    with pytest.raises(ConfigError, match=r"unknown key 'data.progressive_resizing.size'"):
+        TrainConfig().with_overrides({"data.progressive_resizing": [{"size": 24}]})
+    with pytest.raises(ConfigError, match=r"data.progressive_resizing.epochs: expected a whole number"):
+        TrainConfig().with_overrides({"data.progressive_resizing": [{"scale": 0.5, "epochs": 1.5}]})
 
 
 def test_nested_unknown_key(tmp_path):

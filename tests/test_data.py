@@ -319,3 +319,27 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch():
     assert torch.equal(mirrored_in(2), first)
     with pytest.raises(CnnlabError, match="unknown augmentation 'hflip:sometimes'"):
         Augment.parse(["hflip:sometimes"])
+
+
+def test_progressive_resizing_scales_the_training_batches_of_its_epochs_only():
+    n = 12
+    images = torch.randint(0, 256, (n, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    split = Split(images.numpy(), np.arange(n, dtype=np.int64), [str(i) for i in range(n)])
+    preprocessing = Preprocessing([0.0] * 3, [1.0] * 3, (16, 16))
+    loader = BatchLoader(split, 5, preprocessing, training=True, augment=Augment.parse(["pad_crop:2"]),
+                         resizing=[(0.5, 2), (0.75, 1)])
+    assert [loader.training_size(epoch) for epoch in range(5)] == [(8, 8), (8, 8), (12, 12), (16, 16), (16, 16)]
+    for epoch, side in [(0, 8), (2, 12), (3, 16)]:
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        assert {tuple(x.shape[1:]) for x, _ in batches} == {(3, side, side)}
+        assert sum(len(labels) for _, labels in batches) == n
+    # the scaled batch is the full-size one made smaller, not other images or other crops
+    loader.set_epoch(0)
+    small, _ = next(iter(loader))
+    full = BatchLoader(split, 5, preprocessing, training=True, augment=Augment.parse(["pad_crop:2"]))
+    large, _ = next(iter(full))
+    torch.testing.assert_close(small, torch.nn.functional.interpolate(large, size=(8, 8), mode="bilinear",
+                                                                      antialias=True, align_corners=False))
+    evaluated, _ = next(iter(BatchLoader(split, 5, preprocessing)))
+    assert evaluated.shape[2:] == (16, 16)

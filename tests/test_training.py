@@ -261,3 +261,29 @@ def test_frozen_base_then_fine_tuned(tmp_path):
     assert torch.equal(before, after_one)  # frozen during epoch 1
     assert not torch.equal(after_one, after_two)  # trained in epoch 2
     assert "unfroze the convolutional base after epoch 1" in (run.path / "train.log").read_text()
+
+
+def test_progressive_resizing_trains_its_first_epochs_smaller_and_says_so(tmp_path):
+    run = quick(tmp_path, "resized", epochs=3, data__progressive_resizing=[{"scale": 0.75, "epochs": 2}],
+                **SMALL_AIRBENCH)
+    assert len(run.history) == 3
+    log = (run.path / "train.log").read_text()
+    assert "Epoch 1: training images at 12x12 (progressive resizing)" in log
+    assert "Epoch 3: training images at 16x16 (progressive resizing)" in log
+    assert "Epoch 2: training images" not in log  # said once a phase
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(model="mlp", phases=[{"scale": 0.5, "epochs": 1}]),
+     r"mlp cannot train on 4x4 images \(scale 0.5 of 8x8\); progressive resizing needs a model that pools globally"),
+    (dict(phases=[{"scale": 0.05, "epochs": 1}], **SMALL_AIRBENCH), r"airbench cannot train on 1x1 images"),
+    (dict(phases=[{"scale": 0.75, "epochs": 2}, {"scale": 0.875, "epochs": 1}], **SMALL_AIRBENCH),
+     r"its phases take 3 epochs of the run's 3; the last epoch at least must train at the full input size"),
+    (dict(phases=[{"scale": 1.5, "epochs": 1}], **SMALL_AIRBENCH), r"a scale must be above 0 and at most 1; got 1.5"),
+    (dict(phases=[{"scale": 0.75, "epochs": 0}], **SMALL_AIRBENCH), r"a phase lasts at least 1 epoch; got 0"),
+], ids=["dense-head", "too-small", "no-full-size-epoch", "scale-above-1", "no-epochs"])
+def test_progressive_resizing_refuses_what_cannot_train_before_any_folder_is_made(tmp_path, options, message):
+    phases = options.pop("phases")
+    with pytest.raises(CnnlabError, match=f"data.progressive_resizing: .*{message}"):
+        quick(tmp_path, "refused", data__progressive_resizing=phases, **options)
+    assert not (tmp_path / "refused").exists()

@@ -18,6 +18,15 @@ from .errors import ConfigError
 
 
 @dataclass
+class ResizePhase:
+    """A phase of progressive resizing: ``epochs`` epochs on training images scaled to
+    ``scale`` of the model's input side."""
+
+    scale: float = 1.0
+    epochs: int = 1
+
+
+@dataclass
 class DataConfig:
     spec: str = "digits"
     """Data source, e.g. ``digits``, ``mnist:/data/mnist``, ``folder:/data/faces``."""
@@ -33,6 +42,11 @@ class DataConfig:
     """1 or 3; default: the source's own (folders: 3)."""
     augment: list[str] = field(default_factory=list)
     """Batch augmentations, e.g. ``[hflip, pad_crop:4]``."""
+    progressive_resizing: list[ResizePhase] = field(default_factory=list)
+    """Progressive resizing (Howard, fast.ai, 2018): the first epochs train on the augmented
+    images scaled down, e.g. ``[{scale: 0.75, epochs: 6}]`` (24x24 from 32x32 for 6 epochs),
+    each phase after the one before, the full input for the epochs after the last; an epoch
+    then costs about the square of the scale. Only for models that pool globally."""
     normalize: str = "dataset"
     """``dataset``: the training split's per-channel mean and std; ``per_image``: each image
     by its own mean and std (evens out dark and bright photos)."""

@@ -11,9 +11,10 @@ take their share of one batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
+from torch.nn import functional as F
 
 from ..errors import ConfigError
 from .augment import Augment, Augmenter, centre_crop
@@ -28,19 +29,25 @@ def random_stream(seed: int, purpose: str, *counters: int) -> torch.Generator:
     return torch.Generator().manual_seed(value & (2**63 - 1))
 
 
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return tuple(max(1, round(side * scale)) for side in size)
+
+
 class BatchLoader:
     """Iterates (images, labels) batches over a Split, prepared as ``preprocessing`` says.
 
     A ``training`` loader shuffles (per epoch: ``set_epoch``) and augments (random crops when the
     input is smaller than the stored images); otherwise batches come in order with the centre
-    crop. With ``world_size`` > 1, each of the batches of ``batch_size`` samples is split
+    crop. ``resizing`` holds progressive resizing's phases, (scale, epochs) each: the training
+    images of those epochs are scaled to that share of the input side. With ``world_size`` > 1, each of the batches of ``batch_size`` samples is split
     between the ranks and this loader yields the rows of ``rank`` (the same samples and random
     augmentations as one process, whatever the number of processes).
     """
 
     def __init__(self, split: Split, batch_size: int, preprocessing: Preprocessing,
                  training: bool = False, augment: Augment | None = None, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu"):
+                 rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu",
+                 resizing: Sequence[tuple[float, int]] = ()):
         self.split = split
         self.device = torch.device(device)
         self.labels = torch.from_numpy(split.labels)
@@ -50,6 +57,7 @@ class BatchLoader:
         self.augment = (augment or Augment()).check(split.images.shape[3])
         self.seed = seed
         self.rank, self.world_size = rank, world_size
+        self.resizing = tuple(resizing)
         self.epoch = 0
         stored = tuple(split.images.shape[1:3])
         self.input_size = tuple(preprocessing.input_size or stored)
@@ -65,6 +73,15 @@ class BatchLoader:
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose shuffled order and augmentations the next iteration makes."""
         self.epoch = epoch
+
+    def training_size(self, epoch: int) -> tuple[int, int]:
+        """The side lengths of the images an epoch trains on: the input's, or its phase's share."""
+        end = 0
+        for scale, epochs in self.resizing:
+            end += epochs
+            if epoch < end:
+                return scaled_size(self.input_size, scale)
+        return self.input_size
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -105,6 +122,9 @@ class BatchLoader:
                                       random_stream(self.seed, "augment", self.epoch, step),
                                       slice(mine.start - start, mine.stop - start), stop - start, flips)
                 pixels = augmenter(pixels)
+                size = self.training_size(self.epoch)
+                if size != self.input_size:
+                    pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True, align_corners=False)
             else:
                 pixels = centre_crop(pixels, self.input_size)
             yield self.preprocessing.standardize(pixels), labels

@@ -48,7 +48,9 @@ class Trainer:
         self.train_loader = BatchLoader(dataset.splits["train"], config.batch_size, preprocessing,
                                         training=True, augment=augment, seed=config.seed,
                                         rank=runtime.rank, world_size=runtime.world_size,
-                                        device=runtime.device)
+                                        device=runtime.device,
+                                        resizing=[(phase.scale, phase.epochs)
+                                                  for phase in config.data.progressive_resizing])
         self.optimizer = optimizer
         self.schedule = schedule
         self.scaler = torch.amp.GradScaler("cuda") if runtime.precision == "fp16" else None
@@ -181,8 +183,13 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         for callback in self.callbacks:
             callback.on_train_begin(self)
+        training_size = None
         while self.epoch < self.config.epochs and not self.stop_training:
             epoch = self.epoch
+            size = self.train_loader.training_size(epoch)
+            if self.train_loader.resizing and size != training_size:
+                self.run.log(f"Epoch {epoch + 1}: training images at {size[0]}x{size[1]} (progressive resizing)")
+            training_size = size
             started = time.perf_counter()
             train_logs = self.train_epoch(epoch)
             seconds = time.perf_counter() - started

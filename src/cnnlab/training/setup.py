@@ -21,7 +21,7 @@ from ..checkpoint import load_checkpoint
 from ..config import TrainConfig, read_yaml
 from ..data import Augment, Dataset, Preprocessing, SourceData, load_dataset, read_source
 from ..data.augment import centre_crop
-from ..data.loader import BatchLoader, random_stream
+from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_and_record
@@ -105,6 +105,7 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
         model = create_model(config.model.name, loss.outputs, channels, input_size, **config.model.options)
         if config.towers:
             split_towers(model, ["meta", "meta"])
+    check_progressive_resizing(config, model, channels, input_size)
     if config.model.weights and not resuming:
         matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
     if config.model.unfreeze_after is not None and not hasattr(model, "freeze_features"):
@@ -113,6 +114,32 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
     validation = "val" in source.splits or config.data.val_split > 0
     monitors, notes = resolve_monitors(config, len(source.classes), validation)
     return Plan(config, runtime, image_size, input_size, augment, source, channels, monitors, tuple(notes))
+
+
+def check_progressive_resizing(config: TrainConfig, model: torch.nn.Module, channels: int,
+                               input_size: tuple[int, int]) -> None:
+    """Each phase's scale and length, that the phases leave the last epoch at full size, and
+    that ``model`` (on the meta device) takes every phase's size: a model with dense layers
+    after its convolutions takes its input size only."""
+    phases = config.data.progressive_resizing
+    for phase in phases:
+        if not 0 < phase.scale <= 1:
+            raise ConfigError(f"data.progressive_resizing: a scale must be above 0 and at most 1; got {phase.scale}")
+        if phase.epochs < 1:
+            raise ConfigError(f"data.progressive_resizing: a phase lasts at least 1 epoch; got {phase.epochs}")
+    scaled_epochs = sum(phase.epochs for phase in phases)
+    if phases and scaled_epochs >= config.epochs:
+        raise ConfigError(f"data.progressive_resizing: its phases take {scaled_epochs} epochs of the run's "
+                          f"{config.epochs}; the last epoch at least must train at the full input size")
+    for scale in sorted({phase.scale for phase in phases}):
+        size = scaled_size(input_size, scale)
+        try:
+            model(torch.empty(2, channels, *size, device="meta"))
+        except RuntimeError:
+            raise ConfigError(
+                f"data.progressive_resizing: {config.model.name} cannot train on {size[0]}x{size[1]} images "
+                f"(scale {scale} of {input_size[0]}x{input_size[1]}); progressive resizing needs a model that "
+                "pools globally (airbench, resnet9) and a scale that leaves its feature maps at least 1 pixel") from None
 
 
 def resolve_monitors(config: TrainConfig, num_classes: int, validation: bool) -> tuple[dict[str, str], list[str]]:
