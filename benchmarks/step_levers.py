@@ -8,19 +8,23 @@ ratio to the reference.
     python benchmarks/step_levers.py --model small-cnn --levers nchw-first:1 nchw-first:2
     python benchmarks/step_levers.py --model airbench --batch-size 500 --options "widths=[32,128,128]" \
         --levers "options:widths=[32,96,128]" "options:widths=[16,128,128]"
+    python benchmarks/step_levers.py --model airbench --batch-size 500 --levers scale:0.75 scale:0.875
 
 Levers: ``nchw`` (contiguous tensors instead of channels_last), ``nchw-first:K`` (the first K
 convolutions in NCHW, the rest channels_last: a memory format per layer), ``compile``
 (torch.compile of the model, inductor's default mode; its compilation falls in the untimed
 first step), ``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolutions), and
 ``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
-variant of the network costs in CPU time, the reference's rate divided by its rate).
+variant of the network costs in CPU time, the reference's rate divided by its rate) and
+``scale:F`` (the same model on inputs of F times the side: what an epoch of progressive
+resizing's phase at that scale costs).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import sys
 from collections.abc import Callable
 
@@ -36,13 +40,26 @@ NAMED_LEVERS = ("nchw", "compile", "no-onednn")
 
 
 def lever(text: str) -> str:
-    """argparse type: a named lever, ``nchw-first:K`` or ``options:KEY=VALUE``."""
+    """argparse type: a named lever, ``nchw-first:K``, ``options:KEY=VALUE`` or ``scale:F``."""
     kind, sep, value = text.partition(":")
     if text in NAMED_LEVERS or (kind == "nchw-first" and value.isdigit() and int(value) > 0) or (
-            kind == "options" and "=" in value):
+            kind == "options" and "=" in value) or (kind == "scale" and 0 < _number(value) <= 1):
         return text
-    raise argparse.ArgumentTypeError(
-        f"'{text}': expected one of {', '.join(NAMED_LEVERS)}, nchw-first:K (K > 0) or options:KEY=VALUE")
+    raise argparse.ArgumentTypeError(f"'{text}': expected one of {', '.join(NAMED_LEVERS)}, nchw-first:K (K > 0), "
+                                     "options:KEY=VALUE or scale:F (0 < F <= 1)")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def scaled_case(case: Case, scale: float) -> Case:
+    """``case`` with inputs of ``scale`` times its side."""
+    height, width, channels = case.input
+    return dataclasses.replace(case, input=(round(height * scale), round(width * scale), channels))
 
 
 def first_convolutions_nchw(model: torch.nn.Module, count: int) -> torch.nn.Module:
@@ -89,6 +106,8 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
         if kind == "options":
             key, changed = parse_override(value)
             return bare_training_step(built(**{key: changed}).to(memory_format=torch.channels_last), case)
+        if kind == "scale":
+            return bare_training_step(copied(), scaled_case(case, float(value)))
         return {
             REFERENCE: lambda: bare_training_step(copied(), case),
             "nchw": lambda: bare_training_step(copied(torch.contiguous_format), case, torch.contiguous_format),
@@ -104,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="+", default=["small-cnn", "alexnet-bn@150"], help="NAME or NAME@SIZE")
     parser.add_argument("--levers", nargs="+", type=lever, default=list(NAMED_LEVERS),
-                        help=f"{', '.join(NAMED_LEVERS)}, nchw-first:K, options:KEY=VALUE")
+                        help=f"{', '.join(NAMED_LEVERS)}, nchw-first:K, options:KEY=VALUE, scale:F")
     parser.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="model options of the reference and every variant (e.g. widths=[32,128,128])")
     parser.add_argument("--batch-size", type=int, help="one batch size for every model")

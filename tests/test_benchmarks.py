@@ -99,9 +99,9 @@ def test_step_levers_runs():
 @pytest.mark.slow  # 10 s in its own interpreter; the next test covers the layout function in-process
 def test_step_levers_measures_layouts_per_layer_and_model_options():
     out = run("benchmarks/step_levers.py", "--model", "airbench", "--batch-size", "4", "--options", "widths=[8,8,8]",
-              "--levers", "nchw-first:1", "options:widths=[8,16,16]", "--windows", "1", "--steps", "1")
+              "--levers", "nchw-first:1", "options:widths=[8,16,16]", "scale:0.75", "--windows", "1", "--steps", "1")
     line = next(line for line in out.splitlines() if line.startswith("airbench"))
-    for variant in ("channels_last", "nchw-first:1", "options:widths=[8,16,16]"):
+    for variant in ("channels_last", "nchw-first:1", "options:widths=[8,16,16]", "scale:0.75"):
         assert f"{variant} " in line, line
 
 
@@ -122,6 +122,11 @@ def test_first_convolutions_in_nchw_change_the_layout_not_the_result(monkeypatch
     assert seen == [True, True] + [False] * (len(seen) - 2) and len(seen) == 7  # whitening + 6 convolutions
     with pytest.raises(Exception, match="nchw-first:K"):
         step_levers.lever("nchw-first:0")
+    for refused in ("scale:0", "scale:1.5", "scale:big"):
+        with pytest.raises(Exception, match=r"scale:F \(0 < F <= 1\)"):
+            step_levers.lever(refused)
+    case = step_levers.Case.parse("airbench", 4)
+    assert step_levers.scaled_case(case, 0.75).input == (24, 24, 3)
 
 
 @pytest.mark.parametrize(("script", "args", "message"), [
