@@ -33,6 +33,7 @@ from throughput import Case, alternate, bare_training_step, cpu_flags, exit_on_r
 
 from cnnlab import launcher
 from cnnlab.config import parse_override
+from cnnlab.data.loader import scaled_size
 from cnnlab.models.factory import create_model
 
 REFERENCE = "channels_last"
@@ -59,7 +60,7 @@ def _number(text: str) -> float:
 def scaled_case(case: Case, scale: float) -> Case:
     """``case`` with inputs of ``scale`` times its side."""
     height, width, channels = case.input
-    return dataclasses.replace(case, input=(round(height * scale), round(width * scale), channels))
+    return dataclasses.replace(case, input=(*scaled_size((height, width), scale), channels))
 
 
 def first_convolutions_nchw(model: torch.nn.Module, count: int) -> torch.nn.Module:

@@ -343,3 +343,19 @@ def test_progressive_resizing_scales_the_training_batches_of_its_epochs_only():
                                                                       antialias=True, align_corners=False))
     evaluated, _ = next(iter(BatchLoader(split, 5, preprocessing)))
     assert evaluated.shape[2:] == (16, 16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(phases=st.lists(st.tuples(st.floats(0.05, 1.0), st.integers(1, 5)), max_size=4),
+       side=st.integers(8, 64), epoch=st.integers(0, 25))
+def test_each_epoch_trains_at_its_phase_scale_and_at_full_size_after_the_phases(phases, side, epoch):
+    split = Split(np.zeros((1, side, side, 1), dtype=np.uint8), np.zeros(1, dtype=np.int64), ["0"])
+    loader = BatchLoader(split, 1, Preprocessing([0.0], [1.0], (side, side)), training=True, resizing=phases)
+    ends = np.cumsum([epochs for _, epochs in phases]).tolist()
+    phase = next((i for i, end in enumerate(ends) if epoch < end), None)
+    height, width = loader.training_size(epoch)
+    if phase is None:
+        assert (height, width) == (side, side)
+    else:
+        assert height == width == max(1, round(side * phases[phase][0]))
+        assert 1 <= height <= side

@@ -30,6 +30,7 @@ def random_stream(seed: int, purpose: str, *counters: int) -> torch.Generator:
 
 
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(height, width) times ``scale``, rounded, at least 1 pixel each."""
     return tuple(max(1, round(side * scale)) for side in size)
 
 
@@ -39,9 +40,10 @@ class BatchLoader:
     A ``training`` loader shuffles (per epoch: ``set_epoch``) and augments (random crops when the
     input is smaller than the stored images); otherwise batches come in order with the centre
     crop. ``resizing`` holds progressive resizing's phases, (scale, epochs) each: the training
-    images of those epochs are scaled to that share of the input side. With ``world_size`` > 1, each of the batches of ``batch_size`` samples is split
-    between the ranks and this loader yields the rows of ``rank`` (the same samples and random
-    augmentations as one process, whatever the number of processes).
+    images of those epochs are scaled to that share of the input side. With ``world_size`` > 1,
+    each of the batches of ``batch_size`` samples is split between the ranks and this loader
+    yields the rows of ``rank`` (the same samples and random augmentations as one process,
+    whatever the number of processes).
     """
 
     def __init__(self, split: Split, batch_size: int, preprocessing: Preprocessing,
