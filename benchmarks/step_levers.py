@@ -59,8 +59,7 @@ def _number(text: str) -> float:
 
 def scaled_case(case: Case, scale: float) -> Case:
     """``case`` with inputs of ``scale`` times its side."""
-    height, width, channels = case.input
-    return dataclasses.replace(case, input=(*scaled_size((height, width), scale), channels))
+    return dataclasses.replace(case, input=(*scaled_size(case.input[:2], scale), case.input[2]))
 
 
 def first_convolutions_nchw(model: torch.nn.Module, count: int) -> torch.nn.Module:

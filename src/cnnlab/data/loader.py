@@ -110,6 +110,7 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.order()
         count = len(self.labels)
+        size = self.training_size(self.epoch)
         for step, start in enumerate(range(0, count, self.batch_size)):
             stop = min(start + self.batch_size, count)
             mine = self.rows_of_rank(start, stop)
@@ -124,7 +125,6 @@ class BatchLoader:
                                       random_stream(self.seed, "augment", self.epoch, step),
                                       slice(mine.start - start, mine.stop - start), stop - start, flips)
                 pixels = augmenter(pixels)
-                size = self.training_size(self.epoch)
                 if size != self.input_size:
                     pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True, align_corners=False)
             else:
