@@ -5,8 +5,10 @@ real training step (Trainer.train_epoch: batch gather, normalisation, forward, l
 backward, fused optimizer step, running metrics) in its default precision and in fp32, and
 the Keras reference (benchmarks/keras_reference/, run by `make bench-env`'s Python in its own
 process) in its default float32 and its mixed_bfloat16 policy. Modes are alternated A B A B
-within the one invocation, warm-up excluded, medians printed with the ratio against Keras
-fp32; the achieved GFLOP/s is set against matmul and convolution rates measured in the same run.
+within the one invocation, warm-up excluded, medians printed with the ratios precision for
+precision (cnnlab fp32 / Keras float32, cnnlab bf16 / Keras mixed_bfloat16) and default for
+default (what each gives a user who changes nothing); each cnnlab precision's GFLOP/s is set
+against the matmul and convolution rates of that precision measured in the same run.
 
     python benchmarks/throughput.py --keras-python .venv-bench/bin/python
     python benchmarks/throughput.py --models alexnet-bn@150 simple-cnn --repeats 5
@@ -334,7 +336,7 @@ def main() -> None:
     print(environment_line(keras_info, runtime.device))
     roof = rooflines(args.roofline_seconds, runtime.device)
     print("roofline GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in roof.items()))
-    fp32_roof = max(roof["matmul fp32"], roof["conv3x3 fp32"])
+    roof_by_precision = {p: max(roof[f"matmul {p}"], roof[f"conv3x3 {p}"]) for p in ("fp32", "bf16")}
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -364,13 +366,13 @@ def main() -> None:
             # the column the ratios are for: cnnlab's default precision, or the first one asked for
             default = next((label for label in modes if label.endswith("(default)")), next(iter(modes)))
             row = {"model": case.label, "batch": case.batch, "img_s": medians, "default": default,
-                   "gflop_s": medians[default] * modes[default].training_flops / 1e9}
+                   "gflop_per_image": modes[default].training_flops / 1e9}
             rows.append(row)
-            print(format_row(row, fp32_roof), flush=True)
+            print(format_row(row, roof_by_precision), flush=True)
     if worker:
         worker.close()
     print()
-    print(markdown_table(rows, fp32_roof))
+    print(markdown_table(rows, roof_by_precision))
 
 
 def ratio(medians: dict[str, float], label: str, reference: str) -> str:
@@ -379,26 +381,48 @@ def ratio(medians: dict[str, float], label: str, reference: str) -> str:
     return f"{medians[label] / medians[reference]:.2f}x"
 
 
-def format_row(row: dict, fp32_roof: float) -> str:
+def ratios(row: dict) -> dict[str, str]:
+    """Like for like (each cnnlab precision against the Keras policy computing in it), then
+    default for default: cnnlab's choice for this machine against the tutorials' float32."""
     medians = row["img_s"]
-    cells = "  ".join(f"{label} {rate:.1f}" for label, rate in medians.items())
-    return (f"{row['model']:<17} batch {row['batch']:>3}  {cells} img/s;  cnnlab/keras fp32 "
-            f"{ratio(medians, row['default'], 'keras float32')};  {row['gflop_s']:.0f} GFLOP/s = "
-            f"{row['gflop_s'] / fp32_roof:.0%} of the fp32 roofline")
+    fp32 = next((label for label in medians if label.startswith("cnnlab fp32")), "")
+    bf16 = next((label for label in medians if label.startswith("cnnlab bf16")), "")
+    return {"cnnlab fp32 / keras float32": ratio(medians, fp32, "keras float32"),
+            "cnnlab bf16 / keras mixed_bfloat16": ratio(medians, bf16, "keras mixed_bfloat16"),
+            "cnnlab default / keras float32": ratio(medians, row["default"], "keras float32")}
 
 
-def markdown_table(rows: list[dict], fp32_roof: float) -> str:
+def roofline_shares(row: dict, roof_by_precision: dict[str, float]) -> dict[str, str]:
+    """GFLOP/s of each cnnlab precision, with its share of that precision's roofline."""
+    rates = {}
+    for label, images_per_second in row["img_s"].items():
+        if label.startswith("cnnlab "):
+            precision = label.split()[1]
+            gflop_s = images_per_second * row["gflop_per_image"]
+            rates[precision] = f"{gflop_s:.0f} ({gflop_s / roof_by_precision[precision]:.0%} of its roofline)"
+    return rates
+
+
+def format_row(row: dict, roof_by_precision: dict[str, float]) -> str:
+    cells = "  ".join(f"{label} {rate:.1f}" for label, rate in row["img_s"].items())
+    pairs = "  ".join(f"{name} {value}" for name, value in ratios(row).items() if value != "-")
+    rates = ", ".join(f"{precision} {text}" for precision, text in roofline_shares(row, roof_by_precision).items())
+    return f"{row['model']:<17} batch {row['batch']:>3}  {cells} img/s;  {pairs};  GFLOP/s {rates}"
+
+
+def markdown_table(rows: list[dict], roof_by_precision: dict[str, float]) -> str:
     labels = list(dict.fromkeys(label for row in rows for label in row["img_s"]))
-    head = ["model (batch)", *labels, "cnnlab default / keras fp32", "cnnlab default / keras bf16",
-            "GFLOP/s (cnnlab default)"]
+    precisions = list(dict.fromkeys(label.split()[1] for label in labels if label.startswith("cnnlab ")))
+    head = ["model (batch)", *labels, *(ratios(rows[0]) if rows else ()),
+            *(f"cnnlab {precision} GFLOP/s (share of the {precision} roofline)" for precision in precisions)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         medians = row["img_s"]
+        rates = roofline_shares(row, roof_by_precision)
         cells = [f"{row['model']} ({row['batch']})",
                  *(f"{medians[label]:.1f}" if label in medians else "-" for label in labels),
-                 ratio(medians, row["default"], "keras float32"),
-                 ratio(medians, row["default"], "keras mixed_bfloat16"),
-                 f"{row['gflop_s']:.0f} ({row['gflop_s'] / fp32_roof:.0%} of fp32 roofline)"]
+                 *ratios(row).values(),
+                 *(rates.get(precision, "-").replace(" of its roofline", "") for precision in precisions)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
