@@ -51,7 +51,7 @@ def recipe_data(name: str, root: Path) -> tuple[str, list[str]]:
         return f"gtsrb:{write_gtsrb_official(root)}", small_crop
     if name == "gtsrb-resnet9":
         return f"gtsrb:{write_gtsrb_official(root)}", []
-    if name in ("cifar10-resnet9", "cifar10-airbench"):
+    if name.startswith("cifar10-"):
         return f"cifar10:{write_cifar10(root, as_tar=True)}", []
     if name == "caltech256-alexnet-half":
         return f"caltech256:{write_caltech(root)}", ["--categories", "2", *small_crop]
