@@ -87,6 +87,8 @@ def test_folder_source_trains(tmp_path):
     (["train", "--optimizer", "adamax", "--epochs", "1"], "--optimizer: unknown optimizer 'adamax'"),
     (["train", "--optimizer", "muon", "--set", "optimizer.fallback=lamb"], "optimizer.fallback: must be one of adamw, sgd"),
     (["train", "--val-split", "1.5"], "--val-split: must be at least 0 and below 1"),
+    (["train", "--early-stopping", "3", "--set", "early_stopping.start_from_epoch=-1"],
+     "early_stopping.start_from_epoch: must be 0 or more; got -1"),
     (["train", "--precision", "fp8"], "--precision: must be one of"),
     (["train", "--set", "optimizer.betas=3"], "optimizer.betas: expected a list"),
     (["train", "--model", "alexnet-bn", "--image-size", "32x32"], "needs inputs of at least 67x67"),

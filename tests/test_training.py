@@ -145,6 +145,16 @@ def test_early_stopping_stops_after_patience():
     assert trainer.stop_training and stopper.stopped_epoch == 3
 
 
+def test_early_stopping_waits_for_start_from_epoch():
+    """Keras' start_from_epoch: the first epochs are not monitored, so they can neither set the
+    best nor run the patience out."""
+    trainer = fake_trainer()
+    stopper = EarlyStopping("val_accuracy", patience=1, start_from_epoch=3)
+    for epoch, acc in enumerate([0.9, 0.5, 0.5, 0.6, 0.7]):
+        stopper.on_epoch_end(trainer, epoch, {"val_accuracy": acc})
+    assert not trainer.stop_training and stopper.monitor.best == 0.7 and stopper.monitor.best_epoch == 4
+
+
 def test_checkpoint_keeps_best_epoch():
     trainer = fake_trainer()
     checkpoint = ModelCheckpoint("val_accuracy")
@@ -232,6 +242,18 @@ def test_early_stopping_in_a_run(tmp_path):
     run = quick(tmp_path, "es", epochs=30, lr=1e-6, early_stopping__patience=1,
                 early_stopping__min_delta=10.0)
     assert len(run.history) == 2  # nothing improves by 10: stops after patience 1
+
+
+def test_early_stopping_does_not_count_the_epochs_of_progressive_resizing(tmp_path):
+    """Validation runs at full size while a phase trains smaller, so those epochs are not
+    compared: patience counts from the first full-size epoch (or start_from_epoch if later)."""
+    options = {"epochs": 6, "lr": 1e-6, "early_stopping__patience": 1, "early_stopping__min_delta": 10.0,
+               **SMALL_AIRBENCH}
+    run = quick(tmp_path, "es-resized", data__progressive_resizing=[{"scale": 0.75, "epochs": 2}], **options)
+    assert len(run.history) == 4  # epochs 1-2 not monitored, 3 sets the best, 4 runs patience out
+    run = quick(tmp_path, "es-later", early_stopping__start_from_epoch=3,
+                data__progressive_resizing=[{"scale": 0.75, "epochs": 2}], **options)
+    assert len(run.history) == 5
 
 
 def test_repeatable_with_seed(tmp_path):

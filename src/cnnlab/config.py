@@ -133,6 +133,9 @@ class EarlyStoppingConfig:
     mode: str = "auto"
     min_delta: float = 0.0
     restore_best_weights: bool = True
+    start_from_epoch: int = 0
+    """Epochs left unmonitored first, as Keras' start_from_epoch; the epochs of progressive
+    resizing are never monitored (their validation is at a size they did not train at)."""
 
 
 @dataclass

@@ -40,20 +40,24 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs. With
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs, counting
+    from epoch ``start_from_epoch`` (0-based; the epochs before it are not monitored). With
     ``restore_best_weights`` the model ends with the best epoch's weights, whether or not
     patience ran out."""
 
     def __init__(self, monitor: str, patience: int, mode: str = "auto", min_delta: float = 0.0,
-                 restore_best_weights: bool = True):
+                 restore_best_weights: bool = True, start_from_epoch: int = 0):
         self.monitor = Monitor(monitor, mode, min_delta)
         self.patience = patience
         self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def on_epoch_end(self, trainer, epoch, logs):
+        if epoch < self.start_from_epoch:
+            return
         if self.monitor.update(self.monitor.value(logs), epoch):
             self.wait = 0
             if self.restore_best_weights:

@@ -72,6 +72,8 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
         raise ConfigError(f"--clip-grad-norm: must be positive; got {config.clip_grad_norm}")
     if config.ema is not None and not 0 < config.ema < 1:
         raise ConfigError(f"--ema: the decay must be between 0 and 1, e.g. 0.999; got {config.ema}")
+    if config.early_stopping.start_from_epoch < 0:
+        raise ConfigError(f"early_stopping.start_from_epoch: must be 0 or more; got {config.early_stopping.start_from_epoch}")
     if config.model.base_lr_scale <= 0:
         raise ConfigError(f"model.base_lr_scale: must be positive; got {config.model.base_lr_scale}")
     info = MODELS.get(config.model.name)
