@@ -153,8 +153,9 @@ def test_first_convolutions_in_nchw_change_the_layout_not_the_result(monkeypatch
 @pytest.mark.parametrize(("script", "args", "message"), [
     ("time_to_accuracy.py", ["--data", "digits", "--target", "0.5", "--set", "optimizer.lrr=1"],
      "unknown key 'optimizer.lrr'"),
-    ("step_levers.py", ["--model", "airbench", "--options", "widths=2", "--levers", "nchw"],
-     "model airbench: option 'widths' must be a list; got 2"),
+    # one script's refusal is enough for the fast suite: each starts its own interpreter twice
+    pytest.param("step_levers.py", ["--model", "airbench", "--options", "widths=2", "--levers", "nchw"],
+                 "model airbench: option 'widths' must be a list; got 2", marks=pytest.mark.slow),
 ])
 def test_a_refused_input_ends_a_benchmark_in_one_line(script, args, message):
     result = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=REPO, capture_output=True,
