@@ -392,21 +392,22 @@ def ratios(row: dict) -> dict[str, str]:
             "cnnlab default / keras float32": ratio(medians, row["default"], "keras float32")}
 
 
-def roofline_shares(row: dict, roof_by_precision: dict[str, float]) -> dict[str, str]:
-    """GFLOP/s of each cnnlab precision, with its share of that precision's roofline."""
+def roofline_shares(row: dict, roof_by_precision: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """GFLOP/s of each cnnlab precision and its share of that precision's roofline."""
     rates = {}
     for label, images_per_second in row["img_s"].items():
         if label.startswith("cnnlab "):
             precision = label.split()[1]
             gflop_s = images_per_second * row["gflop_per_image"]
-            rates[precision] = f"{gflop_s:.0f} ({gflop_s / roof_by_precision[precision]:.0%} of its roofline)"
+            rates[precision] = (gflop_s, gflop_s / roof_by_precision[precision])
     return rates
 
 
 def format_row(row: dict, roof_by_precision: dict[str, float]) -> str:
     cells = "  ".join(f"{label} {rate:.1f}" for label, rate in row["img_s"].items())
     pairs = "  ".join(f"{name} {value}" for name, value in ratios(row).items() if value != "-")
-    rates = ", ".join(f"{precision} {text}" for precision, text in roofline_shares(row, roof_by_precision).items())
+    rates = ", ".join(f"{precision} {gflop_s:.0f} ({share:.0%} of its roofline)"
+                      for precision, (gflop_s, share) in roofline_shares(row, roof_by_precision).items())
     return f"{row['model']:<17} batch {row['batch']:>3}  {cells} img/s;  {pairs};  GFLOP/s {rates}"
 
 
@@ -422,7 +423,8 @@ def markdown_table(rows: list[dict], roof_by_precision: dict[str, float]) -> str
         cells = [f"{row['model']} ({row['batch']})",
                  *(f"{medians[label]:.1f}" if label in medians else "-" for label in labels),
                  *ratios(row).values(),
-                 *(rates.get(precision, "-").replace(" of its roofline", "") for precision in precisions)]
+                 *(f"{rates[precision][0]:.0f} ({rates[precision][1]:.0%})" if precision in rates else "-"
+                   for precision in precisions)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
