@@ -381,12 +381,17 @@ def ratio(medians: dict[str, float], label: str, reference: str) -> str:
     return f"{medians[label] / medians[reference]:.2f}x"
 
 
+def cnnlab_precision(label: str) -> str | None:
+    """The precision of a cnnlab column ("cnnlab bf16 (default)": bf16); None for Keras'."""
+    return label.split()[1] if label.startswith("cnnlab ") else None
+
+
 def ratios(row: dict) -> dict[str, str]:
     """Like for like (each cnnlab precision against the Keras policy computing in it), then
     default for default: cnnlab's choice for this machine against the tutorials' float32."""
     medians = row["img_s"]
-    fp32 = next((label for label in medians if label.startswith("cnnlab fp32")), "")
-    bf16 = next((label for label in medians if label.startswith("cnnlab bf16")), "")
+    fp32 = next((label for label in medians if cnnlab_precision(label) == "fp32"), "")
+    bf16 = next((label for label in medians if cnnlab_precision(label) == "bf16"), "")
     return {"cnnlab fp32 / keras float32": ratio(medians, fp32, "keras float32"),
             "cnnlab bf16 / keras mixed_bfloat16": ratio(medians, bf16, "keras mixed_bfloat16"),
             "cnnlab default / keras float32": ratio(medians, row["default"], "keras float32")}
@@ -396,8 +401,7 @@ def roofline_shares(row: dict, roof_by_precision: dict[str, float]) -> dict[str,
     """GFLOP/s of each cnnlab precision and its share of that precision's roofline."""
     rates = {}
     for label, images_per_second in row["img_s"].items():
-        if label.startswith("cnnlab "):
-            precision = label.split()[1]
+        if precision := cnnlab_precision(label):
             gflop_s = images_per_second * row["gflop_per_image"]
             rates[precision] = (gflop_s, gflop_s / roof_by_precision[precision])
     return rates
@@ -413,7 +417,7 @@ def format_row(row: dict, roof_by_precision: dict[str, float]) -> str:
 
 def markdown_table(rows: list[dict], roof_by_precision: dict[str, float]) -> str:
     labels = list(dict.fromkeys(label for row in rows for label in row["img_s"]))
-    precisions = list(dict.fromkeys(label.split()[1] for label in labels if label.startswith("cnnlab ")))
+    precisions = list(dict.fromkeys(filter(None, map(cnnlab_precision, labels))))
     head = ["model (batch)", *labels, *(ratios(rows[0]) if rows else ()),
             *(f"cnnlab {precision} GFLOP/s (share of the {precision} roofline)" for precision in precisions)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

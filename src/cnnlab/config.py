@@ -56,6 +56,11 @@ class DataConfig:
     """Source options, e.g. ``{label_mode: coarse}`` (cifar100), ``{roi_crop: true}`` (gtsrb),
     ``{categories: 45}`` (caltech256)."""
 
+    @property
+    def resized_epochs(self) -> int:
+        """The epochs progressive resizing trains below the full input size."""
+        return sum(phase.epochs for phase in self.progressive_resizing)
+
 
 @dataclass
 class ModelConfig:

@@ -107,10 +107,9 @@ class Trainer:
                                                      cfg.checkpoint.mode)]
         if cfg.early_stopping.patience is not None:
             es = cfg.early_stopping
-            resized_epochs = sum(phase.epochs for phase in cfg.data.progressive_resizing)
             callbacks.append(EarlyStopping(self.monitors.get("early_stopping", es.monitor), es.patience,
                                            es.mode, es.min_delta, es.restore_best_weights,
-                                           start_from_epoch=max(es.start_from_epoch, resized_epochs)))
+                                           start_from_epoch=max(es.start_from_epoch, cfg.data.resized_epochs)))
         if cfg.model.unfreeze_after is not None:
             if not hasattr(self.model, "freeze_features"):
                 raise ConfigError(f"model.unfreeze_after: {cfg.model.name} has no convolutional base")

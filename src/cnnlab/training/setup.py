@@ -129,9 +129,8 @@ def check_progressive_resizing(config: TrainConfig, model: torch.nn.Module, chan
             raise ConfigError(f"data.progressive_resizing: a scale must be above 0 and at most 1; got {phase.scale}")
         if phase.epochs < 1:
             raise ConfigError(f"data.progressive_resizing: a phase lasts at least 1 epoch; got {phase.epochs}")
-    scaled_epochs = sum(phase.epochs for phase in phases)
-    if phases and scaled_epochs >= config.epochs:
-        raise ConfigError(f"data.progressive_resizing: its phases take {scaled_epochs} epochs of the run's "
+    if phases and config.data.resized_epochs >= config.epochs:
+        raise ConfigError(f"data.progressive_resizing: its phases take {config.data.resized_epochs} epochs of the run's "
                           f"{config.epochs}; the last epoch at least must train at the full input size")
     for scale in sorted({phase.scale for phase in phases}):
         size = scaled_size(input_size, scale)
