@@ -386,6 +386,14 @@ def cnnlab_precision(label: str) -> str | None:
     return label.split()[1] if label.startswith("cnnlab ") else None
 
 
+KERAS_POLICY_PRECISION = {"keras float32": "fp32", "keras mixed_bfloat16": "bf16"}
+
+
+def compute_precision(label: str) -> str | None:
+    """The precision a column's convolutions and matmuls run in, cnnlab's or Keras'."""
+    return cnnlab_precision(label) or KERAS_POLICY_PRECISION.get(label)
+
+
 def ratios(row: dict) -> dict[str, str]:
     """Like for like (each cnnlab precision against the Keras policy computing in it), then
     default for default: cnnlab's choice for this machine against the tutorials' float32."""
@@ -398,28 +406,29 @@ def ratios(row: dict) -> dict[str, str]:
 
 
 def roofline_shares(row: dict, roof_by_precision: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """GFLOP/s of each cnnlab precision and its share of that precision's roofline."""
+    """GFLOP/s of each column, cnnlab's and Keras' (the same network, so the same FLOPs an
+    image), and its share of the roofline of the precision it computes in."""
     rates = {}
     for label, images_per_second in row["img_s"].items():
-        if precision := cnnlab_precision(label):
+        if precision := compute_precision(label):
             gflop_s = images_per_second * row["gflop_per_image"]
-            rates[precision] = (gflop_s, gflop_s / roof_by_precision[precision])
+            rates[label] = (gflop_s, gflop_s / roof_by_precision[precision])
     return rates
 
 
 def format_row(row: dict, roof_by_precision: dict[str, float]) -> str:
     cells = "  ".join(f"{label} {rate:.1f}" for label, rate in row["img_s"].items())
     pairs = "  ".join(f"{name} {value}" for name, value in ratios(row).items() if value != "-")
-    rates = ", ".join(f"{precision} {gflop_s:.0f} ({share:.0%} of its roofline)"
-                      for precision, (gflop_s, share) in roofline_shares(row, roof_by_precision).items())
+    rates = ", ".join(f"{label} {gflop_s:.0f} ({share:.0%} of the {compute_precision(label)} roofline)"
+                      for label, (gflop_s, share) in roofline_shares(row, roof_by_precision).items())
     return f"{row['model']:<17} batch {row['batch']:>3}  {cells} img/s;  {pairs};  GFLOP/s {rates}"
 
 
 def markdown_table(rows: list[dict], roof_by_precision: dict[str, float]) -> str:
     labels = list(dict.fromkeys(label for row in rows for label in row["img_s"]))
-    precisions = list(dict.fromkeys(filter(None, map(cnnlab_precision, labels))))
+    measured = [label for label in labels if compute_precision(label)]
     head = ["model (batch)", *labels, *(ratios(rows[0]) if rows else ()),
-            *(f"cnnlab {precision} GFLOP/s (share of the {precision} roofline)" for precision in precisions)]
+            *(f"{label} GFLOP/s (share of the {compute_precision(label)} roofline)" for label in measured)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         medians = row["img_s"]
@@ -427,8 +436,8 @@ def markdown_table(rows: list[dict], roof_by_precision: dict[str, float]) -> str
         cells = [f"{row['model']} ({row['batch']})",
                  *(f"{medians[label]:.1f}" if label in medians else "-" for label in labels),
                  *ratios(row).values(),
-                 *(f"{rates[precision][0]:.0f} ({rates[precision][1]:.0%})" if precision in rates else "-"
-                   for precision in precisions)]
+                 *(f"{rates[label][0]:.0f} ({rates[label][1]:.0%})" if label in rates else "-"
+                   for label in measured)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
