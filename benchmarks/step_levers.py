@@ -5,6 +5,7 @@ in each variant, the variants taking turns window by window in one process, medi
 ratio to the reference.
 
     python benchmarks/step_levers.py --model small-cnn vgg16 --levers nchw compile no-onednn
+    python benchmarks/step_levers.py --model alexnet-mnist alexnet-bn@150 --levers blas-dense
     python benchmarks/step_levers.py --model small-cnn --levers nchw-first:1 nchw-first:2
     python benchmarks/step_levers.py --model airbench --batch-size 500 --options "widths=[32,128,128]" \
         --levers "options:widths=[32,96,128]" "options:widths=[16,128,128]"
@@ -13,7 +14,9 @@ ratio to the reference.
 Levers: ``nchw`` (contiguous tensors instead of channels_last), ``nchw-first:K`` (the first K
 convolutions in NCHW, the rest channels_last: a memory format per layer), ``compile``
 (torch.compile of the model, inductor's default mode; its compilation falls in the untimed
-first step), ``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolutions), and
+first step), ``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolutions),
+``blas-dense`` (the dense layers on torch's BLAS, nn.Linear's own path, instead of oneDNN's
+matmul), and
 ``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
 variant of the network costs in CPU time, the reference's rate divided by its rate) and
 ``scale:F`` (the same model on inputs of F times the side: what an epoch of progressive
@@ -26,6 +29,7 @@ import argparse
 import copy
 import dataclasses
 import sys
+import types
 from collections.abc import Callable
 
 import torch
@@ -35,9 +39,10 @@ from cnnlab import launcher
 from cnnlab.config import parse_override
 from cnnlab.data.loader import scaled_size
 from cnnlab.models.factory import create_model
+from cnnlab.models.layers import OneDnnLinear
 
 REFERENCE = "channels_last"
-NAMED_LEVERS = ("nchw", "compile", "no-onednn")
+NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense")
 
 
 def lever(text: str) -> str:
@@ -71,6 +76,13 @@ def first_convolutions_nchw(model: torch.nn.Module, count: int) -> torch.nn.Modu
         convolution.to(memory_format=memory_format)
         convolution.register_forward_pre_hook(
             lambda module, args, memory_format=memory_format: (args[0].contiguous(memory_format=memory_format),))
+    return model
+
+
+def dense_through_blas(model: torch.nn.Module) -> torch.nn.Module:
+    for module in model.modules():
+        if isinstance(module, OneDnnLinear):
+            module.forward = types.MethodType(torch.nn.Linear.forward, module)
     return model
 
 
@@ -113,6 +125,7 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "nchw": lambda: bare_training_step(copied(torch.contiguous_format), case, torch.contiguous_format),
             "compile": lambda: bare_training_step(torch.compile(copied()), case),
             "no-onednn": lambda: without_onednn(bare_training_step(copied(), case)),
+            "blas-dense": lambda: bare_training_step(dense_through_blas(copied()), case),
         }[name]()
 
     return {name: step(name) for name in [REFERENCE, *levers]}

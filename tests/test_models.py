@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models import MODELS, count_params, create_model, place_model, summarize
+from cnnlab.models import MODELS, count_params, create_model, layers, place_model, summarize
 from cnnlab.models.alexnet import towers
-from cnnlab.models.layers import LocalResponseNorm, PatchWhitening, UniformMaskDropout
+from cnnlab.models.layers import LocalResponseNorm, OneDnnLinear, PatchWhitening, UniformMaskDropout
 from cnnlab.models.weights import load_weights
 
 ALL_MODELS = MODELS.names()
@@ -216,6 +216,60 @@ def test_uniform_mask_dropout_follows_the_seed():
     first = (torch.manual_seed(3), UniformMaskDropout(0.5)(x))[1]
     again = (torch.manual_seed(3), UniformMaskDropout(0.5)(x))[1]
     assert torch.equal(first, again)
+
+
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    """How often the dense layers' oneDNN product ran."""
+    calls = []
+    monkeypatch.setattr(layers, "onednn_matmul", lambda *args: calls.append(1) or ONEDNN_MATMUL(*args))
+    return calls
+
+
+ONEDNN_MATMUL = layers.onednn_matmul
+
+
+@pytest.mark.parametrize(("batch", "features", "units"), [(1, 1, 1), (64, 300, 43), (7, 2048, 10)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("frozen", ["nothing", "input", "weight"])
+def test_onednn_linear_matches_torch_linear(batch, features, units, bias, frozen, onednn_calls):
+    torch.manual_seed(0)
+    layer = OneDnnLinear(features, units, bias=bias)
+    reference = torch.nn.Linear(features, units, bias=bias)
+    reference.load_state_dict(layer.state_dict())
+    layer.weight.requires_grad_(frozen != "weight")
+    reference.weight.requires_grad_(frozen != "weight")
+    x = torch.randn(batch, features, requires_grad=frozen != "input")
+    x_copy = x.detach().clone().requires_grad_(x.requires_grad)
+    grad = torch.randn(batch, units)
+    out, expected = layer(x), reference(x_copy)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    out.backward(grad)
+    expected.backward(grad)
+    for mine, theirs in [(x, x_copy), *zip(layer.parameters(), reference.parameters(), strict=True)]:
+        assert (mine.grad is None) == (theirs.grad is None)
+        if mine.grad is not None:
+            torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-5, atol=1e-5)
+    assert len(onednn_calls) == 1 + (frozen != "input") + (frozen != "weight")
+
+
+def test_onednn_linear_leaves_autocast_tracing_and_other_shapes_to_torch(onednn_calls):
+    layer = OneDnnLinear(8, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(2, 8)).dtype == torch.bfloat16
+    assert "linear_pointwise" not in str(torch.jit.trace(layer, torch.randn(2, 8), check_trace=False).graph)
+    assert layer(torch.randn(4, 2, 8)).shape == (4, 2, 3)
+    assert layer.double()(torch.randn(2, 8, dtype=torch.float64)).dtype == torch.float64
+    assert not onednn_calls
+    layer.float()(torch.randn(2, 8))
+    assert len(onednn_calls) == 1
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_dense_layer_takes_the_onednn_path(name):
+    model, _ = build(name)
+    dense = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert dense and all(isinstance(m, OneDnnLinear) for m in dense)
 
 
 def test_alexnet_towers_and_paper_init():

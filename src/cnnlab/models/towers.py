@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from ..errors import CnnlabError
 from .convnet import ConvNet
-from .layers import LocalResponseNorm
+from .layers import LocalResponseNorm, dense
 
 
 class SplitParameters(nn.Module):
@@ -46,7 +46,7 @@ class SplitParameters(nn.Module):
     def forward_part(self, part: int, x: torch.Tensor) -> torch.Tensor:
         bias = self.biases[part] if self.biases is not None else None
         if self.linear:
-            return F.linear(x, self.weights[part], bias)
+            return dense(x, self.weights[part], bias)
         # a grouped layer's part is one of its groups: each part is an ungrouped convolution
         return F.conv2d(x, self.weights[part], bias, self.stride, self.padding, self.dilation)
 
