@@ -223,6 +223,14 @@ def test_dropout_masks_runs():
 
 
 @pytest.mark.slow
+def test_dense_path_runs():
+    out = run("benchmarks/dense_path.py", "--model", "lenet5", "--windows", "1", "--steps", "1")
+    lines = [line for line in out.splitlines() if line.startswith("lenet5 28 classifier.")]
+    assert len(lines) == 3 and all("BLAS" in line and "oneDNN" in line for line in lines), out
+    assert "CPU flags" in out
+
+
+@pytest.mark.slow
 def test_profile_step_runs():
     out = run("benchmarks/profile_step.py", "--model", "lenet5", "--steps", "1", "--rows", "5")
     assert "img/s under the profiler" in out and "aten::" in out

@@ -229,7 +229,7 @@ def onednn_calls(monkeypatch):
 ONEDNN_MATMUL = layers.onednn_matmul
 
 
-@pytest.mark.parametrize(("batch", "features", "units"), [(1, 1, 1), (64, 300, 43), (7, 2048, 10)])
+@pytest.mark.parametrize(("batch", "features", "units"), [(1, 256, 256), (64, 2048, 43), (7, 9216, 10)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("frozen", ["nothing", "input", "weight"])
 def test_onednn_linear_matches_torch_linear(batch, features, units, bias, frozen, onednn_calls):
@@ -253,20 +253,21 @@ def test_onednn_linear_matches_torch_linear(batch, features, units, bias, frozen
     assert len(onednn_calls) == 1 + (frozen != "input") + (frozen != "weight")
 
 
-def test_onednn_linear_leaves_autocast_tracing_and_other_shapes_to_torch(onednn_calls):
-    layer = OneDnnLinear(8, 3)
+def test_onednn_linear_leaves_autocast_tracing_small_layers_and_other_shapes_to_torch(onednn_calls):
+    layer = OneDnnLinear(512, 128)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert layer(torch.randn(2, 8)).dtype == torch.bfloat16
-    assert "linear_pointwise" not in str(torch.jit.trace(layer, torch.randn(2, 8), check_trace=False).graph)
-    assert layer(torch.randn(4, 2, 8)).shape == (4, 2, 3)
-    assert layer.double()(torch.randn(2, 8, dtype=torch.float64)).dtype == torch.float64
+        assert layer(torch.randn(2, 512)).dtype == torch.bfloat16
+    assert "linear_pointwise" not in str(torch.jit.trace(layer, torch.randn(2, 512), check_trace=False).graph)
+    assert layer(torch.randn(4, 2, 512)).shape == (4, 2, 128)
+    assert layer.double()(torch.randn(2, 512, dtype=torch.float64)).dtype == torch.float64
+    OneDnnLinear(400, 120)(torch.randn(2, 400))
     assert not onednn_calls
-    layer.float()(torch.randn(2, 8))
+    layer.float()(torch.randn(2, 512))
     assert len(onednn_calls) == 1
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_every_dense_layer_takes_the_onednn_path(name):
+def test_every_dense_layer_is_a_onednn_linear(name):
     model, _ = build(name)
     dense = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert dense and all(isinstance(m, OneDnnLinear) for m in dense)

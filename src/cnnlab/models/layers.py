@@ -62,10 +62,11 @@ def random_halfwords_like(x: torch.Tensor) -> torch.Tensor:
 class OneDnnLinear(nn.Linear):
     """nn.Linear whose fp32 product on a CPU runs through oneDNN's matmul (the primitive torch's
     own compiler uses) instead of torch's BLAS, MKL, which takes a generic path on the AMD EPYCs
-    cnnlab is measured on: there the dense layers ran forward and backward 2.0-2.5x faster, fp32
+    cnnlab is measured on: there the large dense layers ran forward and backward 1.8-2.5x faster, fp32
     throughout, and the whole training step of alexnet-mnist 1.21x, alexnet-bn 1.10x
     (docs/benchmarks.md). Autocast (bf16, fp16), other devices, inputs of more than two
-    dimensions and tracing (ONNX export) take nn.Linear's own path."""
+    dimensions, layers of under ONEDNN_DENSE_MIN_WEIGHTS weights and tracing (ONNX export) take
+    nn.Linear's own path."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dense(x, self.weight, self.bias)
@@ -78,8 +79,16 @@ def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> t
     return F.linear(x, weight, bias)
 
 
+ONEDNN_DENSE_MIN_WEIGHTS = 1 << 16
+"""Below this, oneDNN's per-call cost eats the gain (benchmarks/dense_path.py, step_levers.py):
+LeNet-5's 120->84 and 84->10 and small-cnn's 128->17 ran 0.55-0.78x; its 400->120 alone ran
+1.56x but LeNet-5's whole step gained nothing measurable (0.94x, within its 5% noise); the
+784->512 and 512->512 of the MLP ran 1.9-2.0x and its whole step 1.4-1.6x."""
+
+
 def onednn_dense_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dim() == 2 and x.dtype == weight.dtype == torch.float32
+    return (x.device.type == "cpu" and x.dim() == 2 and weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
+            and x.dtype == weight.dtype == torch.float32
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled("cpu")
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
