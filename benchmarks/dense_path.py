@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
 from collections.abc import Callable
 
 import torch
@@ -30,11 +29,6 @@ def forward_backward(layer: torch.nn.Linear, batch: int) -> Callable[[], None]:
     return lambda: layer(x).backward(grad)
 
 
-def on_blas(layer: OneDnnLinear) -> torch.nn.Linear:
-    layer.forward = types.MethodType(torch.nn.Linear.forward, layer)
-    return layer
-
-
 def main() -> None:
     launcher.reexec_with_fast_allocator(sys.argv[1:], program=(__file__,))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +44,7 @@ def main() -> None:
         for name, layer in model.named_modules():
             if not isinstance(layer, OneDnnLinear):
                 continue
-            blas = on_blas(OneDnnLinear(layer.in_features, layer.out_features, bias=layer.bias is not None))
+            blas = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
             rates = alternate({"blas": window(forward_backward(blas, case.batch), args.steps, case.batch),
                                "onednn": window(forward_backward(layer, case.batch), args.steps, case.batch)},
                               args.windows)

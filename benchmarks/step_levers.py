@@ -5,7 +5,7 @@ in each variant, the variants taking turns window by window in one process, medi
 ratio to the reference.
 
     python benchmarks/step_levers.py --model small-cnn vgg16 --levers nchw compile no-onednn
-    python benchmarks/step_levers.py --model alexnet-mnist alexnet-bn@150 --levers blas-dense
+    python benchmarks/step_levers.py --model alexnet-mnist alexnet-bn@150 simple-cnn --levers blas-dense conv-tiny-maps
     python benchmarks/step_levers.py --model small-cnn --levers nchw-first:1 nchw-first:2
     python benchmarks/step_levers.py --model airbench --batch-size 500 --options "widths=[32,128,128]" \
         --levers "options:widths=[32,96,128]" "options:widths=[16,128,128]"
@@ -16,7 +16,8 @@ convolutions in NCHW, the rest channels_last: a memory format per layer), ``comp
 (torch.compile of the model, inductor's default mode; its compilation falls in the untimed
 first step), ``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolutions),
 ``blas-dense`` (the dense layers on torch's BLAS, nn.Linear's own path, instead of oneDNN's
-matmul), and
+matmul), ``conv-tiny-maps`` (convolutions with outputs of up to 4 positions on nn.Conv2d's own
+path instead of a matmul over their patches), and
 ``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
 variant of the network costs in CPU time, the reference's rate divided by its rate) and
 ``scale:F`` (the same model on inputs of F times the side: what an epoch of progressive
@@ -39,10 +40,10 @@ from cnnlab import launcher
 from cnnlab.config import parse_override
 from cnnlab.data.loader import scaled_size
 from cnnlab.models.factory import create_model
-from cnnlab.models.layers import OneDnnLinear
+from cnnlab.models.layers import OneDnnLinear, PatchMatmulConv2d
 
 REFERENCE = "channels_last"
-NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense")
+NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps")
 
 
 def lever(text: str) -> str:
@@ -79,10 +80,12 @@ def first_convolutions_nchw(model: torch.nn.Module, count: int) -> torch.nn.Modu
     return model
 
 
-def dense_through_blas(model: torch.nn.Module) -> torch.nn.Module:
+def on_torch_path(model: torch.nn.Module, kind: type[torch.nn.Module]) -> torch.nn.Module:
+    """``model`` with each of its ``kind`` layers (OneDnnLinear, PatchMatmulConv2d) running the
+    forward of the torch class it extends."""
     for module in model.modules():
-        if isinstance(module, OneDnnLinear):
-            module.forward = types.MethodType(torch.nn.Linear.forward, module)
+        if isinstance(module, kind):
+            module.forward = types.MethodType(kind.__bases__[0].forward, module)
     return model
 
 
@@ -125,7 +128,8 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "nchw": lambda: bare_training_step(copied(torch.contiguous_format), case, torch.contiguous_format),
             "compile": lambda: bare_training_step(torch.compile(copied()), case),
             "no-onednn": lambda: without_onednn(bare_training_step(copied(), case)),
-            "blas-dense": lambda: bare_training_step(dense_through_blas(copied()), case),
+            "blas-dense": lambda: bare_training_step(on_torch_path(copied(), OneDnnLinear), case),
+            "conv-tiny-maps": lambda: bare_training_step(on_torch_path(copied(), PatchMatmulConv2d), case),
         }[name]()
 
     return {name: step(name) for name in [REFERENCE, *levers]}

@@ -8,7 +8,13 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.models import MODELS, count_params, create_model, layers, place_model, summarize
 from cnnlab.models.alexnet import towers
-from cnnlab.models.layers import LocalResponseNorm, OneDnnLinear, PatchWhitening, UniformMaskDropout
+from cnnlab.models.layers import (
+    LocalResponseNorm,
+    OneDnnLinear,
+    PatchMatmulConv2d,
+    PatchWhitening,
+    UniformMaskDropout,
+)
 from cnnlab.models.weights import load_weights
 
 ALL_MODELS = MODELS.names()
@@ -266,6 +272,38 @@ def test_onednn_linear_leaves_autocast_tracing_small_layers_and_other_shapes_to_
     assert len(onednn_calls) == 1
 
 
+@pytest.mark.parametrize(("size", "stride", "padding", "positions"), [
+    ((4, 4), 1, 0, 4), ((3, 3), 2, 1, 4), ((2, 2), 1, 1, 4), ((4, 3), 1, 0, 2), ((5, 5), 1, 0, 9), ((8, 8), 2, 1, 16)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_patch_matmul_conv_matches_conv2d_and_takes_only_tiny_maps(size, stride, padding, positions, bias, layout,
+                                                                   precision, onednn_calls, monkeypatch):
+    patch_calls = []
+    monkeypatch.setattr(layers, "patch_matmul", lambda *args: patch_calls.append(1) or PATCH_MATMUL(*args))
+    torch.manual_seed(0)
+    conv = PatchMatmulConv2d(64, 128, 3, stride, padding, bias=bias).to(memory_format=layout)
+    reference = torch.nn.Conv2d(64, 128, 3, stride, padding, bias=bias)
+    reference.load_state_dict(conv.state_dict())
+    x = torch.randn(3, 64, *size).contiguous(memory_format=layout).requires_grad_()
+    x_copy = x.detach().clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out, expected = conv(x), reference(x_copy)
+    tolerance = {"rtol": 1e-4, "atol": 1e-4} if precision == "fp32" else {"rtol": 0.02, "atol": 0.05}
+    assert out.dtype == expected.dtype
+    torch.testing.assert_close(out, expected, **tolerance)
+    grad = torch.randn_like(expected)
+    out.backward(grad)
+    expected.backward(grad)
+    for mine, theirs in [(x, x_copy), *zip(conv.parameters(), reference.parameters(), strict=True)]:
+        torch.testing.assert_close(mine.grad, theirs.grad, **tolerance)
+    assert len(patch_calls) == (positions <= 4)
+    assert len(onednn_calls) == (3 if positions <= 4 and precision == "fp32" else 0)
+
+
+PATCH_MATMUL = layers.patch_matmul
+
+
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_dense_layer_is_a_onednn_linear(name):
     model, _ = build(name)
@@ -421,13 +459,13 @@ def test_airbench_fixed_batchnorm_scale_never_trains():
 
 def test_airbench_identity_init_passes_the_first_channels_through():
     model = create_model("airbench", widths=[8, 16, 16], identity_init=True)
-    convs = [m for m in model.features if type(m) is torch.nn.Conv2d]
+    convs = [m for m in model.features if isinstance(m, PatchMatmulConv2d)]
     assert len(convs) == 6
     for conv in convs:
         x = torch.randn(2, conv.in_channels, 6, 6)
         kept = min(conv.in_channels, conv.out_channels)
         torch.testing.assert_close(conv(x)[:, :kept], x[:, :kept])
-    plain = [m for m in create_model("airbench", widths=[8, 16, 16]).features if type(m) is torch.nn.Conv2d]
+    plain = [m for m in create_model("airbench", widths=[8, 16, 16]).features if isinstance(m, PatchMatmulConv2d)]
     x = torch.randn(2, 8, 6, 6)
     assert not torch.allclose(plain[1](x)[:, :8], x)
 

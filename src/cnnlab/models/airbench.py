@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import CnnlabError
 from .convnet import ConvNet
 from .factory import register_model
-from .layers import TORCH_BN, Conv, GlobalPool, MaxPool, ReLU, Whiten, fix_weight
+from .layers import TORCH_BN, Conv, GlobalPool, MaxPool, PatchMatmulConv2d, ReLU, Whiten, fix_weight
 
 AIRBENCH94_WIDTHS = (64, 256, 256)
 
@@ -54,6 +54,6 @@ def airbench(num_classes, in_channels, input_size, widths=AIRBENCH94_WIDTHS, whi
     for module in net.features.modules():
         if isinstance(module, nn.BatchNorm2d) and not bn_scale:
             fix_weight(module)
-        elif identity_init and type(module) is nn.Conv2d and module.kernel_size == (3, 3):
+        elif identity_init and isinstance(module, PatchMatmulConv2d) and module.kernel_size == (3, 3):
             nn.init.dirac_(module.weight.data[:module.in_channels])
     return net
