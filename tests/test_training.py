@@ -227,6 +227,16 @@ def test_best_checkpoint_and_metrics(tmp_path):
         assert column in header
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_best_epochs_logged_figures_are_the_final_evaluations(tmp_path, precision):
+    """train.log's figures for the best epoch and metrics.json's are one evaluation of one model:
+    in bf16 a BatchNorm folded into its convolution rounds differently, so both must fold it."""
+    run = quick(tmp_path, precision, precision=precision, epochs=2, **SMALL_AIRBENCH)
+    best = run.history[run.metrics["epoch"] - 1]
+    assert run.metrics["val"]["loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+    assert run.metrics["val"]["accuracy"] == best["val_accuracy"]
+
+
 class Explode(Callback):
     def on_epoch_end(self, trainer, epoch, logs):
         trainer.schedule.base_lr = 1e30
