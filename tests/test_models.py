@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -263,13 +264,28 @@ def test_onednn_linear_leaves_autocast_tracing_small_layers_and_other_shapes_to_
     layer = OneDnnLinear(512, 128)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert layer(torch.randn(2, 512)).dtype == torch.bfloat16
-    assert "linear_pointwise" not in str(torch.jit.trace(layer, torch.randn(2, 512), check_trace=False).graph)
+    assert "linear_pointwise" not in str(traced_quietly(layer, torch.randn(2, 512)).graph)
     assert layer(torch.randn(4, 2, 512)).shape == (4, 2, 128)
     assert layer.double()(torch.randn(2, 512, dtype=torch.float64)).dtype == torch.float64
     OneDnnLinear(400, 120)(torch.randn(2, 400))
     assert not onednn_calls
     layer.float()(torch.randn(2, 512))
     assert len(onednn_calls) == 1
+
+
+def traced_quietly(module, x):
+    """torch.jit.trace (what ONNX export runs) with its warnings as errors: the layers' choice of
+    path must not read traced shapes as Python values."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        return torch.jit.trace(module, x, check_trace=False)
+
+
+def test_patch_matmul_conv_leaves_tracing_to_conv2d(onednn_calls):
+    conv = PatchMatmulConv2d(64, 128, 3)
+    graph = str(traced_quietly(conv, torch.randn(2, 64, 4, 4)).graph)
+    assert "_convolution" in graph and "linear_pointwise" not in graph
+    assert not onednn_calls
 
 
 @pytest.mark.parametrize(("size", "stride", "padding", "positions"), [

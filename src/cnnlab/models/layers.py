@@ -93,9 +93,14 @@ def onednn_dense_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def worth_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (x.device.type == "cpu" and weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+    return (not traced() and x.device.type == "cpu" and weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+def traced() -> bool:
+    """Under tracing (ONNX export) or torch.compile, where layers take torch's own path; asked
+    first, before any shape is read, since a traced shape is a tensor."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def onednn_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -134,7 +139,7 @@ class PatchMatmulConv2d(nn.Conv2d):
         return super().forward(x)
 
     def patch_matmul_applies(self, x: torch.Tensor) -> bool:
-        if x.dim() != 4 or self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros":
+        if traced() or x.dim() != 4 or self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros":
             return False
         height, width = (
             (size + 2 * pad - kernel) // stride + 1
