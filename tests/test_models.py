@@ -278,6 +278,7 @@ def traced_quietly(module, x):
     path must not read traced shapes as Python values."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # jit.trace's own, in torch 2.13
         return torch.jit.trace(module, x, check_trace=False)
 
 
