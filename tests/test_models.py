@@ -282,6 +282,13 @@ def traced_quietly(module, x):
         return torch.jit.trace(module, x, check_trace=False)
 
 
+def test_cpus_other_than_x86_with_avx_keep_torchs_own_paths(onednn_calls, monkeypatch):
+    monkeypatch.setattr(layers, "x86_with_avx", lambda: False)
+    OneDnnLinear(512, 128)(torch.randn(2, 512))
+    PatchMatmulConv2d(64, 128, 3)(torch.randn(2, 64, 4, 4))
+    assert not onednn_calls
+
+
 def test_patch_matmul_conv_leaves_tracing_to_conv2d(onednn_calls):
     conv = PatchMatmulConv2d(64, 128, 3)
     graph = str(traced_quietly(conv, torch.randn(2, 64, 4, 4)).graph)

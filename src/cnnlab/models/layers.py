@@ -3,6 +3,7 @@ a layer table ("conv 96@11x11 stride 4 valid", docs/models.md) and builds its Py
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -62,11 +63,11 @@ def random_halfwords_like(x: torch.Tensor) -> torch.Tensor:
 class OneDnnLinear(nn.Linear):
     """nn.Linear whose fp32 product on a CPU runs through oneDNN's matmul (the primitive torch's
     own compiler uses) instead of torch's BLAS, MKL, which takes a generic path on the AMD EPYCs
-    cnnlab is measured on: there the large dense layers ran forward and backward 1.8-2.5x faster, fp32
-    throughout, and the whole training step of alexnet-mnist 1.21x, alexnet-bn 1.10x
-    (docs/benchmarks.md). Autocast (bf16, fp16), other devices, inputs of more than two
-    dimensions, layers of under ONEDNN_DENSE_MIN_WEIGHTS weights and tracing (ONNX export) take
-    nn.Linear's own path."""
+    cnnlab is measured on: there the large dense layers ran forward and backward 1.8-2.5x faster,
+    fp32 throughout, and the whole training step of alexnet-mnist 1.16-1.21x, alexnet-bn 1.10x
+    (docs/benchmarks.md). Autocast (bf16, fp16), other devices, CPUs other than x86 with AVX,
+    inputs of more than two dimensions, layers of under ONEDNN_DENSE_MIN_WEIGHTS weights and
+    tracing (ONNX export) take nn.Linear's own path."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dense(x, self.weight, self.bias)
@@ -93,8 +94,16 @@ def onednn_dense_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def worth_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a product with ``weight`` on this device and CPU is one oneDNN runs faster."""
     return (not traced() and x.device.type == "cpu" and weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+            and x86_with_avx() and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+@functools.cache
+def x86_with_avx() -> bool:
+    """Whether this CPU is of the kind oneDNN's matmul was measured faster on (x86 with AVX2 or
+    AVX-512); on others (ARM, where torch may build oneDNN on other kernels) torch keeps its path."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX")
 
 
 def traced() -> bool:
