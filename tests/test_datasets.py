@@ -109,6 +109,16 @@ def test_plain_pickle_keeps_numpy_arrays():
     np.testing.assert_array_equal(loaded[b"a"], np.arange(6).reshape(2, 3))
 
 
+@pytest.mark.parametrize("payload", [
+    # a string re-encoded through an encoding that does not exist (found by the fuzz test)
+    b"\x80\x02c_codecs\nencode\nq\x00X\x01\x00\x00\x00aX\x06\x00\x00\x00latinq\x86R.",
+    b"\x80\x02h\x07.",  # a memo entry that was never stored
+], ids=["unknown-encoding", "missing-memo"])
+def test_a_broken_pickle_is_one_data_error(payload):
+    with pytest.raises(DataError, match="^bad: (not a valid|unsafe or invalid) pickle"):
+        load_plain_pickle(payload, "bad")
+
+
 @pytest.mark.parametrize("member, kind", [("../escape.txt", "file"), ("/abs/path.txt", "file"),
                                           ("ok/link", "symlink"), ("a/../../b", "file")])
 def test_tar_refuses_escaping_members(tmp_path, member, kind):
