@@ -223,10 +223,11 @@ def test_dropout_masks_runs():
 
 
 @pytest.mark.slow
-def test_dense_path_runs():
-    out = run("benchmarks/dense_path.py", "--model", "lenet5", "--windows", "1", "--steps", "1")
-    lines = [line for line in out.splitlines() if line.startswith("lenet5 28 classifier.")]
-    assert len(lines) == 3 and all("BLAS" in line and "oneDNN" in line for line in lines), out
+def test_matmul_paths_lists_the_layers_that_take_onednn_matmul():
+    out = run("benchmarks/matmul_paths.py", "--model", "mlp", "simple-cnn", "lenet5", "--windows", "1", "--steps", "1")
+    lines = [line for line in out.splitlines() if "GFLOP/s" in line]
+    assert [line.split(" (")[0] for line in lines] == [
+        "mlp 28 classifier.0", "mlp 28 classifier.3", "simple-cnn 32 features.12", "simple-cnn 32 classifier.0"], out
     assert "CPU flags" in out
 
 

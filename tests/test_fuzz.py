@@ -390,6 +390,34 @@ def test_fuzz_larger_budget(kind, tmp_path):
     run_kind(kind, tmp_path, SLOW)
 
 
+WRONG_SHAPES = [b"null", b'{"val": ["no-such-id"]}', b"42", b'"text"', b'["a"]', b"{}", b'{"train": 3}']
+RUN_JSON_FILES = ["classes.json", "split.json", "history.json", "metrics.json", "summary.json", "data.json"]
+
+
+def wrong_shapes_are_one_line_naming_the_file(tmp_path: Path, run: Path, name: str, payloads: list[bytes]) -> None:
+    for n, payload in enumerate(payloads):
+        copy = tmp_path / f"run{n}"
+        shutil.copytree(run, copy)
+        (copy / name).write_bytes(payload)
+        for command in (["evaluate", copy, "--format", "json"], ["compare", copy, run, "--out", tmp_path / "c.html"],
+                        ["train", "--resume", copy, "--check"]):
+            outcome = check(call(command), f"{name} = {payload!r} -> {command[0]}")
+            assert outcome.code == 0 or name in outcome.err, outcome.err
+
+
+@pytest.mark.parametrize("name", RUN_JSON_FILES)
+def test_a_run_file_of_the_wrong_shape_is_one_line_naming_it(tmp_path, trained_run, name):
+    """Valid JSON of the wrong shape (found by the slow fuzz budget: a null classes.json made a
+    resumed run crash in its report, after training); every shape in the slow suite."""
+    wrong_shapes_are_one_line_naming_the_file(tmp_path, trained_run, name, WRONG_SHAPES[:1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RUN_JSON_FILES)
+def test_a_run_file_of_any_wrong_shape_is_one_line_naming_it(tmp_path, trained_run, name):
+    wrong_shapes_are_one_line_naming_the_file(tmp_path, trained_run, name, WRONG_SHAPES)
+
+
 @pytest.mark.slow
 def test_fuzz_run_directory_larger_budget(tmp_path, trained_run):
     fuzz_run_directory(tmp_path, SLOW // 2, trained_run)

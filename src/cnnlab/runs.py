@@ -11,9 +11,10 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -33,6 +34,24 @@ TENSORBOARD, ONNX, SAFETENSORS = "tensorboard", "model.onnx", "model.safetensors
 EVALUATIONS = "evaluations"
 """Evaluations on other data (or with test-time augmentation), one folder each, so that they
 never overwrite the run's own results."""
+
+
+def _list_of(kind: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, list) and all(isinstance(item, kind) for item in value)
+
+
+RUN_JSON_SHAPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    CLASSES: ("a list of class names", _list_of(str)),
+    SPLIT: ("lists of sample ids by split",
+            lambda value: isinstance(value, dict) and "train" in value and all(map(_list_of(str), value.values()))),
+    HISTORY_JSON: ("a list of epoch records", _list_of(dict)),
+    METRICS: ("an object of metrics by split",
+              lambda value: isinstance(value, dict) and all(isinstance(value[split], dict)
+                                                            for split in ("train", "val", "test") if split in value)),
+    SUMMARY_JSON: ("an object", lambda value: isinstance(value, dict)),
+    DATA: ("an object", lambda value: isinstance(value, dict)),
+}
+"""The JSON files of a run (by name, also in evaluations/<name>/) and what each must hold."""
 
 
 def predictions_file(split: str) -> str:
@@ -105,12 +124,18 @@ class RunDirectory:
 
     # reading
     def read_json(self, name: str, default: Any = None) -> Any:
+        """A JSON file of the run, or ``default`` where it is absent; one of the run's own files
+        (RUN_JSON_SHAPES) must have the shape cnnlab writes, so a damaged one is one error."""
         if not self.exists(name):
             return default
         try:
-            return json.loads(self.file(name).read_text(encoding="utf-8"))
+            value = json.loads(self.file(name).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CnnlabError(f"{self.file(name)}: unreadable JSON ({exc})") from None
+        shape = RUN_JSON_SHAPES.get(PurePosixPath(name).name)
+        if shape is not None and not shape[1](value):
+            raise CnnlabError(f"{self.file(name)}: expected {shape[0]}; the file is damaged")
+        return value
 
     def read_text(self, name: str) -> str:
         return self.file(name).read_text(encoding="utf-8") if self.exists(name) else ""

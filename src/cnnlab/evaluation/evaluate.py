@@ -126,15 +126,14 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     own = (data is None or data == cfg.data.spec) and not options
     spec = data or cfg.data.spec
     if own:
-        split_ids = run.directory.read_json(runs.SPLIT)
-        recorded = split_ids if isinstance(split_ids, dict) else {}
+        recorded = run.directory.read_json(runs.SPLIT, {})
         # as the run's own final evaluation: validation, else the test split
         split = split or next((name for name in ("val", "test") if name in recorded), "val")
         if split not in recorded:
             raise DataError(f"--split {split}: this run's data has no {split} split; "
                             f"available: {', '.join(recorded)}")
         used_options = dict(cfg.data.options)
-        dataset = load_dataset(spec, prep.image_size, prep.channels, split_ids={split: split_ids[split]},
+        dataset = load_dataset(spec, prep.image_size, prep.channels, split_ids={split: recorded[split]},
                                progress=not quiet, options=used_options)
         part = dataset.splits[split]
     else:

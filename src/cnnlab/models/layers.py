@@ -81,7 +81,7 @@ def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> t
 
 
 ONEDNN_DENSE_MIN_WEIGHTS = 1 << 16
-"""Below this, oneDNN's per-call cost eats the gain (benchmarks/dense_path.py, step_levers.py):
+"""Below this, oneDNN's per-call cost eats the gain (benchmarks/matmul_paths.py, step_levers.py):
 LeNet-5's 120->84 and 84->10 and small-cnn's 128->17 ran 0.55-0.78x; its 400->120 alone ran
 1.56x but LeNet-5's whole step gained nothing measurable (0.94x, within its 5% noise); the
 784->512 and 512->512 of the MLP ran 1.9-2.0x and its whole step 1.4-1.6x."""

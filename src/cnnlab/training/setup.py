@@ -182,9 +182,6 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         else:  # stopped before its first epoch ended: nothing to continue, so start it again
             restart = True
         split_ids = run.read_json(runs.SPLIT)
-        if split_ids is not None and not (isinstance(split_ids, dict) and all(
-                isinstance(v, list) and all(isinstance(i, str) for i in v) for v in split_ids.values())):
-            raise ConfigError(f"{run.file(runs.SPLIT)}: expected lists of sample ids by split")
 
     seed_everything(config.seed)
     data = config.data
