@@ -30,7 +30,13 @@ SEED_MODELS = ("alexnet-bn", "alexnet-bn@150", "alexnet-half", "alexnet-mnist", 
 def layer_inputs(model: torch.nn.Module, case: Case) -> dict[str, torch.Size]:
     """The input shape of each OneDnnLinear and PatchMatmulConv2d at the case's batch."""
     shapes = {}
-    hooks = [module.register_forward_hook(lambda m, args, out, name=name: shapes.setdefault(name, args[0].shape))
+
+    def record(name: str) -> Callable:
+        def hook(module, args, out) -> None:
+            shapes[name] = args[0].shape
+        return hook
+
+    hooks = [module.register_forward_hook(record(name))
              for name, module in model.named_modules() if isinstance(module, OneDnnLinear | PatchMatmulConv2d)]
     height, width, channels = case.input
     with torch.no_grad():
@@ -77,7 +83,7 @@ def main() -> None:
     for text in args.model:
         case = Case.parse(text, None)
         height, width, channels = case.input
-        model = create_model(case.model, case.classes, channels, (height, width)).to(memory_format=torch.channels_last)
+        model = create_model(case.model, case.classes, channels, (height, width)).to(memory_format=torch.channels_last).eval()
         layers = dict(model.named_modules())
         for name, shape in layer_inputs(model, case).items():
             layer = layers[name]

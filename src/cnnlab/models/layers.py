@@ -81,7 +81,7 @@ def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> t
 
 
 ONEDNN_DENSE_MIN_WEIGHTS = 1 << 16
-"""Below this, oneDNN's per-call cost eats the gain (benchmarks/matmul_paths.py, step_levers.py):
+"""Below this, oneDNN's per-call cost eats the gain (measured before this threshold existed):
 LeNet-5's 120->84 and 84->10 and small-cnn's 128->17 ran 0.55-0.78x; its 400->120 alone ran
 1.56x but LeNet-5's whole step gained nothing measurable (0.94x, within its 5% noise); the
 784->512 and 512->512 of the MLP ran 1.9-2.0x and its whole step 1.4-1.6x."""
@@ -139,7 +139,7 @@ class PatchMatmulConv2d(nn.Conv2d):
     OneDnnLinear does; in bf16 torch sends the product to oneDNN itself). oneDNN's convolution
     runs such maps at a fraction of its speed: simple-cnn's 3x3 convolution from 512 to 1024
     channels on a 4x4 map (2x2 out) ran forward and backward at 112-134 GFLOP/s in fp32, the
-    matmul at 396-407, 3x faster (1.8x with oneDNN held to AVX2; 2.9x in bf16). From 3x3
+    matmul at 396-408, 3x faster (1.8x with oneDNN held to AVX2; 2.9x in bf16). From 3x3
     outputs on the convolution is the faster one (0.5-0.85x for the matmul), so it keeps them."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
