@@ -48,7 +48,7 @@ def layer_inputs(model: torch.nn.Module, case: Case) -> dict[str, torch.Size]:
 
 def takes_matmul(layer: torch.nn.Module, x: torch.Tensor) -> bool:
     if isinstance(layer, OneDnnLinear):
-        return x.dim() == 2 and onednn_dense_applies(x, layer.weight)
+        return onednn_dense_applies(x, layer.weight)
     return layer.patch_matmul_applies(x)
 
 

@@ -44,7 +44,8 @@ def load_plain_pickle(data: bytes, source: str):
         return _PlainDataUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
         raise DataError(f"{source}: unsafe or invalid pickle ({exc})") from None
-    except (EOFError, ValueError, TypeError, AttributeError, LookupError) as exc:  # LookupError: IndexError, KeyError, an unknown codec
+    # LookupError: IndexError and KeyError, and an encoding that _codecs.encode does not know
+    except (EOFError, ValueError, TypeError, AttributeError, LookupError) as exc:
         raise DataError(f"{source}: not a valid pickle ({type(exc).__name__})") from None
 
 

@@ -75,7 +75,7 @@ class OneDnnLinear(nn.Linear):
 
 def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """F.linear, through oneDNN's matmul where OneDnnLinear says."""
-    if x.dim() == 2 and onednn_dense_applies(x, weight):
+    if onednn_dense_applies(x, weight):
         return OneDnnDense.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 
@@ -88,14 +88,16 @@ LeNet-5's 120->84 and 84->10 and small-cnn's 128->17 ran 0.55-0.78x; its 400->12
 
 
 def onednn_dense_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether an fp32 product of ``x`` with ``weight`` on a CPU takes oneDNN's matmul."""
-    return (x.dtype == weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and worth_onednn(x, weight))
+    """Whether an fp32 product of ``x`` (a batch of rows) with ``weight`` on a CPU takes oneDNN's
+    matmul."""
+    return (not traced() and x.dim() == 2 and x.dtype == weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and worth_onednn(x, weight))
 
 
 def worth_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether a product with ``weight`` on this device and CPU is one oneDNN runs faster."""
-    return (not traced() and x.device.type == "cpu" and weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
+    """Whether a product with ``weight`` on this device and CPU is one oneDNN runs faster (asked
+    after traced(): it reads the weight's size)."""
+    return (x.device.type == "cpu" and weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
             and x86_with_avx() and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
