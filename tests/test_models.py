@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import types
 import warnings
 
 import pytest
@@ -282,11 +283,22 @@ def traced_quietly(module, x):
         return torch.jit.trace(module, x, check_trace=False)
 
 
-def test_cpus_other_than_x86_with_avx_keep_torchs_own_paths(onednn_calls, monkeypatch):
-    monkeypatch.setattr(layers, "x86_with_avx", lambda: False)
-    OneDnnLinear(512, 128)(torch.randn(2, 512))
-    PatchMatmulConv2d(64, 128, 3)(torch.randn(2, 64, 4, 4))
+@pytest.mark.parametrize("lacking", ["x86 with AVX", "the oneDNN matmul operator"])
+def test_cpus_or_torch_builds_without_the_onednn_matmul_keep_torchs_own_paths(lacking, onednn_calls, monkeypatch):
+    with monkeypatch.context() as patch:
+        if lacking == "x86 with AVX":
+            patch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+        else:
+            patch.setattr(torch.ops, "mkldnn", types.SimpleNamespace())
+        layers.onednn_matmul_available.cache_clear()
+        try:
+            assert not layers.onednn_matmul_available()
+            OneDnnLinear(512, 128)(torch.randn(2, 512))
+            PatchMatmulConv2d(64, 128, 3)(torch.randn(2, 64, 4, 4))
+        finally:
+            layers.onednn_matmul_available.cache_clear()
     assert not onednn_calls
+    assert layers.onednn_matmul_available()
 
 
 def test_patch_matmul_conv_leaves_tracing_to_conv2d(onednn_calls):

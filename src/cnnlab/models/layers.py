@@ -98,14 +98,17 @@ def worth_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether a product with ``weight`` on this device and CPU is one oneDNN runs faster (asked
     after traced(): it reads the weight's size)."""
     return (x.device.type == "cpu" and weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
-            and x86_with_avx() and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+            and onednn_matmul_available() and torch.backends.mkldnn.enabled)
 
 
 @functools.cache
-def x86_with_avx() -> bool:
+def onednn_matmul_available() -> bool:
     """Whether this CPU is of the kind oneDNN's matmul was measured faster on (x86 with AVX2 or
-    AVX-512); on others (ARM, where torch may build oneDNN on other kernels) torch keeps its path."""
-    return torch.backends.cpu.get_cpu_capability().startswith("AVX")
+    AVX-512; on others, ARM where torch may build oneDNN on other kernels, torch keeps its path)
+    and this torch has the matmul: ``mkldnn._linear_pointwise`` is an operator of torch's
+    compiler, not a public API, so a torch that drops or lacks it keeps torch's own path."""
+    return (torch.backends.cpu.get_cpu_capability().startswith("AVX") and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
 def traced() -> bool:
