@@ -8,10 +8,13 @@ process) in its default float32 and its mixed_bfloat16 policy. Modes are alterna
 within the one invocation, warm-up excluded, medians printed with the ratios precision for
 precision (cnnlab fp32 / Keras float32, cnnlab bf16 / Keras mixed_bfloat16) and default for
 default (what each gives a user who changes nothing); each cnnlab precision's GFLOP/s is set
-against the matmul and convolution rates of that precision measured in the same run.
+against the matmul and convolution rates of that precision measured in the same run. Each
+column's fastest window is printed too, with cnnlab's medians against Keras' fastest windows:
+TensorFlow's windows can differ by 2x where cnnlab's agree (docs/benchmarks.md, "Keras' speed
+jumps between windows"), and its fastest is its computing speed.
 
     python benchmarks/throughput.py --keras-python .venv-bench/bin/python
-    python benchmarks/throughput.py --models alexnet-bn@150 simple-cnn --repeats 5
+    python benchmarks/throughput.py --models alexnet-bn@150 simple-cnn --repeats 5 --show-windows
     KERAS_BACKEND=jax python benchmarks/throughput.py --keras-python python3   # Keras on JAX
 
 A model is a registered cnnlab name, optionally with @SIZE for a square input of that size.
@@ -131,11 +134,16 @@ def bare_training_step(model: torch.nn.Module, case: Case,
 def alternate(measures: dict[str, Callable[[], float]], windows: int) -> dict[str, float]:
     """The median rate of each measurement, the measurements taking turns window by window so
     that a machine's drift falls on all of them alike."""
+    return {name: statistics.median(values) for name, values in alternate_windows(measures, windows).items()}
+
+
+def alternate_windows(measures: dict[str, Callable[[], float]], windows: int) -> dict[str, list[float]]:
+    """Every window's rate of each measurement, taking turns as alternate() does."""
     rates: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(windows):
         for name, measure in measures.items():
             rates[name].append(measure())
-    return {name: statistics.median(values) for name, values in rates.items()}
+    return rates
 
 
 def window(step: Callable[[], None], steps: int, batch: int,
@@ -317,6 +325,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="one batch size for every model")
     parser.add_argument("--steps", type=int, default=3, help="training steps per timed window")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per mode (median)")
+    parser.add_argument("--show-windows", action="store_true", help="print every window's img/s, mode by mode")
     parser.add_argument("--roofline-seconds", type=float, default=1.0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
@@ -359,13 +368,18 @@ def main() -> None:
                     if mode.params != cnnlab_params:
                         print(f"warning: {case.label}: the Keras reference has {mode.params:,} parameters, "
                               f"cnnlab's model {cnnlab_params:,}")
-            medians = alternate({label: mode.measure for label, mode in modes.items()}, args.repeats)
+            windows = alternate_windows({label: mode.measure for label, mode in modes.items()}, args.repeats)
+            if args.show_windows:
+                for label, rates in windows.items():
+                    print(f"  {case.label} {label} windows: " + ", ".join(f"{rate:.1f}" for rate in rates))
             for mode in modes.values():
                 if isinstance(mode, KerasMode):
                     mode.release()
             # the column the ratios are for: cnnlab's default precision, or the first one asked for
             default = next((label for label in modes if label.endswith("(default)")), next(iter(modes)))
-            row = {"model": case.label, "batch": case.batch, "img_s": medians, "default": default,
+            row = {"model": case.label, "batch": case.batch, "default": default,
+                   "img_s": {label: statistics.median(rates) for label, rates in windows.items()},
+                   "fastest": {label: max(rates) for label, rates in windows.items()},
                    "gflop_per_image": modes[default].training_flops / 1e9}
             rows.append(row)
             print(format_row(row, roof_by_precision), flush=True)
@@ -375,10 +389,11 @@ def main() -> None:
     print(markdown_table(rows, roof_by_precision))
 
 
-def ratio(medians: dict[str, float], label: str, reference: str) -> str:
-    if label not in medians or reference not in medians:
+def ratio(rates: dict[str, float], label: str, reference: str, reference_rates: dict[str, float] | None = None) -> str:
+    reference_rates = rates if reference_rates is None else reference_rates
+    if label not in rates or reference not in reference_rates:
         return "-"
-    return f"{medians[label] / medians[reference]:.2f}x"
+    return f"{rates[label] / reference_rates[reference]:.2f}x"
 
 
 def cnnlab_precision(label: str) -> str | None:
@@ -395,21 +410,29 @@ def compute_precision(label: str) -> str | None:
 
 
 def ratios(row: dict) -> dict[str, str]:
-    """Like for like (each cnnlab precision against the Keras policy computing in it), then
-    default for default: cnnlab's choice for this machine against the tutorials' float32."""
-    medians = row["img_s"]
+    """Medians like for like (each cnnlab precision against the Keras policy computing in it),
+    then default for default (cnnlab's choice for this machine against the tutorials' float32),
+    then cnnlab's medians against Keras' fastest windows. TensorFlow's speed can change from one
+    window to the next by up to 2x on a machine whose cnnlab windows agree within a few per cent
+    (docs/benchmarks.md), so the median alone can set cnnlab against TensorFlow's slow windows;
+    the last two ratios are the ones a claim should rest on."""
+    medians, fastest = row["img_s"], row["fastest"]
     fp32 = next((label for label in medians if cnnlab_precision(label) == "fp32"), "")
     bf16 = next((label for label in medians if cnnlab_precision(label) == "bf16"), "")
     return {"cnnlab fp32 / keras float32": ratio(medians, fp32, "keras float32"),
             "cnnlab bf16 / keras mixed_bfloat16": ratio(medians, bf16, "keras mixed_bfloat16"),
-            "cnnlab default / keras float32": ratio(medians, row["default"], "keras float32")}
+            "cnnlab default / keras float32": ratio(medians, row["default"], "keras float32"),
+            "cnnlab fp32 / keras float32's fastest": ratio(medians, fp32, "keras float32", fastest),
+            "cnnlab bf16 / keras mixed_bfloat16's fastest": ratio(medians, bf16, "keras mixed_bfloat16", fastest)}
 
 
-def roofline_shares(row: dict, roof_by_precision: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """GFLOP/s of each column, cnnlab's and Keras' (the same network, so the same FLOPs an
-    image), and its share of the roofline of the precision it computes in."""
+def roofline_shares(row: dict, roof_by_precision: dict[str, float],
+                    statistic: str = "img_s") -> dict[str, tuple[float, float]]:
+    """GFLOP/s of each column's median (or, with statistic "fastest", its fastest window),
+    cnnlab's and Keras' (the same network, so the same FLOPs an image), and its share of the
+    roofline of the precision it computes in."""
     rates = {}
-    for label, images_per_second in row["img_s"].items():
+    for label, images_per_second in row[statistic].items():
         if precision := compute_precision(label):
             gflop_s = images_per_second * row["gflop_per_image"]
             rates[label] = (gflop_s, gflop_s / roof_by_precision[precision])
@@ -417,26 +440,35 @@ def roofline_shares(row: dict, roof_by_precision: dict[str, float]) -> dict[str,
 
 
 def format_row(row: dict, roof_by_precision: dict[str, float]) -> str:
-    cells = "  ".join(f"{label} {rate:.1f}" for label, rate in row["img_s"].items())
+    cells = "  ".join(f"{label} {rate:.1f} (fastest {row['fastest'][label]:.1f})" for label, rate in row["img_s"].items())
     pairs = "  ".join(f"{name} {value}" for name, value in ratios(row).items() if value != "-")
-    rates = ", ".join(f"{label} {gflop_s:.0f} ({share:.0%} of the {compute_precision(label)} roofline)"
+    fastest = roofline_shares(row, roof_by_precision, "fastest")
+    rates = ", ".join(f"{label} {gflop_s:.0f} ({share:.0%} of the {compute_precision(label)} roofline"
+                      + (f"; fastest {fastest[label][0]:.0f}, {fastest[label][1]:.0%})" if label.startswith("keras") else ")")
                       for label, (gflop_s, share) in roofline_shares(row, roof_by_precision).items())
     return f"{row['model']:<17} batch {row['batch']:>3}  {cells} img/s;  {pairs};  GFLOP/s {rates}"
 
 
 def markdown_table(rows: list[dict], roof_by_precision: dict[str, float]) -> str:
+    """Keras' cells give the median and, in brackets, the fastest window."""
     labels = list(dict.fromkeys(label for row in rows for label in row["img_s"]))
     measured = [label for label in labels if compute_precision(label)]
     head = ["model (batch)", *labels, *(ratios(rows[0]) if rows else ()),
             *(f"{label} GFLOP/s (share of the {compute_precision(label)} roofline)" for label in measured)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        medians = row["img_s"]
         rates = roofline_shares(row, roof_by_precision)
+        fastest = roofline_shares(row, roof_by_precision, "fastest")
+
+        def cell(label: str, median: str, best: str) -> str:
+            return median + (f" ({best})" if label.startswith("keras") else "")
+
         cells = [f"{row['model']} ({row['batch']})",
-                 *(f"{medians[label]:.1f}" if label in medians else "-" for label in labels),
+                 *(cell(label, f"{row['img_s'][label]:.1f}", f"{row['fastest'][label]:.1f}")
+                   if label in row["img_s"] else "-" for label in labels),
                  *ratios(row).values(),
-                 *(f"{rates[label][0]:.0f} ({rates[label][1]:.0%})" if label in rates else "-"
+                 *(cell(label, f"{rates[label][0]:.0f} ({rates[label][1]:.0%})",
+                        f"{fastest[label][0]:.0f}, {fastest[label][1]:.0%}") if label in rates else "-"
                    for label in measured)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
