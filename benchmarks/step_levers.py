@@ -1,11 +1,12 @@
 """Levers on the training step, each against channels_last, eager, oneDNN (cnnlab's way for every
 model but those registered ``nchw_training_on_cpu``, which it trains NCHW in fp32 on a CPU): the same
-model's bare fp32 training step (forward, loss, backward, SGD update; synthetic data)
+model's bare training step (forward, loss, backward, SGD update; synthetic data; fp32, or bf16 autocast)
 in each variant, the variants taking turns window by window in one process, medians, as the
 ratio to the reference.
 
     python benchmarks/step_levers.py --model small-cnn vgg16 --levers nchw compile no-onednn
     python benchmarks/step_levers.py --model alexnet-mnist alexnet-bn@150 simple-cnn --levers blas-dense conv-tiny-maps
+    python benchmarks/step_levers.py --model small-cnn --levers torch-flatten --precision bf16
     python benchmarks/step_levers.py --model small-cnn --levers nchw-first:1 nchw-first:2
     python benchmarks/step_levers.py --model airbench --batch-size 500 --options "widths=[32,128,128]" \
         --levers "options:widths=[32,96,128]" "options:widths=[16,128,128]"
@@ -17,7 +18,8 @@ convolutions in NCHW, the rest channels_last: a memory format per layer), ``comp
 first step), ``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolutions),
 ``blas-dense`` (the dense layers on torch's BLAS, nn.Linear's own path, instead of oneDNN's
 matmul), ``conv-tiny-maps`` (convolutions with outputs of up to 4 positions on nn.Conv2d's own
-path instead of a matmul over their patches), and
+path instead of a matmul over their patches), ``torch-flatten`` (nn.Flatten's own backward,
+which hands an NCHW gradient to channels_last layers, instead of LayoutKeepingFlatten's), and
 ``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
 variant of the network costs in CPU time, the reference's rate divided by its rate) and
 ``scale:F`` (the same model on inputs of F times the side: what an epoch of progressive
@@ -40,10 +42,10 @@ from cnnlab import launcher
 from cnnlab.config import parse_override
 from cnnlab.data.loader import scaled_size
 from cnnlab.models.factory import create_model
-from cnnlab.models.layers import OneDnnLinear, PatchMatmulConv2d
+from cnnlab.models.layers import LayoutKeepingFlatten, OneDnnLinear, PatchMatmulConv2d
 
 REFERENCE = "channels_last"
-NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps")
+NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten")
 
 
 def lever(text: str) -> str:
@@ -81,8 +83,8 @@ def first_convolutions_nchw(model: torch.nn.Module, count: int) -> torch.nn.Modu
 
 
 def on_torch_path(model: torch.nn.Module, kind: type[torch.nn.Module]) -> torch.nn.Module:
-    """``model`` with each of its ``kind`` layers (OneDnnLinear, PatchMatmulConv2d) running the
-    forward of the torch class it extends."""
+    """``model`` with each of its ``kind`` layers (OneDnnLinear, PatchMatmulConv2d,
+    LayoutKeepingFlatten) running the forward of the torch class it extends."""
     for module in model.modules():
         if isinstance(module, kind):
             module.forward = types.MethodType(kind.__bases__[0].forward, module)
@@ -96,6 +98,13 @@ def without_onednn(step: Callable[[], None]) -> Callable[[], None]:
             step()
         finally:
             torch.backends.mkldnn.enabled = True
+    return run
+
+
+def under_bf16_autocast(step: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            step()
     return run
 
 
@@ -130,6 +139,7 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "no-onednn": lambda: without_onednn(bare_training_step(copied(), case)),
             "blas-dense": lambda: bare_training_step(on_torch_path(copied(), OneDnnLinear), case),
             "conv-tiny-maps": lambda: bare_training_step(on_torch_path(copied(), PatchMatmulConv2d), case),
+            "torch-flatten": lambda: bare_training_step(on_torch_path(copied(), LayoutKeepingFlatten), case),
         }[name]()
 
     return {name: step(name) for name in [REFERENCE, *levers]}
@@ -146,11 +156,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="one batch size for every model")
     parser.add_argument("--windows", type=int, default=3, help="windows per variant")
     parser.add_argument("--steps", type=int, default=3, help="steps per window")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: every variant's step under CPU bf16 autocast, as cnnlab trains in bf16")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}, fp32")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}, {args.precision}")
     for spec in args.model:
         case = Case.parse(spec, args.batch_size)
         steps = variants(case, args.levers, dict(parse_override(item) for item in args.options))
+        if args.precision == "bf16":
+            steps = {name: under_bf16_autocast(step) for name, step in steps.items()}
         rates = alternate({name: window(step, args.steps, case.batch) for name, step in steps.items()}, args.windows)
         reference = rates[REFERENCE]
         print(f"{case.label}, batch {case.batch}: " + ", ".join(

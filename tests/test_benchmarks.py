@@ -126,7 +126,7 @@ def test_throughput_compares_like_with_like_and_each_precision_with_its_roofline
 def test_step_levers_runs():
     out = run("benchmarks/step_levers.py", "--model", "lenet5", "--windows", "1", "--steps", "1")
     line = next(line for line in out.splitlines() if line.startswith("lenet5"))
-    for variant in ("channels_last", "nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps"):
+    for variant in ("channels_last", "nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten"):
         assert f"{variant} " in line, line
     assert "CPU flags" in out
 

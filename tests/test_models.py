@@ -11,6 +11,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import MODELS, count_params, create_model, layers, place_model, summarize
 from cnnlab.models.alexnet import towers
 from cnnlab.models.layers import (
+    LayoutKeepingFlatten,
     LocalResponseNorm,
     OneDnnLinear,
     PatchMatmulConv2d,
@@ -345,6 +346,42 @@ def test_every_dense_layer_is_a_onednn_linear(name):
     model, _ = build(name)
     dense = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert dense and all(isinstance(m, OneDnnLinear) for m in dense)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_flatten_gives_its_gradient_back_in_its_inputs_layout(name):
+    model, _ = build(name)
+    flattens = [m for m in model.modules() if isinstance(m, torch.nn.Flatten)]
+    assert all(isinstance(m, LayoutKeepingFlatten) for m in flattens)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_layout_keeping_flatten_matches_flatten_and_keeps_the_gradients_layout(layout):
+    """The gradient that reaches the layer before the flatten (here a ReLU's output) is laid out
+    as that layer's output is: nn.Flatten hands back an NCHW one."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, 5, 4).contiguous(memory_format=layout).requires_grad_()
+    x_copy = x.detach().clone().contiguous(memory_format=layout).requires_grad_()
+    maps, maps_copy = x.relu(), x_copy.relu()
+    arriving = {}  # a hook sees the gradient as it arrives (retain_grad keeps a contiguous copy)
+    maps.register_hook(lambda grad: arriving.setdefault("mine", grad))
+    maps_copy.register_hook(lambda grad: arriving.setdefault("torch", grad))
+    weight = torch.randn(8 * 5 * 4, 6)
+    out, expected = LayoutKeepingFlatten()(maps), torch.nn.Flatten()(maps_copy)
+    assert torch.equal(out, expected)
+    (out @ weight).sum().backward()
+    (expected @ weight).sum().backward()
+    assert torch.equal(x.grad, x_copy.grad)
+    assert arriving["mine"].is_contiguous(memory_format=layout)
+    assert arriving["torch"].is_contiguous()  # what nn.Flatten gives, whatever the layout
+    assert LayoutKeepingFlatten()(torch.randn(3, 8, 5, 4).contiguous(memory_format=layout)).shape == (3, 160)
+
+
+def test_layout_keeping_flatten_leaves_tracing_to_flatten():
+    layer = LayoutKeepingFlatten()
+    x = torch.randn(2, 8, 3, 3).contiguous(memory_format=torch.channels_last).requires_grad_()
+    graph = str(traced_quietly(layer, x).graph)
+    assert "flatten" in graph and "FlattenChannelsLast" not in graph
 
 
 def test_alexnet_towers_and_paper_init():

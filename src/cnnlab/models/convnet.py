@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnlabError
-from .layers import Dense, Layer, build_layers, output_size, smallest_input
+from .layers import Dense, Layer, LayoutKeepingFlatten, build_layers, output_size, smallest_input
 
 
 class ConvNet(nn.Module):
@@ -41,7 +41,7 @@ class ConvNet(nn.Module):
         self.num_classes = num_classes
 
         self.features, channels = build_layers(features, in_channels, spatial=True)
-        self.flatten = nn.Flatten()
+        self.flatten = LayoutKeepingFlatten()
         self.feature_width = channels * height * width
         self.classifier, _ = build_layers([*classifier, Dense(num_classes)], self.feature_width,
                                           spatial=False)
