@@ -61,6 +61,21 @@ def test_keras_reference_runs_on_another_backend():
     assert prepared["params"] > 0, prepared
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not KERAS_PYTHON.exists(), reason="the Keras reference needs `make bench-env`")
+def test_keras_worker_measures_fit_and_train_on_batch_loops():
+    requests = [{"op": "prepare", "key": "s", "model": "simple-cnn", "input": [32, 32, 3], "classes": 10,
+                 "policy": "float32", "batch": 2, "steps": 2},
+                {"op": "measure", "key": "s"}, {"op": "measure", "key": "s", "loop": "train_on_batch"},
+                {"op": "measure", "key": "s", "loop": "scan"}]
+    worker = subprocess.run([str(KERAS_PYTHON), "worker.py"], cwd=REPO / "benchmarks" / "keras_reference",
+                            input="".join(json.dumps(r) + "\n" for r in requests), capture_output=True, text=True,
+                            timeout=300)
+    prepared, fit, on_batch, unknown = (json.loads(line) for line in worker.stdout.splitlines())
+    assert prepared["params"] > 0 and fit["images_per_second"] > 0 and on_batch["images_per_second"] > 0
+    assert unknown == {"error": "ValueError: unknown loop 'scan'"}
+
+
 def test_keras_python_is_found_as_a_shell_finds_it(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     throughput = importlib.import_module("throughput")

@@ -7,9 +7,12 @@ replies on stdout (everything else TensorFlow prints goes to stderr).
     {"op": "prepare", "key": K, "model": NAME, "input": [H, W, C], "classes": N,
      "policy": "float32" | "mixed_bfloat16", "batch": B, "steps": S}
     {"op": "measure", "key": K}      -> {"images_per_second": ...}
+    {"op": "measure", "key": K, "loop": "train_on_batch"}
 
 Each model trains the way the tutorials train: compile with SGD and sparse categorical
 cross-entropy, then ``fit`` on NumPy arrays in memory, one epoch of S batches per measurement.
+The loop "train_on_batch" trains on the same S batches one ``train_on_batch`` call each, outside
+``fit``'s loop, which TensorFlow paces in some windows on some machines (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -43,9 +46,15 @@ class Reference:
         self.labels = rng.integers(0, classes, count)
         self.batch = batch
 
-    def epoch(self) -> float:
+    def epoch(self, loop: str = "fit") -> float:
+        if loop not in ("fit", "train_on_batch"):
+            raise ValueError(f"unknown loop {loop!r}")
         started = time.perf_counter()
-        self.model.fit(self.images, self.labels, batch_size=self.batch, epochs=1, verbose=0)
+        if loop == "fit":
+            self.model.fit(self.images, self.labels, batch_size=self.batch, epochs=1, verbose=0)
+        else:
+            for start in range(0, len(self.images), self.batch):
+                self.model.train_on_batch(self.images[start:start + self.batch], self.labels[start:start + self.batch])
         return len(self.images) / (time.perf_counter() - started)
 
 
@@ -78,7 +87,7 @@ def main() -> None:
                 reference.epoch()  # warm-up: graph tracing and the first allocations
                 reply = {"params": reference.model.count_params()}
             elif request["op"] == "measure":
-                reply = {"images_per_second": references[request["key"]].epoch()}
+                reply = {"images_per_second": references[request["key"]].epoch(request.get("loop", "fit"))}
             elif request["op"] == "release":
                 references.pop(request["key"], None)
                 keras.backend.clear_session()
