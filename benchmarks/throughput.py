@@ -11,10 +11,13 @@ default (what each gives a user who changes nothing); each cnnlab precision's GF
 against the matmul and convolution rates of that precision measured in the same run. Each
 column's fastest window is printed too, with cnnlab's medians against Keras' fastest windows:
 TensorFlow's windows can differ by 2x where cnnlab's agree (docs/benchmarks.md, "Keras' speed
-jumps between windows"), and its fastest is its computing speed.
+jumps between windows"), and its fastest is its computing speed. That slowness is fit's pacing:
+``--keras-loop train_on_batch`` trains Keras one ``train_on_batch`` call a batch instead, which
+is not paced, for a Keras column that is its computing speed in every window.
 
     python benchmarks/throughput.py --keras-python .venv-bench/bin/python
     python benchmarks/throughput.py --models alexnet-bn@150 simple-cnn --repeats 5 --show-windows
+    python benchmarks/throughput.py --keras-python .venv-bench/bin/python --keras-loop train_on_batch
     KERAS_BACKEND=jax python benchmarks/throughput.py --keras-python python3   # Keras on JAX
 
 A model is a registered cnnlab name, optionally with @SIZE for a square input of that size.
@@ -263,15 +266,15 @@ class KerasWorker:
 
 
 class KerasMode:
-    def __init__(self, worker: KerasWorker, case: Case, policy: str, steps: int):
-        self.worker, self.key = worker, f"{case.label} {policy}"
+    def __init__(self, worker: KerasWorker, case: Case, policy: str, steps: int, loop: str = "fit"):
+        self.worker, self.key, self.loop = worker, f"{case.label} {policy}", loop
         self.count = case.batch * steps
         reply = worker.ask(op="prepare", key=self.key, model=case.model, input=list(case.input),
-                           classes=case.classes, policy=policy, batch=case.batch, steps=steps)
+                           classes=case.classes, policy=policy, batch=case.batch, steps=steps, loop=loop)
         self.params = reply["params"]
 
     def measure(self) -> float:
-        return self.worker.ask(op="measure", key=self.key)["images_per_second"]
+        return self.worker.ask(op="measure", key=self.key, loop=self.loop)["images_per_second"]
 
     def release(self) -> None:
         self.worker.ask(op="release", key=self.key)
@@ -322,6 +325,9 @@ def main() -> None:
     parser.add_argument("--keras-python", type=Path, default=DEFAULT_KERAS_PYTHON,
                         help="Python of `make bench-env`; the Keras columns are left out when it is missing")
     parser.add_argument("--keras-policies", nargs="*", default=["float32", "mixed_bfloat16"])
+    parser.add_argument("--keras-loop", choices=["fit", "train_on_batch"], default="fit",
+                        help="how Keras trains: fit, as the tutorials do, or one train_on_batch call a batch, "
+                             "outside the pacing fit shows on some machines (docs/benchmarks.md)")
     parser.add_argument("--batch-size", type=int, help="one batch size for every model")
     parser.add_argument("--steps", type=int, default=3, help="training steps per timed window")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per mode (median)")
@@ -342,7 +348,7 @@ def main() -> None:
         keras_info = worker.ask(op="info")
     elif args.keras_policies:
         print(f"note: {args.keras_python} not found (run `make bench-env`); Keras columns left out")
-    print(environment_line(keras_info, runtime.device))
+    print(environment_line(keras_info, runtime.device) + (f", keras loop: {args.keras_loop}" if keras_info else ""))
     roof = rooflines(args.roofline_seconds, runtime.device)
     print("roofline GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in roof.items()))
     roof_by_precision = {p: max(roof[f"matmul {p}"], roof[f"conv3x3 {p}"]) for p in ("fp32", "bf16")}
@@ -360,7 +366,7 @@ def main() -> None:
             if worker and case.model in keras_info["models"]:
                 for policy in args.keras_policies:
                     try:
-                        mode = modes[f"keras {policy}"] = KerasMode(worker, case, policy, args.steps)
+                        mode = modes[f"keras {policy}"] = KerasMode(worker, case, policy, args.steps, args.keras_loop)
                     except RuntimeError as error:
                         print(f"{case.label}: keras {policy} failed: {error}")
                         continue

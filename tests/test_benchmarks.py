@@ -41,7 +41,16 @@ def test_keras_reference_trains_the_same_networks():
               "simple-cnn", "small-cnn", "alexnet", "vgg16", "--batch-size", "2", "--steps", "1", "--repeats", "1",
               "--keras-policies", "float32", "--precisions", "fp32", "--roofline-seconds", "0.05")
     assert "warning" not in out and "failed" not in out, out
-    assert out.count("keras float32") >= 7
+    assert out.count("keras float32") >= 7 and "keras loop: fit" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KERAS_PYTHON.exists(), reason="the Keras reference needs `make bench-env`")
+def test_throughput_can_set_cnnlab_against_keras_train_on_batch():
+    out = run("benchmarks/throughput.py", "--models", "simple-cnn", "--batch-size", "2", "--steps", "1",
+              "--repeats", "1", "--keras-policies", "float32", "--precisions", "fp32", "--roofline-seconds", "0.05",
+              "--keras-loop", "train_on_batch")
+    assert "keras loop: train_on_batch" in out and "cnnlab fp32 / keras float32's fastest" in out, out
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ replies on stdout (everything else TensorFlow prints goes to stderr).
 
     {"op": "info"}                   -> versions, threads and the model names it can build
     {"op": "prepare", "key": K, "model": NAME, "input": [H, W, C], "classes": N,
-     "policy": "float32" | "mixed_bfloat16", "batch": B, "steps": S}
+     "policy": "float32" | "mixed_bfloat16", "batch": B, "steps": S, "loop": "fit" (default) | "train_on_batch"}
     {"op": "measure", "key": K}      -> {"images_per_second": ...}
     {"op": "measure", "key": K, "loop": "train_on_batch"}
 
@@ -84,7 +84,7 @@ def main() -> None:
             elif request["op"] == "prepare":
                 fields = {k: request[k] for k in ("model", "input", "classes", "policy", "batch", "steps")}
                 reference = references[request["key"]] = Reference(**fields)
-                reference.epoch()  # warm-up: graph tracing and the first allocations
+                reference.epoch(request.get("loop", "fit"))  # warm-up: tracing the loop's graph, first allocations
                 reply = {"params": reference.model.count_params()}
             elif request["op"] == "measure":
                 reply = {"images_per_second": references[request["key"]].epoch(request.get("loop", "fit"))}
