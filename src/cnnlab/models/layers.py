@@ -73,8 +73,8 @@ class LayoutKeepingFlatten(nn.Flatten):
     pooling's) then meets an NCHW gradient and its own channels_last saved tensors, a mix that
     runs at a fraction of its speed (small-cnn's ReLU backward on its last 128x24x24 map took
     4.6 ms, as long as the one on its first 16x222x222 map with ten times the values). Copying
-    the gradient back to channels_last made small-cnn's training step 1.03x faster in fp32 and
-    1.05-1.07x in bf16 (docs/benchmarks.md); the AlexNets' and simple-cnn's small last maps
+    the gradient back to channels_last made small-cnn's training step 1.03-1.06x faster in fp32
+    and 1.05-1.08x in bf16 (docs/benchmarks.md); the AlexNets' and simple-cnn's small last maps
     gained nothing measurable. Tracing (ONNX export) and other devices take nn.Flatten's path."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
