@@ -420,8 +420,9 @@ def ratios(row: dict) -> dict[str, str]:
     then default for default (cnnlab's choice for this machine against the tutorials' float32),
     then cnnlab's medians against Keras' fastest windows. TensorFlow's speed can change from one
     window to the next by up to 2x on a machine whose cnnlab windows agree within a few per cent
-    (docs/benchmarks.md), so the median alone can set cnnlab against TensorFlow's slow windows;
-    the last two ratios are the ones a claim should rest on."""
+    (docs/benchmarks.md), so the median alone can set cnnlab against TensorFlow's slow windows
+    of ``fit``; the last two ratios, or every ratio with ``--keras-loop train_on_batch``, compare
+    the two computing."""
     medians, fastest = row["img_s"], row["fastest"]
     fp32 = next((label for label in medians if cnnlab_precision(label) == "fp32"), "")
     bf16 = next((label for label in medians if cnnlab_precision(label) == "bf16"), "")
