@@ -42,8 +42,6 @@ def load_artifacts(run: Run | str | Path, which: str = "best") -> RunArtifacts:
         loss = Loss.from_spec(checkpoint["loss"], len(run.classes))
     except (KeyError, TypeError, ValueError) as exc:
         raise CnnlabError(f"{path}: its preprocessing or loss record is damaged ({exc})") from None
-    if not isinstance(run.classes, list) or not all(isinstance(c, str) for c in run.classes):
-        raise CnnlabError(f"{run.path / 'classes.json'}: expected a list of class names")
     if loss.outputs != model.num_classes or checkpoint.get("classes", run.classes) != run.classes:
         raise CnnlabError(f"{run.path}: classes.json names {len(run.classes)} classes but the "
                           f"model in {path.name} was trained on {model.num_classes} outputs"
