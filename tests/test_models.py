@@ -463,7 +463,7 @@ def test_folding_batchnorm_keeps_the_function(name):
     """Every model, its BatchNorms given non-trivial statistics: the folded copy computes the
     same outputs, holds no BatchNorm right after a conv or dense layer, and leaves the original
     as it was."""
-    from cnnlab.models.fusion import fold_batchnorm
+    from cnnlab.models.fusion import fold_batchnorm, foldable_pairs
 
     model, _ = build(name)
     generator = torch.Generator().manual_seed(1)
@@ -486,6 +486,9 @@ def test_folding_batchnorm_keeps_the_function(name):
             assert not any(isinstance(a, torch.nn.Conv2d | torch.nn.Linear)
                            and isinstance(b, torch.nn.modules.batchnorm._BatchNorm) for a, b in pairs)
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+    # what per-epoch validation asks before it copies: whether folding changes anything
+    assert not foldable_pairs(folded)
+    assert bool(foldable_pairs(model)) == (repr(folded) != repr(model))
 
 
 def test_patch_whitening_decorrelates_the_patches_it_was_fitted_to():

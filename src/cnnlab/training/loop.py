@@ -20,7 +20,7 @@ from ..evaluation.evaluate import running_metrics
 from ..evaluation.inference import predict_logits
 from ..evaluation.losses import Loss
 from ..evaluation.metrics import RunningMetrics
-from ..models.fusion import fold_batchnorm
+from ..models.fusion import fold_batchnorm, foldable_pairs
 from ..models.weights import CHECKPOINT_FORMAT, model_spec
 from ..runtime import Runtime
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorBoard, UnfreezeBase
@@ -198,8 +198,10 @@ class Trainer:
             logs = {"epoch": epoch + 1, **train_logs}
             if "val" in self.dataset.splits:
                 # folded as the final evaluation folds it: in bf16 folding changes the rounding,
-                # and the best epoch's logged figures must be the ones metrics.json reports
-                logits = predict_logits(fold_batchnorm(self.eval_model), self.eval_loader("val"), self.runtime)
+                # and the best epoch's logged figures must be the ones metrics.json reports. The
+                # fold copies the model, so it is skipped where nothing folds (the tutorials' order)
+                model = fold_batchnorm(self.eval_model) if foldable_pairs(self.eval_model) else self.eval_model
+                logits = predict_logits(model, self.eval_loader("val"), self.runtime)
                 labels = torch.from_numpy(self.dataset.splits["val"].labels)
                 logs.update({f"val_{k}": v for k, v in running_metrics(logits, labels, self.loss).items()})
             first = self.optimizer.param_groups[0]  # its lr_scale may not be 1 (muon's fallback)
