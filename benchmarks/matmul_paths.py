@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 
 import torch
-from step_levers import on_torch_path
+from step_levers import on_torch_path, under_bf16_autocast
 from throughput import Case, alternate, cpu_flags, exit_on_refused_input, window
 
 from cnnlab import launcher
@@ -54,10 +54,8 @@ def takes_matmul(layer: torch.nn.Module, x: torch.Tensor) -> bool:
 
 def forward_backward(layer: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable[[], None]:
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = layer(x)
-        out.float().sum().backward()
-    return step
+        layer(x).float().sum().backward()
+    return under_bf16_autocast(step) if precision == "bf16" else step
 
 
 def forward_flops(layer: torch.nn.Module, x: torch.Tensor) -> float:
