@@ -456,6 +456,11 @@ def format_row(row: dict, roof_by_precision: dict[str, float]) -> str:
     return f"{row['model']:<17} batch {row['batch']:>3}  {cells} img/s;  {pairs};  GFLOP/s {rates}"
 
 
+def keras_cell(label: str, median: str, fastest: str) -> str:
+    """A table cell: the median, and for Keras' columns its fastest window in brackets."""
+    return median + (f" ({fastest})" if label.startswith("keras") else "")
+
+
 def markdown_table(rows: list[dict], roof_by_precision: dict[str, float]) -> str:
     """Keras' cells give the median and, in brackets, the fastest window."""
     labels = list(dict.fromkeys(label for row in rows for label in row["img_s"]))
@@ -466,15 +471,11 @@ def markdown_table(rows: list[dict], roof_by_precision: dict[str, float]) -> str
     for row in rows:
         rates = roofline_shares(row, roof_by_precision)
         fastest = roofline_shares(row, roof_by_precision, "fastest")
-
-        def cell(label: str, median: str, best: str) -> str:
-            return median + (f" ({best})" if label.startswith("keras") else "")
-
         cells = [f"{row['model']} ({row['batch']})",
-                 *(cell(label, f"{row['img_s'][label]:.1f}", f"{row['fastest'][label]:.1f}")
+                 *(keras_cell(label, f"{row['img_s'][label]:.1f}", f"{row['fastest'][label]:.1f}")
                    if label in row["img_s"] else "-" for label in labels),
                  *ratios(row).values(),
-                 *(cell(label, f"{rates[label][0]:.0f} ({rates[label][1]:.0%})",
+                 *(keras_cell(label, f"{rates[label][0]:.0f} ({rates[label][1]:.0%})",
                         f"{fastest[label][0]:.0f}, {fastest[label][1]:.0%}") if label in rates else "-"
                    for label in measured)]
         lines.append("| " + " | ".join(cells) + " |")
