@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from cnnlab.cli import main
+from cnnlab.runs import RUN_JSON_SHAPES
 from conftest import write_idx
 from test_datasets import cifar_batch, sign, write_caltech, write_gtsrb_official
 
@@ -391,7 +392,7 @@ def test_fuzz_larger_budget(kind, tmp_path):
 
 
 WRONG_SHAPES = [b"null", b'{"val": ["no-such-id"]}', b"42", b'"text"', b'["a"]', b"{}", b'{"train": 3}']
-RUN_JSON_FILES = ["classes.json", "split.json", "history.json", "metrics.json", "summary.json", "data.json"]
+RUN_JSON_FILES = list(RUN_JSON_SHAPES)  # each file the run directory checks is fuzzed by being listed there
 
 
 def wrong_shapes_are_one_line_naming_the_file(tmp_path: Path, run: Path, name: str, payloads: list[bytes]) -> None:
