@@ -19,7 +19,8 @@ first step), ``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolu
 ``blas-dense`` (the dense layers on torch's BLAS, nn.Linear's own path, instead of oneDNN's
 matmul), ``conv-tiny-maps`` (convolutions with outputs of up to 4 positions on nn.Conv2d's own
 path instead of a matmul over their patches), ``torch-flatten`` (nn.Flatten's own backward,
-which hands an NCHW gradient to channels_last layers, instead of LayoutKeepingFlatten's), and
+which hands an NCHW gradient to channels_last layers, instead of LayoutKeepingFlatten's),
+``torch-avgpool`` (nn.AvgPool2d's own backward instead of TilingAvgPool2d's upsampling), and
 ``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
 variant of the network costs in CPU time, the reference's rate divided by its rate) and
 ``scale:F`` (the same model on inputs of F times the side: what an epoch of progressive
@@ -42,10 +43,15 @@ from cnnlab import launcher
 from cnnlab.config import parse_override
 from cnnlab.data.loader import scaled_size
 from cnnlab.models.factory import create_model
-from cnnlab.models.layers import LayoutKeepingFlatten, OneDnnLinear, PatchMatmulConv2d
+from cnnlab.models.layers import (
+    LayoutKeepingFlatten,
+    OneDnnLinear,
+    PatchMatmulConv2d,
+    TilingAvgPool2d,
+)
 
 REFERENCE = "channels_last"
-NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten")
+NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten", "torch-avgpool")
 
 
 def lever(text: str) -> str:
@@ -84,7 +90,7 @@ def first_convolutions_nchw(model: torch.nn.Module, count: int) -> torch.nn.Modu
 
 def on_torch_path(model: torch.nn.Module, kind: type[torch.nn.Module]) -> torch.nn.Module:
     """``model`` with each of its ``kind`` layers (OneDnnLinear, PatchMatmulConv2d,
-    LayoutKeepingFlatten) running the forward of the torch class it extends."""
+    LayoutKeepingFlatten, TilingAvgPool2d) running the forward of the torch class it extends."""
     for module in model.modules():
         if isinstance(module, kind):
             module.forward = types.MethodType(kind.__bases__[0].forward, module)
@@ -140,6 +146,7 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "blas-dense": lambda: bare_training_step(on_torch_path(copied(), OneDnnLinear), case),
             "conv-tiny-maps": lambda: bare_training_step(on_torch_path(copied(), PatchMatmulConv2d), case),
             "torch-flatten": lambda: bare_training_step(on_torch_path(copied(), LayoutKeepingFlatten), case),
+            "torch-avgpool": lambda: bare_training_step(on_torch_path(copied(), TilingAvgPool2d), case),
         }[name]()
 
     return {name: step(name) for name in [REFERENCE, *levers]}

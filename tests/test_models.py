@@ -6,6 +6,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import MODELS, count_params, create_model, layers, place_model, summarize
@@ -16,6 +18,7 @@ from cnnlab.models.layers import (
     OneDnnLinear,
     PatchMatmulConv2d,
     PatchWhitening,
+    TilingAvgPool2d,
     UniformMaskDropout,
 )
 from cnnlab.models.weights import load_weights
@@ -382,6 +385,48 @@ def test_layout_keeping_flatten_leaves_tracing_to_flatten():
     x = torch.randn(2, 8, 3, 3).contiguous(memory_format=torch.channels_last).requires_grad_()
     graph = str(traced_quietly(layer, x).graph)
     assert "flatten" in graph and "FlattenChannelsLast" not in graph
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_average_pool_is_a_tiling_avg_pool(name):
+    model, _ = build(name)
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.AvgPool2d)]
+    assert all(isinstance(m, TilingAvgPool2d) for m in pools)
+
+
+@settings(max_examples=60, deadline=None)
+@given(window=st.integers(1, 3), stride=st.sampled_from([None, 1, 2]), height=st.integers(3, 13),
+       width=st.integers(3, 13), channels=st.integers(1, 9), channels_last=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.bfloat16]))
+def test_tiling_avg_pool_matches_avg_pool_values_and_gradients(window, stride, height, width, channels,
+                                                             channels_last, dtype):
+    """Exact equality, upsampled or not: the upsampled path divides by the window's area as
+    avg_pool2d_backward does. It is taken exactly where the windows tile a channels_last map."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, height, width, dtype=dtype).contiguous(memory_format=layout).requires_grad_()
+    x_copy = x.detach().clone().contiguous(memory_format=layout).requires_grad_()
+    layer, reference = TilingAvgPool2d(window, stride), torch.nn.AvgPool2d(window, stride)
+    out, expected = layer(x), reference(x_copy)
+    assert torch.equal(out, expected)
+    grad = torch.randn_like(expected)
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.equal(x.grad, x_copy.grad)
+    assert x.grad.is_contiguous(memory_format=layout)
+    tiles = (stride in (None, window) and height % window == 0 and width % window == 0
+             and channels_last and channels > 1 and height * width > 1)
+    assert layer.tiling_window(x) == (window if tiles else None)
+
+
+def test_tiling_avg_pool_leaves_tracing_and_inference_to_avg_pool():
+    layer = TilingAvgPool2d(2)
+    x = torch.randn(2, 8, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert layer.tiling_window(x) == 2
+    graph = str(traced_quietly(layer, x).graph)
+    assert "avg_pool2d" in graph and "AvgPoolTiles" not in graph
+    with torch.no_grad():
+        assert layer(x).grad_fn is None
 
 
 def test_alexnet_towers_and_paper_init():

@@ -96,6 +96,48 @@ class FlattenChannelsLast(torch.autograd.Function):
         return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
 
 
+class TilingAvgPool2d(nn.AvgPool2d):
+    """nn.AvgPool2d whose backward, where the windows tile a channels_last map on a CPU (window
+    and stride equal, no padding, sides divisible by the window), is the gradient spread over
+    each window by nearest-neighbour upsampling: the same values, since every input falls in
+    exactly one window with weight 1/k^2. torch's avg_pool2d_backward fills the whole input
+    gradient with zeros and then adds each window into it; on small-cnn's first 16x222x222 map
+    at batch 32 it took 7.0-10 ms in fp32 and 7.5 ms in bf16, the upsampling 3.9-5.0 and 2.5
+    (docs/benchmarks.md). Other cases, tracing (ONNX export) and inference take nn.AvgPool2d's
+    path."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not traced() and x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad:
+            window = self.tiling_window(x)
+            if window:
+                return AvgPoolTiles.apply(x, window)
+        return super().forward(x)
+
+    def tiling_window(self, x: torch.Tensor) -> int | None:
+        """The window's side where it tiles ``x`` exactly, else None."""
+        size, stride, padding = (v if isinstance(v, tuple) else (v, v)
+                                 for v in (self.kernel_size, self.stride, self.padding))
+        if (size[0] != size[1] or size != stride or padding != (0, 0) or self.divisor_override is not None
+                or not channels_last_only(x)):
+            return None
+        window = size[0]
+        return window if x.shape[-2] % window == 0 and x.shape[-1] % window == 0 else None
+
+
+class AvgPoolTiles(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, window: int) -> torch.Tensor:
+        ctx.window = window
+        return F.avg_pool2d(x, window)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        spread = F.interpolate(grad.contiguous(memory_format=torch.channels_last) / ctx.window**2,
+                               scale_factor=ctx.window, mode="nearest")
+        return spread, None
+
+
 class OneDnnLinear(nn.Linear):
     """nn.Linear whose fp32 product on a CPU runs through oneDNN's matmul (the primitive torch's
     own compiler uses) instead of torch's BLAS, MKL, which takes a generic path on the AMD EPYCs
@@ -392,7 +434,7 @@ def build_layer(layer: Layer, width: int, spatial: bool) -> tuple[nn.Module, int
         case MaxPool(size, stride):
             return nn.MaxPool2d(size, stride or size), width
         case AvgPool(size, stride):
-            return nn.AvgPool2d(size, stride or size), width
+            return TilingAvgPool2d(size, stride or size), width
         case BN(eps, momentum):
             norm = nn.BatchNorm2d if spatial else nn.BatchNorm1d
             return norm(width, eps=eps, momentum=momentum), width
