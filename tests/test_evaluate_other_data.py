@@ -128,7 +128,15 @@ def test_evaluate_other_folder_with_a_subset_of_the_classes(folder_run, tmp_path
     assert result["samples"] == 14  # every image, not a validation slice
     assert result["per_class"]["class_1"]["support"] == 0
     assert result["averages"]["macro"]["support"] == 14
-    assert np.asarray(result["confusion_matrix"]).sum() == 14
+    confusion = np.asarray(result["confusion_matrix"])
+    assert confusion.sum() == 14
+    # the printed table and the report's list class_1 only where the model predicted it
+    listed = "\nclass_1 " in table
+    assert listed == bool(confusion[:, 1].sum())
+    assert ("1 of the model's 3 classes, neither in the data nor predicted, is left out" in table) != listed
+    report = (run / "report.html").read_text()
+    section = report.split('id="evaluation-folder-other"')[1].split("</section>")[0]
+    assert ("<td>class_1</td>" in section) == listed and "<td>class_0</td>" in section
     assert snapshot(run) == before
 
 
@@ -139,7 +147,7 @@ def test_evaluate_other_folder_names_unknown_classes(folder_run, tmp_path):
     (other / "class_0").rename(other / "zebra")
     result = run_cli("evaluate", run, "--data", f"folder:{other}", check=False)
     assert result.returncode == 2
-    assert "not among the 3 the model was trained on: zebra" in result.stderr
+    assert "1 of its classes is not among the 3 the model was trained on: zebra" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.evaluation.metrics import RunningMetrics, classification_metrics
+from cnnlab.evaluation.metrics import RunningMetrics, classification_metrics, reported_classes
 
 
 def test_running_metrics_by_hand():
@@ -48,3 +48,13 @@ def test_report_with_never_predicted_and_absent_classes():
     assert auc["per_class"][3] is None  # undefined for a class absent from the split
     assert auc["macro"] == pytest.approx(np.mean([a for a in auc["per_class"] if a is not None]))
     assert 0.0 <= auc["micro"] <= 1.0
+
+
+def test_reported_classes_are_those_in_the_data_or_predicted():
+    # a: in the data and predicted; b: predicted only; c: in the data, never predicted; d: neither
+    labels = np.array([0, 0, 2])
+    predicted = np.array([0, 1, 0])
+    probs = np.full((3, 4), 0.05)
+    probs[np.arange(3), predicted] = 0.85
+    report = classification_metrics(probs, labels, ["a", "b", "c", "d"])
+    assert reported_classes(report) == ["a", "b", "c"]

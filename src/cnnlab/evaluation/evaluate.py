@@ -172,7 +172,8 @@ def class_mapping(names: list[str], known: list[str], labels: np.ndarray, spec: 
     unknown = [names[i] for i in used if names[i] not in known]
     if unknown:
         shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
-        raise DataError(f"--data {spec}: {len(unknown)} of its classes are not among the "
+        verb = "is" if len(unknown) == 1 else "are"
+        raise DataError(f"--data {spec}: {len(unknown)} of its classes {verb} not among the "
                         f"{len(known)} the model was trained on: {shown}")
     index = {name: i for i, name in enumerate(known)}
     return np.asarray([index.get(name, -1) for name in names], dtype=np.int64)

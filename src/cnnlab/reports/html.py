@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import runs
 from ..config import read_yaml
+from ..evaluation.metrics import left_out_line, reported_classes
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -154,15 +155,16 @@ def confused_pairs(m: dict, classes: list[str], count: int = 10) -> list[list]:
 def split_body(folder: Path, split: str, m: dict, table_id: str) -> str:
     """Per-class table, most confused pairs, confusion matrices, ROC and prediction grids of one
     evaluated split."""
-    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]]
-            for name, row in m["per_class"].items()]
-    rows += [[f"{name} avg", row["precision"], row["recall"], row["f1"], row["support"]]
-             for name, row in m["averages"].items()]
+    listed = [(name, m["per_class"][name]) for name in reported_classes(m)]
+    listed += [(f"{name} avg", row) for name, row in m["averages"].items()]
+    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]] for name, row in listed]
+    left_out = left_out_line(m)
     pictures = {kind: folder / name for kind, name in runs.split_pictures(split).items()}
     pairs = confused_pairs(m, list(m["per_class"]))
     confused = (f"<h3>Most confused pairs</h3>{table(['true class', 'predicted as', 'images', 'of the true class'], pairs)}"
                 if pairs else "<p>No mistakes.</p>")
     return (f'<div class="scroll">{table(["class", "precision", "recall", "F1", "support"], rows, True, table_id)}</div>'
+            f"{f'<p>{html.escape(left_out)}</p>' if left_out else ''}"
             f"{confused}"
             f'<div class="grid"><div>{img(pictures["confusion"], "confusion matrix")}</div>'
             f'<div>{img(pictures["confusion_normalized"], "normalised confusion matrix")}</div></div>'
