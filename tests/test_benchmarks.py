@@ -253,8 +253,10 @@ def test_cifar10_method_study_refuses_bad_settings(monkeypatch, tokens, message)
 
 @pytest.mark.slow  # two interpreter starts with the training stack: 15 s for 4 steps
 def test_dropout_masks_runs():
-    out = run("benchmarks/dropout_masks.py", "--model", "alexnet-mnist", "--windows", "1", "--steps", "1")
-    assert "alexnet-mnist 28, batch 64: nn.Dropout" in out and "ratio" in out and "CPU flags" in out
+    out = run("benchmarks/dropout_masks.py", "--model", "alexnet-mnist", "--windows", "1", "--steps", "1",
+              "--precision", "bf16")
+    assert "alexnet-mnist 28, batch 64: torch " in out and "cnnlab, 16-bit masks " in out and "CPU flags" in out
+    assert "8-bit masks against 16-bit" in out and "bf16" in out
 
 
 @pytest.mark.slow

@@ -195,11 +195,12 @@ def test_lrn_matches_the_paper_formula(channels):
     torch.testing.assert_close(strong(a), lrn_loop(a, alpha=0.5))
 
 
-@pytest.mark.parametrize("p", [0.0, 0.2, 0.25, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize(("p", "mask_bits"), [(0.0, None), (0.2, None), (0.25, None), (0.5, None), (0.5, 16),
+                                               (0.9, None), (1.0, None)])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_uniform_mask_dropout_is_inverted_dropout(p, layout):
+def test_uniform_mask_dropout_is_inverted_dropout(p, mask_bits, layout):
     torch.manual_seed(0)
-    layer = UniformMaskDropout(p)
+    layer = UniformMaskDropout(p, mask_bits=mask_bits)
     x = torch.rand(200, 50, 10, 10) + 1  # no zeros, so every zero out is a dropped value
     x = x.contiguous(memory_format=layout).requires_grad_()
     y = layer(x)
@@ -214,13 +215,37 @@ def test_uniform_mask_dropout_is_inverted_dropout(p, layout):
     assert torch.equal(layer(x), x)
 
 
-def test_uniform_mask_dropout_masks_are_independent_across_positions():
+@pytest.mark.parametrize("p", [0.5, 0.3])  # 8 bits a value, eight to a draw; 16 bits, four
+def test_uniform_mask_dropout_masks_are_independent_across_positions(p):
     torch.manual_seed(0)
-    kept = UniformMaskDropout(0.5)(torch.ones(4, 8, 16, 16).contiguous(memory_format=torch.channels_last)) > 0
+    kept = UniformMaskDropout(p)(torch.ones(4, 8, 16, 16).contiguous(memory_format=torch.channels_last)) > 0
     flat = kept.flatten().float()
-    # neighbours share a 64-bit draw four at a time; their masks must still be uncorrelated
-    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()) < 0.05
-    assert abs(kept.float().mean().item() - 0.5) < 0.03
+    # neighbours share a 64-bit draw; their masks must still be uncorrelated
+    for lag in (1, 2, 4):
+        assert abs(torch.corrcoef(torch.stack([flat[:-lag], flat[lag:]]))[0, 1].item()) < 0.05
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.03
+
+
+def test_uniform_mask_dropout_mask_bits():
+    assert [UniformMaskDropout(p).mask_bits for p in (0.5, 0.25, 0.2, 0.9)] == [8, 8, 16, 16]
+    assert UniformMaskDropout(0.5, mask_bits=16).mask_bits == 16
+    with pytest.raises(ValueError, match="mask_bits is 8 or 16"):
+        UniformMaskDropout(0.5, mask_bits=4)
+
+
+@pytest.mark.parametrize(("bits", "dtype"), [(8, torch.int8), (16, torch.int16)])
+def test_random_integers_cover_their_range_evenly_in_the_inputs_layout(bits, dtype):
+    torch.manual_seed(0)
+    levels = 2**bits
+    x = torch.empty(64, 16, 20, 20).contiguous(memory_format=torch.channels_last)
+    values = layers.random_integers_like(x, bits)
+    assert values.dtype == dtype and values.shape == x.shape
+    assert values.is_contiguous(memory_format=torch.channels_last)
+    shifted = values.flatten().long() + levels // 2
+    assert shifted.min() >= 0 and shifted.max() < levels
+    # 409,600 values in 256 equal bins: about 1,600 each, a spread of a few times 40
+    counts = torch.bincount(shifted * 256 // levels, minlength=256).float()
+    assert (counts.max() - counts.min()) / counts.mean() < 0.25
 
 
 def test_uniform_mask_dropout_follows_the_seed():
