@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.evaluation.metrics import RunningMetrics, classification_metrics, reported_classes
+from cnnlab.evaluation.metrics import RunningMetrics, classification_metrics
+from cnnlab.reports.html import reported_classes
 
 
 def test_running_metrics_by_hand():

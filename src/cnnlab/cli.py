@@ -414,7 +414,7 @@ def launch_distributed(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
-    from .evaluation.metrics import left_out_line, reported_classes
+    from .reports.html import left_out_line, reported_classes
 
     metrics = evaluate(args.run, args.data, args.split, batch_size=args.batch_size,
                        device=args.device, tta=args.tta, options=data_options(args), report=args.report)

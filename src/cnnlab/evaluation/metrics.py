@@ -95,25 +95,6 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
     }
 
 
-def reported_classes(result: dict) -> list[str]:
-    """The classes a per-class table lists: those with samples in the data or predicted at
-    least once. The others have no precision or recall to speak of (0 by the convention above),
-    and on data holding a few of a model's classes they would fill the table with zeros."""
-    confusion = np.asarray(result["confusion_matrix"])
-    return [name for i, name in enumerate(result["per_class"]) if confusion[i].sum() or confusion[:, i].sum()]
-
-
-def left_out_line(result: dict) -> str | None:
-    """The sentence under a per-class table that names how many classes it leaves out."""
-    total = len(result["per_class"])
-    hidden = total - len(reported_classes(result))
-    if not hidden:
-        return None
-    verb = "is" if hidden == 1 else "are"
-    return (f"{hidden} of the model's {total} classes, neither in the data nor predicted, {verb} left out "
-            f"(metrics.json lists every class).")
-
-
 def roc_auc(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
     """One-vs-rest AUC per class with micro and macro averages; None where undefined."""
     from sklearn import metrics as skm

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .. import runs
 from ..config import read_yaml
-from ..evaluation.metrics import left_out_line, reported_classes
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -142,6 +141,27 @@ def training_body(history: list[dict], data: dict, summary: dict, config: dict) 
     parts.append("each image standardised by its own mean and std" if normalize == "per_image"
                  else "standardised with the training split's mean and std")
     return f"<p>{html.escape('; '.join(parts))}.</p>"
+
+
+def reported_classes(result: dict) -> list[str]:
+    """The classes a per-class table lists: those with samples in the data or predicted at
+    least once. The others have no precision or recall to speak of (0 by scikit-learn's
+    ``zero_division=0``), and on data holding a few of a model's classes they would fill the
+    table with zeros."""
+    confusion = result["confusion_matrix"]
+    return [name for i, name in enumerate(result["per_class"])
+            if sum(confusion[i]) or any(row[i] for row in confusion)]
+
+
+def left_out_line(result: dict) -> str | None:
+    """The sentence under a per-class table that names how many classes it leaves out."""
+    total = len(result["per_class"])
+    hidden = total - len(reported_classes(result))
+    if not hidden:
+        return None
+    verb = "is" if hidden == 1 else "are"
+    return (f"{hidden} of the model's {total} classes, neither in the data nor predicted, {verb} left out "
+            f"(metrics.json lists every class).")
 
 
 def confused_pairs(m: dict, classes: list[str], count: int = 10) -> list[list]:
