@@ -228,6 +228,7 @@ def test_uniform_mask_dropout_masks_are_independent_across_positions(p):
 
 def test_uniform_mask_dropout_mask_bits():
     assert [UniformMaskDropout(p).mask_bits for p in (0.5, 0.25, 0.2, 0.9)] == [8, 8, 16, 16]
+    assert [UniformMaskDropout(p).mask_bits for p in (0, 1)] == [8, 8]  # a config may give an int
     assert UniformMaskDropout(0.5, mask_bits=16).mask_bits == 16
     with pytest.raises(ValueError, match="mask_bits is 8 or 16"):
         UniformMaskDropout(0.5, mask_bits=4)

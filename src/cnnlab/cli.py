@@ -414,7 +414,7 @@ def launch_distributed(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
-    from .reports.html import left_out_line, reported_classes
+    from .reports.html import left_out_line, per_class_rows
 
     metrics = evaluate(args.run, args.data, args.split, batch_size=args.batch_size,
                        device=args.device, tta=args.tta, options=data_options(args), report=args.report)
@@ -430,9 +430,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if auc["macro"] is not None:
         print(f"  {'roc_auc':<15}{auc['macro']:.4f} macro, {auc['micro']:.4f} micro")
     print(f"\n{'class':<20}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
-    rows = {**{name: metrics["per_class"][name] for name in reported_classes(metrics)},
-            **{f"{k} avg": v for k, v in metrics["averages"].items()}}
-    for name, row in rows.items():
+    for name, row in per_class_rows(metrics):
         print(f"{name[:19]:<20}{row['precision']:>10.4f}{row['recall']:>10.4f}"
               f"{row['f1']:>10.4f}{row['support']:>10}")
     if left_out := left_out_line(metrics):

@@ -45,7 +45,7 @@ class UniformMaskDropout(nn.Dropout):
         super().__init__(p, inplace)
         if mask_bits not in (None, 8, 16):
             raise ValueError(f"mask_bits is 8 or 16, not {mask_bits!r}")
-        self.mask_bits = mask_bits or (8 if (p * 256).is_integer() else 16)
+        self.mask_bits = mask_bits or (8 if float(p * 256).is_integer() else 16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.is_cuda or self.p == 1:

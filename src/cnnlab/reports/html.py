@@ -153,6 +153,12 @@ def reported_classes(result: dict) -> list[str]:
             if sum(confusion[i]) or any(row[i] for row in confusion)]
 
 
+def per_class_rows(result: dict) -> list[tuple[str, dict]]:
+    """The rows of a per-class table: each reported class, then the macro and weighted averages."""
+    return ([(name, result["per_class"][name]) for name in reported_classes(result)]
+            + [(f"{name} avg", row) for name, row in result["averages"].items()])
+
+
 def left_out_line(result: dict) -> str | None:
     """The sentence under a per-class table that names how many classes it leaves out."""
     total = len(result["per_class"])
@@ -175,9 +181,7 @@ def confused_pairs(m: dict, classes: list[str], count: int = 10) -> list[list]:
 def split_body(folder: Path, split: str, m: dict, table_id: str) -> str:
     """Per-class table, most confused pairs, confusion matrices, ROC and prediction grids of one
     evaluated split."""
-    listed = [(name, m["per_class"][name]) for name in reported_classes(m)]
-    listed += [(f"{name} avg", row) for name, row in m["averages"].items()]
-    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]] for name, row in listed]
+    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]] for name, row in per_class_rows(m)]
     left_out = left_out_line(m)
     pictures = {kind: folder / name for kind, name in runs.split_pictures(split).items()}
     pairs = confused_pairs(m, list(m["per_class"]))
