@@ -20,7 +20,8 @@ first step), ``no-onednn`` (``torch.backends.mkldnn`` off: PyTorch's own convolu
 matmul), ``conv-tiny-maps`` (convolutions with outputs of up to 4 positions on nn.Conv2d's own
 path instead of a matmul over their patches), ``torch-flatten`` (nn.Flatten's own backward,
 which hands an NCHW gradient to channels_last layers, instead of LayoutKeepingFlatten's),
-``torch-avgpool`` (nn.AvgPool2d's own backward instead of TilingAvgPool2d's upsampling), and
+``torch-avgpool`` (nn.AvgPool2d's own backward instead of TilingAvgPool2d's upsampling),
+``torch-lrn`` (torch's F.local_response_norm instead of ChannelWindowLRN), and
 ``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
 variant of the network costs in CPU time, the reference's rate divided by its rate) and
 ``scale:F`` (the same model on inputs of F times the side: what an epoch of progressive
@@ -45,13 +46,15 @@ from cnnlab.data.loader import scaled_size
 from cnnlab.models.factory import create_model
 from cnnlab.models.layers import (
     LayoutKeepingFlatten,
+    LocalResponseNorm,
     OneDnnLinear,
     PatchMatmulConv2d,
     TilingAvgPool2d,
 )
 
 REFERENCE = "channels_last"
-NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten", "torch-avgpool")
+NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten", "torch-avgpool",
+                "torch-lrn")
 
 
 def lever(text: str) -> str:
@@ -94,6 +97,13 @@ def on_torch_path(model: torch.nn.Module, kind: type[torch.nn.Module]) -> torch.
     for module in model.modules():
         if isinstance(module, kind):
             module.forward = types.MethodType(kind.__bases__[0].forward, module)
+    return model
+
+
+def with_torch_lrn(model: torch.nn.Module) -> torch.nn.Module:
+    for module in model.modules():
+        if isinstance(module, LocalResponseNorm):
+            module.forward = module.torch_lrn
     return model
 
 
@@ -147,6 +157,7 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "conv-tiny-maps": lambda: bare_training_step(on_torch_path(copied(), PatchMatmulConv2d), case),
             "torch-flatten": lambda: bare_training_step(on_torch_path(copied(), LayoutKeepingFlatten), case),
             "torch-avgpool": lambda: bare_training_step(on_torch_path(copied(), TilingAvgPool2d), case),
+            "torch-lrn": lambda: bare_training_step(with_torch_lrn(copied()), case),
         }[name]()
 
     return {name: step(name) for name in [REFERENCE, *levers]}

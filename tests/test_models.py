@@ -195,6 +195,56 @@ def test_lrn_matches_the_paper_formula(channels):
     torch.testing.assert_close(strong(a), lrn_loop(a, alpha=0.5))
 
 
+@pytest.mark.parametrize("channels", [1, 2, 7, 96])
+@pytest.mark.parametrize("size", [3, 5])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_lrn_gradient_is_exact(channels, size, layout):
+    torch.manual_seed(channels)
+    a = (torch.randn(2, channels, 3, 4, dtype=torch.float64) * 30).contiguous(memory_format=layout)
+    layer = LocalResponseNorm(size=size, alpha=0.5)
+    assert torch.autograd.gradcheck(layer, (a.requires_grad_(),))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_lrn_matches_torchs_values_and_gradients_and_keeps_the_layout(layout):
+    torch.manual_seed(0)
+    x = (torch.randn(4, 96, 9, 9) * 20).contiguous(memory_format=layout).requires_grad_()
+    x_copy = x.detach().clone().contiguous(memory_format=layout).requires_grad_()
+    out = LocalResponseNorm()(x)
+    expected = torch.nn.functional.local_response_norm(x_copy, 5, 1e-4 * 5, 0.75, 2.0)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(expected)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(x.grad, x_copy.grad)
+    assert out.is_contiguous(memory_format=layout) and x.grad.is_contiguous(memory_format=layout)
+
+
+def test_lrn_in_bf16_computes_in_fp32_and_answers_in_bf16():
+    torch.manual_seed(0)
+    x = (torch.randn(4, 96, 9, 9) * 20).contiguous(memory_format=torch.channels_last)
+    low = x.bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = LocalResponseNorm(alpha=0.01)(low)
+    assert out.dtype == torch.bfloat16
+    reference = x.bfloat16().double().requires_grad_()
+    expected = lrn_loop(reference, alpha=0.01)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-2, atol=1e-2)
+    grad = torch.randn_like(x)
+    out.backward(grad.bfloat16())
+    expected.backward(grad.bfloat16().double())
+    assert low.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(low.grad.double(), reference.grad, rtol=2e-2, atol=2e-3)
+
+
+def test_lrn_leaves_tracing_to_torchs_lrn():
+    x = torch.randn(2, 8, 3, 3).contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings():  # torch's own LRN reads input.numel() as a Python value
+        warnings.simplefilter("ignore")
+        graph = str(torch.jit.trace(LocalResponseNorm(), x, check_trace=False).graph)
+    assert "avg_pool3d" in graph and "ChannelWindowLRN" not in graph
+
+
 @pytest.mark.parametrize(("p", "mask_bits"), [(0.0, None), (0.2, None), (0.25, None), (0.5, None), (0.5, 16),
                                                (0.9, None), (1.0, None)])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
