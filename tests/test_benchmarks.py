@@ -150,7 +150,8 @@ def test_throughput_compares_like_with_like_and_each_precision_with_its_roofline
 def test_step_levers_runs():
     out = run("benchmarks/step_levers.py", "--model", "lenet5", "--windows", "1", "--steps", "1")
     line = next(line for line in out.splitlines() if line.startswith("lenet5"))
-    for variant in ("channels_last", "nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten"):
+    for variant in ("channels_last", "nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten",
+                    "torch-avgpool", "torch-lrn"):
         assert f"{variant} " in line, line
     assert "CPU flags" in out
 
@@ -162,6 +163,24 @@ def test_step_levers_measures_layouts_per_layer_and_model_options():
     line = next(line for line in out.splitlines() if line.startswith("airbench"))
     for variant in ("channels_last", "nchw-first:1", "options:widths=[8,16,16]", "scale:0.75"):
         assert f"{variant} " in line, line
+
+
+def test_the_torch_lrn_lever_runs_torchs_lrn_with_the_same_result(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    step_levers = importlib.import_module("step_levers")
+    torch = pytest.importorskip("torch")
+    from cnnlab.models import create_model
+    from cnnlab.models.layers import LocalResponseNorm
+
+    torch.manual_seed(0)
+    reference = create_model("alexnet", input_size=(99, 99)).eval()
+    levered = step_levers.with_torch_lrn(copy.deepcopy(reference))
+    calls = []
+    torch_lrn = torch.nn.functional.local_response_norm
+    monkeypatch.setattr(torch.nn.functional, "local_response_norm", lambda *a, **k: calls.append(1) or torch_lrn(*a, **k))
+    images = torch.randn(2, 3, 99, 99)
+    torch.testing.assert_close(levered(images), reference(images))
+    assert len(calls) == sum(isinstance(m, LocalResponseNorm) for m in levered.modules()) == 2
 
 
 def test_first_convolutions_in_nchw_change_the_layout_not_the_result(monkeypatch):
