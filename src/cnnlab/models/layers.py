@@ -52,7 +52,7 @@ class ChannelWindowLRN(torch.autograd.Function):
     """The paper's LRN with its gradient written out, for CPUs: torch's F.local_response_norm
     builds the window sum from a 3-D average pool over a padded copy and lets autograd
     differentiate every step, which took 404 ms forward and backward on AlexNet's first LRN
-    (96x55x55, batch 64, fp32) and about 35% of its training step; this takes 89 ms
+    (96x55x55, batch 64, fp32) and about 35% of its training step; this takes 89-92 ms
     (docs/benchmarks.md). With d = k + alpha * W(x^2) and W the window sum over channels,
     y = x * d^-beta and dL/dx = g * d^-beta - 2 * alpha * beta * x * W(g * y / d), W being
     symmetric. Lower precisions compute in fp32, as autocast runs torch's LRN."""
