@@ -48,6 +48,11 @@ def channel_window_sum(x: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
+def widened(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32 where it is in a 16-bit float type, else ``x`` itself."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 class ChannelWindowLRN(torch.autograd.Function):
     """The paper's LRN with its gradient written out, for CPUs: torch's F.local_response_norm
     builds the window sum from a 3-D average pool over a padded copy and lets autograd
@@ -59,7 +64,7 @@ class ChannelWindowLRN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-        wide = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+        wide = widened(x)
         d = channel_window_sum(wide * wide, size).mul_(alpha).add_(k)
         scale = d.pow(-beta)
         ctx.save_for_backward(x, d, scale)
@@ -71,7 +76,7 @@ class ChannelWindowLRN(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, d, scale = ctx.saved_tensors
         size, alpha, beta = ctx.constants
-        wide, grad = (x.float(), grad.float()) if d.dtype != x.dtype else (x, grad)
+        wide, grad = widened(x), widened(grad)
         spread = channel_window_sum((grad * wide).mul_(scale).div_(d), size)
         grad_x = spread.mul_(wide).mul_(-2 * alpha * beta).addcmul_(grad, scale)
         return grad_x.to(x.dtype), None, None, None, None
@@ -117,6 +122,12 @@ def random_integers_like(x: torch.Tensor, bits: int) -> torch.Tensor:
     return flat.view(x.shape)
 
 
+def training_on_cpu(x: torch.Tensor) -> bool:
+    """Whether ``x`` is on a CPU with its gradient to come, outside tracing: where the layers
+    with a gradient of their own (measured on CPUs only) take it."""
+    return not traced() and x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad
+
+
 def channels_last_only(x: torch.Tensor) -> bool:
     """Whether ``x`` is a batch of maps laid out channels_last and not also plain contiguous
     (a 1x1 map is both)."""
@@ -135,8 +146,7 @@ class LayoutKeepingFlatten(nn.Flatten):
     gained nothing measurable. Tracing (ONNX export) and other devices take nn.Flatten's path."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (not traced() and (self.start_dim, self.end_dim) == (1, -1) and x.device.type == "cpu"
-                and torch.is_grad_enabled() and x.requires_grad and channels_last_only(x)):
+        if (self.start_dim, self.end_dim) == (1, -1) and training_on_cpu(x) and channels_last_only(x):
             return FlattenChannelsLast.apply(x)
         return super().forward(x)
 
@@ -164,7 +174,7 @@ class TilingAvgPool2d(nn.AvgPool2d):
     path."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not traced() and x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad:
+        if training_on_cpu(x):
             window = self.tiling_window(x)
             if window:
                 return AvgPoolTiles.apply(x, window)
