@@ -414,7 +414,7 @@ def launch_distributed(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
-    from .reports.html import left_out_line, per_class_rows
+    from .reports.html import per_class_table
 
     metrics = evaluate(args.run, args.data, args.split, batch_size=args.batch_size,
                        device=args.device, tta=args.tta, options=data_options(args), report=args.report)
@@ -430,10 +430,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if auc["macro"] is not None:
         print(f"  {'roc_auc':<15}{auc['macro']:.4f} macro, {auc['micro']:.4f} micro")
     print(f"\n{'class':<20}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
-    for name, row in per_class_rows(metrics):
+    rows, left_out = per_class_table(metrics)
+    for name, row in rows:
         print(f"{name[:19]:<20}{row['precision']:>10.4f}{row['recall']:>10.4f}"
               f"{row['f1']:>10.4f}{row['support']:>10}")
-    if left_out := left_out_line(metrics):
+    if left_out:
         print(left_out)
     print(f"\nsaved to {metrics['saved_to']}")
     return 0

@@ -153,21 +153,16 @@ def reported_classes(result: dict) -> list[str]:
             if sum(confusion[i]) or any(row[i] for row in confusion)]
 
 
-def per_class_rows(result: dict) -> list[tuple[str, dict]]:
-    """The rows of a per-class table: each reported class, then the macro and weighted averages."""
-    return ([(name, result["per_class"][name]) for name in reported_classes(result)]
+def per_class_table(result: dict) -> tuple[list[tuple[str, dict]], str | None]:
+    """The rows of a per-class table (each reported class, then the macro and weighted
+    averages) and the sentence under it that says how many classes it leaves out, if any."""
+    listed = reported_classes(result)
+    rows = ([(name, result["per_class"][name]) for name in listed]
             + [(f"{name} avg", row) for name, row in result["averages"].items()])
-
-
-def left_out_line(result: dict) -> str | None:
-    """The sentence under a per-class table that names how many classes it leaves out."""
-    total = len(result["per_class"])
-    hidden = total - len(reported_classes(result))
-    if not hidden:
-        return None
-    verb = "is" if hidden == 1 else "are"
-    return (f"{hidden} of the model's {total} classes, neither in the data nor predicted, {verb} left out "
-            f"(metrics.json lists every class).")
+    total, hidden = len(result["per_class"]), len(result["per_class"]) - len(listed)
+    left_out = (f"{hidden} of the model's {total} classes, neither in the data nor predicted, "
+                f"{'is' if hidden == 1 else 'are'} left out (metrics.json lists every class)." if hidden else None)
+    return rows, left_out
 
 
 def confused_pairs(m: dict, classes: list[str], count: int = 10) -> list[list]:
@@ -181,8 +176,8 @@ def confused_pairs(m: dict, classes: list[str], count: int = 10) -> list[list]:
 def split_body(folder: Path, split: str, m: dict, table_id: str) -> str:
     """Per-class table, most confused pairs, confusion matrices, ROC and prediction grids of one
     evaluated split."""
-    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]] for name, row in per_class_rows(m)]
-    left_out = left_out_line(m)
+    listed, left_out = per_class_table(m)
+    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]] for name, row in listed]
     pictures = {kind: folder / name for kind, name in runs.split_pictures(split).items()}
     pairs = confused_pairs(m, list(m["per_class"]))
     confused = (f"<h3>Most confused pairs</h3>{table(['true class', 'predicted as', 'images', 'of the true class'], pairs)}"
