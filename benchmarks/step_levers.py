@@ -11,6 +11,8 @@ ratio to the reference.
     python benchmarks/step_levers.py --model airbench --batch-size 500 --options "widths=[32,128,128]" \
         --levers "options:widths=[32,96,128]" "options:widths=[16,128,128]"
     python benchmarks/step_levers.py --model airbench --batch-size 500 --levers scale:0.75 scale:0.875
+    python benchmarks/step_levers.py --model airbench --batch-size 500 --options "widths=[32,128,128]" \
+        --levers fixed-whitening-bias
 
 Levers: ``nchw`` (contiguous tensors instead of channels_last), ``nchw-first:K`` (the first K
 convolutions in NCHW, the rest channels_last: a memory format per layer), ``compile``
@@ -21,7 +23,9 @@ matmul), ``conv-tiny-maps`` (convolutions with outputs of up to 4 positions on n
 path instead of a matmul over their patches), ``torch-flatten`` (nn.Flatten's own backward,
 which hands an NCHW gradient to channels_last layers, instead of LayoutKeepingFlatten's),
 ``torch-avgpool`` (nn.AvgPool2d's own backward instead of TilingAvgPool2d's upsampling),
-``torch-lrn`` (torch's F.local_response_norm instead of ChannelWindowLRN), and
+``torch-lrn`` (torch's F.local_response_norm instead of ChannelWindowLRN),
+``fixed-whitening-bias`` (the whitening layer's bias not trained, as after
+``model.whiten_bias_epochs``: the first trained convolution skips its input gradient), and
 ``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
 variant of the network costs in CPU time, the reference's rate divided by its rate) and
 ``scale:F`` (the same model on inputs of F times the side: what an epoch of progressive
@@ -50,11 +54,12 @@ from cnnlab.models.layers import (
     OneDnnLinear,
     PatchMatmulConv2d,
     TilingAvgPool2d,
+    whitening_biases,
 )
 
 REFERENCE = "channels_last"
 NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten", "torch-avgpool",
-                "torch-lrn")
+                "torch-lrn", "fixed-whitening-bias")
 
 
 def lever(text: str) -> str:
@@ -104,6 +109,12 @@ def with_torch_lrn(model: torch.nn.Module) -> torch.nn.Module:
     for module in model.modules():
         if isinstance(module, LocalResponseNorm):
             module.forward = module.torch_lrn
+    return model
+
+
+def with_fixed_whitening_bias(model: torch.nn.Module) -> torch.nn.Module:
+    for bias in whitening_biases(model):
+        bias.requires_grad_(False)
     return model
 
 
@@ -158,6 +169,7 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "torch-flatten": lambda: bare_training_step(on_torch_path(copied(), LayoutKeepingFlatten), case),
             "torch-avgpool": lambda: bare_training_step(on_torch_path(copied(), TilingAvgPool2d), case),
             "torch-lrn": lambda: bare_training_step(with_torch_lrn(copied()), case),
+            "fixed-whitening-bias": lambda: bare_training_step(with_fixed_whitening_bias(copied()), case),
         }[name]()
 
     return {name: step(name) for name in [REFERENCE, *levers]}

@@ -159,9 +159,10 @@ def test_step_levers_runs():
 @pytest.mark.slow  # 10 s in its own interpreter; the next test covers the layout function in-process
 def test_step_levers_measures_layouts_per_layer_and_model_options():
     out = run("benchmarks/step_levers.py", "--model", "airbench", "--batch-size", "4", "--options", "widths=[8,8,8]",
-              "--levers", "nchw-first:1", "options:widths=[8,16,16]", "scale:0.75", "--windows", "1", "--steps", "1")
+              "--levers", "nchw-first:1", "options:widths=[8,16,16]", "scale:0.75", "fixed-whitening-bias",
+              "--windows", "1", "--steps", "1")
     line = next(line for line in out.splitlines() if line.startswith("airbench"))
-    for variant in ("channels_last", "nchw-first:1", "options:widths=[8,16,16]", "scale:0.75"):
+    for variant in ("channels_last", "nchw-first:1", "options:widths=[8,16,16]", "scale:0.75", "fixed-whitening-bias"):
         assert f"{variant} " in line, line
 
 
@@ -181,6 +182,21 @@ def test_the_torch_lrn_lever_runs_torchs_lrn_with_the_same_result(monkeypatch):
     images = torch.randn(2, 3, 99, 99)
     torch.testing.assert_close(levered(images), reference(images))
     assert len(calls) == sum(isinstance(m, LocalResponseNorm) for m in levered.modules()) == 2
+
+
+def test_the_fixed_whitening_bias_lever_trains_all_but_that_bias(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    step_levers = importlib.import_module("step_levers")
+    throughput = importlib.import_module("throughput")
+    torch = pytest.importorskip("torch")
+    from cnnlab.models import create_model
+
+    torch.manual_seed(0)
+    model = step_levers.with_fixed_whitening_bias(create_model("airbench", widths=[8, 8, 8]).train())
+    before = {name: value.detach().clone() for name, value in model.named_parameters()}
+    step_levers.bare_training_step(model, throughput.Case.parse("airbench", 4))()
+    changed = {name for name, value in model.named_parameters() if not torch.equal(value, before[name])}
+    assert changed == set(before) - {"features.0.bias"}
 
 
 def test_first_convolutions_in_nchw_change_the_layout_not_the_result(monkeypatch):

@@ -95,6 +95,20 @@ def test_terminate_and_resume_under_two_processes(tmp_path):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
 
 
+@pytest.mark.slow  # 2 two-process trainings
+def test_whitening_bias_fixed_mid_run_under_two_processes(tmp_path):
+    """DDP syncs the parameters that needed gradients when it wrapped the model; fixing the
+    whitening bias after epoch 1 wraps it again, and epoch 2 trains the rest with the bias as
+    epoch 1 left it (a constant lr, so epoch 1 is the same in both runs)."""
+    args = ["--model", "airbench", "--set", "model.options.widths=[4,8,8]", "--image-size", "16x16",
+            *DIGITS[2:], "--schedule", "constant", "--set", "model.whiten_bias_epochs=1", "--out", tmp_path]
+    torchrun("train", *args, "--epochs", "1", "--name", "one")
+    torchrun("train", *args, "--epochs", "2", "--name", "two")
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert torch.equal(one["features.0.bias"], two["features.0.bias"])
+    assert not torch.equal(one["features.2.weight"], two["features.2.weight"])
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -183,7 +183,9 @@ def quick(tmp_path, name, **kw):
 SMALL_AIRBENCH = dict(model="airbench", model__options={"widths": [4, 8, 8]}, image_size=[16, 16])
 
 
-@pytest.mark.parametrize("options", [{}, dict(optimizer="muon", **SMALL_AIRBENCH)], ids=["adam", "muon"])
+@pytest.mark.parametrize("options", [{}, dict(optimizer="muon", **SMALL_AIRBENCH),
+                                     dict(optimizer="muon", model__whiten_bias_epochs=1, **SMALL_AIRBENCH)],
+                         ids=["adam", "muon", "whitening-bias-fixed-after-epoch-1"])
 def test_resume_is_exact(tmp_path, options):
     straight = quick(tmp_path, "straight", **options)
     with pytest.raises(KeyboardInterrupt):

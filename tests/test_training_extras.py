@@ -5,6 +5,7 @@ folder as data, plugins by entry points."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from importlib import metadata
@@ -17,6 +18,7 @@ from cnnlab import api
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.config import ScheduleConfig
 from cnnlab.data import Preprocessing
+from cnnlab.errors import ConfigError
 from cnnlab.evaluation.losses import Loss
 from cnnlab.training.callbacks import Callback
 from cnnlab.training.schedules import LRSchedule
@@ -96,6 +98,40 @@ def test_whitening_is_fitted_to_the_images_the_run_trains_on(tmp_path):
     directions = out.permute(0, 2, 3, 1).reshape(-1, 12).double()
     covariance = directions.T @ directions / len(directions)
     torch.testing.assert_close(covariance, torch.eye(12, dtype=torch.float64), atol=0.01, rtol=0)
+
+
+class WhiteningBiasSnapshots(Callback):
+    def __init__(self):
+        self.biases = []
+
+    def on_train_begin(self, trainer):
+        self.biases.append(trainer.model.features[0].bias.detach().clone())
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.biases.append(trainer.model.features[0].bias.detach().clone())
+
+
+@pytest.mark.parametrize("epochs_trained", [0, 2])
+def test_whitening_bias_trains_for_its_epochs_then_stays(tmp_path, epochs_trained):
+    """airbench's warm-up: the bias moves in its first epochs only, and from then on the first
+    trained convolution's input needs no gradient."""
+    snapshots = WhiteningBiasSnapshots()
+    run = api.train(**{**QUICK, "model": "airbench", "epochs": 3, "image_size": [16, 16]},
+                    model__options={"widths": [4, 8, 8]}, model__whiten_bias_epochs=epochs_trained,
+                    callbacks=[snapshots], out=str(tmp_path), name=f"w{epochs_trained}")
+    moved = [not torch.equal(a, b) for a, b in itertools.pairwise(snapshots.biases)]
+    assert moved == [epoch < epochs_trained for epoch in range(3)]
+    assert ("the whitening bias stays as it is from epoch 3 on" in (run.path / "train.log").read_text()) == bool(epochs_trained)
+
+
+@pytest.mark.parametrize("model, epochs, message", [
+    ("airbench", -1, "model.whiten_bias_epochs: must be 0 or more; got -1"),
+    ("lenet5", 3, "model.whiten_bias_epochs: lenet5 has no whitening layer"),
+])
+def test_whitening_bias_epochs_refused_before_any_folder_is_made(tmp_path, model, epochs, message):
+    with pytest.raises(ConfigError, match=message):
+        api.train(**{**QUICK, "model": model}, model__whiten_bias_epochs=epochs, out=str(tmp_path), name="refused")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_ema_weights_are_evaluated_and_kept_in_best(tmp_path):

@@ -73,6 +73,9 @@ class ModelConfig:
     """Epochs after which a frozen convolutional base (freeze_base) starts training too."""
     base_lr_scale: float = 1.0
     """Learning rate of the convolutional base relative to the head (e.g. 0.1 for fine-tuning)."""
+    whiten_bias_epochs: int | None = None
+    """Epochs during which a whitening layer's bias trains; after them it stays as it is
+    (airbench trains it for 3). None: it trains throughout."""
 
 
 @dataclass

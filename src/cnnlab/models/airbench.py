@@ -13,9 +13,9 @@ Two of the paper's choices are options: ``bn_scale=False`` keeps BatchNorm's sca
 (only its shift trains) and ``identity_init=True`` starts each convolution's first filters as
 the identity (an implicit residual). Other differences from the paper's code: ReLU instead of
 GELU, PyTorch's BatchNorm defaults, no fixed 1/9 scale on the logits. Its training methods
-are not part of the network: alternating flips (``hflip:alternate``) and its later Muon
-variant (``optimizer.muon_renormalise``) are training options, lookahead and the whitening
-bias's warm-up are not in cnnlab.
+are not part of the network: alternating flips (``hflip:alternate``), its later Muon variant
+(``optimizer.muon_renormalise``) and the whitening bias's warm-up
+(``model.whiten_bias_epochs``) are training options; lookahead is not in cnnlab.
 """
 
 from __future__ import annotations

@@ -473,6 +473,11 @@ def fit_whitening(model: nn.Module, images: torch.Tensor) -> None:
             module.fit(images.to(module.weight.device))
 
 
+def whitening_biases(model: nn.Module) -> list[nn.Parameter]:
+    """The trained biases of ``model``'s PatchWhitening layers."""
+    return [module.bias for module in model.modules() if isinstance(module, PatchWhitening) and module.bias is not None]
+
+
 class ResidualBlock(nn.Module):
     def __init__(self, body: nn.Sequential):
         super().__init__()

@@ -135,6 +135,24 @@ class UnfreezeBase(Callback):
             trainer.unfreeze_base()
 
 
+class FixWhiteningBias(Callback):
+    """airbench's warm-up of the whitening layer's bias (Jordan, 2024): it trains for the first
+    ``epochs`` epochs and then stays as it is. From then on nothing below the first trained
+    convolution needs a gradient, so its backward pass skips the input gradient."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_train_begin(self, trainer):
+        if trainer.epoch >= self.epochs:  # 0 epochs, or a run resumed after them
+            trainer.fix_whitening_bias()
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch + 1 == self.epochs:
+            trainer.fix_whitening_bias()
+            trainer.run.log(f"the whitening bias stays as it is from epoch {epoch + 2} on")
+
+
 class TensorBoard(Callback):
     """Scalars for TensorBoard (the tensorboard package; only the main process writes)."""
 

@@ -21,9 +21,17 @@ from ..evaluation.inference import predict_logits
 from ..evaluation.losses import Loss
 from ..evaluation.metrics import RunningMetrics
 from ..models.fusion import fold_batchnorm, foldable_pairs
+from ..models.layers import whitening_biases
 from ..models.weights import CHECKPOINT_FORMAT, model_spec
 from ..runtime import Runtime
-from .callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorBoard, UnfreezeBase
+from .callbacks import (
+    Callback,
+    EarlyStopping,
+    FixWhiteningBias,
+    ModelCheckpoint,
+    TensorBoard,
+    UnfreezeBase,
+)
 from .rng import rng_state, set_rng_state
 from .schedules import LRSchedule
 
@@ -97,6 +105,13 @@ class Trainer:
         self.model.freeze_features(False)
         self.network = self._wrap()
 
+    def fix_whitening_bias(self) -> None:
+        """Stop training the whitening layers' biases; a distributed model is wrapped again,
+        as in unfreeze_base."""
+        for bias in whitening_biases(self.model):
+            bias.requires_grad_(False)
+        self.network = self._wrap()
+
     def eval_loader(self, split: str) -> BatchLoader:
         return BatchLoader(self.dataset.splits[split], self.config.batch_size * 2, self.preprocessing,
                            rank=self.runtime.rank, world_size=self.runtime.world_size,
@@ -115,6 +130,8 @@ class Trainer:
             if not hasattr(self.model, "freeze_features"):
                 raise ConfigError(f"model.unfreeze_after: {cfg.model.name} has no convolutional base")
             callbacks.append(UnfreezeBase(cfg.model.unfreeze_after))
+        if cfg.model.whiten_bias_epochs is not None:
+            callbacks.append(FixWhiteningBias(cfg.model.whiten_bias_epochs))
         if cfg.tensorboard:
             callbacks.append(TensorBoard(self.run.file(runs.TENSORBOARD)))
         return callbacks

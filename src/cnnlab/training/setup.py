@@ -28,7 +28,7 @@ from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
 from ..models import MODELS, create_model, place_model, summarize
 from ..models.fusion import fold_batchnorm
-from ..models.layers import PatchWhitening, fit_whitening
+from ..models.layers import PatchWhitening, fit_whitening, whitening_biases
 from ..models.towers import split_towers
 from ..models.weights import load_weights, matching_weights, weights_for
 from ..runtime import Runtime, resolve_device
@@ -112,6 +112,11 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
         matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
     if config.model.unfreeze_after is not None and not hasattr(model, "freeze_features"):
         raise ConfigError(f"model.unfreeze_after: {config.model.name} has no convolutional base")
+    if config.model.whiten_bias_epochs is not None:
+        if config.model.whiten_bias_epochs < 0:
+            raise ConfigError(f"model.whiten_bias_epochs: must be 0 or more; got {config.model.whiten_bias_epochs}")
+        if not whitening_biases(model):
+            raise ConfigError(f"model.whiten_bias_epochs: {config.model.name} has no whitening layer")
 
     validation = "val" in source.splits or config.data.val_split > 0
     monitors, notes = resolve_monitors(config, len(source.classes), validation)
