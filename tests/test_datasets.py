@@ -300,6 +300,22 @@ def test_cifar10_jpeg_copy_as_folder(tmp_path):
     assert not data.unreadable
 
 
+@pytest.mark.parametrize("layout", ["train/cat", "cat"])
+@pytest.mark.parametrize("source", ["cifar10", "cifar100", "mnist", "fashion-mnist"])
+def test_an_image_copy_given_to_a_published_format_is_pointed_to_folder(tmp_path, source, layout):
+    """An image copy of CIFAR-10 or MNIST (class folders of JPEGs or PNGs, as the shared CIFAR-10
+    copy is) given as cifar10: or mnist: is refused with the spec that reads it; a folder of
+    neither keeps the plain error."""
+    (tmp_path / "copy" / layout).mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "copy" / layout / "0.png")
+    with pytest.raises(DataError, match=f"; it holds class folders of images: read it as folder:{tmp_path / 'copy'}$"):
+        load_dataset(f"{source}:{tmp_path / 'copy'}")
+    (tmp_path / "other" / "notes").mkdir(parents=True)
+    (tmp_path / "other" / "notes" / "readme.txt").write_text("no images")
+    with pytest.raises(DataError, match=r"missing [^;]*$"):
+        load_dataset(f"{source}:{tmp_path / 'other'}")
+
+
 @pytest.mark.slow
 def test_cifar10_jpeg_trains_and_second_run_hits_the_cache(tmp_path):
     """The whole CIFAR-10 JPEG copy: decoded once by the first run, read back by the second."""

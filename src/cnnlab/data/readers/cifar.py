@@ -13,6 +13,7 @@ from ...errors import DataError
 from ..download import fetch
 from ..safe import load_plain_pickle
 from ..sources import SOURCES, RawSplit, SourceData
+from .folder import class_folders_hint
 
 MAX_MEMBER_BYTES = 2**29
 """CIFAR's largest file (CIFAR-100's train) is 155 MB: a cap on what one member may unpack to."""
@@ -41,7 +42,7 @@ def _cifar_files(path: Path, names: list[str], name: str) -> dict[str, bytes]:
     missing = [n for n in names if n not in found]
     if missing:
         raise DataError(f"--data {name}:{path}: missing {', '.join(missing)} (expected the official "
-                        f"python version of {name.upper()})")
+                        f"python version of {name.upper()}){class_folders_hint(path) if path.is_dir() else ''}")
     return found
 
 

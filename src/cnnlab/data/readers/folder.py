@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,20 @@ def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, l
         paths += files
         labels += [label] * len(files)
     return classes, paths, np.asarray(labels, dtype=np.int64), notes
+
+
+def class_folders_hint(path: Path) -> str:
+    """For a published format's reader given an image copy of its data set (CIFAR-10 as JPEGs in
+    class folders, MNIST as PNGs): "; it holds class folders of images: read it as folder:PATH",
+    or "" where ``path`` does not hold one (the first few class folders are looked into)."""
+    top = path / "train" if (path / "train").is_dir() else path
+    try:
+        classes = sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if any(is_image_file(f) for folder in classes[:3] for f in itertools.islice(folder.iterdir(), 50)):
+            return f"; it holds class folders of images: read it as folder:{path}"
+    except OSError:
+        pass
+    return ""
 
 
 @SOURCES.register("folder")

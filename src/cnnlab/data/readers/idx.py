@@ -12,6 +12,7 @@ import numpy as np
 from ...errors import DataError
 from ..download import fetch
 from ..sources import SOURCES, RawSplit, SourceData
+from .folder import class_folders_hint
 
 IDX_IMAGES, IDX_LABELS = 2051, 2049
 
@@ -65,7 +66,7 @@ def _find_idx(folder: Path, stem: str) -> Path:
                       stem.replace("-idx", ".idx")):
         if (folder / candidate).is_file():
             return folder / candidate
-    raise DataError(f"{folder}: missing {stem}.gz (or {stem})")
+    raise DataError(f"{folder}: missing {stem}.gz (or {stem}){class_folders_hint(folder)}")
 
 
 def read_idx_folder(path: Path | None, name: str, classes: list[str]) -> SourceData:
