@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab.training.callbacks import Callback
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CNNLAB_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 MNIST = SHARED / "mnist"
@@ -93,3 +95,17 @@ def image_folder(tmp_path) -> Path:
 def private_decode_cache(tmp_path_factory, monkeypatch):
     """Each test session decodes into its own cache (CLI subprocesses inherit it)."""
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "decode-cache"))
+
+
+class EpochSnapshots(Callback):
+    """A copy of ``read(trainer)`` (a tensor) when training begins and after every epoch."""
+
+    def __init__(self, read):
+        self.read = read
+        self.values = []
+
+    def on_train_begin(self, trainer):
+        self.values.append(self.read(trainer).detach().clone())
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.values.append(self.read(trainer).detach().clone())

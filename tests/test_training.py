@@ -15,6 +15,7 @@ from cnnlab.runs import load_run
 from cnnlab.training.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from cnnlab.training.monitor import Monitor
 from cnnlab.training.schedules import LRSchedule
+from conftest import EpochSnapshots
 
 
 def schedule(name, steps_per_epoch=10, epochs=10, base=0.1, **kw):
@@ -274,24 +275,13 @@ def test_repeatable_with_seed(tmp_path):
     assert a.history[0]["loss"] == b.history[0]["loss"]
 
 
-class SnapshotBase(Callback):
-    def __init__(self):
-        self.snapshots = []
-
-    def on_train_begin(self, trainer):
-        self.snapshots.append(trainer.model.features[0].weight.detach().clone())
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        self.snapshots.append(trainer.model.features[0].weight.detach().clone())
-
-
 def test_frozen_base_then_fine_tuned(tmp_path):
-    snapshot = SnapshotBase()
+    snapshot = EpochSnapshots(lambda trainer: trainer.model.features[0].weight)
     run = api.train(model="vgg16-transfer", data="digits", image_size=[32, 32], epochs=2,
                     batch_size=64, subset=130, model__options={"freeze_base": True},
                     model__unfreeze_after=1, model__base_lr_scale=0.1, out=str(tmp_path),
                     name="ft", quiet=True, report=False, callbacks=[snapshot])
-    before, after_one, after_two = snapshot.snapshots
+    before, after_one, after_two = snapshot.values
     assert torch.equal(before, after_one)  # frozen during epoch 1
     assert not torch.equal(after_one, after_two)  # trained in epoch 2
     assert "unfroze the convolutional base after epoch 1" in (run.path / "train.log").read_text()

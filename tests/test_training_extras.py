@@ -22,7 +22,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.evaluation.losses import Loss
 from cnnlab.training.callbacks import Callback
 from cnnlab.training.schedules import LRSchedule
-from conftest import run_cli
+from conftest import EpochSnapshots, run_cli
 
 QUICK = {"model": "mlp", "data": "digits", "epochs": 2, "batch_size": 32, "quiet": True,
          "optimizer": "sgd", "lr": 0.05, "seed": 1, "device": "cpu", "precision": "fp32",
@@ -100,26 +100,15 @@ def test_whitening_is_fitted_to_the_images_the_run_trains_on(tmp_path):
     torch.testing.assert_close(covariance, torch.eye(12, dtype=torch.float64), atol=0.01, rtol=0)
 
 
-class WhiteningBiasSnapshots(Callback):
-    def __init__(self):
-        self.biases = []
-
-    def on_train_begin(self, trainer):
-        self.biases.append(trainer.model.features[0].bias.detach().clone())
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        self.biases.append(trainer.model.features[0].bias.detach().clone())
-
-
 @pytest.mark.parametrize("epochs_trained", [0, 2])
 def test_whitening_bias_trains_for_its_epochs_then_stays(tmp_path, epochs_trained):
     """airbench's warm-up: the bias moves in its first epochs only, and from then on the first
     trained convolution's input needs no gradient."""
-    snapshots = WhiteningBiasSnapshots()
+    snapshots = EpochSnapshots(lambda trainer: trainer.model.features[0].bias)
     run = api.train(**{**QUICK, "model": "airbench", "epochs": 3, "image_size": [16, 16]},
                     model__options={"widths": [4, 8, 8]}, model__whiten_bias_epochs=epochs_trained,
                     callbacks=[snapshots], out=str(tmp_path), name=f"w{epochs_trained}")
-    moved = [not torch.equal(a, b) for a, b in itertools.pairwise(snapshots.biases)]
+    moved = [not torch.equal(a, b) for a, b in itertools.pairwise(snapshots.values)]
     assert moved == [epoch < epochs_trained for epoch in range(3)]
     assert ("the whitening bias stays as it is from epoch 3 on" in (run.path / "train.log").read_text()) == bool(epochs_trained)
 
