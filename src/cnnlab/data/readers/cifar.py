@@ -42,7 +42,7 @@ def _cifar_files(path: Path, names: list[str], name: str) -> dict[str, bytes]:
     missing = [n for n in names if n not in found]
     if missing:
         raise DataError(f"--data {name}:{path}: missing {', '.join(missing)} (expected the official "
-                        f"python version of {name.upper()}){class_folders_hint(path) if path.is_dir() else ''}")
+                        f"python version of {name.upper()}){class_folders_hint(path)}")
     return found
 
 

@@ -30,7 +30,8 @@ def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, l
 def class_folders_hint(path: Path) -> str:
     """For a published format's reader given an image copy of its data set (CIFAR-10 as JPEGs in
     class folders, MNIST as PNGs): "; it holds class folders of images: read it as folder:PATH",
-    or "" where ``path`` does not hold one (the first few class folders are looked into)."""
+    or "" where ``path`` does not hold one or is not a folder (the first few class folders are
+    looked into)."""
     top = path / "train" if (path / "train").is_dir() else path
     try:
         classes = sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
