@@ -72,7 +72,7 @@ def find_lr(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            value = float(loss)
+            value = float(loss.detach())
             average = SMOOTHING * average + (1 - SMOOTHING) * value
             smoothed = average / (1 - SMOOTHING ** (step + 1))
             lrs.append(lr)
