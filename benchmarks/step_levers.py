@@ -54,7 +54,7 @@ from cnnlab.models.layers import (
     OneDnnLinear,
     PatchMatmulConv2d,
     TilingAvgPool2d,
-    whitening_biases,
+    fix_whitening_biases,
 )
 
 REFERENCE = "channels_last"
@@ -112,12 +112,6 @@ def with_torch_lrn(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def with_fixed_whitening_bias(model: torch.nn.Module) -> torch.nn.Module:
-    for bias in whitening_biases(model):
-        bias.requires_grad_(False)
-    return model
-
-
 def without_onednn(step: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
         torch.backends.mkldnn.enabled = False
@@ -169,7 +163,7 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "torch-flatten": lambda: bare_training_step(on_torch_path(copied(), LayoutKeepingFlatten), case),
             "torch-avgpool": lambda: bare_training_step(on_torch_path(copied(), TilingAvgPool2d), case),
             "torch-lrn": lambda: bare_training_step(with_torch_lrn(copied()), case),
-            "fixed-whitening-bias": lambda: bare_training_step(with_fixed_whitening_bias(copied()), case),
+            "fixed-whitening-bias": lambda: bare_training_step(fix_whitening_biases(copied()), case),
         }[name]()
 
     return {name: step(name) for name in [REFERENCE, *levers]}

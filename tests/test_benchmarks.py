@@ -190,9 +190,10 @@ def test_the_fixed_whitening_bias_lever_trains_all_but_that_bias(monkeypatch):
     throughput = importlib.import_module("throughput")
     torch = pytest.importorskip("torch")
     from cnnlab.models import create_model
+    from cnnlab.models.layers import fix_whitening_biases
 
     torch.manual_seed(0)
-    model = step_levers.with_fixed_whitening_bias(create_model("airbench", widths=[8, 8, 8]).train())
+    model = fix_whitening_biases(create_model("airbench", widths=[8, 8, 8]).train())
     before = {name: value.detach().clone() for name, value in model.named_parameters()}
     step_levers.bare_training_step(model, throughput.Case.parse("airbench", 4))()
     changed = {name for name, value in model.named_parameters() if not torch.equal(value, before[name])}

@@ -475,7 +475,14 @@ def fit_whitening(model: nn.Module, images: torch.Tensor) -> None:
 
 def whitening_biases(model: nn.Module) -> list[nn.Parameter]:
     """The trained biases of ``model``'s PatchWhitening layers."""
-    return [module.bias for module in model.modules() if isinstance(module, PatchWhitening) and module.bias is not None]
+    return [module.bias for module in model.modules() if isinstance(module, PatchWhitening)]
+
+
+def fix_whitening_biases(model: nn.Module) -> nn.Module:
+    """``model`` with its whitening biases no longer trained (airbench's after its warm-up)."""
+    for bias in whitening_biases(model):
+        bias.requires_grad_(False)
+    return model
 
 
 class ResidualBlock(nn.Module):

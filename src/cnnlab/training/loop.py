@@ -21,7 +21,7 @@ from ..evaluation.inference import predict_logits
 from ..evaluation.losses import Loss
 from ..evaluation.metrics import RunningMetrics
 from ..models.fusion import fold_batchnorm, foldable_pairs
-from ..models.layers import whitening_biases
+from ..models.layers import fix_whitening_biases
 from ..models.weights import CHECKPOINT_FORMAT, model_spec
 from ..runtime import Runtime
 from .callbacks import (
@@ -108,8 +108,7 @@ class Trainer:
     def fix_whitening_bias(self) -> None:
         """Stop training the whitening layers' biases; a distributed model is wrapped again,
         as in unfreeze_base."""
-        for bias in whitening_biases(self.model):
-            bias.requires_grad_(False)
+        fix_whitening_biases(self.model)
         self.network = self._wrap()
 
     def eval_loader(self, split: str) -> BatchLoader:
