@@ -15,7 +15,7 @@ from ..config import TrainConfig
 from ..data import Augment, BatchLoader, Dataset, Preprocessing
 from ..data.augment import mix_batch
 from ..data.loader import random_stream
-from ..errors import ConfigError, TrainingDiverged
+from ..errors import TrainingDiverged
 from ..evaluation.evaluate import running_metrics
 from ..evaluation.inference import predict_logits
 from ..evaluation.losses import Loss
@@ -125,9 +125,7 @@ class Trainer:
             callbacks.append(EarlyStopping(self.monitors.get("early_stopping", es.monitor), es.patience,
                                            es.mode, es.min_delta, es.restore_best_weights,
                                            start_from_epoch=max(es.start_from_epoch, cfg.data.resized_epochs)))
-        if cfg.model.unfreeze_after is not None:
-            if not hasattr(self.model, "freeze_features"):
-                raise ConfigError(f"model.unfreeze_after: {cfg.model.name} has no convolutional base")
+        if cfg.model.unfreeze_after is not None:  # a model with a base: plan() checked it
             callbacks.append(UnfreezeBase(cfg.model.unfreeze_after))
         if cfg.model.whiten_bias_epochs is not None:
             callbacks.append(FixWhiteningBias(cfg.model.whiten_bias_epochs))
