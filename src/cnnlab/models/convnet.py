@@ -39,6 +39,7 @@ class ConvNet(nn.Module):
         self.input_size = tuple(input_size)
         self.in_channels = in_channels
         self.num_classes = num_classes
+        self.features_frozen = False
 
         self.features, channels = build_layers(features, in_channels, spatial=True)
         self.flatten = LayoutKeepingFlatten()
@@ -64,10 +65,10 @@ class ConvNet(nn.Module):
         for module in self.features.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval() if frozen else module.train(self.training)
-        self._features_frozen = frozen
+        self.features_frozen = frozen
 
     def train(self, mode: bool = True) -> ConvNet:
         super().train(mode)
-        if getattr(self, "_features_frozen", False):
+        if self.features_frozen:
             self.freeze_features(True)
         return self

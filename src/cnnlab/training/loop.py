@@ -125,7 +125,7 @@ class Trainer:
             callbacks.append(EarlyStopping(self.monitors.get("early_stopping", es.monitor), es.patience,
                                            es.mode, es.min_delta, es.restore_best_weights,
                                            start_from_epoch=max(es.start_from_epoch, cfg.data.resized_epochs)))
-        if cfg.model.unfreeze_after is not None:  # a model with a base: plan() checked it
+        if cfg.model.unfreeze_after is not None:  # a frozen base: plan() checked it
             callbacks.append(UnfreezeBase(cfg.model.unfreeze_after))
         if cfg.model.whiten_bias_epochs is not None:
             callbacks.append(FixWhiteningBias(cfg.model.whiten_bias_epochs))

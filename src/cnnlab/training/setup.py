@@ -110,8 +110,13 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
     check_progressive_resizing(config, model, channels, input_size)
     if config.model.weights and not resuming:
         matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
-    if config.model.unfreeze_after is not None and not hasattr(model, "freeze_features"):
-        raise ConfigError(f"model.unfreeze_after: {config.model.name} has no convolutional base")
+    if config.model.unfreeze_after is not None:
+        if not getattr(model, "features_frozen", False):
+            raise ConfigError(f"model.unfreeze_after: nothing to unfreeze: {config.model.name} trains with no frozen "
+                              "base (freeze one with --freeze-base)")
+        if config.model.unfreeze_after < 1:
+            raise ConfigError(f"model.unfreeze_after: must be 1 or more; got {config.model.unfreeze_after} "
+                              "(without --freeze-base the base trains from the start)")
     if config.model.whiten_bias_epochs is not None:
         if config.model.whiten_bias_epochs < 0:
             raise ConfigError(f"model.whiten_bias_epochs: must be 0 or more; got {config.model.whiten_bias_epochs}")
