@@ -30,7 +30,8 @@ def resolve_sizes(image_size, crop, default: tuple[int, int]) -> tuple[tuple[int
         if max(size) > MAX_SIDE:
             raise ConfigError(f"{key}: {list(size)} is larger than cnnlab decodes ({MAX_SIDE} pixels a side)")
     if input_size[0] > decoded[0] or input_size[1] > decoded[1]:
-        raise ConfigError(f"data.crop {list(input_size)} is larger than data.image_size {list(decoded)}")
+        raise ConfigError(f"data.crop {list(input_size)} is larger than data.image_size {list(decoded)}: give a "
+                          "smaller --crop, or --set data.crop=null for inputs of the whole decoded image")
     return (int(decoded[0]), int(decoded[1])), (int(input_size[0]), int(input_size[1]))
 
 
