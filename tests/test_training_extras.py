@@ -9,10 +9,12 @@ import itertools
 import json
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from cnnlab import api
 from cnnlab.checkpoint import load_checkpoint
@@ -22,7 +24,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.evaluation.losses import Loss
 from cnnlab.training.callbacks import Callback
 from cnnlab.training.schedules import LRSchedule
-from conftest import EpochSnapshots, run_cli
+from conftest import EpochSnapshots, make_image_folder, run_cli
 
 QUICK = {"model": "mlp", "data": "digits", "epochs": 2, "batch_size": 32, "quiet": True,
          "optimizer": "sgd", "lr": 0.05, "seed": 1, "device": "cpu", "precision": "fp32",
@@ -231,6 +233,19 @@ def test_bare_folder_is_read_as_a_folder_source(tmp_path, image_folder):
     result = run_cli("data", "info", image_folder)
     assert "read as folder:" in result.stderr and "cnnlab: warning:" in result.stderr
     assert "class_0" in result.stdout
+
+
+def test_a_bare_folder_is_recorded_as_folder_spec_and_named_by_its_folder(tmp_path, image_folder):
+    """A run trained on ``PATH`` keeps ``folder:PATH`` in config.yaml and is named after the
+    folder, as one trained on ``folder:PATH``; an evaluation on another bare folder too."""
+    result = run_cli("train", "--model", "mlp", "--data", image_folder, "--epochs", "1", "--quiet",
+                     "--no-report", "--out", tmp_path / "runs")
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert run.name.endswith(f"-mlp-folder-{image_folder.name}")
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["spec"] == f"folder:{image_folder}"
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=3)
+    run_cli("evaluate", run, "--data", other, "--no-report")
+    assert (run / "evaluations" / "folder-other" / "metrics.json").is_file()
 
 
 def test_plugins_register_through_entry_points(monkeypatch, tmp_path):

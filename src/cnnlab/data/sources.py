@@ -87,6 +87,13 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     return name, Path(path).expanduser() if path else None
 
 
+def canonical_spec(spec: str) -> str:
+    """``spec`` as its source reads it: a bare folder path becomes ``folder:PATH``, so a run
+    records, and is named by, the source that read it."""
+    name, path = parse_spec(spec)
+    return f"folder:{path}" if name == "folder" and spec.partition(":")[0].strip().lower() != "folder" else spec
+
+
 def source_options(name: str) -> list[str]:
     return [p for p in inspect.signature(SOURCES.get(name)).parameters if p != "path"]
 

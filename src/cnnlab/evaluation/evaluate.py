@@ -13,7 +13,7 @@ from torch import nn
 from .. import reports, runs
 from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_dataset
 from ..data.augment import centre_crop
-from ..data.sources import parse_spec, source_options
+from ..data.sources import canonical_spec, parse_spec, source_options
 from ..errors import CnnlabError, DataError
 from ..runtime import Runtime
 from .artifacts import inference_model, load_artifacts
@@ -123,8 +123,8 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     run, prep = artifacts.run, artifacts.preprocessing
     model, runtime = inference_model(artifacts, device)
     cfg = run.config
-    own = (data is None or data == cfg.data.spec) and not options
-    spec = data or cfg.data.spec
+    spec = canonical_spec(data or cfg.data.spec)
+    own = (data is None or spec == canonical_spec(cfg.data.spec)) and not options
     if own:
         recorded = run.directory.read_json(runs.SPLIT, {})
         # as the run's own final evaluation: validation, else the test split

@@ -44,7 +44,7 @@ def find_lr(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     if not 0 < start < end or steps < 5:
         raise ConfigError("lr-find: needs 0 < --start-lr < --end-lr and at least 5 --steps")
     checked = plan(config)
-    runtime = checked.runtime
+    config, runtime = checked.config, checked.runtime
     seed_everything(config.seed)
     data = config.data
     dataset = load_dataset(data.spec, checked.image_size, checked.channels, data.val_split, config.seed,

@@ -11,7 +11,7 @@ import importlib.util
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +19,15 @@ import torch
 from .. import reports, runs
 from ..checkpoint import load_checkpoint
 from ..config import TrainConfig, read_yaml
-from ..data import Augment, Dataset, Preprocessing, SourceData, load_dataset, read_source
+from ..data import (
+    Augment,
+    Dataset,
+    Preprocessing,
+    SourceData,
+    canonical_spec,
+    load_dataset,
+    read_source,
+)
 from ..data.augment import centre_crop
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
@@ -63,7 +71,9 @@ def logged_metrics(num_classes: int, validation: bool) -> list[str]:
 
 
 def plan(config: TrainConfig, resuming: bool = False) -> Plan:
-    """Check every option of ``config``; read the data source's listing (no decoding)."""
+    """Check every option of ``config``; read the data source's listing (no decoding). The
+    plan's config names its data as the source reads it (``canonical_spec``)."""
+    config = replace(config, data=replace(config.data, spec=canonical_spec(config.data.spec)))
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch-size: must be at least 1")
     if config.accumulate < 1:
@@ -181,7 +191,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     everything else (model, optimizer, schedule, callbacks, random states) comes from last.pt.
     """
     steps = plan(config, resuming=resume is not None)
-    runtime = steps.runtime
+    config, runtime = steps.config, steps.runtime
     state, split_ids, restart = None, None, False
     if resume is not None:
         run = runs.RunDirectory(Path(resume), quiet=quiet, main_process=runtime.is_main)
