@@ -304,7 +304,7 @@ def train_config(args: argparse.Namespace):
     }
     overrides = {key: value for key, value in flags.items() if value is not None}
     overrides.update(parse_override(item) for item in args.set)
-    return config.with_overrides(overrides, source="option") if overrides else config
+    return config.with_overrides(overrides, source="--set") if overrides else config
 
 
 def category_arg(text: str) -> int | list[str]:

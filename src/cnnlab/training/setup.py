@@ -74,8 +74,11 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
     """Check every option of ``config``; read the data source's listing (no decoding). The
     plan's config names its data as the source reads it (``canonical_spec``)."""
     config = replace(config, data=replace(config.data, spec=canonical_spec(config.data.spec)))
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ConfigError("--epochs and --batch-size: must be at least 1")
+    for flag, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
+        if value < 1:
+            raise ConfigError(f"{flag}: must be at least 1; got {value}")
+    if config.early_stopping.patience is not None and config.early_stopping.patience < 0:
+        raise ConfigError(f"early_stopping.patience: must be 0 or more; got {config.early_stopping.patience}")
     if config.accumulate < 1:
         raise ConfigError(f"--accumulate: must be at least 1; got {config.accumulate}")
     if config.clip_grad_norm is not None and config.clip_grad_norm <= 0:
