@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import zlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,7 @@ from cnnlab.data import Augment, BatchLoader, Preprocessing, Split, load_dataset
 from cnnlab.data.images import decode_image
 from cnnlab.data.split import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError, DataError
-from conftest import make_image_folder, write_idx
+from conftest import make_image_folder, run_cli, write_idx
 
 
 def make_idx_folder(root, train=60, test=20, compress=True, size=28):
@@ -109,6 +112,27 @@ def test_decode_any_mode(tmp_path, mode, channels):
     image.save(path)
     array = decode_image(path, (5, 4), channels)
     assert array.shape == (5, 4, channels) and array.dtype == np.uint8
+
+
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width`` x ``height`` pixels and holds none: a decompression
+    bomb as Pillow sees it on opening."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("command", [["data", "info"], ["data", "verify"]])
+def test_a_decompression_bomb_is_named_as_unreadable_not_a_crash(image_folder, command):
+    png_header_only(image_folder / "class_1" / "bomb.png", 20_000, 20_000)
+    result = run_cli(*command, f"folder:{image_folder}", check=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    if command[1] == "verify":  # exit 1: some file is unreadable
+        assert result.returncode == 1 and "bomb.png: DecompressionBombError" in result.stdout
+    else:
+        assert result.returncode == 0 and "class_1" in result.stdout
+
 
 
 def test_empty_validation_split_is_left_out_with_a_warning(tmp_path):

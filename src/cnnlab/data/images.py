@@ -16,8 +16,10 @@ from ..runtime import cpu_count
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pbm", ".gif", ".tif", ".tiff", ".webp"}
 )
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError,
-                  Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError,
+                 Image.DecompressionBombError)
+"""What Pillow raises for a file it cannot or will not decode (DecompressionBombError is none
+of the others)."""
 
 
 def is_image_file(path: Path) -> bool:
@@ -74,7 +76,7 @@ def try_decode(path: Path, size: tuple[int, int] | None, channels: int,
     """The pixels, or the reason the file cannot be read."""
     try:
         return decode_image(path, size, channels, box)
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         return f"{type(exc).__name__}: {exc}"
 
 

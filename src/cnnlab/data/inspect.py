@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ..runtime import cpu_count
 from .augment import Augment
 from .dataset import Dataset, load_dataset
-from .images import try_decode
+from .images import DECODE_ERRORS, try_decode
 from .loader import BatchLoader
 from .preprocessing import derive, resolve_sizes
 from .sources import read_source
@@ -31,7 +31,7 @@ def size_range(source) -> str:
             try:
                 with Image.open(path) as image:  # reads the header only
                     sizes.add((image.height, image.width))
-            except (OSError, ValueError, SyntaxError):
+            except DECODE_ERRORS:
                 continue
     if not sizes:
         return "none readable"
