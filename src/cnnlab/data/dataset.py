@@ -146,8 +146,13 @@ def load_dataset(
     counts = np.bincount(splits["train"].labels, minlength=len(source.classes)) if "train" in splits else None
     empty = [] if counts is None else [source.classes[c] for c in np.flatnonzero(counts == 0)]
     if empty and every_class:
-        raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples "
-                        f"({len(empty)} such classes); add images or lower --val-split")
+        imageless = set(empty) - {source.classes[label] for part in source.splits.values() for label in np.unique(part.labels)}
+        if imageless:
+            raise DataError(f"--data {spec}: class '{min(imageless)}' has no images at all (an empty folder?); "
+                            "add images or remove it")
+        others = f" ({len(empty) - 1} other classes neither)" if len(empty) > 1 else ""
+        raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples{others}; add images or "
+                        "lower --val-split")
     notes = list(source.notes)
     for name in [name for name, part in splits.items() if name != "train" and not len(part)]:
         # e.g. one image per class: a stratified fraction of nothing; an empty split breaks metrics
