@@ -77,6 +77,9 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
     for flag, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
         if value < 1:
             raise ConfigError(f"{flag}: must be at least 1; got {value}")
+    if config.name and (config.name in (".", "..") or "/" in config.name or "\\" in config.name):
+        raise ConfigError(f"--name {config.name}: a run's name is one folder name, without '/' (the folder "
+                          "holding runs is --out)")
     if config.early_stopping.patience is not None and config.early_stopping.patience < 0:
         raise ConfigError(f"early_stopping.patience: must be 0 or more; got {config.early_stopping.patience}")
     if config.accumulate < 1:
