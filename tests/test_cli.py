@@ -94,6 +94,10 @@ def test_folder_source_trains(tmp_path):
     (["train", "--name", "a/b"], "--name a/b: a run's name is one folder name, without '/'"),
     (["train", "--name", ".."], "--name ..: a run's name is one folder name, without '/'"),
     (["train", "--name", "."], "--name .: a run's name is one folder name, without '/'"),
+    (["train", "--resume", "RUN", "--lr", "5", "--epochs", "9", "--set", "seed=1"],
+     "--resume: continues the run's own config; only --epochs and --no-report may change (drop --lr/--out/--set)"),
+    (["train", "--resume", "RUN", "--model", "airbench", "--image-size", "32x32"],
+     "(drop --model/--image-size/--out)"),
     (["train", "--set", "epochs=abc"], "--set: epochs: expected a whole number, got 'abc'"),
     (["train", "--set", "nonsense=1"], "--set: unknown key 'nonsense'; valid keys: model, data,"),
     (["train", "--early-stopping", "-2"], "early_stopping.patience: must be 0 or more; got -2"),
@@ -150,6 +154,15 @@ def test_recipe_file_and_resume_cli(tmp_path):
     run_cli("train", "--resume", run, "--epochs", "2", "--quiet")
     history = json.loads((tmp_path / "runs" / "r" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
+    fewer = run_cli("train", "--resume", run, "--epochs", "1", check=False)
+    assert fewer.returncode == 2
+    assert fewer.stderr.strip().endswith("--epochs 1: the run has trained 2 epochs already; give more to continue it")
+    assert "epochs: 2" in (tmp_path / "runs" / "r" / "config.yaml").read_text()
+    config = tmp_path / "runs" / "r" / "config.yaml"
+    config.write_text(config.read_text().replace("name: mlp", "name: resnet9"))
+    edited = run_cli("train", "--resume", run, "--epochs", "3", check=False)
+    assert edited.returncode == 2 and "Traceback" not in edited.stderr
+    assert "last.pt: does not fit the run's config.yaml (edited since?) or is damaged; it cannot be resumed" in edited.stderr
 
 
 def test_mnist_lenet5_end_to_end(mnist_dir, tmp_path):

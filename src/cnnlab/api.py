@@ -58,8 +58,9 @@ def train(config: TrainConfig | dict | str | Path | None = None, *,
 
 
 def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False,
-           callbacks: Sequence[Callback] = ()) -> Run:
-    """Continue an interrupted run from its last.pt, optionally to more epochs."""
+           callbacks: Sequence[Callback] = (), report: bool | None = None) -> Run:
+    """Continue an interrupted run from its last.pt, optionally to more epochs; ``report``
+    False skips its pictures and report.html."""
     from . import runs
     from .errors import CnnlabError
     from .training.setup import train as run_training
@@ -68,8 +69,9 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
     if not (path / runs.CONFIG).is_file():
         raise CnnlabError(f"--resume {path}: not a cnnlab run directory (no {runs.CONFIG})")
     config = TrainConfig.from_yaml(path / runs.CONFIG)
-    if epochs is not None:
-        config = config.with_overrides({"epochs": epochs})
+    changes = {key: value for key, value in (("epochs", epochs), ("report", report)) if value is not None}
+    if changes:
+        config = config.with_overrides(changes, source="resume()")
     return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)
 
 

@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import launcher
 from .errors import CnnlabError, TrainingDiverged
@@ -278,31 +279,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+CONFIG_FLAGS = {
+    "model": "model.name", "data": "data.spec", "epochs": "epochs", "batch_size": "batch_size",
+    "lr": "optimizer.lr", "optimizer": "optimizer.name", "momentum": "optimizer.momentum",
+    "weight_decay": "optimizer.weight_decay", "schedule": "schedule.name", "loss": "loss",
+    "label_smoothing": "label_smoothing", "early_stopping": "early_stopping.patience",
+    "val_split": "data.val_split", "subset": "data.subset", "image_size": "data.image_size",
+    "crop": "data.crop", "channels": "data.channels", "augment": "data.augment",
+    "label_mode": "data.options.label_mode", "roi_crop": "data.options.roi_crop",
+    "categories": "data.options.categories", "weights": "model.weights", "init": "model.options.init",
+    "groups": "model.options.groups", "freeze_base": "model.options.freeze_base",
+    "unfreeze_after": "model.unfreeze_after", "base_lr_scale": "model.base_lr_scale", "seed": "seed",
+    "precision": "precision", "device": "device", "out": "out", "name": "name", "sync_bn": "sync_bn",
+    "normalize": "data.normalize", "tensorboard": "tensorboard", "class_weight": "class_weight",
+    "report": "report", "clip_grad_norm": "clip_grad_norm", "accumulate": "accumulate", "ema": "ema",
+    "towers": "towers",
+}
+"""The train options that set a config key: argparse's name for each -> the key."""
+
+
+def config_flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The train options given, as their argparse names -> the values their keys take."""
+    values = {dest: getattr(args, dest) for dest in CONFIG_FLAGS if getattr(args, dest) is not None}
+    for dest in ("image_size", "crop"):
+        if dest in values:
+            values[dest] = values[dest][:2]
+    if "categories" in values:
+        values["categories"] = category_arg(values["categories"])
+    if "towers" in values:
+        values["towers"] = [part.strip() for part in values["towers"].split(",")]
+    return values
+
+
+def flag_name(dest: str) -> str:
+    return "--no-report" if dest == "report" else "--" + dest.replace("_", "-")
+
+
 def train_config(args: argparse.Namespace):
     from .config import TrainConfig, parse_override
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    flags = {
-        "model.name": args.model, "data.spec": args.data, "epochs": args.epochs,
-        "batch_size": args.batch_size, "optimizer.lr": args.lr, "optimizer.name": args.optimizer,
-        "optimizer.momentum": args.momentum, "optimizer.weight_decay": args.weight_decay,
-        "schedule.name": args.schedule, "loss": args.loss, "label_smoothing": args.label_smoothing,
-        "early_stopping.patience": args.early_stopping, "data.val_split": args.val_split,
-        "data.subset": args.subset, "data.image_size": args.image_size and args.image_size[:2],
-        "data.crop": args.crop and args.crop[:2],
-        "data.channels": args.channels, "data.augment": args.augment,
-        "data.options.label_mode": args.label_mode, "data.options.roi_crop": args.roi_crop,
-        "data.options.categories": args.categories and category_arg(args.categories),
-        "model.weights": args.weights, "model.options.init": args.init,
-        "model.options.groups": args.groups, "model.options.freeze_base": args.freeze_base,
-        "model.unfreeze_after": args.unfreeze_after, "model.base_lr_scale": args.base_lr_scale,
-        "seed": args.seed, "precision": args.precision, "device": args.device, "out": args.out,
-        "name": args.name, "sync_bn": args.sync_bn, "data.normalize": args.normalize,
-        "tensorboard": args.tensorboard, "class_weight": args.class_weight, "report": args.report,
-        "clip_grad_norm": args.clip_grad_norm, "accumulate": args.accumulate, "ema": args.ema,
-        "towers": args.towers and [part.strip() for part in args.towers.split(",")],
-    }
-    overrides = {key: value for key, value in flags.items() if value is not None}
+    overrides = {CONFIG_FLAGS[dest]: value for dest, value in config_flag_values(args).items()}
     overrides.update(parse_override(item) for item in args.set)
     return config.with_overrides(overrides, source="--set") if overrides else config
 
@@ -318,14 +335,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .api import resume
     from .training.setup import train
 
-    if args.resume and (args.config or args.model or args.data):
-        raise CnnlabError("--resume: continues the run's own config; drop --config/--model/--data")
+    if args.resume:
+        given = [flag_name(dest) for dest in config_flag_values(args) if dest not in ("epochs", "report")]
+        given += ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
+        if given:
+            raise CnnlabError(f"--resume: continues the run's own config; only --epochs and --no-report may "
+                              f"change (drop {'/'.join(given)})")
     if args.check:
         return check_training(args)
     if (args.nproc_per_node or 1) * (args.nnodes or 1) > 1 and "LOCAL_RANK" not in os.environ:
         return launch_distributed(args)
     if args.resume:
-        run = resume(args.resume, epochs=args.epochs, quiet=args.quiet)
+        run = resume(args.resume, epochs=args.epochs, quiet=args.quiet, report=args.report)
     else:
         run = train(train_config(args), quiet=args.quiet)
     if args.quiet and int(os.environ.get("RANK", 0)) == 0:

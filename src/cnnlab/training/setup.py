@@ -205,6 +205,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
             run.remove_stale_temporaries()
         if run.exists(runs.LAST):
             state = load_checkpoint(run.file(runs.LAST))
+            if isinstance(state.get("epoch"), int) and state["epoch"] > config.epochs:
+                raise ConfigError(f"--epochs {config.epochs}: the run has trained {state['epoch']} epochs already; "
+                                  "give more to continue it")
         else:  # stopped before its first epoch ended: nothing to continue, so start it again
             restart = True
         split_ids = run.read_json(runs.SPLIT)
@@ -266,8 +269,11 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         try:
             trainer.restore(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ConfigError(f"{run.file(runs.LAST)}: damaged, it cannot be resumed ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            # load_state_dict's first line only announces the list of mismatches that follows
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+            detail = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+            raise ConfigError(f"{run.file(runs.LAST)}: does not fit the run's {runs.CONFIG} (edited since?) or is "
+                              f"damaged; it cannot be resumed ({type(exc).__name__}: {detail[:200]})") from None
         run.log(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
     else:
         write_run_files(run, config, dataset, grouped, steps.input_size)
