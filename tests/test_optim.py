@@ -149,3 +149,20 @@ def test_renormalise_comes_from_the_config_and_leaves_the_fallback_alone():
     optimizer.step()
     assert filters.detach().norm().item() == pytest.approx(2.0)  # sqrt(4 rows), not decayed
     torch.testing.assert_close(bias.detach(), torch.full((4,), 1 - 0.1 * 0.5))  # SGD's L2 decay
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "muon"])
+@pytest.mark.parametrize("key, value, needle", [
+    ("weight_decay", -1.0, r"--weight-decay: must be 0 or more; got -1.0"),
+    ("momentum", 1.5, r"--momentum: must be at least 0 and below 1; got 1.5"),
+    ("momentum", -0.1, r"--momentum: must be at least 0 and below 1; got -0.1"),
+    ("betas", [0.9, 1.5], r"optimizer.betas: two numbers, each at least 0 and below 1; got \[0.9, 1.5\]"),
+    ("betas", [0.9], r"optimizer.betas: two numbers, each at least 0 and below 1; got \[0.9\]"),
+    ("eps", 0.0, r"optimizer.eps: must be positive; got 0.0"),
+])
+def test_bad_settings_of_any_optimizer_name_the_option(name, key, value, needle):
+    """torch's own checks raise a bare ValueError, and only for the optimizer that uses the
+    setting; cnnlab names the option whichever optimizer is chosen."""
+    cfg = OptimizerConfig(name=name, lr=0.02, **{key: value})
+    with pytest.raises(ConfigError, match=needle):
+        build_optimizer(cfg, [nn.Parameter(torch.zeros(1))], torch.device("cpu"))

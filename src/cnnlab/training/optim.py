@@ -144,6 +144,14 @@ def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter] |
                     device: torch.device) -> torch.optim.Optimizer:
     if cfg.lr <= 0:
         raise ConfigError(f"--lr: must be positive; got {cfg.lr}")
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"--weight-decay: must be 0 or more; got {cfg.weight_decay}")
+    if not 0 <= cfg.momentum < 1:
+        raise ConfigError(f"--momentum: must be at least 0 and below 1; got {cfg.momentum}")
+    if len(cfg.betas) != 2 or not all(0 <= beta < 1 for beta in cfg.betas):
+        raise ConfigError(f"optimizer.betas: two numbers, each at least 0 and below 1; got {cfg.betas}")
+    if cfg.eps <= 0:
+        raise ConfigError(f"optimizer.eps: must be positive; got {cfg.eps}")
     # the fused kernels do the whole update in one pass over the parameters
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
     name = cfg.name.lower()
