@@ -101,6 +101,7 @@ def test_folder_source_trains(tmp_path):
     (["train", "--set", "epochs=abc"], "--set: epochs: expected a whole number, got 'abc'"),
     (["train", "--set", "nonsense=1"], "--set: unknown key 'nonsense'; valid keys: model, data,"),
     (["train", "--early-stopping", "-2"], "early_stopping.patience: must be 0 or more; got -2"),
+    (["train", "--subset", "0", "--check"], "--subset: must be a positive number of samples; got 0"),
     (["train", "--batch-size", "0"], "--batch-size: must be at least 1; got 0"),
     (["train", "--epochs", "0"], "--epochs: must be at least 1; got 0"),
     (["train", "--set", "optimizer.betas=3"], "optimizer.betas: expected a list"),

@@ -192,14 +192,18 @@ def _choose_splits(
         train, val = split_by_group(chosen["train"], val_split, seed)
         chosen["val"] = chosen["train"].take(val)
         chosen["train"] = chosen["train"].take(train)
-    if subset is not None:
-        if subset < 1:
-            raise DataError(f"--subset: must be a positive number of samples; got {subset}")
+    if check_subset(subset) is not None:
         for name, part in chosen.items():
             # validation and test shrink in proportion, so a quick run stays quick
             size = subset if name == "train" else max(1, subset * len(part) // len(splits["train"]))
             chosen[name] = part.take(stratified_subset(part.labels, size, seed))
     return chosen
+
+
+def check_subset(subset: int | None) -> int | None:
+    if subset is not None and subset < 1:
+        raise DataError(f"--subset: must be a positive number of samples; got {subset}")
+    return subset
 
 
 def _decode_files(source, image_size: tuple[int, int], channels: int, progress: bool,
