@@ -39,6 +39,39 @@ def test_evaluate_table_and_json(digits_run):
     assert missing.returncode == 2 and "no test split" in missing.stderr
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["evaluate", "RUN", "--batch-size", "0"], "argument --batch-size: expected a whole number of at least 1; got '0'"),
+    (["evaluate", "RUN", "--batch-size", "-5"], "argument --batch-size: expected a whole number of at least 1; got '-5'"),
+    (["export", "RUN", "--opset", "3"], "--opset 3: torch's ONNX exporter writes opsets 7 to 20"),
+    (["export", "RUN", "--opset", "21"], "--opset 21: torch's ONNX exporter writes opsets 7 to 20"),
+    (["summary", "lenet5", "--classes", "0"], "argument --classes: expected a whole number of at least 1; got '0'"),
+    (["data", "bench", "digits", "--batch-size", "0"], "argument --batch-size: expected a whole number of at least 1"),
+])
+def test_other_commands_refuse_bad_numbers_in_one_line(digits_run, tmp_path, args, needle):
+    """Each was taken before (a batch of 0 as the default, 0 classes as 10) or ended in a
+    traceback (a negative batch, an opset torch cannot write)."""
+    result = run_cli(*[digits_run if a == "RUN" else a for a in args], check=False, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_an_opset_lacking_one_of_the_models_operators_is_named(tmp_path):
+    run_cli("train", "--model", "resnet9", "--set", "model.options.width=4", "--epochs", "1", "--subset", "100",
+            "--out", tmp_path, "--name", "r")
+    result = run_cli("export", tmp_path / "r", "--opset", "7", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--opset 7: torch's ONNX exporter cannot write it: ONNX export failed on adaptive_max_pool2d" in result.stderr
+
+
+def test_the_opsets_export_allows_are_torchs():
+    from torch.onnx import _constants
+
+    from cnnlab.export import OPSETS
+
+    assert OPSETS == (_constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+
+
 def test_predict_folder_with_corrupt_file(digits_run, tmp_path):
     folder = tmp_path / "inputs"
     folder.mkdir()

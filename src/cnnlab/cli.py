@@ -40,6 +40,17 @@ def size_arg(text: str) -> list[int]:
     return parts
 
 
+def positive_int(text: str) -> int:
+    """A count given on the command line (a batch size, a number of classes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got '{text}'")
+    return value
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="cnnlab", description="Train, evaluate and compare classic CNN image "
                     "classifiers (AlexNet, VGG-16, LeNet-5 and the tutorials' small CNNs).")
@@ -155,7 +166,7 @@ def build_parser() -> Parser:
     evaluate.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                           help="source option for --data, e.g. --set roi_crop=false (default: "
                           "the run's own where that source takes them)")
-    evaluate.add_argument("--batch-size", type=int)
+    evaluate.add_argument("--batch-size", type=positive_int)
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     evaluate.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
     evaluate.add_argument("--format", default="table", choices=("table", "json"))
@@ -184,7 +195,7 @@ def build_parser() -> Parser:
     summary = commands.add_parser("summary", help="Keras-style summary of a model")
     summary.add_argument("model", metavar="NAME")
     summary.add_argument("--input", type=size_arg, metavar="HxWxC")
-    summary.add_argument("--classes", type=int)
+    summary.add_argument("--classes", type=positive_int)
     summary.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                          help="model option, e.g. --set groups=1")
     summary.add_argument("--format", default="table", choices=("table", "json"))
@@ -220,7 +231,7 @@ def build_parser() -> Parser:
     bench.add_argument("--image-size", type=size_arg, metavar="HxW")
     bench.add_argument("--crop", type=size_arg, metavar="HxW")
     bench.add_argument("--augment", action="append", default=[], metavar="NAME")
-    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--batch-size", type=positive_int, default=128)
     bench.add_argument("--batches", type=int, default=50)
     bench.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
     bench.add_argument("--format", default="table", choices=("table", "json"))

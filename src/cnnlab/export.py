@@ -18,6 +18,10 @@ from .errors import CnnlabError
 from .evaluation.artifacts import load_artifacts
 from .io import write_atomic
 
+OPSETS = (7, 20)
+"""The ONNX opsets torch's TorchScript exporter writes (torch.onnx's ONNX_MIN_OPSET and
+ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET; above them it warns, then writes or fails)."""
+
 
 def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int = 17) -> Path:
     """Write ``model.onnx`` (input ``images``: normalised float N x C x H x W; output ``logits``)."""
@@ -25,6 +29,8 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
         import onnx
     except ImportError:
         raise CnnlabError("export --format onnx: needs the onnx package (pip install 'cnnlab[onnx]')") from None
+    if not OPSETS[0] <= opset <= OPSETS[1]:
+        raise CnnlabError(f"--opset {opset}: torch's ONNX exporter writes opsets {OPSETS[0]} to {OPSETS[1]}")
     artifacts = load_artifacts(run_path)
     run, model, prep = artifacts.run, artifacts.model, artifacts.preprocessing
     height, width = prep.input_size
@@ -33,9 +39,15 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
     with warnings.catch_warnings():
         # the TorchScript exporter needs no extra packages; the dynamo one needs onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        # opsets up to 8 keep the weights as graph inputs, which the exporter announces
+        warnings.filterwarnings("ignore", message="Setting 'keep_initializers_as_inputs=False'")
+        try:
+            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
+                              input_names=["images"], output_names=["logits"],
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        except RuntimeError as exc:  # an opset it does not know, or lacking one of the model's operators
+            raise CnnlabError(f"--opset {opset}: torch's ONNX exporter cannot write it: "
+                              f"{str(exc).strip().splitlines()[0]}") from None
     proto = onnx.load_from_string(buffer.getvalue())
     standardised = ("each image minus its own mean, over its own standard deviation"
                     if prep.normalize == "per_image" else "pixels/255 normalised with mean and std")
