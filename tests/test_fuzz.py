@@ -255,6 +255,16 @@ def fuzz_gtsrb(tmp: Path, count: int) -> int:
     return count
 
 
+def claim_another_size(jpeg: bytes, rng: random.Random) -> bytes:
+    """The JPEG with its frame header (SOF0) claiming another size, up to 65535 x 65535 (a
+    decompression bomb as Pillow sees it) or 0 pixels a side."""
+    at = jpeg.find(b"\xff\xc0")
+    if at < 0:
+        return mutate_bytes(jpeg, rng)
+    height, width = (rng.choice([0, 1, rng.randrange(65536), 65535]) for _ in range(2))
+    return jpeg[:at + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 9:]
+
+
 def fuzz_caltech_and_images(tmp: Path, count: int) -> int:
     seed = write_caltech(tmp / "caltech")
     for n, rng in enumerate(cases(count, "images")):
@@ -262,7 +272,8 @@ def fuzz_caltech_and_images(tmp: Path, count: int) -> int:
         shutil.copytree(seed, root)
         images = sorted(p for p in root.rglob("*") if p.is_file())
         for target in rng.sample(images, k=min(len(images), rng.randint(1, 3))):
-            target.write_bytes(mutate_bytes(target.read_bytes(), rng))
+            mutate = claim_another_size if rng.random() < 0.3 else mutate_bytes
+            target.write_bytes(mutate(target.read_bytes(), rng))
         if rng.random() < 0.3:  # an empty class folder, and a stray file
             (root / "256_ObjectCategories" / "999.empty").mkdir(parents=True, exist_ok=True)
             (root / "256_ObjectCategories" / "notes.txt").write_text("not an image")
@@ -290,7 +301,9 @@ SET_VALUES = ["epochs=0", "epochs=2147483648", "batch_size=-3", "optimizer.lr=na
               "model.options.groups=2", "data.options.roi_crop=true", "precision=fp8",
               "device=cuda:99", "data.normalize=sometimes", "loss=binary_ce", "data.val_split=1.5",
               "model.name=" + "[" * 60, "tensorboard=maybe", "data.channels=2", "towers=[cpu]",
-              "label_smoothing=1.0", "data.augment=" + "[" * 5000]
+              "label_smoothing=1.0", "data.augment=" + "[" * 5000, "optimizer.betas=[0.9,1.5]",
+              "optimizer.weight_decay=-1", "optimizer.momentum=2", "optimizer.eps=0", "name=../x",
+              "early_stopping.patience=-1", "model.unfreeze_after=0", "data.subset=0"]
 
 
 def fuzz_config(tmp: Path, count: int) -> int:
