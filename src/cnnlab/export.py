@@ -45,7 +45,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
             torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
                               input_names=["images"], output_names=["logits"],
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
-        except RuntimeError as exc:  # an opset it does not know, or lacking one of the model's operators
+        except RuntimeError as exc:  # the opset lacks one of the model's operators
             raise CnnlabError(f"--opset {opset}: torch's ONNX exporter cannot write it: "
                               f"{str(exc).strip().splitlines()[0]}") from None
     proto = onnx.load_from_string(buffer.getvalue())

@@ -150,7 +150,7 @@ def load_dataset(
         if imageless:
             raise DataError(f"--data {spec}: class '{min(imageless)}' has no images at all (an empty folder?); "
                             "add images or remove it")
-        others = f" ({len(empty) - 1} other classes neither)" if len(empty) > 1 else ""
+        others = f" (nor have {len(empty) - 1} other classes)" if len(empty) > 1 else ""
         raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples{others}; add images or "
                         "lower --val-split")
     notes = list(source.notes)
