@@ -19,6 +19,7 @@ import pickle
 import random
 import shutil
 import signal
+import string
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,8 +333,8 @@ def fuzz_weights(tmp: Path, count: int) -> int:
         torch.save(rng.choice(payloads)(), path)
         if rng.random() < 0.4:
             path.write_bytes(mutate_bytes(path.read_bytes(), rng))
-        elif rng.random() < 0.2:
-            path.write_text("not a checkpoint at all")
+        elif rng.random() < 0.3:  # a text file given by mistake: each first byte a pickle opcode or none
+            path.write_text("".join(rng.choice(string.printable) for _ in range(rng.randint(0, 200))))
         check(call(["train", "--model", "lenet5", "--data", "digits", "--weights", path, "--check"]), path.name)
     return count
 

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnlab.checkpoint import load_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.models import MODELS, count_params, create_model, layers, place_model, summarize
 from cnnlab.models.alexnet import towers
@@ -577,6 +578,19 @@ def test_weights_refuse_code(tmp_path):
     torch.save({"x": Evil()}, path)
     with pytest.raises(CnnlabError, match="not a readable PyTorch checkpoint"):
         load_weights(create_model("lenet5"), path, log=lambda m: None)
+
+
+@pytest.mark.parametrize("content", [
+    b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",  # IndexError
+    b"hello\n",  # KeyError
+    bytes(range(256)) * 4,
+])
+def test_a_file_of_other_bytes_is_not_a_checkpoint_in_one_line(tmp_path, content):
+    """torch's weights-only unpickler lets IndexError, KeyError and the like out on such bytes."""
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(CnnlabError, match=r"weights.pt: not a readable PyTorch checkpoint"):
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
