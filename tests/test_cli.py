@@ -146,6 +146,9 @@ def test_folder_source_trains(tmp_path):
     (["train", "--model", "lenet5", "--unfreeze-after", "2"], "model.unfreeze_after: nothing to unfreeze: lenet5 trains"),
     (["train", "--model", "mlp", "--unfreeze-after", "2"], "model.unfreeze_after: nothing to unfreeze: mlp trains"),
     (["train", "--config", "/no/recipe.yaml"], "/no/recipe.yaml: no such file"),
+    (["train", "--config", "faces-small-cnn"],
+     "--config faces-small-cnn: its data.spec, folder:faces, names nothing here; give --data SPEC (a bundled "
+     "recipe's data is a placeholder)"),
     (["train", "--config", "faces-small-cnn", "--data", "digits", "--image-size", "64x64"],
      "data.crop [128, 128] is larger than data.image_size [64, 64]: give a smaller --crop, or --set data.crop=null"),
     (["summary", "lenet5", "--input", "28by28"], "expected HxW or HxWxC"),

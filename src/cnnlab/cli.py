@@ -332,6 +332,10 @@ def train_config(args: argparse.Namespace):
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     overrides = {CONFIG_FLAGS[dest]: value for dest, value in config_flag_values(args).items()}
     overrides.update(parse_override(item) for item in args.set)
+    path = config.data.spec.partition(":")[2]
+    if args.config and "data.spec" not in overrides and path and not Path(path).expanduser().exists():
+        raise CnnlabError(f"--config {args.config}: its data.spec, {config.data.spec}, names nothing here; give "
+                          "--data SPEC (a bundled recipe's data is a placeholder)")
     return config.with_overrides(overrides, source="--set") if overrides else config
 
 
