@@ -161,3 +161,21 @@ def test_evaluate_own_data_with_tta_goes_to_its_own_folder(folder_run):
     plain = json.loads(run_cli("evaluate", run, "--format", "json").stdout)
     assert plain["saved_to"] == str(run)
     assert json.loads((run / "metrics.json").read_text())["val"]["accuracy"] == plain["accuracy"]
+
+
+def test_evaluate_own_folder_after_classes_were_added_to_it(tmp_path):
+    """Classes are matched by name, not by their place in the folder's sorted listing: a class
+    folder added before the others would shift every label (silently wrong metrics), an empty
+    one between them would push the last label past the model's outputs (a traceback)."""
+    images = make_image_folder(tmp_path / "images", classes=3, per_class=15)
+    run_cli("train", "--model", "lenet5", "--data", f"folder:{images}", "--image-size", "20x20",
+            "--epochs", "2", "--out", tmp_path / "runs", "--name", "r")
+    run = tmp_path / "runs" / "r"
+    recorded = json.loads((run / "metrics.json").read_text())["val"]
+    make_image_folder(tmp_path / "more", classes=1, per_class=4)
+    (tmp_path / "more" / "class_0").rename(images / "a_new")
+    (images / "class_1b").mkdir()
+    again = json.loads(run_cli("evaluate", run, "--format", "json", "--no-report").stdout)
+    assert again["samples"] == recorded["samples"]
+    assert again["accuracy"] == recorded["accuracy"]
+    assert again["confusion_matrix"] == recorded["confusion_matrix"]

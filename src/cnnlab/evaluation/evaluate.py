@@ -149,7 +149,8 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
         split = split or ("test" if "test" in dataset.splits else "all")
         part = (dataset.splits[split] if split != "all"
                 else concat_splits(list(dataset.splits.values())))
-        part = part.relabelled(class_mapping(dataset.classes, run.classes, part.labels, dataset.spec))
+    # by name, on the run's own data too: its folder may have gained classes since the run
+    part = part.relabelled(class_mapping(dataset.classes, run.classes, part.labels, dataset.spec))
     # each data set, split, option change and TTA gets its own folder: no evaluation replaces another
     extras = [split if own else "", *(f"{k}-{v}" for k, v in sorted((options or {}).items())), tta or ""]
     label = None if own and tta is None else "-".join(
