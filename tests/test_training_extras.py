@@ -264,3 +264,15 @@ def test_plugins_register_through_entry_points(monkeypatch, tmp_path):
     monkeypatch.setattr(MODELS, "_entry_points", "cnnlab.models")
     monkeypatch.setattr(metadata, "entry_points", lambda group: [point] if group == "cnnlab.models" else [])
     assert "tiny-plugin" in MODELS.names()
+
+
+def test_resume_refuses_data_whose_classes_changed_since(tmp_path, image_folder):
+    run_cli("train", "--model", "mlp", "--data", f"folder:{image_folder}", "--epochs", "1", "--out", tmp_path,
+            "--name", "r")
+    make_image_folder(tmp_path / "more", classes=1, per_class=4)
+    (tmp_path / "more" / "class_0").rename(image_folder / "a_new")
+    result = run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith(
+        f"--resume {tmp_path / 'r'}: the classes of folder:{image_folder} are not the run's any more "
+        "(added: a_new); a run continues on the classes it started with")

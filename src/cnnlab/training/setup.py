@@ -213,6 +213,14 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         else:  # stopped before its first epoch ended: nothing to continue, so start it again
             restart = True
         split_ids = run.read_json(runs.SPLIT)
+        recorded = run.read_json(runs.CLASSES, None)
+        if recorded is not None and recorded != steps.source.classes:
+            changes = [f"{verb}: {', '.join(names[:5])}{' and more' if len(names) > 5 else ''}"
+                       for verb, names in (("added", [c for c in steps.source.classes if c not in recorded]),
+                                           ("gone", [c for c in recorded if c not in steps.source.classes]))
+                       if names] or ["reordered"]
+            raise ConfigError(f"--resume {resume}: the classes of {config.data.spec} are not the run's any more "
+                              f"({'; '.join(changes)}); a run continues on the classes it started with")
 
     seed_everything(config.seed)
     data = config.data
