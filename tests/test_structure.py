@@ -127,6 +127,20 @@ def test_predict_imports_neither_scikit_learn_nor_matplotlib_and_main_keeps_the_
     assert result.stdout.strip().splitlines()[-1] == "0 True False False"
 
 
+@pytest.mark.parametrize("choice, looked_for_tcmalloc, warned", [
+    ("system", False, False), ("System", False, False), ("tcmalloc", True, False), ("bogus", True, True)])
+def test_the_allocator_choice_is_read_or_named(monkeypatch, capsys, choice, looked_for_tcmalloc, warned):
+    from cnnlab import launcher
+
+    looked = []
+    monkeypatch.setenv("CNNLAB_ALLOCATOR", choice)
+    monkeypatch.setattr(launcher, "fast_allocator", lambda: looked.append(True))  # None: no restart
+    launcher.reexec_with_fast_allocator(["models"])
+    assert bool(looked) == looked_for_tcmalloc
+    expected = f"cnnlab: warning: CNNLAB_ALLOCATOR={choice}: expected tcmalloc or system; using tcmalloc\n"
+    assert capsys.readouterr().err == (expected if warned else "")
+
+
 def test_export_of_a_cropped_run_takes_the_crop(digits_run, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     path = run_cli("export", digits_run, "--out", tmp_path / "m.onnx").stdout.strip()

@@ -32,7 +32,11 @@ def reexec_with_fast_allocator(argv: list[str], program: tuple[str, ...] = ("-m"
     """Replace this process by ``python PROGRAM ARGV`` with tcmalloc preloaded; set
     CNNLAB_ALLOCATOR=system to keep glibc's malloc. Does nothing when tcmalloc is absent or
     already loaded."""
-    if os.environ.get("CNNLAB_ALLOCATOR", "tcmalloc") == "system":
+    choice = os.environ.get("CNNLAB_ALLOCATOR", "tcmalloc")
+    if choice.lower() not in ("tcmalloc", "system"):
+        print(f"cnnlab: warning: CNNLAB_ALLOCATOR={choice}: expected tcmalloc or system; using tcmalloc",
+              file=sys.stderr)
+    if choice.lower() == "system":
         return
     preload = os.environ.get("LD_PRELOAD", "")
     library = fast_allocator()
