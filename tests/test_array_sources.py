@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -43,6 +46,7 @@ def test_npz_scales_unit_floats_and_adds_the_channel(tmp_path):
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(3, int)}, "4 labels"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8)}, "needs x_train and y_train"),
     ({"x_train": np.zeros((4, 8, 8, 5), np.uint8), "y_train": np.zeros(4, int)}, "expected images"),
+    ({"x_train": np.zeros((0, 8, 8), np.uint8), "y_train": np.zeros(0, int)}, "x_train: holds no images"),
 ])
 def test_npz_refuses_what_it_would_otherwise_cast(tmp_path, arrays, message):
     np.savez(tmp_path / "d.npz", **arrays)
@@ -63,6 +67,25 @@ def write_listing(root, rows):
     lines = ["path,label,split"] + [",".join(row) for row in rows]
     (root / "list.csv").write_text("\n".join(lines) + "\n")
     return root / "list.csv"
+
+
+def test_npz_whose_header_claims_terabytes_is_refused(tmp_path):
+    """A member's header can claim any shape; numpy then fails to allocate it (MemoryError)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                   "shape": (10**7, 1000, 1000)})
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as archive:
+        archive.writestr("x_train.npy", header.getvalue() + bytes(100))
+    with pytest.raises(DataError, match=r"d.npz: not a readable .npz of arrays \(Unable to allocate"):
+        read_source(f"npz:{tmp_path / 'd.npz'}")
+
+
+def test_npz_labels_that_skip_a_class_name_it(tmp_path):
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.array([0, 2, 0, 2]))
+    result = run_cli("train", "--model", "mlp", "--data", f"npz:{tmp_path / 'd.npz'}", "--epochs", "1",
+                     "--out", tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("class '1' has no images at all; add some, or leave the class out")
 
 
 def test_csv_paths_are_relative_to_the_listing(tmp_path):

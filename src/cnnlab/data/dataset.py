@@ -148,8 +148,8 @@ def load_dataset(
     if empty and every_class:
         imageless = set(empty) - {source.classes[label] for part in source.splits.values() for label in np.unique(part.labels)}
         if imageless:
-            raise DataError(f"--data {spec}: class '{min(imageless)}' has no images at all (an empty folder?); "
-                            "add images or remove it")
+            raise DataError(f"--data {spec}: class '{min(imageless)}' has no images at all; add some, or leave "
+                            "the class out")
         others = f" (nor have {len(empty) - 1} other classes)" if len(empty) > 1 else ""
         raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples{others}; add images or "
                         "lower --val-split")

@@ -28,6 +28,8 @@ def images_array(array: np.ndarray, where: str) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 4 or array.shape[3] not in (1, 3) or min(array.shape[1:3]) < 2:
         raise DataError(f"{where}: expected images shaped (N, H, W) or (N, H, W, 1 or 3); got {array.shape}")
+    if not len(array):
+        raise DataError(f"{where}: holds no images")
     if array.dtype.kind in "iu":
         if array.size and (array.min() < 0 or array.max() > 255):
             raise DataError(f"{where}: pixel values must be 0..255; found {array.min()}..{array.max()}")
@@ -59,7 +61,8 @@ def read_npz(path: Path | None) -> SourceData:
     try:
         with np.load(path, allow_pickle=False) as arrays:
             contents = {key: arrays[key] for key in arrays.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    # MemoryError: a member's header may claim any shape, terabytes included
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
         raise DataError(f"--data npz:{path}: not a readable .npz of arrays ({exc})") from None
     if "x_train" not in contents or "y_train" not in contents:
         raise DataError(f"--data npz:{path}: needs x_train and y_train (found {', '.join(contents) or 'nothing'})")
