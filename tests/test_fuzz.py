@@ -21,6 +21,7 @@ import shutil
 import signal
 import string
 import traceback
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -339,6 +340,56 @@ def fuzz_weights(tmp: Path, count: int) -> int:
     return count
 
 
+NPZ_MEMBERS = {"x_train": np.zeros((12, 8, 8), np.uint8), "y_train": np.arange(12) % 3,
+               "x_val": np.full((3, 8, 8, 1), 0.5), "y_val": np.arange(3).reshape(3, 1)}
+NPZ_VALUES = [np.zeros(0, np.uint8), np.zeros((0, 8, 8), np.uint8), np.array(7), np.arange(12) * 1000,
+              np.full((12, 8, 8), -1), np.full((12, 8, 8), np.inf), np.zeros((12, 8, 8, 2), np.uint8),
+              np.zeros((12, 1, 8), np.uint8), np.array(["a"] * 12), np.ones(12, bool), np.zeros((12, 3), int)]
+
+
+def fuzz_npz(tmp: Path, count: int) -> int:
+    """Keras-shaped arrays with a member replaced, dropped or its bytes mutated; or a zip member
+    whose .npy header claims another shape."""
+    for n, rng in enumerate(cases(count, "npz")):
+        members = dict(NPZ_MEMBERS)
+        key = rng.choice(sorted(members))
+        if rng.random() < 0.2:
+            del members[key]
+        else:
+            members[key] = rng.choice(NPZ_VALUES)
+        path = tmp / f"case{n}.npz"
+        np.savez(path, **members)
+        if rng.random() < 0.3:
+            path.write_bytes(mutate_bytes(path.read_bytes(), rng))
+        elif rng.random() < 0.3:
+            header = io.BytesIO()
+            shape = tuple(rng.choice([0, 1, 8, 2**20, 2**31]) for _ in range(rng.randint(1, 4)))
+            np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            with zipfile.ZipFile(path, "w") as archive:
+                archive.writestr("x_train.npy", header.getvalue() + bytes(rng.randint(0, 64)))
+                archive.writestr("y_train.npy", b"")
+        check(call(["data", "info", f"npz:{path}", "--format", "json"]), path.name)
+    return count
+
+
+def fuzz_csv(tmp: Path, count: int) -> int:
+    """A listing of image files with its text mutated: fields, quoting, lines, stray bytes."""
+    seed = tmp / "seed"
+    rows = ["path,label,split"]
+    for i in range(9):
+        (seed / "images").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (10, 10), (20 * i, 0, 0)).save(seed / "images" / f"{i}.png")
+        rows.append(f"images/{i}.png,{'cat' if i % 2 else 'dog'},{'test' if i == 8 else 'train'}")
+    (seed / "list.csv").write_text("\n".join(rows) + "\n")
+    for n, rng in enumerate(cases(count, "csv")):
+        folder = tmp / f"case{n}"
+        shutil.copytree(seed, folder)
+        listing = folder / "list.csv"
+        listing.write_text(mutate_text(listing.read_text(), rng))
+        check(call(["data", "info", f"csv:{listing}", "--format", "json"]), listing.name)
+    return count
+
+
 RUN_FILES = ["config.yaml", "classes.json", "split.json", "best.pt", "last.pt", "metrics.json",
              "history.json", "summary.json", "data.json"]
 
@@ -382,12 +433,12 @@ def trained_run(tmp_path_factory):
     return out / "r"
 
 
-KINDS = ["idx", "cifar", "gtsrb", "images", "config", "weights"]
+KINDS = ["idx", "cifar", "gtsrb", "images", "npz", "csv", "config", "weights"]
 
 
 def run_kind(kind: str, tmp: Path, count: int) -> int:
     return {"idx": fuzz_idx, "cifar": fuzz_cifar, "gtsrb": fuzz_gtsrb, "images": fuzz_caltech_and_images,
-            "config": fuzz_config, "weights": fuzz_weights}[kind](tmp, count)
+            "npz": fuzz_npz, "csv": fuzz_csv, "config": fuzz_config, "weights": fuzz_weights}[kind](tmp, count)
 
 
 @pytest.mark.parametrize("kind", KINDS)
