@@ -72,6 +72,16 @@ def test_the_opsets_export_allows_are_torchs():
     assert OPSETS == (_constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
 
 
+def test_evaluate_a_run_without_held_out_data_says_what_to_give(tmp_path):
+    run_cli("train", "--model", "mlp", "--epochs", "1", "--val-split", "0", "--out", tmp_path, "--name", "r")
+    result = run_cli("evaluate", tmp_path / "r", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "this run's data has no val or test split to evaluate on; give --split train (its training "
+        "images) or --data SPEC (other data)")
+    assert run_cli("evaluate", tmp_path / "r", "--split", "train", "--no-report").returncode == 0
+
+
 def test_predict_folder_with_corrupt_file(digits_run, tmp_path):
     folder = tmp_path / "inputs"
     folder.mkdir()

@@ -128,7 +128,11 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     if own:
         recorded = run.directory.read_json(runs.SPLIT, {})
         # as the run's own final evaluation: validation, else the test split
-        split = split or next((name for name in ("val", "test") if name in recorded), "val")
+        held_out = next((name for name in ("val", "test") if name in recorded), None)
+        if split is None and held_out is None:
+            raise DataError(f"{run.path}: this run's data has no val or test split to evaluate on; give --split train (its "
+                            "training images) or --data SPEC (other data)")
+        split = split or held_out
         if split not in recorded:
             raise DataError(f"--split {split}: this run's data has no {split} split; "
                             f"available: {', '.join(recorded)}")
