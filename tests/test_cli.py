@@ -165,6 +165,8 @@ def test_folder_source_trains(tmp_path):
     (["evaluate", "/no/run"], "/no/run: no such run directory"),
     (["predict", ".", "x.png"], "not a cnnlab run directory"),
     (["data", "info", "cifar99:/x"], "unknown data source 'cifar99'"),
+    (["data", "bench", "digits", "--augment", "pad_crop:100"], "pad_crop:100 pads 100 pixels; a 8x8 input reflects at most 7"),
+    (["train", "--augment", "pad_crop:100", "--check"], "pad_crop:100 pads 100 pixels; a 28x28 input reflects at most 27"),
 ])
 def test_user_errors_are_one_line_exit_2(tmp_path, args, needle):
     result = run_cli(*args, "--out", tmp_path, check=False) if args[0] == "train" else run_cli(*args, check=False, cwd=tmp_path)

@@ -345,6 +345,28 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch():
         Augment.parse(["hflip:sometimes"])
 
 
+@pytest.mark.parametrize("item, message", [
+    ("scale:1", r"scale must be below 1 \(the zoom, 1 \+- scale, stays above 0\); got 'scale:1'"),
+    ("translate:2", r"translate must be at most 1 \(a fraction of the image's side\); got 'translate:2'"),
+    ("brightness:1.5", r"brightness must be at most 1 \(a fraction of the pixel range\); got 'brightness:1.5'"),
+    ("contrast:5", r"contrast must be at most 1 \(the contrast factor, 1 \+- contrast, stays at 0 or above\)"),
+    ("random_resized_crop:1.5", r"random_resized_crop must be at most 1 \(the smallest share of the image's area\)"),
+])
+def test_augmentation_strengths_beyond_their_meaning_are_refused(item, message):
+    """Keras' bounds for its layers (RandomZoom, RandomTranslation, RandomBrightness,
+    RandomContrast): a zoom of 1 - 5 would mirror the image through its centre."""
+    with pytest.raises(CnnlabError, match=message):
+        Augment.parse([item])
+
+
+def test_pad_crop_wider_than_the_input_is_refused_before_training():
+    """Reflection padding needs fewer pixels than the side it reflects; torch raised this only
+    at the first training batch, after decoding."""
+    with pytest.raises(CnnlabError, match=r"pad_crop:28 pads 28 pixels; a 28x28 input reflects at most 27"):
+        Augment.parse(["pad_crop:28"]).check(1, (28, 28))
+    Augment.parse(["pad_crop:27"]).check(1, (28, 28))
+
+
 def test_progressive_resizing_scales_the_training_batches_of_its_epochs_only():
     n = 12
     images = torch.randint(0, 256, (n, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))

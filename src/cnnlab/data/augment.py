@@ -13,6 +13,11 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 
+AT_MOST_ONE = {"random_resized_crop": "the smallest share of the image's area",
+               "translate": "a fraction of the image's side", "brightness": "a fraction of the pixel range",
+               "contrast": "the contrast factor, 1 +- contrast, stays at 0 or above"}
+"""Strengths that are fractions, with what each is a fraction of (Keras' bounds for its layers)."""
+
 AUGMENTATIONS = ("hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "
                  "rotate[:DEGREES], scale[:FRACTION], translate[:FRACTION], brightness[:FRACTION], "
                  "contrast[:FRACTION], mixup[:ALPHA], cutmix[:ALPHA]")
@@ -67,6 +72,11 @@ class Augment:
                     raise ConfigError(f"data.augment: {name} takes a number; got '{item}'") from None
                 if not math.isfinite(value) or value < 0:
                     raise ConfigError(f"data.augment: {name} must be a number of at least 0; got '{item}'")
+                if name == "scale" and value >= 1:
+                    raise ConfigError(f"data.augment: scale must be below 1 (the zoom, 1 +- scale, stays above 0); "
+                                      f"got '{item}'")
+                if name in AT_MOST_ONE and value > 1:
+                    raise ConfigError(f"data.augment: {name} must be at most 1 ({AT_MOST_ONE[name]}); got '{item}'")
                 options[name] = value
             else:
                 raise ConfigError(f"data.augment: unknown augmentation '{item}'; valid: {AUGMENTATIONS}")
@@ -80,12 +90,12 @@ class Augment:
     def mixes(self) -> bool:
         return bool(self.mixup or self.cutmix)
 
-    def check(self, channels: int) -> Augment:
+    def check(self, channels: int, input_size: tuple[int, int]) -> Augment:
         if self.pca_lighting and channels != 3:
             raise ConfigError("data.augment: pca_lighting needs RGB images (3 channels)")
-        if self.random_resized_crop > 1:
-            raise ConfigError(f"data.augment: random_resized_crop takes the smallest area, at "
-                              f"most 1; got {self.random_resized_crop}")
+        if self.pad_crop >= min(input_size):
+            raise ConfigError(f"data.augment: pad_crop:{self.pad_crop} pads {self.pad_crop} pixels; a "
+                              f"{input_size[0]}x{input_size[1]} input reflects at most {min(input_size) - 1}")
         return self
 
 

@@ -117,7 +117,7 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
 
     source = read_source(config.data.spec, config.data.options)
     channels = config.data.channels or source.channels
-    augment.check(channels)
+    augment.check(channels, input_size)
     loss = Loss(config.loss, len(source.classes), config.label_smoothing)
     if config.class_weight not in (None, "balanced"):
         read_class_weights(config.class_weight, source.classes)
