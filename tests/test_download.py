@@ -74,6 +74,13 @@ def test_unreachable_says_how_to_pass_a_local_copy(tmp_path):
         dl.download(dl.Remote("http://127.0.0.1:9/nothing.gz", "0" * 32), tmp_path, timeout=5)
 
 
+def test_unreachable_source_names_itself_in_the_local_copy_it_asks_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    monkeypatch.setitem(dl.REMOTES, "mnist", [dl.Remote("http://127.0.0.1:9/nothing.gz", "0" * 32)])
+    with pytest.raises(DataError, match=r"pass the local copy's folder as mnist:PATH$"):
+        dl.fetch("mnist", None)
+
+
 def test_source_without_path_downloads_into_data_home(server, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
     monkeypatch.setitem(dl.REMOTES, "cifar10", [remote(server)])

@@ -65,7 +65,7 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(remote: Remote, folder: Path, timeout: float = 30.0) -> Path:
+def download(remote: Remote, folder: Path, timeout: float = 30.0, source: str = "NAME") -> Path:
     """Fetch ``remote`` into ``folder``: resumes a partial ``.part`` file with an HTTP range
     request, verifies the md5, then renames it into place. Processes fetching the same file
     (the ranks of a distributed run, two commands at once) take turns on a lock of the folder, so
@@ -79,12 +79,12 @@ def download(remote: Remote, folder: Path, timeout: float = 30.0) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file() and md5_of(target) == remote.md5:
             return target
-        return _fetch_locked(remote, target, timeout)
+        return _fetch_locked(remote, target, timeout, source)
     finally:
         os.close(lock)
 
 
-def _fetch_locked(remote: Remote, target: Path, timeout: float) -> Path:
+def _fetch_locked(remote: Remote, target: Path, timeout: float, source: str) -> Path:
     partial = target.with_name(target.name + ".part")
     have = partial.stat().st_size if partial.is_file() else 0
     request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -101,7 +101,7 @@ def _fetch_locked(remote: Remote, target: Path, timeout: float) -> Path:
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(f"cannot download {remote.url} ({reason}); download it on a machine with "
-                        f"access and pass the local copy's folder as NAME:PATH") from None
+                        f"access and pass the local copy's folder as {source}:PATH") from None
     found = md5_of(partial)
     if found != remote.md5:
         partial.unlink()
@@ -123,7 +123,7 @@ def fetch(name: str, path: Path | None) -> Path:
         raise DataError(f"--data {name}: give the local copy as {name}:PATH "
                         f"({name} is not downloaded automatically)")
     folder = data_home() / name
-    files = [download(remote, folder) for remote in REMOTES[name]]
+    files = [download(remote, folder, source=name) for remote in REMOTES[name]]
     if name in ARCHIVES:
         from .safe import extract_archive
 
