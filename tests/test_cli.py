@@ -177,6 +177,17 @@ def test_user_errors_are_one_line_exit_2(tmp_path, args, needle):
     assert not list(tmp_path.glob("2*")), "a failed start must leave no run directory"
 
 
+def test_class_weights_that_weigh_every_class_zero_are_refused(tmp_path):
+    """Every sample would weigh 0: the loss is 0 and nothing is learned (it trained so, silently)."""
+    weights = tmp_path / "weights.yaml"
+    weights.write_text("".join(f'"{digit}": 0\n' for digit in range(10)))
+    result = run_cli("train", "--model", "mlp", "--class-weight", weights, "--out", tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(f"--class-weight {weights}: every class weighs 0, so nothing would be learned")
+    weights.write_text('"0": 0\n')  # one class left out of the loss is a choice
+    assert run_cli("train", "--model", "mlp", "--class-weight", weights, "--check", "--out", tmp_path).returncode == 0
+
+
 def test_bad_yaml_key(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model:\n  name: lenet5\nlearning_rate: 0.1\n")

@@ -334,6 +334,8 @@ def read_class_weights(path: str, classes: list[str]) -> dict[str, float]:
     for name, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
             raise ConfigError(f"--class-weight {path}: {name}: expected a weight of at least 0, got {weight!r}")
+    if len(weights) == len(classes) and not any(weights.values()):
+        raise ConfigError(f"--class-weight {path}: every class weighs 0, so nothing would be learned")
     return {str(name): float(weight) for name, weight in weights.items()}
 
 
