@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -186,6 +187,16 @@ def test_class_weights_that_weigh_every_class_zero_are_refused(tmp_path):
     assert result.stderr.strip().endswith(f"--class-weight {weights}: every class weighs 0, so nothing would be learned")
     weights.write_text('"0": 0\n')  # one class left out of the loss is a choice
     assert run_cli("train", "--model", "mlp", "--class-weight", weights, "--check", "--out", tmp_path).returncode == 0
+
+
+def test_a_model_too_large_for_the_machine_is_refused_before_it_is_built(tmp_path):
+    """resnet9 at width 20,000 has 10^11 parameters: torch's allocator failed with a traceback."""
+    result = run_cli("train", "--model", "resnet9", "--set", "model.options.width=20000", "--out", tmp_path,
+                     check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.search(r"resnet9: [\d,]+ parameters need about [\d,]+ GiB to train \(fp32 weights, gradients and "
+                     r"two optimizer moments\); cpu has [\d,]+ GiB$", result.stderr.strip()), result.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_bad_yaml_key(tmp_path):

@@ -20,6 +20,13 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory ``device`` has: the GPU's own, else the machine's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto``: the process's CUDA device where there is one, else the CPU; ``cuda:N``."""
     if name == "auto":

@@ -40,7 +40,7 @@ from ..models.fusion import fold_batchnorm
 from ..models.layers import PatchWhitening, fit_whitening, whitening_biases
 from ..models.towers import split_towers
 from ..models.weights import load_weights, matching_weights, weights_for
-from ..runtime import Runtime, resolve_device
+from ..runtime import Runtime, device_memory, resolve_device
 from .callbacks import Callback
 from .loop import Trainer
 from .optim import build_optimizer, param_groups
@@ -125,6 +125,7 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
         model = create_model(config.model.name, loss.outputs, channels, input_size, **config.model.options)
         if config.towers:
             split_towers(model, ["meta", "meta"])
+    check_fits_in_memory(model, config.model.name, runtime.device)
     check_progressive_resizing(config, model, channels, input_size)
     if config.model.weights and not resuming:
         matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
@@ -144,6 +145,16 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
     validation = "val" in source.splits or config.data.val_split > 0
     monitors, notes = resolve_monitors(config, len(source.classes), validation)
     return Plan(config, runtime, image_size, input_size, augment, source, channels, monitors, tuple(notes))
+
+
+def check_fits_in_memory(model: torch.nn.Module, name: str, device: torch.device) -> None:
+    """Refuse a model whose training state alone cannot fit: building it would fail in torch's
+    allocator, or swap the machine to a halt."""
+    count = sum(p.numel() for p in model.parameters())
+    need, have = 16 * count, device_memory(device)  # 4 bytes each for weights, gradients, 2 moments
+    if need > have:
+        raise ConfigError(f"{name}: {count:,} parameters need about {need / 2**30:,.0f} GiB to train (fp32 "
+                          f"weights, gradients and two optimizer moments); {device} has {have / 2**30:,.0f} GiB")
 
 
 def check_progressive_resizing(config: TrainConfig, model: torch.nn.Module, channels: int,
