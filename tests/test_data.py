@@ -297,6 +297,24 @@ def test_decode_cache_hit_and_invalidation(tmp_path, monkeypatch):
     assert calls == [10, 10, 10] and not changed.cache["hit"]
 
 
+def test_a_decode_cache_larger_than_the_free_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    """The cache is a memory map on disk: a disk that fills while decoding into it kills the
+    process with SIGBUS, no error to catch."""
+    import shutil
+
+    import cnnlab.data.cache as cache
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 5000, 5000))
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=5)
+    with pytest.raises(CnnlabError, match=r"cache: the decode cache needs 16.9 KiB \(10 images of 24x24x3\); the "
+                                          r"disk there has 4.9 KiB free: set CNNLAB_CACHE to a folder on a larger "
+                                          r"disk, or decode smaller images \(--image-size\)"):
+        load_dataset(f"folder:{root}", (24, 24), val_split=0.2)
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+    load_dataset(f"folder:{root}", (12, 12), val_split=0.2)  # 4,320 bytes fit in 5,000
+
+
 def test_loader_reads_memmap_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
     root = make_image_folder(tmp_path / "f", classes=3, per_class=8)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,14 @@ CACHE_VERSION = 1
 
 def cache_root() -> Path:
     return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
+
+
+def readable_size(count: int) -> str:
+    """Bytes in KiB, MiB or GiB, one decimal."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count / 2**10:.1f} KiB"
 
 
 def cache_key(paths: list[Path], boxes: np.ndarray | None, size: tuple[int, int], channels: int) -> str:
@@ -55,6 +64,11 @@ def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
     staging = folder / f".images.{os.getpid()}.npy"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        need, free = len(paths) * size[0] * size[1] * channels, shutil.disk_usage(folder).free
+        if need > free:  # decoding into a memory map on a full disk ends in SIGBUS, not an error
+            raise CnnlabError(f"{folder.parent}: the decode cache needs {readable_size(need)} ({len(paths)} images of "
+                              f"{size[0]}x{size[1]}x{channels}); the disk there has {readable_size(free)} free: set "
+                              "CNNLAB_CACHE to a folder on a larger disk, or decode smaller images (--image-size)")
         out = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8,
                                         shape=(len(paths), size[0], size[1], channels))
     except OSError as exc:
