@@ -14,7 +14,7 @@ from .. import reports, runs
 from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_dataset
 from ..data.augment import centre_crop
 from ..data.sources import canonical_spec, parse_spec, source_options
-from ..errors import CnnlabError, DataError
+from ..errors import CnnlabError, DataError, listed
 from ..runtime import Runtime
 from .artifacts import inference_model, load_artifacts
 from .gradcam import grad_cam
@@ -176,10 +176,9 @@ def class_mapping(names: list[str], known: list[str], labels: np.ndarray, spec: 
     used = sorted(set(np.asarray(labels).tolist()))
     unknown = [names[i] for i in used if names[i] not in known]
     if unknown:
-        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
         verb = "is" if len(unknown) == 1 else "are"
         raise DataError(f"--data {spec}: {len(unknown)} of its classes {verb} not among the "
-                        f"{len(known)} the model was trained on: {shown}")
+                        f"{len(known)} the model was trained on: {listed(unknown)}")
     index = {name: i for i, name in enumerate(known)}
     return np.asarray([index.get(name, -1) for name in names], dtype=np.int64)
 

@@ -32,7 +32,7 @@ from ..data.augment import centre_crop
 from ..data.dataset import check_subset
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
-from ..errors import ConfigError
+from ..errors import ConfigError, listed
 from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
 from ..models import MODELS, create_model, place_model, summarize
@@ -224,14 +224,13 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         else:  # stopped before its first epoch ended: nothing to continue, so start it again
             restart = True
         split_ids = run.read_json(runs.SPLIT)
-        recorded = run.read_json(runs.CLASSES, None)
-        if recorded is not None and recorded != steps.source.classes:
-            changes = [f"{verb}: {', '.join(names[:5])}{' and more' if len(names) > 5 else ''}"
-                       for verb, names in (("added", [c for c in steps.source.classes if c not in recorded]),
-                                           ("gone", [c for c in recorded if c not in steps.source.classes]))
-                       if names] or ["reordered"]
+        recorded, now = run.read_json(runs.CLASSES, None), steps.source.classes
+        if recorded is not None and recorded != now:
+            added, gone = [c for c in now if c not in recorded], [c for c in recorded if c not in now]
+            changes = "; ".join([*(["added: " + listed(added, 5)] if added else []),
+                                 *(["gone: " + listed(gone, 5)] if gone else [])]) or "reordered"
             raise ConfigError(f"--resume {resume}: the classes of {config.data.spec} are not the run's any more "
-                              f"({'; '.join(changes)}); a run continues on the classes it started with")
+                              f"({changes}); a run continues on the classes it started with")
 
     seed_everything(config.seed)
     data = config.data
