@@ -297,3 +297,40 @@ def test_evaluate_takes_the_test_split_of_a_run_without_validation(tmp_path):
         result = json.loads(run_cli("evaluate", tmp_path / "r", *data, "--format", "json", "--no-report").stdout)
         assert result["split"] == "test" and result["samples"] == 20
         assert result["accuracy"] == pytest.approx(recorded["test"]["accuracy"])
+
+
+@pytest.mark.parametrize("args, target", [
+    (["export", "RUN", "--out", "RUN/best.pt"], "best.pt"),
+    (["export", "RUN", "--format", "safetensors", "--out", "RUN/metrics.json"], "metrics.json"),
+    (["compare", "RUN", "RUN", "--out", "RUN/report.html"], "report.html"),
+    (["compare", "RUN", "RUN", "--out", "RUN/curves.html"], "curves.png"),
+    (["lr-find", "--model", "mlp", "--steps", "5", "--plot", "RUN/curves.png"], "curves.png"),
+    (["data", "info", "digits", "--preview", "RUN/evaluations/other/confusion-test.png"],
+     "evaluations/other/confusion-test.png"),
+])
+def test_a_file_a_command_writes_never_replaces_a_runs_file(digits_run, tmp_path, args, target):
+    """`export RUN --out RUN/best.pt` replaced the run's checkpoint with ONNX bytes, and `compare
+    --out RUN/curves.html` its curves with the comparison's: work lost to a typo."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    (run / "evaluations" / "other").mkdir(parents=True, exist_ok=True)
+    (run / "evaluations" / "other" / "confusion-test.png").write_bytes(b"the evaluation's picture")
+    before = (run / target).read_bytes()
+    result = run_cli(*[a.replace("RUN", str(run)) for a in args], check=False, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{run / target}: is a file of the run {run}; write to a new name or outside the run" in result.stderr
+    assert (run / target).read_bytes() == before
+
+
+def test_export_may_rewrite_its_own_file_and_write_new_files_in_a_run(digits_run, tmp_path):
+    import shutil
+
+    pytest.importorskip("onnx")
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    for args in ([], [], ["--out", run / "model.onnx"], ["--out", run / "lenet5.onnx"]):
+        run_cli("export", run, *args)
+    assert (run / "model.onnx").stat().st_size > 0 and (run / "lenet5.onnx").read_bytes() == (run / "model.onnx").read_bytes()

@@ -33,6 +33,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
         raise CnnlabError(f"--opset {opset}: torch's ONNX exporter writes opsets {OPSETS[0]} to {OPSETS[1]}")
     artifacts = load_artifacts(run_path)
     run, model, prep = artifacts.run, artifacts.model, artifacts.preprocessing
+    out = runs.refuse_run_file(out or run.directory.file(runs.ONNX), own=(runs.ONNX,))
     height, width = prep.input_size
     example = torch.zeros(1, prep.channels, height, width)
     buffer = io.BytesIO()
@@ -67,10 +68,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
-    if out is None:
-        run.directory.write_bytes(runs.ONNX, data)
-        return run.directory.file(runs.ONNX)
-    return write_atomic(Path(out), lambda handle: handle.write(data))
+    return write_atomic(out, lambda handle: handle.write(data))
 
 
 def export_safetensors(run_path: str | Path, out: str | Path | None = None) -> Path:
@@ -82,14 +80,11 @@ def export_safetensors(run_path: str | Path, out: str | Path | None = None) -> P
         raise CnnlabError("export --format safetensors: needs the safetensors package "
                           "(pip install 'cnnlab[safetensors]')") from None
     artifacts = load_artifacts(run_path)
+    out = runs.refuse_run_file(out or artifacts.run.directory.file(runs.SAFETENSORS), own=(runs.SAFETENSORS,))
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in artifacts.model.state_dict().items()}
     metadata = {"format": "cnnlab-safetensors/1", "model": json.dumps(artifacts.checkpoint["model"]),
                 "classes": json.dumps(artifacts.classes),
                 "preprocessing": json.dumps(artifacts.preprocessing.to_dict()),
                 "loss": json.dumps(artifacts.loss.spec())}
     data = save(state, metadata=metadata)
-    run = artifacts.run
-    if out is None:
-        run.directory.write_bytes(runs.SAFETENSORS, data)
-        return run.directory.file(runs.SAFETENSORS)
-    return write_atomic(Path(out), lambda handle: handle.write(data))
+    return write_atomic(out, lambda handle: handle.write(data))

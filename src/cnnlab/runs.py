@@ -192,6 +192,22 @@ class RunDirectory:
         write_json_atomic(self.file(HISTORY_JSON), history)
 
 
+def refuse_run_file(path: str | Path, own: tuple[str, ...] = ()) -> Path:
+    """``path``, a file a command writes where the user said, unless it would replace a file of a
+    run (one in a folder holding a run's config.yaml and classes.json, or below one): a later
+    command never replaces a run's results. ``own`` names the command's own earlier output in
+    the run's folder (``model.onnx`` for export), which it may write again."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    for folder in path.resolve().parents:
+        if (folder / CONFIG).is_file() and (folder / CLASSES).is_file():
+            if path.name in own and path.resolve().parent == folder:
+                return path
+            raise CnnlabError(f"{path}: is a file of the run {folder}; write to a new name or outside the run")
+    return path
+
+
 def file_safe(text: str) -> str:
     """``text`` with every run of characters other than letters and digits made one '-'."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")

@@ -45,6 +45,7 @@ def write_report(directory: runs.RunDirectory) -> Path:
 
 def write_preview(dataset, out: Path) -> Path:
     """``cnnlab data info --preview FILE``: a grid of training images per class."""
+    out = runs.refuse_run_file(out)
     data = plots.data_preview(dataset.splits["train"], dataset.classes)
     return write_atomic(out, lambda handle: handle.write(data))
 
@@ -52,15 +53,16 @@ def write_preview(dataset, out: Path) -> Path:
 def compare(run_paths: list, out: Path) -> Path:
     """Validation accuracy, loss and MSE of several runs overlaid, and a table of their best
     metrics, parameters, training time and img/s, in ``out`` (HTML) beside ``out``.png."""
+    out = runs.refuse_run_file(out)
+    picture_path = runs.refuse_run_file(out.with_suffix(".png"))
     loaded = [runs.load_run(p) for p in run_paths]
     names = [r.path.name for r in loaded]
     if len(set(names)) < len(names):
         names = [str(r.path) for r in loaded]
     names = short_names(names)
-    out = Path(out)
     curves = plots.training_curves(dict(zip(names, (r.history for r in loaded), strict=True)),
                                    metrics=("accuracy", "loss", "mse"))
-    picture = write_atomic(out.with_suffix(".png"), lambda handle: handle.write(curves))
+    picture = write_atomic(picture_path, lambda handle: handle.write(curves))
     return write_text_atomic(out, comparison_report(loaded, names, picture))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import runs
 from ..config import TrainConfig
 from ..data import BatchLoader, load_dataset
 from ..data.preprocessing import derive
@@ -43,6 +44,8 @@ def find_lr(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
             plot: Path | None = None) -> LRFinding:
     if not 0 < start < end or steps < 5:
         raise ConfigError("lr-find: needs 0 < --start-lr < --end-lr and at least 5 --steps")
+    if plot is not None:
+        plot = runs.refuse_run_file(plot)
     checked = plan(config)
     config, runtime = checked.config, checked.runtime
     seed_everything(config.seed)
