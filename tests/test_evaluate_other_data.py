@@ -179,3 +179,20 @@ def test_evaluate_own_folder_after_classes_were_added_to_it(tmp_path):
     assert again["samples"] == recorded["samples"]
     assert again["accuracy"] == recorded["accuracy"]
     assert again["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+def test_two_test_sets_of_one_folder_name_never_replace_each_other(folder_run, tmp_path):
+    """`evaluate RUN --data folder:/site-a/test` then `--data folder:/site-b/test` both went to
+    evaluations/folder-test/: the second replaced the first's results."""
+    run = tmp_path / "run"
+    shutil.copytree(folder_run[0], run, ignore=shutil.ignore_patterns("evaluations"))
+    first, second = (make_image_folder(tmp_path / site / "test", classes=3, per_class=count, seed=count)
+                     for site, count in (("site-a", 4), ("site-b", 6)))
+    for folder in (first, second, first):  # the first again: its own folder, rewritten in place
+        run_cli("evaluate", run, "--data", f"folder:{folder}", "--no-report")
+    stored = {p.name: json.loads((p / "metrics.json").read_text()) for p in (run / "evaluations").iterdir()}
+    assert {name: (s["data"], s[s["split"]]["samples"]) for name, s in stored.items()} == {
+        "folder-test": (f"folder:{first}", 12), "folder-test-2": (f"folder:{second}", 18)}
+    result = json.loads(run_cli("evaluate", run, "--data", f"folder:{second}", "--no-report",
+                                "--format", "json").stdout)
+    assert result["saved_to"] == str(run / "evaluations" / "folder-test-2")

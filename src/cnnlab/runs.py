@@ -144,6 +144,20 @@ class RunDirectory:
         """The labels of the evaluations on other data, sorted."""
         return sorted(p.parent.name for p in self.path.glob(f"{EVALUATIONS}/*/{METRICS}"))
 
+    def evaluation_label(self, base: str, identity: dict[str, Any]) -> str:
+        """``base``, or ``base-2``, ``-3``...: the first whose folder is free or holds an
+        evaluation of the same ``identity`` (its metrics.json's data, split, tta and options).
+        Two test sets of one folder name never replace each other's results; evaluating the
+        same data again rewrites its own."""
+        wanted = json.loads(json.dumps(identity))
+        label, number = base, 1
+        while True:
+            stored = self.read_json(f"{evaluation_folder(label)}/{METRICS}")
+            if stored is None or all(stored.get(key) == value for key, value in wanted.items()):
+                return label
+            number += 1
+            label = f"{base}-{number}"
+
     # writing (only the main process of a distributed run writes)
     def write_bytes(self, name: str, data: bytes) -> None:
         if self.main_process:

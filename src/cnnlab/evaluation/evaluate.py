@@ -156,10 +156,13 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     # by name, on the run's own data too: its folder may have gained classes since the run
     part = part.relabelled(class_mapping(dataset.classes, run.classes, part.labels, dataset.spec))
     # each data set, split, option change and TTA gets its own folder: no evaluation replaces another
-    extras = [split if own else "", *(f"{k}-{v}" for k, v in sorted((options or {}).items())), tta or ""]
-    label = None if own and tta is None else "-".join(
-        [runs.data_name(spec), *(runs.file_safe(e) for e in extras if e)])
     directory = runs.RunDirectory(run.path, quiet=quiet)
+    label = None
+    if not own or tta is not None:
+        extras = [split if own else "", *(f"{k}-{v}" for k, v in sorted((options or {}).items())), tta or ""]
+        label = directory.evaluation_label(
+            "-".join([runs.data_name(spec), *(runs.file_safe(e) for e in extras if e)]),
+            {"data": dataset.spec, "split": split, "tta": tta, "options": used_options})
     metrics = evaluate_and_record(directory, model, artifacts.loss, prep, run.classes, part, split,
                                   runtime, batch_size or cfg.batch_size * 2,
                                   artifacts.checkpoint["epoch"], dataset.spec, tta, label, used_options,
