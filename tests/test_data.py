@@ -68,6 +68,25 @@ def test_spec_errors():
         load_dataset("digits:/x")
 
 
+def test_a_path_given_as_data_that_is_no_folder_is_named_as_a_path(tmp_path):
+    """`--data /data/gtsrb-typo` said "unknown data source '/data/gtsrb-typo'; choose from ...",
+    and `--data arrays.npz` the same of a file that is there."""
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(DataError, match=f"^--data {missing}: no such folder \\(a data SPEC is a source name, "
+                                        "SOURCE:PATH, or a folder of class sub-folders\\)$"):
+        parse_spec(str(missing))
+    arrays = tmp_path / "arrays.npz"
+    arrays.write_bytes(b"")
+    with pytest.raises(DataError, match=f"^--data {arrays}: a file; name its source: npz:{arrays}$"):
+        parse_spec(str(arrays))
+    listing = tmp_path / "list.csv"
+    listing.write_text("")
+    with pytest.raises(DataError, match=f"^--data {listing}: a file; name its source: csv:{listing}$"):
+        parse_spec(str(listing))
+    with pytest.raises(DataError, match="^--data ./x.bin: no such folder"):
+        parse_spec("./x.bin")
+
+
 def test_digits_resized_and_three_channels():
     data = load_dataset("digits", image_size=(28, 28), channels=3, val_split=0.1)
     assert data.splits["train"].images.shape[1:] == (28, 28, 3)

@@ -81,10 +81,25 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
         warnings.warn(f"--data {spec}: a folder, read as folder:{spec} (one sub-folder per class)",
                       stacklevel=2)
         return "folder", Path(spec).expanduser()
+    if name not in SOURCES and not sep and ("/" in spec or spec.startswith((".", "~"))):
+        raise DataError(f"--data {spec}: {_not_a_folder(Path(spec).expanduser())}")
     SOURCES.get(name)
     if sep and not path:
         raise DataError(f"--data {spec}: empty path after '{name}:'")
     return name, Path(path).expanduser() if path else None
+
+
+FILE_SOURCES = {".npz": "npz", ".csv": "csv"}
+
+
+def _not_a_folder(path: Path) -> str:
+    """What is wrong with a path given as ``--data`` that is not a folder."""
+    if not path.is_file():
+        return "no such folder (a data SPEC is a source name, SOURCE:PATH, or a folder of class sub-folders)"
+    source = FILE_SOURCES.get(path.suffix.lower())
+    if source is None:
+        return "a file; a data SPEC is a source name, SOURCE:PATH, or a folder of class sub-folders"
+    return f"a file; name its source: {source}:{path}"
 
 
 def canonical_spec(spec: str) -> str:
