@@ -80,6 +80,27 @@ def test_npz_whose_header_claims_terabytes_is_refused(tmp_path):
         read_source(f"npz:{tmp_path / 'd.npz'}")
 
 
+def test_a_single_npy_given_as_npz_is_one_line(tmp_path):
+    """np.load reads a .npy as a bare array, which ended in TypeError (no context manager)."""
+    np.save(tmp_path / "x.npy", np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"x.npy: not a readable .npz of arrays \(File is not a zip file\)$"):
+        read_source(f"npz:{tmp_path / 'x.npy'}")
+
+
+def test_npz_larger_than_the_machines_memory_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    """Zeros compress about 1000:1, so a 30 MB .npz can hold 30 GB of arrays: the process was
+    killed for memory (a header's claim alone is the test above; this one has the bytes)."""
+    from cnnlab.data.readers import arrays
+
+    np.savez_compressed(tmp_path / "d.npz", x_train=np.zeros((64, 32, 32, 3), np.uint8), y_train=np.zeros(64, int))
+    monkeypatch.setattr(arrays, "machine_memory", lambda: 250_000)
+    read_source(f"npz:{tmp_path / 'd.npz'}")  # its members unpack to 197,376 bytes
+    monkeypatch.setattr(arrays, "machine_memory", lambda: 150_000)
+    with pytest.raises(DataError, match=r"^--data npz:\S+d.npz: its arrays take 192.8 KiB unpacked; this machine has "
+                                        r"146.5 KiB of memory$"):
+        read_source(f"npz:{tmp_path / 'd.npz'}")
+
+
 def test_npz_labels_that_skip_a_class_name_it(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.array([0, 2, 0, 2]))
     result = run_cli("train", "--model", "mlp", "--data", f"npz:{tmp_path / 'd.npz'}", "--epochs", "1",

@@ -24,6 +24,11 @@ def device_memory(device: torch.device) -> int:
     """Bytes of memory ``device`` has: the GPU's own, else the machine's."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
+    return machine_memory()
+
+
+def machine_memory() -> int:
+    """Bytes of the machine's physical memory."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 

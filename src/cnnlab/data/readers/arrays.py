@@ -13,6 +13,8 @@ import numpy as np
 
 from ...errors import DataError
 from ...io import write_atomic
+from ...runtime import machine_memory
+from ..cache import readable_size
 from ..download import data_home, fetch
 from ..images import is_image_file
 from ..sources import SOURCES, RawSplit, SourceData
@@ -59,6 +61,12 @@ def read_npz(path: Path | None) -> SourceData:
     (N,) or (N, 1) class indices). Read without pickles."""
     path = fetch("npz", path)
     try:
+        # zeros compress about 1000:1: the members' unpacked sizes, not the file's, must fit
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+        if unpacked > machine_memory():
+            raise DataError(f"--data npz:{path}: its arrays take {readable_size(unpacked)} unpacked; this machine "
+                            f"has {readable_size(machine_memory())} of memory")
         with np.load(path, allow_pickle=False) as arrays:
             contents = {key: arrays[key] for key in arrays.files}
     # MemoryError: a member's header may claim any shape, terabytes included
