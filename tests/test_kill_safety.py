@@ -191,3 +191,16 @@ def test_a_signal_during_a_checkpoint_write_waits_for_the_file(tmp_path):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert load_checkpoint(path)["epoch"] == 3  # complete: the interruption came after the rename
+
+
+def test_runs_started_in_the_same_second_get_a_folder_each(tmp_path):
+    """Run names have a one-second timestamp, so a sweep launching trainings in parallel makes
+    the same name at once: the one whose mkdir came second failed ("cannot create the run
+    directory: File exists") where it should take the next free name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cnnlab.runs import RunDirectory
+
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: RunDirectory.create(tmp_path, "20261127-120000-mlp-digits").path, range(32)))
+    assert len(set(made)) == 32 and all(path.is_dir() for path in made)

@@ -80,16 +80,17 @@ class RunDirectory:
         """A new folder ``out/name`` (``name-2``, ``-3``... when taken: a run never writes into
         another run's folder)."""
         root = Path(out)
-        path = root / name
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = root / f"{name}-{suffix}"
-        try:
-            path.mkdir(parents=True)
-        except OSError as exc:
-            raise CnnlabError(f"--out {out}: cannot create the run directory: {exc.strerror or exc}") from None
-        return cls(path, **kwargs)
+        path, suffix = root / name, 1
+        while True:
+            # mkdir is the test: a run started in the same second by another process may take a name
+            try:
+                path.mkdir(parents=True)
+                return cls(path, **kwargs)
+            except FileExistsError:
+                suffix += 1
+                path = root / f"{name}-{suffix}"
+            except OSError as exc:
+                raise CnnlabError(f"--out {out}: cannot create the run directory: {exc.strerror or exc}") from None
 
     def file(self, name: str) -> Path:
         return self.path / name
