@@ -334,6 +334,38 @@ def test_a_decode_cache_larger_than_the_free_disk_is_refused_before_decoding(tmp
     load_dataset(f"folder:{root}", (12, 12), val_split=0.2)  # 4,320 bytes fit in 5,000
 
 
+def test_an_interrupted_decode_leaves_no_half_cache_behind(tmp_path, monkeypatch):
+    """Ctrl-C while decoding a large folder left its half-written memory map (the size of the
+    whole decoded data set) in the cache for good, and so did a process killed outright."""
+    import subprocess
+    import sys
+
+    import cnnlab.data.cache as cache
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=5)
+    real = cache.decode_many
+
+    def interrupted(paths, size, channels, progress, *args, **kwargs):
+        progress(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "decode_many", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset(f"folder:{root}", (12, 12))
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    # a process killed outright cannot clean up: the next decode into that folder does
+    monkeypatch.setattr(cache, "decode_many", real)
+    load_dataset(f"folder:{root}", (12, 12))
+    folder = next((tmp_path / "cache").iterdir())
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = folder / f".images.{int(gone.stdout)}.npy"
+    stale.write_bytes(b"half a cache")
+    (folder / "images.npy").unlink()
+    load_dataset(f"folder:{root}", (12, 12))
+    assert not stale.exists() and sorted(p.name for p in folder.iterdir()) == ["images.npy", "meta.json"]
+
+
 def test_loader_reads_memmap_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
     root = make_image_folder(tmp_path / "f", classes=3, per_class=8)

@@ -32,6 +32,28 @@ def readable_size(count: int) -> str:
     return f"{count / 2**10:.1f} KiB"
 
 
+STAGING_PREFIX = ".images."
+"""A cache being decoded is ``.images.PID.npy``, renamed to images.npy when whole."""
+
+
+def remove_stale_staging(folder: Path) -> None:
+    """Delete the half-decoded caches of processes that are gone (killed outright)."""
+    for path in folder.glob(f"{STAGING_PREFIX}*.npy"):
+        pid = path.name[len(STAGING_PREFIX):-len(".npy")]
+        if pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def cache_key(paths: list[Path], boxes: np.ndarray | None, size: tuple[int, int], channels: int) -> str:
     digest = hashlib.sha256(f"{CACHE_VERSION}|{size}|{channels}".encode())
     for path in paths:
@@ -61,9 +83,10 @@ def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
                 return images, np.asarray(meta["kept"], dtype=np.int64), meta["unreadable"], True
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
-    staging = folder / f".images.{os.getpid()}.npy"
+    staging = folder / f"{STAGING_PREFIX}{os.getpid()}.npy"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(folder)
         need, free = len(paths) * size[0] * size[1] * channels, shutil.disk_usage(folder).free
         if need > free:  # decoding into a memory map on a full disk ends in SIGBUS, not an error
             raise CnnlabError(f"{folder.parent}: the decode cache needs {readable_size(need)} ({len(paths)} images of "
@@ -74,12 +97,17 @@ def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
     except OSError as exc:
         raise CnnlabError(f"{folder}: cannot write the decode cache there ({exc.strerror or exc}); "
                           "set CNNLAB_CACHE to a writable folder") from None
-    with tqdm(total=len(paths), desc=description, unit="img", disable=None if progress else True, leave=False) as bar:
-        box_list = None if boxes is None else [None if b[0] < 0 else b for b in boxes]
-        _, kept, failed = decode_many(paths, size, channels, bar.update, box_list, out=out)
-    out.flush()
-    del out
-    os.replace(staging, images_file)
+    try:
+        with tqdm(total=len(paths), desc=description, unit="img", disable=None if progress else True,
+                  leave=False) as bar:
+            box_list = None if boxes is None else [None if b[0] < 0 else b for b in boxes]
+            _, kept, failed = decode_many(paths, size, channels, bar.update, box_list, out=out)
+        out.flush()
+        del out
+        os.replace(staging, images_file)
+    except BaseException:  # Ctrl-C included: half a cache is the size of the whole one
+        staging.unlink(missing_ok=True)
+        raise
     write_json_atomic(meta_file, {"kept": kept, "unreadable": failed, "size": list(size),
                                   "channels": channels, "files": len(paths)})
     return np.load(images_file, mmap_mode="r"), np.asarray(kept, dtype=np.int64), failed, False
