@@ -204,3 +204,27 @@ def test_runs_started_in_the_same_second_get_a_folder_each(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         made = list(pool.map(lambda _: RunDirectory.create(tmp_path, "20261127-120000-mlp-digits").path, range(32)))
     assert len(set(made)) == 32 and all(path.is_dir() for path in made)
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, reference):
+    """`train --resume RUN` typed in a second terminal (or a job started twice) trained the run
+    beside the first process: both wrote its checkpoints and history, and the second deleted
+    the first's half-written files as stale."""
+    import fcntl
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(reference, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+    with (run / ".lock").open("a") as held:  # what a process training the run holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (run / ".last.pt.abc.tmp").write_bytes(b"the other process's checkpoint, half written")
+        result = run_cli("train", "--resume", run, "--epochs", "5", check=False)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.strip().endswith(f"--resume {run}: another process is training this run now; "
+                                              "wait for it to end (or stop it), then resume")
+        assert (run / ".last.pt.abc.tmp").exists()
+        assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"} == {
+            **before, ".last.pt.abc.tmp": b"the other process's checkpoint, half written"}
+    run_cli("train", "--resume", run, "--epochs", "5")  # released: it resumes
+    assert json.loads((run / "history.json").read_text())[-1]["epoch"] == 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import json
 import re
@@ -27,7 +28,7 @@ from .io import TEMP_SUFFIX, write_atomic, write_json_atomic, write_text_atomic
 CONFIG, HISTORY_CSV, HISTORY_JSON = "config.yaml", "history.csv", "history.json"
 CLASSES, SPLIT, SUMMARY, SUMMARY_JSON, METRICS, LOG = (
     "classes.json", "split.json", "summary.txt", "summary.json", "metrics.json", "train.log")
-DATA = "data.json"
+DATA, LOCK = "data.json", ".lock"
 BEST, LAST = "best.pt", "last.pt"
 REPORT, CURVES, PREVIEW = "report.html", "curves.png", "preview.png"
 TENSORBOARD, ONNX, SAFETENSORS = "tensorboard", "model.onnx", "model.safetensors"
@@ -97,6 +98,26 @@ class RunDirectory:
 
     def exists(self, name: str) -> bool:
         return self.file(name).is_file()
+
+    @contextlib.contextmanager
+    def training_lock(self, option: str):
+        """Held while this process trains the run, so that no second one (``--resume`` typed in
+        another terminal, a job started twice) trains it beside it: both would write its
+        checkpoints, and the second delete the first's half-written files as stale. The
+        system releases the lock when the process ends, killed or not. ``option`` names what
+        the user gave, for the error."""
+        if not self.main_process:
+            yield
+            return
+        with self.file(LOCK).open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CnnlabError(f"{option}: another process is training this run now; wait for it to end "
+                                  "(or stop it), then resume") from None
+            except OSError:
+                pass  # a file system without locks: train unguarded, as before
+            yield
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Half-written files left by a process killed mid-write (the finished file is never

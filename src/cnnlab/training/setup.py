@@ -7,6 +7,7 @@ second, never an epoch, and never leaves a half-made run directory behind.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -209,11 +210,19 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     When resuming, ``config`` should be the run's own config.yaml, optionally with more epochs;
     everything else (model, optimizer, schedule, callbacks, random states) comes from last.pt.
     """
+    with contextlib.ExitStack() as locks:
+        return _train(config, callbacks, resume, quiet, locks)
+
+
+def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Path | None, quiet: bool,
+           locks: contextlib.ExitStack) -> runs.Run:
+    """train()'s work; the run directory it trains is locked in ``locks`` until train() ends."""
     steps = plan(config, resuming=resume is not None)
     config, runtime = steps.config, steps.runtime
     state, split_ids, restart = None, None, False
     if resume is not None:
         run = runs.RunDirectory(Path(resume), quiet=quiet, main_process=runtime.is_main)
+        locks.enter_context(run.training_lock(f"--resume {resume}"))
         if runtime.is_main:
             run.remove_stale_temporaries()
         if run.exists(runs.LAST):
@@ -271,6 +280,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
         if runtime.is_main:
             path = runs.RunDirectory.create(config.out, config.name or runs.run_name(config)).path
         run = runs.RunDirectory(Path(runtime.broadcast(str(path))), quiet=quiet, main_process=runtime.is_main)
+        locks.enter_context(run.training_lock(str(run.path)))
         run.write_text(runs.CONFIG, config.to_yaml())  # first, so a run stopped at once can resume
     for note in [*notes, *weight_notes]:
         run.log(note)
