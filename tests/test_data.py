@@ -87,6 +87,20 @@ def test_a_path_given_as_data_that_is_no_folder_is_named_as_a_path(tmp_path):
         parse_spec("./x.bin")
 
 
+def test_runs_written_into_the_data_folder_are_not_read_as_a_class(tmp_path, image_folder):
+    """`cd photos && cnnlab train --data .` writes its run into ./runs (the default --out); the
+    next training read runs/ as a fourth class, of the first run's pictures."""
+    from cnnlab.cli import main
+
+    assert main(["train", "--model", "lenet5", "--data", f"folder:{image_folder}", "--image-size", "20x20",
+                 "--epochs", "1", "--quiet", "--out", str(image_folder / "runs")]) == 0
+    assert list((image_folder / "runs").rglob("*.png"))
+    with pytest.warns(UserWarning, match=f"{image_folder / 'runs'}: left out: it holds cnnlab runs "
+                                         "\\(train --out\\), not images of a class"):
+        data = load_dataset(f"folder:{image_folder}", (12, 12), val_split=0.0)
+    assert data.classes == ["class_0", "class_1", "class_2"] and len(data.splits["train"]) == 36
+
+
 def test_digits_resized_and_three_channels():
     data = load_dataset("digits", image_size=(28, 28), channels=3, val_split=0.1)
     assert data.splits["train"].images.shape[1:] == (28, 28, 3)

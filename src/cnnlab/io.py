@@ -18,6 +18,12 @@ from typing import IO, Any
 from .errors import CnnlabError
 
 TEMP_SUFFIX = ".tmp"
+RUN_CONFIG, RUN_CLASSES = "config.yaml", "classes.json"
+"""The two files that make a folder a cnnlab run directory (runs.py writes them first)."""
+
+
+def is_run_directory(path: Path) -> bool:
+    return (path / RUN_CONFIG).is_file() and (path / RUN_CLASSES).is_file()
 """Temporary files are ``.NAME.<random>.tmp`` beside their target."""
 
 

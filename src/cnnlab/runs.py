@@ -23,11 +23,20 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .errors import CnnlabError
-from .io import TEMP_SUFFIX, write_atomic, write_json_atomic, write_text_atomic
+from .io import (
+    RUN_CLASSES,
+    RUN_CONFIG,
+    TEMP_SUFFIX,
+    is_run_directory,
+    write_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
-CONFIG, HISTORY_CSV, HISTORY_JSON = "config.yaml", "history.csv", "history.json"
-CLASSES, SPLIT, SUMMARY, SUMMARY_JSON, METRICS, LOG = (
-    "classes.json", "split.json", "summary.txt", "summary.json", "metrics.json", "train.log")
+CONFIG, CLASSES = RUN_CONFIG, RUN_CLASSES
+HISTORY_CSV, HISTORY_JSON = "history.csv", "history.json"
+SPLIT, SUMMARY, SUMMARY_JSON, METRICS, LOG = (
+    "split.json", "summary.txt", "summary.json", "metrics.json", "train.log")
 DATA, LOCK = "data.json", ".lock"
 BEST, LAST = "best.pt", "last.pt"
 REPORT, CURVES, PREVIEW = "report.html", "curves.png", "preview.png"
@@ -237,7 +246,7 @@ def refuse_run_file(path: str | Path, own: tuple[str, ...] = ()) -> Path:
     if not path.exists():
         return path
     for folder in path.resolve().parents:
-        if (folder / CONFIG).is_file() and (folder / CLASSES).is_file():
+        if is_run_directory(folder):
             if path.name in own and path.resolve().parent == folder:
                 return path
             raise CnnlabError(f"{path}: is a file of the run {folder}; write to a new name or outside the run")
@@ -287,7 +296,7 @@ def load_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise CnnlabError(f"{path}: no such run directory")
     directory = RunDirectory(path)
-    if not directory.exists(CONFIG) or not directory.exists(CLASSES):
+    if not is_run_directory(path):
         raise CnnlabError(f"{path}: not a cnnlab run directory (no {CONFIG} or {CLASSES})")
     config = TrainConfig.from_yaml(path / CONFIG)
     return Run(path, config, directory.read_json(CLASSES), directory.read_json(HISTORY_JSON, []),

@@ -9,15 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError
+from ...io import is_run_directory
 from ..download import fetch
 from ..images import is_image_file
 from ..sources import SOURCES, RawSplit, SourceData
 
 
 def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, list[str]]:
-    """Class folders sorted by name and their image files; notes on empty class folders."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    paths, labels, notes = [], [], []
+    """Class folders sorted by name and their image files; notes on empty class folders and on
+    folders of cnnlab runs left out (``--data .`` puts the runs in ./runs by default)."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    held_runs = [p for p in folders if is_run_directory(p) or any(map(is_run_directory, subfolders(p)))]
+    classes = [p.name for p in folders if p not in held_runs]
+    notes = [f"{p}: left out: it holds cnnlab runs (train --out), not images of a class" for p in held_runs]
+    paths, labels = [], []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
         if not files:
@@ -25,6 +30,10 @@ def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, l
         paths += files
         labels += [label] * len(files)
     return classes, paths, np.asarray(labels, dtype=np.int64), notes
+
+
+def subfolders(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if p.is_dir()]
 
 
 def class_folders_hint(path: Path) -> str:
