@@ -276,3 +276,19 @@ def test_resume_refuses_data_whose_classes_changed_since(tmp_path, image_folder)
     assert result.stderr.strip().endswith(
         f"--resume {tmp_path / 'r'}: the classes of folder:{image_folder} are not the run's any more "
         "(added: a_new); a run continues on the classes it started with")
+
+
+def test_a_model_too_large_for_the_gpu_is_measured_against_the_gpus_memory(monkeypatch):
+    """On a GPU the training state must fit the GPU's own memory, not the machine's."""
+    import types
+
+    from cnnlab import runtime
+    from cnnlab.training.setup import check_fits_in_memory
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: types.SimpleNamespace(total_memory=8 * 2**30))
+    assert runtime.device_memory(torch.device("cuda:0")) == 8 * 2**30
+    model = torch.nn.Linear(2**14, 2**15, device="meta")  # 2^29 + 2^15 parameters: 8 GiB and a little
+    with pytest.raises(ConfigError, match=r"^big: 536,903,680 parameters need about 8 GiB to train .*; cuda:0 has 8 GiB$"):
+        check_fits_in_memory(model, "big", torch.device("cuda:0"))
+    check_fits_in_memory(torch.nn.Linear(2**14, 2**14, device="meta"), "small", torch.device("cuda:0"))
+    assert runtime.device_memory(torch.device("cpu")) == runtime.machine_memory() > 2**30
