@@ -350,7 +350,7 @@ def read_class_weights(path: str, classes: list[str]) -> dict[str, float]:
     weights = read_yaml(path)
     unknown = [name for name in weights if str(name) not in classes]
     if unknown:
-        raise ConfigError(f"--class-weight {path}: not classes of this data: {', '.join(map(str, unknown[:10]))}")
+        raise ConfigError(f"--class-weight {path}: not classes of this data: {listed([str(name) for name in unknown], 10)}")
     for name, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
             raise ConfigError(f"--class-weight {path}: {name}: expected a weight of at least 0, got {weight!r}")
