@@ -148,6 +148,8 @@ def test_folder_source_trains(tmp_path):
     (["train", "--subset", "0", "--check"], "--subset: must be a positive number of samples; got 0"),
     (["train", "--batch-size", "0"], "--batch-size: must be at least 1; got 0"),
     (["train", "--epochs", "0"], "--epochs: must be at least 1; got 0"),
+    (["train", "--lr", "inf"], "cnnlab train: error: --lr: optimizer.lr: expected a finite number, got inf"),
+    (["train", "--label-smoothing", "nan"], "error: --label-smoothing: label_smoothing: expected a finite number"),
     (["train", "--set", "optimizer.betas=3"], "optimizer.betas: expected a list"),
     (["train", "--model", "alexnet-bn", "--image-size", "32x32"], "needs inputs of at least 67x67"),
     (["train", "--model", "vgg16-transfer", "--image-size", "32x32", "--unfreeze-after", "2"],

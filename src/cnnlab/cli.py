@@ -330,13 +330,17 @@ def train_config(args: argparse.Namespace):
     from .config import TrainConfig, parse_override
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    overrides = {CONFIG_FLAGS[dest]: value for dest, value in config_flag_values(args).items()}
-    overrides.update(parse_override(item) for item in args.set)
+    flags = config_flag_values(args)
+    settings = dict(parse_override(item) for item in args.set)
     path = config.data.spec.partition(":")[2]
-    if args.config and "data.spec" not in overrides and path and not Path(path).expanduser().exists():
+    if (args.config and "data" not in flags and "data.spec" not in settings and path
+            and not Path(path).expanduser().exists()):
         raise CnnlabError(f"--config {args.config}: its data.spec, {config.data.spec}, names nothing here; give "
                           "--data SPEC (a bundled recipe's data is a placeholder)")
-    return config.with_overrides(overrides, source="--set") if overrides else config
+    # one option at a time, so that a value of the wrong kind names the option the user typed
+    for dest, value in flags.items():
+        config = config.with_overrides({CONFIG_FLAGS[dest]: value}, source=flag_name(dest))
+    return config.with_overrides(settings, source="--set") if settings else config
 
 
 def category_arg(text: str) -> int | list[str]:
