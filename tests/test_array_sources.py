@@ -32,6 +32,19 @@ def test_npz_reads_keras_load_data_shapes(tmp_path):
     assert data.channels == 3 and data.classes == [str(c) for c in range(int(max(y.max(), yt.max())) + 1)]
 
 
+def test_npz_takes_one_hot_labels_as_keras_to_categorical_writes_them(tmp_path):
+    """Keras tutorials one-hot their labels (to_categorical) before fit(); those arrays were
+    refused as "expected 40 labels, one per image; got shape (40, 4)"."""
+    x, y = keras_arrays()
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.eye(4, dtype=np.float32)[y])
+    assert np.array_equal(read_source(f"npz:{tmp_path / 'd.npz'}").splits["train"].labels, y)
+    soft = np.full((len(y), 4), 0.25, np.float32)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=soft)
+    with pytest.raises(DataError, match=r"y_train: 2-D labels must be one-hot rows \(a single 1 in each, as Keras' "
+                                        r"to_categorical writes\), or give class indices; got shape \(40, 4\)"):
+        read_source(f"npz:{tmp_path / 'd.npz'}")
+
+
 def test_npz_scales_unit_floats_and_adds_the_channel(tmp_path):
     x, y = keras_arrays()
     np.savez(tmp_path / "d.npz", x_train=x / 255.0, y_train=y)
@@ -153,6 +166,10 @@ def test_train_accepts_arrays_and_evaluate_finds_them_later(tmp_path, monkeypatc
                       out=str(tmp_path / "runs"), name="again", quiet=True, report=False)
     assert again.config.data.spec == run.config.data.spec
     assert len(list((tmp_path / "home" / "arrays").iterdir())) == 1
+    one_hot = api.train(model="mlp", data=((x, np.eye(4)[y]), (xv, np.eye(4)[yv])), image_size=[8, 8],
+                        epochs=1, out=str(tmp_path / "runs"), name="one-hot", quiet=True, report=False)
+    # the labels they stand for: the same training
+    assert [row["loss"] for row in one_hot.history] == [row["loss"] for row in again.history]
 
 
 def test_train_refuses_arrays_of_the_wrong_shape(tmp_path):

@@ -47,6 +47,11 @@ def labels_array(array: np.ndarray, count: int, where: str) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim == 2 and array.shape[1] == 1:  # Keras' CIFAR labels are (N, 1)
         array = array[:, 0]
+    elif array.ndim == 2 and len(array) == count:
+        if not (np.isin(array, (0, 1)).all() and (array.sum(axis=1) == 1).all()):
+            raise DataError(f"{where}: 2-D labels must be one-hot rows (a single 1 in each, as Keras' to_categorical "
+                            f"writes), or give class indices; got shape {array.shape}")
+        array = array.argmax(axis=1)
     if array.ndim != 1 or len(array) != count:
         raise DataError(f"{where}: expected {count} labels, one per image; got shape {array.shape}")
     if array.dtype.kind not in "iu" or (array.size and (array.min() < 0 or array.max() >= MAX_CLASSES)):
@@ -58,7 +63,7 @@ def labels_array(array: np.ndarray, count: int, where: str) -> np.ndarray:
 def read_npz(path: Path | None) -> SourceData:
     """NumPy arrays in an .npz: ``x_train``, ``y_train`` and optionally ``x_val``/``y_val`` and
     ``x_test``/``y_test`` (Keras' ``load_data()`` shapes: images (N, H, W[, C]) uint8, labels
-    (N,) or (N, 1) class indices). Read without pickles."""
+    (N,) or (N, 1) class indices, or one-hot rows (N, classes)). Read without pickles."""
     path = fetch("npz", path)
     try:
         # zeros compress about 1000:1: the members' unpacked sizes, not the file's, must fit
