@@ -269,6 +269,17 @@ def test_paper_style_crops_and_ten_crop_tta(tmp_path):
     Image.new("RGB", (40, 30), "white").save(image)
     top = json.loads(run_cli("predict", run, image, "--tta", "10crop", "--format", "json").stdout)
     assert sum(p["probability"] for p in top[0]["top"]) <= 1.0 + 1e-6
+    assert "10crop" not in run_cli("evaluate", run, "--tta", "10crop", "--no-report").stderr
+
+
+def test_ten_crops_of_images_decoded_at_the_input_size_are_called_what_they_are(digits_run):
+    """Decoded at the model's input size, the ten crops are the image and its mirror image five
+    times each: --tta flip at five times the cost, which ran without a word."""
+    for command in (["evaluate", digits_run, "--no-report"], ["predict", digits_run, digits_run / "preview.png"]):
+        result = run_cli(*command, "--tta", "10crop")
+        assert ("cnnlab: warning: --tta 10crop: this run decodes its images at its input size (28x28), so the "
+                "ten crops are the image and its mirror image five times each: the same as --tta flip at five "
+                "times the cost (train with --image-size larger than --crop to use it)") in result.stderr
 
 
 def test_evaluate_without_the_report_writes_the_numbers_only(tmp_path):

@@ -3,6 +3,8 @@ distributed run each process computes its share and every process gets all of th
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -23,6 +25,11 @@ def predict_logits(model: nn.Module, loader: BatchLoader, runtime: Runtime,
     crop and their mirror images (the paper's test procedure)."""
     if tta is not None and tta not in TTA_MODES:
         raise CnnlabError(f"--tta: must be one of {', '.join(TTA_MODES)}; got '{tta}'")
+    if tta == "10crop" and tuple(loader.preprocessing.image_size) == tuple(loader.input_size):
+        height, width = loader.input_size
+        warnings.warn(f"--tta 10crop: this run decodes its images at its input size ({height}x{width}), so the ten "
+                      "crops are the image and its mirror image five times each: the same as --tta flip at five "
+                      "times the cost (train with --image-size larger than --crop to use it)", stacklevel=2)
     model.eval()
     device = runtime.device
     outputs = []
