@@ -51,6 +51,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def endpoint(text: str) -> str:
+    """A rendezvous endpoint, HOST or HOST:PORT, as torchrun takes it."""
+    host, colon, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host or (colon and not (port.isdigit() and 1 <= int(port) <= 65535)):
+        raise argparse.ArgumentTypeError(f"expected HOST or HOST:PORT, the port from 1 to 65535; got '{text}'")
+    return text
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="cnnlab", description="Train, evaluate and compare classic CNN image "
                     "classifiers (AlexNet, VGG-16, LeNet-5 and the tutorials' small CNNs).")
@@ -136,10 +144,10 @@ def build_parser() -> Parser:
                        "(nothing is decoded, trained or written)")
     launch = train.add_argument_group(
         "distributed training (hands the same command to torch.distributed.run, i.e. torchrun)")
-    launch.add_argument("--nproc-per-node", type=int, metavar="N", help="processes on this machine")
-    launch.add_argument("--nnodes", type=int, metavar="M", help="machines (default 1)")
+    launch.add_argument("--nproc-per-node", type=positive_int, metavar="N", help="processes on this machine")
+    launch.add_argument("--nnodes", type=positive_int, metavar="M", help="machines (default 1)")
     launch.add_argument("--node-rank", type=int, metavar="R", help="this machine's rank (0..M-1)")
-    launch.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+    launch.add_argument("--rdzv-endpoint", type=endpoint, metavar="HOST:PORT",
                         help="where the machines meet (c10d rendezvous on the first machine)")
 
 
@@ -411,8 +419,9 @@ def launch_distributed(args: argparse.Namespace) -> int:
     from .training.setup import plan
 
     procs, nodes = args.nproc_per_node or 1, args.nnodes or 1
-    if procs < 1 or nodes < 1:
-        raise CnnlabError("--nproc-per-node and --nnodes: must be at least 1")
+    if args.node_rank is not None and not 0 <= args.node_rank < nodes:
+        raise CnnlabError(f"--node-rank {args.node_rank}: must be from 0 to {nodes - 1} (one rank per machine of "
+                          f"--nnodes {nodes})")
     plan(resolved_config(args), resuming=bool(args.resume))
     launch = ["--nproc-per-node", str(procs), "--nnodes", str(nodes)]
     if args.rdzv_endpoint:
