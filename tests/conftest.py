@@ -91,10 +91,14 @@ def image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "images")
 
 
-@pytest.fixture(autouse=True)
-def private_decode_cache(tmp_path_factory, monkeypatch):
-    """Each test session decodes into its own cache (CLI subprocesses inherit it)."""
-    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "decode-cache"))
+@pytest.fixture(autouse=True, scope="session")
+def private_decode_cache(tmp_path_factory):
+    """Each test session decodes into its own cache (CLI subprocesses inherit it). Session-wide,
+    so that module fixtures, which run before any test's own fixtures, never decode into the
+    user's cache (they did: 145 caches in ~/.cache/cnnlab after a day of test runs)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "decode-cache"))
+        yield
 
 
 class EpochSnapshots(Callback):
