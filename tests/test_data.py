@@ -380,6 +380,64 @@ def test_an_interrupted_decode_leaves_no_half_cache_behind(tmp_path, monkeypatch
     assert not stale.exists() and sorted(p.name for p in folder.iterdir()) == ["images.npy", "meta.json"]
 
 
+def test_data_cache_lists_and_clears_the_decoded_caches(tmp_path, monkeypatch):
+    """Each folder and size decodes into a cache of its own, which nothing ever removed: a user
+    trying sizes on a large folder filled the disk without a way to see it."""
+    import json
+    import os
+    import re
+    import time
+
+    from cnnlab.data.cache import readable_size
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("CNNLAB_CACHE", str(root))
+    (root / "datasets" / "mnist").mkdir(parents=True)  # downloads live beside the caches by default
+    flowers = make_image_folder(tmp_path / "flowers", classes=2, per_class=5)
+    signs = make_image_folder(tmp_path / "signs", classes=3, per_class=4)
+    load_dataset(f"folder:{flowers}", (12, 12))
+    load_dataset(f"folder:{signs}", (16, 16), channels=1)
+
+    def entry(source):
+        return next(e for e in root.iterdir() if (e / "meta.json").is_file()
+                    and json.loads((e / "meta.json").read_text())["source"] == str(source))
+
+    def size(folder):
+        return sum(f.stat().st_size for f in folder.iterdir())
+
+    listing = run_cli("data", "cache").stdout
+    assert listing.startswith(f"{root} (CNNLAB_CACHE)\n")
+    for source, count, shape in ((flowers, 10, "12x12x3"), (signs, 12, "16x16x1")):
+        row = rf"\n{re.escape(readable_size(size(entry(source))))} +{count} +{shape} +\d{{4}}-\d\d-\d\d \d\d:\d\d +{re.escape(str(source))}\n"
+        assert re.search(row, listing), listing
+    total = size(entry(flowers)) + size(entry(signs))
+    assert listing.rstrip().endswith(f"2 caches, {readable_size(total)}")
+
+    old = entry(flowers)
+    old_size = size(old)
+    long_ago = time.time() - 40 * 86400
+    for path in old.iterdir():
+        os.utime(path, (long_ago, long_ago))
+    cleared = run_cli("data", "cache", "--clear", "--older-than", "30").stdout.strip()
+    assert cleared == f"removed 1 cache, {readable_size(old_size)}"
+    assert not old.exists() and entry(signs).is_dir()
+    for path in entry(signs).iterdir():
+        os.utime(path, (long_ago, long_ago))
+    load_dataset(f"folder:{signs}", (16, 16), channels=1)  # read from the cache: a use
+    assert run_cli("data", "cache", "--clear", "--older-than", "30").stdout.strip() == "removed 0 caches, 0.0 KiB"
+
+    busy = make_image_folder(tmp_path / "busy", classes=2, per_class=3)
+    load_dataset(f"folder:{busy}", (8, 8))
+    decoding = entry(busy)
+    (decoding / f".images.{os.getpid()}.npy").write_bytes(b"a live process decodes here")
+    signs_size = size(entry(signs))
+    assert run_cli("data", "cache", "--clear").stdout.strip() == (
+        f"removed 1 cache, {readable_size(signs_size)}; left 1 that a running process is decoding into")
+    assert (root / "datasets" / "mnist").is_dir() and decoding.is_dir() and not list(root.glob("*/images.npy"))[1:]
+    bad = run_cli("data", "cache", "--older-than", "-1", check=False)
+    assert bad.returncode == 2 and "argument --older-than: expected a number of days of at least 0; got '-1'" in bad.stderr
+
+
 def test_loader_reads_memmap_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
     root = make_image_folder(tmp_path / "f", classes=3, per_class=8)

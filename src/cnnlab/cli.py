@@ -9,9 +9,11 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +50,16 @@ def positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got '{text}'")
+    return value
+
+
+def days_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of days of at least 0; got '{text}'")
     return value
 
 
@@ -234,6 +246,13 @@ def build_parser() -> Parser:
     check.add_argument("spec", metavar="SPEC")
     check.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
 
+    cache = data_commands.add_parser("cache", help="list the decoded images kept on disk, or clear them",
+                                     description="File-based sources are decoded once into $CNNLAB_CACHE "
+                                     "(default ~/.cache/cnnlab), one cache per data set and size. List them, "
+                                     "or remove them (they are decoded again when next needed).")
+    cache.add_argument("--clear", action="store_true", help="remove the caches (downloads are kept)")
+    cache.add_argument("--older-than", type=days_arg, metavar="DAYS",
+                       help="with --clear: only those unused for DAYS days")
     bench = data_commands.add_parser("bench", help="img/s of decoding and of augmented batches")
     bench.add_argument("spec", metavar="SPEC")
     bench.add_argument("--image-size", type=size_arg, metavar="HxW")
@@ -650,6 +669,35 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_cache(args: argparse.Namespace) -> int:
+    from .data.cache import cache_entries, cache_root, clear_cache, readable_size
+
+    if args.older_than is not None and not args.clear:
+        raise CnnlabError("--older-than: goes with --clear")
+    if args.clear:
+        removed, busy = clear_cache(args.older_than)
+        print(f"removed {len(removed)} cache{'s' * (len(removed) != 1)}, "
+              f"{readable_size(sum(e.bytes for e in removed))}"
+              + (f"; left {len(busy)} that a running process is decoding into" if busy else ""))
+        return 0
+    root = cache_root()
+    entries = cache_entries(root)
+    where = "CNNLAB_CACHE" if os.environ.get("CNNLAB_CACHE") else "the default; CNNLAB_CACHE moves it"
+    print(f"{root} ({where})")
+    if not entries:
+        print("no decoded images kept")
+        return 0
+    print(f"{'size':<11}{'images':>8}  {'decoded at':<12}{'last used':<18}source")
+    for entry in entries:
+        shape = "x".join(map(str, entry.shape)) if entry.shape else "?"
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        images = f"{entry.images:,}" if entry.images is not None else "?"
+        print(f"{readable_size(entry.bytes):<11}{images:>8}  {shape:<12}{used:<18}"
+              f"{entry.source or '(not recorded)'}{'  (being decoded)' if entry.decoding else ''}")
+    print(f"{len(entries)} cache{'s' * (len(entries) != 1)}, {readable_size(sum(e.bytes for e in entries))}")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     return DATA_COMMANDS[args.data_command](args)
 
@@ -673,7 +721,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "lr-find": cmd_lr_find, "recipes": cmd_recipes, "completion": cmd_completion, "compare": cmd_compare, "export": cmd_export, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "models": cmd_models, "summary": cmd_summary, "data": cmd_data}
-DATA_COMMANDS = {"info": cmd_data_info, "verify": cmd_data_verify, "bench": cmd_data_bench}
+DATA_COMMANDS = {"info": cmd_data_info, "verify": cmd_data_verify, "bench": cmd_data_bench,
+                 "cache": cmd_data_cache}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,8 @@ def readable_size(count: int) -> str:
     return f"{count / 2**10:.1f} KiB"
 
 
+CACHE_KEY = re.compile(r"[0-9a-f]{24}")
+"""A cache's folder name: cache_key()."""
 STAGING_PREFIX = ".images."
 """A cache being decoded is ``.images.PID.npy``, renamed to images.npy when whole."""
 
@@ -39,9 +44,15 @@ STAGING_PREFIX = ".images."
 def remove_stale_staging(folder: Path) -> None:
     """Delete the half-decoded caches of processes that are gone (killed outright)."""
     for path in folder.glob(f"{STAGING_PREFIX}*.npy"):
-        pid = path.name[len(STAGING_PREFIX):-len(".npy")]
-        if pid.isdigit() and not process_alive(int(pid)):
+        pid = staging_pid(path)
+        if pid is not None and not process_alive(pid):
             path.unlink(missing_ok=True)
+
+
+def staging_pid(path: Path) -> int | None:
+    """The process decoding into ``path`` (``.images.PID.npy``)."""
+    pid = path.name[len(STAGING_PREFIX):].removesuffix(".npy")
+    return int(pid) if pid.isdigit() else None
 
 
 def process_alive(pid: int) -> bool:
@@ -52,6 +63,70 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def common_folder(paths: list[Path]) -> str | None:
+    """The folder that holds every one of ``paths``: what a cache was decoded from."""
+    if not paths:
+        return None
+    return os.path.commonpath([str(p.parent) for p in paths])
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One decoded cache: a folder of the cache root named by its key."""
+
+    folder: Path
+    bytes: int
+    images: int | None
+    shape: tuple[int, ...] | None
+    """Height, width and channels the images were decoded at."""
+    source: str | None
+    """The folder the images came from (None for caches made before cnnlab recorded it)."""
+    last_used: float
+    decoding: bool
+    """A running process is decoding into it."""
+
+
+def cache_entries(root: Path | None = None) -> list[CacheEntry]:
+    """The decoded caches under ``root`` (default the cache root), most recently used first.
+    Only folders named by a cache key count: the downloads kept beside them are not caches."""
+    root = root or cache_root()
+    entries = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not (folder.is_dir() and CACHE_KEY.fullmatch(folder.name)):
+            continue
+        files = [f for f in folder.iterdir() if f.is_file()]
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        meta = meta if isinstance(meta, dict) else {}
+        decoded = meta.get("size"), meta.get("channels")
+        shape = (*decoded[0], decoded[1]) if isinstance(decoded[0], list) and isinstance(decoded[1], int) else None
+        live = [f for f in files if f.name.startswith(STAGING_PREFIX) and staging_pid(f) is not None
+                and process_alive(staging_pid(f))]
+        entries.append(CacheEntry(folder, sum(f.stat().st_size for f in files), meta.get("files"), shape,
+                                  meta.get("source"), max((f.stat().st_mtime for f in files), default=0.0),
+                                  bool(live)))
+    return sorted(entries, key=lambda e: e.last_used, reverse=True)
+
+
+def clear_cache(older_than_days: float | None = None,
+                root: Path | None = None) -> tuple[list[CacheEntry], list[CacheEntry]]:
+    """Delete the decoded caches (those unused for ``older_than_days``, if given); they are
+    decoded again when next needed. Returns (removed, left because a process decodes into them)."""
+    limit = None if older_than_days is None else time.time() - older_than_days * 86400
+    removed, busy = [], []
+    for entry in cache_entries(root):
+        if limit is not None and entry.last_used > limit:
+            continue
+        if entry.decoding:
+            busy.append(entry)
+            continue
+        shutil.rmtree(entry.folder, ignore_errors=True)
+        removed.append(entry)
+    return removed, busy
 
 
 def cache_key(paths: list[Path], boxes: np.ndarray | None, size: tuple[int, int], channels: int) -> str:
@@ -80,6 +155,7 @@ def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
             meta = json.loads(meta_file.read_text())
             images = np.load(images_file, mmap_mode="r")
             if images.shape == (len(paths), size[0], size[1], channels):
+                os.utime(meta_file)  # last used: what `cnnlab data cache --clear --older-than` reads
                 return images, np.asarray(meta["kept"], dtype=np.int64), meta["unreadable"], True
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
@@ -109,5 +185,5 @@ def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
         staging.unlink(missing_ok=True)
         raise
     write_json_atomic(meta_file, {"kept": kept, "unreadable": failed, "size": list(size),
-                                  "channels": channels, "files": len(paths)})
+                                  "channels": channels, "files": len(paths), "source": common_folder(paths)})
     return np.load(images_file, mmap_mode="r"), np.asarray(kept, dtype=np.int64), failed, False
