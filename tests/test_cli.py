@@ -355,3 +355,19 @@ def test_export_may_rewrite_its_own_file_and_write_new_files_in_a_run(digits_run
     for args in ([], [], ["--out", run / "model.onnx"], ["--out", run / "lenet5.onnx"]):
         run_cli("export", run, *args)
     assert (run / "model.onnx").stat().st_size > 0 and (run / "lenet5.onnx").read_bytes() == (run / "model.onnx").read_bytes()
+
+
+def test_a_run_without_a_finished_epoch_says_so(digits_run, tmp_path):
+    """A run stopped in its first epoch has config.yaml and classes.json but no best.pt yet;
+    evaluate, predict and export said "RUN/best.pt: no such checkpoint file"."""
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.yaml", "classes.json"):
+        shutil.copy(digits_run / name, run / name)
+    for command in (["evaluate", run], ["predict", run, digits_run / "preview.png"], ["export", run]):
+        result = run_cli(*command, check=False)
+        assert result.returncode == 2 and result.stderr.strip().endswith(
+            f"{run}: no best.pt yet: no epoch of this run has finished (continue it with cnnlab train "
+            f"--resume {run})"), result.stderr

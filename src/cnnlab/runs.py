@@ -284,7 +284,11 @@ class Run:
         return RunDirectory(self.path)
 
     def checkpoint(self, which: str = "best") -> dict:
-        return load_checkpoint(self.path / f"{which}.pt")
+        path = self.path / f"{which}.pt"
+        if not path.exists() and not (self.path / LAST).exists():
+            raise CnnlabError(f"{self.path}: no {path.name} yet: no epoch of this run has finished (continue it "
+                              f"with cnnlab train --resume {self.path})")
+        return load_checkpoint(path)
 
     def __repr__(self) -> str:
         best = self.metrics.get("val", {}).get("accuracy")
