@@ -147,6 +147,17 @@ def test_decode_any_mode(tmp_path, mode, channels):
     assert array.shape == (5, 4, channels) and array.dtype == np.uint8
 
 
+def test_float_images_decode_to_their_range_not_to_black(tmp_path):
+    """A 32-bit float TIFF (microscopy, remote sensing) of values in [0, 1] decoded all black:
+    Pillow's conversion to 8 bits truncates each value to 0 or 1."""
+    ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    ramp[0, 0] = np.nan
+    Image.fromarray(ramp, mode="F").save(tmp_path / "x.tiff")
+    gray = decode_image(tmp_path / "x.tiff", None, 1)[:, :, 0]
+    np.testing.assert_array_equal(gray.ravel()[1:], np.round(ramp.ravel()[1:] * 255).astype(np.uint8))
+    assert gray[0, 0] == 0
+
+
 def png_header_only(path: Path, width: int, height: int) -> None:
     """A PNG whose header claims ``width`` x ``height`` pixels and holds none: a decompression
     bomb as Pillow sees it on opening."""

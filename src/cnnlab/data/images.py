@@ -1,4 +1,4 @@
-"""Image decoding with Pillow: any mode (grayscale, CMYK, palette, RGBA, 16-bit) becomes uint8
+"""Image decoding with Pillow: any mode (grayscale, CMYK, palette, RGBA, 16-bit, float) becomes uint8
 with the channel count the model wants; unreadable files are reported, never fatal."""
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    elif image.mode.startswith("I;16") or image.mode == "I":
-        array = np.asarray(image, dtype=np.float64)
+    elif image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # 16-bit, 32-bit and float pixels: Pillow's own conversion truncates them to 8 bits
+        array = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64), posinf=0.0), 0.0, None)
         peak = array.max() or 1.0
         image = Image.fromarray(np.round(array * 255.0 / peak).astype(np.uint8))
     return image.convert(target)
