@@ -147,6 +147,28 @@ def test_decode_any_mode(tmp_path, mode, channels):
     assert array.shape == (5, 4, channels) and array.dtype == np.uint8
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+@pytest.mark.parametrize("size", [None, (12, 8)])
+def test_photos_decode_upright_as_their_exif_orientation_says(tmp_path, orientation, size):
+    """A phone stores a portrait photo sideways with an EXIF orientation that every viewer
+    follows; cnnlab trained on and predicted from the sideways pixels."""
+    from PIL import ImageOps
+
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    pixels[:, :20] = (250, 30, 30)  # a red left third, a green top band: any turn shows
+    pixels[:8, :, 1] = 250
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "photo.jpg", quality=95, exif=exif)
+    with Image.open(tmp_path / "photo.jpg") as stored:
+        upright = ImageOps.exif_transpose(stored).convert("RGB")
+    if size is not None:
+        upright = upright.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    decoded = decode_image(tmp_path / "photo.jpg", size, 3)
+    assert decoded.shape == np.asarray(upright).shape
+    assert np.abs(decoded.astype(int) - np.asarray(upright, dtype=int)).max() <= 40
+
+
 def test_float_images_decode_to_their_range_not_to_black(tmp_path):
     """A 32-bit float TIFF (microscopy, remote sensing) of values in [0, 1] decoded all black:
     Pillow's conversion to 8 bits truncates each value to 0 or 1."""

@@ -20,7 +20,8 @@ from ..errors import CnnlabError
 from ..io import write_json_atomic
 from .images import decode_many
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+"""2: photos turned upright by their EXIF orientation (1 decoded them as stored)."""
 
 
 def cache_root() -> Path:

@@ -26,6 +26,16 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+EXIF_ORIENTATION = 0x0112
+EXIF_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+"""How each EXIF orientation is turned upright (as Pillow's ImageOps.exif_transpose does),
+applied after the draft decode, which exif_transpose would forbid by loading the pixels first."""
+SIDEWAYS_TURNS = {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE,
+                  Image.Transpose.ROTATE_90}
+
+
 def to_mode(image: Image.Image, channels: int) -> Image.Image:
     target = "L" if channels == 1 else "RGB"
     if image.mode == target:
@@ -60,12 +70,17 @@ def decode_image(path: str | os.PathLike, size: tuple[int, int] | None, channels
     """Read one file as a (height, width, channels) uint8 array: cropped to ``box`` (see
     ``box_in_image``) if given, resized to ``size``."""
     with Image.open(path) as image:
+        # read from the header, before any pixel: a phone's portrait photo is stored sideways
+        turn = EXIF_TURNS.get(image.getexif().get(EXIF_ORIENTATION, 1))
         if box is not None:
             image = image.crop(box_in_image(box, image.width, image.height))
         elif size is not None:
-            # lets the JPEG decoder skip straight to a nearby smaller scale
-            image.draft("RGB" if channels == 3 else "L", (size[1], size[0]))
+            # lets the JPEG decoder skip straight to a nearby smaller scale (of the stored image)
+            sideways = turn in SIDEWAYS_TURNS
+            image.draft("RGB" if channels == 3 else "L", (size[0], size[1]) if sideways else (size[1], size[0]))
         image = to_mode(image, channels)
+        if turn is not None:
+            image = image.transpose(turn)
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
