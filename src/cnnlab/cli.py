@@ -509,28 +509,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .api import predict
+    from .evaluation.predict import predict_in_chunks
 
-    result = predict(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device)
-    for path, reason in result.unreadable.items():
-        print(f"cnnlab predict: skipped {path}: {reason}", file=sys.stderr)
-    if args.format == "json":
-        print(json.dumps([{"path": p.path, "top": [{"class": c, "probability": q} for c, q in p.top]}
-                          for p in result.predictions], indent=2))
-    elif args.format == "csv":
+    paths, chunks = predict_in_chunks(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device)
+    width = max(len(str(p)) for p in paths)
+    predicted = skipped = 0
+    # each chunk is printed as it comes: a large folder shows results at once
+    for part in chunks:
+        for path, reason in part.unreadable.items():
+            print(f"cnnlab predict: skipped {path}: {reason}", file=sys.stderr)
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        k = max((len(p.top) for p in result.predictions), default=0)
-        writer.writerow(["path"] + [f"{x}{i}" for i in range(1, k + 1) for x in ("class", "probability")])
-        for p in result.predictions:
-            writer.writerow([p.path] + [v for c, q in p.top for v in (c, f"{q:.6f}")])
-        print(buffer.getvalue(), end="")
-    else:
-        width = max((len(p.path) for p in result.predictions), default=4)
-        for p in result.predictions:
-            top = ", ".join(f"{c} {q:.1%}" for c, q in p.top)
-            print(f"{p.path:<{width}}  {top}")
-    return 1 if result.unreadable and not result.predictions else 0
+        if args.format == "json":  # json.dumps(all, indent=2), an item at a time
+            for number, p in enumerate(part.predictions, start=predicted):
+                item = json.dumps({"path": p.path, "top": [{"class": c, "probability": q} for c, q in p.top]},
+                                  indent=2)
+                buffer.write(("[\n  " if number == 0 else ",\n  ") + item.replace("\n", "\n  "))
+        elif args.format == "csv":
+            writer = csv.writer(buffer, lineterminator="\n")
+            if predicted == 0 and part.predictions:
+                k = len(part.predictions[0].top)
+                writer.writerow(["path"] + [f"{x}{i}" for i in range(1, k + 1) for x in ("class", "probability")])
+            for p in part.predictions:
+                writer.writerow([p.path] + [v for c, q in p.top for v in (c, f"{q:.6f}")])
+        else:
+            for p in part.predictions:
+                buffer.write(f"{p.path:<{width}}  {', '.join(f'{c} {q:.1%}' for c, q in p.top)}\n")
+        predicted += len(part.predictions)
+        skipped += len(part.unreadable)
+        print(buffer.getvalue(), end="", flush=True)
+    if args.format == "json":
+        print("\n]" if predicted else "[]")
+    return 1 if skipped and not predicted else 0
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
