@@ -169,6 +169,22 @@ def test_photos_decode_upright_as_their_exif_orientation_says(tmp_path, orientat
     assert np.abs(decoded.astype(int) - np.asarray(upright, dtype=int)).max() <= 40
 
 
+def test_a_photo_with_damaged_exif_decodes_without_a_warning(image_folder):
+    """Reading the orientation parses the EXIF block, and Pillow warns of each damaged one
+    ("Corrupt EXIF data..."): a folder of such photos printed a line per photo."""
+    import io
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    encoded = io.BytesIO()
+    Image.new("RGB", (30, 20), (200, 10, 10)).save(encoded, "JPEG", exif=exif)
+    data = bytearray(encoded.getvalue())
+    data[data.find(b"Exif") + 10] = 0xFF  # the offset of its first directory, far past the end
+    (image_folder / "class_0" / "damaged.jpg").write_bytes(bytes(data))
+    result = run_cli("data", "verify", f"folder:{image_folder}")
+    assert result.returncode == 0 and "warning" not in result.stderr.lower(), result.stderr
+
+
 def test_float_images_decode_to_their_range_not_to_black(tmp_path):
     """A 32-bit float TIFF (microscopy, remote sensing) of values in [0, 1] decoded all black:
     Pillow's conversion to 8 bits truncates each value to 0 or 1."""

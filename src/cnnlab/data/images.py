@@ -3,8 +3,10 @@ with the channel count the model wants; unreadable files are reported, never fat
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -96,6 +98,16 @@ def try_decode(path: Path, size: tuple[int, int] | None, channels: int,
         return f"{type(exc).__name__}: {exc}"
 
 
+@contextlib.contextmanager
+def exif_warnings_silenced() -> Iterator[None]:
+    """The EXIF block is read for the orientation only, and Pillow warns of every damaged one:
+    a line per photo. Enter it around the whole life of the decoding threads (warning filters
+    are process-wide, so they cannot be set inside them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+        yield
+
+
 def decode_many(
     paths: Sequence[Path], size: tuple[int, int], channels: int, progress=None,
     boxes: np.ndarray | None = None, out: np.ndarray | None = None,
@@ -112,7 +124,7 @@ def decode_many(
     failed: dict[str, str] = {}
     workers = min(cpu_count(), 8)
     boxes_or_none = boxes if boxes is not None else [None] * len(paths)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with exif_warnings_silenced(), ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda p, b: try_decode(p, size, channels, b), paths, boxes_or_none)
         for index, result in enumerate(results):
             if isinstance(result, str):

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ..runtime import cpu_count
 from .augment import Augment
 from .dataset import Dataset, load_dataset
-from .images import DECODE_ERRORS, try_decode
+from .images import DECODE_ERRORS, exif_warnings_silenced, try_decode
 from .loader import BatchLoader
 from .preprocessing import derive, resolve_sizes
 from .sources import read_source
@@ -68,7 +68,7 @@ def verify(spec: str, options: dict | None = None,
         return None, {}
     with tqdm(total=len(paths), desc="verifying", unit="img", disable=None if progress else True, leave=False) as bar:
         unreadable = {}
-        with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
+        with exif_warnings_silenced(), ThreadPoolExecutor(max_workers=cpu_count()) as pool:
             for path, result in zip(paths, pool.map(lambda p: try_decode(p, None, 3), paths), strict=True):
                 if isinstance(result, str):
                     unreadable[str(path)] = result
