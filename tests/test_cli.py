@@ -164,7 +164,8 @@ def test_folder_source_trains(tmp_path):
     (["train", "--name", ".."], "--name ..: a run's name is one folder name, without '/'"),
     (["train", "--name", "."], "--name .: a run's name is one folder name, without '/'"),
     (["train", "--resume", "RUN", "--lr", "5", "--epochs", "9", "--set", "seed=1"],
-     "--resume: continues the run's own config; only --epochs and --no-report may change (drop --lr/--out/--set)"),
+     "--resume: continues the run's own config; only --epochs, --no-report, --device and --precision may change "
+     "(drop --lr/--out/--set)"),
     (["train", "--resume", "RUN", "--model", "airbench", "--image-size", "32x32"],
      "(drop --model/--image-size/--out)"),
     (["train", "--set", "epochs=abc"], "--set: epochs: expected a whole number, got 'abc'"),
@@ -269,6 +270,21 @@ def test_recipe_file_and_resume_cli(tmp_path):
     edited = run_cli("train", "--resume", run, "--epochs", "3", check=False)
     assert edited.returncode == 2 and "Traceback" not in edited.stderr
     assert "last.pt: does not fit the run's config.yaml (edited since?) or is damaged; it cannot be resumed" in edited.stderr
+
+
+def test_a_run_continues_on_another_device_or_precision(tmp_path):
+    """A run trained with --device cuda on a lent GPU could not be continued on a CPU: --resume
+    refused --device, and the run's config asked for a GPU that was not there."""
+    run_cli("train", "--model", "mlp", "--epochs", "1", "--device", "cpu", "--precision", "fp32",
+            "--out", tmp_path, "--name", "r")
+    config = tmp_path / "r" / "config.yaml"
+    config.write_text(config.read_text().replace("device: cpu", "device: cuda"))  # as trained on a GPU
+    stuck = run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", check=False)
+    assert stuck.returncode == 2 and "--device cuda: no CUDA device is available here" in stuck.stderr
+    run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", "--device", "auto", "--precision", "auto")
+    saved = config.read_text()
+    assert "device: auto" in saved and "precision: auto" in saved
+    assert [row["epoch"] for row in json.loads((tmp_path / "r" / "history.json").read_text())] == [1, 2]
 
 
 def test_mnist_lenet5_end_to_end(mnist_dir, tmp_path):

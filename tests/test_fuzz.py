@@ -267,6 +267,22 @@ def claim_another_size(jpeg: bytes, rng: random.Random) -> bytes:
     return jpeg[:at + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 9:]
 
 
+def with_exif(image_file: bytes, rng: random.Random) -> bytes:
+    """The image saved again as a JPEG with an EXIF orientation of any value (1-8 are
+    defined), its EXIF block damaged half the time."""
+    exif = Image.Exif()
+    exif[0x0112] = rng.choice([0, 1, 2, 3, 5, 6, 7, 8, 9, 65535])
+    encoded = io.BytesIO()
+    with Image.open(io.BytesIO(image_file)) as image:
+        image.convert("RGB").save(encoded, "JPEG", exif=exif)
+    data = bytearray(encoded.getvalue())
+    if rng.random() < 0.5:
+        start = data.find(b"Exif")
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(start, min(len(data), start + 60))] = rng.randrange(256)
+    return bytes(data)
+
+
 def fuzz_caltech_and_images(tmp: Path, count: int) -> int:
     seed = write_caltech(tmp / "caltech")
     for n, rng in enumerate(cases(count, "images")):
@@ -274,7 +290,7 @@ def fuzz_caltech_and_images(tmp: Path, count: int) -> int:
         shutil.copytree(seed, root)
         images = sorted(p for p in root.rglob("*") if p.is_file())
         for target in rng.sample(images, k=min(len(images), rng.randint(1, 3))):
-            mutate = claim_another_size if rng.random() < 0.3 else mutate_bytes
+            mutate = rng.choices([claim_another_size, with_exif, mutate_bytes], weights=[3, 3, 4])[0]
             target.write_bytes(mutate(target.read_bytes(), rng))
         if rng.random() < 0.3:  # an empty class folder, and a stray file
             (root / "256_ObjectCategories" / "999.empty").mkdir(parents=True, exist_ok=True)
