@@ -387,6 +387,19 @@ def test_a_file_a_command_writes_never_replaces_a_runs_file(digits_run, tmp_path
     assert (run / target).read_bytes() == before
 
 
+def test_a_command_may_write_again_what_it_wrote_in_a_run_folder(digits_run, tmp_path):
+    """Only the run's own files are protected: `cnnlab compare . ../other` typed twice inside a
+    run folder rewrites its compare.html, which is the comparison's, not the run's."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    for _ in range(2):
+        run_cli("compare", ".", str(digits_run), cwd=run)
+        run_cli("data", "info", "digits", "--preview", "digits.png", cwd=run)
+    assert (run / "compare.html").is_file() and (run / "compare.png").is_file() and (run / "digits.png").is_file()
+
+
 def test_export_may_rewrite_its_own_file_and_write_new_files_in_a_run(digits_run, tmp_path):
     import shutil
 

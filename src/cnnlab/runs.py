@@ -237,9 +237,24 @@ class RunDirectory:
         write_json_atomic(self.file(HISTORY_JSON), history)
 
 
+RUN_FILES = {CONFIG, HISTORY_CSV, HISTORY_JSON, CLASSES, SPLIT, SUMMARY, SUMMARY_JSON, METRICS, LOG, DATA, LOCK,
+             BEST, LAST, REPORT, CURVES, PREVIEW, ONNX, SAFETENSORS}
+RUN_FOLDERS = {EVALUATIONS, TENSORBOARD}
+"""The files a run and the commands on it write, besides each split's predictions and pictures."""
+
+
+def is_run_file(relative: PurePosixPath) -> bool:
+    """Whether ``relative`` (a path inside a run directory) names a file of the run."""
+    if relative.parts[0] in RUN_FOLDERS:
+        return True
+    split_files = [predictions_file("*"), *split_pictures("*").values()]
+    return len(relative.parts) == 1 and (relative.name in RUN_FILES
+                                         or any(relative.match(pattern) for pattern in split_files))
+
+
 def refuse_run_file(path: str | Path, own: tuple[str, ...] = ()) -> Path:
-    """``path``, a file a command writes where the user said, unless it would replace a file of a
-    run (one in a folder holding a run's config.yaml and classes.json, or below one): a later
+    """``path``, a file a command writes where the user said, unless it would replace one of a
+    run's files (RUN_FILES, its predictions and pictures, anything under evaluations/): a later
     command never replaces a run's results. ``own`` names the command's own earlier output in
     the run's folder (``model.onnx`` for export), which it may write again."""
     path = Path(path)
@@ -247,9 +262,10 @@ def refuse_run_file(path: str | Path, own: tuple[str, ...] = ()) -> Path:
         return path
     for folder in path.resolve().parents:
         if is_run_directory(folder):
-            if path.name in own and path.resolve().parent == folder:
-                return path
-            raise CnnlabError(f"{path}: is a file of the run {folder}; write to a new name or outside the run")
+            relative = PurePosixPath(path.resolve().relative_to(folder).as_posix())
+            if is_run_file(relative) and str(relative) not in own:
+                raise CnnlabError(f"{path}: is a file of the run {folder}; write to a new name or outside the run")
+            return path
     return path
 
 
