@@ -36,8 +36,8 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, fresh_proce
     if args[:1] == ["train"] and not report and "--no-report" not in args:
         args.append("--no-report")
     if fresh_process:
-        result = subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=cwd,
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=cwd, capture_output=True,
+                                text=True, errors="surrogateescape", timeout=600)
     else:
         result = _run_main(args, cwd)
     if check and result.returncode != 0:

@@ -123,6 +123,29 @@ def test_predict_reads_a_large_folder_a_chunk_at_a_time(digits_run, tmp_path, mo
     assert json.loads(whole.stdout)[3]["path"].endswith("img3.png")
 
 
+def test_file_and_class_names_that_are_not_utf8_train_evaluate_and_predict(tmp_path, monkeypatch):
+    """Archives made on other systems extract Latin-1 names as bytes that are not UTF-8: the
+    decode cache's key ended in UnicodeEncodeError, a traceback before the first epoch."""
+    import os
+
+    root = make_image_folder(tmp_path / "latin", classes=2, per_class=8)
+    os.rename(root / "class_0" / "000.png", os.fsencode(root / "class_0") + b"/caf\xe9.png")
+    os.rename(root / "class_1", os.fsencode(root) + b"/cl\xe9ss_1")
+    result = run_cli("train", "--model", "lenet5", "--data", f"folder:{root}", "--image-size", "20x20",
+                     "--epochs", "1", "--val-split", "0.25", "--out", tmp_path, "--name", "r", report=True,
+                     check=False)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "r"
+    assert json.loads((run / "classes.json").read_text())[1] == os.fsdecode(b"cl\xe9ss_1")
+    assert run_cli("evaluate", run).returncode == 0
+    listing = run_cli("predict", run, root / "class_0", "--format", "csv").stdout
+    assert os.fsdecode(b"caf\xe9.png") in listing
+    # a terminal whose encoding is strict (most UTF-8 locales but C.UTF-8) gets the name's bytes
+    monkeypatch.setenv("PYTHONIOENCODING", "utf-8:strict")
+    printed = run_cli("predict", run, root / "class_0", fresh_process=True, check=False)
+    assert printed.returncode == 0 and "Traceback" not in printed.stderr, printed.stderr
+
+
 def test_models_and_summary():
     listing = run_cli("models").stdout
     assert "alexnet-bn" in listing and "60,965,224" in listing

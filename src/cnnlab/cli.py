@@ -270,6 +270,10 @@ def console_main() -> int:
     where it is installed (launcher.py), then runs ``main``. Python callers of ``main`` keep
     their process."""
     launcher.reexec_with_fast_allocator(sys.argv[1:])
+    for stream in (sys.stdout, sys.stderr):
+        # a file name that is not UTF-8 prints as its bytes, whatever the locale's error handler
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
     return main()
 
 

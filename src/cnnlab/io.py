@@ -88,7 +88,8 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+    # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
+    return write_atomic(path, lambda handle: handle.write(text.encode("utf-8", errors="surrogateescape")))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

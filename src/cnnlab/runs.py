@@ -141,7 +141,7 @@ class RunDirectory:
         if not self.main_process:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with self.file(LOG).open("a", encoding="utf-8") as handle:
+        with self.file(LOG).open("a", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(f"{stamp} {message}\n")
         if console and not self.quiet:
             tqdm.write(message, file=sys.stdout)

@@ -135,9 +135,10 @@ def cache_key(paths: list[Path], boxes: np.ndarray | None, size: tuple[int, int]
     for path in paths:
         try:
             stat = path.stat()
-            digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            # fsencode: a name that is not UTF-8 (Latin-1 from another system's archive) is its bytes
+            digest.update(os.fsencode(path.resolve()) + f"|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
         except OSError:
-            digest.update(f"{path}|missing\n".encode())
+            digest.update(os.fsencode(path) + b"|missing\n")
     if boxes is not None:
         digest.update(np.ascontiguousarray(boxes, dtype=np.int64).tobytes())
     return digest.hexdigest()[:24]

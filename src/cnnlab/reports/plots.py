@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
@@ -20,10 +21,22 @@ NUMBERS_UP_TO = 30
 
 
 def png(figure) -> bytes:
+    for text in figure.findobj(Text):  # tick labels, titles and legends alike
+        text.set_text(drawable(text.get_text()))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def drawable(text: str) -> str:
+    """``text`` with the bytes of a name that is not UTF-8 (a file or class folder named on
+    another system, which Python holds as surrogates no font can draw) shown as U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    return text
 
 
 def training_curves(histories: dict[str, list[dict]], best_epoch: int | None = None,
@@ -74,8 +87,9 @@ def confusion_matrix(matrix: np.ndarray, classes: list[str], normalize: bool) ->
                         vmin=0, vmax=1 if normalize else None)
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     font = max(4, min(10, int(300 / max(count, 1))))
-    axis.set_xticks(range(count), classes, rotation=90, fontsize=font)
-    axis.set_yticks(range(count), classes, fontsize=font)
+    names = [drawable(name) for name in classes]  # tick labels are made at drawing time, after png() looks
+    axis.set_xticks(range(count), names, rotation=90, fontsize=font)
+    axis.set_yticks(range(count), names, fontsize=font)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
