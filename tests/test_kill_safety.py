@@ -228,3 +228,8 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, ref
             **before, ".last.pt.abc.tmp": b"the other process's checkpoint, half written"}
     run_cli("train", "--resume", run, "--epochs", "5")  # released: it resumes
     assert json.loads((run / "history.json").read_text())[-1]["epoch"] == 5
+    (run / ".lock").unlink()
+    (run / ".lock").mkdir()  # a lock that cannot be opened is one line too
+    blocked = run_cli("train", "--resume", run, "--epochs", "6", check=False)
+    assert blocked.returncode == 2 and blocked.stderr.strip().endswith(
+        f"{run / '.lock'}: cannot write there (Is a directory)"), blocked.stderr

@@ -118,7 +118,11 @@ class RunDirectory:
         if not self.main_process:
             yield
             return
-        with self.file(LOCK).open("a") as handle:
+        try:
+            handle = self.file(LOCK).open("a")
+        except OSError as exc:
+            raise CnnlabError(f"{self.file(LOCK)}: cannot write there ({exc.strerror or exc})") from None
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
