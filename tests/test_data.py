@@ -487,6 +487,22 @@ def test_data_cache_lists_and_clears_the_decoded_caches(tmp_path, monkeypatch):
     assert bad.returncode == 2 and "argument --older-than: expected a number of days of at least 0; got '-1'" in bad.stderr
 
 
+def test_a_cache_shared_read_only_is_still_read(tmp_path, monkeypatch):
+    """A hit records its use on meta.json's time; where that cannot be written (a cache on a
+    read-only share) the cache must still be read, not decoded again."""
+    import cnnlab.data.cache as cache
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=3)
+    load_dataset(f"folder:{root}", (8, 8))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(cache.os, "utime", read_only)
+    assert load_dataset(f"folder:{root}", (8, 8)).cache["hit"]
+
+
 def test_loader_reads_memmap_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
     root = make_image_folder(tmp_path / "f", classes=3, per_class=8)

@@ -4,6 +4,7 @@ time, the crop boxes, the size and the channel count, so a changed source is dec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -97,7 +98,10 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if not (folder.is_dir() and CACHE_KEY.fullmatch(folder.name)):
             continue
-        files = [f for f in folder.iterdir() if f.is_file()]
+        stats = {}
+        for file in folder.iterdir():
+            with contextlib.suppress(OSError):  # a file another process removes meanwhile
+                stats[file] = file.stat()
         try:
             meta = json.loads((folder / "meta.json").read_text())
         except (OSError, ValueError):
@@ -105,11 +109,10 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
         meta = meta if isinstance(meta, dict) else {}
         decoded = meta.get("size"), meta.get("channels")
         shape = (*decoded[0], decoded[1]) if isinstance(decoded[0], list) and isinstance(decoded[1], int) else None
-        live = [f for f in files if f.name.startswith(STAGING_PREFIX) and staging_pid(f) is not None
-                and process_alive(staging_pid(f))]
-        entries.append(CacheEntry(folder, sum(f.stat().st_size for f in files), meta.get("files"), shape,
-                                  meta.get("source"), max((f.stat().st_mtime for f in files), default=0.0),
-                                  bool(live)))
+        pids = [staging_pid(f) for f in stats if f.name.startswith(STAGING_PREFIX)]
+        entries.append(CacheEntry(folder, sum(stat.st_size for stat in stats.values()), meta.get("files"), shape,
+                                  meta.get("source"), max((stat.st_mtime for stat in stats.values()), default=0.0),
+                                  any(pid is not None and process_alive(pid) for pid in pids)))
     return sorted(entries, key=lambda e: e.last_used, reverse=True)
 
 
@@ -157,7 +160,8 @@ def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
             meta = json.loads(meta_file.read_text())
             images = np.load(images_file, mmap_mode="r")
             if images.shape == (len(paths), size[0], size[1], channels):
-                os.utime(meta_file)  # last used: what `cnnlab data cache --clear --older-than` reads
+                with contextlib.suppress(OSError):  # a cache shared read-only is still read
+                    os.utime(meta_file)  # last used: what `cnnlab data cache --clear --older-than` reads
                 return images, np.asarray(meta["kept"], dtype=np.int64), meta["unreadable"], True
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
