@@ -237,6 +237,22 @@ def test_user_errors_are_one_line_exit_2(tmp_path, args, needle):
     assert not list(tmp_path.glob("2*")), "a failed start must leave no run directory"
 
 
+def test_training_on_one_class_is_refused_with_the_likely_slip_named(tmp_path):
+    """`--data folder:photos/cats` (one class's folder, not the folder holding them) trained a
+    one-class classifier: a loss of 0 from the first step and 100% accuracy, without a word."""
+    root = make_image_folder(tmp_path / "photos", classes=2, per_class=6)
+    cats = tmp_path / "cats-only"
+    (cats / "cats").mkdir(parents=True)
+    for image in (root / "class_0").iterdir():
+        image.rename(cats / "cats" / image.name)
+    result = run_cli("train", "--model", "lenet5", "--data", f"folder:{cats}", "--out", tmp_path / "runs",
+                     "--check", check=False)
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        f"--data folder:{cats}: holds one class (cats); a classifier needs two or more (give the folder "
+        "that holds the class folders)"), result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_class_weights_that_weigh_every_class_zero_are_refused(tmp_path):
     """Every sample would weigh 0: the loss is 0 and nothing is learned (it trained so, silently)."""
     weights = tmp_path / "weights.yaml"

@@ -33,7 +33,7 @@ from ..data.augment import centre_crop
 from ..data.dataset import check_subset
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
-from ..errors import ConfigError, listed
+from ..errors import ConfigError, DataError, listed
 from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
 from ..models import MODELS, create_model, place_model, summarize
@@ -117,6 +117,9 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
     runtime = Runtime.create(config.towers[0] if config.towers else config.device, config.precision)
 
     source = read_source(config.data.spec, config.data.options)
+    if len(source.classes) == 1:  # a loss of 0 from the first step, and 100% accuracy
+        raise DataError(f"--data {config.data.spec}: holds one class ({source.classes[0]}); a classifier needs two "
+                        "or more (give the folder that holds the class folders)")
     channels = config.data.channels or source.channels
     augment.check(channels, input_size)
     loss = Loss(config.loss, len(source.classes), config.label_smoothing)
