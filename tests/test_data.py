@@ -101,6 +101,18 @@ def test_runs_written_into_the_data_folder_are_not_read_as_a_class(tmp_path, ima
     assert data.classes == ["class_0", "class_1", "class_2"] and len(data.splits["train"]) == 36
 
 
+@pytest.mark.parametrize("spec, name", [
+    ("csv:/data/list.csv", "csv-list"), ("npz:/data/arrays.npz", "npz-arrays"),
+    ("cifar10:/data/cifar-10-python.tar.gz", "cifar10-cifar-10-python"), ("gtsrb:/data/GTSRB.zip", "gtsrb-GTSRB"),
+    ("folder:/data/my.photos", "folder-my-photos"), ("mnist:/data/mnist", "mnist"), ("digits", "digits"),
+])
+def test_runs_and_evaluations_are_named_by_the_data_without_its_file_suffix(spec, name):
+    """A run on csv:list.csv was named ...-csv-list-csv."""
+    from cnnlab.runs import data_name
+
+    assert data_name(spec) == name
+
+
 def test_digits_resized_and_three_channels():
     data = load_dataset("digits", image_size=(28, 28), channels=3, val_split=0.1)
     assert data.splits["train"].images.shape[1:] == (28, 28, 3)

@@ -278,10 +278,17 @@ def file_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
+DATA_FILE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".npz", ".csv")
+"""What a data file's name ends with that says nothing of the data."""
+
+
 def data_name(spec: str) -> str:
-    """A file-name-safe name for a data SPEC: the source and the last folder of its path."""
+    """A file-name-safe name for a data SPEC: the source and the last part of its path, without
+    a data file's suffix."""
     source, _, path = spec.partition(":")
-    parts = [source] + ([Path(path).name] if path and Path(path).name != source else [])
+    last = Path(path).name
+    last = next((last[:-len(end)] for end in DATA_FILE_SUFFIXES if last.lower().endswith(end)), last)
+    parts = [source] + ([last] if last and last != source else [])
     return file_safe("-".join(parts)) or "data"
 
 
