@@ -237,6 +237,18 @@ def test_user_errors_are_one_line_exit_2(tmp_path, args, needle):
     assert not list(tmp_path.glob("2*")), "a failed start must leave no run directory"
 
 
+def test_a_run_on_a_relative_data_path_is_evaluated_and_resumed_from_anywhere(tmp_path):
+    """`cnnlab train --data folder:photos` recorded the path as typed, so evaluate and resume run
+    from another folder said "--data folder:photos: no such file or folder"."""
+    make_image_folder(tmp_path / "project" / "photos", classes=2, per_class=6)
+    run_cli("train", "--model", "lenet5", "--data", "folder:photos", "--image-size", "20x20", "--epochs", "1",
+            "--out", tmp_path / "runs", "--name", "r", cwd=tmp_path / "project")
+    assert f"spec: folder:{tmp_path / 'project' / 'photos'}" in (tmp_path / "runs" / "r" / "config.yaml").read_text()
+    elsewhere = tmp_path / "runs"
+    assert run_cli("evaluate", "r", "--no-report", cwd=elsewhere).returncode == 0
+    assert run_cli("train", "--resume", "r", "--epochs", "2", cwd=elsewhere).returncode == 0
+
+
 def test_training_on_one_class_is_refused_with_the_likely_slip_named(tmp_path):
     """`--data folder:photos/cats` (one class's folder, not the folder holding them) trained a
     one-class classifier: a loss of 0 from the first step and 100% accuracy, without a word."""

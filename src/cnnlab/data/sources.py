@@ -5,6 +5,7 @@ splitting and batching happen in one place for all of them (dataset.py)."""
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,10 +104,11 @@ def _not_a_folder(path: Path) -> str:
 
 
 def canonical_spec(spec: str) -> str:
-    """``spec`` as its source reads it: a bare folder path becomes ``folder:PATH``, so a run
-    records, and is named by, the source that read it."""
+    """``spec`` as its source reads it, as a run records it: a bare folder path becomes
+    ``folder:PATH``, and a path is made absolute (``~`` expanded), so that evaluate and resume
+    find the data from any folder."""
     name, path = parse_spec(spec)
-    return f"folder:{path}" if name == "folder" and spec.partition(":")[0].strip().lower() != "folder" else spec
+    return spec if path is None else f"{name}:{os.path.abspath(path)}"
 
 
 def source_options(name: str) -> list[str]:
