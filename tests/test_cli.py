@@ -187,8 +187,8 @@ def test_folder_source_trains(tmp_path):
     (["train", "--name", ".."], "--name ..: a run's name is one folder name, without '/'"),
     (["train", "--name", "."], "--name .: a run's name is one folder name, without '/'"),
     (["train", "--resume", "RUN", "--lr", "5", "--epochs", "9", "--set", "seed=1"],
-     "--resume: continues the run's own config; only --epochs, --no-report, --device and --precision may change "
-     "(drop --lr/--out/--set)"),
+     "--resume: continues the run's own config; only --epochs, --no-report, --device, --precision and --data "
+     "(the run's data where it is now) may change (drop --lr/--out/--set)"),
     (["train", "--resume", "RUN", "--model", "airbench", "--image-size", "32x32"],
      "(drop --model/--image-size/--out)"),
     (["train", "--set", "epochs=abc"], "--set: epochs: expected a whole number, got 'abc'"),
@@ -247,6 +247,26 @@ def test_a_run_on_a_relative_data_path_is_evaluated_and_resumed_from_anywhere(tm
     elsewhere = tmp_path / "runs"
     assert run_cli("evaluate", "r", "--no-report", cwd=elsewhere).returncode == 0
     assert run_cli("train", "--resume", "r", "--epochs", "2", cwd=elsewhere).returncode == 0
+
+
+def test_a_run_whose_data_moved_says_so_and_resumes_with_its_new_place(tmp_path):
+    """After the data folder moved (to a faster disk, say), evaluate and resume said "--data
+    folder:...: no such file or folder", naming an option never typed, and --resume refused
+    --data, so the run could not be continued at all."""
+    photos = make_image_folder(tmp_path / "photos", classes=2, per_class=6)
+    run_cli("train", "--model", "lenet5", "--data", f"folder:{photos}", "--image-size", "20x20", "--epochs", "1",
+            "--out", tmp_path, "--name", "r")
+    run = tmp_path / "r"
+    photos.rename(tmp_path / "moved")
+    evaluated = run_cli("evaluate", run, check=False)
+    assert evaluated.returncode == 2 and evaluated.stderr.strip().endswith(
+        f"{run}: its data, folder:{photos}, is not there any more; give --data SPEC to evaluate on other data")
+    resumed = run_cli("train", "--resume", run, "--epochs", "2", check=False)
+    assert resumed.returncode == 2 and resumed.stderr.strip().endswith(
+        f"--resume {run}: its data, folder:{photos}, is not there any more; give --data SPEC where it is now")
+    run_cli("train", "--resume", run, "--epochs", "2", "--data", f"folder:{tmp_path / 'moved'}")
+    assert f"spec: folder:{tmp_path / 'moved'}" in (run / "config.yaml").read_text()
+    assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1, 2]
 
 
 def test_training_on_one_class_is_refused_with_the_likely_slip_named(tmp_path):

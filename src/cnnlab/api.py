@@ -59,10 +59,11 @@ def train(config: TrainConfig | dict | str | Path | None = None, *,
 
 def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False,
            callbacks: Sequence[Callback] = (), report: bool | None = None, device: str | None = None,
-           precision: str | None = None) -> Run:
+           precision: str | None = None, data: str | None = None) -> Run:
     """Continue an interrupted run from its last.pt, optionally to more epochs; ``report``
     False skips its pictures and report.html; ``device`` and ``precision`` move it to another
-    machine (a run trained on a GPU continues on a CPU)."""
+    machine (a run trained on a GPU continues on a CPU); ``data`` is the run's data where it is
+    now, if it moved (its classes must be the run's)."""
     from . import runs
     from .errors import CnnlabError
     from .training.setup import train as run_training
@@ -72,7 +73,7 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
         raise CnnlabError(f"--resume {path}: not a cnnlab run directory (no {runs.CONFIG})")
     config = TrainConfig.from_yaml(path / runs.CONFIG)
     changes = {key: value for key, value in (("epochs", epochs), ("report", report), ("device", device),
-                                             ("precision", precision)) if value is not None}
+                                             ("precision", precision), ("data.spec", data)) if value is not None}
     if changes:
         config = config.with_overrides(changes, source="resume()")
     return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)

@@ -340,9 +340,9 @@ CONFIG_FLAGS = {
 """The train options that set a config key: argparse's name for each -> the key."""
 
 
-RESUME_FLAGS = ("epochs", "report", "device", "precision")
-"""What a resumed run may change: its length, its report, and the machine it continues on
-(a run trained on a lent GPU continues on a CPU)."""
+RESUME_FLAGS = ("epochs", "report", "device", "precision", "data")
+"""What a resumed run may change: its length, its report, the machine it continues on (a run
+trained on a lent GPU continues on a CPU) and where its data is now (its classes are checked)."""
 
 
 def config_flag_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -394,15 +394,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = [flag_name(dest) for dest in config_flag_values(args) if dest not in RESUME_FLAGS]
         given += ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
         if given:
-            raise CnnlabError(f"--resume: continues the run's own config; only --epochs, --no-report, --device and "
-                              f"--precision may change (drop {'/'.join(given)})")
+            raise CnnlabError(f"--resume: continues the run's own config; only --epochs, --no-report, --device, "
+                              f"--precision and --data (the run's data where it is now) may change "
+                              f"(drop {'/'.join(given)})")
     if args.check:
         return check_training(args)
     if (args.nproc_per_node or 1) * (args.nnodes or 1) > 1 and "LOCAL_RANK" not in os.environ:
         return launch_distributed(args)
     if args.resume:
         run = resume(args.resume, epochs=args.epochs, quiet=args.quiet, report=args.report, device=args.device,
-                     precision=args.precision)
+                     precision=args.precision, data=args.data)
     else:
         run = train(train_config(args), quiet=args.quiet)
     if args.quiet and int(os.environ.get("RANK", 0)) == 0:

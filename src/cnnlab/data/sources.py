@@ -111,6 +111,11 @@ def canonical_spec(spec: str) -> str:
     return spec if path is None else f"{name}:{os.path.abspath(path)}"
 
 
+def data_is_gone(spec: str) -> bool:
+    """Whether ``spec`` names a path that is not there (data moved or deleted since a run)."""
+    return (path := parse_spec(spec)[1]) is not None and not path.exists()
+
+
 def source_options(name: str) -> list[str]:
     return [p for p in inspect.signature(SOURCES.get(name)).parameters if p != "path"]
 

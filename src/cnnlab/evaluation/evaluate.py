@@ -13,7 +13,7 @@ from torch import nn
 from .. import reports, runs
 from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_dataset
 from ..data.augment import centre_crop
-from ..data.sources import canonical_spec, parse_spec, source_options
+from ..data.sources import canonical_spec, data_is_gone, parse_spec, source_options
 from ..errors import CnnlabError, DataError, listed
 from ..runtime import Runtime
 from .artifacts import inference_model, load_artifacts
@@ -126,6 +126,9 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     spec = canonical_spec(data or cfg.data.spec)
     own = (data is None or spec == canonical_spec(cfg.data.spec)) and not options
     if own:
+        if data_is_gone(spec):
+            raise DataError(f"{run.path}: its data, {spec}, is not there any more; give --data SPEC to evaluate on "
+                            "other data")
         recorded = run.directory.read_json(runs.SPLIT, {})
         # as the run's own final evaluation: validation, else the test split
         held_out = next((name for name in ("val", "test") if name in recorded), None)

@@ -26,6 +26,7 @@ from ..data import (
     Preprocessing,
     SourceData,
     canonical_spec,
+    data_is_gone,
     load_dataset,
     read_source,
 )
@@ -220,6 +221,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
 def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Path | None, quiet: bool,
            locks: contextlib.ExitStack) -> runs.Run:
     """train()'s work; the run directory it trains is locked in ``locks`` until train() ends."""
+    if resume is not None and data_is_gone(config.data.spec):
+        raise DataError(f"--resume {resume}: its data, {config.data.spec}, is not there any more; give --data SPEC "
+                        "where it is now")
     steps = plan(config, resuming=resume is not None)
     config, runtime = steps.config, steps.runtime
     state, split_ids, restart = None, None, False
