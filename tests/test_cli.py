@@ -269,6 +269,25 @@ def test_a_run_whose_data_moved_says_so_and_resumes_with_its_new_place(tmp_path)
     assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1, 2]
 
 
+def test_paths_in_a_recipe_may_start_with_the_home_folder(tmp_path, monkeypatch):
+    """A recipe's `out: ~/runs` made a folder named '~' in the current folder, and `~/w.pt` as
+    --weights or a ~ class-weight file were "no such file": only a shell expands ~, and a recipe
+    (or a --set value, or a quoted --config) never passes through one."""
+    import torch
+
+    from cnnlab.models import create_model
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    torch.save(create_model("mlp", 10, 1, (8, 8)).state_dict(), tmp_path / "home" / "w.pt")
+    (tmp_path / "home" / "weights.yaml").write_text('"3": 2.0\n')
+    recipe = tmp_path / "home" / "recipe.yaml"
+    recipe.write_text("model: {name: mlp, weights: ~/w.pt}\ndata: {image_size: [8, 8]}\nepochs: 1\n"
+                      "class_weight: ~/weights.yaml\nout: ~/runs\nname: r\n")
+    run_cli("train", "--config", "~/recipe.yaml", cwd=tmp_path)
+    assert (tmp_path / "home" / "runs" / "r" / "best.pt").is_file() and not (tmp_path / "~").exists()
+
+
 def test_training_on_one_class_is_refused_with_the_likely_slip_named(tmp_path):
     """`--data folder:photos/cats` (one class's folder, not the folder holding them) trained a
     one-class classifier: a loss of 0 from the first step and 100% accuracy, without a word."""

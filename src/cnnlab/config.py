@@ -236,8 +236,9 @@ def bundled_recipes() -> dict[str, Path]:
 
 
 def find_recipe(path: str | Path) -> Path:
-    """``path`` itself, or the bundled recipe of that name (with or without .yaml)."""
-    path = Path(path)
+    """``path`` itself (``~`` expanded: only a shell does it), or the bundled recipe of that
+    name (with or without .yaml)."""
+    path = Path(path).expanduser()
     if path.exists():
         return path
     name = path.as_posix().removesuffix(".yaml").removeprefix("recipes/")

@@ -89,7 +89,7 @@ class RunDirectory:
     def create(cls, out: str | Path, name: str, **kwargs) -> RunDirectory:
         """A new folder ``out/name`` (``name-2``, ``-3``... when taken: a run never writes into
         another run's folder)."""
-        root = Path(out)
+        root = Path(out).expanduser()  # a recipe's out: ~/runs (only a shell expands ~)
         path, suffix = root / name, 1
         while True:
             # mkdir is the test: a run started in the same second by another process may take a name

@@ -55,8 +55,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def weights_for(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict a --weights file gives ``model``: read as it is, or converted from a
     Keras .h5 file by the model's layer order."""
-    if Path(path).suffix.lower() in keras_weights.SUFFIXES:
-        return keras_weights.keras_state_dict(Path(path), model)
+    path = Path(path).expanduser()  # a recipe's ~/weights.pt: only a shell expands ~
+    if path.suffix.lower() in keras_weights.SUFFIXES:
+        return keras_weights.keras_state_dict(path, model)
     return read_state_dict(path)
 
 
