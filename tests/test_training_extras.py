@@ -55,6 +55,24 @@ def test_balanced_class_weights_and_a_weights_file(tmp_path):
     assert bad.returncode == 2 and "not classes of this data: cat" in bad.stderr
 
 
+def test_class_weights_by_index_as_keras_takes_them(tmp_path, image_folder):
+    """Keras' fit(class_weight={0: 1.0, 1: 5.0}) keys classes by index; the same YAML was refused
+    ("not classes of this data: 0, 1") for data whose classes have names."""
+    from cnnlab.training.setup import read_class_weights
+
+    table = tmp_path / "weights.yaml"
+    table.write_text("0: 1.0\n2: 5.0\n")
+    assert read_class_weights(str(table), ["cat", "dog", "emu"]) == {"cat": 1.0, "emu": 5.0}
+    assert read_class_weights(str(table), [str(digit) for digit in range(10)]) == {"0": 1.0, "2": 5.0}
+    table.write_text("3: 1.0\n")
+    with pytest.raises(ConfigError, match="not classes of this data: 3 \\(a number is a class index, "
+                                          "0 to 2 here\\)"):
+        read_class_weights(str(table), ["cat", "dog", "emu"])
+    table.write_text("0: 1.0\n'cat': 2.0\n")
+    with pytest.raises(ConfigError, match="cat twice"):
+        read_class_weights(str(table), ["cat", "dog", "emu"])
+
+
 def test_accumulating_two_batches_is_one_batch_twice_as_large(tmp_path):
     """No dropout, no BatchNorm: the same gradients, so the same weights."""
     # plain SGD at a small step, as in the distributed test: momentum amplifies the rounding

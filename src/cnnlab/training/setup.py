@@ -353,17 +353,31 @@ def fit_to_training_images(model: torch.nn.Module, dataset: Dataset, preprocessi
 
 
 def read_class_weights(path: str, classes: list[str]) -> dict[str, float]:
-    """A YAML or JSON file of class name -> weight (classes left out weigh 1)."""
-    weights = read_yaml(path)
-    unknown = [name for name in weights if str(name) not in classes]
+    """A YAML or JSON file of class -> weight (classes left out weigh 1). A class is its name,
+    or, as Keras' ``class_weight`` keys it, a number that is no class's name: its index."""
+    weights = {}
+    unknown = []
+    for key, weight in read_yaml(path).items():
+        if str(key) in classes:
+            name = str(key)
+        elif isinstance(key, int) and not isinstance(key, bool) and 0 <= key < len(classes):
+            name = classes[key]
+        else:
+            unknown.append(str(key))
+            continue
+        if name in weights:
+            raise ConfigError(f"--class-weight {path}: names {name} twice (by name and by index)")
+        weights[name] = weight
     if unknown:
-        raise ConfigError(f"--class-weight {path}: not classes of this data: {listed([str(name) for name in unknown], 10)}")
+        numbers = f" (a number is a class index, 0 to {len(classes) - 1} here)" if any(
+            key.lstrip("-").isdigit() for key in unknown) else ""
+        raise ConfigError(f"--class-weight {path}: not classes of this data: {listed(unknown, 10)}{numbers}")
     for name, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
             raise ConfigError(f"--class-weight {path}: {name}: expected a weight of at least 0, got {weight!r}")
     if len(weights) == len(classes) and not any(weights.values()):
         raise ConfigError(f"--class-weight {path}: every class weighs 0, so nothing would be learned")
-    return {str(name): float(weight) for name, weight in weights.items()}
+    return {name: float(weight) for name, weight in weights.items()}
 
 
 def class_weights(setting: str | None, dataset: Dataset) -> torch.Tensor | None:
