@@ -132,6 +132,18 @@ def test_csv_paths_are_relative_to_the_listing(tmp_path):
     assert data.splits["test"].paths == [tmp_path / "c/3.png"]
 
 
+def test_csv_paths_written_on_windows_are_read(tmp_path):
+    """A listing made on Windows separates folders with backslashes: every row was an unreadable
+    file named 'a\\1.png'. They are separators (and '..\\' is refused as '../' is)."""
+    listing = write_listing(tmp_path, [("a/1.png", "cat", "train"), ("b/2.png", "dog", "train")])
+    listing.write_text(listing.read_text().replace("a/1.png", "a\\1.png").replace("b/2.png", "b\\2.png"))
+    data = read_source(f"csv:{listing}")
+    assert data.splits["train"].paths == [tmp_path / "a" / "1.png", tmp_path / "b" / "2.png"]
+    listing.write_text("path,label\n..\\x.png,cat\n")
+    with pytest.raises(DataError, match="would be outside"):
+        read_source(f"csv:{listing}")
+
+
 @pytest.mark.parametrize("row, message", [
     (("../x.png", "cat", "train"), "outside"),
     (("a.png", "cat", "holdout"), "split must be"),

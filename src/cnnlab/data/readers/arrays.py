@@ -115,7 +115,7 @@ def read_csv_listing(path: Path | None) -> SourceData:
             raise DataError(f"{path}, line {line}: a row needs a path and a label")
         if split not in SPLITS:
             raise DataError(f"{path}, line {line}: split must be train, val or test; got {split!r}")
-        relative = PurePosixPath(file.strip())
+        relative = PurePosixPath(file.strip().replace("\\", "/"))  # a listing written on Windows
         if relative.is_absolute() or ".." in relative.parts:
             raise DataError(f"{path}, line {line}: {file!r} would be outside {path.parent}")
         if not is_image_file(Path(relative.name)):
