@@ -210,6 +210,22 @@ def test_gtsrb_kaggle_layout(tmp_path):
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 6, "val": 6, "test": 1}
 
 
+@pytest.mark.parametrize("given", ["", "Train"])
+def test_gtsrb_read_as_a_plain_folder_says_which_source_splits_it_by_track(tmp_path, given):
+    """`folder:GTSRB` read Kaggle's Meta/, Test/ and Train/ as three classes, and
+    `folder:GTSRB/Train` split near-copies of each sign between training and validation (the
+    tutorial's leak), both without a word."""
+    root = tmp_path / "k"
+    for c in range(2):
+        for i in range(3):
+            sign(root / f"Train/{c}/{c:05d}_00000_{i:05d}.png", 30, (0, 200, 100 * c))
+    sign(root / "Test/00000.png", 30, (0, 200, 0))
+    (root / "Train.csv").write_text("Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path\n")
+    with pytest.warns(UserWarning, match=f"{root / given if given else root}: GTSRB's layout: gtsrb:{root} reads "
+                                         "its CSVs and splits its training images by track"):
+        load_dataset(f"folder:{root / given}", (8, 8), val_split=0.0)
+
+
 def test_gtsrb_fixed_training_zip_layout(tmp_path):
     """The downloadable GTSRB-Training_fixed.zip unpacks to GTSRB/Training/000NN/; the test
     images and their ground truth come in two more zips."""

@@ -32,6 +32,19 @@ def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, l
     return classes, paths, np.asarray(labels, dtype=np.int64), notes
 
 
+GTSRB_MARKERS = ("Train.csv", "Test.csv", "Final_Training", "Final_Test")
+
+
+def gtsrb_layout(root: Path) -> list[str]:
+    """A note where ``root`` (or the folder above it) is GTSRB's: as plain class folders its
+    training images would be split by image, putting near-copies of one sign on both sides."""
+    for where in (root, root.parent):
+        if any((where / marker).exists() for marker in GTSRB_MARKERS):
+            return [f"{root}: GTSRB's layout: gtsrb:{where} reads its CSVs and splits its training images by track "
+                    "(a split by image puts near-copies of a sign on both sides)"]
+    return []
+
+
 def subfolders(path: Path) -> list[Path]:
     return [p for p in path.iterdir() if p.is_dir()]
 
@@ -75,6 +88,7 @@ def read_folder(path: Path | None) -> SourceData:
         raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
     if not len(splits["train"]):
         raise DataError(f"{root}: no image files in the class folders")
+    notes += gtsrb_layout(root)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     return SourceData(classes, splits, 3, notes)
