@@ -42,25 +42,22 @@ def size_arg(text: str) -> list[int]:
     return parts
 
 
-def positive_int(text: str) -> int:
-    """A count given on the command line (a batch size, a number of classes)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got '{text}'")
-    return value
+def number_at_least(kind: type, minimum: int, what: str):
+    """An argparse type: a finite number of ``kind`` (int or float), at least ``minimum``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value < math.inf:
+            raise argparse.ArgumentTypeError(f"expected {what} of at least {minimum}; got '{text}'")
+        return value
+    return parse
 
 
-def days_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a number of days of at least 0; got '{text}'")
-    return value
+positive_int = number_at_least(int, 1, "a whole number")
+"""A count given on the command line (a batch size, a number of classes)."""
+days_arg = number_at_least(float, 0, "a number of days")
 
 
 def endpoint(text: str) -> str:
@@ -694,11 +691,13 @@ def cmd_data_cache(args: argparse.Namespace) -> int:
 
     if args.older_than is not None and not args.clear:
         raise CnnlabError("--older-than: goes with --clear")
+    def counted(entries) -> str:
+        return f"{len(entries)} cache{'s' * (len(entries) != 1)}, {readable_size(sum(e.bytes for e in entries))}"
+
     if args.clear:
         removed, busy = clear_cache(args.older_than)
-        print(f"removed {len(removed)} cache{'s' * (len(removed) != 1)}, "
-              f"{readable_size(sum(e.bytes for e in removed))}"
-              + (f"; left {len(busy)} that a running process is decoding into" if busy else ""))
+        print(f"removed {counted(removed)}" + (f"; left {len(busy)} that a running process is decoding into"
+                                                if busy else ""))
         return 0
     root = cache_root()
     entries = cache_entries(root)
@@ -714,7 +713,7 @@ def cmd_data_cache(args: argparse.Namespace) -> int:
         images = f"{entry.images:,}" if entry.images is not None else "?"
         print(f"{readable_size(entry.bytes):<11}{images:>8}  {shape:<12}{used:<18}"
               f"{entry.source or '(not recorded)'}{'  (being decoded)' if entry.decoding else ''}")
-    print(f"{len(entries)} cache{'s' * (len(entries) != 1)}, {readable_size(sum(e.bytes for e in entries))}")
+    print(counted(entries))
     return 0
 
 
