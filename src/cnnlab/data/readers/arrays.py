@@ -69,9 +69,9 @@ def read_npz(path: Path | None) -> SourceData:
         # zeros compress about 1000:1: the members' unpacked sizes, not the file's, must fit
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(member.file_size for member in archive.infolist())
-        if unpacked > machine_memory():
+        if unpacked > (memory := machine_memory()):
             raise DataError(f"--data npz:{path}: its arrays take {readable_size(unpacked)} unpacked; this machine "
-                            f"has {readable_size(machine_memory())} of memory")
+                            f"has {readable_size(memory)} of memory")
         with np.load(path, allow_pickle=False) as arrays:
             contents = {key: arrays[key] for key in arrays.files}
     # MemoryError: a member's header may claim any shape, terabytes included
