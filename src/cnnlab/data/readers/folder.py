@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError
-from ...io import is_run_directory
+from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
 from ..sources import SOURCES, RawSplit, SourceData
@@ -18,17 +18,19 @@ from ..sources import SOURCES, RawSplit, SourceData
 def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, list[str]]:
     """Class folders sorted by name and their image files; notes on empty class folders and on
     folders of cnnlab runs left out (``--data .`` puts the runs in ./runs by default)."""
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    held_runs = [p for p in folders if is_run_directory(p) or any(map(is_run_directory, subfolders(p)))]
-    classes = [p.name for p in folders if p not in held_runs]
-    notes = [f"{p}: left out: it holds cnnlab runs (train --out), not images of a class" for p in held_runs]
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
+    classes, paths, labels, notes = [], [], [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        entries = list(folder.rglob("*"))  # one walk: it finds the runs and the images alike
+        if is_run_directory(folder) or any(entry.name == RUN_CLASSES and entry.parent.parent == folder
+                                           and is_run_directory(entry.parent) for entry in entries):
+            notes.append(f"{folder}: left out: it holds cnnlab runs (train --out), not images of a class")
+            continue
+        files = sorted(entry for entry in entries if is_image_file(entry) and entry.is_file())
         if not files:
-            notes.append(f"{root / name}: empty class folder (no image files)")
+            notes.append(f"{folder}: empty class folder (no image files)")
         paths += files
-        labels += [label] * len(files)
+        labels += [len(classes)] * len(files)
+        classes.append(folder.name)
     return classes, paths, np.asarray(labels, dtype=np.int64), notes
 
 
@@ -43,10 +45,6 @@ def gtsrb_layout(root: Path) -> list[str]:
             return [f"{root}: GTSRB's layout: gtsrb:{where} reads its CSVs and splits its training images by track "
                     "(a split by image puts near-copies of a sign on both sides)"]
     return []
-
-
-def subfolders(path: Path) -> list[Path]:
-    return [p for p in path.iterdir() if p.is_dir()]
 
 
 def class_folders_hint(path: Path) -> str:
