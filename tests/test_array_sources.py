@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnlab import api
@@ -187,3 +188,64 @@ def test_train_accepts_arrays_and_evaluate_finds_them_later(tmp_path, monkeypatc
 def test_train_refuses_arrays_of_the_wrong_shape(tmp_path):
     with pytest.raises(DataError, match="data="):
         api.train(model="mlp", data=(np.zeros(3),), epochs=1, out=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory):
+    """A run on 3-channel 8x8 arrays, and the files of four images it can predict."""
+    tmp = tmp_path_factory.mktemp("colour")
+    x, y = keras_arrays(60, channels=3, seed=4)
+    run = api.train(model="mlp", data=(x, y), image_size=[8, 8], epochs=2, out=str(tmp / "runs"),
+                    name="colour", quiet=True, report=False)
+    pixels = keras_arrays(4, size=16, channels=3, seed=5)[0]
+    files = []
+    for index, image in enumerate(pixels):
+        files.append(tmp / f"{index}.png")
+        Image.fromarray(image).save(files[-1])
+    return run, pixels, files
+
+
+def tops(result):
+    """The classes in order, and their probabilities to float32's rounding."""
+    return [[(name, round(probability, 5)) for name, probability in p.top] for p in result.predictions]
+
+
+def test_predict_takes_the_images_users_hold_in_memory(colour_run):
+    """predict() took file paths only: a NumPy array (Keras' model.predict(x)) or a PIL image
+    (fastai's learn.predict) was read as a file name, 'File name too long'. In-memory images are
+    resized to the run's input as their files are, and predicted alike."""
+    run, pixels, files = colour_run
+    from_files = api.predict(run, [str(f) for f in files], top_k=4)
+    expected = tops(from_files)
+    for images in (pixels, pixels / 255.0, list(pixels), [Image.open(f) for f in files], torch.from_numpy(pixels)):
+        result = api.predict(run, images, top_k=4)
+        assert [p.path for p in result.predictions] == ["[0]", "[1]", "[2]", "[3]"]
+        assert tops(result) == expected
+    assert tops(api.predict(run, pixels[2], top_k=4)) == expected[2:3]  # one (H, W, C) image
+    assert tops(api.predict(run, Image.open(files[1]), top_k=4)) == expected[1:2]
+    # all the classes' probabilities, as Keras' model.predict returns them
+    probabilities = from_files.probabilities
+    assert probabilities.shape == (4, 4) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert [run.classes[i] for i in probabilities.argmax(axis=1)] == [top[0][0] for top in expected]
+    assert np.allclose(api.predict(run, pixels).probabilities, probabilities, atol=1e-6)
+
+
+def test_predict_takes_grayscale_arrays_for_a_colour_run(colour_run):
+    run, pixels, _ = colour_run
+    gray = np.asarray([np.asarray(Image.fromarray(p).convert("L")) for p in pixels])
+    as_files = api.predict(run, [Image.fromarray(g) for g in gray], top_k=2)
+    assert len(api.predict(run, gray, top_k=2).predictions) == 4  # (N, H, W): Keras' MNIST shape
+    assert tops(api.predict(run, gray[..., None], top_k=2)) == tops(as_files)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((2, 3, 8, 8), np.uint8), r"channels first; give \(N, H, W, C\)"),
+    (np.full((2, 8, 8, 3), 255.0), r"float pixels must be finite and in \[0, 1\]"),
+    (np.zeros((2, 8, 8, 4), np.uint8), r"expected images shaped"),
+    ([np.zeros((8, 8, 3), np.uint8), "0.png"], r"images\[1\]: a file path among in-memory images"),
+    ([object()], r"images\[0\]: not an image"),
+    (np.zeros((0, 8, 8, 3), np.uint8), "holds no images"),
+])
+def test_predict_refuses_images_it_cannot_read_with_one_line(colour_run, images, message):
+    with pytest.raises(DataError, match=message):
+        api.predict(colour_run[0], images)

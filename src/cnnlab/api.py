@@ -88,15 +88,21 @@ def evaluate(run: Run | str | Path, data: str | None = None, split: str | None =
     return evaluate_run(run.path if isinstance(run, Run) else run, data, split, **kwargs)
 
 
-def predict(run: Run | str | Path, inputs: str | Sequence[str], top_k: int = 5,
-            tta: str | None = None, device: str = "auto") -> PredictionResult:
-    """Top-k classes of image files, folders or globs; ``tta`` ("flip", "flip-shift" or
-    "10crop") averages several views."""
-    from .evaluation.predict import predict_files
+def predict(run: Run | str | Path, inputs, top_k: int = 5, tta: str | None = None,
+            device: str = "auto") -> PredictionResult:
+    """Top-k classes, and every class's probability, of image files, folders or globs (a path or
+    a list of them), or of images in memory: a PIL image, an array of pixels as ``train(data=)``
+    takes them ((N, H, W[, C]) or one (H, W[, C]), uint8 0..255 or floats in [0, 1]; a torch
+    tensor too), or a list of those. Each is resized to the run's input as a file would be.
+    ``tta`` ("flip", "flip-shift" or "10crop") averages several views."""
+    from .evaluation.predict import predict_files, predict_images
 
-    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    return predict_files(run.path if isinstance(run, Run) else run, [str(i) for i in items], top_k,
-                         tta=tta, device=device)
+    path = run.path if isinstance(run, Run) else run
+    if isinstance(inputs, str | Path):
+        inputs = [inputs]
+    if isinstance(inputs, list | tuple) and inputs and all(isinstance(i, str | Path) for i in inputs):
+        return predict_files(path, [str(i) for i in inputs], top_k, tta=tta, device=device)
+    return predict_images(path, inputs, top_k, tta=tta, device=device)
 
 
 __all__ = ["Dataset", "Run", "TrainConfig", "create_model", "evaluate", "load_dataset",

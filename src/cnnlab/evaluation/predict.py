@@ -1,4 +1,4 @@
-"""Predicting classes of new image files with a run's best checkpoint."""
+"""Predicting classes of new images, files or pixels held in memory, with a run's best checkpoint."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image, ImageOps
 
 from ..data import BatchLoader, Split
-from ..data.images import decode_many, is_image_file
-from ..errors import CnnlabError
+from ..data.images import decode_many, is_image_file, resize_images, to_mode
+from ..data.readers.arrays import images_array
+from ..errors import CnnlabError, DataError
 from .artifacts import inference_model, load_artifacts
 from .inference import predict_logits
 
@@ -27,6 +30,8 @@ class Prediction:
 class PredictionResult:
     predictions: list[Prediction] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
+    probabilities: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
+    """Every class's probability, a row per prediction (Keras' ``model.predict(x)``)."""
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -53,11 +58,71 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64,
                   tta: str | None = None, device: str = "auto") -> PredictionResult:
     """Top-k classes of every readable image in ``inputs``; unreadable files are reported."""
-    result = PredictionResult()
-    for part in predict_in_chunks(run_path, inputs, top_k, batch_size, tta, device)[1]:
-        result.predictions += part.predictions
-        result.unreadable.update(part.unreadable)
-    return result
+    parts = list(predict_in_chunks(run_path, inputs, top_k, batch_size, tta, device)[1])
+    return PredictionResult([p for part in parts for p in part.predictions],
+                            {path: why for part in parts for path, why in part.unreadable.items()},
+                            np.concatenate([part.probabilities for part in parts]))
+
+
+def pixel_rows(images, size: tuple[int, int], channels: int) -> np.ndarray:
+    """(N, height, width, channels) uint8 from a PIL image, an array of pixels as ``train(data=)``
+    takes them ((N, H, W[, C]) or one (H, W[, C]) image, uint8 0..255 or floats in [0, 1]; a
+    torch tensor too), or a list of those, each resized to ``size`` as an image file would be."""
+    if isinstance(images, list | tuple):
+        rows = [one_image_rows(image, size, channels, f"images[{i}]") for i, image in enumerate(images)]
+        if not rows:
+            raise DataError("images: holds no images")
+        return np.concatenate(rows)
+    return one_image_rows(images, size, channels, "images")
+
+
+def one_image_rows(image, size: tuple[int, int], channels: int, where: str) -> np.ndarray:
+    if isinstance(image, str | Path):
+        raise DataError(f"{where}: a file path among in-memory images: give paths or images, not both")
+    if isinstance(image, Image.Image):
+        upright = to_mode(ImageOps.exif_transpose(image), channels)  # as the image's file would be read
+        return resize_images(np.asarray(upright).reshape(upright.height, upright.width, channels)[None],
+                             size, channels)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise DataError(f"{where}: not an image ({type(image).__name__}); give a PIL image, "
+                        "an array of pixels or a file path")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3)):
+        image = image[None]
+    elif image.ndim == 4 and image.shape[1] in (1, 3) and image.shape[3] not in (1, 3):
+        raise DataError(f"{where}: shaped {image.shape}, channels first; give (N, H, W, C), "
+                        "e.g. np.moveaxis(x, 1, -1) or x.permute(0, 2, 3, 1)")
+    return resize_images(images_array(image, where), size, channels)
+
+
+def predict_images(run_path, images, top_k: int = 5, batch_size: int = 64, tta: str | None = None,
+                   device: str = "auto") -> PredictionResult:
+    """Top-k classes of images held in memory (see ``pixel_rows``), named by their position:
+    "[0]", "[1]"..."""
+    check_top_k(top_k)
+    artifacts = load_artifacts(run_path)
+    prep = artifacts.preprocessing
+    rows = pixel_rows(images, prep.image_size, prep.channels)
+    model, runtime = inference_model(artifacts, device)
+    return predict_rows(model, runtime, artifacts, Split(rows, np.zeros(len(rows), dtype=np.int64),
+                                                         [f"[{i}]" for i in range(len(rows))]),
+                        top_k, batch_size, tta)
+
+
+def check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise CnnlabError(f"--top-k: must be at least 1; got {top_k}")
+
+
+def predict_rows(model, runtime, artifacts, split: Split, top_k: int, batch_size: int,
+                 tta: str | None) -> PredictionResult:
+    classes = artifacts.classes
+    logits = predict_logits(model, BatchLoader(split, batch_size, artifacts.preprocessing), runtime, tta)
+    probs = artifacts.loss.probabilities(logits).numpy() if len(split.ids) else np.empty((0, len(classes)))
+    order = np.argsort(-probs, axis=1)[:, : min(top_k, len(classes))]
+    return PredictionResult([Prediction(sample_id, [(classes[c], float(probs[row, c])) for c in order[row]])
+                             for row, sample_id in enumerate(split.ids)], probabilities=probs.astype(np.float32))
 
 
 CHUNK_BYTES = 256 * 2**20
@@ -69,12 +134,11 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
     """The image files of ``inputs``, and predict_files' results one chunk of them after
     another, so that the first come at once and memory holds one chunk of decoded images
     whatever the number of files. The run and the inputs are checked before this returns."""
-    if top_k < 1:
-        raise CnnlabError(f"--top-k: must be at least 1; got {top_k}")
+    check_top_k(top_k)
     artifacts = load_artifacts(run_path)
     paths = expand_inputs(inputs)
     model, runtime = inference_model(artifacts, device)
-    prep, classes = artifacts.preprocessing, artifacts.classes
+    prep = artifacts.preprocessing
     chunk = max(1, CHUNK_BYTES // (prep.image_size[0] * prep.image_size[1] * prep.channels))
 
     def chunks() -> Iterator[PredictionResult]:
@@ -82,10 +146,8 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
             part = paths[start:start + chunk]
             images, kept, unreadable = decode_many(part, prep.image_size, prep.channels)
             split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [str(part[i]) for i in kept])
-            logits = predict_logits(model, BatchLoader(split, batch_size, prep), runtime, tta)
-            probs = artifacts.loss.probabilities(logits).numpy() if len(kept) else np.empty((0, len(classes)))
-            order = np.argsort(-probs, axis=1)[:, : min(top_k, len(classes))]
-            yield PredictionResult([Prediction(sample_id, [(classes[c], float(probs[row, c])) for c in order[row]])
-                                    for row, sample_id in enumerate(split.ids)], unreadable)
+            result = predict_rows(model, runtime, artifacts, split, top_k, batch_size, tta)
+            result.unreadable = unreadable
+            yield result
 
     return paths, chunks()
