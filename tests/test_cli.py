@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -96,6 +97,18 @@ def test_predict_folder_with_corrupt_file(digits_run, tmp_path):
     csv_out = run_cli("predict", digits_run, str(folder / "*.png"), "--format", "csv").stdout
     assert csv_out.splitlines()[0].startswith("path,class1,probability1")
     assert len(csv_out.splitlines()) == 4
+
+
+def test_predict_names_a_pipe_or_device_for_what_it_is(digits_run, tmp_path):
+    """`predict RUN /dev/stdin` or a named pipe said "no such file or folder" of a path that is
+    there. Neither is opened: a pipe with no writer would block the command for good."""
+    pipe = tmp_path / "photo.png"
+    os.mkfifo(pipe)
+    for given in (pipe, "/dev/null"):
+        result = run_cli("predict", digits_run, given, check=False)
+        assert result.returncode == 2
+        assert result.stderr.strip().endswith(f"{given}: not a regular file (a pipe, socket or device); "
+                                              "give image files or folders")
 
 
 def test_predict_reads_a_large_folder_a_chunk_at_a_time(digits_run, tmp_path, monkeypatch):

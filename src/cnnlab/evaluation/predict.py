@@ -48,6 +48,8 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
             if not matches:
                 raise CnnlabError(f"{item}: the pattern matches no files")
             paths += matches
+        elif path.exists():
+            raise CnnlabError(f"{item}: not a regular file (a pipe, socket or device); give image files or folders")
         else:
             raise CnnlabError(f"{item}: no such file or folder")
     if not paths:
