@@ -86,3 +86,35 @@ def test_override_parsing():
         parse_override("novalue")
     with pytest.raises(ConfigError, match="unknown key 'optimizer.nope'"):
         TrainConfig().with_overrides({"optimizer.nope": 1})
+
+
+def alias_bomb(levels: int) -> str:
+    """A YAML "billion laughs": each list holds the one before nine times, by alias."""
+    lists = ['l0: &l0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lists += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, levels)]
+    return "model:\n  name: mlp\n  options:\n" + "".join(f"    {line}\n" for line in lists)
+
+
+@pytest.mark.parametrize("text", [alias_bomb(12), "model:\n  options: &loop {again: *loop}\n",
+                                  "data:\n  augment: &loop [*loop]\n"])
+def test_a_recipe_whose_aliases_never_end_is_one_line_at_once(tmp_path, text):
+    """A recipe of 1 KB whose aliases expand to 9^12 values (a YAML "billion laughs") was
+    expanded when the config was copied: minutes and gigabytes, then the machine's memory
+    killed the process. A recipe that refers to itself ended in a RecursionError."""
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    assert len(text) < 2000
+    with pytest.raises(ConfigError, match=r"r.yaml: more than 1,000,000 values once its aliases"):
+        read_yaml(path)
+
+
+def test_a_set_value_whose_alias_never_ends_is_one_line():
+    with pytest.raises(ConfigError, match=r"--set data.augment: more than 1,000,000 values"):
+        parse_override("data.augment=&a [*a]")
+
+
+def test_a_recipe_may_share_values_by_alias(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("data:\n  image_size: &size [32, 32]\n  crop: *size\noptimizer:\n  lr: &lr 0.1\n")
+    config = TrainConfig.from_yaml(path)
+    assert config.data.crop == config.data.image_size == [32, 32] and config.optimizer.lr == 0.1

@@ -263,7 +263,32 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    if not within_values(data, MAX_YAML_VALUES):
+        raise ConfigError(f"{path}: more than {MAX_YAML_VALUES:,} values once its aliases (*name) are "
+                          "expanded, or an alias inside the value it names; not a config")
     return data
+
+
+MAX_YAML_VALUES = 1_000_000
+"""A config is copied value by value: YAML aliases can make a file of a few lines stand for
+billions of values (or for a value inside itself), which no config holds."""
+
+
+def within_values(data: Any, limit: int) -> bool:
+    """Whether ``data`` holds at most ``limit`` values, each alias counted as often as it is
+    used; stops counting at the limit."""
+    count, pending = 0, [data]
+    while pending:
+        value = pending.pop()
+        count += 1
+        if count > limit:
+            return False
+        if isinstance(value, dict):
+            pending += value.keys()
+            pending += value.values()
+        elif isinstance(value, list):
+            pending += value
+    return True
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -277,6 +302,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {key}: the value is nested too deeply") from None
     except yaml.YAMLError:
         value = raw
+    if not within_values(value, MAX_YAML_VALUES):
+        raise ConfigError(f"--set {key}: more than {MAX_YAML_VALUES:,} values once its aliases are expanded")
     return key.strip(), value
 
 
