@@ -623,3 +623,18 @@ def test_each_epoch_trains_at_its_phase_scale_and_at_full_size_after_the_phases(
     else:
         assert height == width == max(1, round(side * phases[phase][0]))
         assert 1 <= height <= side
+
+
+def test_loader_starts_an_epoch_at_any_batch_with_the_batches_the_whole_epoch_gives():
+    """What a run resumed within an epoch trains on: the same samples and augmentations."""
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (23, 10, 10, 3), dtype=np.uint8), np.arange(23) % 3, [str(i) for i in range(23)])
+    loader = BatchLoader(split, 4, Preprocessing([0.0] * 3, [1.0] * 3, (8, 8)), training=True,
+                         augment=Augment.parse(["hflip", "pad_crop:2"]), seed=5)
+    loader.set_epoch(3)
+    whole = list(loader)
+    for first in (0, 1, 5, 6):
+        tail = list(loader.batches(first))
+        assert len(tail) == len(whole) - first
+        for (images, labels), (want_images, want_labels) in zip(tail, whole[first:], strict=True):
+            assert torch.equal(images, want_images) and torch.equal(labels, want_labels)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -204,6 +206,52 @@ def test_resume_is_exact(tmp_path, options):
     final_b = load_checkpoint(resumed.path / "last.pt")["state_dict"]
     for key in final_a:
         torch.testing.assert_close(final_a[key], final_b[key], rtol=1e-5, atol=1e-6)
+
+
+class SignalAtStep(Callback):
+    """Sends this process ``signals`` (Ctrl-C by default) once ``step`` optimizer steps are done."""
+
+    def __init__(self, step, signals=(signal.SIGINT,)):
+        self.step, self.signals = step, signals
+
+    def on_batch_end(self, trainer, step, loss):
+        if step == self.step:
+            for number in self.signals:
+                os.kill(os.getpid(), number)
+
+
+def without_timings(history):
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in history]
+
+
+@pytest.mark.parametrize("options", [{}, dict(accumulate=2)], ids=["steps", "accumulated-steps"])
+def test_ctrl_c_within_an_epoch_saves_where_it_stopped_and_resumes_exactly(tmp_path, options):
+    """Ctrl-C in the middle of an epoch lost the epoch's steps: last.pt held the epoch before,
+    and an epoch of real data on a CPU is minutes to hours. The run now stops after the step it
+    is in, saves that step's state, and a resume continues from the next batch to the history
+    and weights of a run never stopped."""
+    straight = quick(tmp_path, "straight", **options)
+    with pytest.raises(KeyboardInterrupt):
+        quick(tmp_path, "stopped", callbacks=[SignalAtStep(70 // options.get("accumulate", 1))], **options)
+    saved = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    within = saved["within_epoch"]
+    assert saved["epoch"] == 1 and within["epoch"] == 1 and 0 < within["batch"] < 51
+    assert "after batch" in (tmp_path / "stopped" / "train.log").read_text()
+    resumed = api.resume(tmp_path / "stopped", quiet=True)
+    for got, want in zip(without_timings(resumed.history), without_timings(straight.history), strict=True):
+        assert got == pytest.approx(want, rel=1e-5)
+    final_a = load_checkpoint(straight.path / "last.pt")
+    final_b = load_checkpoint(resumed.path / "last.pt")
+    assert "within_epoch" not in final_b
+    for key in final_a["state_dict"]:
+        torch.testing.assert_close(final_a["state_dict"][key], final_b["state_dict"][key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        quick(tmp_path, "stopped", callbacks=[SignalAtStep(70, [signal.SIGINT] * 2)])
+    saved = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert saved["epoch"] == 1 and "within_epoch" not in saved  # the last epoch's end, as before
 
 
 def test_logged_lr_is_the_configured_one_whatever_the_first_group(tmp_path):

@@ -58,6 +58,46 @@ def interruptions_deferred() -> Iterator[None]:
             signal.raise_signal(received[0])
 
 
+@contextmanager
+def interruptions_held(notice: Callable[[], None]) -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM inside the block are held for it to stop where it can be continued
+    from: at such points it looks at the list it is given (the signals held), saves and leaves,
+    and they are delivered as it ends. ``notice`` is called when the first arrives; a second one
+    is delivered at once, the user insisting. A signal the process ignores stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    received: list[int] = []
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {number: handler for number, handler in handlers.items()
+                if handler is not None and handler != signal.SIG_IGN}
+    restored = False
+
+    def restore() -> None:
+        nonlocal restored
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        restored = True
+
+    def hold(signum, frame) -> None:
+        if received:
+            restore()
+            signal.raise_signal(signum)
+        else:
+            received.append(signum)
+            notice()
+
+    for number in handlers:
+        signal.signal(number, hold)
+    try:
+        yield received
+    finally:
+        if not restored:
+            restore()
+            if received:
+                signal.raise_signal(received[0])
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place; an
     interruption meanwhile waits for the file (``interruptions_deferred``)."""

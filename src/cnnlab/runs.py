@@ -150,10 +150,10 @@ class RunDirectory:
         if console and not self.quiet:
             tqdm.write(message, file=sys.stdout)
 
-    def progress(self, total: int, description: str) -> tqdm:
+    def progress(self, total: int, description: str, done: int = 0) -> tqdm:
         """A Keras-like bar on a terminal; nothing when output is piped (the epoch line says it)."""
         enabled = self.main_process and not self.quiet and sys.stdout.isatty()
-        return tqdm(total=total, desc=description, disable=not enabled, leave=False,
+        return tqdm(total=total, initial=done, desc=description, disable=not enabled, leave=False,
                     unit="step", dynamic_ncols=True, file=sys.stdout,
                     bar_format="{desc} {n_fmt}/{total_fmt} {bar} ETA {remaining} {postfix}")
 

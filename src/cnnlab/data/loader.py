@@ -108,10 +108,15 @@ class BatchLoader:
                 for i in range(count)[self.rows_of_rank(start, min(start + self.batch_size, count), rank)]]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches()
+
+    def batches(self, first: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches from batch ``first`` on (a run resumed within an epoch): each the
+        samples and augmentations the whole epoch gives it."""
         order = self.order()
         count = len(self.labels)
         size = self.training_size(self.epoch)
-        for step, start in enumerate(range(0, count, self.batch_size)):
+        for step, start in enumerate(range(first * self.batch_size, count, self.batch_size), start=first):
             stop = min(start + self.batch_size, count)
             mine = self.rows_of_rank(start, stop)
             index = mine if order is None else order[mine]

@@ -35,6 +35,13 @@ class RunningMetrics:
         self.sums = batch.double() if self.sums is None else self.sums + batch.double()
         self.count += n
 
+    def state_dict(self) -> dict:
+        return {"count": self.count, "sums": self.sums}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.count = state["count"]
+        self.sums = None if state["sums"] is None else state["sums"].to(device)
+
     def compute(self, runtime=None) -> dict[str, float]:
         """The means so far: the one place the sums come back to the host. With a distributed
         ``runtime``, the means over every rank's samples (every rank must call it)."""

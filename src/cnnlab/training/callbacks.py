@@ -101,9 +101,10 @@ class ModelCheckpoint(Callback):
 
     def mend(self, trainer) -> bool:
         """After a resume: write best.pt again when the last finished epoch was the best one
-        but the run was stopped before best.pt followed last.pt."""
+        but the run was stopped before best.pt followed last.pt (at an epoch's end: within
+        one, the model holds weights no epoch ended with)."""
         finished = trainer.epoch - 1
-        if finished < 0 or self.monitor.best_epoch != finished:
+        if finished < 0 or self.monitor.best_epoch != finished or trainer.within_epoch is not None:
             return False
         saved = trainer.run.file(runs.BEST)
         if saved.is_file() and load_checkpoint(saved).get("epoch") == trainer.epoch:

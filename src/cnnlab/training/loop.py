@@ -20,6 +20,7 @@ from ..evaluation.evaluate import running_metrics
 from ..evaluation.inference import predict_logits
 from ..evaluation.losses import Loss
 from ..evaluation.metrics import RunningMetrics
+from ..io import interruptions_held
 from ..models.fusion import fold_batchnorm, foldable_pairs
 from ..models.layers import fix_whitening_biases
 from ..models.weights import CHECKPOINT_FORMAT, model_spec
@@ -78,6 +79,9 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.stop_training = False
+        self.within_epoch: dict | None = None
+        """Where in epoch ``epoch`` a run stopped by Ctrl-C or SIGTERM was saved: the batches
+        done, the running metrics and the seconds spent; None at an epoch's start."""
 
     @property
     def device(self) -> torch.device:
@@ -168,6 +172,13 @@ class Trainer:
             "user_callbacks": [cb.state_dict() for cb in self.user_callbacks],
         }
 
+    def within_epoch_state(self, batch: int, metrics: RunningMetrics, seconds: float) -> dict:
+        """training_state after ``batch`` batches of epoch ``self.epoch``: its ``epoch`` stays
+        the number of epochs finished."""
+        self.within_epoch = {"epoch": self.epoch, "batch": batch, "metrics": metrics.state_dict(), "seconds": seconds}
+        return {**self.training_state(self.epoch - 1, self.history[-1] if self.history else {}),
+                "within_epoch": self.within_epoch}
+
     def restore(self, state: dict) -> None:
         for callback in self.builtin:
             callback.before_restore(self, state["epoch"])
@@ -191,6 +202,11 @@ class Trainer:
         self.history = list(state["history"])
         self.epoch = state["epoch"]
         self.step = state["step"]
+        self.within_epoch = state.get("within_epoch")
+        if self.within_epoch is not None and (self.within_epoch["epoch"] != self.epoch
+                                              or not 0 < self.within_epoch["batch"] <= len(self.train_loader)):
+            raise ValueError(f"within_epoch: batch {self.within_epoch['batch']} of epoch "
+                             f"{self.within_epoch['epoch'] + 1} is not in epoch {self.epoch + 1} of this data")
         if self.checkpointer.mend(self):
             self.run.log(f"{runs.BEST} was written again from {runs.LAST}: the run had stopped "
                          "between the two")
@@ -206,53 +222,72 @@ class Trainer:
             if self.train_loader.resizing and size != training_size:
                 self.run.log(f"Epoch {epoch + 1}: training images at {size[0]}x{size[1]} (progressive resizing)")
             training_size = size
-            started = time.perf_counter()
-            train_logs = self.train_epoch(epoch)
-            seconds = time.perf_counter() - started
-            logs = {"epoch": epoch + 1, **train_logs}
-            if "val" in self.dataset.splits:
-                # folded as the final evaluation folds it: in bf16 folding changes the rounding,
-                # and the best epoch's logged figures must be the ones metrics.json reports. The
-                # fold copies the model, so it is skipped where nothing folds (the tutorials' order)
-                model = fold_batchnorm(self.eval_model) if foldable_pairs(self.eval_model) else self.eval_model
-                logits = predict_logits(model, self.eval_loader("val"), self.runtime)
-                labels = torch.from_numpy(self.dataset.splits["val"].labels)
-                logs.update({f"val_{k}": v for k, v in running_metrics(logits, labels, self.loss).items()})
-            first = self.optimizer.param_groups[0]  # its lr_scale may not be 1 (muon's fallback)
-            logs.update(lr=first["lr"] / first.get("lr_scale", 1.0), seconds=seconds,
-                        images_per_second=len(self.dataset.splits["train"]) / seconds)
-            # every process decides on rank 0's numbers: early stopping, plateaus, best.pt
-            logs = self.runtime.broadcast(logs)
-            self.history.append(logs)
-            self.run.write_history(self.history)
-            self.run.log(epoch_line(epoch, self.config.epochs, logs))
-            message = self.schedule.epoch_end(logs)
-            if message:
-                self.run.log(message)
-            with self.run.holding(runs.BEST):  # best.pt only once last.pt knows its epoch
-                for callback in self.builtin:
-                    callback.on_epoch_end(self, epoch, logs)
-                self.epoch = epoch + 1
-                self.run.save_checkpoint(runs.LAST, self.training_state(epoch, logs))
+            # processes must stop at the same step, which a signal to each cannot promise
+            with (contextlib.nullcontext([]) if self.runtime.distributed
+                  else interruptions_held(self.stopping_notice)) as interrupted:
+                train_logs = self.train_epoch(epoch, interrupted)
+                if train_logs is None:  # stopped and saved: the signal is delivered as the block ends
+                    continue
+                self.end_epoch(epoch, train_logs)
             for callback in self.user_callbacks:
-                callback.on_epoch_end(self, epoch, logs)
+                callback.on_epoch_end(self, epoch, self.history[-1])
             self.stop_training = self.runtime.broadcast(self.stop_training)
         for callback in self.callbacks:
             callback.on_train_end(self)
         return self.history
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def stopping_notice(self) -> None:
+        self.run.log("stopping after this step, to save where the epoch is (Ctrl-C again stops at once)")
+
+    def end_epoch(self, epoch: int, train_logs: dict[str, float]) -> None:
+        """Validation, the epoch's line in the history and log, and its checkpoints."""
+        seconds = train_logs.pop("seconds")
+        logs = {"epoch": epoch + 1, **train_logs}
+        if "val" in self.dataset.splits:
+            # folded as the final evaluation folds it: in bf16 folding changes the rounding,
+            # and the best epoch's logged figures must be the ones metrics.json reports. The
+            # fold copies the model, so it is skipped where nothing folds (the tutorials' order)
+            model = fold_batchnorm(self.eval_model) if foldable_pairs(self.eval_model) else self.eval_model
+            logits = predict_logits(model, self.eval_loader("val"), self.runtime)
+            labels = torch.from_numpy(self.dataset.splits["val"].labels)
+            logs.update({f"val_{k}": v for k, v in running_metrics(logits, labels, self.loss).items()})
+        first = self.optimizer.param_groups[0]  # its lr_scale may not be 1 (muon's fallback)
+        logs.update(lr=first["lr"] / first.get("lr_scale", 1.0), seconds=seconds,
+                    images_per_second=len(self.dataset.splits["train"]) / seconds)
+        # every process decides on rank 0's numbers: early stopping, plateaus, best.pt
+        logs = self.runtime.broadcast(logs)
+        self.history.append(logs)
+        self.run.write_history(self.history)
+        self.run.log(epoch_line(epoch, self.config.epochs, logs))
+        message = self.schedule.epoch_end(logs)
+        if message:
+            self.run.log(message)
+        with self.run.holding(runs.BEST):  # best.pt only once last.pt knows its epoch
+            for callback in self.builtin:
+                callback.on_epoch_end(self, epoch, logs)
+            self.epoch = epoch + 1
+            self.within_epoch = None
+            self.run.save_checkpoint(runs.LAST, self.training_state(epoch, logs))
+
+    def train_epoch(self, epoch: int, interrupted: list[int]) -> dict[str, float] | None:
+        """The epoch's training metrics and seconds, from where ``within_epoch`` says it was
+        saved; None where a signal came (``interrupted`` not empty) and the state after the
+        step it came in was saved instead."""
         model, network, loss_fn, optimizer = self.model, self.network, self.loss, self.optimizer
         device, runtime, config = self.device, self.runtime, self.config
         model.train()
         metrics = RunningMetrics(loss_fn.num_classes)
+        done, earlier_seconds = 0, 0.0
+        if self.within_epoch is not None:
+            done, earlier_seconds = self.within_epoch["batch"], self.within_epoch["seconds"]
+            metrics.load_state_dict(self.within_epoch["metrics"], device)
         loader = self.train_loader
         loader.set_epoch(epoch)
         augment, accumulate, batches = loader.augment, config.accumulate, len(loader)
         total = len(loader.labels)
         seen, started, last_refresh = 0, time.perf_counter(), 0.0
-        with self.run.progress(batches, f"Epoch {epoch + 1}/{config.epochs}") as bar:
-            for batch_index, (images, labels) in enumerate(loader):
+        with self.run.progress(batches, f"Epoch {epoch + 1}/{config.epochs}", done) as bar:
+            for batch_index, (images, labels) in enumerate(loader.batches(done), start=done):
                 first = batch_index - batch_index % accumulate
                 closes = batch_index % accumulate == accumulate - 1 or batch_index == batches - 1
                 if batch_index == first:  # a new optimizer step
@@ -296,9 +331,15 @@ class Trainer:
                         self._check_finite(running["loss"], epoch)
                     bar.set_postfix_str(f"{seen / (now - started):.0f} img/s - loss {running['loss']:.4f}"
                                         f" - accuracy {running['accuracy']:.4f}", refresh=False)
+                if closes and interrupted:
+                    seconds = earlier_seconds + time.perf_counter() - started
+                    self.run.save_checkpoint(runs.LAST, self.within_epoch_state(batch_index + 1, metrics, seconds))
+                    self.run.log(f"stopped in epoch {epoch + 1} after batch {batch_index + 1} of {batches}, "
+                                 f"which {runs.LAST} holds")
+                    return None
         result = metrics.compute(runtime)
         self._check_finite(result["loss"], epoch)
-        return result
+        return {**result, "seconds": earlier_seconds + time.perf_counter() - started}
 
     def _optimizer_step(self) -> None:
         optimizer, scaler = self.optimizer, self.scaler

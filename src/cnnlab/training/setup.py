@@ -311,7 +311,10 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
             detail = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
             raise ConfigError(f"{run.file(runs.LAST)}: does not fit the run's {runs.CONFIG} (edited since?) or is "
                               f"damaged; it cannot be resumed ({type(exc).__name__}: {detail[:200]})") from None
-        run.log(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}")
+        within = trainer.within_epoch
+        run.log(f"resuming {run.path} after epoch {trainer.epoch} of {config.epochs}" if within is None else
+                f"resuming {run.path} in epoch {trainer.epoch + 1} of {config.epochs}, after batch {within['batch']} "
+                f"of {len(trainer.train_loader)}")
     else:
         write_run_files(run, config, dataset, grouped, steps.input_size)
     run.write_text(runs.CONFIG, config.to_yaml())
