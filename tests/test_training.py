@@ -247,6 +247,37 @@ def test_ctrl_c_within_an_epoch_saves_where_it_stopped_and_resumes_exactly(tmp_p
         torch.testing.assert_close(final_a["state_dict"][key], final_b["state_dict"][key], rtol=1e-5, atol=1e-6)
 
 
+class CrashAtStep(Callback):
+    """A process killed outright in the middle of a step (by the kernel's OOM killer, say)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_batch_end(self, trainer, step, loss):
+        if step == self.step:
+            raise MemoryError("killed")
+
+
+def test_a_run_killed_within_an_epoch_resumes_from_its_last_periodic_save(tmp_path):
+    """Killed outright, a run had only its last epoch's end to go back to. Within an epoch
+    last.pt is also written every checkpoint.within_epoch_minutes (here: after every step)."""
+    straight = quick(tmp_path, "straight")
+    with pytest.raises(MemoryError):
+        quick(tmp_path, "killed", callbacks=[CrashAtStep(70)], checkpoint__within_epoch_minutes=1e-9)
+    within = load_checkpoint(tmp_path / "killed" / "last.pt")["within_epoch"]
+    assert within["epoch"] == 1 and within["batch"] == 69 - 51  # batches done before the step it died in
+    resumed = api.resume(tmp_path / "killed", quiet=True)
+    for got, want in zip(without_timings(resumed.history), without_timings(straight.history), strict=True):
+        assert got == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("minutes", [0, -1.5])
+def test_within_epoch_minutes_must_be_positive(tmp_path, minutes):
+    with pytest.raises(CnnlabError, match=r"checkpoint.within_epoch_minutes: must be positive, or null"):
+        quick(tmp_path, "bad", checkpoint__within_epoch_minutes=minutes)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         quick(tmp_path, "stopped", callbacks=[SignalAtStep(70, [signal.SIGINT] * 2)])
@@ -294,9 +325,16 @@ class Explode(Callback):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) in epoch 2.*last good checkpoint.*epoch 1"):
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) in epoch 2.*last good checkpoint.*epoch 1\)"):
         quick(tmp_path, "nan", optimizer="sgd", callbacks=[Explode()])
     assert load_checkpoint(tmp_path / "nan" / "last.pt")["epoch"] == 1
+
+
+def test_a_save_within_an_epoch_never_replaces_a_good_state_with_a_diverged_one(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) in epoch 2.*last good checkpoint.*epoch 2, batch"):
+        quick(tmp_path, "nan", optimizer="sgd", callbacks=[Explode()], checkpoint__within_epoch_minutes=1e-9)
+    saved = load_checkpoint(tmp_path / "nan" / "last.pt")
+    assert all(torch.isfinite(value).all() for value in saved["state_dict"].values())
 
 
 def test_early_stopping_in_a_run(tmp_path):

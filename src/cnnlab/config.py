@@ -150,6 +150,10 @@ class EarlyStoppingConfig:
 class CheckpointConfig:
     monitor: str = "val_accuracy"
     mode: str = "auto"
+    within_epoch_minutes: float | None = 10.0
+    """last.pt is also written after the step that ends this many minutes of an epoch since the
+    last write (null: at epoch ends only), so a run killed outright loses at most that much of
+    its epoch. One process only; Ctrl-C and SIGTERM save their step whatever this says."""
 
 
 @dataclass

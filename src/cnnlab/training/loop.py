@@ -286,6 +286,9 @@ class Trainer:
         augment, accumulate, batches = loader.augment, config.accumulate, len(loader)
         total = len(loader.labels)
         seen, started, last_refresh = 0, time.perf_counter(), 0.0
+        # the running metrics of one process are not the epoch's when there are several
+        minutes = None if runtime.distributed else config.checkpoint.within_epoch_minutes
+        saving_every, last_save = None if minutes is None else minutes * 60, started
         with self.run.progress(batches, f"Epoch {epoch + 1}/{config.epochs}", done) as bar:
             for batch_index, (images, labels) in enumerate(loader.batches(done), start=done):
                 first = batch_index - batch_index % accumulate
@@ -331,12 +334,15 @@ class Trainer:
                         self._check_finite(running["loss"], epoch)
                     bar.set_postfix_str(f"{seen / (now - started):.0f} img/s - loss {running['loss']:.4f}"
                                         f" - accuracy {running['accuracy']:.4f}", refresh=False)
-                if closes and interrupted:
-                    seconds = earlier_seconds + time.perf_counter() - started
+                if closes and (interrupted or (saving_every is not None and now - last_save >= saving_every)):
+                    self._check_finite(metrics.compute()["loss"], epoch)  # a diverged state replaces no good one
+                    seconds = earlier_seconds + now - started
                     self.run.save_checkpoint(runs.LAST, self.within_epoch_state(batch_index + 1, metrics, seconds))
-                    self.run.log(f"stopped in epoch {epoch + 1} after batch {batch_index + 1} of {batches}, "
-                                 f"which {runs.LAST} holds")
-                    return None
+                    last_save = time.perf_counter()
+                    if interrupted:
+                        self.run.log(f"stopped in epoch {epoch + 1} after batch {batch_index + 1} of {batches}, "
+                                     f"which {runs.LAST} holds")
+                        return None
         result = metrics.compute(runtime)
         self._check_finite(result["loss"], epoch)
         return {**result, "seconds": earlier_seconds + time.perf_counter() - started}
@@ -358,8 +364,10 @@ class Trainer:
 
     def _check_finite(self, loss: float, epoch: int) -> None:
         if not math.isfinite(loss):
-            kept = (f"the last good checkpoint is {self.run.file(runs.LAST)} (epoch {epoch})"
-                    if epoch else "no epoch finished, so there is no checkpoint")
+            where = f"epoch {epoch}" if self.within_epoch is None else \
+                f"epoch {epoch + 1}, batch {self.within_epoch['batch']}"
+            kept = (f"the last good checkpoint is {self.run.file(runs.LAST)} ({where})"
+                    if epoch or self.within_epoch else "no epoch finished, so there is no checkpoint")
             raise TrainingDiverged(f"training diverged: the loss became {loss} in epoch {epoch + 1} "
                                    f"(try a lower --lr); {kept}")
 

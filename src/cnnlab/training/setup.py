@@ -89,6 +89,9 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
         raise ConfigError(f"--accumulate: must be at least 1; got {config.accumulate}")
     if config.clip_grad_norm is not None and config.clip_grad_norm <= 0:
         raise ConfigError(f"--clip-grad-norm: must be positive; got {config.clip_grad_norm}")
+    minutes = config.checkpoint.within_epoch_minutes
+    if minutes is not None and not minutes > 0:
+        raise ConfigError(f"checkpoint.within_epoch_minutes: must be positive, or null (at epoch ends only); got {minutes}")
     if config.ema is not None and not 0 < config.ema < 1:
         raise ConfigError(f"--ema: the decay must be between 0 and 1, e.g. 0.999; got {config.ema}")
     if config.early_stopping.start_from_epoch < 0:
