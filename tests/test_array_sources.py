@@ -12,7 +12,7 @@ from PIL import Image
 
 from cnnlab import api
 from cnnlab.data.sources import read_source
-from cnnlab.errors import DataError
+from cnnlab.errors import CnnlabError, DataError
 from conftest import run_cli
 
 
@@ -249,3 +249,23 @@ def test_predict_takes_grayscale_arrays_for_a_colour_run(colour_run):
 def test_predict_refuses_images_it_cannot_read_with_one_line(colour_run, images, message):
     with pytest.raises(DataError, match=message):
         api.predict(colour_run[0], images)
+
+
+def test_load_model_gives_the_trained_module_and_what_it_expects(colour_run):
+    """Keras' load_model, timm's create_model(checkpoint_path=...): the trained nn.Module, in
+    evaluation mode, with its classes and preprocessing; fed as they say, it predicts as
+    predict() does."""
+    run, pixels, _ = colour_run
+    model = api.load_model(run)
+    assert isinstance(model, torch.nn.Module) and not model.training
+    assert model.classes == run.classes and model.preprocessing.image_size == (8, 8)
+    small = np.asarray([np.asarray(Image.fromarray(p).resize((8, 8), Image.Resampling.BILINEAR)) for p in pixels])
+    with torch.no_grad():
+        logits = model(model.preprocessing.standardize(torch.from_numpy(small).permute(0, 3, 1, 2).float()))
+    # predict runs the run's precision: bf16 where the CPU has it
+    assert np.allclose(logits.softmax(1).numpy(), api.predict(run, pixels).probabilities, atol=2e-3)
+    last = api.load_model(run.path, which="last")
+    saved = run.checkpoint("last")["state_dict"]
+    assert all(torch.equal(value, saved[name]) for name, value in last.state_dict().items())
+    with pytest.raises(CnnlabError, match="which: 'best' or 'last'"):
+        api.load_model(run, which="first")

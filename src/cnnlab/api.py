@@ -18,6 +18,8 @@ from .models import create_model
 from .runs import Run, load_run
 
 if TYPE_CHECKING:
+    import torch
+
     from .evaluation.predict import PredictionResult
     from .training.callbacks import Callback
 
@@ -88,6 +90,24 @@ def evaluate(run: Run | str | Path, data: str | None = None, split: str | None =
     return evaluate_run(run.path if isinstance(run, Run) else run, data, split, **kwargs)
 
 
+def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:
+    """The run's trained model (``which``: "best", or "last": the latest state saved) as a plain
+    nn.Module in evaluation mode on the CPU, to fine-tune, inspect or run yourself. Its
+    ``classes`` and ``preprocessing`` (decode size, crop, mean and std, and ``standardize``:
+    pixel values 0-255 in (N, C, H, W) -> the model's input) say what it expects; ``predict``
+    applies them for you."""
+    from .errors import CnnlabError
+    from .evaluation.artifacts import load_artifacts
+
+    if which not in ("best", "last"):
+        raise CnnlabError(f"which: 'best' or 'last'; got {which!r}")
+    artifacts = load_artifacts(run, which)
+    model = artifacts.model.eval()
+    model.classes = list(artifacts.classes)
+    model.preprocessing = artifacts.preprocessing
+    return model
+
+
 def predict(run: Run | str | Path, inputs, top_k: int = 5, tta: str | None = None,
             device: str = "auto") -> PredictionResult:
     """Top-k classes, and every class's probability, of image files, folders or globs (a path or
@@ -106,4 +126,4 @@ def predict(run: Run | str | Path, inputs, top_k: int = 5, tta: str | None = Non
 
 
 __all__ = ["Dataset", "Run", "TrainConfig", "create_model", "evaluate", "load_dataset",
-           "load_run", "predict", "resume", "train"]
+           "load_model", "load_run", "predict", "resume", "train"]
