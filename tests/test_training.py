@@ -278,6 +278,21 @@ def test_within_epoch_minutes_must_be_positive(tmp_path, minutes):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize("damage", [
+    lambda w: w.pop("metrics"), lambda w: w.update(batch=10_000), lambda w: w.update(seconds="soon"),
+    lambda w: w["metrics"].update(sums=torch.zeros(2)), lambda w: w.update(epoch=0),
+])
+def test_a_damaged_within_epoch_record_is_one_line(tmp_path, damage):
+    with pytest.raises(KeyboardInterrupt):
+        quick(tmp_path, "stopped", callbacks=[SignalAtStep(70)])
+    last = tmp_path / "stopped" / "last.pt"
+    state = load_checkpoint(last)
+    damage(state["within_epoch"])
+    torch.save(state, last)
+    with pytest.raises(CnnlabError, match=r"last.pt: does not fit the run's config.yaml .* or is damaged"):
+        api.resume(tmp_path / "stopped", quiet=True)
+
+
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         quick(tmp_path, "stopped", callbacks=[SignalAtStep(70, [signal.SIGINT] * 2)])

@@ -39,8 +39,11 @@ class RunningMetrics:
         return {"count": self.count, "sums": self.sums}
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
-        self.count = state["count"]
-        self.sums = None if state["sums"] is None else state["sums"].to(device)
+        count, sums = state["count"], state["sums"]
+        if not isinstance(count, int) or count < 0 or not (
+                (sums is None and count == 0) or (isinstance(sums, torch.Tensor) and sums.shape == (4,))):
+            raise ValueError(f"running metrics of {count!r} samples summed as {type(sums).__name__}")
+        self.count, self.sums = count, None if sums is None else sums.to(device, torch.float64)
 
     def compute(self, runtime=None) -> dict[str, float]:
         """The means so far: the one place the sums come back to the host. With a distributed

@@ -80,8 +80,10 @@ class Trainer:
         self.step = 0
         self.stop_training = False
         self.within_epoch: dict | None = None
-        """Where in epoch ``epoch`` a run stopped by Ctrl-C or SIGTERM was saved: the batches
-        done, the running metrics and the seconds spent; None at an epoch's start."""
+        """Where in epoch ``epoch`` the state was saved: the batches done, the running metrics
+        and the seconds spent; None at an epoch's start."""
+        self.within_metrics = RunningMetrics(loss.num_classes)
+        """The epoch's running metrics as ``within_epoch`` holds them."""
 
     @property
     def device(self) -> torch.device:
@@ -202,11 +204,15 @@ class Trainer:
         self.history = list(state["history"])
         self.epoch = state["epoch"]
         self.step = state["step"]
-        self.within_epoch = state.get("within_epoch")
-        if self.within_epoch is not None and (self.within_epoch["epoch"] != self.epoch
-                                              or not 0 < self.within_epoch["batch"] <= len(self.train_loader)):
-            raise ValueError(f"within_epoch: batch {self.within_epoch['batch']} of epoch "
-                             f"{self.within_epoch['epoch'] + 1} is not in epoch {self.epoch + 1} of this data")
+        self.within_epoch = within = state.get("within_epoch")
+        if within is not None:
+            batch, seconds = within["batch"], within["seconds"]
+            if within["epoch"] != self.epoch or not isinstance(batch, int) or not 0 < batch <= len(self.train_loader):
+                raise ValueError(f"within_epoch: batch {batch!r} of epoch {within['epoch']!r} is not in epoch "
+                                 f"{self.epoch + 1} of this data")
+            if not isinstance(seconds, int | float) or not seconds >= 0:
+                raise ValueError(f"within_epoch: {seconds!r} seconds")
+            self.within_metrics.load_state_dict(within["metrics"], self.device)
         if self.checkpointer.mend(self):
             self.run.log(f"{runs.BEST} was written again from {runs.LAST}: the run had stopped "
                          "between the two")
@@ -279,8 +285,7 @@ class Trainer:
         metrics = RunningMetrics(loss_fn.num_classes)
         done, earlier_seconds = 0, 0.0
         if self.within_epoch is not None:
-            done, earlier_seconds = self.within_epoch["batch"], self.within_epoch["seconds"]
-            metrics.load_state_dict(self.within_epoch["metrics"], device)
+            done, earlier_seconds, metrics = self.within_epoch["batch"], self.within_epoch["seconds"], self.within_metrics
         loader = self.train_loader
         loader.set_epoch(epoch)
         augment, accumulate, batches = loader.augment, config.accumulate, len(loader)
