@@ -196,3 +196,17 @@ def test_two_test_sets_of_one_folder_name_never_replace_each_other(folder_run, t
     result = json.loads(run_cli("evaluate", run, "--data", f"folder:{second}", "--no-report",
                                 "--format", "json").stdout)
     assert result["saved_to"] == str(run / "evaluations" / "folder-test-2")
+
+
+def test_training_on_a_test_set_alone_is_one_line_before_anything_is_made(tmp_path):
+    """A GTSRB Final_Test folder (or an npz of x_test only) holds no training images: --check
+    said 'every option checks out', then training ended in KeyError: 'train'."""
+    folder = write_resized_final_test(tmp_path / "t")
+    for command in (["--check"], ["--epochs", "1", "--out", tmp_path / "runs"]):
+        result = run_cli("train", "--model", "mlp", "--data", f"gtsrb:{folder}", "--image-size", "16x16", *command,
+                         check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().endswith(
+            f"--data gtsrb:{folder}: holds only a test split, no training images; a test set on its own is "
+            "for evaluating a run: cnnlab evaluate RUN --data SPEC")
+    assert not (tmp_path / "runs").exists()

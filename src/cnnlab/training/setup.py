@@ -121,6 +121,11 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
     runtime = Runtime.create(config.towers[0] if config.towers else config.device, config.precision)
 
     source = read_source(config.data.spec, config.data.options)
+    if "train" not in source.splits:
+        only = " and ".join(source.splits)
+        raise DataError(f"--data {config.data.spec}: holds only {'a ' if len(source.splits) == 1 else ''}{only} split"
+                        f"{'s' if len(source.splits) > 1 else ''}, no training images; a test set on its own is for "
+                        "evaluating a run: cnnlab evaluate RUN --data SPEC")
     if len(source.classes) == 1:  # a loss of 0 from the first step, and 100% accuracy
         raise DataError(f"--data {config.data.spec}: holds one class ({source.classes[0]}); a classifier needs two "
                         "or more (give the folder that holds the class folders)")
