@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import zipfile
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 from cnnlab import api
 from cnnlab.data.sources import read_source
 from cnnlab.errors import CnnlabError, DataError
-from conftest import run_cli
+from conftest import make_image_folder, run_cli
 
 
 def keras_arrays(count=40, size=8, channels=None, seed=0):
@@ -58,7 +59,8 @@ def test_npz_scales_unit_floats_and_adds_the_channel(tmp_path):
     ({"x_train": np.full((4, 8, 8), np.nan), "y_train": np.zeros(4, int)}, "finite"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4)}, "whole numbers"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(3, int)}, "4 labels"),
-    ({"x_train": np.zeros((4, 8, 8), np.uint8)}, "needs x_train and y_train"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8)}, "x_train without y_train"),
+    ({"images": np.zeros((4, 8, 8), np.uint8)}, r"needs x_train and y_train \(or x_test and y_test"),
     ({"x_train": np.zeros((4, 8, 8, 5), np.uint8), "y_train": np.zeros(4, int)}, "expected images"),
     ({"x_train": np.zeros((0, 8, 8), np.uint8), "y_train": np.zeros(0, int)}, "x_train: holds no images"),
 ])
@@ -269,3 +271,46 @@ def test_load_model_gives_the_trained_module_and_what_it_expects(colour_run):
     assert all(torch.equal(value, saved[name]) for name, value in last.state_dict().items())
     with pytest.raises(CnnlabError, match="which: 'best' or 'last'"):
         api.load_model(run, which="first")
+
+
+def test_evaluate_takes_arrays_as_keras_model_evaluate_does(tmp_path, monkeypatch):
+    """Keras' model.evaluate(x_test, y_test): labels are indices of the run's classes (or
+    one-hot rows), whatever the classes are called; the results go to their own folder."""
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    folder = make_image_folder(tmp_path / "pics", classes=3, per_class=10, size=12)
+    run = api.train(model="mlp", data=f"folder:{folder}", image_size=[12, 12], epochs=3, out=str(tmp_path / "runs"),
+                    name="named", quiet=True, report=False)
+    files = sorted(folder.rglob("*.png"))
+    x = np.asarray([np.asarray(Image.open(f)) for f in files])
+    y = np.asarray([run.classes.index(f.parent.name) for f in files])
+    own_metrics = (run.path / "metrics.json").read_text()
+    copy = shutil.copytree(folder, tmp_path / "same-pictures")  # other data: every image evaluated
+    on_folder = api.evaluate(run, data=f"folder:{copy}", report=False)
+    for labels in (y, np.eye(3)[y]):
+        on_arrays = api.evaluate(run, data=(x, labels), report=False)
+        assert on_arrays["samples"] == 30 and on_arrays["accuracy"] == on_folder["accuracy"]
+        assert on_arrays["confusion_matrix"] == on_folder["confusion_matrix"]
+        assert "evaluations" in on_arrays["saved_to"]
+    assert (run.path / "metrics.json").read_text() == own_metrics
+    with pytest.raises(DataError, match=r"data= y_test: labels must be indices of the 3 classes \(0-2\); found 3"):
+        api.evaluate(run, data=(x, y + 1), report=False)
+
+
+def test_an_npz_of_a_test_set_alone_evaluates_a_run(tmp_path, colour_run):
+    """Keras users keep (x_test, y_test) apart: an npz of those alone was refused ("needs
+    x_train"), though it is what evaluate takes."""
+    run, _, _ = colour_run
+    x, y = keras_arrays(12, channels=3, seed=7)
+    np.savez(tmp_path / "test.npz", x_test=x, y_test=y)
+    assert api.evaluate(run, data=f"npz:{tmp_path / 'test.npz'}", report=False)["samples"] == 12
+
+
+def test_npz_may_name_its_classes(tmp_path):
+    x, y = keras_arrays(channels=3)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, classes=np.array(["ant", "bee", "cat", "dog"]))
+    assert read_source(f"npz:{tmp_path / 'd.npz'}").classes == ["ant", "bee", "cat", "dog"]
+    for classes, message in ((["ant", "bee", "cat"], "names 3 classes; the labels go up to 3"),
+                             (["a", "a", "b", "c"], "names a class twice: a"), ([1, 2, 3, 4], "class names must be text")):
+        np.savez(tmp_path / "d.npz", x_train=x, y_train=y, classes=np.array(classes))
+        with pytest.raises(DataError, match=message):
+            read_source(f"npz:{tmp_path / 'd.npz'}")

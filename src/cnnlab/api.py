@@ -81,13 +81,19 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
     return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)
 
 
-def evaluate(run: Run | str | Path, data: str | None = None, split: str | None = None,
-             **kwargs) -> dict:
+def evaluate(run: Run | str | Path, data=None, split: str | None = None, **kwargs) -> dict:
     """Metrics of the run's best checkpoint: on its own data's ``split`` (default val), or on
-    other ``data`` (its test split, else all of it; results in RUN/evaluations/NAME/)."""
+    other ``data`` (its test split, else all of it; results in RUN/evaluations/NAME/). ``data``
+    is a source spec, or arrays ``(x, y)`` as Keras' ``model.evaluate(x, y)`` takes them: labels
+    are indices of the run's classes, or one-hot rows."""
     from .evaluation.evaluate import evaluate_run
 
-    return evaluate_run(run.path if isinstance(run, Run) else run, data, split, **kwargs)
+    path = run.path if isinstance(run, Run) else run
+    if data is not None and not isinstance(data, str | Path):
+        from .data.readers.arrays import arrays_spec
+
+        data = arrays_spec(data, classes=load_run(path).classes, splits=("test",))
+    return evaluate_run(path, None if data is None else str(data), split, **kwargs)
 
 
 def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:

@@ -63,7 +63,8 @@ def labels_array(array: np.ndarray, count: int, where: str) -> np.ndarray:
 def read_npz(path: Path | None) -> SourceData:
     """NumPy arrays in an .npz: ``x_train``, ``y_train`` and optionally ``x_val``/``y_val`` and
     ``x_test``/``y_test`` (Keras' ``load_data()`` shapes: images (N, H, W[, C]) uint8, labels
-    (N,) or (N, 1) class indices, or one-hot rows (N, classes)). Read without pickles."""
+    (N,) or (N, 1) class indices, or one-hot rows (N, classes)); a test set alone is evaluated
+    on, not trained on. ``classes``, a name per index, is optional. Read without pickles."""
     path = fetch("npz", path)
     try:
         # zeros compress about 1000:1: the members' unpacked sizes, not the file's, must fit
@@ -77,14 +78,15 @@ def read_npz(path: Path | None) -> SourceData:
     # MemoryError: a member's header may claim any shape, terabytes included
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
         raise DataError(f"--data npz:{path}: not a readable .npz of arrays ({exc})") from None
-    if "x_train" not in contents or "y_train" not in contents:
-        raise DataError(f"--data npz:{path}: needs x_train and y_train (found {', '.join(contents) or 'nothing'})")
+    present = [split for split in SPLITS if f"x_{split}" in contents or f"y_{split}" in contents]
+    if not present:
+        raise DataError(f"--data npz:{path}: needs x_train and y_train (or x_test and y_test, to evaluate a run "
+                        f"on); found {', '.join(contents) or 'nothing'}")
     splits, channels = {}, None
-    for split in SPLITS:
-        if f"x_{split}" not in contents:
-            continue
-        if f"y_{split}" not in contents:
-            raise DataError(f"--data npz:{path}: x_{split} without y_{split}")
+    for split in present:
+        for have, lack in ((f"x_{split}", f"y_{split}"), (f"y_{split}", f"x_{split}")):
+            if lack not in contents:
+                raise DataError(f"--data npz:{path}: {have} without {lack}")
         images = images_array(contents[f"x_{split}"], f"{path}: x_{split}")
         labels = labels_array(contents[f"y_{split}"], len(images), f"{path}: y_{split}")
         if channels is not None and images.shape[3] != channels:
@@ -92,7 +94,22 @@ def read_npz(path: Path | None) -> SourceData:
         channels = images.shape[3]
         splits[split] = RawSplit(labels, [f"{split}/{i}" for i in range(len(labels))], images)
     count = int(max(part.labels.max(initial=-1) for part in splits.values())) + 1
-    return SourceData([str(c) for c in range(count)], splits, channels)
+    if "classes" not in contents:
+        return SourceData([str(c) for c in range(count)], splits, channels)
+    return SourceData(class_names(contents["classes"], count, f"{path}: classes"), splits, channels)
+
+
+def class_names(array: np.ndarray, count: int, where: str) -> list[str]:
+    """The optional ``classes`` member: a name per class index, at least one per label used."""
+    if array.ndim != 1 or array.dtype.kind != "U":
+        raise DataError(f"{where}: class names must be text, one per class; got {array.dtype} shaped {array.shape}")
+    names = [str(name) for name in array]
+    if len(names) < count:
+        raise DataError(f"{where}: names {len(names)} classes; the labels go up to {count - 1}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice or "" in names:
+        raise DataError(f"{where}: names a class twice: {', '.join(twice)}" if twice else f"{where}: an empty class name")
+    return names
 
 
 @SOURCES.register("csv")
@@ -134,21 +151,29 @@ def read_csv_listing(path: Path | None) -> SourceData:
     return SourceData(classes, splits, 3)
 
 
-def arrays_spec(data) -> str:
-    """The ``npz:`` spec of arrays given in Python: ``(x, y)`` or ``((x, y), (x_val, y_val))``,
-    Keras' ``load_data()`` shapes. The arrays are checked, then saved once under the data home,
-    named by their content, so the run's config names a file that ``evaluate`` can read later."""
+def arrays_spec(data, classes: list[str] | None = None, splits: tuple[str, ...] = ("train", "val")) -> str:
+    """The ``npz:`` spec of arrays given in Python: ``(x, y)``, or ``((x, y), (x_val, y_val))``
+    where ``splits`` has two names (Keras' ``load_data()`` shapes); the pairs become those
+    splits. With ``classes``, the labels are indices of those classes, saved with them. The
+    arrays are checked, then saved once under the data home, named by their content, so the
+    run's config names a file that ``evaluate`` can read later."""
+    shapes = "(x, y)" + (" or ((x, y), (x_val, y_val))" if len(splits) > 1 else "")
     try:
         pairs = [data] if len(data) == 2 and not isinstance(data[0], tuple | list) else list(data)
-        if not 1 <= len(pairs) <= 2 or any(len(pair) != 2 for pair in pairs):
+        if not 1 <= len(pairs) <= len(splits) or any(len(pair) != 2 for pair in pairs):
             raise TypeError
     except TypeError:
-        raise DataError("data=: give (x, y) or ((x, y), (x_val, y_val)) as arrays") from None
+        raise DataError(f"data=: give {shapes} as arrays") from None
     arrays = {}
-    for split, (images, labels) in zip(("train", "val"), pairs, strict=False):
+    for split, (images, labels) in zip(splits, pairs, strict=False):
         images = images_array(np.asarray(images), f"data= x_{split}")
         arrays[f"x_{split}"] = images
         arrays[f"y_{split}"] = labels_array(labels, len(images), f"data= y_{split}")
+        if classes is not None and arrays[f"y_{split}"].max(initial=0) >= len(classes):
+            raise DataError(f"data= y_{split}: labels must be indices of the {len(classes)} classes "
+                            f"(0-{len(classes) - 1}); found {arrays[f'y_{split}'].max()}")
+    if classes is not None:
+        arrays["classes"] = np.asarray(classes, dtype=str)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     content = buffer.getvalue()
