@@ -362,7 +362,7 @@ def test_loader_normalises_and_is_channels_last():
 
 def test_channel_stats():
     data = load_dataset("digits", val_split=0.0)
-    mean, std = data.channel_stats()
+    mean, std = data.channel_stats("train")
     pixels = data.splits["train"].pixels().astype(np.float64) / 255
     assert mean[0] == pytest.approx(pixels.mean())
     assert std[0] == pytest.approx(pixels.std())

@@ -210,3 +210,23 @@ def test_training_on_a_test_set_alone_is_one_line_before_anything_is_made(tmp_pa
             f"--data gtsrb:{folder}: holds only a test split, no training images; a test set on its own is "
             "for evaluating a run: cnnlab evaluate RUN --data SPEC")
     assert not (tmp_path / "runs").exists()
+
+
+def test_data_info_describes_a_test_set_alone(tmp_path):
+    """`cnnlab data info gtsrb:Final_Test` (the way to look at a test set before evaluating on
+    it) ended in KeyError: 'train'; its statistics and preview are now the test split's."""
+    folder = write_resized_final_test(tmp_path / "t")
+    info = json.loads(run_cli("data", "info", f"gtsrb:{folder}", "--format", "json",
+                              "--preview", tmp_path / "grid.png").stdout)
+    assert list(info["counts"]) == ["test"] and sum(info["counts"]["test"].values()) == 6
+    assert info["stats_split"] == "test" and len(info["mean"]) == 3
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    table = run_cli("data", "info", f"gtsrb:{folder}").stdout
+    assert "(test split, 0-1 scale)" in table
+
+
+def test_data_bench_times_a_test_set_alone(tmp_path):
+    folder = write_resized_final_test(tmp_path / "t")
+    bench = json.loads(run_cli("data", "bench", f"gtsrb:{folder}", "--image-size", "16x16", "--batches", "2",
+                               "--format", "json").stdout)
+    assert bench["images"] == 6 and bench["batch_images_per_second"] > 0

@@ -673,7 +673,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     print(f"{report['spec']}: {report['num_classes']} classes, {report['channels']} channel(s), "
           f"sizes {report['size_range']}")
     print(f"mean {', '.join(f'{m:.4f}' for m in report['mean'])}   "
-          f"std {', '.join(f'{s:.4f}' for s in report['std'])}   (training split, 0-1 scale)")
+          f"std {', '.join(f'{s:.4f}' for s in report['std'])}   ({report['stats_split']} split, 0-1 scale)")
     splits = list(report["counts"])
     print(f"\n{'class':<24}" + "".join(f"{s:>10}" for s in splits))
     for name in report["classes"]:

@@ -81,9 +81,15 @@ class Dataset:
     def split_ids(self) -> dict[str, list[str]]:
         return {name: split.ids for name, split in self.splits.items()}
 
-    def channel_stats(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training pixels, scaled to [0, 1]."""
-        train = self.splits["train"]
+    @property
+    def main_split(self) -> str:
+        """The training split; for a test set on its own, the split there is."""
+        return "train" if "train" in self.splits else next(iter(self.splits))
+
+    def channel_stats(self, split: str) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of a split's pixels (the training split's, which a run
+        standardises with), scaled to [0, 1]."""
+        train = self.splits[split]
         total = np.zeros(self.channels)
         squares = np.zeros(self.channels)
         for start in range(0, len(train), 2048):

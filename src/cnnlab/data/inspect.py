@@ -42,18 +42,20 @@ def size_range(source) -> str:
 def describe(spec: str, val_split: float = 0.1, seed: int = 0, stats_size: int = 64,
              options: dict | None = None) -> tuple[dict, Dataset]:
     """Per-class counts per split (after the train/val split cnnlab would make), image sizes,
-    channels, and the training split's per-channel mean and std; and the data set itself."""
+    channels, and the per-channel mean and std of the training split (of the test split, for a
+    test set on its own); and the data set itself."""
     source = read_source(spec, options)
     sizes = size_range(source)
     first = next(iter(source.splits.values()))
     size = None if first.images is not None else (stats_size, stats_size)
     dataset = load_dataset(spec, size, None, val_split, seed, options=options, source=source,
                            every_class=False)
-    mean, std = dataset.channel_stats()
+    mean, std = dataset.channel_stats(dataset.main_split)
     counts = {name: dict(zip(dataset.classes, np.bincount(split.labels, minlength=dataset.num_classes).tolist(), strict=True))
               for name, split in dataset.splits.items()}
     report = {"spec": spec, "classes": dataset.classes, "num_classes": dataset.num_classes,
               "channels": dataset.channels, "size_range": sizes, "mean": mean, "std": std,
+              "stats_split": dataset.main_split,
               "counts": counts, "unreadable": dataset.unreadable, "notes": dataset.notes}
     return report, dataset
 
@@ -92,14 +94,14 @@ def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] |
           augment: list[str], batch_size: int = 128, batches: int = 50,
           options: dict | None = None) -> dict:
     """img/s of decoding into the cache (from scratch, in a temporary cache) and of augmented
-    training batches built from it."""
+    training batches built from it (from its test split, for a test set on its own)."""
     with tempfile.TemporaryDirectory() as cache_dir:
         started = time.perf_counter()
         dataset = load_dataset(spec, image_size, None, 0.0, 0, options=options,
                                cache_dir=Path(cache_dir))
         decode_seconds = time.perf_counter() - started
         files = dataset.cache.get("images", 0)
-        train = dataset.splits["train"]
+        train = dataset.splits[dataset.main_split]
         decoded, input_size = resolve_sizes(image_size, crop, dataset.image_size)
         preprocessing = derive(dataset, decoded, input_size, "dataset", options or {})
         loader = BatchLoader(train, batch_size, preprocessing, training=True,

@@ -44,9 +44,10 @@ def write_report(directory: runs.RunDirectory) -> Path:
 
 
 def write_preview(dataset, out: Path) -> Path:
-    """``cnnlab data info --preview FILE``: a grid of training images per class."""
+    """``cnnlab data info --preview FILE``: a grid of training images per class (of test
+    images, for a test set on its own)."""
     out = runs.refuse_run_file(out)
-    data = plots.data_preview(dataset.splits["train"], dataset.classes)
+    data = plots.data_preview(dataset.splits[dataset.main_split], dataset.classes)
     return write_atomic(out, lambda handle: handle.write(data))
 
 
