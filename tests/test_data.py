@@ -244,6 +244,20 @@ def test_folder_with_train_val_test(tmp_path):
     assert data.splits["val"].ids[0].startswith("val/")
 
 
+@pytest.mark.parametrize("splits", [["test"], ["val", "test"]])
+def test_a_folder_of_split_folders_without_train_is_a_test_set(tmp_path, splits):
+    """data/test/<class>/ alone (the test part of the train/ val/ test/ layout) was read as one
+    class named 'test'."""
+    for split in splits:
+        make_image_folder(tmp_path / "d" / split, classes=2, per_class=3)
+    data = load_dataset(f"folder:{tmp_path / 'd'}", (12, 12), val_split=0.0)
+    assert list(data.splits) == splits and data.classes == ["class_0", "class_1"]
+    # beside a folder of images, the folder is one of classes (a class may be called test), as before
+    (tmp_path / "d" / "cats").mkdir()
+    Image.new("RGB", (12, 12)).save(tmp_path / "d" / "cats" / "1.png")
+    assert load_dataset(f"folder:{tmp_path / 'd'}", (12, 12), val_split=0.0).classes == sorted(["cats", *splits])
+
+
 def test_recorded_split_is_reproduced(tmp_path):
     root = make_image_folder(tmp_path / "f", classes=3, per_class=10)
     first = load_dataset(f"folder:{root}", (12, 12), val_split=0.3, seed=5)

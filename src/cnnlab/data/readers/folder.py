@@ -64,12 +64,16 @@ def class_folders_hint(path: Path) -> str:
 
 @SOURCES.register("folder")
 def read_folder(path: Path | None) -> SourceData:
-    """One sub-folder per class (names sorted), or train/ val/ test/ each holding class folders."""
+    """One sub-folder per class (names sorted), or train/ val/ test/ each holding class folders
+    (val/ and test/ without train/: a test set on its own)."""
     root = fetch("folder", path)
     if not root.is_dir():
         raise DataError(f"--data folder:{root}: not a folder")
     split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-    if "train" not in split_dirs:
+    # without train/, val/ and test/ are splits only where nothing else is there: a class may be
+    # called test
+    others = any(p.is_dir() and not p.name.startswith(".") and p.name not in split_dirs for p in root.iterdir())
+    if not split_dirs or ("train" not in split_dirs and others):
         split_dirs = {"train": root}
     classes: list[str] | None = None
     splits, notes = {}, []
@@ -84,7 +88,7 @@ def read_folder(path: Path | None) -> SourceData:
         splits[split] = RawSplit(labels, ids, paths=paths)
     if not classes:
         raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
-    if not len(splits["train"]):
+    if not any(len(split) for split in splits.values()):
         raise DataError(f"{root}: no image files in the class folders")
     notes += gtsrb_layout(root)
     for note in notes:
