@@ -135,6 +135,14 @@ def test_csv_paths_are_relative_to_the_listing(tmp_path):
     assert data.splits["test"].paths == [tmp_path / "c/3.png"]
 
 
+def test_a_csv_listing_of_test_rows_alone_is_a_test_set(tmp_path):
+    """A listing of test images was refused ('no training rows'), though it is what evaluate takes."""
+    listing = write_listing(tmp_path, [("a/1.png", "cat", "test"), ("b/2.png", "dog", "test")])
+    assert list(read_source(f"csv:{listing}").splits) == ["test"]
+    result = run_cli("train", "--model", "mlp", "--data", f"csv:{listing}", "--image-size", "8x8", "--check", check=False)
+    assert result.returncode == 2 and "holds only a test split, no training images" in result.stderr
+
+
 def test_csv_paths_written_on_windows_are_read(tmp_path):
     """A listing made on Windows separates folders with backslashes: every row was an unreadable
     file named 'a\\1.png'. They are separators (and '..\\' is refused as '../' is)."""

@@ -115,7 +115,8 @@ def class_names(array: np.ndarray, count: int, where: str) -> list[str]:
 @SOURCES.register("csv")
 def read_csv_listing(path: Path | None) -> SourceData:
     """A CSV with a header naming ``path`` and ``label`` columns, and optionally ``split``
-    (train, val or test): image files (relative to the CSV's folder) and their class names."""
+    (train, val or test; test rows alone are a test set to evaluate on): image files (relative
+    to the CSV's folder) and their class names."""
     path = fetch("csv", path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -146,8 +147,6 @@ def read_csv_listing(path: Path | None) -> SourceData:
             paths = [p for p, _ in items]
             ids = [p.relative_to(path.parent).as_posix() for p in paths]
             splits[split] = RawSplit(np.asarray([index[label] for _, label in items]), ids, paths=paths)
-    if "train" not in splits:
-        raise DataError(f"--data csv:{path}: no training rows (split empty or train)")
     return SourceData(classes, splits, 3)
 
 
