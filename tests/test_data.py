@@ -652,3 +652,35 @@ def test_loader_starts_an_epoch_at_any_batch_with_the_batches_the_whole_epoch_gi
         assert len(tail) == len(whole) - first
         for (images, labels), (want_images, want_labels) in zip(tail, whole[first:], strict=True):
             assert torch.equal(images, want_images) and torch.equal(labels, want_labels)
+
+
+def test_augmented_views_show_what_evaluation_and_training_see():
+    """The Keras tutorials plot a few augmented copies of an image (fastai: show_batch); without
+    it, augmentations were tuned blind. Each row: the evaluation view (centre crop), then
+    training views drawn as the training loader draws them."""
+    from cnnlab.data.inspect import augmented_views
+
+    data = load_dataset("digits", (16, 16), val_split=0.0)
+    plain, titles = augmented_views(data, [], None, views=3)
+    assert plain.shape == (8 * 4, 16, 16, 1) and titles[:4] == ["0: evaluated", "trained", "trained", "trained"]
+    for row in range(8):  # no augmentation, no crop: every view is the stored image
+        assert all(np.array_equal(plain[row * 4], plain[row * 4 + k]) for k in (1, 2, 3))
+    views, _ = augmented_views(data, ["hflip", "pad_crop:2"], (12, 12), views=5, rows=3)
+    assert views.shape == (3 * 6, 12, 12, 1)
+    distinct = {views[k].tobytes() for k in range(1, 6)}
+    assert len(distinct) > 1  # random views differ
+    again, _ = augmented_views(data, ["hflip", "pad_crop:2"], (12, 12), views=5, rows=3)
+    assert np.array_equal(views, again)  # seeded
+    # the evaluation view is the centre crop of the stored image
+    plain16, _ = augmented_views(data, [], None, views=1, rows=1)
+    assert np.array_equal(views[0], plain16[0][2:14, 2:14])
+
+
+def test_data_info_previews_augmentations(tmp_path):
+    out = tmp_path / "views.png"
+    run_cli("data", "info", "digits", "--image-size", "16x16", "--crop", "12x12", "--augment", "hflip",
+            "--augment", "pad_crop:2", "--preview", out)
+    with Image.open(out) as picture:
+        assert picture.width > 400 and picture.height > 400
+    bad = run_cli("data", "info", "digits", "--augment", "spin", "--preview", out, check=False)
+    assert bad.returncode == 2 and "spin" in bad.stderr

@@ -236,7 +236,14 @@ def build_parser() -> Parser:
     info.add_argument("--seed", type=int, default=0)
     info.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                       help="source option, e.g. --set label_mode=coarse")
-    info.add_argument("--preview", metavar="FILE.png", help="draw a grid of samples per class")
+    info.add_argument("--preview", metavar="FILE.png",
+                      help="draw a grid of samples per class; with --augment or --crop, each sample as "
+                      "evaluation sees it and as training augments it")
+    info.add_argument("--image-size", type=size_arg, metavar="HxW",
+                      help="decode image files at this size (default 64x64; arrays as stored)")
+    info.add_argument("--crop", type=size_arg, metavar="HxW", help="the model's input, cut from the decoded image")
+    info.add_argument("--augment", action="append", default=[], metavar="NAME",
+                      help="training augmentations to draw in --preview, as train --augment takes them")
     info.add_argument("--format", default="table", choices=("table", "json"))
 
     check = data_commands.add_parser("verify", help="decode every image file; list the unreadable ones")
@@ -662,11 +669,14 @@ def cmd_data_bench(args: argparse.Namespace) -> int:
 def cmd_data_info(args: argparse.Namespace) -> int:
     from .data.inspect import describe
 
-    report, dataset = describe(args.spec, args.val_split, args.seed, options=data_options(args))
+    if (args.augment or args.crop) and not args.preview:
+        raise CnnlabError("--augment and --crop shape the --preview picture; give --preview FILE.png")
+    report, dataset = describe(args.spec, args.val_split, args.seed, args.image_size and args.image_size[:2],
+                               options=data_options(args))
     if args.preview:
         from .reports import write_preview
 
-        write_preview(dataset, Path(args.preview))
+        write_preview(dataset, Path(args.preview), args.augment, args.crop and args.crop[:2])
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0

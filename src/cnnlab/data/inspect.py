@@ -8,15 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..runtime import cpu_count
 from .augment import Augment
-from .dataset import Dataset, load_dataset
+from .dataset import Dataset, Split, load_dataset
 from .images import DECODE_ERRORS, exif_warnings_silenced, try_decode
 from .loader import BatchLoader
-from .preprocessing import derive, resolve_sizes
+from .preprocessing import Preprocessing, derive, pca_of, resolve_sizes
 from .sources import read_source
 
 
@@ -39,15 +40,16 @@ def size_range(source) -> str:
     return f"{low[0]}x{low[1]}" if low == high else f"{low[0]}x{low[1]} to {high[0]}x{high[1]}"
 
 
-def describe(spec: str, val_split: float = 0.1, seed: int = 0, stats_size: int = 64,
+def describe(spec: str, val_split: float = 0.1, seed: int = 0, image_size: tuple[int, int] | None = None,
              options: dict | None = None) -> tuple[dict, Dataset]:
     """Per-class counts per split (after the train/val split cnnlab would make), image sizes,
     channels, and the per-channel mean and std of the training split (of the test split, for a
-    test set on its own); and the data set itself."""
+    test set on its own); and the data set itself, decoded at ``image_size`` (default: arrays
+    as stored, image files at 64x64)."""
     source = read_source(spec, options)
     sizes = size_range(source)
     first = next(iter(source.splits.values()))
-    size = None if first.images is not None else (stats_size, stats_size)
+    size = image_size or (None if first.images is not None else (64, 64))
     dataset = load_dataset(spec, size, None, val_split, seed, options=options, source=source,
                            every_class=False)
     mean, std = dataset.channel_stats(dataset.main_split)
@@ -58,6 +60,39 @@ def describe(spec: str, val_split: float = 0.1, seed: int = 0, stats_size: int =
               "stats_split": dataset.main_split,
               "counts": counts, "unreadable": dataset.unreadable, "notes": dataset.notes}
     return report, dataset
+
+
+def augmented_views(dataset: Dataset, augment: list[str], crop: tuple[int, int] | None, views: int = 7,
+                    rows: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """An image of each of the first ``rows`` classes as evaluation sees it (the centre crop),
+    then ``views`` training views of it drawn with ``augment`` as the training loader draws
+    them: what the model is shown. Returns the views, a row per image, and their titles.
+    Mixup and CutMix mix two images in the training step and are not drawn."""
+    split = dataset.splits[dataset.main_split]
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(split.labels == c)) for c in np.unique(split.labels)][:rows]
+    stored = split.gather(np.asarray(picked, dtype=np.int64))
+    channels = dataset.channels
+    # a standardisation that leaves pixel values as they are: mean 0, std 1/255
+    unchanged = Preprocessing([0.0] * channels, [1 / 255] * channels, crop or dataset.image_size, dataset.image_size,
+                              channels, pca=pca_of(split) if channels == 3 else None)
+
+    def shown(images: np.ndarray, training: bool) -> np.ndarray:
+        # each image's row number rides as its label through the training loader's shuffle
+        part = Split(images, np.arange(len(images)), [str(i) for i in range(len(images))])
+        loader = BatchLoader(part, len(images), unchanged, training=training,
+                             augment=Augment.parse(augment) if training else None, seed=seed)
+        pixels, rows_of = next(iter(loader))
+        out = np.empty((len(images), *pixels.shape[2:], channels), dtype=np.uint8)
+        out[rows_of.numpy()] = pixels.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+        return out
+
+    evaluated, trained = shown(stored, False), shown(np.repeat(stored, views, axis=0), True)
+    grid, titles = [], []
+    for row, index in enumerate(picked):
+        grid += [evaluated[row], *trained[row * views:(row + 1) * views]]
+        titles += [f"{dataset.classes[split.labels[index]][:14]}: evaluated", *["trained"] * views]
+    return np.stack(grid), titles
 
 
 def verify(spec: str, options: dict | None = None,

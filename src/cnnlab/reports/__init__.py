@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import runs
+from ..data.inspect import augmented_views
 from ..io import write_atomic, write_text_atomic
 from . import plots
 from .html import comparison_report, run_report, short_names
@@ -43,11 +44,17 @@ def write_report(directory: runs.RunDirectory) -> Path:
     return directory.file(runs.REPORT)
 
 
-def write_preview(dataset, out: Path) -> Path:
+def write_preview(dataset, out: Path, augment: list[str] = (), crop: tuple[int, int] | None = None) -> Path:
     """``cnnlab data info --preview FILE``: a grid of training images per class (of test
-    images, for a test set on its own)."""
+    images, for a test set on its own); with ``augment`` or ``crop``, an image per class as
+    evaluation sees it, then as training augments it."""
     out = runs.refuse_run_file(out)
-    data = plots.data_preview(dataset.splits[dataset.main_split], dataset.classes)
+    if augment or crop:
+        views, titles = augmented_views(dataset, list(augment), crop, views=7)
+        data = plots.image_grid(views, titles, columns=8,
+                                title=f"evaluated (centre crop) and trained views; augment: {', '.join(augment) or 'none'}")
+    else:
+        data = plots.data_preview(dataset.splits[dataset.main_split], dataset.classes)
     return write_atomic(out, lambda handle: handle.write(data))
 
 
