@@ -172,3 +172,19 @@ def test_a_tall_grid_keeps_its_title_next_to_the_images():
         grey = np.asarray(image.convert("L"))
     first_image_row = int(np.argmax((grey < 250).mean(axis=1) > 0.5))
     assert 0 < first_image_row < 80
+
+
+def test_a_runs_preview_shows_its_augmentations(tmp_path, monkeypatch):
+    """The report's data preview showed the stored images: a run trained on crops and flips
+    now shows what it was trained on, beside what evaluation sees."""
+    from cnnlab.reports import plots
+
+    drawn = []
+    real = plots.image_grid
+    monkeypatch.setattr(plots, "image_grid", lambda images, titles, *a, **k: drawn.append((titles, k.get("title")))
+                        or real(images, titles, *a, **k))
+    api.train(model="mlp", data="digits", epochs=1, out=str(tmp_path), name="aug", quiet=True,
+              image_size=[16, 16], crop=[12, 12], augment=["hflip", "pad_crop:2"])
+    previews = [(titles, title) for titles, title in drawn if title and "trained views" in title]
+    assert len(previews) == 1 and previews[0][0][:2] == ["0: evaluated", "trained"]
+    assert "hflip, pad_crop:2" in previews[0][1]

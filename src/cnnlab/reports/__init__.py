@@ -33,10 +33,10 @@ def split_pictures(directory: runs.RunDirectory, split: str, part, probs: np.nda
                                                                  views=views, heatmaps=heatmaps))
 
 
-def run_pictures(directory: runs.RunDirectory, history: list[dict], best_epoch: int | None, train,
-                 classes: list[str]) -> None:
+def run_pictures(directory: runs.RunDirectory, history: list[dict], best_epoch: int | None, dataset,
+                 augment: list[str], crop: tuple[int, int] | None) -> None:
     directory.write_bytes(runs.CURVES, plots.training_curves({directory.path.name: history}, best_epoch))
-    directory.write_bytes(runs.PREVIEW, plots.data_preview(train, classes))
+    directory.write_bytes(runs.PREVIEW, preview(dataset, augment, crop))
 
 
 def write_report(directory: runs.RunDirectory) -> Path:
@@ -44,17 +44,21 @@ def write_report(directory: runs.RunDirectory) -> Path:
     return directory.file(runs.REPORT)
 
 
-def write_preview(dataset, out: Path, augment: list[str] = (), crop: tuple[int, int] | None = None) -> Path:
-    """``cnnlab data info --preview FILE``: a grid of training images per class (of test
-    images, for a test set on its own); with ``augment`` or ``crop``, an image per class as
-    evaluation sees it, then as training augments it."""
-    out = runs.refuse_run_file(out)
-    if augment or crop:
+def preview(dataset, augment: list[str] = (), crop: tuple[int, int] | None = None) -> bytes:
+    """A grid of training images per class (of test images, for a test set on its own); with
+    ``augment`` or a ``crop`` smaller than the images, an image per class as evaluation sees it,
+    then as training augments it."""
+    if augment or (crop is not None and tuple(crop) != tuple(dataset.image_size)):
         views, titles = augmented_views(dataset, list(augment), crop, views=7)
-        data = plots.image_grid(views, titles, columns=8,
+        return plots.image_grid(views, titles, columns=8,
                                 title=f"evaluated (centre crop) and trained views; augment: {', '.join(augment) or 'none'}")
-    else:
-        data = plots.data_preview(dataset.splits[dataset.main_split], dataset.classes)
+    return plots.data_preview(dataset.splits[dataset.main_split], dataset.classes)
+
+
+def write_preview(dataset, out: Path, augment: list[str] = (), crop: tuple[int, int] | None = None) -> Path:
+    """``cnnlab data info --preview FILE``: ``preview`` of ``dataset``."""
+    out = runs.refuse_run_file(out)
+    data = preview(dataset, augment, crop)
     return write_atomic(out, lambda handle: handle.write(data))
 
 

@@ -444,5 +444,6 @@ def final_evaluation(trainer: Trainer) -> Path | None:
         run.log(f"best epoch {best['epoch']} on {summary}")
     if not run.main_process or not trainer.config.report:
         return None
-    reports.run_pictures(run, trainer.history, best["epoch"], dataset.splits["train"], dataset.classes)
+    reports.run_pictures(run, trainer.history, best["epoch"], dataset, trainer.config.data.augment,
+                         trainer.train_loader.input_size)
     return reports.write_report(run)
