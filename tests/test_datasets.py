@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import shutil
 import tarfile
+import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ from PIL import Image
 from cnnlab.data import load_dataset
 from cnnlab.data.safe import extract_archive, load_plain_pickle
 from cnnlab.errors import DataError
-from conftest import SHARED, run_cli, write_idx
+from conftest import SHARED, make_image_folder, run_cli, write_idx
 
 RNG = np.random.default_rng(0)
 
@@ -136,12 +140,66 @@ def test_tar_refuses_escaping_members(tmp_path, member, kind):
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape.txt").exists()
 
 
+def test_a_tar_made_with_tar_czf_x_dot_extracts(tmp_path):
+    """`tar czf photos.tgz .` names its first member '.': the member check ended in IndexError."""
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    (tmp_path / "photos" / "a" / "1.png").write_bytes(b"x")
+    with tarfile.open(tmp_path / "photos.tgz", "w:gz") as tar:
+        tar.add(tmp_path / "photos", arcname=".")
+    assert (extract_archive(tmp_path / "photos.tgz", tmp_path / "out") / "a" / "1.png").read_bytes() == b"x"
+
+
 def test_zip_refuses_escaping_members(tmp_path):
     archive = tmp_path / "bad.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("../evil.txt", "x")
     with pytest.raises(DataError, match="refusing member '../evil.txt'"):
         extract_archive(archive, tmp_path / "out")
+
+
+def zip_folder(folder: Path, archive: Path, prefix: str = "", junk: bool = False) -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                zf.write(file, prefix + file.relative_to(folder).as_posix())
+                if junk:  # what a Mac's Finder adds to a zip it makes
+                    zf.writestr(f"__MACOSX/{prefix}{file.parent.relative_to(folder).as_posix()}/._{file.name}", b"\0")
+    return archive
+
+
+@pytest.mark.parametrize("prefix, junk", [("", False), ("flower_photos/", False), ("flower_photos/", True)],
+                         ids=["classes-at-the-top", "nested-in-a-folder", "made-on-a-mac"])
+def test_an_image_folder_may_be_an_archive(tmp_path, prefix, junk):
+    """folder:photos.zip was 'not a folder', where gtsrb: and caltech256: take archives; the
+    flowers tutorial's data comes as a .tgz holding flower_photos/<class>/."""
+    photos = make_image_folder(tmp_path / "photos", classes=2, per_class=3)
+    archive = zip_folder(photos, tmp_path / "photos.zip", prefix, junk)
+    data = load_dataset(f"folder:{archive}", (12, 12), val_split=0.0)
+    assert data.classes == ["class_0", "class_1"] and len(data.splits["train"]) == 6
+    with tarfile.open(tmp_path / "photos.tar.gz", "w:gz") as tar:
+        tar.add(photos, arcname=prefix.rstrip("/") or ".")
+    assert load_dataset(f"folder:{tmp_path / 'photos.tar.gz'}", (12, 12), val_split=0.0).classes == data.classes
+
+
+def test_an_archive_changed_since_it_was_extracted_is_extracted_again(tmp_path):
+    photos = make_image_folder(tmp_path / "photos", classes=2, per_class=3)
+    archive = zip_folder(photos, tmp_path / "photos.zip")
+    assert len(load_dataset(f"folder:{archive}", (12, 12), val_split=0.0).splits["train"]) == 6
+    make_image_folder(tmp_path / "photos", classes=3, per_class=3, seed=1)
+    zip_folder(photos, archive)
+    os.utime(archive, (time.time() + 5, time.time() + 5))
+    assert len(load_dataset(f"folder:{archive}", (12, 12), val_split=0.0).classes) == 3
+
+
+def test_an_archive_larger_than_the_free_disk_is_refused_before_extraction(tmp_path, monkeypatch):
+    """A zip of zeros inflates about 1000:1: a small file could fill the disk."""
+    archive = tmp_path / "zeros.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a/zeros.png", bytes(5_000_000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(DataError, match=r"zeros.zip: unpacks to 4.8 MiB; .* has 976.6 KiB free"):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_fashion_mnist(tmp_path):

@@ -5,6 +5,7 @@ are checked before anything is extracted."""
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import shutil
 import tarfile
@@ -13,6 +14,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
+from .cache import readable_size
 
 # what CIFAR's pickles (and numpy arrays in any pickle) are made of
 _ALLOWED = {
@@ -51,7 +53,7 @@ def load_plain_pickle(data: bytes, source: str):
 
 def _check_member(name: str, archive: Path, is_file: bool, is_dir: bool) -> None:
     path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or name.startswith(("/", "\\")) or ":" in path.parts[0]:
+    if path.is_absolute() or ".." in path.parts or name.startswith(("/", "\\")) or ":" in (path.parts or ("",))[0]:
         raise DataError(f"{archive}: refusing member '{name}', which would land outside the folder")
     if not (is_file or is_dir):
         raise DataError(f"{archive}: refusing member '{name}' (links and special files are not extracted)")
@@ -63,7 +65,8 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
     failure leaves nothing half-extracted. ``select(name)`` picks members (default: all)."""
     if target.is_symlink():
         raise DataError(f"{target}: is a symbolic link; refusing to extract {archive.name} through it")
-    if target.is_dir():
+    # an archive changed since its extraction (photos added, say) is extracted again
+    if target.is_dir() and target.stat().st_mtime >= archive.stat().st_mtime:
         return target
     staging = target.with_name(f".{target.name}.partial")
     if staging.is_symlink() or staging.is_file():  # never followed: removed, whatever it points to
@@ -79,6 +82,7 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
                 members = [m for m in tar.getmembers() if select is None or select(m.name)]
                 for member in members:
                     _check_member(member.name, archive, member.isfile(), member.isdir())
+                _check_room(archive, sum(member.size for member in members), staging)
                 tar.extractall(staging, members=members, filter="data")
         elif zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
@@ -87,6 +91,7 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
                     mode = info.external_attr >> 16
                     is_link = (mode & 0o170000) == 0o120000
                     _check_member(info.filename, archive, not info.is_dir() and not is_link, info.is_dir())
+                _check_room(archive, sum(info.file_size for info in infos), staging)
                 zf.extractall(staging, members=infos)
         else:
             raise DataError(f"{archive}: not a tar or zip archive")
@@ -97,8 +102,22 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
+        if target.is_dir():
+            stale = target.with_name(f".{target.name}.stale")
+            shutil.rmtree(stale, ignore_errors=True)
+            target.rename(stale)
+            shutil.rmtree(stale)
         staging.rename(target)
+        os.utime(target)  # extracted now, whatever the members' own times
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise DataError(f"{target}: cannot put the extracted files there ({exc.strerror or exc})") from None
     return target
+
+
+def _check_room(archive: Path, unpacked: int, folder: Path) -> None:
+    """Zeros compress about 1000:1: what an archive unpacks to, not its size, must fit."""
+    free = shutil.disk_usage(folder).free
+    if unpacked > free:
+        raise DataError(f"{archive}: unpacks to {readable_size(unpacked)}; {folder.parent} has "
+                        f"{readable_size(free)} free")

@@ -13,13 +13,18 @@ from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
 from ..sources import SOURCES, RawSplit, SourceData
+from .layout import unpacked
+
+NOT_CLASSES = frozenset({"__MACOSX"})
+"""Folders that are never a class: a Mac's resource forks in the zips it makes."""
 
 
 def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, list[str]]:
     """Class folders sorted by name and their image files; notes on empty class folders and on
     folders of cnnlab runs left out (``--data .`` puts the runs in ./runs by default)."""
     classes, paths, labels, notes = [], [], [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                         and p.name not in NOT_CLASSES):
         entries = list(folder.rglob("*"))  # one walk: it finds the runs and the images alike
         if is_run_directory(folder) or any(entry.name == RUN_CLASSES and entry.parent.parent == folder
                                            and is_run_directory(entry.parent) for entry in entries):
@@ -62,11 +67,23 @@ def class_folders_hint(path: Path) -> str:
     return ""
 
 
+def outermost_content(root: Path) -> Path:
+    """An extracted archive's folder of class folders: archives often nest it in one folder
+    (flower_photos/<class>/), and a Mac adds __MACOSX/ beside it."""
+    while True:
+        entries = [p for p in root.iterdir() if not p.name.startswith(".") and p.name not in NOT_CLASSES]
+        if len(entries) != 1 or not entries[0].is_dir():
+            return root
+        root = entries[0]
+
+
 @SOURCES.register("folder")
 def read_folder(path: Path | None) -> SourceData:
     """One sub-folder per class (names sorted), or train/ val/ test/ each holding class folders
     (val/ and test/ without train/: a test set on its own)."""
     root = fetch("folder", path)
+    if root.is_file():  # an archive of the folder, extracted once beside itself
+        root = outermost_content(unpacked(root))
     if not root.is_dir():
         raise DataError(f"--data folder:{root}: not a folder")
     split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
