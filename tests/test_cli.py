@@ -273,7 +273,12 @@ def test_a_run_whose_data_moved_says_so_and_resumes_with_its_new_place(tmp_path)
     photos.rename(tmp_path / "moved")
     evaluated = run_cli("evaluate", run, check=False)
     assert evaluated.returncode == 2 and evaluated.stderr.strip().endswith(
-        f"{run}: its data, folder:{photos}, is not there any more; give --data SPEC to evaluate on other data")
+        f"{run}: its data, folder:{photos}, is not there any more; give --data SPEC where it is now, or "
+        "other data to evaluate on")
+    # where it is now: its own validation split, as before the move, not every image as other data
+    own = json.loads(run_cli("evaluate", run, "--data", f"folder:{tmp_path / 'moved'}", "--format", "json",
+                             "--no-report").stdout)
+    assert own["samples"] == len(json.loads((run / "split.json").read_text())["val"]) and own["saved_to"] == str(run)
     resumed = run_cli("train", "--resume", run, "--epochs", "2", check=False)
     assert resumed.returncode == 2 and resumed.stderr.strip().endswith(
         f"--resume {run}: its data, folder:{photos}, is not there any more; give --data SPEC where it is now")

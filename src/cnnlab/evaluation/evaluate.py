@@ -13,7 +13,7 @@ from torch import nn
 from .. import reports, runs
 from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_dataset
 from ..data.augment import centre_crop
-from ..data.sources import canonical_spec, data_is_gone, parse_spec, source_options
+from ..data.sources import canonical_spec, data_is_gone, parse_spec, read_source, source_options
 from ..errors import CnnlabError, DataError, listed
 from ..runtime import Runtime
 from .artifacts import inference_model, load_artifacts
@@ -109,10 +109,10 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
                  tta: str | None = None, options: dict | None = None, report: bool = True) -> dict:
     """Evaluate a run's best checkpoint, always with the run's own preprocessing.
 
-    On the run's own data (``data`` None or its SPEC): the recorded ``split`` (default val, or
-    test for a run trained without validation, as its own final evaluation did),
-    written to the run's own metrics.json, predictions and pictures, which hold the same
-    numbers. On other data: every image of its test split where it has one, else all of it
+    On the run's own data (``data`` None, its SPEC, or the place it moved to): the recorded
+    ``split`` (default val, or test for a run trained without validation, as its own final
+    evaluation did), written to the run's own metrics.json, predictions and pictures, which
+    hold the same numbers. On other data: every image of its test split where it has one, else all of it
     (or the ``split`` asked for), with the run's source options where that source takes them
     (``options`` override them), classes matched by name. Those results, and any evaluation
     with test-time augmentation, go to their own folder ``evaluations/<name>/`` and their own
@@ -124,12 +124,13 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     model, runtime = inference_model(artifacts, device)
     cfg = run.config
     spec = canonical_spec(data or cfg.data.spec)
-    own = (data is None or spec == canonical_spec(cfg.data.spec)) and not options
+    recorded = run.directory.read_json(runs.SPLIT, {})
+    moved = None if options else moved_source(cfg.data.spec, spec, cfg.data.options, recorded)
+    own = (data is None or spec == canonical_spec(cfg.data.spec) or moved is not None) and not options
     if own:
         if data_is_gone(spec):
-            raise DataError(f"{run.path}: its data, {spec}, is not there any more; give --data SPEC to evaluate on "
-                            "other data")
-        recorded = run.directory.read_json(runs.SPLIT, {})
+            raise DataError(f"{run.path}: its data, {spec}, is not there any more; give --data SPEC where it is now, "
+                            "or other data to evaluate on")
         # as the run's own final evaluation: validation, else the test split
         held_out = next((name for name in ("val", "test") if name in recorded), None)
         if split is None and held_out is None:
@@ -141,7 +142,7 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
                             f"available: {', '.join(recorded)}")
         used_options = dict(cfg.data.options)
         dataset = load_dataset(spec, prep.image_size, prep.channels, split_ids={split: recorded[split]},
-                               progress=not quiet, options=used_options)
+                               progress=not quiet, options=used_options, source=moved)
         part = dataset.splits[split]
     else:
         name, _ = parse_spec(spec)
@@ -174,6 +175,17 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
         reports.write_report(directory)
     metrics["saved_to"] = str(run.path if label is None else run.path / runs.evaluation_folder(label))
     return metrics
+
+
+def moved_source(recorded_spec: str, spec: str, options: dict, recorded: dict[str, list[str]]):
+    """The source of ``spec`` where it is the run's data moved there (its recorded place gone,
+    the same kind of source, every sample of the run's splits in it), else None: evaluated as
+    the run's own data, not every image of it as other data (its training images included)."""
+    if spec == recorded_spec or not data_is_gone(recorded_spec) or parse_spec(recorded_spec)[0] != parse_spec(spec)[0]:
+        return None
+    source = read_source(spec, options)
+    ids = {sample_id for part in source.splits.values() for sample_id in part.ids}
+    return source if recorded and all(i in ids for split in recorded.values() for i in split) else None
 
 
 def class_mapping(names: list[str], known: list[str], labels: np.ndarray, spec: str) -> np.ndarray:
