@@ -93,11 +93,13 @@ def image_folder(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def private_decode_cache(tmp_path_factory):
-    """Each test session decodes into its own cache (CLI subprocesses inherit it). Session-wide,
-    so that module fixtures, which run before any test's own fixtures, never decode into the
-    user's cache (they did: 145 caches in ~/.cache/cnnlab after a day of test runs)."""
+    """Each test session decodes into its own cache, and keeps arrays and extracted archives in
+    its own data home (CLI subprocesses inherit both). Session-wide, so that module fixtures,
+    which run before any test's own fixtures, never write into the user's (they did: 145
+    caches in ~/.cache/cnnlab after a day of test runs)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "decode-cache"))
+        patch.setenv("CNNLAB_DATA", str(tmp_path_factory.getbasetemp() / "data-home"))
         yield
 
 

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.data import load_dataset
+from cnnlab.data.download import data_home
 from cnnlab.data.safe import extract_archive, load_plain_pickle
 from cnnlab.errors import DataError
 from conftest import SHARED, make_image_folder, run_cli, write_idx
@@ -176,6 +177,10 @@ def test_an_image_folder_may_be_an_archive(tmp_path, prefix, junk):
     archive = zip_folder(photos, tmp_path / "photos.zip", prefix, junk)
     data = load_dataset(f"folder:{archive}", (12, 12), val_split=0.0)
     assert data.classes == ["class_0", "class_1"] and len(data.splits["train"]) == 6
+    # extracted into the data home, as Keras' get_file does: an archive on a read-only disk or a
+    # shared folder is read without writing beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "photos.zip"]
+    assert any((data_home() / "extracted").glob("photos-*"))
     with tarfile.open(tmp_path / "photos.tar.gz", "w:gz") as tar:
         tar.add(photos, arcname=prefix.rstrip("/") or ".")
     assert load_dataset(f"folder:{tmp_path / 'photos.tar.gz'}", (12, 12), val_split=0.0).classes == data.classes
@@ -302,7 +307,8 @@ def test_gtsrb_zip_extracted_once(tmp_path):
             if file.is_file():
                 zf.write(file, file.relative_to(root).as_posix())
     data = load_dataset(f"gtsrb:{archive}", (12, 12), val_split=0.0)
-    assert len(data.splits["train"]) == 8 and (tmp_path / "GTSRB_Final-extracted").is_dir()
+    assert len(data.splits["train"]) == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["GTSRB_Final.zip", "g"]  # nothing written beside it
 
 
 def write_caltech(root):

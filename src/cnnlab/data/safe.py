@@ -73,6 +73,7 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
         staging.unlink()
     shutil.rmtree(staging, ignore_errors=True)
     try:
+        staging.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()  # a new, empty folder of our own: nothing under it can be a planted link
     except OSError as exc:
         raise DataError(f"{staging}: cannot make the extraction folder ({exc.strerror or exc})") from None

@@ -82,7 +82,7 @@ def read_folder(path: Path | None) -> SourceData:
     """One sub-folder per class (names sorted), or train/ val/ test/ each holding class folders
     (val/ and test/ without train/: a test set on its own)."""
     root = fetch("folder", path)
-    if root.is_file():  # an archive of the folder, extracted once beside itself
+    if root.is_file():  # an archive of the folder, extracted once into the data home
         root = outermost_content(unpacked(root))
     if not root.is_dir():
         raise DataError(f"--data folder:{root}: not a folder")

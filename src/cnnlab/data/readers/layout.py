@@ -1,19 +1,25 @@
 """Finding a published data set's folders in what the user gave: the folder itself, a folder
-nesting it (archives nest), or an archive extracted once beside itself."""
+nesting it (archives nest), or an archive extracted once into the data home."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 from pathlib import Path
 
 from ...errors import DataError
+from ..download import data_home
 from ..safe import extract_archive
 
 
 def unpacked(path: Path) -> Path:
-    """A folder as given, or an archive extracted once beside itself."""
+    """A folder as given, or an archive extracted once into the data home (as Keras' get_file
+    does: nothing is written beside the archive, which may be on a read-only or shared disk),
+    in a folder of its own named by the archive's name and place."""
     if path.is_file():
-        return extract_archive(path, path.with_name(path.name.split(".")[0] + "-extracted"))
+        place = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:12]
+        return extract_archive(path, data_home() / "extracted" / f"{path.name.split('.')[0]}-{place}")
     return path
 
 
