@@ -34,8 +34,8 @@ def reference(tmp_path_factory) -> Path:
     return out / "r"
 
 
-def start(out: Path, name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *ARGS, "--out", out, "--name", name],
+def start(out: Path, name: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *ARGS, *extra, "--out", out, "--name", name],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -58,14 +58,14 @@ def consistent(run: Path) -> None:
         assert load_checkpoint(run / "best.pt")["epoch"] <= load_checkpoint(run / "last.pt")["epoch"]
 
 
-def kill_and_resume(out: Path, name: str, delay: float) -> Path:
-    process = start(out, name)
+def kill_and_resume(out: Path, name: str, delay: float, extra: tuple[str, ...] = ()) -> Path:
+    process = start(out, name, extra)
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     run = out / name
     if not (run / "config.yaml").is_file():  # killed before the run had a folder: start again
-        run_cli("train", *ARGS, "--out", out, "--name", name)
+        run_cli("train", *ARGS, *extra, "--out", out, "--name", name)
         return run
     consistent(run)
     run_cli("train", "--resume", run, "--quiet")
@@ -90,6 +90,14 @@ def test_sigkill_at_a_random_moment_resumes_exactly(tmp_path, reference, delay):
 @pytest.mark.parametrize("delay", kill_points(25, seed=1))
 def test_sigkill_at_many_random_moments(tmp_path, reference, delay):
     same_run(kill_and_resume(tmp_path, "k", delay), reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", kill_points(6, seed=2))
+def test_sigkill_between_saves_within_epochs_resumes_exactly(tmp_path, reference, delay):
+    """last.pt written within epochs every few steps: a kill anywhere resumes from the step it
+    holds to the run never stopped."""
+    same_run(kill_and_resume(tmp_path, "w", delay, ("--set", "checkpoint.within_epoch_minutes=0.002")), reference)
 
 
 def test_stale_temporaries_are_removed_and_best_is_mended(tmp_path, reference):
