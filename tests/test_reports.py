@@ -188,3 +188,20 @@ def test_a_runs_preview_shows_its_augmentations(tmp_path, monkeypatch):
     previews = [(titles, title) for titles, title in drawn if title and "trained views" in title]
     assert len(previews) == 1 and previews[0][0][:2] == ["0: evaluated", "trained"]
     assert "hflip, pad_crop:2" in previews[0][1]
+
+
+def test_class_names_the_fonts_cannot_draw_are_one_warning_naming_them():
+    """Class folders named in Chinese or Japanese repeated matplotlib's 'Glyph 29356 missing
+    from font(s) DejaVu Sans' for every picture: one warning now says which characters are
+    drawn as boxes and what to do."""
+    import warnings
+
+    from cnnlab.reports import plots
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            plots.confusion_matrix(np.eye(2, dtype=int), ["犬 dog", "猫 cat"], normalize=False)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "Glyph" in m]
+    assert len(messages) == 1 and "犬猫" in messages[0] and "install a font" in messages[0]

@@ -4,6 +4,8 @@ returns the PNG's bytes, for the run directory (or the caller) to write."""
 from __future__ import annotations
 
 import io
+import re
+import warnings
 from collections.abc import Sequence
 
 import matplotlib
@@ -20,12 +22,31 @@ NUMBERS_UP_TO = 30
 """Confusion matrices with more classes than this show colours only."""
 
 
+GLYPH_MISSING = re.compile(r"Glyph (\d+) .*missing from font")
+undrawable: set[str] = set()
+"""The characters (of class names, mostly) already reported as missing from the fonts."""
+
+
 def png(figure) -> bytes:
     for text in figure.findobj(Text):  # tick labels, titles and legends alike
         text.set_text(drawable(text.get_text()))
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    # matplotlib warns of each character its fonts lack, in every picture: said once instead
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
+    missing = set()
+    for warning in caught:
+        if glyph := GLYPH_MISSING.search(str(warning.message)):
+            missing.add(chr(int(glyph.group(1))))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if new := missing - undrawable:
+        undrawable.update(new)
+        warnings.warn(f"the installed fonts lack {''.join(sorted(new))} (of class names): the pictures draw "
+                      "them as boxes, report.html's tables show them; install a font that has them (e.g. Noto Sans "
+                      "CJK) for matplotlib", stacklevel=2)
     return buffer.getvalue()
 
 
