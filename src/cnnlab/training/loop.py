@@ -178,6 +178,7 @@ class Trainer:
         """training_state after ``batch`` batches of epoch ``self.epoch``: its ``epoch`` stays
         the number of epochs finished."""
         self.within_epoch = {"epoch": self.epoch, "batch": batch, "metrics": metrics.state_dict(), "seconds": seconds}
+        self.within_metrics = metrics
         return {**self.training_state(self.epoch - 1, self.history[-1] if self.history else {}),
                 "within_epoch": self.within_epoch}
 
