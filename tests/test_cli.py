@@ -353,7 +353,7 @@ def test_bad_yaml_key(tmp_path):
 
 
 def test_help_on_every_command():
-    for command in (["train"], ["evaluate"], ["predict"], ["models"], ["summary"], ["data"],
+    for command in (["train"], ["evaluate"], ["predict"], ["models"], ["summary"], ["data"], ["runs"],
                     ["data", "info"]):
         assert run_cli(*command, "--help").stdout.startswith("usage: cnnlab")
 
@@ -533,3 +533,37 @@ def test_a_run_without_a_finished_epoch_says_so(digits_run, tmp_path):
         assert result.returncode == 2 and result.stderr.strip().endswith(
             f"{run}: no best.pt yet: no epoch of this run has finished (continue it with cnnlab train "
             f"--resume {run})"), result.stderr
+
+
+def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
+    """A sweep leaves dozens of runs: which finished, which stopped (and how to go on), which
+    is training now, and how each did, without opening every folder."""
+    from cnnlab import api
+    from cnnlab.runs import RunDirectory
+    from cnnlab.training.callbacks import Callback
+
+    class StopAfterFirstEpoch(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "runs"
+    api.train(model="mlp", data="digits", epochs=2, out=str(out), name="done", quiet=True, report=False)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(model="mlp", data="digits", epochs=3, out=str(out), name="stopped", quiet=True, report=False,
+                  callbacks=[StopAfterFirstEpoch()])
+    (out / "notes").mkdir()  # not a run: left out
+    listing = {row["name"]: row for row in json.loads(run_cli("runs", out, "--format", "json").stdout)}
+    assert set(listing) == {"done", "stopped"}
+    assert listing["done"]["status"] == "finished" and listing["done"]["epochs"] == [2, 2]
+    assert listing["done"]["model"] == "mlp" and 0 < listing["done"]["val_accuracy"] <= 1
+    assert listing["stopped"]["status"] == f"stopped: cnnlab train --resume {out / 'stopped'}"
+    assert listing["stopped"]["epochs"] == [1, 3]
+    with RunDirectory(out / "stopped").training_lock("test"):
+        busy = json.loads(run_cli("runs", out, "--format", "json").stdout)
+    assert {row["name"]: row["status"] for row in busy}["stopped"] == "training now"
+    table = run_cli("runs", out).stdout.splitlines()
+    assert table[0].split()[:3] == ["run", "model", "data"] and len(table) == 3
+    assert [row["name"] for row in json.loads(run_cli("runs", out / "done", "--format", "json").stdout)] == ["done"]
+    assert run_cli("runs", tmp_path).stdout.strip() == f"no runs in {tmp_path}"
+    missing = run_cli("runs", tmp_path / "nowhere", check=False)
+    assert missing.returncode == 2 and missing.stderr.strip().endswith(f"{tmp_path / 'nowhere'}: no such folder")

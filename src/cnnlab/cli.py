@@ -221,6 +221,11 @@ def build_parser() -> Parser:
     compare.add_argument("runs", nargs="+", metavar="RUN")
     compare.add_argument("--out", default="compare.html", help="HTML file (a PNG is written beside it)")
 
+    listing = commands.add_parser("runs", help="the runs of a folder: model, data, epochs, accuracy, state")
+    listing.add_argument("folder", nargs="?", default="runs", metavar="FOLDER",
+                         help="where the runs are (train --out; default runs)")
+    listing.add_argument("--format", default="table", choices=("table", "json"))
+
     export = commands.add_parser("export", help="export a run's best model")
     export.add_argument("run", metavar="RUN")
     export.add_argument("--format", default="onnx", choices=("onnx", "safetensors"))
@@ -731,6 +736,25 @@ def cmd_data(args: argparse.Namespace) -> int:
     return DATA_COMMANDS[args.data_command](args)
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .runs import run_table
+
+    rows = run_table(Path(args.folder))
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no runs in {args.folder}")
+        return 0
+    percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
+    print(f"{'run':<40}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}  status")
+    for row in rows:
+        epochs = "/".join(map(str, row["epochs"])) if "epochs" in row else "-"
+        print(f"{row['name'][:39]:<40}{row.get('model', '-')[:13]:<14}{row.get('data', '-')[:21]:<22}{epochs:>8}"
+              f"{percent(row.get('val_accuracy')):>9}{percent(row.get('test_accuracy')):>9}  {row['status']}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .reports import compare
 
@@ -748,7 +772,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "lr-find": cmd_lr_find, "recipes": cmd_recipes, "completion": cmd_completion, "compare": cmd_compare, "export": cmd_export, "evaluate": cmd_evaluate, "predict": cmd_predict,
+COMMANDS = {"train": cmd_train, "lr-find": cmd_lr_find, "recipes": cmd_recipes, "completion": cmd_completion, "compare": cmd_compare, "runs": cmd_runs, "export": cmd_export, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "models": cmd_models, "summary": cmd_summary, "data": cmd_data}
 DATA_COMMANDS = {"info": cmd_data_info, "verify": cmd_data_verify, "bench": cmd_data_bench,
                  "cache": cmd_data_cache}

@@ -132,6 +132,17 @@ class RunDirectory:
                 pass  # a file system without locks: train unguarded, as before
             yield
 
+    def being_trained(self) -> bool:
+        """Whether a process holds ``training_lock`` now."""
+        try:
+            with self.file(LOCK).open("rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released as the file closes
+        except BlockingIOError:
+            return True
+        except OSError:  # no lock file (never trained here), or a file system without locks
+            pass
+        return False
+
     def remove_stale_temporaries(self) -> list[Path]:
         """Half-written files left by a process killed mid-write (the finished file is never
         touched: each write goes to a temporary file renamed into place)."""
@@ -332,3 +343,33 @@ def load_run(path: str | Path) -> Run:
     config = TrainConfig.from_yaml(path / CONFIG)
     return Run(path, config, directory.read_json(CLASSES), directory.read_json(HISTORY_JSON, []),
                directory.read_json(METRICS, {}))
+
+
+def run_table(folder: Path) -> list[dict]:
+    """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name, model, data, epochs (trained,
+    asked for), best validation accuracy, test accuracy and where it stands (finished, training
+    now, or stopped, with the command that continues it)."""
+    if not folder.is_dir():
+        raise CnnlabError(f"{folder}: no such folder")
+    found = [folder] if is_run_directory(folder) else [p for p in folder.iterdir() if p.is_dir() and is_run_directory(p)]
+    rows = []
+    for path in sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime):
+        try:
+            run = load_run(path)
+        except CnnlabError as exc:
+            rows.append({"name": path.name, "status": f"unreadable: {exc}"})
+            continue
+        directory = run.directory
+        history_written = directory.file(HISTORY_JSON).stat().st_mtime if directory.exists(HISTORY_JSON) else 0.0
+        if directory.being_trained():
+            status = "training now"
+        elif directory.exists(METRICS) and directory.file(METRICS).stat().st_mtime >= history_written:
+            status = "finished"  # the final evaluation comes after the last epoch's history
+        else:
+            status = f"stopped: cnnlab train --resume {path}"
+        accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
+        rows.append({"name": path.name, "model": run.config.model.name, "data": data_name(run.config.data.spec),
+                     "epochs": [len(run.history), run.config.epochs],
+                     "val_accuracy": max(accuracies) if accuracies else None,
+                     "test_accuracy": run.metrics.get("test", {}).get("accuracy"), "status": status})
+    return rows
