@@ -70,7 +70,7 @@ def load(data: Path, device: torch.device):
     """Train and test images through cnnlab's folder reader and decode cache, standardised with
     the training set's channel statistics."""
     dataset = load_dataset(f"folder:{data}", image_size=(32, 32), val_split=0.0, progress=False)
-    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in dataset.channel_stats())
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in dataset.channel_stats("train"))
 
     def tensors(split):
         pixels = torch.from_numpy(split.pixels()).permute(0, 3, 1, 2).float() / 255

@@ -276,7 +276,7 @@ class Trainer:
             self.within_epoch = None
             self.run.save_checkpoint(runs.LAST, self.training_state(epoch, logs))
 
-    def train_epoch(self, epoch: int, interrupted: list[int]) -> dict[str, float] | None:
+    def train_epoch(self, epoch: int, interrupted: Sequence[int] = ()) -> dict[str, float] | None:
         """The epoch's training metrics and seconds, from where ``within_epoch`` says it was
         saved; None where a signal came (``interrupted`` not empty) and the state after the
         step it came in was saved instead."""
