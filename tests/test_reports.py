@@ -96,6 +96,16 @@ def test_compare_two_runs(two_runs, tmp_path):
         assert image.width > 1000
 
 
+def test_compare_takes_a_folder_of_runs(two_runs, tmp_path):
+    """`cnnlab compare runs/` (a sweep's folder) said 'not a cnnlab run directory'."""
+    out = tmp_path / "compare.html"
+    run_cli("compare", two_runs[0].path.parent, "--out", out)
+    text = out.read_text()
+    assert "cnn" in text and "mlp" in text and text.count("<tr>") == 3
+    empty = run_cli("compare", tmp_path, "--out", out, check=False)
+    assert empty.returncode == 2 and f"{tmp_path}: not a cnnlab run directory" in empty.stderr
+
+
 @pytest.mark.slow
 def test_evaluate_writes_pictures_for_its_split(tmp_path, mnist_dir):
     run = api.train(model="lenet5", data=f"mnist:{mnist_dir}", epochs=1, subset=600,

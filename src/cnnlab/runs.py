@@ -345,15 +345,22 @@ def load_run(path: str | Path) -> Run:
                directory.read_json(METRICS, {}))
 
 
+def runs_in(folder: Path) -> list[Path]:
+    """``folder`` if it is a run, else the runs directly in it, oldest first."""
+    if is_run_directory(folder):
+        return [folder]
+    found = [p for p in folder.iterdir() if p.is_dir() and is_run_directory(p)] if folder.is_dir() else []
+    return sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime)
+
+
 def run_table(folder: Path) -> list[dict]:
     """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name, model, data, epochs (trained,
     asked for), best validation accuracy, test accuracy and where it stands (finished, training
     now, or stopped, with the command that continues it)."""
     if not folder.is_dir():
         raise CnnlabError(f"{folder}: no such folder")
-    found = [folder] if is_run_directory(folder) else [p for p in folder.iterdir() if p.is_dir() and is_run_directory(p)]
     rows = []
-    for path in sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime):
+    for path in runs_in(folder):
         try:
             run = load_run(path)
         except CnnlabError as exc:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import runs
 from ..data.inspect import augmented_views
+from ..errors import CnnlabError
 from ..io import write_atomic, write_text_atomic
 from . import plots
 from .html import comparison_report, run_report, short_names
@@ -62,12 +63,24 @@ def write_preview(dataset, out: Path, augment: list[str] = (), crop: tuple[int, 
     return write_atomic(out, lambda handle: handle.write(data))
 
 
+def folder_or_run(path: Path) -> list[Path]:
+    """A run given to compare, or the runs of a folder given instead (a sweep's)."""
+    if not path.is_dir() or runs.is_run_directory(path):
+        return [path]  # load_run says what is wrong, if anything
+    found = runs.runs_in(path)
+    if not found:
+        raise CnnlabError(f"{path}: not a cnnlab run directory ({runs.CONFIG} and {runs.CLASSES}), nor a folder "
+                          "holding runs")
+    return found
+
+
 def compare(run_paths: list, out: Path) -> Path:
-    """Validation accuracy, loss and MSE of several runs overlaid, and a table of their best
-    metrics, parameters, training time and img/s, in ``out`` (HTML) beside ``out``.png."""
+    """Validation accuracy, loss and MSE of several runs (or of every run in a folder of them)
+    overlaid, and a table of their best metrics, parameters, training time and img/s, in
+    ``out`` (HTML) beside ``out``.png."""
     out = runs.refuse_run_file(out)
     picture_path = runs.refuse_run_file(out.with_suffix(".png"))
-    loaded = [runs.load_run(p) for p in run_paths]
+    loaded = [runs.load_run(run) for path in map(Path, run_paths) for run in folder_or_run(path)]
     names = [r.path.name for r in loaded]
     if len(set(names)) < len(names):
         names = [str(r.path) for r in loaded]
