@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import tarfile
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
 from cnnlab.data import download as dl
 from cnnlab.errors import DataError
+from conftest import make_image_folder, run_cli
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -87,3 +92,38 @@ def test_source_without_path_downloads_into_data_home(server, tmp_path, monkeypa
     assert dl.fetch("cifar10", None) == tmp_path / "home" / "cifar10" / "data.bin"
     with pytest.raises(DataError, match="no such file or folder \\(or omit it to download cifar10\\)"):
         dl.fetch("cifar10", tmp_path / "typo")
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """A plain HTTP server of a folder, as a data set's web page is."""
+    served = tmp_path / "www"
+    served.mkdir()
+    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda self, *args: None})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_a_data_url_is_downloaded_once_and_read_as_its_local_copy(file_server, tmp_path, monkeypatch):
+    """The tutorials start from a URL (Keras' get_file(origin=..., untar=True) of
+    flower_photos.tgz): `--data folder:URL` downloads it once into the data home, and the run
+    records the local copy, which evaluate and resume then read."""
+    served, base = file_server
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    photos = make_image_folder(tmp_path / "flower_photos", classes=2, per_class=4)
+    with tarfile.open(served / "flower_photos.tgz", "w:gz") as tar:
+        tar.add(photos, arcname="flower_photos")
+    url = f"{base}/flower_photos.tgz?raw=1"
+    run_cli("train", "--model", "mlp", "--data", f"folder:{url}", "--image-size", "12x12", "--epochs", "1",
+            "--out", tmp_path / "runs", "--name", "r")
+    recorded = yaml.safe_load((tmp_path / "runs" / "r" / "config.yaml").read_text())["data"]["spec"]
+    assert recorded.startswith(f"folder:{tmp_path / 'home' / 'urls'}") and recorded.endswith("/flower_photos.tgz")
+    (served / "flower_photos.tgz").unlink()  # read from the local copy from now on
+    info = json.loads(run_cli("data", "info", f"folder:{url}", "--format", "json").stdout)
+    assert info["classes"] == ["class_0", "class_1"]
+    missing = run_cli("data", "info", f"folder:{base}/nothing.zip", check=False)
+    assert missing.returncode == 2 and re.search(
+        r"cannot download http://127\.0\.0\.1:\d+/nothing\.zip \(.*404.*\); download it on a machine with access "
+        r"and pass the local copy as folder:PATH$", missing.stderr.strip()), missing.stderr

@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,12 @@ from ..errors import DataError
 @dataclass(frozen=True)
 class Remote:
     url: str
-    md5: str
+    md5: str | None = None
+    """None for a URL a user gives: its length is checked, as the server states it."""
 
     @property
     def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+        return Path(urllib.parse.urlparse(self.url).path).name or "download"
 
 
 _MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -65,26 +67,35 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(remote: Remote, folder: Path, timeout: float = 30.0, source: str = "NAME") -> Path:
+def download(remote: Remote, folder: Path, timeout: float = 30.0, source: str = "NAME",
+             local_copy: str = "the local copy's folder") -> Path:
     """Fetch ``remote`` into ``folder``: resumes a partial ``.part`` file with an HTTP range
     request, verifies the md5, then renames it into place. Processes fetching the same file
     (the ranks of a distributed run, two commands at once) take turns on a lock of the folder, so
-    one downloads and the others find the finished file."""
+    one downloads and the others find the finished file. An error names what to pass instead:
+    ``local_copy`` as ``source``:PATH."""
     target = folder / remote.filename
-    if target.is_file() and md5_of(target) == remote.md5:
+    if target.is_file() and (remote.md5 is None or md5_of(target) == remote.md5):
         return target
     folder.mkdir(parents=True, exist_ok=True)
     lock = os.open(folder, os.O_RDONLY)  # the folder itself is the lock: no file is left behind
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_file() and md5_of(target) == remote.md5:
+        if target.is_file() and (remote.md5 is None or md5_of(target) == remote.md5):
             return target
-        return _fetch_locked(remote, target, timeout, source)
+        return _fetch_locked(remote, target, timeout, f"{local_copy} as {source}:PATH")
     finally:
         os.close(lock)
 
 
-def _fetch_locked(remote: Remote, target: Path, timeout: float, source: str) -> Path:
+def fetch_url(url: str, source: str) -> Path:
+    """The local copy of a data URL (``folder:https://.../flower_photos.tgz``, as the tutorials
+    start from Keras' get_file): downloaded once into the data home, in a folder named by the URL."""
+    folder = data_home() / "urls" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    return download(Remote(url), folder, source=source, local_copy="the local copy")
+
+
+def _fetch_locked(remote: Remote, target: Path, timeout: float, instead: str) -> Path:
     partial = target.with_name(target.name + ".part")
     have = partial.stat().st_size if partial.is_file() else 0
     request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -99,11 +110,14 @@ def _fetch_locked(remote: Remote, target: Path, timeout: float, source: str) -> 
                     handle.write(block)
                     bar.update(len(block))
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
+        reason = f"HTTP {exc.code}: {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", exc)
         raise DataError(f"cannot download {remote.url} ({reason}); download it on a machine with "
-                        f"access and pass the local copy's folder as {source}:PATH") from None
-    found = md5_of(partial)
-    if found != remote.md5:
+                        f"access and pass {instead}") from None
+    if remote.md5 is None:
+        if total and partial.stat().st_size != total:
+            raise DataError(f"{remote.url}: the download stopped after {partial.stat().st_size:,} of {total:,} bytes; "
+                            "run the command again to resume it")
+    elif (found := md5_of(partial)) != remote.md5:
         partial.unlink()
         raise DataError(f"{remote.url}: md5 {found} does not match the published {remote.md5}; "
                         "the download was removed, try again")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Registry
+from .download import fetch_url
 
 
 @dataclass
@@ -75,7 +76,8 @@ SOURCES: Registry[SourceReader] = Registry("data source", entry_points="cnnlab.s
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
-    """``mnist:/data/mnist`` -> ("mnist", Path("/data/mnist")); ``digits`` -> ("digits", None)."""
+    """``mnist:/data/mnist`` -> ("mnist", Path("/data/mnist")); ``digits`` -> ("digits", None);
+    ``folder:https://...`` -> ("folder", the URL's local copy, downloaded once into the data home)."""
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
     if name not in SOURCES and Path(spec).expanduser().is_dir():
@@ -87,6 +89,8 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     SOURCES.get(name)
     if sep and not path:
         raise DataError(f"--data {spec}: empty path after '{name}:'")
+    if path.startswith(("http://", "https://")):
+        return name, fetch_url(path, name)
     return name, Path(path).expanduser() if path else None
 
 
