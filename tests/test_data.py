@@ -684,3 +684,27 @@ def test_data_info_previews_augmentations(tmp_path):
         assert picture.width > 400 and picture.height > 400
     bad = run_cli("data", "info", "digits", "--augment", "spin", "--preview", out, check=False)
     assert bad.returncode == 2 and "spin" in bad.stderr
+
+
+def test_data_cache_lists_and_clears_the_extracted_archives(tmp_path, monkeypatch):
+    """Archives given as data are extracted into the data home, as large again as the archive
+    or more: data cache shows them, and --clear removes them (they are extracted again when
+    next read), leaving the archives and downloads."""
+    import re
+    import shutil
+
+    from cnnlab.data.cache import readable_size
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    archive = Path(shutil.make_archive(str(tmp_path / "photos"), "zip", make_image_folder(tmp_path / "p", per_class=3)))
+    load_dataset(f"folder:{archive}", (8, 8))
+    (extracted,) = (tmp_path / "home" / "extracted").iterdir()
+    size = sum(f.stat().st_size for f in extracted.rglob("*") if f.is_file())
+    listing = run_cli("data", "cache").stdout
+    assert f"archives extracted into {tmp_path / 'home' / 'extracted'}" in listing
+    assert re.search(rf"\n{re.escape(readable_size(size))} +\d{{4}}-\d\d-\d\d \d\d:\d\d +{extracted.name}\n", listing)
+    cleared = run_cli("data", "cache", "--clear").stdout.strip()
+    assert cleared.endswith(f"; 1 extracted archive, {readable_size(size)}")
+    assert not extracted.exists() and archive.is_file()
+    assert load_dataset(f"folder:{archive}", (8, 8)).classes == ["class_0", "class_1", "class_2"]  # again

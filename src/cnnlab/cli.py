@@ -255,10 +255,12 @@ def build_parser() -> Parser:
     check.add_argument("spec", metavar="SPEC")
     check.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
 
-    cache = data_commands.add_parser("cache", help="list the decoded images kept on disk, or clear them",
+    cache = data_commands.add_parser("cache", help="list the decoded images and extracted archives kept on disk, "
+                                     "or clear them",
                                      description="File-based sources are decoded once into $CNNLAB_CACHE "
-                                     "(default ~/.cache/cnnlab), one cache per data set and size. List them, "
-                                     "or remove them (they are decoded again when next needed).")
+                                     "(default ~/.cache/cnnlab), one cache per data set and size, and archives "
+                                     "given as data are extracted into $CNNLAB_DATA/extracted. List them, or remove "
+                                     "them (they are decoded or extracted again when next needed).")
     cache.add_argument("--clear", action="store_true", help="remove the caches (downloads are kept)")
     cache.add_argument("--older-than", type=days_arg, metavar="DAYS",
                        help="with --clear: only those unused for DAYS days")
@@ -703,16 +705,22 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 def cmd_data_cache(args: argparse.Namespace) -> int:
     from .data.cache import cache_entries, cache_root, clear_cache, readable_size
+    from .data.readers.layout import clear_extracted, extracted_archives, extracted_home
 
     if args.older_than is not None and not args.clear:
         raise CnnlabError("--older-than: goes with --clear")
-    def counted(entries) -> str:
-        return f"{len(entries)} cache{'s' * (len(entries) != 1)}, {readable_size(sum(e.bytes for e in entries))}"
+    def counted(entries, kind: str = "cache") -> str:
+        return f"{len(entries)} {kind}{'s' * (len(entries) != 1)}, {readable_size(sum(e.bytes for e in entries))}"
+
+    def used(seconds: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
     if args.clear:
         removed, busy = clear_cache(args.older_than)
+        extracted = clear_extracted(args.older_than)
         print(f"removed {counted(removed)}" + (f"; left {len(busy)} that a running process is decoding into"
-                                                if busy else ""))
+                                                if busy else "")
+              + (f"; {counted(extracted, 'extracted archive')}" if extracted else ""))
         return 0
     root = cache_root()
     entries = cache_entries(root)
@@ -720,15 +728,22 @@ def cmd_data_cache(args: argparse.Namespace) -> int:
     print(f"{root} ({where})")
     if not entries:
         print("no decoded images kept")
-        return 0
-    print(f"{'size':<11}{'images':>8}  {'decoded at':<12}{'last used':<18}source")
-    for entry in entries:
-        shape = "x".join(map(str, entry.shape)) if entry.shape else "?"
-        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
-        images = f"{entry.images:,}" if entry.images is not None else "?"
-        print(f"{readable_size(entry.bytes):<11}{images:>8}  {shape:<12}{used:<18}"
-              f"{entry.source or '(not recorded)'}{'  (being decoded)' if entry.decoding else ''}")
-    print(counted(entries))
+    else:
+        print(f"{'size':<11}{'images':>8}  {'decoded at':<12}{'last used':<18}source")
+        for entry in entries:
+            shape = "x".join(map(str, entry.shape)) if entry.shape else "?"
+            images = f"{entry.images:,}" if entry.images is not None else "?"
+            print(f"{readable_size(entry.bytes):<11}{images:>8}  {shape:<12}{used(entry.last_used):<18}"
+                  f"{entry.source or '(not recorded)'}{'  (being decoded)' if entry.decoding else ''}")
+        print(counted(entries))
+    archives = extracted_archives()
+    if archives:
+        print(f"\narchives extracted into {extracted_home()} (--clear removes them too; each is extracted "
+              "again when next read)")
+        print(f"{'size':<11}{'last used':<18}folder")
+        for archive in archives:
+            print(f"{readable_size(archive.bytes):<11}{used(archive.last_used):<18}{archive.folder.name}")
+        print(counted(archives, "extracted archive"))
     return 0
 
 

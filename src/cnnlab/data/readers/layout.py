@@ -3,9 +3,13 @@ nesting it (archives nest), or an archive extracted once into the data home."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
+import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import DataError
@@ -13,14 +17,49 @@ from ..download import data_home
 from ..safe import extract_archive
 
 
+def extracted_home() -> Path:
+    return data_home() / "extracted"
+
+
 def unpacked(path: Path) -> Path:
     """A folder as given, or an archive extracted once into the data home (as Keras' get_file
     does: nothing is written beside the archive, which may be on a read-only or shared disk),
     in a folder of its own named by the archive's name and place."""
-    if path.is_file():
-        place = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:12]
-        return extract_archive(path, data_home() / "extracted" / f"{path.name.split('.')[0]}-{place}")
-    return path
+    if not path.is_file():
+        return path
+    place = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:12]
+    folder = extract_archive(path, extracted_home() / f"{path.name.split('.')[0]}-{place}")
+    with contextlib.suppress(OSError):  # its last use, for data cache --clear --older-than
+        os.utime(folder)
+    return folder
+
+
+@dataclass
+class Extracted:
+    folder: Path
+    bytes: int
+    last_used: float
+
+
+def extracted_archives() -> list[Extracted]:
+    """The archives extracted into the data home, most recently used first."""
+    home = extracted_home()
+    found = []
+    for folder in sorted(home.iterdir()) if home.is_dir() else []:
+        if folder.is_dir() and not folder.name.startswith("."):
+            files = [f for f in folder.rglob("*") if f.is_file()]
+            found.append(Extracted(folder, sum(f.stat().st_size for f in files), folder.stat().st_mtime))
+    return sorted(found, key=lambda e: e.last_used, reverse=True)
+
+
+def clear_extracted(older_than_days: float | None = None) -> list[Extracted]:
+    """Remove the extracted archives (those unused for ``older_than_days``, if given); an
+    archive is extracted again when next read."""
+    limit = None if older_than_days is None else time.time() - older_than_days * 86400
+    removed = [e for e in extracted_archives() if limit is None or e.last_used <= limit]
+    for entry in removed:
+        shutil.rmtree(entry.folder, ignore_errors=True)
+    return removed
 
 
 def read_csv(path: Path, delimiter: str) -> list[dict[str, str]]:
