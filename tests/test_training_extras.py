@@ -73,6 +73,23 @@ def test_class_weights_by_index_as_keras_takes_them(tmp_path, image_folder):
         read_class_weights(str(table), ["cat", "dog", "emu"])
 
 
+def test_class_weights_given_inline_as_keras_fit_takes_them(tmp_path):
+    """train(class_weight={0: 1.0, 3: 5.0}), Keras' fit(class_weight=...) as written, was
+    'class_weight: expected text'; a recipe may hold the mapping too. It trains as the same
+    weights from a file do, and the run's config keeps it."""
+    table = tmp_path / "weights.yaml"
+    table.write_text("0: 1.0\n3: 5.0\n")
+    from_file = api.train(**QUICK, class_weight=str(table), out=str(tmp_path), name="file")
+    inline = api.train(**QUICK, class_weight={0: 1.0, 3: 5.0}, out=str(tmp_path), name="inline")
+    assert [row["loss"] for row in inline.history] == [row["loss"] for row in from_file.history]
+    assert inline.config.class_weight == {0: 1.0, 3: 5.0}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  name: mlp\nclass_weight:\n  '3': 2.0\n  7: 0.5\n")
+    assert run_cli("train", "--config", recipe, "--check").returncode == 0
+    with pytest.raises(ConfigError, match=r"class_weight: not classes of this data: cat"):
+        api.train(**QUICK, class_weight={"cat": 2.0}, out=str(tmp_path), name="bad")
+
+
 def test_accumulating_two_batches_is_one_batch_twice_as_large(tmp_path):
     """No dropout, no BatchNorm: the same gradients, so the same weights."""
     # plain SGD at a small step, as in the distributed test: momentum amplifies the rounding

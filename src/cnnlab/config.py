@@ -167,10 +167,11 @@ class TrainConfig:
     loss: str = "sparse_ce"
     """sparse_ce, categorical_ce or binary_ce."""
     label_smoothing: float = 0.0
-    class_weight: str | None = None
-    """``balanced`` (n_samples / (n_classes x count of the class), as scikit-learn's), or a YAML or
-    JSON file mapping class names to weights: each training sample's loss is multiplied by its
-    class's weight (Keras' class_weight). Validation losses stay unweighted."""
+    class_weight: str | dict[str, float] | None = None
+    """``balanced`` (n_samples / (n_classes x count of the class), as scikit-learn's), a mapping
+    of classes (names, or indices as Keras keys them) to weights, or a YAML or JSON file of one:
+    each training sample's loss is multiplied by its class's weight (Keras' class_weight).
+    Validation losses stay unweighted."""
     clip_grad_norm: float | None = None
     """Scale the gradients down when their global norm is above this."""
     accumulate: int = 1
@@ -347,8 +348,11 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return _coerce(inner, value, source, key)
+        members = [arg for arg in args if arg is not type(None)]
+        # text or a mapping (class_weight): the mapping where a mapping is given
+        mappings = [arg for arg in members if typing.get_origin(arg) is dict]
+        chosen = mappings[0] if isinstance(value, dict) and mappings else next(a for a in members if a not in mappings)
+        return _coerce(chosen, value, source, key)
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)

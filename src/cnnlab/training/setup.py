@@ -363,12 +363,14 @@ def fit_to_training_images(model: torch.nn.Module, dataset: Dataset, preprocessi
     fit_whitening(model, images)
 
 
-def read_class_weights(path: str, classes: list[str]) -> dict[str, float]:
-    """A YAML or JSON file of class -> weight (classes left out weigh 1). A class is its name,
-    or, as Keras' ``class_weight`` keys it, a number that is no class's name: its index."""
+def read_class_weights(setting: str | dict, classes: list[str]) -> dict[str, float]:
+    """A mapping of class -> weight, or a YAML or JSON file of one (classes left out weigh 1).
+    A class is its name, or, as Keras' ``class_weight`` keys it, a number that is no class's
+    name: its index."""
     weights = {}
     unknown = []
-    for key, weight in read_yaml(path).items():
+    where = "class_weight" if isinstance(setting, dict) else f"--class-weight {setting}"
+    for key, weight in (setting if isinstance(setting, dict) else read_yaml(setting)).items():
         if str(key) in classes:
             name = str(key)
         elif isinstance(key, int) and not isinstance(key, bool) and 0 <= key < len(classes):
@@ -377,23 +379,24 @@ def read_class_weights(path: str, classes: list[str]) -> dict[str, float]:
             unknown.append(str(key))
             continue
         if name in weights:
-            raise ConfigError(f"--class-weight {path}: names {name} twice (by name and by index)")
+            raise ConfigError(f"{where}: names {name} twice (by name and by index)")
         weights[name] = weight
     if unknown:
         numbers = f" (a number is a class index, 0 to {len(classes) - 1} here)" if any(
             key.lstrip("-").isdigit() for key in unknown) else ""
-        raise ConfigError(f"--class-weight {path}: not classes of this data: {listed(unknown, 10)}{numbers}")
+        raise ConfigError(f"{where}: not classes of this data: {listed(unknown, 10)}{numbers}")
     for name, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
-            raise ConfigError(f"--class-weight {path}: {name}: expected a weight of at least 0, got {weight!r}")
+            raise ConfigError(f"{where}: {name}: expected a weight of at least 0, got {weight!r}")
     if len(weights) == len(classes) and not any(weights.values()):
-        raise ConfigError(f"--class-weight {path}: every class weighs 0, so nothing would be learned")
+        raise ConfigError(f"{where}: every class weighs 0, so nothing would be learned")
     return {name: float(weight) for name, weight in weights.items()}
 
 
-def class_weights(setting: str | None, dataset: Dataset) -> torch.Tensor | None:
+def class_weights(setting: str | dict | None, dataset: Dataset) -> torch.Tensor | None:
     """Per-class weights of the training loss: ``balanced`` as scikit-learn computes it
-    (samples / (classes x the class's count)), or read from a file; None: unweighted."""
+    (samples / (classes x the class's count)), or given (a mapping, or a file of one); None:
+    unweighted."""
     if setting is None:
         return None
     if setting == "balanced":
