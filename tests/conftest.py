@@ -115,3 +115,20 @@ class EpochSnapshots(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         self.values.append(self.read(trainer).detach().clone())
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """A plain HTTP server of a folder on 127.0.0.1, as a data set's or a model's web page is
+    (tests never touch the network): (the folder, its URL)."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "www"
+    served.mkdir()
+    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda self, *args: None})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()

@@ -94,18 +94,6 @@ def test_source_without_path_downloads_into_data_home(server, tmp_path, monkeypa
         dl.fetch("cifar10", tmp_path / "typo")
 
 
-@pytest.fixture
-def file_server(tmp_path):
-    """A plain HTTP server of a folder, as a data set's web page is."""
-    served = tmp_path / "www"
-    served.mkdir()
-    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda self, *args: None})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(quiet, directory=str(served)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
 def test_a_data_url_is_downloaded_once_and_read_as_its_local_copy(file_server, tmp_path, monkeypatch):
     """The tutorials start from a URL (Keras' get_file(origin=..., untar=True) of
     flower_photos.tgz): `--data folder:URL` downloads it once into the data home, and the run

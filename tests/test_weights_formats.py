@@ -145,3 +145,49 @@ def test_keras_weights_give_keras_outputs(tmp_path, name, size, channels):
     with torch.no_grad():
         probabilities = torch.softmax(model(x), 1).numpy()
     np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4)
+
+
+def vgg16_notop(path):
+    """A file of the layout and names of Keras' vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5."""
+    source = create_model("vgg16", 17, 3, (32, 32))
+    convs = [m for m in source.features if isinstance(m, torch.nn.Conv2d)]
+    names = [f"block{b + 1}_conv{i + 1}" for b, count in enumerate([2, 2, 3, 3, 3]) for i in range(count)]
+    write_keras2(path, [(n, [c.weight.detach().permute(2, 3, 1, 0).numpy(), c.bias.detach().numpy()])
+                        for n, c in zip(names, convs, strict=True)])
+    return path
+
+
+def test_weights_imagenet_as_keras_applications_take_it(tmp_path, file_server, monkeypatch):
+    """VGG16(weights="imagenet") is how the tutorials start transfer learning; --weights
+    imagenet said "imagenet: no such checkpoint file". It reads the file Keras keeps in
+    ~/.keras/models, else downloads Keras' own once; the run records the file it read."""
+    from cnnlab.models import weights
+
+    served, base = file_server
+    name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    vgg16_notop(served / name)
+    monkeypatch.setitem(weights.KERAS_IMAGENET, "vgg16-transfer", f"{base}/{name}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    args = ["train", "--model", "vgg16-transfer", "--data", "digits", "--image-size", "32x32", "--channels", "3",
+            "--weights", "imagenet", "--epochs", "1", "--batch-size", "64", "--subset", "64", "--out", tmp_path / "runs"]
+    run_cli(*args, "--name", "downloaded")
+    recorded = (tmp_path / "runs" / "downloaded" / "config.yaml").read_text()
+    assert "/urls/" in recorded and recorded.count(name) == 1
+    kept = tmp_path / "home" / ".keras" / "models" / name
+    kept.parent.mkdir(parents=True)
+    vgg16_notop(kept)
+    (served / name).unlink()  # Keras' copy is read, nothing downloaded
+    run_cli(*args, "--name", "kept", "--check")
+    other = run_cli("train", "--model", "alexnet", "--weights", "imagenet", "--check", check=False)
+    assert other.returncode == 2 and other.stderr.strip().endswith(
+        "--weights imagenet: Keras publishes ImageNet weights for vgg16 and vgg16-transfer among cnnlab's models, "
+        "not alexnet; give a weights file")
+
+
+def test_weights_may_be_a_url(tmp_path, file_server):
+    served, base = file_server
+    model = create_model("mlp", 10, 1, (8, 8))
+    torch.save(model.state_dict(), served / "mlp.pt")
+    run_cli("train", "--model", "mlp", "--data", "digits", "--weights", f"{base}/mlp.pt", "--epochs", "1",
+            "--out", tmp_path, "--name", "r")
+    assert "urls/" in (tmp_path / "r" / "config.yaml").read_text()

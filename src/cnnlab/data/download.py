@@ -67,13 +67,12 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(remote: Remote, folder: Path, timeout: float = 30.0, source: str = "NAME",
-             local_copy: str = "the local copy's folder") -> Path:
+def download(remote: Remote, folder: Path, timeout: float = 30.0,
+             instead: str = "the local copy's folder as NAME:PATH") -> Path:
     """Fetch ``remote`` into ``folder``: resumes a partial ``.part`` file with an HTTP range
     request, verifies the md5, then renames it into place. Processes fetching the same file
     (the ranks of a distributed run, two commands at once) take turns on a lock of the folder, so
-    one downloads and the others find the finished file. An error names what to pass instead:
-    ``local_copy`` as ``source``:PATH."""
+    one downloads and the others find the finished file. An error says to pass ``instead``."""
     target = folder / remote.filename
     if target.is_file() and (remote.md5 is None or md5_of(target) == remote.md5):
         return target
@@ -83,16 +82,17 @@ def download(remote: Remote, folder: Path, timeout: float = 30.0, source: str = 
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file() and (remote.md5 is None or md5_of(target) == remote.md5):
             return target
-        return _fetch_locked(remote, target, timeout, f"{local_copy} as {source}:PATH")
+        return _fetch_locked(remote, target, timeout, instead)
     finally:
         os.close(lock)
 
 
-def fetch_url(url: str, source: str) -> Path:
-    """The local copy of a data URL (``folder:https://.../flower_photos.tgz``, as the tutorials
-    start from Keras' get_file): downloaded once into the data home, in a folder named by the URL."""
+def fetch_url(url: str, instead: str) -> Path:
+    """The local copy of a URL given as data or weights (``folder:https://.../flower_photos.tgz``,
+    as the tutorials start from Keras' get_file): downloaded once into the data home, in a
+    folder named by the URL. An error says to pass ``instead``."""
     folder = data_home() / "urls" / hashlib.sha256(url.encode()).hexdigest()[:16]
-    return download(Remote(url), folder, source=source, local_copy="the local copy")
+    return download(Remote(url), folder, instead=instead)
 
 
 def _fetch_locked(remote: Remote, target: Path, timeout: float, instead: str) -> Path:
@@ -137,7 +137,7 @@ def fetch(name: str, path: Path | None) -> Path:
         raise DataError(f"--data {name}: give the local copy as {name}:PATH "
                         f"({name} is not downloaded automatically)")
     folder = data_home() / name
-    files = [download(remote, folder, source=name) for remote in REMOTES[name]]
+    files = [download(remote, folder, instead=f"the local copy's folder as {name}:PATH") for remote in REMOTES[name]]
     if name in ARCHIVES:
         from .safe import extract_archive
 

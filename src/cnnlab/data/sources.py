@@ -90,7 +90,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     if sep and not path:
         raise DataError(f"--data {spec}: empty path after '{name}:'")
     if path.startswith(("http://", "https://")):
-        return name, fetch_url(path, name)
+        return name, fetch_url(path, f"the local copy as {name}:PATH")
     return name, Path(path).expanduser() if path else None
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint
+from ..data.download import fetch_url
 from ..errors import CnnlabError
 from . import keras_weights
 from .factory import create_model
@@ -50,6 +51,32 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CnnlabError(f"{path}: not a state dict (expected parameter names mapped to tensors)")
     return state
+
+
+_KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+KERAS_IMAGENET = {
+    "vgg16": _KERAS_APPLICATIONS + "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+    "vgg16-transfer": _KERAS_APPLICATIONS + "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+"""The ImageNet weights Keras' applications download (``VGG16(weights="imagenet")``, with
+and without the classifier), by the cnnlab models they load into."""
+
+
+def resolve_weights(given: str, model_name: str) -> str:
+    """The file a --weights value names: a path as given, an http(s) URL downloaded once into
+    the data home, or ``imagenet``: the file Keras' applications use for the model, read from
+    ~/.keras/models where Keras keeps it, else downloaded from where Keras does."""
+    if given.lower() == "imagenet":
+        if model_name not in KERAS_IMAGENET:
+            raise CnnlabError(f"--weights imagenet: Keras publishes ImageNet weights for {' and '.join(KERAS_IMAGENET)} "
+                              f"among cnnlab's models, not {model_name}; give a weights file")
+        given = KERAS_IMAGENET[model_name]
+        kept = Path.home() / ".keras" / "models" / given.rsplit("/", 1)[-1]
+        if kept.is_file():
+            return str(kept)
+    if given.startswith(("http://", "https://")):
+        return str(fetch_url(given, "the local copy as --weights PATH"))
+    return given
 
 
 def weights_for(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:

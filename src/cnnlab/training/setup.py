@@ -41,7 +41,7 @@ from ..models import MODELS, create_model, place_model, summarize
 from ..models.fusion import fold_batchnorm
 from ..models.layers import PatchWhitening, fit_whitening, whitening_biases
 from ..models.towers import split_towers
-from ..models.weights import load_weights, matching_weights, weights_for
+from ..models.weights import load_weights, matching_weights, resolve_weights, weights_for
 from ..runtime import Runtime, device_memory, resolve_device
 from .callbacks import Callback
 from .loop import Trainer
@@ -75,8 +75,12 @@ def logged_metrics(num_classes: int, validation: bool) -> list[str]:
 
 def plan(config: TrainConfig, resuming: bool = False) -> Plan:
     """Check every option of ``config``; read the data source's listing (no decoding). The
-    plan's config names its data as the source reads it (``canonical_spec``)."""
+    plan's config names its data as the source reads it (``canonical_spec``), and its weights
+    as the file they are read from (``resolve_weights``)."""
     config = replace(config, data=replace(config.data, spec=canonical_spec(config.data.spec)))
+    if config.model.weights and not resuming:  # the run records the file it read
+        config = replace(config, model=replace(config.model, weights=resolve_weights(config.model.weights,
+                                                                                     config.model.name)))
     for flag, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
         if value < 1:
             raise ConfigError(f"{flag}: must be at least 1; got {value}")
