@@ -166,7 +166,9 @@ def test_weights_imagenet_as_keras_applications_take_it(tmp_path, file_server, m
     served, base = file_server
     name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     vgg16_notop(served / name)
-    monkeypatch.setitem(weights.KERAS_IMAGENET, "vgg16-transfer", f"{base}/{name}")
+    from cnnlab.data.download import Remote, md5_of
+
+    monkeypatch.setitem(weights.KERAS_IMAGENET, "vgg16-transfer", Remote(f"{base}/{name}", md5_of(served / name)))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     args = ["train", "--model", "vgg16-transfer", "--data", "digits", "--image-size", "32x32", "--channels", "3",
             "--weights", "imagenet", "--epochs", "1", "--batch-size", "64", "--subset", "64", "--out", tmp_path / "runs"]

@@ -87,12 +87,12 @@ def download(remote: Remote, folder: Path, timeout: float = 30.0,
         os.close(lock)
 
 
-def fetch_url(url: str, instead: str) -> Path:
+def fetch_url(remote: Remote, instead: str) -> Path:
     """The local copy of a URL given as data or weights (``folder:https://.../flower_photos.tgz``,
     as the tutorials start from Keras' get_file): downloaded once into the data home, in a
     folder named by the URL. An error says to pass ``instead``."""
-    folder = data_home() / "urls" / hashlib.sha256(url.encode()).hexdigest()[:16]
-    return download(Remote(url), folder, instead=instead)
+    folder = data_home() / "urls" / hashlib.sha256(remote.url.encode()).hexdigest()[:16]
+    return download(remote, folder, instead=instead)
 
 
 def _fetch_locked(remote: Remote, target: Path, timeout: float, instead: str) -> Path:

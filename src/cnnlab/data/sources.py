@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Registry
-from .download import fetch_url
+from .download import Remote, fetch_url
 
 
 @dataclass
@@ -90,7 +90,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     if sep and not path:
         raise DataError(f"--data {spec}: empty path after '{name}:'")
     if path.startswith(("http://", "https://")):
-        return name, fetch_url(path, f"the local copy as {name}:PATH")
+        return name, fetch_url(Remote(path), f"the local copy as {name}:PATH")
     return name, Path(path).expanduser() if path else None
 
 

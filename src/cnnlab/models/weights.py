@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint
-from ..data.download import fetch_url
+from ..data.download import Remote, fetch_url
 from ..errors import CnnlabError
 from . import keras_weights
 from .factory import create_model
@@ -55,11 +55,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 _KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 KERAS_IMAGENET = {
-    "vgg16": _KERAS_APPLICATIONS + "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-    "vgg16-transfer": _KERAS_APPLICATIONS + "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg16": Remote(_KERAS_APPLICATIONS + "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+                    "64373286793e3c8b2b4e3219cbf3544b"),
+    "vgg16-transfer": Remote(_KERAS_APPLICATIONS + "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                             "6d6bbae143d832006294945121d1f1fc"),
 }
 """The ImageNet weights Keras' applications download (``VGG16(weights="imagenet")``, with
-and without the classifier), by the cnnlab models they load into."""
+and without the classifier) and the md5 Keras checks them by, by the cnnlab models they load
+into."""
 
 
 def resolve_weights(given: str, model_name: str) -> str:
@@ -70,12 +73,11 @@ def resolve_weights(given: str, model_name: str) -> str:
         if model_name not in KERAS_IMAGENET:
             raise CnnlabError(f"--weights imagenet: Keras publishes ImageNet weights for {' and '.join(KERAS_IMAGENET)} "
                               f"among cnnlab's models, not {model_name}; give a weights file")
-        given = KERAS_IMAGENET[model_name]
-        kept = Path.home() / ".keras" / "models" / given.rsplit("/", 1)[-1]
-        if kept.is_file():
-            return str(kept)
+        remote = KERAS_IMAGENET[model_name]
+        kept = Path.home() / ".keras" / "models" / remote.filename
+        return str(kept if kept.is_file() else fetch_url(remote, "the local copy as --weights PATH"))
     if given.startswith(("http://", "https://")):
-        return str(fetch_url(given, "the local copy as --weights PATH"))
+        return str(fetch_url(Remote(given), "the local copy as --weights PATH"))
     return given
 
 
