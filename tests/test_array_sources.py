@@ -252,8 +252,8 @@ def test_predict_takes_grayscale_arrays_for_a_colour_run(colour_run):
     (np.zeros((2, 3, 8, 8), np.uint8), r"channels first; give \(N, H, W, C\)"),
     (np.full((2, 8, 8, 3), 255.0), r"float pixels must be finite and in \[0, 1\]"),
     (np.zeros((2, 8, 8, 4), np.uint8), r"expected images shaped"),
-    ([np.zeros((8, 8, 3), np.uint8), "0.png"], r"images\[1\]: a file path among in-memory images"),
-    ([object()], r"images\[0\]: not an image"),
+    ([np.zeros((8, 8, 3), np.uint8), "0.png"], r"inputs\[1\]: a file path among in-memory images"),
+    ([object()], r"inputs\[0\]: not an image"),
     (np.zeros((0, 8, 8, 3), np.uint8), "holds no images"),
 ])
 def test_predict_refuses_images_it_cannot_read_with_one_line(colour_run, images, message):

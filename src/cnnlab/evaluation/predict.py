@@ -71,11 +71,11 @@ def pixel_rows(images, size: tuple[int, int], channels: int) -> np.ndarray:
     takes them ((N, H, W[, C]) or one (H, W[, C]) image, uint8 0..255 or floats in [0, 1]; a
     torch tensor too), or a list of those, each resized to ``size`` as an image file would be."""
     if isinstance(images, list | tuple):
-        rows = [one_image_rows(image, size, channels, f"images[{i}]") for i, image in enumerate(images)]
+        rows = [one_image_rows(image, size, channels, f"inputs[{i}]") for i, image in enumerate(images)]
         if not rows:
-            raise DataError("images: holds no images")
+            raise DataError("inputs: holds no images")
         return np.concatenate(rows)
-    return one_image_rows(images, size, channels, "images")
+    return one_image_rows(images, size, channels, "inputs")
 
 
 def one_image_rows(image, size: tuple[int, int], channels: int, where: str) -> np.ndarray:
