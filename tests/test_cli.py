@@ -567,3 +567,19 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
     assert run_cli("runs", tmp_path).stdout.strip() == f"no runs in {tmp_path}"
     missing = run_cli("runs", tmp_path / "nowhere", check=False)
     assert missing.returncode == 2 and missing.stderr.strip().endswith(f"{tmp_path / 'nowhere'}: no such folder")
+
+
+def test_predict_takes_an_image_url_as_the_flowers_tutorial_does(digits_run, tmp_path, file_server, monkeypatch):
+    """The flowers tutorial predicts a photo from the web (get_file(origin=sunflower_url), then
+    load_img): `predict RUN URL` said "no such file or folder". The photo is downloaded once and
+    its result is named by its URL."""
+    served, base = file_server
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    Image.new("L", (8, 8), 200).save(served / "Red_sunflower.png")
+    url = f"{base}/Red_sunflower.png"
+    listing = json.loads(run_cli("predict", digits_run, url, "--format", "json", "--top-k", "1").stdout)
+    assert [p["path"] for p in listing] == [url]
+    table = run_cli("predict", digits_run, url).stdout
+    assert table.startswith(url + "  ")
+    missing = run_cli("predict", digits_run, f"{base}/nothing.png", check=False)
+    assert missing.returncode == 2 and "HTTP 404" in missing.stderr and "pass the image file instead" in missing.stderr

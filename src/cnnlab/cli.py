@@ -192,7 +192,7 @@ def build_parser() -> Parser:
 
     predict = commands.add_parser("predict", help="classify image files with a run")
     predict.add_argument("run", metavar="RUN")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB|URL")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
     predict.add_argument("--format", default="table", choices=("table", "csv", "json"))
@@ -533,8 +533,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluation.predict import predict_in_chunks
 
-    paths, chunks = predict_in_chunks(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device)
-    width = max(len(str(p)) for p in paths)
+    names, chunks = predict_in_chunks(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device)
+    width = max(len(name) for name in names)
     predicted = skipped = 0
     # each chunk is printed as it comes: a large folder shows results at once
     for part in chunks:

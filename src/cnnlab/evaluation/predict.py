@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..data import BatchLoader, Split
+from ..data.download import Remote, fetch_url
 from ..data.images import decode_many, is_image_file, resize_images, to_mode
 from ..data.readers.arrays import images_array
 from ..errors import CnnlabError, DataError
@@ -34,27 +35,31 @@ class PredictionResult:
     """Every class's probability, a row per prediction (Keras' ``model.predict(x)``)."""
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files, folders (searched recursively for images) and glob patterns, in the given order."""
-    paths: list[Path] = []
+def expand_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
+    """Files, folders (searched recursively for images), glob patterns and http(s) URLs of
+    images (downloaded once into the data home), in the given order: each file, and the name
+    its result is shown by (a URL's is the URL)."""
+    found: list[tuple[Path, str]] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+        if item.startswith(("http://", "https://")):
+            found.append((fetch_url(Remote(item), "the image file instead"), item))
+        elif path.is_dir():
+            found += [(p, str(p)) for p in sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))]
         elif path.is_file():
-            paths.append(path)
+            found.append((path, str(path)))
         elif any(ch in item for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
             if not matches:
                 raise CnnlabError(f"{item}: the pattern matches no files")
-            paths += matches
+            found += [(p, str(p)) for p in matches]
         elif path.exists():
             raise CnnlabError(f"{item}: not a regular file (a pipe, socket or device); give image files or folders")
         else:
             raise CnnlabError(f"{item}: no such file or folder")
-    if not paths:
+    if not found:
         raise CnnlabError(f"no image files in {', '.join(inputs)}")
-    return paths
+    return found
 
 
 def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64,
@@ -132,13 +137,14 @@ CHUNK_BYTES = 256 * 2**20
 
 
 def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64, tta: str | None = None,
-                      device: str = "auto") -> tuple[list[Path], Iterator[PredictionResult]]:
-    """The image files of ``inputs``, and predict_files' results one chunk of them after
-    another, so that the first come at once and memory holds one chunk of decoded images
-    whatever the number of files. The run and the inputs are checked before this returns."""
+                      device: str = "auto") -> tuple[list[str], Iterator[PredictionResult]]:
+    """The names the images of ``inputs`` are shown by, and predict_files' results one chunk
+    of them after another, so that the first come at once and memory holds one chunk of decoded
+    images whatever the number of files. The run and the inputs are checked before this returns."""
     check_top_k(top_k)
     artifacts = load_artifacts(run_path)
-    paths = expand_inputs(inputs)
+    found = expand_inputs(inputs)
+    paths, names = [path for path, _ in found], {str(path): name for path, name in found}
     model, runtime = inference_model(artifacts, device)
     prep = artifacts.preprocessing
     chunk = max(1, CHUNK_BYTES // (prep.image_size[0] * prep.image_size[1] * prep.channels))
@@ -147,9 +153,9 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
         for start in range(0, len(paths), chunk):
             part = paths[start:start + chunk]
             images, kept, unreadable = decode_many(part, prep.image_size, prep.channels)
-            split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [str(part[i]) for i in kept])
+            split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [names[str(part[i])] for i in kept])
             result = predict_rows(model, runtime, artifacts, split, top_k, batch_size, tta)
-            result.unreadable = unreadable
+            result.unreadable = {names[path]: reason for path, reason in unreadable.items()}
             yield result
 
-    return paths, chunks()
+    return [name for _, name in found], chunks()
