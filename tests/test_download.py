@@ -115,3 +115,42 @@ def test_a_data_url_is_downloaded_once_and_read_as_its_local_copy(file_server, t
     assert missing.returncode == 2 and re.search(
         r"cannot download http://127\.0\.0\.1:\d+/nothing\.zip \(.*404.*\); download it on a machine with access "
         r"and pass the local copy as folder:PATH$", missing.stderr.strip()), missing.stderr
+
+
+class SharingPageHandler(SimpleHTTPRequestHandler):
+    """What a file-sharing link often answers: a web page, not the file."""
+
+    def do_GET(self):
+        body = b"<html><body>Sign in to download photos.zip</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_url_that_answers_with_a_web_page_is_one_line_naming_it(tmp_path, monkeypatch):
+    """A sharing link (Google Drive, Dropbox) answers with a page: it was saved as photos.zip and
+    the extraction then said 'not a tar or zip archive'."""
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SharingPageHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/photos.zip"
+        with pytest.raises(DataError, match=r"photos.zip: the server sent a web page \(text/html\), not the file"):
+            dl.fetch_url(dl.Remote(url), "the local copy as folder:PATH")
+        assert not list((tmp_path / "home").rglob("*.zip*"))
+    finally:
+        httpd.shutdown()
+
+
+def test_a_download_larger_than_the_free_disk_is_refused_before_it_starts(server, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DataError, match=r"data.bin: 1.0 MiB to download; .* has 1.0 KiB free"):
+        dl.download(remote(server), tmp_path)
+    assert not list(tmp_path.iterdir())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+from .cache import readable_size
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,14 @@ def _fetch_locked(remote: Remote, target: Path, timeout: float, instead: str) ->
         with urllib.request.urlopen(request, timeout=timeout) as response:
             resumed = have and response.status == 206
             total = int(response.headers.get("Content-Length", 0)) + (have if resumed else 0)
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+            if remote.md5 is None and kind == "text/html" and not remote.filename.lower().endswith((".html", ".htm")):
+                raise DataError(f"{remote.url}: the server sent a web page ({kind}), not the file (a sharing or "
+                                f"sign-in page?); download the file itself and pass {instead}")
+            free = shutil.disk_usage(target.parent).free
+            if total - (have if resumed else 0) > free:
+                raise DataError(f"{remote.url}: {readable_size(total)} to download; {target.parent} has "
+                                f"{readable_size(free)} free")
             with partial.open("ab" if resumed else "wb") as handle, tqdm(
                     total=total or None, initial=have if resumed else 0, unit="B", unit_scale=True,
                     desc=remote.filename, leave=False) as bar:
