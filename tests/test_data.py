@@ -708,3 +708,23 @@ def test_data_cache_lists_and_clears_the_extracted_archives(tmp_path, monkeypatc
     assert cleared.endswith(f"; 1 extracted archive, {readable_size(size)}")
     assert not extracted.exists() and archive.is_file()
     assert load_dataset(f"folder:{archive}", (8, 8)).classes == ["class_0", "class_1", "class_2"]  # again
+
+
+def test_data_cache_shows_what_the_data_home_holds_and_clear_keeps_it(tmp_path, monkeypatch):
+    """Downloads, URLs' local copies and the arrays train(data=...) saved take disk in the data
+    home; data cache shows each folder's size. --clear keeps them: runs read them again."""
+    from cnnlab.data.cache import readable_size
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    home = tmp_path / "home"
+    monkeypatch.setenv("CNNLAB_DATA", str(home))
+    for relative, size in (("mnist/train-images-idx3-ubyte.gz", 3000), ("urls/0123/photos.tgz", 5000),
+                           ("arrays/abcd.npz", 7000)):
+        (home / relative).parent.mkdir(parents=True, exist_ok=True)
+        (home / relative).write_bytes(bytes(size))
+    listing = run_cli("data", "cache").stdout
+    assert f"kept in {home} (CNNLAB_DATA; --clear leaves them)" in listing
+    for name, size in (("arrays", 7000), ("mnist", 3000), ("urls", 5000)):
+        assert f"\n{readable_size(size):<11}{name}\n" in listing, listing
+    run_cli("data", "cache", "--clear")
+    assert sum(f.stat().st_size for f in home.rglob("*") if f.is_file()) == 15000

@@ -705,6 +705,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 def cmd_data_cache(args: argparse.Namespace) -> int:
     from .data.cache import cache_entries, cache_root, clear_cache, readable_size
+    from .data.download import data_home, data_home_usage
     from .data.readers.layout import clear_extracted, extracted_archives, extracted_home
 
     if args.older_than is not None and not args.clear:
@@ -744,6 +745,12 @@ def cmd_data_cache(args: argparse.Namespace) -> int:
         for archive in archives:
             print(f"{readable_size(archive.bytes):<11}{used(archive.last_used):<18}{archive.folder.name}")
         print(counted(archives, "extracted archive"))
+    kept = data_home_usage(leave_out=extracted_home().name)
+    if kept:
+        where = "CNNLAB_DATA" if os.environ.get("CNNLAB_DATA") else "the default; CNNLAB_DATA moves it"
+        print(f"\nkept in {data_home()} ({where}; --clear leaves them): downloads, URLs' copies, arrays given to train()")
+        for name, size in kept:
+            print(f"{readable_size(size):<11}{name}")
     return 0
 
 

@@ -61,6 +61,14 @@ def data_home() -> Path:
     return Path(os.environ.get("CNNLAB_DATA") or Path.home() / ".cache" / "cnnlab" / "datasets")
 
 
+def data_home_usage(leave_out: str) -> list[tuple[str, int]]:
+    """Each folder of the data home (the published sets' downloads, ``urls``, ``arrays``) and
+    the bytes under it, but ``leave_out``."""
+    home = data_home()
+    folders = sorted(p for p in home.iterdir() if p.is_dir() and p.name != leave_out) if home.is_dir() else []
+    return [(folder.name, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())) for folder in folders]
+
+
 def md5_of(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as handle:
