@@ -70,7 +70,7 @@ def main() -> None:
         run = Path(scratch) / "run"
         shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("evaluations", "*.onnx"))
         env = {**os.environ, "CNNLAB_CACHE": str(Path(scratch) / "cache")}
-        paths = expand_inputs([str(args.folder)])
+        paths = [path for path, _ in expand_inputs([str(args.folder)])]
         count = len(paths)
         artifacts = load_artifacts(run)
         prep = artifacts.preprocessing
