@@ -467,6 +467,7 @@ def test_data_cache_lists_and_clears_the_decoded_caches(tmp_path, monkeypatch):
 
     root = tmp_path / "cache"
     monkeypatch.setenv("CNNLAB_CACHE", str(root))
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "empty-data-home"))  # the listing ends with the caches
     (root / "datasets" / "mnist").mkdir(parents=True)  # downloads live beside the caches by default
     flowers = make_image_folder(tmp_path / "flowers", classes=2, per_class=5)
     signs = make_image_folder(tmp_path / "signs", classes=3, per_class=4)
