@@ -345,6 +345,18 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "nan" / "last.pt")["epoch"] == 1
 
 
+def test_a_diverged_run_says_so_in_its_log_and_in_the_runs_listing(tmp_path):
+    """train.log ended at the last good epoch without a word on why the run stopped, and
+    `cnnlab runs` offered to resume it, which diverges again."""
+    from cnnlab.runs import run_table
+
+    with pytest.raises(TrainingDiverged):
+        quick(tmp_path, "nan", optimizer="sgd", callbacks=[Explode()])
+    assert "training diverged: the loss became" in (tmp_path / "nan" / "train.log").read_text().splitlines()[-1]
+    (row,) = run_table(tmp_path)
+    assert row["status"] == "diverged in epoch 2: try a lower --lr"
+
+
 def test_a_save_within_an_epoch_never_replaces_a_good_state_with_a_diverged_one(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) in epoch 2.*last good checkpoint.*epoch 2, batch"):
         quick(tmp_path, "nan", optimizer="sgd", callbacks=[Explode()], checkpoint__within_epoch_minutes=1e-9)

@@ -9,6 +9,7 @@ import csv
 import fcntl
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -131,6 +132,15 @@ class RunDirectory:
             except OSError:
                 pass  # a file system without locks: train unguarded, as before
             yield
+
+    def log_tail(self, size: int = 4096) -> str:
+        """The last lines of train.log ("" where there is none)."""
+        try:
+            with self.file(LOG).open("rb") as handle:
+                handle.seek(max(handle.seek(0, os.SEEK_END) - size, 0))
+                return handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def being_trained(self) -> bool:
         """Whether a process holds ``training_lock`` now."""
@@ -353,6 +363,10 @@ def runs_in(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime)
 
 
+DIVERGED = re.compile(r"training diverged: the loss became \S+ in epoch (\d+)[^\n]*\n?$")
+"""The last line of a run that ended because its loss became NaN or infinite."""
+
+
 def run_table(folder: Path) -> list[dict]:
     """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name, model, data, epochs (trained,
     asked for), best validation accuracy, test accuracy and where it stands (finished, training
@@ -368,10 +382,13 @@ def run_table(folder: Path) -> list[dict]:
             continue
         directory = run.directory
         history_written = directory.file(HISTORY_JSON).stat().st_mtime if directory.exists(HISTORY_JSON) else 0.0
+        diverged = DIVERGED.search(directory.log_tail())
         if directory.being_trained():
             status = "training now"
         elif directory.exists(METRICS) and directory.file(METRICS).stat().st_mtime >= history_written:
             status = "finished"  # the final evaluation comes after the last epoch's history
+        elif diverged:
+            status = f"diverged in epoch {diverged.group(1)}: try a lower --lr"
         else:
             status = f"stopped: cnnlab train --resume {path}"
         accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]

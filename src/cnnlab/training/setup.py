@@ -34,7 +34,7 @@ from ..data.augment import centre_crop
 from ..data.dataset import check_subset
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
-from ..errors import ConfigError, DataError, listed
+from ..errors import ConfigError, DataError, TrainingDiverged, listed
 from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
 from ..models import MODELS, create_model, place_model, summarize
@@ -338,6 +338,9 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
         trainer.fit()
     except KeyboardInterrupt:
         run.log(f"interrupted in epoch {trainer.epoch + 1}; continue with: cnnlab train --resume {run.path}")
+        raise
+    except TrainingDiverged as exc:  # the command prints it; the log keeps why the run ended
+        run.log(str(exc), console=False)
         raise
     report = final_evaluation(trainer)
     runtime.close()
