@@ -547,13 +547,14 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
             raise KeyboardInterrupt
 
     out = tmp_path / "runs"
+    api.train(model="mlp", data="digits", epochs=1, lr=1e-7, out=str(out), name="poor", quiet=True, report=False)
     api.train(model="mlp", data="digits", epochs=2, out=str(out), name="done", quiet=True, report=False)
     with pytest.raises(KeyboardInterrupt):
         api.train(model="mlp", data="digits", epochs=3, out=str(out), name="stopped", quiet=True, report=False,
                   callbacks=[StopAfterFirstEpoch()])
     (out / "notes").mkdir()  # not a run: left out
     listing = {row["name"]: row for row in json.loads(run_cli("runs", out, "--format", "json").stdout)}
-    assert set(listing) == {"done", "stopped"}
+    assert set(listing) == {"poor", "done", "stopped"}
     assert listing["done"]["status"] == "finished" and listing["done"]["epochs"] == [2, 2]
     assert listing["done"]["model"] == "mlp" and 0 < listing["done"]["val_accuracy"] <= 1
     assert listing["stopped"]["status"] == f"stopped: cnnlab train --resume {out / 'stopped'}"
@@ -562,7 +563,11 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
         busy = json.loads(run_cli("runs", out, "--format", "json").stdout)
     assert {row["name"]: row["status"] for row in busy}["stopped"] == "training now"
     table = run_cli("runs", out).stdout.splitlines()
-    assert table[0].split()[:3] == ["run", "model", "data"] and len(table) == 3
+    assert table[0].split()[:3] == ["run", "model", "data"] and len(table) == 4
+    by_accuracy = json.loads(run_cli("runs", out, "--sort", "val_accuracy", "--format", "json").stdout)
+    assert [row["name"] for row in by_accuracy][-1] == "poor"  # the best first, as a sweep is read
+    assert [row["val_accuracy"] for row in by_accuracy] == sorted((row["val_accuracy"] for row in by_accuracy),
+                                                                   reverse=True)
     assert [row["name"] for row in json.loads(run_cli("runs", out / "done", "--format", "json").stdout)] == ["done"]
     assert run_cli("runs", tmp_path).stdout.strip() == f"no runs in {tmp_path}"
     missing = run_cli("runs", tmp_path / "nowhere", check=False)

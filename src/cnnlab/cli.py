@@ -224,6 +224,8 @@ def build_parser() -> Parser:
     listing = commands.add_parser("runs", help="the runs of a folder: model, data, epochs, accuracy, state")
     listing.add_argument("folder", nargs="?", default="runs", metavar="FOLDER",
                          help="where the runs are (train --out; default runs)")
+    listing.add_argument("--sort", default="time", choices=("time", "val_accuracy", "test_accuracy"),
+                         help="oldest first (default), or the most accurate first")
     listing.add_argument("--format", default="table", choices=("table", "json"))
 
     export = commands.add_parser("export", help="export a run's best model")
@@ -762,6 +764,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .runs import run_table
 
     rows = run_table(Path(args.folder))
+    if args.sort != "time":  # runs without the figure last
+        rows.sort(key=lambda row: -1.0 if row.get(args.sort) is None else row[args.sort], reverse=True)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
