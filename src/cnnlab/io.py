@@ -35,36 +35,16 @@ def umask_mode(mode: int = 0o666) -> int:
 
 
 @contextmanager
-def interruptions_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM that arrive inside the block are held until it ends, then delivered.
-    Interrupted mid-file, a write would be lost, and torch.save turns the interruption into a
-    RuntimeError instead of letting it stop the run cleanly. (Python-level handlers, not a
-    signal mask: the kernel hands a process's signal to any thread that does not block it,
-    and torch's worker threads do not.)"""
+def interruptions_held(notice: Callable[[], None] | None = None) -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM that arrive inside the block are held until it ends, then delivered;
+    the block gets the list of those held. Without ``notice``, every one waits: interrupted
+    mid-file, a write would be lost, and torch.save turns the interruption into a RuntimeError
+    instead of letting it stop the run cleanly. With it (a training that stops at the next
+    point it can continue from, looking at the list), ``notice`` is called when the first
+    arrives and a second goes through at once, the user insisting. A signal the process
+    ignores stays ignored. (Python-level handlers, not a signal mask: the kernel hands a
+    process's signal to any thread that does not block it, and torch's worker threads do not.)"""
     if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
-        yield
-        return
-    received: list[int] = []
-    held = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    held = {number: handler for number, handler in held.items() if handler is not None}
-    for number in held:
-        signal.signal(number, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        for number, handler in held.items():
-            signal.signal(number, handler)
-        if received:
-            signal.raise_signal(received[0])
-
-
-@contextmanager
-def interruptions_held(notice: Callable[[], None]) -> Iterator[list[int]]:
-    """Ctrl-C and SIGTERM inside the block are held for it to stop where it can be continued
-    from: at such points it looks at the list it is given (the signals held), saves and leaves,
-    and they are delivered as it ends. ``notice`` is called when the first arrives; a second one
-    is delivered at once, the user insisting. A signal the process ignores stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
         yield []
         return
     received: list[int] = []
@@ -80,11 +60,12 @@ def interruptions_held(notice: Callable[[], None]) -> Iterator[list[int]]:
         restored = True
 
     def hold(signum, frame) -> None:
-        if received:
+        if notice is not None and received:  # the user insists
             restore()
             signal.raise_signal(signum)
-        else:
-            received.append(signum)
+            return
+        received.append(signum)
+        if notice is not None:
             notice()
 
     for number in handlers:
@@ -100,8 +81,8 @@ def interruptions_held(notice: Callable[[], None]) -> Iterator[list[int]]:
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place; an
-    interruption meanwhile waits for the file (``interruptions_deferred``)."""
-    with interruptions_deferred():
+    interruption meanwhile waits for the file (``interruptions_held``)."""
+    with interruptions_held():
         return _write_atomic(Path(path), write)
 
 
