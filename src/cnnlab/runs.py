@@ -368,9 +368,9 @@ DIVERGED = re.compile(r"training diverged: the loss became \S+ in epoch (\d+)[^\
 
 
 def run_table(folder: Path) -> list[dict]:
-    """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name, model, data, epochs (trained,
-    asked for), best validation accuracy, test accuracy and where it stands (finished, training
-    now, or stopped, with the command that continues it)."""
+    """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name,
+    model, data, epochs (trained, asked for), best validation accuracy, test accuracy and where
+    it stands (finished, training now, diverged, or stopped, with the command that continues it)."""
     if not folder.is_dir():
         raise CnnlabError(f"{folder}: no such folder")
     rows = []
@@ -382,12 +382,11 @@ def run_table(folder: Path) -> list[dict]:
             continue
         directory = run.directory
         history_written = directory.file(HISTORY_JSON).stat().st_mtime if directory.exists(HISTORY_JSON) else 0.0
-        diverged = DIVERGED.search(directory.log_tail())
         if directory.being_trained():
             status = "training now"
         elif directory.exists(METRICS) and directory.file(METRICS).stat().st_mtime >= history_written:
             status = "finished"  # the final evaluation comes after the last epoch's history
-        elif diverged:
+        elif diverged := DIVERGED.search(directory.log_tail()):
             status = f"diverged in epoch {diverged.group(1)}: try a lower --lr"
         else:
             status = f"stopped: cnnlab train --resume {path}"
