@@ -80,10 +80,9 @@ class Trainer:
         self.step = 0
         self.stop_training = False
         self.within_epoch: dict | None = None
-        """Where in epoch ``epoch`` the state was saved: the batches done, the running metrics
-        and the seconds spent; None at an epoch's start."""
+        """Where in epoch ``epoch`` the state was saved: the batches done and the seconds spent
+        (``within_metrics``: the running metrics then); None at an epoch's start."""
         self.within_metrics = RunningMetrics(loss.num_classes)
-        """The epoch's running metrics as ``within_epoch`` holds them."""
 
     @property
     def device(self) -> torch.device:
@@ -177,10 +176,9 @@ class Trainer:
     def within_epoch_state(self, batch: int, metrics: RunningMetrics, seconds: float) -> dict:
         """training_state after ``batch`` batches of epoch ``self.epoch``: its ``epoch`` stays
         the number of epochs finished."""
-        self.within_epoch = {"epoch": self.epoch, "batch": batch, "metrics": metrics.state_dict(), "seconds": seconds}
-        self.within_metrics = metrics
+        self.within_epoch, self.within_metrics = {"epoch": self.epoch, "batch": batch, "seconds": seconds}, metrics
         return {**self.training_state(self.epoch - 1, self.history[-1] if self.history else {}),
-                "within_epoch": self.within_epoch}
+                "within_epoch": {**self.within_epoch, "metrics": metrics.state_dict()}}
 
     def restore(self, state: dict) -> None:
         for callback in self.builtin:
@@ -205,7 +203,7 @@ class Trainer:
         self.history = list(state["history"])
         self.epoch = state["epoch"]
         self.step = state["step"]
-        self.within_epoch = within = state.get("within_epoch")
+        within = state.get("within_epoch")
         if within is not None:
             batch, seconds = within["batch"], within["seconds"]
             if within["epoch"] != self.epoch or not isinstance(batch, int) or not 0 < batch <= len(self.train_loader):
@@ -214,6 +212,8 @@ class Trainer:
             if not isinstance(seconds, int | float) or not seconds >= 0:
                 raise ValueError(f"within_epoch: {seconds!r} seconds")
             self.within_metrics.load_state_dict(within["metrics"], self.device)
+            within = {"epoch": self.epoch, "batch": batch, "seconds": seconds}
+        self.within_epoch = within
         if self.checkpointer.mend(self):
             self.run.log(f"{runs.BEST} was written again from {runs.LAST}: the run had stopped "
                          "between the two")
