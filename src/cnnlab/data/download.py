@@ -66,7 +66,12 @@ def data_home_usage(leave_out: str) -> list[tuple[str, int]]:
     the bytes under it, but ``leave_out``."""
     home = data_home()
     folders = sorted(p for p in home.iterdir() if p.is_dir() and p.name != leave_out) if home.is_dir() else []
-    return [(folder.name, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())) for folder in folders]
+    return [(folder.name, folder_size(folder)) for folder in folders]
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under ``folder``."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def md5_of(path: Path) -> str:

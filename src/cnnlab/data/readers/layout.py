@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import DataError
-from ..download import data_home
+from ..download import data_home, folder_size
 from ..safe import extract_archive
 
 
@@ -47,8 +47,7 @@ def extracted_archives() -> list[Extracted]:
     found = []
     for folder in sorted(home.iterdir()) if home.is_dir() else []:
         if folder.is_dir() and not folder.name.startswith("."):
-            files = [f for f in folder.rglob("*") if f.is_file()]
-            found.append(Extracted(folder, sum(f.stat().st_size for f in files), folder.stat().st_mtime))
+            found.append(Extracted(folder, folder_size(folder), folder.stat().st_mtime))
     return sorted(found, key=lambda e: e.last_used, reverse=True)
 
 
