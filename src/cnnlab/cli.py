@@ -718,6 +718,9 @@ def cmd_data_cache(args: argparse.Namespace) -> int:
     def used(seconds: float) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
+    def chosen_by(variable: str) -> str:
+        return variable if os.environ.get(variable) else f"the default; {variable} moves it"
+
     if args.clear:
         removed, busy = clear_cache(args.older_than)
         extracted = clear_extracted(args.older_than)
@@ -727,8 +730,7 @@ def cmd_data_cache(args: argparse.Namespace) -> int:
         return 0
     root = cache_root()
     entries = cache_entries(root)
-    where = "CNNLAB_CACHE" if os.environ.get("CNNLAB_CACHE") else "the default; CNNLAB_CACHE moves it"
-    print(f"{root} ({where})")
+    print(f"{root} ({chosen_by('CNNLAB_CACHE')})")
     if not entries:
         print("no decoded images kept")
     else:
@@ -749,8 +751,8 @@ def cmd_data_cache(args: argparse.Namespace) -> int:
         print(counted(archives, "extracted archive"))
     kept = data_home_usage(leave_out=extracted_home().name)
     if kept:
-        where = "CNNLAB_DATA" if os.environ.get("CNNLAB_DATA") else "the default; CNNLAB_DATA moves it"
-        print(f"\nkept in {data_home()} ({where}; --clear leaves them): downloads, URLs' copies, arrays given to train()")
+        print(f"\nkept in {data_home()} ({chosen_by('CNNLAB_DATA')}; --clear leaves them): downloads, URLs' copies, "
+              "arrays given to train()")
         for name, size in kept:
             print(f"{readable_size(size):<11}{name}")
     return 0
