@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ class SourceData:
 SourceReader = Callable[..., SourceData]
 """reader(path, **options) -> SourceData"""
 SOURCES: Registry[SourceReader] = Registry("data source", entry_points="cnnlab.sources")
+
+
+def named_twice(names: list[str]) -> list[str]:
+    """The class names a source lists more than once, sorted."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:

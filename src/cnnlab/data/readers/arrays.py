@@ -17,7 +17,7 @@ from ...runtime import machine_memory
 from ..cache import readable_size
 from ..download import data_home, fetch
 from ..images import is_image_file
-from ..sources import SOURCES, RawSplit, SourceData
+from ..sources import SOURCES, RawSplit, SourceData, named_twice
 
 SPLITS = ("train", "val", "test")
 MAX_CLASSES = 100_000
@@ -106,7 +106,7 @@ def class_names(array: np.ndarray, count: int, where: str) -> list[str]:
     names = [str(name) for name in array]
     if len(names) < count:
         raise DataError(f"{where}: names {len(names)} classes; the labels go up to {count - 1}")
-    twice = sorted({name for name in names if names.count(name) > 1})
+    twice = named_twice(names)
     if twice or "" in names:
         raise DataError(f"{where}: names a class twice: {', '.join(twice)}" if twice else f"{where}: an empty class name")
     return names

@@ -12,7 +12,7 @@ import numpy as np
 from ...errors import DataError
 from ..download import fetch
 from ..safe import load_plain_pickle
-from ..sources import SOURCES, RawSplit, SourceData
+from ..sources import SOURCES, RawSplit, SourceData, named_twice
 from .folder import class_folders_hint
 
 MAX_MEMBER_BYTES = 2**29
@@ -73,7 +73,7 @@ def _class_names(meta: dict, key: bytes, source: str) -> list[str]:
         decoded = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
     except UnicodeDecodeError:
         raise DataError(f"{source}: {key.decode()} holds names that are not UTF-8 text") from None
-    duplicates = sorted({n for n in decoded if decoded.count(n) > 1})
+    duplicates = named_twice(decoded)
     if duplicates:
         raise DataError(f"{source}: {key.decode()} names a class twice: {', '.join(duplicates)}")
     return decoded
