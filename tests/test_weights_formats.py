@@ -85,16 +85,20 @@ def test_keras_layouts_load_with_converted_kernels_and_flatten_order(tmp_path, w
     torch.testing.assert_close(target(x), source(x))
 
 
-def test_vgg16_notop_file_loads_into_the_transfer_base(tmp_path):
-    """The layout and names of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5."""
+def vgg16_notop(path):
+    """A file of the layout and names of Keras' vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5,
+    and the VGG-16 whose convolutions it holds."""
     source = create_model("vgg16", 17, 3, (32, 32))
     convs = [m for m in source.features if isinstance(m, torch.nn.Conv2d)]
-    blocks = [2, 2, 3, 3, 3]
-    names = [f"block{b + 1}_conv{i + 1}" for b, count in enumerate(blocks) for i in range(count)]
-    layers = [(n, [c.weight.detach().permute(2, 3, 1, 0).numpy(), c.bias.detach().numpy()])
-              for n, c in zip(names, convs, strict=True)]
-    path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    write_keras2(path, layers)
+    names = [f"block{b + 1}_conv{i + 1}" for b, count in enumerate([2, 2, 3, 3, 3]) for i in range(count)]
+    write_keras2(path, [(n, [c.weight.detach().permute(2, 3, 1, 0).numpy(), c.bias.detach().numpy()])
+                        for n, c in zip(names, convs, strict=True)])
+    return path, source
+
+
+def test_vgg16_notop_file_loads_into_the_transfer_base(tmp_path):
+    """The layout and names of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5."""
+    path, source = vgg16_notop(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
     target = create_model("vgg16-transfer", 5, 3, (32, 32))
     messages = []
     load_weights(target, path, log=messages.append)
@@ -145,16 +149,6 @@ def test_keras_weights_give_keras_outputs(tmp_path, name, size, channels):
     with torch.no_grad():
         probabilities = torch.softmax(model(x), 1).numpy()
     np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4)
-
-
-def vgg16_notop(path):
-    """A file of the layout and names of Keras' vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5."""
-    source = create_model("vgg16", 17, 3, (32, 32))
-    convs = [m for m in source.features if isinstance(m, torch.nn.Conv2d)]
-    names = [f"block{b + 1}_conv{i + 1}" for b, count in enumerate([2, 2, 3, 3, 3]) for i in range(count)]
-    write_keras2(path, [(n, [c.weight.detach().permute(2, 3, 1, 0).numpy(), c.bias.detach().numpy()])
-                        for n, c in zip(names, convs, strict=True)])
-    return path
 
 
 def test_weights_imagenet_as_keras_applications_take_it(tmp_path, file_server, monkeypatch):
