@@ -88,12 +88,12 @@ def evaluate(run: Run | str | Path, data=None, split: str | None = None, **kwarg
     are indices of the run's classes, or one-hot rows."""
     from .evaluation.evaluate import evaluate_run
 
-    path = run.path if isinstance(run, Run) else run
     if data is not None and not isinstance(data, str | Path):
         from .data.readers.arrays import arrays_spec
 
-        data = arrays_spec(data, classes=load_run(path).classes, splits=("test",))
-    return evaluate_run(path, None if data is None else str(data), split, **kwargs)
+        run = run if isinstance(run, Run) else load_run(run)  # read once: its classes, then the rest
+        data = arrays_spec(data, classes=run.classes, splits=("test",))
+    return evaluate_run(run, None if data is None else str(data), split, **kwargs)
 
 
 def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ def explain(model: nn.Module, loader: BatchLoader, chosen: np.ndarray,
     return views, heatmaps
 
 
-def evaluate_run(run_path, data: str | None = None, split: str | None = None,
+def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, split: str | None = None,
                  batch_size: int | None = None, device: str = "auto", quiet: bool = True,
                  tta: str | None = None, options: dict | None = None, report: bool = True) -> dict:
     """Evaluate a run's best checkpoint, always with the run's own preprocessing.
@@ -119,7 +120,7 @@ def evaluate_run(run_path, data: str | None = None, split: str | None = None,
     section of report.html: the run's own results are never overwritten. ``report`` False
     writes the metrics and predictions only (no pictures, report.html left as it was).
     """
-    artifacts = load_artifacts(run_path)
+    artifacts = load_artifacts(run)
     run, prep = artifacts.run, artifacts.preprocessing
     model, runtime = inference_model(artifacts, device)
     cfg = run.config
