@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.data import Augment, BatchLoader, Preprocessing, Split, load_dataset, parse_spec
+from cnnlab.data.augment import STRENGTHS, Augmenter
 from cnnlab.data.images import decode_image
 from cnnlab.data.split import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError, DataError
@@ -297,15 +298,17 @@ def test_subset_size(labels, size):
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 9), height=st.integers(6, 20), width=st.integers(6, 20),
        channels=st.sampled_from([1, 3]), pad=st.integers(0, 3), flip=st.booleans(),
-       crop=st.integers(0, 3), resized=st.booleans(), lighting=st.booleans(), seed=st.integers(0, 1000))
+       crop=st.integers(0, 3), resized=st.booleans(), lighting=st.booleans(), erasing=st.booleans(),
+       seed=st.integers(0, 1000))
 def test_augment_keeps_shape_and_value_range(n, height, width, channels, pad, flip, crop,
-                                             resized, lighting, seed):
+                                             resized, lighting, erasing, seed):
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, height, width, channels), dtype=torch.uint8, generator=generator)
     split = Split(images.numpy(), np.zeros(n, dtype=np.int64), [str(i) for i in range(n)])
     augment = Augment(hflip=flip, pad_crop=min(pad, height - crop - 1, width - crop - 1),
                       random_resized_crop=0.3 if resized else 0.0,
-                      pca_lighting=0.1 if lighting and channels == 3 else 0.0)
+                      pca_lighting=0.1 if lighting and channels == 3 else 0.0,
+                      random_erasing=0.5 if erasing else 0.0)
     pca = {"eigval": [0.2, 0.02, 0.002], "eigvec": np.eye(3).tolist()}
     preprocessing = Preprocessing([0.0] * channels, [1.0] * channels, (height - crop, width - crop), pca=pca)
     loader = BatchLoader(split, 4, preprocessing, training=True, augment=augment, seed=seed)
@@ -315,7 +318,7 @@ def test_augment_keeps_shape_and_value_range(n, height, width, channels, pad, fl
     assert all(b.is_contiguous(memory_format=torch.channels_last) for b in batches)
     slack = 0.2 * 3 * 0.2 * 4 if augment.pca_lighting else 1e-5  # lighting shifts colours slightly
     assert out.min() >= -slack and out.max() <= 1 + slack
-    if not (pad or crop or resized or augment.pca_lighting):  # flips only permute pixels
+    if not (pad or crop or resized or augment.pca_lighting or erasing):  # flips only permute pixels
         ordered = BatchLoader(split, n, Preprocessing([0.0] * channels, [1.0] * channels))
         pixels = next(iter(ordered))[0]
         assert torch.allclose(out.flatten(1).sort(1).values.sort(0).values,
@@ -329,6 +332,44 @@ def test_augment_parse():
         random_resized_crop=0.08, pca_lighting=0.2)
     with pytest.raises(CnnlabError, match="unknown augmentation 'solarize'"):
         Augment.parse(["solarize"])
+
+
+@pytest.mark.parametrize("name", ["hflip", *STRENGTHS])
+def test_a_process_share_is_augmented_as_those_rows_of_the_whole_batch(name):
+    """Distributed training augments each process's rows of a batch; they must be what one
+    process augmenting the whole batch gives them, for every augmentation there is."""
+    pca = {"eigval": [0.2, 0.02, 0.002], "eigvec": np.eye(3).tolist()}
+    images = torch.randint(0, 256, (8, 3, 20, 20), generator=torch.Generator().manual_seed(1)).float()
+    augment = Augment.parse([name])
+    whole = Augmenter(augment, (16, 16), pca, torch.Generator().manual_seed(7))(images)
+    share = Augmenter(augment, (16, 16), pca, torch.Generator().manual_seed(7), slice(3, 6), 8)(images[3:6])
+    torch.testing.assert_close(share, whole[3:6])
+
+
+def test_random_erasing_replaces_one_box_of_each_chosen_image_with_noise():
+    """Random erasing (Zhong et al., 2020; timm's --reprob): with probability P an image gets
+    one box of 2-33% of its area, aspect 0.3-3.3, filled with noise; the rest stays as it was."""
+    n, side = 64, 40
+    flat = torch.full((n, 3, side, side), 7.0)  # a value the noise repeats in all three channels rarely
+    erased = Augmenter(Augment.parse(["random_erasing:1"]), (side, side), None,
+                       torch.Generator().manual_seed(0))(flat)
+    assert erased.shape == flat.shape and erased.min() >= 0 and erased.max() <= 255
+    changed = (erased != flat).any(1)
+    shapes = set()
+    for box in changed:
+        rows, cols = torch.nonzero(box, as_tuple=True)
+        height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert len(rows) == height * width  # one solid box
+        assert 0.02 * 0.8 <= height * width / side**2 <= 1 / 3 * 1.2
+        assert 0.3 * 0.7 <= height / width <= 3.3 / 0.7
+        shapes.add((height, width))
+    assert len(shapes) > n // 2  # sizes and aspects vary
+    assert len({tuple(erased[k, :, side // 2, side // 2].tolist()) for k in range(n)}) > 1
+    sometimes = Augmenter(Augment.parse(["random_erasing"]), (side, side), None,
+                          torch.Generator().manual_seed(0))(torch.full((400, 1, side, side), 7.0))
+    share = (sometimes != 7.0).flatten(1).any(1).float().mean()
+    assert Augment.parse(["random_erasing"]).random_erasing == 0.25 and 0.17 < share < 0.33
+    assert torch.equal(Augmenter(Augment(), (side, side), None, torch.Generator())(flat), flat)
 
 
 def test_centre_crop_and_ten_crops():
@@ -584,6 +625,7 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch():
     ("brightness:1.5", r"brightness must be at most 1 \(a fraction of the pixel range\); got 'brightness:1.5'"),
     ("contrast:5", r"contrast must be at most 1 \(the contrast factor, 1 \+- contrast, stays at 0 or above\)"),
     ("random_resized_crop:1.5", r"random_resized_crop must be at most 1 \(the smallest share of the image's area\)"),
+    ("random_erasing:2", r"random_erasing must be at most 1 \(the probability that an image has a box erased\)"),
 ])
 def test_augmentation_strengths_beyond_their_meaning_are_refused(item, message):
     """Keras' bounds for its layers (RandomZoom, RandomTranslation, RandomBrightness,
