@@ -8,10 +8,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 
 from cnnlab.data import Augment, BatchLoader, Preprocessing, Split, load_dataset, parse_spec
-from cnnlab.data.augment import STRENGTHS, Augmenter
+from cnnlab.data.augment import STRENGTHS, SWITCHES, Augmenter
 from cnnlab.data.images import decode_image
 from cnnlab.data.split import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError, DataError
@@ -334,7 +334,7 @@ def test_augment_parse():
         Augment.parse(["solarize"])
 
 
-@pytest.mark.parametrize("name", ["hflip", *STRENGTHS])
+@pytest.mark.parametrize("name", [*SWITCHES, *STRENGTHS])
 def test_a_process_share_is_augmented_as_those_rows_of_the_whole_batch(name):
     """Distributed training augments each process's rows of a batch; they must be what one
     process augmenting the whole batch gives them, for every augmentation there is."""
@@ -370,6 +370,82 @@ def test_random_erasing_replaces_one_box_of_each_chosen_image_with_noise():
     share = (sometimes != 7.0).flatten(1).any(1).float().mean()
     assert Augment.parse(["random_erasing"]).random_erasing == 0.25 and 0.17 < share < 0.33
     assert torch.equal(Augmenter(Augment(), (side, side), None, torch.Generator())(flat), flat)
+
+
+PILLOW_OPERATIONS = {
+    "brightness": lambda image, s: ImageEnhance.Brightness(image).enhance(1 + 0.99 * s),
+    "color": lambda image, s: ImageEnhance.Color(image).enhance(1 + 0.99 * s),
+    "contrast": lambda image, s: ImageEnhance.Contrast(image).enhance(1 + 0.99 * s),
+    "sharpness": lambda image, s: ImageEnhance.Sharpness(image).enhance(1 + 0.99 * s),
+    "posterize": lambda image, s: ImageOps.posterize(image, round(8 - 6 * abs(s))),
+    "solarize": lambda image, s: ImageOps.solarize(image, 255 * (1 - abs(s))),
+    "autocontrast": lambda image, s: ImageOps.autocontrast(image),
+    "equalize": lambda image, s: ImageOps.equalize(image),
+}
+"""What TrivialAugment's colour operations are: the paper applied Pillow's."""
+
+
+@pytest.mark.parametrize("name", PILLOW_OPERATIONS)
+def test_trivial_augment_colour_operations_are_pillows(name):
+    from cnnlab.data.trivial_augment import OPERATIONS, trivial_augment
+
+    rng = np.random.default_rng(0)
+    strengths = [-1.0, -0.4, 0.0, 0.3, 1.0]
+    arrays = (rng.random((len(strengths), 24, 20, 3)) ** 2 * 180 + 20).astype(np.uint8)  # skewed, not 0-255
+    images = torch.from_numpy(arrays).permute(0, 3, 1, 2).float()
+    out = trivial_augment(images, torch.full((len(strengths),), list(OPERATIONS).index(name)),
+                          torch.tensor(strengths))
+    exact = name in ("posterize", "solarize", "autocontrast", "equalize")
+    for k, strength in enumerate(strengths):
+        want = np.asarray(PILLOW_OPERATIONS[name](Image.fromarray(arrays[k]), strength)).astype(np.float32)
+        got = out[k].permute(1, 2, 0).numpy()
+        # Pillow rounds its blends and the images it blends with to whole values; these stay exact
+        assert np.abs(got - want).max() <= (0 if exact else 1.5), (name, strength)
+
+
+def test_trivial_augment_geometry_and_one_operation_per_image():
+    from cnnlab.data.trivial_augment import OPERATIONS, trivial_augment
+
+    index = {name: k for k, name in enumerate(OPERATIONS)}
+    square = torch.rand(2, 3, 16, 16) * 255
+    turned = trivial_augment(square, torch.full((2,), index["rotate"]), torch.tensor([90 / 135, -90 / 135]))
+    torch.testing.assert_close(turned[0], square[0].rot90(1, (1, 2)), atol=1e-3, rtol=0)
+    torch.testing.assert_close(turned[1], square[1].rot90(-1, (1, 2)), atol=1e-3, rtol=0)
+    for name, side in (("translate_x", 3), ("translate_y", 2)):  # 4 pixels, what it uncovers black
+        shifted = trivial_augment(square, torch.full((2,), index[name]), torch.tensor([4 / 32, -4 / 32]))
+        torch.testing.assert_close(shifted[0].narrow(side - 1, 0, 12), square[0].narrow(side - 1, 4, 12),
+                                   atol=1e-3, rtol=0)
+        torch.testing.assert_close(shifted[1].narrow(side - 1, 4, 12), square[1].narrow(side - 1, 0, 12),
+                                   atol=1e-3, rtol=0)
+        assert shifted[0].narrow(side - 1, 12, 4).abs().max() == 0
+    rows = torch.arange(16.0).view(1, 1, 16, 1).expand(1, 3, 16, 16) * 10  # constant along each row
+    sheared = trivial_augment(rows, torch.tensor([index["shear_x"]]), torch.tensor([0.5]))
+    torch.testing.assert_close(sheared[..., 6:10], rows[..., 6:10], atol=1e-3, rtol=0)
+    columns = rows.transpose(2, 3)  # constant along each column: a horizontal shear moves the values
+    sheared = trivial_augment(columns, torch.tensor([index["shear_x"]]), torch.tensor([0.5]))
+    shift = 0.99 * 0.5 * 7.5  # pixels, in the top and bottom rows (7.5 from the centre)
+    assert abs(sheared[0, 0, 0, 8] - columns[0, 0, 0, 8]).item() == pytest.approx(10 * shift, abs=1e-3)
+    assert (sheared[0, 0, 0, 8] - 80) * (sheared[0, 0, 15, 8] - 80) < 0  # opposite ways
+    # a batch of mixed operations: each image as if it were augmented alone
+    operations = torch.arange(28) % len(OPERATIONS)
+    strengths = torch.linspace(-1, 1, 28)
+    images = torch.rand(28, 3, 12, 14) * 200 + 20
+    mixed = trivial_augment(images, operations, strengths)
+    for k in range(28):
+        torch.testing.assert_close(mixed[k: k + 1], trivial_augment(images[k: k + 1], operations[k: k + 1],
+                                                                   strengths[k: k + 1]))
+
+
+def test_trivial_augment_draws_an_operation_and_a_level_per_image():
+    images = torch.rand(700, 3, 12, 12) * 180 + 20
+    out = Augmenter(Augment.parse(["trivial_augment"]), (12, 12), None, torch.Generator().manual_seed(0))(images)
+    unchanged = (out == images).flatten(1).all(1).float().mean()
+    # identity, and the nine operations that do nothing at level 0 of 31 (solarize at 255 and
+    # autocontrast and equalize change these images)
+    assert 0.05 < unchanged < 0.14
+    assert Augment.parse(["trivial_augment"]).trivial_augment
+    with pytest.raises(CnnlabError, match="unknown augmentation 'trivial_augment:2'"):
+        Augment.parse(["trivial_augment:2"])
 
 
 def test_centre_crop_and_ten_crops():

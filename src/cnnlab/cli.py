@@ -115,7 +115,7 @@ def build_parser() -> Parser:
     options.add_argument("--augment", action="append", metavar="NAME",
                        help="an augmentation (hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN], "
                        "pca_lighting[:STD], rotate[:DEG], scale[:F], translate[:F], brightness[:F], "
-                       "contrast[:F], random_erasing[:P], mixup[:ALPHA], cutmix[:ALPHA]); repeat for several")
+                       "contrast[:F], trivial_augment, random_erasing[:P], mixup[:ALPHA], cutmix[:ALPHA]); repeat for several")
     options.add_argument("--weights", help="start from a state dict or a run's best.pt")
     options.add_argument("--init", help="alexnet: default (Kaiming), paper (N(0, 0.01)) or torch")
     options.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")

@@ -1,7 +1,7 @@
 """Augmentation of whole batches with tensor operations (no per-image Python work), on pixel
 values (0-255, N x C x H x W) before the standardisation: random crops, flips, affine maps,
-photometric jitter, the paper's PCA lighting, random erasing, and mixup/CutMix of a batch with
-itself."""
+photometric jitter, TrivialAugment, the paper's PCA lighting, random erasing, and mixup/CutMix
+of a batch with itself."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import ConfigError
+from .trivial_augment import LEVELS, OPERATIONS, trivial_augment
 
 AT_MOST_ONE = {"random_resized_crop": "the smallest share of the image's area",
                "translate": "a fraction of the image's side", "brightness": "a fraction of the pixel range",
@@ -25,9 +26,12 @@ STRENGTHS = {"pad_crop": 4, "random_resized_crop": 0.08, "pca_lighting": 0.1, "r
              "cutmix": 1.0}
 """The augmentations that take a strength, and the strength each has when none is given."""
 
+SWITCHES = ("hflip", "trivial_augment")
+"""The augmentations that are on or off."""
+
 AUGMENTATIONS = ("hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "
                  "rotate[:DEGREES], scale[:FRACTION], translate[:FRACTION], brightness[:FRACTION], "
-                 "contrast[:FRACTION], random_erasing[:P], mixup[:ALPHA], cutmix[:ALPHA]")
+                 "contrast[:FRACTION], trivial_augment, random_erasing[:P], mixup[:ALPHA], cutmix[:ALPHA]")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,11 @@ class Augment:
     """Random brightness shift, uniform within +- this fraction of the full pixel range."""
     contrast: float = 0.0
     """Random contrast factor, uniform within 1 +- this fraction, around each image's mean."""
+    trivial_augment: bool = False
+    """One operation per image out of 14 (shears, shifts, rotation, brightness, colour,
+    contrast, sharpness, posterize, solarize, autocontrast, equalize or none), at a random
+    strength: TrivialAugment's wide space (Müller and Hutter, ICCV 2021), with no setting to
+    tune. Not for traffic signs or digits: it rotates by up to 135 degrees."""
     random_erasing: float = 0.0
     """Probability that a random box of an image, 2-33% of its area with aspect 0.3-3.3, is
     replaced by noise (Zhong et al., "Random Erasing Data Augmentation", 2020; timm's
@@ -74,6 +83,8 @@ class Augment:
             name, _, arg = item.partition(":")
             if name == "hflip" and arg in ("", "alternate"):
                 options.update(hflip=True, alternate_flips=arg == "alternate")
+            elif name in SWITCHES and not arg:
+                options[name] = True
             elif name in STRENGTHS:
                 try:
                     value = type(STRENGTHS[name])(arg) if arg else STRENGTHS[name]
@@ -183,6 +194,10 @@ class Augmenter:
         if aug.hflip:
             flip = self._rand(n) < 0.5 if self.flips is None else self.flips
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if aug.trivial_augment:
+            operation = self._randint(len(OPERATIONS), n).flatten()
+            level = self._randint(LEVELS, n).flatten() / (LEVELS - 1)
+            x = trivial_augment(x, operation, torch.where(self._rand(n) < 0.5, -level, level))
         if aug.brightness or aug.contrast:
             x = self._brightness_contrast(x)
         if aug.pca_lighting:
