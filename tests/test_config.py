@@ -46,6 +46,22 @@ def test_a_progressive_resizing_phase_is_checked_key_by_key():
         TrainConfig().with_overrides({"data.progressive_resizing": [{"scale": 0.5, "epochs": 1.5}]})
 
 
+def test_a_progressive_resizing_phase_may_last_a_fraction_of_the_run():
+    """A recipe's phases given as fractions of its epochs stay in proportion when a user
+    shortens the run with --epochs, as its learning-rate schedule does."""
+    import dataclasses
+
+    phases = [{"scale": 0.5, "fraction": 1 / 3}, {"scale": 0.75, "fraction": 0.25}]
+    config = TrainConfig().with_overrides({"epochs": 75, "data.progressive_resizing": phases})
+    assert config.resize_phases() == [(0.5, 25), (0.75, 19)]
+    assert dataclasses.replace(config, epochs=12).resize_phases() == [(0.5, 4), (0.75, 3)]
+    assert dataclasses.replace(config, epochs=3).resize_phases() == [(0.5, 1), (0.75, 1)]  # a phase is an epoch at least
+    mixed = TrainConfig().with_overrides({"epochs": 10, "data.progressive_resizing": [phases[0], {"scale": 0.75,
+                                                                                                 "epochs": 2}]})
+    assert mixed.resize_phases() == [(0.5, 3), (0.75, 2)] and mixed.resized_epochs == 5
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
 def test_nested_unknown_key(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("optimizer:\n  learning_rate: 0.1\n")

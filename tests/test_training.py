@@ -398,9 +398,10 @@ def test_frozen_base_then_fine_tuned(tmp_path):
     assert "unfroze the convolutional base after epoch 1" in (run.path / "train.log").read_text()
 
 
-def test_progressive_resizing_trains_its_first_epochs_smaller_and_says_so(tmp_path):
-    run = quick(tmp_path, "resized", epochs=3, data__progressive_resizing=[{"scale": 0.75, "epochs": 2}],
-                **SMALL_AIRBENCH)
+@pytest.mark.parametrize("phase", [{"scale": 0.75, "epochs": 2}, {"scale": 0.75, "fraction": 0.6}],
+                         ids=["epochs", "fraction"])
+def test_progressive_resizing_trains_its_first_epochs_smaller_and_says_so(tmp_path, phase):
+    run = quick(tmp_path, "resized", epochs=3, data__progressive_resizing=[phase], **SMALL_AIRBENCH)
     assert len(run.history) == 3
     log = (run.path / "train.log").read_text()
     assert "Epoch 1: training images at 12x12 (progressive resizing)" in log
@@ -416,7 +417,16 @@ def test_progressive_resizing_trains_its_first_epochs_smaller_and_says_so(tmp_pa
      r"its phases take 3 epochs of the run's 3; the last epoch at least must train at the full input size"),
     (dict(phases=[{"scale": 1.5, "epochs": 1}], **SMALL_AIRBENCH), r"a scale must be above 0 and at most 1; got 1.5"),
     (dict(phases=[{"scale": 0.75, "epochs": 0}], **SMALL_AIRBENCH), r"a phase lasts at least 1 epoch; got 0"),
-], ids=["dense-head", "too-small", "no-full-size-epoch", "scale-above-1", "no-epochs"])
+    (dict(phases=[{"scale": 0.75, "epochs": 1, "fraction": 0.2}], **SMALL_AIRBENCH),
+     r"a phase lasts its epochs \(.*\) or its fraction of the run's epochs \(.*\), not both"),
+    (dict(phases=[{"scale": 0.75}], **SMALL_AIRBENCH),
+     r"a phase lasts its epochs \(e.g. \{scale: 0.75, epochs: 5\}\) or its fraction of the run's epochs"),
+    (dict(phases=[{"scale": 0.75, "fraction": 1.0}], **SMALL_AIRBENCH),
+     r"a phase's fraction of the run's epochs must be above 0 and below 1; got 1.0"),
+    (dict(phases=[{"scale": 0.5, "fraction": 0.5}, {"scale": 0.75, "fraction": 0.5}], **SMALL_AIRBENCH),
+     r"its phases take 4 epochs of the run's 3"),
+], ids=["dense-head", "too-small", "no-full-size-epoch", "scale-above-1", "no-epochs", "both", "neither",
+        "whole-run", "fractions-fill-the-run"])
 def test_progressive_resizing_refuses_what_cannot_train_before_any_folder_is_made(tmp_path, options, message):
     phases = options.pop("phases")
     with pytest.raises(CnnlabError, match=f"data.progressive_resizing: .*{message}"):

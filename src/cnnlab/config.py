@@ -19,11 +19,13 @@ from .errors import ConfigError
 
 @dataclass
 class ResizePhase:
-    """A phase of progressive resizing: ``epochs`` epochs on training images scaled to
-    ``scale`` of the model's input side."""
+    """A phase of progressive resizing: training images scaled to ``scale`` of the model's
+    input side, for ``epochs`` epochs or for ``fraction`` of the run's epochs (one of the two;
+    a fraction stays in proportion when ``--epochs`` shortens a recipe, as its schedule does)."""
 
     scale: float = 1.0
-    epochs: int = 1
+    epochs: int | None = None
+    fraction: float | None = None
 
 
 @dataclass
@@ -44,9 +46,10 @@ class DataConfig:
     """Batch augmentations, e.g. ``[hflip, pad_crop:4]``."""
     progressive_resizing: list[ResizePhase] = field(default_factory=list)
     """Progressive resizing (Howard, fast.ai, 2018): the first epochs train on the augmented
-    images scaled down, e.g. ``[{scale: 0.75, epochs: 6}]`` (24x24 from 32x32 for 6 epochs),
-    each phase after the one before, the full input for the epochs after the last; an epoch
-    then costs about the square of the scale. Only for models that pool globally."""
+    images scaled down, e.g. ``[{scale: 0.75, epochs: 6}]`` (24x24 from 32x32 for 6 epochs)
+    or ``[{scale: 0.5, fraction: 0.33}]`` (a third of the run), each phase after the one
+    before, the full input for the epochs after the last; an epoch then costs about the
+    square of the scale. Only for models that pool globally."""
     normalize: str = "dataset"
     """``dataset``: the training split's per-channel mean and std; ``per_image``: each image
     by its own mean and std (evens out dark and bright photos)."""
@@ -55,11 +58,6 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)
     """Source options, e.g. ``{label_mode: coarse}`` (cifar100), ``{roi_crop: true}`` (gtsrb),
     ``{categories: 45}`` (caltech256)."""
-
-    @property
-    def resized_epochs(self) -> int:
-        """The epochs progressive resizing trains below the full input size."""
-        return sum(phase.epochs for phase in self.progressive_resizing)
 
 
 @dataclass
@@ -199,6 +197,17 @@ class TrainConfig:
     report: bool = True
     """Draw the pictures and report.html at the end (metrics.json and the predictions are
     always written); off for quick sweeps."""
+
+    def resize_phases(self) -> list[tuple[float, int]]:
+        """Progressive resizing's phases as (scale, epochs), fractions counted in the run's
+        epochs (an epoch at least)."""
+        return [(phase.scale, phase.epochs if phase.fraction is None else max(1, round(phase.fraction * self.epochs)))
+                for phase in self.data.progressive_resizing]
+
+    @property
+    def resized_epochs(self) -> int:
+        """The epochs progressive resizing trains below the full input size."""
+        return sum(epochs for _, epochs in self.resize_phases())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

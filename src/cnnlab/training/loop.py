@@ -59,8 +59,7 @@ class Trainer:
                                         training=True, augment=augment, seed=config.seed,
                                         rank=runtime.rank, world_size=runtime.world_size,
                                         device=runtime.device,
-                                        resizing=[(phase.scale, phase.epochs)
-                                                  for phase in config.data.progressive_resizing])
+                                        resizing=config.resize_phases())
         self.optimizer = optimizer
         self.schedule = schedule
         self.scaler = torch.amp.GradScaler("cuda") if runtime.precision == "fp16" else None
@@ -129,7 +128,7 @@ class Trainer:
             es = cfg.early_stopping
             callbacks.append(EarlyStopping(self.monitors.get("early_stopping", es.monitor), es.patience,
                                            es.mode, es.min_delta, es.restore_best_weights,
-                                           start_from_epoch=max(es.start_from_epoch, cfg.data.resized_epochs)))
+                                           start_from_epoch=max(es.start_from_epoch, cfg.resized_epochs)))
         if cfg.model.unfreeze_after is not None:  # a frozen base: plan() checked it
             callbacks.append(UnfreezeBase(cfg.model.unfreeze_after))
         if cfg.model.whiten_bias_epochs is not None:

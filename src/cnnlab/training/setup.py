@@ -183,10 +183,17 @@ def check_progressive_resizing(config: TrainConfig, model: torch.nn.Module, chan
     for phase in phases:
         if not 0 < phase.scale <= 1:
             raise ConfigError(f"data.progressive_resizing: a scale must be above 0 and at most 1; got {phase.scale}")
-        if phase.epochs < 1:
+        if (phase.epochs is None) == (phase.fraction is None):
+            raise ConfigError("data.progressive_resizing: a phase lasts its epochs (e.g. {scale: 0.75, epochs: 5}) "
+                              "or its fraction of the run's epochs (e.g. {scale: 0.75, fraction: 0.3}), "
+                              f"{'not both' if phase.epochs is not None else 'and this one gives neither'}")
+        if phase.epochs is not None and phase.epochs < 1:
             raise ConfigError(f"data.progressive_resizing: a phase lasts at least 1 epoch; got {phase.epochs}")
-    if phases and config.data.resized_epochs >= config.epochs:
-        raise ConfigError(f"data.progressive_resizing: its phases take {config.data.resized_epochs} epochs of the run's "
+        if phase.fraction is not None and not 0 < phase.fraction < 1:
+            raise ConfigError("data.progressive_resizing: a phase's fraction of the run's epochs must be above 0 "
+                              f"and below 1; got {phase.fraction}")
+    if phases and config.resized_epochs >= config.epochs:
+        raise ConfigError(f"data.progressive_resizing: its phases take {config.resized_epochs} epochs of the run's "
                           f"{config.epochs}; the last epoch at least must train at the full input size")
     for scale in sorted({phase.scale for phase in phases}):
         size = scaled_size(input_size, scale)
