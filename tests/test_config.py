@@ -48,18 +48,28 @@ def test_a_progressive_resizing_phase_is_checked_key_by_key():
 
 def test_a_progressive_resizing_phase_may_last_a_fraction_of_the_run():
     """A recipe's phases given as fractions of its epochs stay in proportion when a user
-    shortens the run with --epochs, as its learning-rate schedule does."""
+    shortens the run with --epochs, as its learning-rate schedule does, down to a one-epoch
+    trial run, which trains at the full size only."""
     import dataclasses
 
-    phases = [{"scale": 0.5, "fraction": 1 / 3}, {"scale": 0.75, "fraction": 0.25}]
+    phases = [{"scale": 0.5, "fraction": 0.33}, {"scale": 0.75, "fraction": 0.27}]
     config = TrainConfig().with_overrides({"epochs": 75, "data.progressive_resizing": phases})
-    assert config.resize_phases() == [(0.5, 25), (0.75, 19)]
-    assert dataclasses.replace(config, epochs=12).resize_phases() == [(0.5, 4), (0.75, 3)]
-    assert dataclasses.replace(config, epochs=3).resize_phases() == [(0.5, 1), (0.75, 1)]  # a phase is an epoch at least
-    mixed = TrainConfig().with_overrides({"epochs": 10, "data.progressive_resizing": [phases[0], {"scale": 0.75,
-                                                                                                 "epochs": 2}]})
-    assert mixed.resize_phases() == [(0.5, 3), (0.75, 2)] and mixed.resized_epochs == 5
+    assert config.resize_phases() == [(0.5, 25), (0.75, 20)] and config.resized_epochs == 45
+    for epochs, want in [(40, [(0.5, 13), (0.75, 11)]), (12, [(0.5, 4), (0.75, 3)]), (3, [(0.5, 1), (0.75, 1)]),
+                         (2, [(0.5, 1)]), (1, [])]:
+        assert dataclasses.replace(config, epochs=epochs).resize_phases() == want, epochs
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@settings(max_examples=200, deadline=None)
+@given(fractions=st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4).filter(lambda f: sum(f) < 1),
+       epochs=st.integers(1, 400))
+def test_phases_in_fractions_always_leave_the_last_epoch_at_full_size(fractions, epochs):
+    config = TrainConfig().with_overrides({"epochs": epochs, "data.progressive_resizing": [
+        {"scale": 0.5, "fraction": f} for f in fractions]})
+    assert all(length >= 1 for _, length in config.resize_phases())
+    assert config.resized_epochs <= epochs - 1
+    assert abs(config.resized_epochs - sum(fractions) * epochs) <= 1
 
 
 def test_nested_unknown_key(tmp_path):

@@ -424,9 +424,11 @@ def test_progressive_resizing_trains_its_first_epochs_smaller_and_says_so(tmp_pa
     (dict(phases=[{"scale": 0.75, "fraction": 1.0}], **SMALL_AIRBENCH),
      r"a phase's fraction of the run's epochs must be above 0 and below 1; got 1.0"),
     (dict(phases=[{"scale": 0.5, "fraction": 0.5}, {"scale": 0.75, "fraction": 0.5}], **SMALL_AIRBENCH),
-     r"its phases take 4 epochs of the run's 3"),
+     r"the phases' fractions add up to 1; they must leave part of the run at the full input size"),
+    (dict(phases=[{"scale": 0.5, "fraction": 0.5}, {"scale": 0.75, "epochs": 1}], **SMALL_AIRBENCH),
+     r"give every phase in epochs or every phase in fractions of the run, not some of each"),
 ], ids=["dense-head", "too-small", "no-full-size-epoch", "scale-above-1", "no-epochs", "both", "neither",
-        "whole-run", "fractions-fill-the-run"])
+        "whole-run", "fractions-fill-the-run", "epochs-and-fractions"])
 def test_progressive_resizing_refuses_what_cannot_train_before_any_folder_is_made(tmp_path, options, message):
     phases = options.pop("phases")
     with pytest.raises(CnnlabError, match=f"data.progressive_resizing: .*{message}"):

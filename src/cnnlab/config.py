@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import types
 import typing
@@ -20,8 +21,9 @@ from .errors import ConfigError
 @dataclass
 class ResizePhase:
     """A phase of progressive resizing: training images scaled to ``scale`` of the model's
-    input side, for ``epochs`` epochs or for ``fraction`` of the run's epochs (one of the two;
-    a fraction stays in proportion when ``--epochs`` shortens a recipe, as its schedule does)."""
+    input side, for ``epochs`` epochs or for ``fraction`` of the run's epochs (one of the two,
+    the same for every phase; a fraction stays in proportion when ``--epochs`` shortens a
+    recipe, as its schedule does)."""
 
     scale: float = 1.0
     epochs: int | None = None
@@ -199,10 +201,17 @@ class TrainConfig:
     always written); off for quick sweeps."""
 
     def resize_phases(self) -> list[tuple[float, int]]:
-        """Progressive resizing's phases as (scale, epochs), fractions counted in the run's
-        epochs (an epoch at least)."""
-        return [(phase.scale, phase.epochs if phase.fraction is None else max(1, round(phase.fraction * self.epochs)))
-                for phase in self.data.progressive_resizing]
+        """Progressive resizing's phases as (scale, epochs). Phases in fractions end where
+        their running total of the run's epochs rounds to, before the last epoch: in a short
+        run a phase may shrink to nothing and is left out, so a one-epoch trial of a recipe
+        trains at the full size."""
+        phases = self.data.progressive_resizing
+        if not any(phase.fraction is not None for phase in phases):
+            return [(phase.scale, phase.epochs) for phase in phases]
+        ends = [min(round(covered * self.epochs), self.epochs - 1)
+                for covered in itertools.accumulate(phase.fraction or 0.0 for phase in phases)]
+        lengths = [end - start for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+        return [(phase.scale, length) for phase, length in zip(phases, lengths, strict=True) if length > 0]
 
     @property
     def resized_epochs(self) -> int:

@@ -192,6 +192,13 @@ def check_progressive_resizing(config: TrainConfig, model: torch.nn.Module, chan
         if phase.fraction is not None and not 0 < phase.fraction < 1:
             raise ConfigError("data.progressive_resizing: a phase's fraction of the run's epochs must be above 0 "
                               f"and below 1; got {phase.fraction}")
+    in_fractions = [phase.fraction is not None for phase in phases]
+    if any(in_fractions) and not all(in_fractions):
+        raise ConfigError("data.progressive_resizing: give every phase in epochs or every phase in fractions of "
+                          "the run, not some of each")
+    if any(in_fractions) and (total := sum(phase.fraction for phase in phases)) >= 1:
+        raise ConfigError(f"data.progressive_resizing: the phases' fractions add up to {total:g}; they must leave "
+                          "part of the run at the full input size")
     if phases and config.resized_epochs >= config.epochs:
         raise ConfigError(f"data.progressive_resizing: its phases take {config.resized_epochs} epochs of the run's "
                           f"{config.epochs}; the last epoch at least must train at the full input size")
