@@ -588,3 +588,31 @@ def test_predict_takes_an_image_url_as_the_flowers_tutorial_does(digits_run, tmp
     assert table.startswith(url + "  ")
     missing = run_cli("predict", digits_run, f"{base}/nothing.png", check=False)
     assert missing.returncode == 2 and "HTTP 404" in missing.stderr and "pass the image file instead" in missing.stderr
+
+
+def test_training_without_a_recipe_names_the_recipes_measured_for_its_data(tmp_path):
+    """A newcomer's `cnnlab train --data folder:photos` trained lenet5 at 28x28 on the photos,
+    and `--model small-cnn` the defaults, with no word that cnnlab has recipes measured on such
+    data (docs/results.md)."""
+    folder = make_image_folder(tmp_path / "photos", per_class=3)
+    plain = run_cli("train", "--data", f"folder:{folder}", "--check")
+    assert ("note: no --model given, so lenet5, the default (LeNet-5, for 28x28 digits); cnnlab's recipes "
+            "for folder data: alexnet-paper, faces-resnet9, faces-small-cnn, faces-vgg16 (--config NAME; "
+            "cnnlab recipes)") in plain.stdout
+    bare = run_cli("train", "--data", str(folder), "--check")  # a bare path is a folder
+    assert "cnnlab's recipes for folder data" in bare.stdout
+    model = run_cli("train", "--model", "small-cnn", "--data", f"folder:{folder}", "--check")
+    assert ("note: --config faces-small-cnn is cnnlab's recipe for small-cnn on folder data "
+            "(cnnlab recipes); without one, training uses the defaults") in model.stdout
+    for quiet in (["--config", "faces-small-cnn"], ["--model", "mlp"], ["--set", "model.name=mlp"]):
+        assert "note:" not in run_cli("train", *quiet, "--data", f"folder:{folder}", "--check").stdout
+    assert "note:" not in run_cli("train", "--check").stdout  # digits: no recipe is for it
+    trained = run_cli("train", "--model", "mlp", "--data", f"folder:{folder}", "--epochs", "1", "--no-report",
+                      "--set", "model.name=resnet9", "--image-size", "16x16", "--out", tmp_path / "runs", "--name", "r")
+    assert "note: --config faces-resnet9 is cnnlab's recipe for resnet9 on folder data" in trained.stdout
+    assert "note: --config faces-resnet9" in (tmp_path / "runs" / "r" / "train.log").read_text()
+    bad = run_cli("train", "--model", "resnet9", "--data", f"folder:{tmp_path / 'gone'}", check=False)
+    assert bad.returncode == 2 and "note:" not in bad.stdout  # the error alone, the note only once all checks out
+    quiet = run_cli("train", "--model", "resnet9", "--data", f"folder:{folder}", "--epochs", "1", "--no-report",
+                    "--image-size", "16x16", "--out", tmp_path / "runs", "--name", "q", "--quiet")
+    assert quiet.stdout.strip() == str(tmp_path / "runs" / "q")  # --quiet: the run directory only

@@ -392,6 +392,26 @@ def train_config(args: argparse.Namespace):
     return config.with_overrides(settings, source="--set") if settings else config
 
 
+def recipe_note(args: argparse.Namespace, config) -> str | None:
+    """Training with no recipe: the bundled recipes for its data, which were measured on real
+    images (docs/results.md), where the defaults were not."""
+    from .config import TrainConfig, recipes_for
+
+    if args.config or args.resume:
+        return None
+    name, sep, _ = config.data.spec.partition(":")
+    source = name.strip().lower() if sep or not Path(name).expanduser().is_dir() else "folder"
+    if args.model is not None or any(item.partition("=")[0].strip() == "model.name" for item in args.set):
+        names = recipes_for(source, config.model.name)
+        return (f"note: --config {' (or '.join(names)}{')' * (len(names) - 1)} is cnnlab's recipe for "
+                f"{config.model.name} on {source} data (cnnlab recipes); without one, training uses the defaults"
+                if names else None)
+    names = recipes_for(source)
+    return (f"note: no --model given, so {TrainConfig().model.name}, the default (LeNet-5, for 28x28 digits); "
+            f"cnnlab's recipes for {source} data: {', '.join(names)} (--config NAME; cnnlab recipes)"
+            if names else None)
+
+
 def category_arg(text: str) -> int | list[str]:
     return int(text) if text.isdigit() else [part.strip() for part in text.split(",") if part.strip()]
 
@@ -418,7 +438,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = resume(args.resume, epochs=args.epochs, quiet=args.quiet, report=args.report, device=args.device,
                      precision=args.precision, data=args.data)
     else:
-        run = train(train_config(args), quiet=args.quiet)
+        config = train_config(args)
+        run = train(config, quiet=args.quiet, notes=[note] if (note := recipe_note(args, config)) else [])
     if args.quiet and int(os.environ.get("RANK", 0)) == 0:
         print(run.path)
     return 0
@@ -445,8 +466,9 @@ def check_training(args: argparse.Namespace) -> int:
     print(f"{config.model.name} on {config.data.spec}: {len(steps.source.classes)} classes ({splits}), "
           f"input {steps.input_size[0]}x{steps.input_size[1]}x{steps.channels} decoded at "
           f"{steps.image_size[0]}x{steps.image_size[1]}, {runtime.device} {runtime.precision}")
-    for note in steps.notes:
-        print(note)
+    for note in [*steps.notes, recipe_note(args, config)]:
+        if note:
+            print(note)
     print("every option checks out")
     return 0
 

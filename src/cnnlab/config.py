@@ -258,6 +258,18 @@ def bundled_recipes() -> dict[str, Path]:
     return {p.relative_to(RECIPES).with_suffix("").as_posix(): p for p in sorted(RECIPES.rglob("*.yaml"))}
 
 
+def recipes_for(source: str, model: str | None = None) -> list[str]:
+    """The bundled recipes (not the tutorials' own) for data of ``source`` (``folder``,
+    ``gtsrb``, ...), and for ``model`` if given."""
+    found = []
+    for name, path in bundled_recipes().items():
+        if not name.startswith("tutorial/"):
+            config = TrainConfig.from_yaml(path)
+            if config.data.spec.partition(":")[0] == source and model in (None, config.model.name):
+                found.append(name)
+    return found
+
+
 def find_recipe(path: str | Path) -> Path:
     """``path`` itself (``~`` expanded: only a shell does it), or the bundled recipe of that
     name (with or without .yaml)."""

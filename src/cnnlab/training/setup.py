@@ -234,18 +234,19 @@ def resolve_monitors(config: TrainConfig, num_classes: int, validation: bool) ->
 
 
 def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str | Path | None = None,
-          quiet: bool = False) -> runs.Run:
+          quiet: bool = False, notes: Sequence[str] = ()) -> runs.Run:
     """Train ``config`` (or continue the run directory ``resume``) and return the Run.
 
     When resuming, ``config`` should be the run's own config.yaml, optionally with more epochs;
     everything else (model, optimizer, schedule, callbacks, random states) comes from last.pt.
+    ``notes`` go to the run's log with its own, once every option has been checked.
     """
     with contextlib.ExitStack() as locks:
-        return _train(config, callbacks, resume, quiet, locks)
+        return _train(config, callbacks, resume, quiet, locks, notes)
 
 
 def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Path | None, quiet: bool,
-           locks: contextlib.ExitStack) -> runs.Run:
+           locks: contextlib.ExitStack, given_notes: Sequence[str] = ()) -> runs.Run:
     """train()'s work; the run directory it trains is locked in ``locks`` until train() ends."""
     if resume is not None and data_is_gone(config.data.spec):
         raise DataError(f"--resume {resume}: its data, {config.data.spec}, is not there any more; give --data SPEC "
@@ -315,7 +316,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
         run = runs.RunDirectory(Path(runtime.broadcast(str(path))), quiet=quiet, main_process=runtime.is_main)
         locks.enter_context(run.training_lock(str(run.path)))
         run.write_text(runs.CONFIG, config.to_yaml())  # first, so a run stopped at once can resume
-    for note in [*notes, *weight_notes]:
+    for note in [*given_notes, *notes, *weight_notes]:
         run.log(note)
     if state is not None:
         preprocessing = Preprocessing.from_dict(state["preprocessing"])
