@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.evaluation.metrics import RunningMetrics, classification_metrics
+from cnnlab.evaluation.metrics import RunningMetrics, calibration, classification_metrics
 from cnnlab.reports.html import reported_classes
 
 
@@ -25,6 +25,39 @@ def test_running_metrics_by_hand():
     small = RunningMetrics(3)
     small.update(torch.tensor(1.0), probs[:, :3], labels)
     assert "top5_accuracy" not in small.compute()
+
+
+def test_calibration_by_hand():
+    """Expected calibration error (Guo et al., "On Calibration of Modern Neural Networks",
+    2017): the sample-weighted gap between accuracy and mean top-1 confidence over 15 bins of
+    equal width; a network that says 95% and is right 75% of the time is over-confident."""
+    probs = np.array([[0.95, 0.05]] * 4 + [[0.35, 0.65]] * 6)
+    labels = np.array([0, 0, 0, 1] + [1, 1, 1, 0, 0, 0])
+    result = calibration(probs, labels)
+    assert result["ece"] == pytest.approx(0.4 * 0.2 + 0.6 * 0.15)
+    assert len(result["bins"]) == 15 and sum(b["count"] for b in result["bins"]) == 10
+    filled = [(b["count"], b["accuracy"], b["confidence"]) for b in result["bins"] if b["count"]]
+    assert filled == [(6, pytest.approx(0.5), pytest.approx(0.65)), (4, pytest.approx(0.75), pytest.approx(0.95))]
+    assert result["bins"][9]["low"] == pytest.approx(0.6) and result["bins"][9]["high"] == pytest.approx(2 / 3)
+    assert all(b["accuracy"] is None and b["confidence"] is None for b in result["bins"] if not b["count"])
+    certain = calibration(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1]))  # 1.0 is in the last bin
+    assert certain["ece"] == 0 and certain["bins"][-1]["count"] == 2
+
+
+def test_a_calibrated_model_has_a_small_calibration_error():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.2, 1.0, 20000)
+    right = rng.random(20000) < confidence  # right exactly as often as it says
+    probs = np.stack([confidence, 1 - confidence], 1)
+    labels = np.where(right, 0, 1)
+    assert calibration(probs, labels)["ece"] < 0.02
+    assert calibration(np.stack([np.full(20000, 0.99), np.full(20000, 0.01)], 1), labels)["ece"] > 0.3
+
+
+def test_classification_metrics_hold_the_calibration():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    result = classification_metrics(probs, np.array([0, 1, 1]), ["a", "b"])
+    assert result["calibration"] == calibration(probs, np.array([0, 1, 1]))
 
 
 def test_report_with_never_predicted_and_absent_classes():

@@ -20,7 +20,7 @@ from cnnlab.evaluation.artifacts import load_artifacts
 from conftest import run_cli
 
 PICTURES = ["curves.png", "preview.png", "confusion-val.png", "confusion-val-normalized.png",
-            "roc-val.png", "samples-val.png", "mistakes-val.png"]
+            "roc-val.png", "calibration-val.png", "samples-val.png", "mistakes-val.png"]
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,18 @@ def test_report_is_self_contained(two_runs):
         assert f'id="{section}"' in text
     assert text.count("data:image/png;base64,") == len(PICTURES)
     assert not re.search(r'(src|href)="(https?:)?//', text), "no external resources"
+
+
+def test_report_and_evaluate_show_the_calibration(two_runs):
+    """The expected calibration error beside the accuracy, and the reliability diagram: what
+    a predicted probability is worth, for users who act on predict's probabilities."""
+    run = two_runs[0]
+    ece = json.loads((run.path / "metrics.json").read_text())["val"]["calibration"]["ece"]
+    assert 0 <= ece <= 1
+    text = (run.path / "report.html").read_text()
+    assert "<th>ECE</th>" in text and 'alt="reliability diagram"' in text
+    printed = run_cli("evaluate", run.path, "--no-report").stdout
+    assert re.search(rf"ece\s+{ece:.4f} \(15 bins\)", printed)
 
 
 def test_confusion_matrix_for_many_classes(tmp_path):

@@ -543,6 +543,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     auc = metrics["roc_auc"]
     if auc["macro"] is not None:
         print(f"  {'roc_auc':<15}{auc['macro']:.4f} macro, {auc['micro']:.4f} micro")
+    print(f"  {'ece':<15}{metrics['calibration']['ece']:.4f} ({len(metrics['calibration']['bins'])} bins)")
     print(f"\n{'class':<20}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     rows, left_out = per_class_table(metrics)
     for name, row in rows:

@@ -72,7 +72,8 @@ def predictions_file(split: str) -> str:
 def split_pictures(split: str) -> dict[str, str]:
     """The pictures of one evaluated split, by kind."""
     return {"confusion": f"confusion-{split}.png", "confusion_normalized": f"confusion-{split}-normalized.png",
-            "roc": f"roc-{split}.png", "samples": f"samples-{split}.png", "mistakes": f"mistakes-{split}.png"}
+            "roc": f"roc-{split}.png", "calibration": f"calibration-{split}.png", "samples": f"samples-{split}.png",
+            "mistakes": f"mistakes-{split}.png"}
 
 
 def evaluation_folder(label: str) -> str:

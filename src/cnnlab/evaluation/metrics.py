@@ -102,7 +102,30 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
         "averages": averages,
         "confusion_matrix": confusion.tolist(),
         "roc_auc": roc_auc(probs, labels, num_classes),
+        "calibration": calibration(probs, labels),
     }
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+    """How far the top-1 probability is from the accuracy it promises: the expected calibration
+    error over ``bins`` equal-width bins of that probability (Guo et al., "On Calibration of
+    Modern Neural Networks", ICML 2017: 15 bins), and each bin's range, count, accuracy and
+    mean confidence (None where empty) for the reliability diagram."""
+    confidence = probs.max(1)
+    right = probs.argmax(1) == labels
+    # a probability of exactly 1 belongs to the last bin, not to one past it
+    index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    table, gaps = [], 0.0
+    for k in range(bins):
+        chosen = index == k
+        count = int(chosen.sum())
+        accuracy = float(right[chosen].mean()) if count else None
+        mean = float(confidence[chosen].mean()) if count else None
+        if count:
+            gaps += count * abs(accuracy - mean)
+        table.append({"low": k / bins, "high": (k + 1) / bins, "count": count, "accuracy": accuracy,
+                      "confidence": mean})
+    return {"ece": gaps / max(len(labels), 1), "bins": table}
 
 
 def roc_auc(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:

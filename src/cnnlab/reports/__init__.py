@@ -19,7 +19,7 @@ from .html import comparison_report, run_report, short_names
 def split_pictures(directory: runs.RunDirectory, split: str, part, probs: np.ndarray, metrics: dict,
                    classes: list[str], folder: str = "",
                    explain: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None) -> None:
-    """Confusion matrices, ROC and prediction grids of one evaluated split, in the run
+    """Confusion matrices, ROC, reliability and prediction grids of one evaluated split, in the run
     directory or its sub-folder ``folder``. ``explain(indices)`` gives the model's view of those
     samples and their Grad-CAM maps, laid over the grids."""
     names = {kind: f"{folder}/{name}" if folder else name for kind, name in runs.split_pictures(split).items()}
@@ -27,6 +27,7 @@ def split_pictures(directory: runs.RunDirectory, split: str, part, probs: np.nda
     directory.write_bytes(names["confusion"], plots.confusion_matrix(matrix, classes, normalize=False))
     directory.write_bytes(names["confusion_normalized"], plots.confusion_matrix(matrix, classes, normalize=True))
     directory.write_bytes(names["roc"], plots.roc_curves(probs, part.labels, classes, metrics["roc_auc"]))
+    directory.write_bytes(names["calibration"], plots.reliability_diagram(metrics["calibration"]))
     for kind, mistakes in (("samples", False), ("mistakes", True)):
         chosen, _ = plots.grid_choice(part.labels, probs, mistakes)
         views, heatmaps = explain(chosen) if explain is not None and len(chosen) else (None, None)

@@ -107,7 +107,8 @@ def metrics_rows(metrics: dict, splits: tuple[str, ...] = ("val", "test")) -> li
         rows.append([split, m.get("samples", ""), m["loss"], m["accuracy"],
                      m.get("top5_accuracy", "-"), m["mse"], m["averages"]["macro"]["f1"],
                      auc.get("macro") if auc.get("macro") is not None else "-",
-                     auc.get("micro") if auc.get("micro") is not None else "-"])
+                     auc.get("micro") if auc.get("micro") is not None else "-",
+                     m.get("calibration", {}).get("ece", "-")])
     return rows
 
 
@@ -174,8 +175,8 @@ def confused_pairs(m: dict, classes: list[str], count: int = 10) -> list[list]:
 
 
 def split_body(folder: Path, split: str, m: dict, table_id: str) -> str:
-    """Per-class table, most confused pairs, confusion matrices, ROC and prediction grids of one
-    evaluated split."""
+    """Per-class table, most confused pairs, confusion matrices, ROC, reliability diagram and
+    prediction grids of one evaluated split."""
     listed, left_out = per_class_table(m)
     rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]] for name, row in listed]
     pictures = {kind: folder / name for kind, name in runs.split_pictures(split).items()}
@@ -187,7 +188,8 @@ def split_body(folder: Path, split: str, m: dict, table_id: str) -> str:
             f"{confused}"
             f'<div class="grid"><div>{img(pictures["confusion"], "confusion matrix")}</div>'
             f'<div>{img(pictures["confusion_normalized"], "normalised confusion matrix")}</div></div>'
-            f'{img(pictures["roc"], "ROC curves")}'
+            f'<div class="grid"><div>{img(pictures["roc"], "ROC curves")}</div>'
+            f'<div>{img(pictures["calibration"], "reliability diagram")}</div></div>'
             f'{img(pictures["samples"], "sample predictions")}'
             f'{img(pictures["mistakes"], "most confident mistakes")}')
 
@@ -213,7 +215,7 @@ def run_report(directory: runs.RunDirectory) -> str:
     config = read_yaml(directory.file(runs.CONFIG)) if directory.exists(runs.CONFIG) else {}
     sections.append(section("training", "Training", training_body(history, data, summary_json, config)))
 
-    header = ["split", "samples", "loss", "accuracy", "top-5", "MSE", "macro F1", "AUC macro", "AUC micro"]
+    header = ["split", "samples", "loss", "accuracy", "top-5", "MSE", "macro F1", "AUC macro", "AUC micro", "ECE"]
     best = f"<p>Best checkpoint: epoch {metrics.get('epoch', '?')} of {len(history)}.</p>"
     sections.append(section("metrics", "Metrics", best + table(header, metrics_rows(metrics))))
     sections.append(section("curves", "Training curves", img(directory.file(runs.CURVES), "training curves")))

@@ -156,6 +156,34 @@ def roc_curves(probs: np.ndarray, labels: np.ndarray, classes: list[str], auc: d
     return png(figure)
 
 
+def reliability_diagram(calibration: dict) -> bytes:
+    """Accuracy per confidence bin beside the bin's mean confidence (a calibrated model's bars
+    reach its marks, on the diagonal; bars below their marks are over-confident, above them
+    under-confident), and how many samples each bin holds."""
+    bins = calibration["bins"]
+    width = bins[0]["high"] - bins[0]["low"]
+    lows = np.array([b["low"] for b in bins])
+    filled = [b for b in bins if b["count"]]
+    figure, (axis, counts) = plt.subplots(2, 1, figsize=(6.5, 7), sharex=True,
+                                          gridspec_kw={"height_ratios": [3, 1]})
+    axis.bar([b["low"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
+             color="C0", edgecolor="white", label="accuracy")
+    axis.hlines([b["confidence"] for b in filled], [b["low"] for b in filled], [b["high"] for b in filled],
+                color="C3", linewidth=2.5, label="mean confidence")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("accuracy")
+    axis.set_title(f"Reliability: expected calibration error {calibration['ece']:.4f} ({len(bins)} bins)")
+    axis.legend(fontsize=8, loc="upper left")
+    axis.grid(alpha=0.3)
+    counts.bar(lows, [b["count"] for b in bins], width=width, align="edge", color="grey", edgecolor="white")
+    counts.set_xlabel("top-1 probability (confidence)")
+    counts.set_ylabel("samples")
+    counts.grid(alpha=0.3)
+    return png(figure)
+
+
 def image_grid(images: np.ndarray, titles: list[str], colours: list[str] | None = None,
                columns: int = 8, title: str | None = None, heatmaps: np.ndarray | None = None) -> bytes:
     """Images (N, H, W, C) uint8 in a grid, each with its title; ``heatmaps`` (N, H, W) in [0, 1]
