@@ -559,6 +559,9 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
     assert listing["done"]["model"] == "mlp" and 0 < listing["done"]["val_accuracy"] <= 1
     assert listing["stopped"]["status"] == f"stopped: cnnlab train --resume {out / 'stopped'}"
     assert listing["stopped"]["epochs"] == [1, 3]
+    (out / "stopped" / "last.pt").write_bytes(b"not a checkpoint")  # resuming says so; the listing goes on
+    damaged = {row["name"]: row for row in json.loads(run_cli("runs", out, "--format", "json").stdout)}
+    assert damaged["stopped"]["status"] == listing["stopped"]["status"]
     with RunDirectory(out / "stopped").training_lock("test"):
         busy = json.loads(run_cli("runs", out, "--format", "json").stdout)
     assert {row["name"]: row["status"] for row in busy}["stopped"] == "training now"

@@ -13,7 +13,7 @@ from cnnlab.checkpoint import load_checkpoint
 from cnnlab.config import ScheduleConfig
 from cnnlab.errors import CnnlabError, TrainingDiverged
 from cnnlab.evaluation.losses import Loss
-from cnnlab.runs import load_run
+from cnnlab.runs import load_run, run_table
 from cnnlab.training.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from cnnlab.training.monitor import Monitor
 from cnnlab.training.schedules import LRSchedule
@@ -235,6 +235,9 @@ def test_ctrl_c_within_an_epoch_saves_where_it_stopped_and_resumes_exactly(tmp_p
     within = saved["within_epoch"]
     assert saved["epoch"] == 1 and within["epoch"] == 1 and 0 < within["batch"] < 51
     assert "after batch" in (tmp_path / "stopped" / "train.log").read_text()
+    listed = {row["name"]: row["status"] for row in run_table(tmp_path)}
+    assert listed["stopped"] == (f"stopped in epoch 2 after batch {within['batch']} of 51: "
+                                 f"cnnlab train --resume {tmp_path / 'stopped'}")
     resumed = api.resume(tmp_path / "stopped", quiet=True)
     for got, want in zip(without_timings(resumed.history), without_timings(straight.history), strict=True):
         assert got == pytest.approx(want, rel=1e-5)

@@ -15,12 +15,14 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     return write_atomic(path, lambda handle: torch.save(payload, handle))
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, lazily: bool = False) -> dict:
+    """The checkpoint at ``path``, read without running code; ``lazily``: its tensors mapped
+    from the file, not read, for a look at the small values beside them."""
     path = Path(path)
     if not path.is_file():
         raise CnnlabError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=lazily)
     # bytes that are no checkpoint make torch's weights-only unpickler raise IndexError,
     # KeyError and more besides the unpickling errors; none of them runs code
     except Exception as exc:  # noqa: BLE001

@@ -368,6 +368,20 @@ DIVERGED = re.compile(r"training diverged: the loss became \S+ in epoch (\d+)[^\
 """The last line of a run that ended because its loss became NaN or infinite."""
 
 
+def where_stopped(directory: RunDirectory, config: TrainConfig) -> str:
+    """`` in epoch E after batch K of B`` for a run stopped within an epoch, as its last.pt
+    records it (its tensors left unread), else nothing: a run stopped at an epoch's end, or a
+    last.pt that resuming will say is damaged."""
+    try:
+        within = load_checkpoint(directory.file(LAST), lazily=True).get("within_epoch")
+        epoch, batch = within["epoch"] + 1, int(within["batch"])
+        samples = directory.read_json(DATA, {}).get("counts", {}).get("train")
+    except (CnnlabError, TypeError, KeyError, ValueError, AttributeError):
+        return ""
+    of = f" of {-(-samples // config.batch_size)}" if isinstance(samples, int) else ""
+    return f" in epoch {epoch} after batch {batch}{of}"
+
+
 def run_table(folder: Path) -> list[dict]:
     """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name,
     model, data, epochs (trained, asked for), best validation accuracy, test accuracy and where
@@ -390,7 +404,7 @@ def run_table(folder: Path) -> list[dict]:
         elif diverged := DIVERGED.search(directory.log_tail()):
             status = f"diverged in epoch {diverged.group(1)}: try a lower --lr"
         else:
-            status = f"stopped: cnnlab train --resume {path}"
+            status = f"stopped{where_stopped(directory, run.config)}: cnnlab train --resume {path}"
         accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
         rows.append({"name": path.name, "model": run.config.model.name, "data": data_name(run.config.data.spec),
                      "epochs": [len(run.history), run.config.epochs],
