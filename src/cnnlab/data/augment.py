@@ -264,7 +264,6 @@ class Augmenter:
             x = x + 255.0 * self._uniform(n, aug.brightness).view(-1, 1, 1, 1)
         return x.clamp(0.0, 255.0)  # as a camera saturates
 
-
     def _random_erasing(self, x: torch.Tensor) -> torch.Tensor:
         """One box per chosen image, of random area and aspect (Zhong et al.'s ranges) at a
         random place, filled with uniform noise: one masked select for the whole batch."""
