@@ -619,3 +619,31 @@ def test_training_without_a_recipe_names_the_recipes_measured_for_its_data(tmp_p
     quiet = run_cli("train", "--model", "resnet9", "--data", f"folder:{folder}", "--epochs", "1", "--no-report",
                     "--image-size", "16x16", "--out", tmp_path / "runs", "--name", "q", "--quiet")
     assert quiet.stdout.strip() == str(tmp_path / "runs" / "q")  # --quiet: the run directory only
+
+
+def test_runs_by_seed_groups_repeats_and_shows_what_sets_them_apart(tmp_path):
+    """On 136 validation images one image is 0.74 points: judging a change takes repeats with
+    other seeds and their mean and spread, which docs/results.md worked out by hand."""
+    from cnnlab import api
+
+    out = tmp_path / "runs"
+    for lr in (1e-3, 3e-2):
+        for seed in (0, 1, 2):
+            api.train(model="mlp", data="digits", epochs=1, lr=lr, seed=seed, out=str(out), name=f"lr{lr}-s{seed}",
+                      quiet=True, report=seed == 0)  # what a run writes is no part of its setting
+    api.train(model="lenet5", data="digits", epochs=1, out=str(out), name="alone", quiet=True, report=False)
+    single = {row["name"]: row for row in json.loads(run_cli("runs", out, "--format", "json").stdout)}
+    groups = json.loads(run_cli("runs", out, "--by-seed", "--format", "json").stdout)
+    assert [sorted(group["runs"]) for group in groups] == [[f"lr0.001-s{s}" for s in range(3)],
+                                                           [f"lr0.03-s{s}" for s in range(3)], ["alone"]]
+    for group, lr in zip(groups[:2], (1e-3, 3e-2), strict=True):
+        accuracies = [single[name]["val_accuracy"] for name in group["runs"]]
+        assert group["seeds"] == [0, 1, 2] and group["status"] == "3 finished"
+        assert group["val_accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+        assert group["val_accuracy"]["std"] == pytest.approx(np.std(accuracies, ddof=1))
+        assert (group["val_accuracy"]["min"], group["val_accuracy"]["max"]) == (min(accuracies), max(accuracies))
+        assert group["differs"] == {"optimizer.lr": lr}  # from the other settings of its model and data
+    assert groups[2]["differs"] == {}
+    assert groups[2]["val_accuracy"]["std"] is None  # one run: no spread
+    table = run_cli("runs", out, "--by-seed").stdout
+    assert "optimizer.lr=0.03" in table and "±" in table and len(table.splitlines()) == 4

@@ -226,6 +226,9 @@ def build_parser() -> Parser:
                          help="where the runs are (train --out; default runs)")
     listing.add_argument("--sort", default="time", choices=("time", "val_accuracy", "test_accuracy"),
                          help="oldest first (default), or the most accurate first")
+    listing.add_argument("--by-seed", action="store_true",
+                         help="one row per setting: runs whose configs differ in the seed only, with the mean, "
+                         "spread and range of their accuracies, and what sets each setting apart")
     listing.add_argument("--format", default="table", choices=("table", "json"))
 
     export = commands.add_parser("export", help="export a run's best model")
@@ -788,6 +791,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from .runs import run_table
 
+    if args.by_seed:
+        return print_seed_groups(args)
     rows = run_table(Path(args.folder))
     if args.sort != "time":  # runs without the figure last
         rows.sort(key=lambda row: -1.0 if row.get(args.sort) is None else row[args.sort], reverse=True)
@@ -803,6 +808,43 @@ def cmd_runs(args: argparse.Namespace) -> int:
         epochs = "/".join(map(str, row["epochs"])) if "epochs" in row else "-"
         print(f"{row['name'][:39]:<40}{row.get('model', '-')[:13]:<14}{row.get('data', '-')[:21]:<22}{epochs:>8}"
               f"{percent(row.get('val_accuracy')):>9}{percent(row.get('test_accuracy')):>9}  {row['status']}")
+    return 0
+
+
+def setting_text(value: Any) -> str:
+    """A config value as a recipe writes it: ``[hflip, pad_crop:4]``, not Python's repr."""
+    if isinstance(value, list | dict):
+        import yaml
+
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    return str(value)
+
+
+def print_seed_groups(args: argparse.Namespace) -> int:
+    from .runs import seed_groups
+
+    groups = seed_groups(Path(args.folder))
+    if args.sort != "time":
+        groups.sort(key=lambda group: -1.0 if group[args.sort] is None else group[args.sort]["mean"], reverse=True)
+    if args.format == "json":
+        print(json.dumps(groups, indent=2))
+        return 0
+    if not groups:
+        print(f"no runs in {args.folder}")
+        return 0
+
+    def summary(figures: dict | None) -> str:
+        if figures is None:
+            return "-"
+        deviation = "" if figures["std"] is None else f" ± {figures['std']:.2%}"
+        return f"{figures['mean']:.2%}{deviation} ({figures['min']:.2%}-{figures['max']:.2%})"
+
+    print(f"{'runs':>5}  {'model':<14}{'data':<22}{'val acc: mean ± sd (lowest-highest)':<40}"
+          f"{'test acc':<34}differs in")
+    for group in groups:
+        differs = ", ".join(f"{key}={setting_text(value)}" for key, value in group["differs"].items()) or "-"
+        print(f"{len(group['runs']):>5}  {group['model'][:13]:<14}{group['data'][:21]:<22}"
+              f"{summary(group['val_accuracy']):<40}{summary(group['test_accuracy']):<34}{differs}")
     return 0
 
 

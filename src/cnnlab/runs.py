@@ -386,6 +386,11 @@ def run_table(folder: Path) -> list[dict]:
     """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name,
     model, data, epochs (trained, asked for), best validation accuracy, test accuracy and where
     it stands (finished, training now, diverged, or stopped, with the command that continues it)."""
+    return [row for row, _ in runs_with_configs(folder)]
+
+
+def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None]]:
+    """run_table's rows, each with its run's config (None for a run that cannot be read)."""
     if not folder.is_dir():
         raise CnnlabError(f"{folder}: no such folder")
     rows = []
@@ -393,7 +398,7 @@ def run_table(folder: Path) -> list[dict]:
         try:
             run = load_run(path)
         except CnnlabError as exc:
-            rows.append({"name": path.name, "status": f"unreadable: {exc}"})
+            rows.append(({"name": path.name, "status": f"unreadable: {exc}"}, None))
             continue
         directory = run.directory
         history_written = directory.file(HISTORY_JSON).stat().st_mtime if directory.exists(HISTORY_JSON) else 0.0
@@ -406,8 +411,67 @@ def run_table(folder: Path) -> list[dict]:
         else:
             status = f"stopped{where_stopped(directory, run.config)}: cnnlab train --resume {path}"
         accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
-        rows.append({"name": path.name, "model": run.config.model.name, "data": data_name(run.config.data.spec),
-                     "epochs": [len(run.history), run.config.epochs],
-                     "val_accuracy": max(accuracies) if accuracies else None,
-                     "test_accuracy": run.metrics.get("test", {}).get("accuracy"), "status": status})
+        rows.append(({"name": path.name, "model": run.config.model.name, "data": data_name(run.config.data.spec),
+                      "epochs": [len(run.history), run.config.epochs],
+                      "val_accuracy": max(accuracies) if accuracies else None,
+                      "test_accuracy": run.metrics.get("test", {}).get("accuracy"), "status": status}, run.config))
     return rows
+
+
+NOT_THE_SETTING = ("seed", "name", "out", "report", "tensorboard")
+"""Config keys that two repeats of one setting may differ in: the seed, and where and what
+each writes."""
+
+
+def dotted_items(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"optimizer.lr": 0.001, ...}``."""
+    items: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            items.update(dotted_items(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
+
+
+def spread(values: list[float]) -> dict | None:
+    """Mean, sample standard deviation (None for one value), lowest and highest."""
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values)}
+
+
+def seed_groups(folder: Path) -> list[dict]:
+    """The runs of ``folder`` grouped by their config with the seed left out: the repeats of
+    one setting, in the order their first run was made, with the mean and spread of their best
+    validation and their test accuracies, and the settings that set each group apart from the
+    other groups of its model and data (``differs``). Runs that cannot be read are left out."""
+    groups: dict[str, dict] = {}
+    for row, config in runs_with_configs(folder):
+        if config is None:
+            continue
+        setting = {k: v for k, v in dotted_items(config.to_dict()).items() if k not in NOT_THE_SETTING}
+        group = groups.setdefault(json.dumps(setting, sort_keys=True, default=str),
+                                  {"setting": setting, "rows": [], "seeds": []})
+        group["rows"].append(row)
+        group["seeds"].append(config.seed)
+    result = []
+    for group in groups.values():
+        # set apart from the other settings of the same model on the same data: the comparison
+        # that a sweep makes
+        peers = [other["setting"] for other in groups.values()
+                 if all(other["setting"][k] == group["setting"][k] for k in ("model.name", "data.spec"))]
+        differing = sorted(k for k in set().union(*peers)
+                           if len({json.dumps(peer.get(k), default=str) for peer in peers}) > 1)
+        rows = group["rows"]
+        statuses = [row["status"].partition(":")[0].partition(" in ")[0] for row in rows]
+        result.append({
+            "runs": [row["name"] for row in rows], "model": rows[0]["model"], "data": rows[0]["data"],
+            "epochs": group["setting"]["epochs"], "seeds": sorted(group["seeds"]),
+            "val_accuracy": spread([r["val_accuracy"] for r in rows if r["val_accuracy"] is not None]),
+            "test_accuracy": spread([r["test_accuracy"] for r in rows if r["test_accuracy"] is not None]),
+            "status": ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
+            "differs": {k: group["setting"].get(k) for k in differing}})
+    return result
