@@ -647,3 +647,6 @@ def test_runs_by_seed_groups_repeats_and_shows_what_sets_them_apart(tmp_path):
     assert groups[2]["val_accuracy"]["std"] is None  # one run: no spread
     table = run_cli("runs", out, "--by-seed").stdout
     assert "optimizer.lr=0.03" in table and "±" in table and len(table.splitlines()) == 4
+    best_first = json.loads(run_cli("runs", out, "--by-seed", "--sort", "val_accuracy", "--format", "json").stdout)
+    means = [group["val_accuracy"]["mean"] for group in best_first]
+    assert means == sorted(means, reverse=True)
