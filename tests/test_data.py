@@ -436,6 +436,21 @@ def test_trivial_augment_geometry_and_one_operation_per_image():
                                                                    strengths[k: k + 1]))
 
 
+@pytest.mark.parametrize("side", [1, 2, 3, 7])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_trivial_augment_takes_images_of_any_size_and_channels(side, channels):
+    """Sharpness's 3x3 filter raised on images smaller than itself; Pillow's leaves the outermost
+    pixels as they are, and an image of 1 or 2 pixels a side is all outermost pixels."""
+    from cnnlab.data.trivial_augment import OPERATIONS, trivial_augment
+
+    images = torch.rand(len(OPERATIONS), channels, side, side + 1) * 255
+    out = trivial_augment(images, torch.arange(len(OPERATIONS)), torch.linspace(-1, 1, len(OPERATIONS)))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
+    if side < 3:
+        sharpness = list(OPERATIONS).index("sharpness")
+        torch.testing.assert_close(out[sharpness], images[sharpness])
+
+
 def test_trivial_augment_draws_an_operation_and_a_level_per_image():
     images = torch.rand(700, 3, 12, 12) * 180 + 20
     out = Augmenter(Augment.parse(["trivial_augment"]), (12, 12), None, torch.Generator().manual_seed(0))(images)

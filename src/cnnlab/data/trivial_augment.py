@@ -80,8 +80,10 @@ def _contrast(x: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
 
 def _sharpness(x: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     """Blend with Pillow's SMOOTH filter (3x3, centre 5, the rest 1, over 13), which leaves the
-    outermost pixels as they are."""
+    outermost pixels as they are (all of them, in an image under 3 pixels a side)."""
     channels = x.shape[1]
+    if min(x.shape[2:]) < 3:
+        return x
     kernel = torch.ones(3, 3, dtype=x.dtype, device=x.device)
     kernel[1, 1] = 5.0
     kernel = (kernel / 13.0).expand(channels, 1, 3, 3)
