@@ -183,6 +183,10 @@ def test_compare_is_readable(two_runs, tmp_path):
     params = [f"{int(json.loads((r.path / 'summary.json').read_text())['total_params']):,}" for r in two_runs]
     assert all(p in text for p in params)  # 61,706, not 61706
     assert re.search(r"<td[^>]*>\d+ s</td>|<td[^>]*>\d+ min \d\d s</td>", text)
+    assert "<th>val ECE</th>" in text  # how far each run's probabilities are from its accuracy
+    for run in two_runs:
+        ece = json.loads((run.path / "metrics.json").read_text())["val"]["calibration"]["ece"]
+        assert f">{ece:.4f}</td>" in text
 
 
 def test_a_tall_grid_keeps_its_title_next_to_the_images():

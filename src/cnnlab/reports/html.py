@@ -261,7 +261,7 @@ def short_names(names: list[str]) -> list[str]:
 
 
 def comparison_report(runs_: list, names: list[str], curves: Path) -> str:
-    header = ["run", "model", "best val accuracy", "best val loss", "test accuracy", "parameters",
+    header = ["run", "model", "best val accuracy", "best val loss", "test accuracy", "val ECE", "parameters",
               "training time", "img/s"]
     rows = [comparison_row(run, name) for run, name in zip(runs_, names, strict=True)]
     listing = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(str(run.path))}</li>"
@@ -278,11 +278,12 @@ def comparison_row(run, name: str) -> list:
     best_acc = max((row.get("val_accuracy", row.get("accuracy", 0.0)) for row in history), default=0.0)
     best_loss = min((row.get("val_loss", row.get("loss", 0.0)) for row in history), default=0.0)
     test = run.metrics.get("test", {}).get("accuracy")
+    ece = run.metrics.get("val", {}).get("calibration", {}).get("ece")
     params = run.directory.read_json(runs.SUMMARY_JSON, {}).get("total_params")
     seconds = sum(row.get("seconds", 0.0) for row in history)
     rates = [row["images_per_second"] for row in history if "images_per_second" in row]
     return [name, run.config.model.name, float(best_acc), float(best_loss),
-            float(test) if test is not None else "-",
+            float(test) if test is not None else "-", float(ece) if ece is not None else "-",
             Cell(f"{params:,}", params) if isinstance(params, int) else "-",
             Cell(duration(seconds), seconds),
             Cell(f"{sum(rates) / len(rates):,.0f}", sum(rates) / len(rates)) if rates else "-"]
