@@ -789,26 +789,34 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import run_table
+    from .runs import run_table, seed_groups
 
-    if args.by_seed:
-        return print_seed_groups(args)
-    rows = run_table(Path(args.folder))
-    if args.sort != "time":  # runs without the figure last
-        rows.sort(key=lambda row: -1.0 if row.get(args.sort) is None else row[args.sort], reverse=True)
+    rows = seed_groups(Path(args.folder)) if args.by_seed else run_table(Path(args.folder))
+
+    def figure(row: dict) -> float | None:
+        value = row.get(args.sort)
+        return value["mean"] if args.by_seed and value is not None else value
+
+    if args.sort != "time":  # rows without the figure last
+        rows.sort(key=lambda row: -1.0 if figure(row) is None else figure(row), reverse=True)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
+    elif not rows:
         print(f"no runs in {args.folder}")
-        return 0
+    elif args.by_seed:
+        print_seed_groups(rows)
+    else:
+        print_runs(rows)
+    return 0
+
+
+def print_runs(rows: list[dict]) -> None:
     percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
     print(f"{'run':<40}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}  status")
     for row in rows:
         epochs = "/".join(map(str, row["epochs"])) if "epochs" in row else "-"
         print(f"{row['name'][:39]:<40}{row.get('model', '-')[:13]:<14}{row.get('data', '-')[:21]:<22}{epochs:>8}"
               f"{percent(row.get('val_accuracy')):>9}{percent(row.get('test_accuracy')):>9}  {row['status']}")
-    return 0
 
 
 def setting_text(value: Any) -> str:
@@ -820,19 +828,7 @@ def setting_text(value: Any) -> str:
     return str(value)
 
 
-def print_seed_groups(args: argparse.Namespace) -> int:
-    from .runs import seed_groups
-
-    groups = seed_groups(Path(args.folder))
-    if args.sort != "time":
-        groups.sort(key=lambda group: -1.0 if group[args.sort] is None else group[args.sort]["mean"], reverse=True)
-    if args.format == "json":
-        print(json.dumps(groups, indent=2))
-        return 0
-    if not groups:
-        print(f"no runs in {args.folder}")
-        return 0
-
+def print_seed_groups(groups: list[dict]) -> None:
     def summary(figures: dict | None) -> str:
         if figures is None:
             return "-"
@@ -845,7 +841,6 @@ def print_seed_groups(args: argparse.Namespace) -> int:
         differs = ", ".join(f"{key}={setting_text(value)}" for key, value in group["differs"].items()) or "-"
         print(f"{len(group['runs']):>5}  {group['model'][:13]:<14}{group['data'][:21]:<22}"
               f"{summary(group['val_accuracy']):<40}{summary(group['test_accuracy']):<34}{differs}")
-    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
