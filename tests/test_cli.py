@@ -557,6 +557,15 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
     assert set(listing) == {"poor", "done", "stopped"}
     assert listing["done"]["status"] == "finished" and listing["done"]["epochs"] == [2, 2]
     assert listing["done"]["model"] == "mlp" and 0 < listing["done"]["val_accuracy"] <= 1
+    # a finished run's figure is its kept checkpoint's, evaluated at the end, as its report and
+    # metrics.json give it (an epoch's figure in bf16 may differ from it by an image)
+    kept = (out / "done" / "metrics.json").read_text()
+    metrics = json.loads(kept)
+    metrics["val"]["accuracy"] = 0.123  # as if it were one that differs from every epoch's
+    (out / "done" / "metrics.json").write_text(json.dumps(metrics))
+    finished = {row["name"]: row for row in json.loads(run_cli("runs", out, "--format", "json").stdout)}
+    assert finished["done"]["val_accuracy"] == 0.123 and finished["done"]["status"] == "finished"
+    (out / "done" / "metrics.json").write_text(kept)
     assert listing["stopped"]["status"] == f"stopped: cnnlab train --resume {out / 'stopped'}"
     assert listing["stopped"]["epochs"] == [1, 3]
     (out / "stopped" / "last.pt").write_bytes(b"not a checkpoint")  # resuming says so; the listing goes on

@@ -384,8 +384,9 @@ def where_stopped(directory: RunDirectory, config: TrainConfig) -> str:
 
 def run_table(folder: Path) -> list[dict]:
     """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name,
-    model, data, epochs (trained, asked for), best validation accuracy, test accuracy and where
-    it stands (finished, training now, diverged, or stopped, with the command that continues it)."""
+    model, data, epochs (trained, asked for), best validation accuracy (of a finished run, its
+    kept checkpoint's as evaluated at the end), test accuracy and where it stands (finished,
+    training now, diverged, or stopped, with the command that continues it)."""
     return [row for row, _ in runs_with_configs(folder)]
 
 
@@ -411,9 +412,11 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None]]:
         else:
             status = f"stopped{where_stopped(directory, run.config)}: cnnlab train --resume {path}"
         accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
+        # a finished run's figure is its kept checkpoint's, as evaluated at the end (its report's)
+        evaluated = run.metrics.get("val", {}).get("accuracy") if status == "finished" else None
         rows.append(({"name": path.name, "model": run.config.model.name, "data": data_name(run.config.data.spec),
                       "epochs": [len(run.history), run.config.epochs],
-                      "val_accuracy": max(accuracies) if accuracies else None,
+                      "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
                       "test_accuracy": run.metrics.get("test", {}).get("accuracy"), "status": status}, run.config))
     return rows
 
