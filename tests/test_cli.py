@@ -608,11 +608,11 @@ def test_training_without_a_recipe_names_the_recipes_measured_for_its_data(tmp_p
     data (docs/results.md)."""
     folder = make_image_folder(tmp_path / "photos", per_class=3)
     plain = run_cli("train", "--data", f"folder:{folder}", "--check")
-    assert ("note: no --model given, so lenet5, the default (LeNet-5, for 28x28 digits); cnnlab's recipes "
-            "for folder data: alexnet-paper, faces-resnet9, faces-small-cnn, faces-vgg16 (--config NAME; "
-            "cnnlab recipes)") in plain.stdout
+    assert ("note: no --model given, so lenet5, the default (LeNet-5, for 28x28 digits); for folder data "
+            "cnnlab recommends --config faces-resnet9 (docs/results.md), and has alexnet-paper, faces-small-cnn, "
+            "faces-vgg16 (cnnlab recipes)") in plain.stdout
     bare = run_cli("train", "--data", str(folder), "--check")  # a bare path is a folder
-    assert "cnnlab's recipes for folder data" in bare.stdout
+    assert "for folder data cnnlab recommends --config faces-resnet9" in bare.stdout
     model = run_cli("train", "--model", "small-cnn", "--data", f"folder:{folder}", "--check")
     assert ("note: --config faces-small-cnn is cnnlab's recipe for small-cnn on folder data "
             "(cnnlab recipes); without one, training uses the defaults") in model.stdout
@@ -659,3 +659,23 @@ def test_runs_by_seed_groups_repeats_and_shows_what_sets_them_apart(tmp_path):
     best_first = json.loads(run_cli("runs", out, "--by-seed", "--sort", "val_accuracy", "--format", "json").stdout)
     means = [group["val_accuracy"]["mean"] for group in best_first]
     assert means == sorted(means, reverse=True)
+
+
+def test_each_recommended_recipe_is_a_bundled_recipe_for_its_source():
+    from cnnlab.config import RECOMMENDED, bundled_recipes, recipes_for
+    from cnnlab.data import SOURCES
+
+    for source, name in RECOMMENDED.items():
+        assert source in SOURCES and name in bundled_recipes() and name in recipes_for(source)
+
+
+def test_a_source_whose_recipes_were_not_measured_has_them_listed():
+    import argparse
+
+    from cnnlab.cli import recipe_note
+    from cnnlab.config import TrainConfig
+
+    args = argparse.Namespace(config=None, resume=None, model=None, set=[])
+    config = TrainConfig().with_overrides({"data.spec": "caltech256:/data/256_ObjectCategories"})
+    assert recipe_note(args, config).endswith("cnnlab's recipes for caltech256 data: caltech256-alexnet-half "
+                                              "(--config NAME; cnnlab recipes)")

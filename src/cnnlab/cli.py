@@ -398,7 +398,7 @@ def train_config(args: argparse.Namespace):
 def recipe_note(args: argparse.Namespace, config) -> str | None:
     """Training with no recipe: the bundled recipes for its data, which were measured on real
     images (docs/results.md), where the defaults were not."""
-    from .config import TrainConfig, recipes_for
+    from .config import RECOMMENDED, TrainConfig, recipes_for
 
     if args.config or args.resume:
         return None
@@ -410,9 +410,14 @@ def recipe_note(args: argparse.Namespace, config) -> str | None:
                 f"{config.model.name} on {source} data (cnnlab recipes); without one, training uses the defaults"
                 if names else None)
     names = recipes_for(source)
-    return (f"note: no --model given, so {TrainConfig().model.name}, the default (LeNet-5, for 28x28 digits); "
-            f"cnnlab's recipes for {source} data: {', '.join(names)} (--config NAME; cnnlab recipes)"
-            if names else None)
+    if not names:
+        return None
+    default = f"note: no --model given, so {TrainConfig().model.name}, the default (LeNet-5, for 28x28 digits); "
+    if source not in RECOMMENDED:
+        return default + f"cnnlab's recipes for {source} data: {', '.join(names)} (--config NAME; cnnlab recipes)"
+    others = [name for name in names if name != RECOMMENDED[source]]
+    return (default + f"for {source} data cnnlab recommends --config {RECOMMENDED[source]} (docs/results.md)"
+            + (f", and has {', '.join(others)}" if others else "") + " (cnnlab recipes)")
 
 
 def category_arg(text: str) -> int | list[str]:

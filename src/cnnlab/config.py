@@ -258,6 +258,11 @@ def bundled_recipes() -> dict[str, Path]:
     return {p.relative_to(RECIPES).with_suffix("").as_posix(): p for p in sorted(RECIPES.rglob("*.yaml"))}
 
 
+RECOMMENDED = {"folder": "faces-resnet9", "gtsrb": "gtsrb-resnet9", "cifar10": "cifar10-airbench",
+               "mnist": "mnist-resnet9"}
+"""The recipe cnnlab recommends for each source that docs/results.md measured recipes on."""
+
+
 def recipes_for(source: str, model: str | None = None) -> list[str]:
     """The bundled recipes (not the tutorials' own) for data of ``source`` (``folder``,
     ``gtsrb``, ...), and for ``model`` if given."""
