@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -808,6 +809,24 @@ def test_augmented_views_show_what_evaluation_and_training_see():
     # the evaluation view is the centre crop of the stored image
     plain16, _ = augmented_views(data, [], None, views=1, rows=1)
     assert np.array_equal(views[0], plain16[0][2:14, 2:14])
+
+
+@pytest.mark.parametrize("mixing", ["mixup:0.4", "cutmix"])
+def test_augmented_views_draw_mixup_and_cutmix_as_the_training_step_mixes(mixing):
+    """Mixup and CutMix mix two images in the training step; the preview left them out, so a
+    user tuning them saw no mixed image. Each trained view is now the batch's mixed image,
+    titled with the share of the larger part and the class of the other."""
+    from cnnlab.data.inspect import augmented_views
+
+    data = load_dataset("digits", (16, 16), val_split=0.0)
+    plain, _ = augmented_views(data, [], None, views=4, rows=4)
+    mixed, titles = augmented_views(data, [mixing], None, views=4, rows=4)
+    trained = [k for k, title in enumerate(titles) if not title.endswith("evaluated")]
+    assert all(re.fullmatch(r"\d+% \d \+ \d", titles[k]) for k in trained), titles
+    assert all(50 <= int(titles[k].split("%")[0]) <= 100 for k in trained)
+    assert any(not np.array_equal(mixed[k], plain[k]) for k in trained)  # images were mixed
+    again, _ = augmented_views(data, [mixing], None, views=4, rows=4)
+    assert np.array_equal(mixed, again)
 
 
 def test_data_info_previews_augmentations(tmp_path):

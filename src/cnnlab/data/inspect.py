@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..runtime import cpu_count
-from .augment import Augment
+from .augment import Augment, mix_batch
 from .dataset import Dataset, Split, load_dataset
 from .images import DECODE_ERRORS, exif_warnings_silenced, try_decode
 from .loader import BatchLoader
@@ -67,7 +67,9 @@ def augmented_views(dataset: Dataset, augment: list[str], crop: tuple[int, int] 
     """An image of each of the first ``rows`` classes as evaluation sees it (the centre crop),
     then ``views`` training views of it drawn with ``augment`` as the training loader draws
     them: what the model is shown. Returns the views, a row per image, and their titles.
-    Mixup and CutMix mix two images in the training step and are not drawn."""
+    With mixup or CutMix, which mix two images in the training step, the trained views are
+    the batch of them mixed as that step mixes it, each titled with the larger part's share
+    and class and the other part's class."""
     split = dataset.splits[dataset.main_split]
     rng = np.random.default_rng(seed)
     picked = [rng.choice(np.flatnonzero(split.labels == c)) for c in np.unique(split.labels)][:rows]
@@ -77,21 +79,31 @@ def augmented_views(dataset: Dataset, augment: list[str], crop: tuple[int, int] 
     unchanged = Preprocessing([0.0] * channels, [1 / 255] * channels, crop or dataset.image_size, dataset.image_size,
                               channels, pca=pca_of(split) if channels == 3 else None)
 
-    def shown(images: np.ndarray, training: bool) -> np.ndarray:
-        # each image's row number rides as its label through the training loader's shuffle
+    parsed = Augment.parse(augment)
+    names = [dataset.classes[split.labels[index]] for index in picked]
+
+    def shown(images: np.ndarray, training: bool) -> tuple[np.ndarray, list[str]]:
+        # each image's position rides as its label through the training loader's shuffle
         part = Split(images, np.arange(len(images)), [str(i) for i in range(len(images))])
         loader = BatchLoader(part, len(images), unchanged, training=training,
-                             augment=Augment.parse(augment) if training else None, seed=seed)
-        pixels, rows_of = next(iter(loader))
+                             augment=parsed if training else None, seed=seed)
+        pixels, positions = next(iter(loader))
+        titles = ["trained"] * len(images)
+        if training and parsed.mixes:
+            pixels, larger, smaller, share = mix_batch(pixels, positions, parsed, torch.Generator().manual_seed(seed))
+            for k, position in enumerate(positions.tolist()):
+                titles[position] = (f"{share:.0%} {names[larger[k] // views][:8]} + "
+                                    f"{names[smaller[k] // views][:8]}")
         out = np.empty((len(images), *pixels.shape[2:], channels), dtype=np.uint8)
-        out[rows_of.numpy()] = pixels.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
-        return out
+        out[positions.numpy()] = pixels.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+        return out, titles
 
-    evaluated, trained = shown(stored, False), shown(np.repeat(stored, views, axis=0), True)
+    evaluated, _ = shown(stored, False)
+    trained, trained_titles = shown(np.repeat(stored, views, axis=0), True)
     grid, titles = [], []
-    for row, index in enumerate(picked):
+    for row in range(len(picked)):
         grid += [evaluated[row], *trained[row * views:(row + 1) * views]]
-        titles += [f"{dataset.classes[split.labels[index]][:14]}: evaluated", *["trained"] * views]
+        titles += [f"{names[row][:14]}: evaluated", *trained_titles[row * views:(row + 1) * views]]
     return np.stack(grid), titles
 
 
