@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -387,11 +388,12 @@ def run_table(folder: Path) -> list[dict]:
     model, data, epochs (trained, asked for), best validation accuracy (of a finished run, its
     kept checkpoint's as evaluated at the end), test accuracy and where it stands (finished,
     training now, diverged, or stopped, with the command that continues it)."""
-    return [row for row, _ in runs_with_configs(folder)]
+    return [row for row, _, _ in runs_with_configs(folder)]
 
 
-def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None]]:
-    """run_table's rows, each with its run's config (None for a run that cannot be read)."""
+def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]]:
+    """run_table's rows, each with its run's config (None for a run that cannot be read) and
+    state: finished, training now, diverged, stopped or unreadable."""
     if not folder.is_dir():
         raise CnnlabError(f"{folder}: no such folder")
     rows = []
@@ -399,25 +401,26 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None]]:
         try:
             run = load_run(path)
         except CnnlabError as exc:
-            rows.append(({"name": path.name, "status": f"unreadable: {exc}"}, None))
+            rows.append(({"name": path.name, "status": f"unreadable: {exc}"}, None, "unreadable"))
             continue
         directory = run.directory
         history_written = directory.file(HISTORY_JSON).stat().st_mtime if directory.exists(HISTORY_JSON) else 0.0
         if directory.being_trained():
-            status = "training now"
+            state = status = "training now"
         elif directory.exists(METRICS) and directory.file(METRICS).stat().st_mtime >= history_written:
-            status = "finished"  # the final evaluation comes after the last epoch's history
+            state = status = "finished"  # the final evaluation comes after the last epoch's history
         elif diverged := DIVERGED.search(directory.log_tail()):
-            status = f"diverged in epoch {diverged.group(1)}: try a lower --lr"
+            state, status = "diverged", f"diverged in epoch {diverged.group(1)}: try a lower --lr"
         else:
-            status = f"stopped{where_stopped(directory, run.config)}: cnnlab train --resume {path}"
+            state, status = "stopped", f"stopped{where_stopped(directory, run.config)}: cnnlab train --resume {path}"
         accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
         # a finished run's figure is its kept checkpoint's, as evaluated at the end (its report's)
-        evaluated = run.metrics.get("val", {}).get("accuracy") if status == "finished" else None
+        evaluated = run.metrics.get("val", {}).get("accuracy") if state == "finished" else None
         rows.append(({"name": path.name, "model": run.config.model.name, "data": data_name(run.config.data.spec),
                       "epochs": [len(run.history), run.config.epochs],
                       "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
-                      "test_accuracy": run.metrics.get("test", {}).get("accuracy"), "status": status}, run.config))
+                      "test_accuracy": run.metrics.get("test", {}).get("accuracy"), "status": status}, run.config,
+                     state))
     return rows
 
 
@@ -441,9 +444,8 @@ def spread(values: list[float]) -> dict | None:
     """Mean, sample standard deviation (None for one value), lowest and highest."""
     if not values:
         return None
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
-    return {"mean": mean, "std": std, "min": min(values), "max": max(values)}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values), "max": max(values)}
 
 
 def seed_groups(folder: Path) -> list[dict]:
@@ -452,14 +454,15 @@ def seed_groups(folder: Path) -> list[dict]:
     validation and their test accuracies, and the settings that set each group apart from the
     other groups of its model and data (``differs``). Runs that cannot be read are left out."""
     groups: dict[str, dict] = {}
-    for row, config in runs_with_configs(folder):
+    for row, config, state in runs_with_configs(folder):
         if config is None:
             continue
         setting = {k: v for k, v in dotted_items(config.to_dict()).items() if k not in NOT_THE_SETTING}
         group = groups.setdefault(json.dumps(setting, sort_keys=True, default=str),
-                                  {"setting": setting, "rows": [], "seeds": []})
+                                  {"setting": setting, "rows": [], "seeds": [], "states": []})
         group["rows"].append(row)
         group["seeds"].append(config.seed)
+        group["states"].append(state)
     result = []
     for group in groups.values():
         # set apart from the other settings of the same model on the same data: the comparison
@@ -468,13 +471,12 @@ def seed_groups(folder: Path) -> list[dict]:
                  if all(other["setting"][k] == group["setting"][k] for k in ("model.name", "data.spec"))]
         differing = sorted(k for k in set().union(*peers)
                            if len({json.dumps(peer.get(k), default=str) for peer in peers}) > 1)
-        rows = group["rows"]
-        statuses = [row["status"].partition(":")[0].partition(" in ")[0] for row in rows]
+        rows, states = group["rows"], group["states"]
         result.append({
             "runs": [row["name"] for row in rows], "model": rows[0]["model"], "data": rows[0]["data"],
             "epochs": group["setting"]["epochs"], "seeds": sorted(group["seeds"]),
             "val_accuracy": spread([r["val_accuracy"] for r in rows if r["val_accuracy"] is not None]),
             "test_accuracy": spread([r["test_accuracy"] for r in rows if r["test_accuracy"] is not None]),
-            "status": ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)),
+            "status": ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)),
             "differs": {k: group["setting"].get(k) for k in differing}})
     return result
