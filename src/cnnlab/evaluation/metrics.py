@@ -115,17 +115,13 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
     right = probs.argmax(1) == labels
     # a probability of exactly 1 belongs to the last bin, not to one past it
     index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    table, gaps = [], 0.0
-    for k in range(bins):
-        chosen = index == k
-        count = int(chosen.sum())
-        accuracy = float(right[chosen].mean()) if count else None
-        mean = float(confidence[chosen].mean()) if count else None
-        if count:
-            gaps += count * abs(accuracy - mean)
-        table.append({"low": k / bins, "high": (k + 1) / bins, "count": count, "accuracy": accuracy,
-                      "confidence": mean})
-    return {"ece": gaps / max(len(labels), 1), "bins": table}
+    counts = np.bincount(index, minlength=bins)
+    rights = np.bincount(index, weights=right, minlength=bins)
+    confidences = np.bincount(index, weights=confidence, minlength=bins)
+    table = [{"low": k / bins, "high": (k + 1) / bins, "count": int(counts[k]),
+              "accuracy": float(rights[k] / counts[k]) if counts[k] else None,
+              "confidence": float(confidences[k] / counts[k]) if counts[k] else None} for k in range(bins)]
+    return {"ece": float(np.abs(rights - confidences).sum()) / max(len(labels), 1), "bins": table}
 
 
 def roc_auc(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
