@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import ConfigError
+from .resample import affine_sample
 from .trivial_augment import LEVELS, OPERATIONS, trivial_augment
 
 AT_MOST_ONE = {"random_resized_crop": "the smallest share of the image's area",
@@ -232,7 +233,7 @@ class Augmenter:
         cy = (self._rand(n) * 2 - 1) * (1 - h)
         theta = torch.zeros(n, 2, 3, device=x.device)
         theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
-        return self._sample(x, theta, self.input_size, "reflection")
+        return affine_sample(x, theta, self.input_size, "reflection")
 
     def _random_affine(self, x: torch.Tensor) -> torch.Tensor:
         """Rotation, zoom and shift of each image, in one batched bilinear sampling; the edges
@@ -245,12 +246,7 @@ class Augmenter:
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos, -sin, shift_x], 1),
                              torch.stack([sin, cos, shift_y], 1)], 1)
-        return self._sample(x, theta, tuple(x.shape[2:]), "border")
-
-    @staticmethod
-    def _sample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], padding: str) -> torch.Tensor:
-        grid = F.affine_grid(theta, [x.shape[0], x.shape[1], *size], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+        return affine_sample(x, theta, tuple(x.shape[2:]), "border")
 
     def _brightness_contrast(self, x: torch.Tensor) -> torch.Tensor:
         """Each image's deviation from its own mean scaled by 1 +- contrast, then shifted by

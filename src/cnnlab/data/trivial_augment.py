@@ -12,6 +12,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from .resample import affine_sample
+
 LEVELS = 31
 """Strengths are drawn from this many evenly spaced levels, 0 to the operation's maximum."""
 
@@ -32,8 +34,7 @@ def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> t
 
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return affine_sample(x, theta, tuple(x.shape[2:]), "zeros")
 
 
 def _shear(x: torch.Tensor, strength: torch.Tensor, horizontal: bool) -> torch.Tensor:
