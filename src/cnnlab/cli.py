@@ -399,11 +399,11 @@ def recipe_note(args: argparse.Namespace, config) -> str | None:
     """Training with no recipe: the bundled recipes for its data, which were measured on real
     images (docs/results.md), where the defaults were not."""
     from .config import RECOMMENDED, TrainConfig, recipes_for
+    from .data.sources import source_name
 
     if args.config or args.resume:
         return None
-    name, sep, _ = config.data.spec.partition(":")
-    source = name.strip().lower() if sep or not Path(name).expanduser().is_dir() else "folder"
+    source = source_name(config.data.spec)
     if args.model is not None or any(item.partition("=")[0].strip() == "model.name" for item in args.set):
         names = recipes_for(source, config.model.name)
         return (f"note: --config {' (or '.join(names)}{')' * (len(names) - 1)} is cnnlab's recipe for "

@@ -81,12 +81,19 @@ def named_twice(names: list[str]) -> list[str]:
     return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
+def source_name(spec: str) -> str:
+    """The source a data SPEC names, nothing read or downloaded: a bare folder path is a
+    ``folder`` (the name need not be a registered source)."""
+    name = spec.partition(":")[0].strip().lower()
+    return "folder" if name not in SOURCES and Path(spec).expanduser().is_dir() else name
+
+
 def parse_spec(spec: str) -> tuple[str, Path | None]:
     """``mnist:/data/mnist`` -> ("mnist", Path("/data/mnist")); ``digits`` -> ("digits", None);
     ``folder:https://...`` -> ("folder", the URL's local copy, downloaded once into the data home)."""
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
-    if name not in SOURCES and Path(spec).expanduser().is_dir():
+    if source_name(spec) == "folder" and name != "folder":
         warnings.warn(f"--data {spec}: a folder, read as folder:{spec} (one sub-folder per class)",
                       stacklevel=2)
         return "folder", Path(spec).expanduser()
