@@ -679,3 +679,15 @@ def test_a_source_whose_recipes_were_not_measured_has_them_listed():
     config = TrainConfig().with_overrides({"data.spec": "caltech256:/data/256_ObjectCategories"})
     assert recipe_note(args, config).endswith("cnnlab's recipes for caltech256 data: caltech256-alexnet-half "
                                               "(--config NAME; cnnlab recipes)")
+
+
+def test_check_counts_the_images_each_split_will_train_and_validate_on(tmp_path):
+    """`train --check` said "train 1360" for flowers17, whose training would hold 136 of those
+    out for validation: it printed the listing, not the split the run would use."""
+    folder = make_image_folder(tmp_path / "photos", classes=3, per_class=10)
+    checked = run_cli("train", "--model", "mlp", "--data", f"folder:{folder}", "--val-split", "0.2", "--check")
+    assert "3 classes (train 24, val 6)" in checked.stdout
+    subset = run_cli("train", "--model", "mlp", "--data", f"folder:{folder}", "--val-split", "0.2",
+                     "--subset", "12", "--check")
+    assert "3 classes (train 12, val 3)" in subset.stdout
+    assert "(train 1797)" in run_cli("train", "--val-split", "0", "--check").stdout

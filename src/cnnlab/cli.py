@@ -470,7 +470,7 @@ def check_training(args: argparse.Namespace) -> int:
 
     steps = plan(resolved_config(args), resuming=bool(args.resume))
     config, runtime = steps.config, steps.runtime
-    splits = ", ".join(f"{name} {len(part)}" for name, part in steps.source.splits.items())
+    splits = ", ".join(f"{name} {size}" for name, size in steps.split_sizes().items())
     print(f"{config.model.name} on {config.data.spec}: {len(steps.source.classes)} classes ({splits}), "
           f"input {steps.input_size[0]}x{steps.input_size[1]}x{steps.channels} decoded at "
           f"{steps.image_size[0]}x{steps.image_size[1]}, {runtime.device} {runtime.precision}")

@@ -140,7 +140,7 @@ def load_dataset(
         raise DataError(f"--image-size: {image_size[0]}x{image_size[1]} is outside 1..{MAX_SIDE} pixels a side")
 
     unreadable, cache = _decode_files(source, image_size, channels, progress, cache_dir)
-    raw = _choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
+    raw = choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
     splits = {}
     for name, part in raw.items():
         if part.images.shape[1:] == (*image_size, channels):
@@ -170,7 +170,7 @@ def load_dataset(
     return Dataset(spec, source.classes, splits, image_size, channels, unreadable, notes, cache)
 
 
-def _choose_splits(
+def choose_splits(
     splits: dict[str, RawSplit],
     val_split: float,
     seed: int,
@@ -178,6 +178,8 @@ def _choose_splits(
     split_ids: dict[str, list[str]] | None,
     spec: str,
 ) -> dict[str, RawSplit]:
+    """The splits a run trains, validates and tests on (``load_dataset``'s rules), from a
+    source's splits, decoded or not."""
     if split_ids is not None:
         pool = {}
         for part in splits.values():

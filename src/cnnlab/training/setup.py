@@ -31,7 +31,7 @@ from ..data import (
     read_source,
 )
 from ..data.augment import centre_crop
-from ..data.dataset import check_subset
+from ..data.dataset import check_subset, choose_splits
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
 from ..errors import ConfigError, DataError, TrainingDiverged, listed
@@ -65,6 +65,13 @@ class Plan:
     """The metric each monitoring option follows (val_ names fall back to the training ones
     when the data has no validation split)."""
     notes: tuple[str, ...] = ()
+
+    def split_sizes(self) -> dict[str, int]:
+        """The images of each split the run will use, from the listing (before unreadable
+        files are found, which can make them a little smaller)."""
+        data = self.config.data
+        splits = choose_splits(self.source.splits, data.val_split, self.config.seed, data.subset, None, data.spec)
+        return {name: len(part) for name, part in splits.items()}
 
 
 def logged_metrics(num_classes: int, validation: bool) -> list[str]:
