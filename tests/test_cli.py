@@ -348,7 +348,8 @@ def test_bad_yaml_key(tmp_path):
     recipe.write_text("model:\n  name: lenet5\nlearning_rate: 0.1\n")
     result = run_cli("train", "--config", recipe, check=False)
     assert result.returncode == 2
-    assert f"{recipe}: unknown key 'learning_rate'; valid keys: model, data" in result.stderr
+    assert (f"{recipe}: unknown key 'learning_rate' (did you mean 'optimizer.lr'?); valid keys: model, data"
+            in result.stderr)
     assert "Traceback" not in result.stderr
 
 

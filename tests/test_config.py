@@ -33,8 +33,43 @@ def test_round_trip_property(lr, epochs, spec, milestones, staircase):
 def test_unknown_key_names_file_and_valid_keys(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("optimiser:\n  lr: 0.1\n")
-    with pytest.raises(ConfigError, match=r"recipe.yaml: unknown key 'optimiser'; valid keys.*optimizer"):
+    with pytest.raises(ConfigError, match=r"recipe.yaml: unknown key 'optimiser' \(did you mean 'optimizer'\?\); "
+                                          r"valid keys.*optimizer"):
         TrainConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize(("key", "meant"), [
+    ("learning_rate", "optimizer.lr"),          # Keras' name, written at the top of a recipe
+    ("optimizer.learning_rate", "optimizer.lr"),
+    ("validation_split", "data.val_split"),     # Keras' fit()
+    ("imagesize", "data.image_size"),
+    ("data.val", "data.val_split"),
+    ("momentum", "optimizer.momentum"),
+    ("weight_decay", "optimizer.weight_decay"),
+    ("epoch", "epochs"),
+    ("schedule.warmup", "schedule.warmup_epochs"),
+    ("data.augmentation", "data.augment"),
+])
+def test_an_unknown_key_names_the_key_it_was_probably_meant_to_be(key, meant):
+    """A Keras user's `learning_rate: 0.01` was refused with the top-level keys listed, none of
+    which is the learning rate; the key meant is often elsewhere in the tree."""
+    with pytest.raises(ConfigError, match=rf"unknown key '{key}' \(did you mean '{meant}'\?\)"):
+        TrainConfig().with_overrides({key: 1})
+    parent, _, leaf = key.rpartition(".")
+    nested = {parent: {leaf: 1}} if parent else {leaf: 1}
+    with pytest.raises(ConfigError, match=rf"unknown key '{key}' \(did you mean '{meant}'\?\)"):
+        TrainConfig.from_dict(nested)
+
+
+def test_a_misspelt_section_is_named_with_the_key_under_it():
+    with pytest.raises(ConfigError, match=r"unknown key 'optimiser.lr' \(did you mean 'optimizer.lr'\?\)"):
+        TrainConfig().with_overrides({"optimiser.lr": 0.1})
+
+
+def test_an_unknown_key_like_no_other_is_refused_without_a_guess():
+    with pytest.raises(ConfigError) as refused:
+        TrainConfig().with_overrides({"zzz": 1})
+    assert "did you mean" not in str(refused.value) and "valid keys: model, data" in str(refused.value)
 
 
 def test_a_progressive_resizing_phase_is_checked_key_by_key():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import itertools
 import math
 import types
@@ -240,10 +241,10 @@ class TrainConfig:
             *parents, leaf = dotted.split(".")
             for part in parents:
                 if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"{source}: unknown key '{dotted}'")
+                    raise ConfigError(f"{source}: unknown key '{dotted}'{did_you_mean(dotted)}")
                 node = node[part]
             if leaf not in node and not (parents and parents[-1] == "options"):
-                raise ConfigError(f"{source}: unknown key '{dotted}'; {_valid_keys(node)}")
+                raise ConfigError(f"{source}: unknown key '{dotted}'{did_you_mean(dotted)}; {_valid_keys(node)}")
             node[leaf] = value
         return TrainConfig.from_dict(merged, source)
 
@@ -356,6 +357,39 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+OTHER_NAMES = {"learning_rate": "lr", "validation_split": "val_split", "optimiser": "optimizer"}
+"""Keras' names (and a British spelling) of fields cnnlab names otherwise."""
+
+
+def config_keys(cls: type | None = None, prefix: str = "") -> list[str]:
+    """Every key of the config tree, dotted (``optimizer.lr``), in the dataclasses' order."""
+    cls = cls or TrainConfig
+    keys = []
+    for name, hint in typing.get_type_hints(cls).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            keys += config_keys(hint, f"{prefix}{name}.")
+    return keys
+
+
+def did_you_mean(dotted: str) -> str:
+    """" (did you mean 'optimizer.lr'?)" for a key that is probably another: the same name
+    elsewhere in the tree (``learning_rate`` at the top), a name beside it that one starts
+    (``data.val``, ``data.augmentation``), or a near spelling (``imagesize``); "" when none is."""
+    parent, _, leaf = dotted.rpartition(".")
+    leaf = OTHER_NAMES.get(leaf, leaf)
+    keys = config_keys()
+    leaf_of = {key: key.rpartition(".")[2] for key in keys}
+    close = difflib.get_close_matches(leaf, set(leaf_of.values()), n=1, cutoff=0.75)
+    meant = ([key for key in keys if leaf_of[key] == leaf]
+             or [key for key in keys if key.rpartition(".")[0] == parent
+                 and (leaf_of[key].startswith(leaf) or leaf.startswith(leaf_of[key]))]
+             or [key for key in keys if close and leaf_of[key] == close[0]])
+    if not meant:
+        return ""
+    return f" (did you mean {' or '.join(repr(key) for key in meant[:2])}?)"
+
+
 def _valid_keys(node: dict[str, Any]) -> str:
     return "valid keys: " + ", ".join(node)
 
@@ -368,7 +402,7 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     unknown = [key for key in data if key not in names]
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key '{prefix}{unknown[0]}'; valid keys"
+            f"{source}: unknown key '{prefix}{unknown[0]}'{did_you_mean(prefix + unknown[0])}; valid keys"
             f"{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
         )
     values = {key: _coerce(hints[key], value, source, prefix + key) for key, value in data.items()}
