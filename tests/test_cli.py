@@ -240,6 +240,17 @@ def test_folder_source_trains(tmp_path):
     (["data", "info", "cifar99:/x"], "unknown data source 'cifar99'"),
     (["data", "bench", "digits", "--augment", "pad_crop:100"], "pad_crop:100 pads 100 pixels; a 8x8 input reflects at most 7"),
     (["train", "--augment", "pad_crop:100", "--check"], "pad_crop:100 pads 100 pixels; a 28x28 input reflects at most 27"),
+    # an unknown option is named with the command's option it probably is, and that command's help
+    (["train", "--learning-rate", "0.1"],
+     "cnnlab train: error: unrecognized arguments: --learning-rate 0.1 (did you mean --lr?) (see cnnlab train --help)"),
+    (["train", "--validation-split=0.2"], "unrecognized argument: --validation-split=0.2 (did you mean --val-split?)"),
+    (["train", "--augmentation", "hflip"], "unrecognized arguments: --augmentation hflip (did you mean --augment?)"),
+    (["evaluate", "RUN", "--spilt", "test"], "cnnlab evaluate: error: unrecognized arguments: --spilt test (did you "
+                                             "mean --split?) (see cnnlab evaluate --help)"),
+    (["data", "info", "digits", "--formt", "json"], "cnnlab data info: error: unrecognized arguments: --formt json (did "
+                                                   "you mean --format?) (see cnnlab data info --help)"),
+    (["runs", "--zzzz"], "cnnlab runs: error: unrecognized argument: --zzzz (see cnnlab runs --help)"),
+    (["runs", "--foo"], "cnnlab runs: error: unrecognized argument: --foo (see cnnlab runs --help)"),
 ])
 def test_user_errors_are_one_line_exit_2(tmp_path, args, needle):
     result = run_cli(*args, "--out", tmp_path, check=False) if args[0] == "train" else run_cli(*args, check=False, cwd=tmp_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import io
 import json
 import math
@@ -27,8 +28,36 @@ EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
 class Parser(argparse.ArgumentParser):
+    commands: argparse.Action | None = None
+    """The sub-commands' action, where the parser has sub-commands."""
+
     def error(self, message: str):  # one line, not usage plus message
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but an unrecognized option is refused by the command that was given it,
+        with that command's option it is probably meant to be (argparse says neither)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self
+            while parser.commands is not None:
+                parser = parser.commands.choices[getattr(parsed, parser.commands.dest)]
+            parser.error(f"unrecognized argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}"
+                         f"{parser.nearest_option(extras)}")
+        return parsed
+
+    def nearest_option(self, extras: list[str]) -> str:
+        """" (did you mean --lr?)" for the first unknown option of ``extras``, by Keras' name
+        (--learning-rate) or a near spelling; "" when no option is near."""
+        from .config import OTHER_NAMES
+
+        given = next((extra.partition("=")[0] for extra in extras if extra.startswith("--")), None)
+        if given is None:
+            return ""
+        options = [name[2:] for action in self._actions for name in action.option_strings if name.startswith("--")]
+        keras_name = OTHER_NAMES.get(given[2:].replace("-", "_"), "").replace("_", "-")
+        near = [keras_name] if keras_name in options else difflib.get_close_matches(given[2:], options, n=1, cutoff=0.6)
+        return f" (did you mean --{near[0]}?)" if near else ""
 
 
 def size_arg(text: str) -> list[int]:
@@ -72,8 +101,8 @@ def build_parser() -> Parser:
     parser = Parser(prog="cnnlab", description="Train, evaluate and compare classic CNN image "
                     "classifiers (AlexNet, VGG-16, LeNet-5 and the tutorials' small CNNs).")
     parser.add_argument("--version", action="version", version=f"cnnlab {launcher.version()}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
-                                     metavar="COMMAND")
+    commands = parser.commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
+                                                       metavar="COMMAND")
 
     # the options of a training run, shared by train and lr-find
     options = argparse.ArgumentParser(add_help=False)
@@ -238,8 +267,8 @@ def build_parser() -> Parser:
     export.add_argument("--out", help="file to write (default RUN/model.onnx or RUN/model.safetensors)")
 
     data = commands.add_parser("data", help="inspect data sources")
-    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=Parser,
-                                        metavar="COMMAND")
+    data_commands = data.commands = data.add_subparsers(dest="data_command", required=True, parser_class=Parser,
+                                                        metavar="COMMAND")
     info = data_commands.add_parser("info", help="class counts per split, sizes, mean and std")
     info.add_argument("spec", metavar="SPEC")
     info.add_argument("--val-split", type=float, default=0.1)
