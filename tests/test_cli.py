@@ -593,7 +593,8 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
     assert [row["val_accuracy"] for row in by_accuracy] == sorted((row["val_accuracy"] for row in by_accuracy),
                                                                    reverse=True)
     assert [row["name"] for row in json.loads(run_cli("runs", out / "done", "--format", "json").stdout)] == ["done"]
-    assert run_cli("runs", tmp_path).stdout.strip() == f"no runs in {tmp_path}"
+    (tmp_path / "empty").mkdir()
+    assert run_cli("runs", tmp_path / "empty").stdout.strip() == f"no runs in {tmp_path / 'empty'}"
     missing = run_cli("runs", tmp_path / "nowhere", check=False)
     assert missing.returncode == 2 and missing.stderr.strip().endswith(f"{tmp_path / 'nowhere'}: no such folder")
 
@@ -703,3 +704,22 @@ def test_check_counts_the_images_each_split_will_train_and_validate_on(tmp_path)
                      "--subset", "12", "--check")
     assert "3 classes (train 12, val 3)" in subset.stdout
     assert "(train 1797)" in run_cli("train", "--val-split", "0", "--check").stdout
+
+
+def test_runs_finds_the_runs_in_sub_folders_of_the_folder(tmp_path):
+    """Runs kept a folder per experiment (`--out runs/lr-sweep`): `cnnlab runs runs` said
+    "no runs in runs"."""
+    from cnnlab import api
+
+    out = tmp_path / "runs"
+    for folder, name in (("sweep", "a"), ("sweep", "b"), ("2026/cifar/long", "c"), ("1/2/3/4", "too-deep")):
+        api.train(model="mlp", data="digits", epochs=1, subset=100, out=str(out / folder), name=name, quiet=True,
+                  report=False)
+    (out / "sweep" / "a" / "evaluations" / "x").mkdir(parents=True)  # what a run holds is not searched
+    listing = json.loads(run_cli("runs", out, "--format", "json").stdout)
+    assert sorted(row["name"] for row in listing) == ["2026/cifar/long/c", "sweep/a", "sweep/b"]
+    table = run_cli("runs", out).stdout.splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["sweep/a", "sweep/b", "2026/cifar/long/c"]
+    assert len(json.loads(run_cli("runs", out / "sweep", "--by-seed", "--format", "json").stdout)) == 1
+    compared = run_cli("compare", out / "sweep", "--out", tmp_path / "compare.html")
+    assert compared.returncode == 0 and (tmp_path / "compare.html").is_file()

@@ -247,12 +247,13 @@ def build_parser() -> Parser:
     summary.add_argument("--format", default="table", choices=("table", "json"))
 
     compare = commands.add_parser("compare", help="overlay the curves of several runs")
-    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="a run, or a folder: its runs and its sub-folders'")
     compare.add_argument("--out", default="compare.html", help="HTML file (a PNG is written beside it)")
 
     listing = commands.add_parser("runs", help="the runs of a folder: model, data, epochs, accuracy, state")
     listing.add_argument("folder", nargs="?", default="runs", metavar="FOLDER",
-                         help="where the runs are (train --out; default runs)")
+                         help="where the runs are (train --out; default runs), in sub-folders too, up to "
+                         "four folders down")
     listing.add_argument("--sort", default="time", choices=("time", "val_accuracy", "test_accuracy"),
                          help="oldest first (default), or the most accurate first")
     listing.add_argument("--by-seed", action="store_true",
@@ -846,10 +847,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def print_runs(rows: list[dict]) -> None:
     percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
-    print(f"{'run':<40}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}  status")
+    width = max(len(row["name"]) for row in rows) + 1  # whole: a sweep's runs differ at the end
+    print(f"{'run':<{width}}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}  status")
     for row in rows:
         epochs = "/".join(map(str, row["epochs"])) if "epochs" in row else "-"
-        print(f"{row['name'][:39]:<40}{row.get('model', '-')[:13]:<14}{row.get('data', '-')[:21]:<22}{epochs:>8}"
+        print(f"{row['name']:<{width}}{row.get('model', '-')[:13]:<14}{row.get('data', '-')[:21]:<22}{epochs:>8}"
               f"{percent(row.get('val_accuracy')):>9}{percent(row.get('test_accuracy')):>9}  {row['status']}")
 
 

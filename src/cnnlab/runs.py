@@ -357,12 +357,34 @@ def load_run(path: str | Path) -> Run:
                directory.read_json(METRICS, {}))
 
 
+SEARCH_DEPTH = 4
+"""How far below a folder runs are looked for (runs/<project>/<experiment>/<sweep>/<run>): a
+folder given by mistake (a home) is not walked to its end."""
+
+
 def runs_in(folder: Path) -> list[Path]:
-    """``folder`` if it is a run, else the runs directly in it, oldest first."""
+    """``folder`` if it is a run, else the runs in it and in its sub-folders up to SEARCH_DEPTH
+    down, oldest first. Neither runs nor hidden folders are searched, nor folders that are links
+    (a link to a run is a run)."""
     if is_run_directory(folder):
         return [folder]
-    found = [p for p in folder.iterdir() if p.is_dir() and is_run_directory(p)] if folder.is_dir() else []
+    found, level = [], [folder] if folder.is_dir() else []
+    for _ in range(SEARCH_DEPTH):
+        below = []
+        for parent in level:
+            with contextlib.suppress(OSError):  # a folder this user may not read holds no run of theirs
+                for child in parent.iterdir():
+                    if is_run_directory(child):
+                        found.append(child)
+                    elif child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
+                        below.append(child)
+        level = below
     return sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime)
+
+
+def run_label(path: Path, folder: Path) -> str:
+    """A run as a listing of ``folder`` names it: its path below the folder."""
+    return path.name if path == folder else path.relative_to(folder).as_posix()
 
 
 DIVERGED = re.compile(r"training diverged: the loss became \S+ in epoch (\d+)[^\n]*\n?$")
@@ -401,7 +423,7 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]
         try:
             run = load_run(path)
         except CnnlabError as exc:
-            rows.append(({"name": path.name, "status": f"unreadable: {exc}"}, None, "unreadable"))
+            rows.append(({"name": run_label(path, folder), "status": f"unreadable: {exc}"}, None, "unreadable"))
             continue
         directory = run.directory
         history_written = directory.file(HISTORY_JSON).stat().st_mtime if directory.exists(HISTORY_JSON) else 0.0
@@ -416,7 +438,7 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]
         accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
         # a finished run's figure is its kept checkpoint's, as evaluated at the end (its report's)
         evaluated = run.metrics.get("val", {}).get("accuracy") if state == "finished" else None
-        rows.append(({"name": path.name, "model": run.config.model.name, "data": data_name(run.config.data.spec),
+        rows.append(({"name": run_label(path, folder), "model": run.config.model.name, "data": data_name(run.config.data.spec),
                       "epochs": [len(run.history), run.config.epochs],
                       "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
                       "test_accuracy": run.metrics.get("test", {}).get("accuracy"), "status": status}, run.config,
