@@ -408,8 +408,9 @@ def where_stopped(directory: RunDirectory, config: TrainConfig) -> str:
 def run_table(folder: Path) -> list[dict]:
     """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name,
     model, data, epochs (trained, asked for), best validation accuracy (of a finished run, its
-    kept checkpoint's as evaluated at the end), test accuracy and where it stands (finished,
-    training now, diverged, or stopped, with the command that continues it)."""
+    kept checkpoint's as evaluated at the end), test accuracy, the epochs' training time and
+    where it stands (finished, training now, diverged, or stopped, with the command that
+    continues it)."""
     return [row for row, _, _ in runs_with_configs(folder)]
 
 
@@ -441,7 +442,9 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]
         rows.append(({"name": run_label(path, folder), "model": run.config.model.name, "data": data_name(run.config.data.spec),
                       "epochs": [len(run.history), run.config.epochs],
                       "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
-                      "test_accuracy": run.metrics.get("test", {}).get("accuracy"), "status": status}, run.config,
+                      "test_accuracy": run.metrics.get("test", {}).get("accuracy"),
+                      "training_seconds": sum(row.get("seconds", 0.0) for row in run.history) if run.history else None,
+                      "status": status}, run.config,
                      state))
     return rows
 
