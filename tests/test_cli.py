@@ -590,7 +590,7 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
     assert {row["name"]: row["status"] for row in busy}["stopped"] == "training now"
     table = run_cli("runs", out).stdout.splitlines()
     assert table[0].split()[:3] == ["run", "model", "data"] and len(table) == 4
-    assert table[0].split()[-2:] == ["training", "status"] and re.search(r" \d+\.\d s  finished$", table[2])
+    assert table[0].split()[-2:] == ["training", "status"] and re.search(r" \d+ s  finished$", table[2])
     by_accuracy = json.loads(run_cli("runs", out, "--sort", "val_accuracy", "--format", "json").stdout)
     assert [row["name"] for row in by_accuracy][-1] == "poor"  # the best first, as a sweep is read
     assert [row["val_accuracy"] for row in by_accuracy] == sorted((row["val_accuracy"] for row in by_accuracy),

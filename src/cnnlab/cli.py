@@ -846,21 +846,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def print_runs(rows: list[dict]) -> None:
+    from .runs import duration
+
     percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
     width = max(len(row["name"]) for row in rows) + 1  # whole: a sweep's runs differ at the end
-    print(f"{'run':<{width}}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}{'training':>10}"
+    print(f"{'run':<{width}}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}{'training':>12}"
           "  status")
     for row in rows:
         epochs = "/".join(map(str, row["epochs"])) if "epochs" in row else "-"
         print(f"{row['name']:<{width}}{row.get('model', '-')[:13]:<14}{row.get('data', '-')[:21]:<22}{epochs:>8}"
               f"{percent(row.get('val_accuracy')):>9}{percent(row.get('test_accuracy')):>9}"
-              f"{duration(row.get('training_seconds')):>10}  {row['status']}")
+              f"{'-' if row.get('training_seconds') is None else duration(row['training_seconds']):>12}  "
+              f"{row['status']}")
 
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def setting_text(value: Any) -> str:

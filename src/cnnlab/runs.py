@@ -405,6 +405,18 @@ def where_stopped(directory: RunDirectory, config: TrainConfig) -> str:
     return f" in epoch {epoch} after batch {batch}{of}"
 
 
+def duration(seconds: float) -> str:
+    """``45 s``, ``7 min 24 s``, ``2 h 05 min``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def run_table(folder: Path) -> list[dict]:
     """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name,
     model, data, epochs (trained, asked for), best validation accuracy (of a finished run, its

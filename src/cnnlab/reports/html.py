@@ -112,24 +112,13 @@ def metrics_rows(metrics: dict, splits: tuple[str, ...] = ("val", "test")) -> li
     return rows
 
 
-def duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def training_body(history: list[dict], data: dict, summary: dict, config: dict) -> str:
     """How the run trained: epochs, time, speed, and the input the model actually took."""
     seconds = sum(row.get("seconds", 0.0) for row in history)
     rates = [row["images_per_second"] for row in history if "images_per_second" in row]
     shape = summary.get("input_shape")
     decoded = data.get("image_size")
-    parts = [f"{len(history)} epochs in {duration(seconds)}"]
+    parts = [f"{len(history)} epochs in {runs.duration(seconds)}"]
     if rates:
         parts.append(f"{sum(rates) / len(rates):,.0f} training images per second on average")
     if shape:
@@ -285,5 +274,5 @@ def comparison_row(run, name: str) -> list:
     return [name, run.config.model.name, float(best_acc), float(best_loss),
             float(test) if test is not None else "-", float(ece) if ece is not None else "-",
             Cell(f"{params:,}", params) if isinstance(params, int) else "-",
-            Cell(duration(seconds), seconds),
+            Cell(runs.duration(seconds), seconds),
             Cell(f"{sum(rates) / len(rates):,.0f}", sum(rates) / len(rates)) if rates else "-"]
