@@ -668,10 +668,13 @@ def test_runs_by_seed_groups_repeats_and_shows_what_sets_them_apart(tmp_path):
         assert group["val_accuracy"]["std"] == pytest.approx(np.std(accuracies, ddof=1))
         assert (group["val_accuracy"]["min"], group["val_accuracy"]["max"]) == (min(accuracies), max(accuracies))
         assert group["differs"] == {"optimizer.lr": lr}  # from the other settings of its model and data
+        seconds = [single[name]["training_seconds"] for name in group["runs"]]
+        assert group["training_seconds"]["mean"] == pytest.approx(np.mean(seconds))
     assert groups[2]["differs"] == {}
     assert groups[2]["val_accuracy"]["std"] is None  # one run: no spread
     table = run_cli("runs", out, "--by-seed").stdout
     assert "optimizer.lr=0.03" in table and "±" in table and len(table.splitlines()) == 4
+    assert "training (mean)" in table.splitlines()[0] and re.search(r"\d+ s  optimizer.lr=0.03$", table.splitlines()[2])
     best_first = json.loads(run_cli("runs", out, "--by-seed", "--sort", "val_accuracy", "--format", "json").stdout)
     means = [group["val_accuracy"]["mean"] for group in best_first]
     assert means == sorted(means, reverse=True)
@@ -726,3 +729,12 @@ def test_runs_finds_the_runs_in_sub_folders_of_the_folder(tmp_path):
     assert len(json.loads(run_cli("runs", out / "sweep", "--by-seed", "--format", "json").stdout)) == 1
     compared = run_cli("compare", out / "sweep", "--out", tmp_path / "compare.html")
     assert compared.returncode == 0 and (tmp_path / "compare.html").is_file()
+
+
+def test_a_setting_is_shown_as_a_recipe_writes_it():
+    from cnnlab.cli import setting_text
+
+    assert setting_text(["hflip", "pad_crop:4"]) == "[hflip, 'pad_crop:4']"
+    # a progressive-resizing phase given in fractions: its unset epochs are no part of it
+    assert setting_text([{"scale": 0.75, "epochs": None, "fraction": 0.4}]) == "[{scale: 0.75, fraction: 0.4}]"
+    assert setting_text(None) == "None" and setting_text(0.03) == "0.03"

@@ -862,15 +862,24 @@ def print_runs(rows: list[dict]) -> None:
 
 
 def setting_text(value: Any) -> str:
-    """A config value as a recipe writes it: ``[hflip, pad_crop:4]``, not Python's repr."""
+    """A config value as a recipe writes it (YAML: ``[hflip, 'pad_crop:4']``), not Python's repr."""
     if isinstance(value, list | dict):
         import yaml
 
-        return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+        return yaml.safe_dump(without_nulls(value), default_flow_style=True, width=10**6, sort_keys=False).strip()
     return str(value)
 
 
+def without_nulls(value: Any) -> Any:
+    """The mappings in ``value`` without their unset (None) keys, as a recipe leaves them out."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    return [without_nulls(item) for item in value] if isinstance(value, list) else value
+
+
 def print_seed_groups(groups: list[dict]) -> None:
+    from .runs import duration
+
     def summary(figures: dict | None) -> str:
         if figures is None:
             return "-"
@@ -878,11 +887,13 @@ def print_seed_groups(groups: list[dict]) -> None:
         return f"{figures['mean']:.2%}{deviation} ({figures['min']:.2%}-{figures['max']:.2%})"
 
     print(f"{'runs':>5}  {'model':<14}{'data':<22}{'val acc: mean ± sd (lowest-highest)':<40}"
-          f"{'test acc':<34}differs in")
+          f"{'test acc':<34}{'training (mean)':>15}  differs in")
     for group in groups:
         differs = ", ".join(f"{key}={setting_text(value)}" for key, value in group["differs"].items()) or "-"
+        seconds = group["training_seconds"]
         print(f"{len(group['runs']):>5}  {group['model'][:13]:<14}{group['data'][:21]:<22}"
-              f"{summary(group['val_accuracy']):<40}{summary(group['test_accuracy']):<34}{differs}")
+              f"{summary(group['val_accuracy']):<40}{summary(group['test_accuracy']):<34}"
+              f"{'-' if seconds is None else duration(seconds['mean']):>15}  {differs}")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

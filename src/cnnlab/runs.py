@@ -488,7 +488,7 @@ def spread(values: list[float]) -> dict | None:
 def seed_groups(folder: Path) -> list[dict]:
     """The runs of ``folder`` grouped by their config with the seed left out: the repeats of
     one setting, in the order their first run was made, with the mean and spread of their best
-    validation and their test accuracies, and the settings that set each group apart from the
+    validation and their test accuracies and of their training times, and the settings that set each group apart from the
     other groups of its model and data (``differs``). Runs that cannot be read are left out."""
     groups: dict[str, dict] = {}
     for row, config, state in runs_with_configs(folder):
@@ -514,6 +514,7 @@ def seed_groups(folder: Path) -> list[dict]:
             "epochs": group["setting"]["epochs"], "seeds": sorted(group["seeds"]),
             "val_accuracy": spread([r["val_accuracy"] for r in rows if r["val_accuracy"] is not None]),
             "test_accuracy": spread([r["test_accuracy"] for r in rows if r["test_accuracy"] is not None]),
+            "training_seconds": spread([r["training_seconds"] for r in rows if r["training_seconds"] is not None]),
             "status": ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)),
             "differs": {k: group["setting"].get(k) for k in differing}})
     return result
