@@ -212,6 +212,12 @@ def test_folder_source_trains(tmp_path):
     (["train", "--epochs", "0"], "--epochs: must be at least 1; got 0"),
     (["train", "--nproc-per-node", "0"], "argument --nproc-per-node: expected a whole number of at least 1; got '0'"),
     (["train", "--nnodes", "-1"], "argument --nnodes: expected a whole number of at least 1; got '-1'"),
+    # with one process on one machine they were ignored, and the run trained alone
+    (["train", "--rdzv-endpoint", "head:29500"],
+     "--rdzv-endpoint head:29500: is where the machines of a run on several meet; give --nnodes M too "
+     "(one process on one machine needs none)"),
+    (["train", "--node-rank", "1"], "--node-rank 1: is this machine's place among several; give --nnodes M and "
+                                    "--rdzv-endpoint HOST:PORT too"),
     (["train", "--nnodes", "2", "--rdzv-endpoint", "head:99999"],
      "argument --rdzv-endpoint: expected HOST or HOST:PORT, the port from 1 to 65535; got 'head:99999'"),
     (["train", "--nnodes", "2", "--rdzv-endpoint", ":29500"],

@@ -468,6 +468,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CnnlabError(f"--resume: continues the run's own config; only --epochs, --no-report, --device, "
                               f"--precision and --data (the run's data where it is now) may change "
                               f"(drop {'/'.join(given)})")
+    if (args.nproc_per_node or 1) * (args.nnodes or 1) == 1:  # these would be ignored, the run trained alone
+        if args.rdzv_endpoint:
+            raise CnnlabError(f"--rdzv-endpoint {args.rdzv_endpoint}: is where the machines of a run on several meet; "
+                              "give --nnodes M too (one process on one machine needs none)")
+        if args.node_rank is not None:
+            raise CnnlabError(f"--node-rank {args.node_rank}: is this machine's place among several; give --nnodes M "
+                              "and --rdzv-endpoint HOST:PORT too")
     if args.check:
         return check_training(args)
     if (args.nproc_per_node or 1) * (args.nnodes or 1) > 1 and "LOCAL_RANK" not in os.environ:
