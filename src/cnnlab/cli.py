@@ -867,7 +867,6 @@ def print_runs(rows: list[dict]) -> None:
               f"{row['status']}")
 
 
-
 def setting_text(value: Any) -> str:
     """A config value as a recipe writes it (YAML: ``[hflip, 'pad_crop:4']``), not Python's repr."""
     if isinstance(value, list | dict):

@@ -418,11 +418,11 @@ def duration(seconds: float) -> str:
 
 
 def run_table(folder: Path) -> list[dict]:
-    """Every run directly in ``folder`` (or ``folder``, a run itself), oldest first: its name,
-    model, data, epochs (trained, asked for), best validation accuracy (of a finished run, its
-    kept checkpoint's as evaluated at the end), test accuracy, the epochs' training time and
-    where it stands (finished, training now, diverged, or stopped, with the command that
-    continues it)."""
+    """Every run of ``folder`` as runs_in finds them, oldest first: its name (its path below
+    the folder), model, data, epochs (trained, asked for), best validation accuracy (of a
+    finished run, its kept checkpoint's as evaluated at the end), test accuracy, the epochs'
+    training time and where it stands (finished, training now, diverged, or stopped, with the
+    command that continues it)."""
     return [row for row, _, _ in runs_with_configs(folder)]
 
 
