@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -179,3 +181,16 @@ def test_a_recipe_may_share_values_by_alias(tmp_path):
     path.write_text("data:\n  image_size: &size [32, 32]\n  crop: *size\noptimizer:\n  lr: &lr 0.1\n")
     config = TrainConfig.from_yaml(path)
     assert config.data.crop == config.data.image_size == [32, 32] and config.optimizer.lr == 0.1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.", max_size=30))
+def test_an_unknown_key_is_refused_and_any_guess_is_a_key_of_the_config(key):
+    from cnnlab.config import config_keys, did_you_mean
+
+    keys = config_keys()
+    guess = did_you_mean(key)
+    assert guess == "" or all(name in keys for name in re.findall(r"'([^']+)'", guess))
+    if key and key not in keys and not key.startswith(("model.options.", "data.options.")):
+        with pytest.raises(ConfigError):
+            TrainConfig().with_overrides({key: 1})
