@@ -744,3 +744,21 @@ def test_a_setting_is_shown_as_a_recipe_writes_it():
     # a progressive-resizing phase given in fractions: its unset epochs are no part of it
     assert setting_text([{"scale": 0.75, "epochs": None, "fraction": 0.4}]) == "[{scale: 0.75, fraction: 0.4}]"
     assert setting_text(None) == "None" and setting_text(0.03) == "0.03"
+
+
+LONG_NAME = "x" * 300
+
+
+@pytest.mark.parametrize("args", [
+    ["runs", LONG_NAME], ["evaluate", LONG_NAME], ["predict", LONG_NAME, "a.png"], ["compare", LONG_NAME],
+    ["export", LONG_NAME], ["data", "info", f"folder:{LONG_NAME}"], ["train", "--config", LONG_NAME, "--check"],
+    ["train", "--data", f"folder:{LONG_NAME}", "--check"], ["train", "--class-weight", LONG_NAME, "--check"],
+    ["data", "info", "digits", "--preview", f"{LONG_NAME}/grid.png"],
+])
+def test_a_path_the_system_refuses_is_one_line_naming_it(tmp_path, args):
+    """A file name longer than the file system allows (255 bytes) ended every command that
+    takes a path in a traceback: OSError: [Errno 36] File name too long."""
+    result = run_cli(*args, check=False, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert LONG_NAME in result.stderr and "File name too long" in result.stderr

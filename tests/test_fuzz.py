@@ -406,6 +406,25 @@ def fuzz_csv(tmp: Path, count: int) -> int:
     return count
 
 
+ARGV_TOKENS = ["--lr", "--learning-rate", "--lrr", "--epochs", "--epoch", "--val-split", "--validation-split",
+               "--set", "--augment", "--model", "--data", "--format", "--sort", "--by-seed", "--rdzv-endpoint",
+               "--node-rank", "--nnodes", "--", "-", "=", "--=", "---", "-x", "0", "-1", "1e9", "nan", "digits",
+               "lenet5", "json", "hflip", "epochs=2", "optimiser.lr=1", "data.val=0.5", "x" * 300, "\u00e9",
+               "--lr=abc", "--set=", "model.options.widths=[1]"]
+
+
+def fuzz_argv(tmp: Path, count: int) -> int:
+    """Command lines of real commands with options, misspelt options and values drawn at random:
+    a parse (0) or one line naming what is wrong (2), never a traceback (nothing trains: train
+    only checks)."""
+    commands = [["train", "--check"], ["data", "info", "digits"], ["runs", tmp], ["recipes"], ["models"],
+                ["summary", "lenet5"], ["compare"], ["data", "cache"]]
+    for rng in cases(count * 4, "argv"):
+        argv = [*rng.choice(commands), *(rng.choice(ARGV_TOKENS) for _ in range(rng.randint(1, 5)))]
+        check(call(argv), " ".join(map(str, argv)))
+    return count
+
+
 RUN_FILES = ["config.yaml", "classes.json", "split.json", "best.pt", "last.pt", "metrics.json",
              "history.json", "summary.json", "data.json"]
 
@@ -449,12 +468,13 @@ def trained_run(tmp_path_factory):
     return out / "r"
 
 
-KINDS = ["idx", "cifar", "gtsrb", "images", "npz", "csv", "config", "weights"]
+KINDS = ["idx", "cifar", "gtsrb", "images", "npz", "csv", "config", "weights", "argv"]
 
 
 def run_kind(kind: str, tmp: Path, count: int) -> int:
     return {"idx": fuzz_idx, "cifar": fuzz_cifar, "gtsrb": fuzz_gtsrb, "images": fuzz_caltech_and_images,
-            "npz": fuzz_npz, "csv": fuzz_csv, "config": fuzz_config, "weights": fuzz_weights}[kind](tmp, count)
+            "npz": fuzz_npz, "csv": fuzz_csv, "config": fuzz_config, "weights": fuzz_weights,
+            "argv": fuzz_argv}[kind](tmp, count)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -361,6 +361,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if speaks:
             print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, TrainingDiverged) else EXIT_USAGE
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a fault to see in full
+            raise
+        # a path the system refuses before cnnlab can judge it (a name over 255 bytes, say)
+        if speaks:
+            print(f"cnnlab {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         warnings.showwarning = shown
         if previous is not None:
