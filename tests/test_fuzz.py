@@ -410,7 +410,10 @@ ARGV_TOKENS = ["--lr", "--learning-rate", "--lrr", "--epochs", "--epoch", "--val
                "--set", "--augment", "--model", "--data", "--format", "--sort", "--by-seed", "--rdzv-endpoint",
                "--node-rank", "--nnodes", "--", "-", "=", "--=", "---", "-x", "0", "-1", "1e9", "nan", "digits",
                "lenet5", "json", "hflip", "epochs=2", "optimiser.lr=1", "data.val=0.5", "x" * 300, "\u00e9",
-               "--lr=abc", "--set=", "model.options.widths=[1]"]
+               "--lr=abc", "--set=", "model.options.widths=[1]", "--config", "/dev/null", "/", "/etc/passwd",
+               "1e400", "-0", "0x10", "--image-size", "0x0", "99999x99999", "--batch-size", "--crop", "3x3",
+               "--weights", "--class-weight", "folder:/", "--subset", "--out", "--name", "..", "--precision", "bf16",
+               "--device", "cuda:7", "data.augment=[hflip, 'pad_crop:-1']", "seed=-5", "--preview"]
 
 
 def fuzz_argv(tmp: Path, count: int) -> int:
