@@ -194,3 +194,15 @@ def test_an_unknown_key_is_refused_and_any_guess_is_a_key_of_the_config(key):
     if key and key not in keys and not key.startswith(("model.options.", "data.options.")):
         with pytest.raises(ConfigError):
             TrainConfig().with_overrides({key: 1})
+
+
+def test_a_key_that_is_not_text_is_refused_by_name(tmp_path):
+    """YAML keys may be numbers: the guess at what was meant took them for text and raised
+    TypeError (found by the slow config fuzz)."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text("1: 2\noptimizer: {3: 4}\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml: unknown key '1'; valid keys"):
+        TrainConfig.from_yaml(path)
+    path.write_text("optimizer: {3: 4}\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml: unknown key 'optimizer.3'; valid keys under optimizer"):
+        TrainConfig.from_yaml(path)

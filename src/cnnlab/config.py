@@ -402,7 +402,7 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     unknown = [key for key in data if key not in names]
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key '{prefix}{unknown[0]}'{did_you_mean(prefix + unknown[0])}; valid keys"
+            f"{source}: unknown key '{prefix}{unknown[0]}'{did_you_mean(f'{prefix}{unknown[0]}')}; valid keys"
             f"{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
         )
     values = {key: _coerce(hints[key], value, source, prefix + key) for key, value in data.items()}
