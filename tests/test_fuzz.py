@@ -413,7 +413,9 @@ ARGV_TOKENS = ["--lr", "--learning-rate", "--lrr", "--epochs", "--epoch", "--val
                "--lr=abc", "--set=", "model.options.widths=[1]", "--config", "/dev/null", "/", "/etc/passwd",
                "1e400", "-0", "0x10", "--image-size", "0x0", "99999x99999", "--batch-size", "--crop", "3x3",
                "--weights", "--class-weight", "folder:/", "--subset", "--out", "--name", "..", "--precision", "bf16",
-               "--device", "cuda:7", "data.augment=[hflip, 'pad_crop:-1']", "seed=-5", "--preview"]
+               "--device", "cuda:7", "data.augment=[hflip, 'pad_crop:-1']", "seed=-5"]
+# no option that writes a file (data info --preview, compare --out with a run): a drawn path
+# such as /etc/passwd would be written over
 
 
 def fuzz_argv(tmp: Path, count: int) -> int:
