@@ -728,6 +728,14 @@ def test_runs_finds_the_runs_in_sub_folders_of_the_folder(tmp_path):
         api.train(model="mlp", data="digits", epochs=1, subset=100, out=str(out / folder), name=name, quiet=True,
                   report=False)
     (out / "sweep" / "a" / "evaluations" / "x").mkdir(parents=True)  # what a run holds is not searched
+    (out / "loop").symlink_to(out)  # a linked folder is not searched: no run twice, no loop
+    (out / "linked-run").symlink_to(out / "sweep" / "a")  # a link to a run is that run
+    (out / ".trash" / "old").mkdir(parents=True)
+    (out / "sweep" / "b").rename(out / ".trash" / "old" / "b")  # hidden folders are not searched
+    listing = json.loads(run_cli("runs", out, "--format", "json").stdout)
+    assert sorted(row["name"] for row in listing) == ["2026/cifar/long/c", "linked-run", "sweep/a"]
+    (out / ".trash" / "old" / "b").rename(out / "sweep" / "b")
+    (out / "linked-run").unlink()
     listing = json.loads(run_cli("runs", out, "--format", "json").stdout)
     assert sorted(row["name"] for row in listing) == ["2026/cifar/long/c", "sweep/a", "sweep/b"]
     table = run_cli("runs", out).stdout.splitlines()
