@@ -405,6 +405,11 @@ def where_stopped(directory: RunDirectory, config: TrainConfig) -> str:
     return f" in epoch {epoch} after batch {batch}{of}"
 
 
+def training_seconds(history: list[dict]) -> float:
+    """The time a run's epochs took to train, from its history."""
+    return sum(row.get("seconds", 0.0) for row in history)
+
+
 def duration(seconds: float) -> str:
     """``45 s``, ``7 min 24 s``, ``2 h 05 min``."""
     seconds = round(seconds)
@@ -455,7 +460,7 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]
                       "epochs": [len(run.history), run.config.epochs],
                       "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
                       "test_accuracy": run.metrics.get("test", {}).get("accuracy"),
-                      "training_seconds": sum(row.get("seconds", 0.0) for row in run.history) if run.history else None,
+                      "training_seconds": training_seconds(run.history) if run.history else None,
                       "status": status}, run.config,
                      state))
     return rows

@@ -114,7 +114,7 @@ def metrics_rows(metrics: dict, splits: tuple[str, ...] = ("val", "test")) -> li
 
 def training_body(history: list[dict], data: dict, summary: dict, config: dict) -> str:
     """How the run trained: epochs, time, speed, and the input the model actually took."""
-    seconds = sum(row.get("seconds", 0.0) for row in history)
+    seconds = runs.training_seconds(history)
     rates = [row["images_per_second"] for row in history if "images_per_second" in row]
     shape = summary.get("input_shape")
     decoded = data.get("image_size")
@@ -269,7 +269,7 @@ def comparison_row(run, name: str) -> list:
     test = run.metrics.get("test", {}).get("accuracy")
     ece = run.metrics.get("val", {}).get("calibration", {}).get("ece")
     params = run.directory.read_json(runs.SUMMARY_JSON, {}).get("total_params")
-    seconds = sum(row.get("seconds", 0.0) for row in history)
+    seconds = runs.training_seconds(history)
     rates = [row["images_per_second"] for row in history if "images_per_second" in row]
     return [name, run.config.model.name, float(best_acc), float(best_loss),
             float(test) if test is not None else "-", float(ece) if ece is not None else "-",
