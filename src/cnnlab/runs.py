@@ -456,8 +456,8 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]
         accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
         # a finished run's figure is its kept checkpoint's, as evaluated at the end (its report's)
         evaluated = run.metrics.get("val", {}).get("accuracy") if state == "finished" else None
-        rows.append(({"name": run_label(path, folder), "model": run.config.model.name, "data": data_name(run.config.data.spec),
-                      "epochs": [len(run.history), run.config.epochs],
+        rows.append(({"name": run_label(path, folder), "model": run.config.model.name,
+                      "data": data_name(run.config.data.spec), "epochs": [len(run.history), run.config.epochs],
                       "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
                       "test_accuracy": run.metrics.get("test", {}).get("accuracy"),
                       "training_seconds": training_seconds(run.history) if run.history else None,
@@ -493,8 +493,9 @@ def spread(values: list[float]) -> dict | None:
 def seed_groups(folder: Path) -> list[dict]:
     """The runs of ``folder`` grouped by their config with the seed left out: the repeats of
     one setting, in the order their first run was made, with the mean and spread of their best
-    validation and their test accuracies and of their training times, and the settings that set each group apart from the
-    other groups of its model and data (``differs``). Runs that cannot be read are left out."""
+    validation and their test accuracies and of their training times, and the settings that
+    set each group apart from the other groups of its model and data (``differs``). Runs that
+    cannot be read are left out."""
     groups: dict[str, dict] = {}
     for row, config, state in runs_with_configs(folder):
         if config is None:
