@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab.cli import build_parser
 from conftest import make_image_folder, run_cli, write_idx
 
 
@@ -370,10 +371,26 @@ def test_bad_yaml_key(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def commands_of(parser, path=()):
+    """(words, parser) for the command line itself and each of its commands, nested ones too."""
+    yield path, parser
+    if parser.commands is not None:
+        for name, command in parser.commands.choices.items():
+            yield from commands_of(command, (*path, name))
+
+
 def test_help_on_every_command():
-    for command in (["train"], ["evaluate"], ["predict"], ["models"], ["summary"], ["data"], ["runs"],
-                    ["data", "info"]):
-        assert run_cli(*command, "--help").stdout.startswith("usage: cnnlab")
+    for words, _ in commands_of(build_parser()):
+        assert run_cli(*words, "--help").stdout.startswith("usage: cnnlab")
+
+
+def test_every_option_and_argument_says_in_its_help_what_it_is():
+    """cnnlab predict --help had listed RUN, --top-k and --format with nothing beside them, and
+    train --help --epochs, --batch-size and --seed (their defaults were nowhere to be read)."""
+    bare = [f"cnnlab {' '.join(words)} {action.option_strings[0] if action.option_strings else action.metavar}"
+            for words, parser in commands_of(build_parser()) for action in parser._actions
+            if not action.help and action is not parser.commands]
+    assert bare == []
 
 
 def test_recipe_file_and_resume_cli(tmp_path):

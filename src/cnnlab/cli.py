@@ -97,6 +97,10 @@ def endpoint(text: str) -> str:
     return text
 
 
+FORMAT_HELP = "a table to read, or json (csv too where offered) for programs (default %(default)s)"
+SPEC_HELP = "data SPEC, e.g. digits, mnist:PATH, cifar10:PATH, gtsrb:PATH or folder:PATH (a bare path is a folder)"
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="cnnlab", description="Train, evaluate and compare classic CNN image "
                     "classifiers (AlexNet, VGG-16, LeNet-5 and the tutorials' small CNNs).")
@@ -104,20 +108,26 @@ def build_parser() -> Parser:
     commands = parser.commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
                                                        metavar="COMMAND")
 
+    from .config import TrainConfig
+
+    default = TrainConfig()
     # the options of a training run, shared by train and lr-find
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--model", help="model name (see: cnnlab models); default lenet5")
-    options.add_argument("--data", help="data SPEC: digits, mnist:PATH, folder:PATH; default digits")
+    options.add_argument("--data", help=f"{SPEC_HELP}; default digits")
     options.add_argument("--config", help="recipe YAML file, or a bundled recipe's name (cnnlab recipes)")
-    options.add_argument("--epochs", type=int)
-    options.add_argument("--batch-size", type=int)
+    options.add_argument("--epochs", type=int, help=f"passes over the training data (default {default.epochs})")
+    options.add_argument("--batch-size", type=int, help=f"images per batch (default {default.batch_size})")
     options.add_argument("--lr", type=float, help="learning rate")
     options.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop or muon")
-    options.add_argument("--momentum", type=float)
-    options.add_argument("--weight-decay", type=float)
+    options.add_argument("--momentum", type=float,
+                         help=f"sgd's momentum, and muon's for its sgd fallback (default {default.optimizer.momentum})")
+    options.add_argument("--weight-decay", type=float,
+                         help=f"L2 penalty; decoupled from the gradient in adamw and muon (default {default.optimizer.weight_decay})")
     options.add_argument("--schedule", help="constant, exponential, step, multistep, cosine, linear, onecycle, plateau")
     options.add_argument("--loss", help="sparse_ce, categorical_ce or binary_ce")
-    options.add_argument("--label-smoothing", type=float)
+    options.add_argument("--label-smoothing", type=float,
+                         help=f"share of each target spread over the other classes (default {default.label_smoothing})")
     options.add_argument("--class-weight", metavar="balanced|FILE",
                        help="weigh each training sample's loss by its class: balanced, or a YAML/JSON "
                        "file of class name: weight")
@@ -136,7 +146,8 @@ def build_parser() -> Parser:
     options.add_argument("--crop", type=size_arg, metavar="HxW",
                        help="model input cut from the decoded image (random in training, centre "
                        "or ten crops in evaluation), e.g. --image-size 256x256 --crop 227x227")
-    options.add_argument("--channels", type=int, choices=(1, 3))
+    options.add_argument("--channels", type=int, choices=(1, 3),
+                         help="decode as greyscale (1) or RGB (3) (default: the source's own; folders 3)")
     options.add_argument("--label-mode", choices=("fine", "coarse"), help="cifar100 labels")
     options.add_argument("--roi-crop", action="store_true", default=None,
                        help="gtsrb: crop each image to its annotated sign box")
@@ -154,7 +165,8 @@ def build_parser() -> Parser:
                        help="with --freeze-base: train the base too after EPOCHS epochs")
     options.add_argument("--base-lr-scale", type=float, metavar="F",
                        help="learning rate of the convolutional base relative to the head")
-    options.add_argument("--seed", type=int)
+    options.add_argument("--seed", type=int,
+                         help=f"draws the weights, the validation split, the order and the augmentations (default {default.seed})")
     options.add_argument("--precision", help="auto, bf16, fp16 (CUDA) or fp32")
     options.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto: the GPU where there is one)")
     options.add_argument("--out", help="parent folder of run directories (default runs)")
@@ -194,10 +206,11 @@ def build_parser() -> Parser:
         description="Train for a few steps while the learning rate rises exponentially (Smith, "
         "2017; fastai's lr_find), plot the loss against it and suggest a learning rate. Takes "
         "the options of train; nothing is written but the plot.")
-    lr_find.add_argument("--start-lr", type=float, default=1e-7)
-    lr_find.add_argument("--end-lr", type=float, default=10.0)
-    lr_find.add_argument("--steps", type=int, default=100)
-    lr_find.add_argument("--plot", default="lr-find.png", metavar="FILE.png")
+    lr_find.add_argument("--start-lr", type=float, default=1e-7, help="the first step's learning rate (default %(default)s)")
+    lr_find.add_argument("--end-lr", type=float, default=10.0, help="the last step's learning rate (default %(default)s)")
+    lr_find.add_argument("--steps", type=int, default=100, help="training steps from --start-lr to --end-lr (default %(default)s)")
+    lr_find.add_argument("--plot", default="lr-find.png", metavar="FILE.png",
+                         help="where the loss against the learning rate is drawn (default %(default)s)")
 
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a run's best checkpoint",
@@ -205,46 +218,47 @@ def build_parser() -> Parser:
         "run's own data: its recorded split (default val). On other data (--data): its test "
         "split where it has one, else every image, classes matched by name; the results go to "
         "RUN/evaluations/NAME/ and their own section of report.html, never over the run's own.")
-    evaluate.add_argument("run", metavar="RUN")
+    evaluate.add_argument("run", metavar="RUN", help="a run directory (train --out/--name)")
     evaluate.add_argument("--data", help="data SPEC (default: the run's own data)")
     evaluate.add_argument("--split", choices=("val", "test", "train"),
                           help="default: val on the run's own data (test if it has none), test (else all) on other data")
     evaluate.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                           help="source option for --data, e.g. --set roi_crop=false (default: "
                           "the run's own where that source takes them)")
-    evaluate.add_argument("--batch-size", type=positive_int)
+    evaluate.add_argument("--batch-size", type=positive_int, help="images per batch (default: the run's)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     evaluate.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
-    evaluate.add_argument("--format", default="table", choices=("table", "json"))
+    evaluate.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
     evaluate.add_argument("--no-report", dest="report", action="store_false",
                           help="write metrics.json and the predictions only: no pictures, no report.html")
 
     predict = commands.add_parser("predict", help="classify image files with a run")
-    predict.add_argument("run", metavar="RUN")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB|URL")
-    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("run", metavar="RUN", help="a run directory: its best checkpoint classifies")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB|URL",
+                         help="image files, folders (every image in them, sub-folders too), patterns such as '*.jpg', or http(s) addresses")
+    predict.add_argument("--top-k", type=int, default=5, help="the K most likely classes per image (default %(default)s)")
     predict.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
-    predict.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    predict.add_argument("--format", default="table", choices=("table", "csv", "json"), help=FORMAT_HELP)
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     completion = commands.add_parser("completion", help="print a shell completion script",
                                      description='bash (zsh: autoload bashcompinit && bashcompinit); '
                                      'eval "$(cnnlab completion bash)" in ~/.bashrc')
-    completion.add_argument("shell", choices=("bash",))
+    completion.add_argument("shell", choices=("bash",), help="the shell to complete in")
 
     recipes = commands.add_parser("recipes", help="list the bundled recipes (train --config NAME)")
-    recipes.add_argument("--format", default="table", choices=("table", "json"))
+    recipes.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
 
     models = commands.add_parser("models", help="list the models")
-    models.add_argument("--format", default="table", choices=("table", "json"))
+    models.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
 
     summary = commands.add_parser("summary", help="Keras-style summary of a model")
-    summary.add_argument("model", metavar="NAME")
-    summary.add_argument("--input", type=size_arg, metavar="HxWxC")
-    summary.add_argument("--classes", type=positive_int)
+    summary.add_argument("model", metavar="NAME", help="a model name (cnnlab models)")
+    summary.add_argument("--input", type=size_arg, metavar="HxWxC", help="input size (default: the model's own)")
+    summary.add_argument("--classes", type=positive_int, help="number of classes (default: the model's own)")
     summary.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                          help="model option, e.g. --set groups=1")
-    summary.add_argument("--format", default="table", choices=("table", "json"))
+    summary.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
 
     compare = commands.add_parser("compare", help="overlay the curves of several runs")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="a run, or a folder: its runs and its sub-folders'")
@@ -259,21 +273,22 @@ def build_parser() -> Parser:
     listing.add_argument("--by-seed", action="store_true",
                          help="one row per setting: runs whose configs differ in the seed only, with the mean, "
                          "spread and range of their accuracies, and what sets each setting apart")
-    listing.add_argument("--format", default="table", choices=("table", "json"))
+    listing.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
 
     export = commands.add_parser("export", help="export a run's best model")
-    export.add_argument("run", metavar="RUN")
-    export.add_argument("--format", default="onnx", choices=("onnx", "safetensors"))
-    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("run", metavar="RUN", help="a run directory: its best checkpoint is exported")
+    export.add_argument("--format", default="onnx", choices=("onnx", "safetensors"),
+                        help="an ONNX graph with the preprocessing in its metadata, or the weights alone (default %(default)s)")
+    export.add_argument("--opset", type=int, default=17, help="ONNX operator set (default %(default)s)")
     export.add_argument("--out", help="file to write (default RUN/model.onnx or RUN/model.safetensors)")
 
     data = commands.add_parser("data", help="inspect data sources")
     data_commands = data.commands = data.add_subparsers(dest="data_command", required=True, parser_class=Parser,
                                                         metavar="COMMAND")
     info = data_commands.add_parser("info", help="class counts per split, sizes, mean and std")
-    info.add_argument("spec", metavar="SPEC")
-    info.add_argument("--val-split", type=float, default=0.1)
-    info.add_argument("--seed", type=int, default=0)
+    info.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    info.add_argument("--val-split", type=float, default=0.1, help="fraction held out per class (default %(default)s)")
+    info.add_argument("--seed", type=int, default=0, help="draws the validation split (default %(default)s)")
     info.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                       help="source option, e.g. --set label_mode=coarse")
     info.add_argument("--preview", metavar="FILE.png",
@@ -284,11 +299,11 @@ def build_parser() -> Parser:
     info.add_argument("--crop", type=size_arg, metavar="HxW", help="the model's input, cut from the decoded image")
     info.add_argument("--augment", action="append", default=[], metavar="NAME",
                       help="training augmentations to draw in --preview, as train --augment takes them")
-    info.add_argument("--format", default="table", choices=("table", "json"))
+    info.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
 
     check = data_commands.add_parser("verify", help="decode every image file; list the unreadable ones")
-    check.add_argument("spec", metavar="SPEC")
-    check.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
+    check.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    check.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="source option, e.g. --set roi_crop=true")
 
     cache = data_commands.add_parser("cache", help="list the decoded images and extracted archives kept on disk, "
                                      "or clear them",
@@ -300,14 +315,15 @@ def build_parser() -> Parser:
     cache.add_argument("--older-than", type=days_arg, metavar="DAYS",
                        help="with --clear: only those unused for DAYS days")
     bench = data_commands.add_parser("bench", help="img/s of decoding and of augmented batches")
-    bench.add_argument("spec", metavar="SPEC")
-    bench.add_argument("--image-size", type=size_arg, metavar="HxW")
-    bench.add_argument("--crop", type=size_arg, metavar="HxW")
-    bench.add_argument("--augment", action="append", default=[], metavar="NAME")
-    bench.add_argument("--batch-size", type=positive_int, default=128)
-    bench.add_argument("--batches", type=int, default=50)
-    bench.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
-    bench.add_argument("--format", default="table", choices=("table", "json"))
+    bench.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    bench.add_argument("--image-size", type=size_arg, metavar="HxW", help="decode image files at this size (default 64x64)")
+    bench.add_argument("--crop", type=size_arg, metavar="HxW", help="the model's input, cut from the decoded image")
+    bench.add_argument("--augment", action="append", default=[], metavar="NAME",
+                       help="a training augmentation, as train --augment takes it; repeat for several")
+    bench.add_argument("--batch-size", type=positive_int, default=128, help="images per batch (default %(default)s)")
+    bench.add_argument("--batches", type=int, default=50, help="augmented batches to time (default %(default)s)")
+    bench.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="source option, e.g. --set roi_crop=true")
+    bench.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
     return parser
 
 
