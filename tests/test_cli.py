@@ -669,6 +669,37 @@ def test_training_without_a_recipe_names_the_recipes_measured_for_its_data(tmp_p
     assert quiet.stdout.strip() == str(tmp_path / "runs" / "q")  # --quiet: the run directory only
 
 
+def test_runs_by_seed_figures_are_the_finished_runs_and_the_others_are_counted(tmp_path):
+    """A sweep on a lent GPU was cut off at its time limit: cnnlab runs --by-seed gave a mean
+    of 88.62% ± 12.38% for a setting whose one finished run had 97.37%, its other run being
+    stopped in epoch 14 at 79.86%. A stopped run's best so far is not a result of its setting."""
+    from cnnlab import api
+    from cnnlab.training.callbacks import Callback
+
+    class StopAfterFirstEpoch(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "runs"
+    for seed in (0, 1):
+        api.train(model="mlp", data="digits", epochs=2, seed=seed, out=str(out), name=f"s{seed}", quiet=True,
+                  report=False)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(model="mlp", data="digits", epochs=2, seed=2, out=str(out), name="s2", quiet=True,
+                  report=False, callbacks=[StopAfterFirstEpoch()])
+    single = {row["name"]: row for row in json.loads(run_cli("runs", out, "--format", "json").stdout)}
+    [group] = json.loads(run_cli("runs", out, "--by-seed", "--format", "json").stdout)
+    assert group["runs"] == ["s0", "s1", "s2"] and group["status"] == "2 finished, 1 stopped"
+    assert group["finished"] == ["s0", "s1"]
+    finished = [single[name]["val_accuracy"] for name in ("s0", "s1")]
+    assert group["val_accuracy"]["mean"] == pytest.approx(np.mean(finished))
+    assert (group["val_accuracy"]["min"], group["val_accuracy"]["max"]) == (min(finished), max(finished))
+    header, row, note = run_cli("runs", out, "--by-seed").stdout.splitlines()
+    assert row.split()[0] == "2/3"
+    assert note == ("N/M runs: the figures are those of the N finished runs of M; cnnlab runs lists the others "
+                    "(stopped, diverged or training now)")
+
+
 def test_runs_by_seed_groups_repeats_and_shows_what_sets_them_apart(tmp_path):
     """On 136 validation images one image is 0.74 points: judging a change takes repeats with
     other seeds and their mean and spread, which docs/results.md worked out by hand."""

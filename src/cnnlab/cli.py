@@ -917,12 +917,20 @@ def print_seed_groups(groups: list[dict]) -> None:
 
     print(f"{'runs':>5}  {'model':<14}{'data':<22}{'val acc: mean ± sd (lowest-highest)':<40}"
           f"{'test acc':<34}{'training (mean)':>15}  differs in")
+    unfinished = False
     for group in groups:
         differs = ", ".join(f"{key}={setting_text(value)}" for key, value in group["differs"].items()) or "-"
         seconds = group["training_seconds"]
-        print(f"{len(group['runs']):>5}  {group['model'][:13]:<14}{group['data'][:21]:<22}"
+        count = str(len(group["runs"]))
+        if len(group["finished"]) < len(group["runs"]):
+            count = f"{len(group['finished'])}/{count}"
+            unfinished = True
+        print(f"{count:>5}  {group['model'][:13]:<14}{group['data'][:21]:<22}"
               f"{summary(group['val_accuracy']):<40}{summary(group['test_accuracy']):<34}"
               f"{'-' if seconds is None else duration(seconds['mean']):>15}  {differs}")
+    if unfinished:
+        print("N/M runs: the figures are those of the N finished runs of M; cnnlab runs lists the others "
+              "(stopped, diverged or training now)")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

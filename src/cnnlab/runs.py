@@ -494,8 +494,9 @@ def seed_groups(folder: Path) -> list[dict]:
     """The runs of ``folder`` grouped by their config with the seed left out: the repeats of
     one setting, in the order their first run was made, with the mean and spread of their best
     validation and their test accuracies and of their training times, and the settings that
-    set each group apart from the other groups of its model and data (``differs``). Runs that
-    cannot be read are left out."""
+    set each group apart from the other groups of its model and data (``differs``). The
+    figures are the finished runs' (``finished``): a stopped or running run's best so far is
+    no result of its setting. Runs that cannot be read are left out."""
     groups: dict[str, dict] = {}
     for row, config, state in runs_with_configs(folder):
         if config is None:
@@ -515,12 +516,13 @@ def seed_groups(folder: Path) -> list[dict]:
         differing = sorted(k for k in set().union(*peers)
                            if len({json.dumps(peer.get(k), default=str) for peer in peers}) > 1)
         rows, states = group["rows"], group["states"]
+        finished = [row for row, state in zip(rows, states, strict=True) if state == "finished"]
         result.append({
             "runs": [row["name"] for row in rows], "model": rows[0]["model"], "data": rows[0]["data"],
             "epochs": group["setting"]["epochs"], "seeds": sorted(group["seeds"]),
-            "val_accuracy": spread([r["val_accuracy"] for r in rows if r["val_accuracy"] is not None]),
-            "test_accuracy": spread([r["test_accuracy"] for r in rows if r["test_accuracy"] is not None]),
-            "training_seconds": spread([r["training_seconds"] for r in rows if r["training_seconds"] is not None]),
+            "finished": [row["name"] for row in finished],
+            **{figure: spread([row[figure] for row in finished if row[figure] is not None])
+               for figure in ("val_accuracy", "test_accuracy", "training_seconds")},
             "status": ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)),
             "differs": {k: group["setting"].get(k) for k in differing}})
     return result
