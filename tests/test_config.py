@@ -63,6 +63,19 @@ def test_an_unknown_key_names_the_key_it_was_probably_meant_to_be(key, meant):
         TrainConfig.from_dict(nested)
 
 
+@pytest.mark.parametrize(("keyword", "meant"), [
+    ("learning_rate", "lr"), ("validation_split", "val_split"), ("momentum", "optimizer__momentum"),
+    ("optimiser__lr", "lr"), ("epoch", "epochs"),
+])
+def test_train_names_an_unknown_keyword_and_its_guess_as_keywords(keyword, meant):
+    """train(learning_rate=0.1) was refused with "did you mean 'optimizer.lr'?", a key that
+    train() does not take as written: its keyword is lr=."""
+    from cnnlab import api
+
+    with pytest.raises(ConfigError, match=rf"^train\(\): unknown key '{keyword}' \(did you mean '{meant}'\?\)"):
+        api.train(model="mlp", data="digits", **{keyword: 0.1})
+
+
 def test_a_misspelt_section_is_named_with_the_key_under_it():
     with pytest.raises(ConfigError, match=r"unknown key 'optimiser.lr' \(did you mean 'optimizer.lr'\?\)"):
         TrainConfig().with_overrides({"optimiser.lr": 0.1})

@@ -33,6 +33,15 @@ _SHORTCUTS = {"model": "model.name", "data": "data.spec", "lr": "optimizer.lr", 
               "image_size": "data.image_size", "weights": "model.weights"}
 
 
+_KEYWORDS = {dotted: keyword for keyword, dotted in _SHORTCUTS.items()}
+
+
+def _keyword(dotted: str) -> str:
+    """A config key as train() takes it: ``optimizer.lr`` -> ``lr``, ``optimizer.momentum`` ->
+    ``optimizer__momentum``."""
+    return _KEYWORDS.get(dotted, dotted.replace(".", "__"))
+
+
 def train(config: TrainConfig | dict | str | Path | None = None, *,
           callbacks: Sequence[Callback] = (), quiet: bool = False, **overrides: Any) -> Run:
     """Train and return the Run. ``config`` is a TrainConfig, a dict or a recipe YAML path;
@@ -55,7 +64,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, *,
         overrides["data"] = arrays_spec(overrides["data"])
     dotted = {_SHORTCUTS.get(key, key.replace("__", ".")): value for key, value in overrides.items()}
     if dotted:
-        config = config.with_overrides(dotted, source="train()")
+        config = config.with_overrides(dotted, source="train()", spell=_keyword)
     return run_training(config, callbacks=callbacks, quiet=quiet)
 
 

@@ -10,6 +10,7 @@ import itertools
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,18 +234,21 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(read_yaml(path), source=str(path))
 
-    def with_overrides(self, overrides: dict[str, Any], source: str = "option") -> TrainConfig:
-        """A copy with dotted keys (``optimizer.lr``) set to new values."""
+    def with_overrides(self, overrides: dict[str, Any], source: str = "option",
+                       spell: Callable[[str], str] = str) -> TrainConfig:
+        """A copy with dotted keys (``optimizer.lr``) set to new values. ``spell`` writes a
+        dotted key as the caller takes it, for the message that refuses an unknown one."""
         merged = self.to_dict()
         for dotted, value in overrides.items():
             node = merged
             *parents, leaf = dotted.split(".")
             for part in parents:
                 if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"{source}: unknown key '{dotted}'{did_you_mean(dotted)}")
+                    raise ConfigError(f"{source}: unknown key '{spell(dotted)}'{did_you_mean(dotted, spell)}")
                 node = node[part]
             if leaf not in node and not (parents and parents[-1] == "options"):
-                raise ConfigError(f"{source}: unknown key '{dotted}'{did_you_mean(dotted)}; {_valid_keys(node)}")
+                raise ConfigError(f"{source}: unknown key '{spell(dotted)}'{did_you_mean(dotted, spell)}; "
+                                  f"{_valid_keys(node)}")
             node[leaf] = value
         return TrainConfig.from_dict(merged, source)
 
@@ -372,10 +376,11 @@ def config_keys(cls: type | None = None, prefix: str = "") -> list[str]:
     return keys
 
 
-def did_you_mean(dotted: str) -> str:
+def did_you_mean(dotted: str, spell: Callable[[str], str] = str) -> str:
     """" (did you mean 'optimizer.lr'?)" for a key that is probably another: the same name
     elsewhere in the tree (``learning_rate`` at the top), a name beside it that one starts
-    (``data.val``, ``data.augmentation``), or a near spelling (``imagesize``); "" when none is."""
+    (``data.val``, ``data.augmentation``), or a near spelling (``imagesize``); "" when none is.
+    The guesses are written by ``spell``, as the caller takes keys."""
     parent, _, leaf = dotted.rpartition(".")
     leaf = OTHER_NAMES.get(leaf, leaf)
     keys = config_keys()
@@ -387,7 +392,7 @@ def did_you_mean(dotted: str) -> str:
              or [key for key in keys if close and leaf_of[key] == close[0]])
     if not meant:
         return ""
-    return f" (did you mean {' or '.join(repr(key) for key in meant[:2])}?)"
+    return f" (did you mean {' or '.join(repr(spell(key)) for key in meant[:2])}?)"
 
 
 def _valid_keys(node: dict[str, Any]) -> str:
