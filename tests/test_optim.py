@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -18,12 +18,14 @@ MUON = OptimizerConfig(name="muon", lr=0.02, fallback_lr=0.001)
 
 @settings(max_examples=25, deadline=None)
 @given(rows=st.integers(1, 40), cols=st.integers(1, 40), seed=st.integers(0, 2**16))
+@example(rows=1, cols=1, seed=273)  # a norm of 1e-4, where the 1e-7 guard moves the share by 1e-3
 def test_orthogonalised_pulls_singular_values_towards_one(rows, cols, seed):
     # the iteration keeps the singular vectors and maps each singular value (as a share of
-    # the Frobenius norm) through the same quintic five times: every one not vanishingly small
-    # lands in about [0.68, 1.2] (Jordan et al.: not exactly on 1, and it need not)
+    # the Frobenius norm, guarded against 0 as orthogonalised guards it) through the same
+    # quintic five times: every one not vanishingly small lands in about [0.68, 1.2] (Jordan
+    # et al.: not exactly on 1, and it need not)
     matrix = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed)) * 10 ** (seed % 7 - 3)
-    shares = torch.linalg.svdvals(matrix.double()) / matrix.double().norm()
+    shares = torch.linalg.svdvals(matrix.double()) / (matrix.double().norm() + 1e-7)
     expected = shares
     for _ in range(5):
         expected = 3.4445 * expected - 4.7750 * expected**3 + 2.0315 * expected**5
@@ -166,3 +168,32 @@ def test_bad_settings_of_any_optimizer_name_the_option(name, key, value, needle)
     cfg = OptimizerConfig(name=name, lr=0.02, **{key: value})
     with pytest.raises(ConfigError, match=needle):
         build_optimizer(cfg, [nn.Parameter(torch.zeros(1))], torch.device("cpu"))
+
+
+@pytest.mark.parametrize("cfg, needle", [
+    (OptimizerConfig(name="adam", momentum=0.5),
+     r"^--momentum: adam does not use it \(0.5\); it is sgd's, and muon's with fallback sgd$"),
+    (OptimizerConfig(name="rmsprop", momentum=0.0),
+     r"^--momentum: rmsprop does not use it \(0.0\); it is sgd's, and muon's with fallback sgd$"),
+    (OptimizerConfig(name="sgd", betas=[0.8, 0.99]),
+     r"^optimizer.betas: sgd does not use it \(\[0.8, 0.99\]\); it is adam's, adamw's, and muon's with fallback adamw$"),
+    (OptimizerConfig(name="adamw", nesterov=True), r"^optimizer.nesterov: adamw does not use it \(True\)"),
+    (OptimizerConfig(name="sgd", ns_steps=3), r"^optimizer.ns_steps: sgd does not use it \(3\); it is muon's$"),
+    (OptimizerConfig(name="muon", momentum=0.5), r"^--momentum: muon with fallback adamw does not use it \(0.5\)"),
+    (OptimizerConfig(name="muon", fallback="sgd", betas=[0.8, 0.9]),
+     r"^optimizer.betas: muon with fallback sgd does not use it"),
+])
+def test_a_setting_the_optimizer_does_not_use_is_refused(cfg, needle):
+    """--optimizer adam --momentum 0.5 trained as if --momentum were not there: torch's Adam
+    has no momentum (Keras' Adam refuses one with a TypeError)."""
+    with pytest.raises(ConfigError, match=needle):
+        build_optimizer(cfg, [nn.Parameter(torch.zeros(1))], torch.device("cpu"))
+
+
+@pytest.mark.parametrize("cfg", [
+    OptimizerConfig(name="sgd", momentum=0.5, nesterov=True), OptimizerConfig(name="adam", betas=[0.8, 0.9], eps=1e-8),
+    OptimizerConfig(name="rmsprop", eps=1e-6), OptimizerConfig(name="muon", fallback="sgd", momentum=0.85, ns_steps=3),
+    OptimizerConfig(name="adam", momentum=0.9),  # the default, written out as recipes do
+])
+def test_the_settings_each_optimizer_uses_are_taken(cfg):
+    build_optimizer(cfg, [nn.Parameter(torch.zeros(1))], torch.device("cpu"))
