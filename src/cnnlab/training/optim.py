@@ -14,6 +14,27 @@ from ..errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "muon")
 FALLBACKS = ("adamw", "sgd")
+READS = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps"), "adamw": ("betas", "eps"), "rmsprop": ("eps",),
+         "muon": ("muon_momentum", "ns_steps", "muon_renormalise", "fallback", "fallback_lr")}
+"""The settings each optimizer reads besides lr and weight_decay; muon reads its fallback's too."""
+
+
+def unused_setting(cfg: OptimizerConfig) -> str | None:
+    """A message for the first setting changed from its default that ``cfg``'s optimizer does
+    not read (``--optimizer adam --momentum 0.5``), else None. A default written out, as
+    recipes do, is no change."""
+    name = cfg.name.lower()
+    reads = READS[name] + (READS.get(cfg.fallback, ()) if name == "muon" else ())
+    default = OptimizerConfig()
+    for key in (key for keys in READS.values() for key in keys):
+        value = getattr(cfg, key)
+        if key not in reads and value != getattr(default, key):
+            users = [f"{user}'s" for user, keys in READS.items() if key in keys]
+            users += [f"muon's with fallback {fallback}" for fallback in FALLBACKS if key in READS[fallback]]
+            what = f"{name} with fallback {cfg.fallback}" if name == "muon" else name
+            flag = "--momentum" if key == "momentum" else f"optimizer.{key}"
+            return f"{flag}: {what} does not use it ({value}); it is {', '.join(users[:-1])}{', and ' * (len(users) > 1)}{users[-1]}"
+    return None
 
 
 def muon_weights(model: nn.Module) -> set[int]:
@@ -155,6 +176,8 @@ def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter] |
     # the fused kernels do the whole update in one pass over the parameters
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
     name = cfg.name.lower()
+    if name in READS and (unused := unused_setting(cfg)):
+        raise ConfigError(unused)
     if name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay, **fused)
