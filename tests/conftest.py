@@ -11,9 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image
 
 from cnnlab.training.callbacks import Callback
+
+# CI (.ci/run) draws the same examples every run, so that a red run is the change's and not a
+# new draw's; elsewhere hypothesis draws new ones each run, which is how it finds bugs
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CNNLAB_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
