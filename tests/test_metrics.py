@@ -92,3 +92,37 @@ def test_reported_classes_are_those_in_the_data_or_predicted():
     probs[np.arange(3), predicted] = 0.85
     report = classification_metrics(probs, labels, ["a", "b", "c", "d"])
     assert reported_classes(report) == ["a", "b", "c"]
+
+
+class ViewRecorder(torch.nn.Module):
+    """Scores every image by its left half's pixel sum against its right half's, and keeps
+    the views it was shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.views = []
+
+    def forward(self, x):
+        self.views.append(x.clone())
+        half = x.shape[3] // 2
+        return torch.stack([x[..., :half].sum((1, 2, 3)), x[..., half:].sum((1, 2, 3))], 1)
+
+
+@pytest.mark.parametrize("tta, count, mirrored", [(None, 1, False), ("flip", 2, True), ("shift", 3, False),
+                                                  ("flip-shift", 6, True)])
+def test_test_time_views_of_each_mode(tta, count, mirrored):
+    """shift: the image moved a pixel up-left and down-right, none mirrored, for data whose
+    mirror image is another class (a mirrored sign)."""
+    from cnnlab.data import BatchLoader, Preprocessing
+    from cnnlab.data.dataset import Split
+    from cnnlab.evaluation.inference import predict_logits
+    from cnnlab.runtime import Runtime
+
+    pixels = np.zeros((2, 6, 6, 1), np.uint8)
+    pixels[:, :, :2] = 200  # bright on the left
+    split = Split(pixels, np.zeros(2, np.int64), ["a", "b"])
+    model = ViewRecorder()
+    predict_logits(model, BatchLoader(split, 2, Preprocessing((0.5,), (0.25,))), Runtime.create("cpu", "fp32"), tta)
+    assert len(model.views) == count
+    left_brighter = [bool(view[..., :3].sum() > view[..., 3:].sum()) for view in model.views]
+    assert (not all(left_brighter)) == mirrored

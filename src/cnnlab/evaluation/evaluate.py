@@ -19,7 +19,7 @@ from ..errors import CnnlabError, DataError, listed
 from ..runtime import Runtime
 from .artifacts import inference_model, load_artifacts
 from .gradcam import grad_cam
-from .inference import predict_logits
+from .inference import predict_logits, warn_of_mirrored_views
 from .losses import Loss
 from .metrics import RunningMetrics, classification_metrics
 
@@ -122,6 +122,7 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
     """
     artifacts = load_artifacts(run)
     run, prep = artifacts.run, artifacts.preprocessing
+    warn_of_mirrored_views(tta, run.config.data.augment)
     model, runtime = inference_model(artifacts, device)
     cfg = run.config
     spec = canonical_spec(data or cfg.data.spec)

@@ -17,7 +17,7 @@ from ..data.images import decode_many, is_image_file, resize_images, to_mode
 from ..data.readers.arrays import images_array
 from ..errors import CnnlabError, DataError
 from .artifacts import inference_model, load_artifacts
-from .inference import predict_logits
+from .inference import predict_logits, warn_of_mirrored_views
 
 
 @dataclass
@@ -143,6 +143,7 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
     images whatever the number of files. The run and the inputs are checked before this returns."""
     check_top_k(top_k)
     artifacts = load_artifacts(run_path)
+    warn_of_mirrored_views(tta, artifacts.run.config.data.augment)
     found = expand_inputs(inputs)
     paths, names = [path for path, _ in found], {str(path): name for path, name in found}
     model, runtime = inference_model(artifacts, device)
