@@ -123,11 +123,13 @@ def build_parser() -> Parser:
     options.add_argument("--momentum", type=float,
                          help=f"sgd's momentum, and muon's for its sgd fallback (default {default.optimizer.momentum})")
     options.add_argument("--weight-decay", type=float,
-                         help=f"L2 penalty; decoupled from the gradient in adamw and muon (default {default.optimizer.weight_decay})")
+                         help="L2 penalty; decoupled from the gradient in adamw and muon "
+                         f"(default {default.optimizer.weight_decay})")
     options.add_argument("--schedule", help="constant, exponential, step, multistep, cosine, linear, onecycle, plateau")
     options.add_argument("--loss", help="sparse_ce, categorical_ce or binary_ce")
     options.add_argument("--label-smoothing", type=float,
-                         help=f"share of each target spread over the other classes (default {default.label_smoothing})")
+                         help="share of each target spread over the other classes "
+                         f"(default {default.label_smoothing})")
     options.add_argument("--class-weight", metavar="balanced|FILE",
                        help="weigh each training sample's loss by its class: balanced, or a YAML/JSON "
                        "file of class name: weight")
@@ -166,7 +168,8 @@ def build_parser() -> Parser:
     options.add_argument("--base-lr-scale", type=float, metavar="F",
                        help="learning rate of the convolutional base relative to the head")
     options.add_argument("--seed", type=int,
-                         help=f"draws the weights, the validation split, the order and the augmentations (default {default.seed})")
+                         help="draws the weights, the validation split, the order and the augmentations "
+                         f"(default {default.seed})")
     options.add_argument("--precision", help="auto, bf16, fp16 (CUDA) or fp32")
     options.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto: the GPU where there is one)")
     options.add_argument("--out", help="parent folder of run directories (default runs)")
@@ -206,9 +209,12 @@ def build_parser() -> Parser:
         description="Train for a few steps while the learning rate rises exponentially (Smith, "
         "2017; fastai's lr_find), plot the loss against it and suggest a learning rate. Takes "
         "the options of train; nothing is written but the plot.")
-    lr_find.add_argument("--start-lr", type=float, default=1e-7, help="the first step's learning rate (default %(default)s)")
-    lr_find.add_argument("--end-lr", type=float, default=10.0, help="the last step's learning rate (default %(default)s)")
-    lr_find.add_argument("--steps", type=int, default=100, help="training steps from --start-lr to --end-lr (default %(default)s)")
+    lr_find.add_argument("--start-lr", type=float, default=1e-7,
+                         help="the first step's learning rate (default %(default)s)")
+    lr_find.add_argument("--end-lr", type=float, default=10.0,
+                         help="the last step's learning rate (default %(default)s)")
+    lr_find.add_argument("--steps", type=int, default=100,
+                         help="training steps from --start-lr to --end-lr (default %(default)s)")
     lr_find.add_argument("--plot", default="lr-find.png", metavar="FILE.png",
                          help="where the loss against the learning rate is drawn (default %(default)s)")
 
@@ -235,7 +241,8 @@ def build_parser() -> Parser:
     predict = commands.add_parser("predict", help="classify image files with a run")
     predict.add_argument("run", metavar="RUN", help="a run directory: its best checkpoint classifies")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB|URL",
-                         help="image files, folders (every image in them, sub-folders too), patterns such as '*.jpg', or http(s) addresses")
+                         help="image files, folders (every image in them, sub-folders too), patterns such "
+                         "as '*.jpg', or http(s) addresses")
     predict.add_argument("--top-k", type=int, default=5, help="the K most likely classes per image (default %(default)s)")
     predict.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
     predict.add_argument("--format", default="table", choices=("table", "csv", "json"), help=FORMAT_HELP)
@@ -278,7 +285,8 @@ def build_parser() -> Parser:
     export = commands.add_parser("export", help="export a run's best model")
     export.add_argument("run", metavar="RUN", help="a run directory: its best checkpoint is exported")
     export.add_argument("--format", default="onnx", choices=("onnx", "safetensors"),
-                        help="an ONNX graph with the preprocessing in its metadata, or the weights alone (default %(default)s)")
+                        help="an ONNX graph with the preprocessing in its metadata, or the weights alone "
+                        "(default %(default)s)")
     export.add_argument("--opset", type=int, default=17, help="ONNX operator set (default %(default)s)")
     export.add_argument("--out", help="file to write (default RUN/model.onnx or RUN/model.safetensors)")
 
@@ -303,7 +311,8 @@ def build_parser() -> Parser:
 
     check = data_commands.add_parser("verify", help="decode every image file; list the unreadable ones")
     check.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
-    check.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="source option, e.g. --set roi_crop=true")
+    check.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                       help="source option, e.g. --set roi_crop=true")
 
     cache = data_commands.add_parser("cache", help="list the decoded images and extracted archives kept on disk, "
                                      "or clear them",
@@ -316,13 +325,15 @@ def build_parser() -> Parser:
                        help="with --clear: only those unused for DAYS days")
     bench = data_commands.add_parser("bench", help="img/s of decoding and of augmented batches")
     bench.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
-    bench.add_argument("--image-size", type=size_arg, metavar="HxW", help="decode image files at this size (default 64x64)")
+    bench.add_argument("--image-size", type=size_arg, metavar="HxW",
+                       help="decode image files at this size (default 64x64)")
     bench.add_argument("--crop", type=size_arg, metavar="HxW", help="the model's input, cut from the decoded image")
     bench.add_argument("--augment", action="append", default=[], metavar="NAME",
                        help="a training augmentation, as train --augment takes it; repeat for several")
     bench.add_argument("--batch-size", type=positive_int, default=128, help="images per batch (default %(default)s)")
     bench.add_argument("--batches", type=int, default=50, help="augmented batches to time (default %(default)s)")
-    bench.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="source option, e.g. --set roi_crop=true")
+    bench.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                       help="source option, e.g. --set roi_crop=true")
     bench.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
     return parser
 

@@ -33,7 +33,8 @@ def unused_setting(cfg: OptimizerConfig) -> str | None:
             users += [f"muon's with fallback {fallback}" for fallback in FALLBACKS if key in READS[fallback]]
             what = f"{name} with fallback {cfg.fallback}" if name == "muon" else name
             flag = "--momentum" if key == "momentum" else f"optimizer.{key}"
-            return f"{flag}: {what} does not use it ({value}); it is {', '.join(users[:-1])}{', and ' * (len(users) > 1)}{users[-1]}"
+            listed = f"{', '.join(users[:-1])}, and {users[-1]}" if len(users) > 1 else users[0]
+            return f"{flag}: {what} does not use it ({value}); it is {listed}"
     return None
 
 
