@@ -502,7 +502,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CnnlabError(f"--resume: continues the run's own config; only --epochs, --no-report, --device, "
                               f"--precision and --data (the run's data where it is now) may change "
                               f"(drop {'/'.join(given)})")
-    if (args.nproc_per_node or 1) * (args.nnodes or 1) == 1:  # these would be ignored, the run trained alone
+    processes = (args.nproc_per_node or 1) * (args.nnodes or 1)
+    if processes == 1:  # these would be ignored, the run trained alone
         if args.rdzv_endpoint:
             raise CnnlabError(f"--rdzv-endpoint {args.rdzv_endpoint}: is where the machines of a run on several meet; "
                               "give --nnodes M too (one process on one machine needs none)")
@@ -511,7 +512,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                               "and --rdzv-endpoint HOST:PORT too")
     if args.check:
         return check_training(args)
-    if (args.nproc_per_node or 1) * (args.nnodes or 1) > 1 and "LOCAL_RANK" not in os.environ:
+    if processes > 1 and "LOCAL_RANK" not in os.environ:
         return launch_distributed(args)
     if args.resume:
         run = resume(args.resume, epochs=args.epochs, quiet=args.quiet, report=args.report, device=args.device,
@@ -928,18 +929,16 @@ def print_seed_groups(groups: list[dict]) -> None:
 
     print(f"{'runs':>5}  {'model':<14}{'data':<22}{'val acc: mean ± sd (lowest-highest)':<40}"
           f"{'test acc':<34}{'training (mean)':>15}  differs in")
-    unfinished = False
     for group in groups:
         differs = ", ".join(f"{key}={setting_text(value)}" for key, value in group["differs"].items()) or "-"
         seconds = group["training_seconds"]
         count = str(len(group["runs"]))
         if len(group["finished"]) < len(group["runs"]):
             count = f"{len(group['finished'])}/{count}"
-            unfinished = True
         print(f"{count:>5}  {group['model'][:13]:<14}{group['data'][:21]:<22}"
               f"{summary(group['val_accuracy']):<40}{summary(group['test_accuracy']):<34}"
               f"{'-' if seconds is None else duration(seconds['mean']):>15}  {differs}")
-    if unfinished:
+    if any(len(group["finished"]) < len(group["runs"]) for group in groups):
         print("N/M runs: the figures are those of the N finished runs of M; cnnlab runs lists the others "
               "(stopped, diverged or training now)")
 

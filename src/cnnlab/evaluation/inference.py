@@ -12,14 +12,14 @@ from ..data import BatchLoader
 from ..data.augment import Augment, shifted_views, ten_crops
 from ..errors import CnnlabError
 from ..runtime import Runtime
-from . import TTA_MODES
+from . import MIRRORING, TTA_MODES
 
 
 def warn_of_mirrored_views(tta: str | None, augment: list[str]) -> None:
     """Mirrored test views for a run whose training (``augment``) never mirrored an image: a
     mirrored sign or digit is often another class (gtsrb-resnet9 on gtsrb-tune: 98.8% without
     test-time views, 91.4% with --tta flip, 99.0% with --tta shift)."""
-    if tta in ("flip", "flip-shift", "10crop") and not Augment.parse(augment).hflip:
+    if tta in MIRRORING and not Augment.parse(augment).hflip:
         warnings.warn(f"--tta {tta}: this run was trained without mirror images (no hflip in data.augment), "
                       "and a mirrored sign or digit is often another class; --tta shift keeps the views upright",
                       stacklevel=2)
@@ -52,7 +52,7 @@ def predict_logits(model: nn.Module, loader: BatchLoader, runtime: Runtime,
                 views = [loader.preprocessing.standardize(v) for v in ten_crops(images, loader.input_size)]
             else:
                 views = [images, *(shifted_views(images) if "shift" in tta else [])]
-                views += [view.flip(3) for view in views] if "flip" in tta else []
+                views += [view.flip(3) for view in views] if tta in MIRRORING else []
             probs = torch.stack([torch.softmax(model(v.to(device, non_blocking=True)).float(), 1)
                                  for v in views]).mean(0)
             outputs.append(torch.log(probs.clamp_min(1e-12)))
