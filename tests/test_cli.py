@@ -485,6 +485,27 @@ def test_mirrored_views_of_a_run_trained_without_mirror_images_are_warned_of(dig
         assert "warning" not in run_cli(*command, "--tta", "shift").stderr
 
 
+@pytest.mark.parametrize("command, name, needle", [
+    (["compare", "RUN", "--out"], "notes.txt", "a comparison is written as .html or .htm"),
+    (["export", "RUN", "--out"], "notes.txt", "an ONNX model is written as .onnx"),
+    (["export", "RUN", "--format", "safetensors", "--out"], "model.onnx", "a weights file is written as .safetensors"),
+    (["export", "RUN", "--out"], "best.pt", "an ONNX model is written as .onnx"),
+    (["export", "RUN", "--format", "safetensors", "--out"], "metrics.json", "a weights file is written as .safetensors"),
+    (["data", "info", "digits", "--preview"], "notes.txt", "a picture is written as .png"),
+    (["lr-find", "--model", "mlp", "--data", "digits", "--plot"], "notes.txt", "a picture is written as .png"),
+])
+def test_a_file_a_command_writes_must_be_named_as_what_it_is(digits_run, tmp_path, command, name, needle):
+    """cnnlab compare RUN --out NAME wrote its HTML over whatever NAME was (a notes file, or
+    /etc/passwd as root), as did export, --preview and --plot: a name of another kind is
+    refused, as Keras' model.save refuses one that does not end in .keras, and the file is left."""
+    kept = tmp_path / name
+    kept.write_text("my notes")
+    result = run_cli(*[str(digits_run) if word == "RUN" else word for word in command], kept, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(f"{kept}: {needle}; give a name that ends so"), result.stderr
+    assert kept.read_text() == "my notes"
+
+
 def test_evaluate_without_the_report_writes_the_numbers_only(tmp_path):
     run_cli("train", "--model", "mlp", "--data", "digits", "--epochs", "1", "--out", tmp_path,
             "--name", "r", "--quiet")
@@ -516,8 +537,6 @@ def test_evaluate_takes_the_test_split_of_a_run_without_validation(tmp_path):
 
 
 @pytest.mark.parametrize("args, target", [
-    (["export", "RUN", "--out", "RUN/best.pt"], "best.pt"),
-    (["export", "RUN", "--format", "safetensors", "--out", "RUN/metrics.json"], "metrics.json"),
     (["compare", "RUN", "RUN", "--out", "RUN/report.html"], "report.html"),
     (["compare", "RUN", "RUN", "--out", "RUN/curves.html"], "curves.png"),
     (["lr-find", "--model", "mlp", "--steps", "5", "--plot", "RUN/curves.png"], "curves.png"),
@@ -525,8 +544,9 @@ def test_evaluate_takes_the_test_split_of_a_run_without_validation(tmp_path):
      "evaluations/other/confusion-test.png"),
 ])
 def test_a_file_a_command_writes_never_replaces_a_runs_file(digits_run, tmp_path, args, target):
-    """`export RUN --out RUN/best.pt` replaced the run's checkpoint with ONNX bytes, and `compare
-    --out RUN/curves.html` its curves with the comparison's: work lost to a typo."""
+    """`compare --out RUN/curves.html` replaced the run's curves with the comparison's: work
+    lost to a typo. (`export RUN --out RUN/best.pt`, which replaced the checkpoint with ONNX
+    bytes, is refused by its name now: the test after.)"""
     import shutil
 
     run = tmp_path / "run"

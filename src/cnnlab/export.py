@@ -33,7 +33,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
         raise CnnlabError(f"--opset {opset}: torch's ONNX exporter writes opsets {OPSETS[0]} to {OPSETS[1]}")
     artifacts = load_artifacts(run_path)
     run, model, prep = artifacts.run, artifacts.model, artifacts.preprocessing
-    out = runs.refuse_run_file(out or run.directory.file(runs.ONNX), own=(runs.ONNX,))
+    out = runs.refuse_run_file(out or run.directory.file(runs.ONNX), "an ONNX model", (".onnx",), own=(runs.ONNX,))
     height, width = prep.input_size
     example = torch.zeros(1, prep.channels, height, width)
     buffer = io.BytesIO()
@@ -80,7 +80,8 @@ def export_safetensors(run_path: str | Path, out: str | Path | None = None) -> P
         raise CnnlabError("export --format safetensors: needs the safetensors package "
                           "(pip install 'cnnlab[safetensors]')") from None
     artifacts = load_artifacts(run_path)
-    out = runs.refuse_run_file(out or artifacts.run.directory.file(runs.SAFETENSORS), own=(runs.SAFETENSORS,))
+    out = runs.refuse_run_file(out or artifacts.run.directory.file(runs.SAFETENSORS), "a weights file", (".safetensors",),
+                               own=(runs.SAFETENSORS,))
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in artifacts.model.state_dict().items()}
     metadata = {"format": "cnnlab-safetensors/1", "model": json.dumps(artifacts.checkpoint["model"]),
                 "classes": json.dumps(artifacts.classes),

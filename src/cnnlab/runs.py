@@ -279,12 +279,16 @@ def is_run_file(relative: PurePosixPath) -> bool:
                                          or any(relative.match(pattern) for pattern in split_files))
 
 
-def refuse_run_file(path: str | Path, own: tuple[str, ...] = ()) -> Path:
-    """``path``, a file a command writes where the user said, unless it would replace one of a
-    run's files (RUN_FILES, its predictions and pictures, anything under evaluations/): a later
-    command never replaces a run's results. ``own`` names the command's own earlier output in
-    the run's folder (``model.onnx`` for export), which it may write again."""
+def refuse_run_file(path: str | Path, kind: str, suffixes: tuple[str, ...], own: tuple[str, ...] = ()) -> Path:
+    """``path``, a file a command writes where the user said, unless its name does not end as
+    the ``kind`` of file written does (``suffixes``: an HTML report over a notes file, or over
+    /etc/passwd, is refused as Keras' model.save refuses a name without .keras), or it would
+    replace one of a run's files (RUN_FILES, its predictions and pictures, anything under
+    evaluations/): a later command never replaces a run's results. ``own`` names the command's
+    own earlier output in the run's folder (``model.onnx`` for export), which it may write again."""
     path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise CnnlabError(f"{path}: {kind} is written as {' or '.join(suffixes)}; give a name that ends so")
     if not path.exists():
         return path
     for folder in path.resolve().parents:

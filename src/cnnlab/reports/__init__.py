@@ -59,7 +59,7 @@ def preview(dataset, augment: list[str] = (), crop: tuple[int, int] | None = Non
 
 def write_preview(dataset, out: Path, augment: list[str] = (), crop: tuple[int, int] | None = None) -> Path:
     """``cnnlab data info --preview FILE``: ``preview`` of ``dataset``."""
-    out = runs.refuse_run_file(out)
+    out = runs.refuse_run_file(out, "a picture", (".png",))
     data = preview(dataset, augment, crop)
     return write_atomic(out, lambda handle: handle.write(data))
 
@@ -79,8 +79,8 @@ def compare(run_paths: list, out: Path) -> Path:
     """Validation accuracy, loss and MSE of several runs (or of every run in a folder of them)
     overlaid, and a table of their best metrics, parameters, training time and img/s, in
     ``out`` (HTML) beside ``out``.png."""
-    out = runs.refuse_run_file(out)
-    picture_path = runs.refuse_run_file(out.with_suffix(".png"))
+    out = runs.refuse_run_file(out, "a comparison", (".html", ".htm"))
+    picture_path = runs.refuse_run_file(out.with_suffix(".png"), "its picture", (".png",))
     loaded = [runs.load_run(run) for path in map(Path, run_paths) for run in folder_or_run(path)]
     names = [r.path.name for r in loaded]
     if len(set(names)) < len(names):

@@ -45,7 +45,7 @@ def find_lr(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     if not 0 < start < end or steps < 5:
         raise ConfigError("lr-find: needs 0 < --start-lr < --end-lr and at least 5 --steps")
     if plot is not None:
-        plot = runs.refuse_run_file(plot)
+        plot = runs.refuse_run_file(plot, "a picture", (".png",))
     checked = plan(config)
     config, runtime = checked.config, checked.runtime
     seed_everything(config.seed)
