@@ -27,23 +27,24 @@ SEED_MODELS = ("alexnet-bn", "alexnet-bn@150", "alexnet-half", "alexnet-mnist", 
                "small-cnn", "vgg16")
 
 
-def layer_inputs(model: torch.nn.Module, case: Case) -> dict[str, torch.Size]:
-    """The input shape of each OneDnnLinear and PatchMatmulConv2d at the case's batch."""
+def layer_inputs(model: torch.nn.Module, case: Case, precision: str) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """The input shape of each OneDnnLinear and PatchMatmulConv2d at the case's batch, and its
+    dtype in a training step of ``precision`` (bf16 after a layer that autocast ran in bf16)."""
     shapes = {}
 
     def record(name: str) -> Callable:
         def hook(module, args, out) -> None:
-            shapes[name] = args[0].shape
+            shapes[name] = args[0].shape, args[0].dtype
         return hook
 
     hooks = [module.register_forward_hook(record(name))
              for name, module in model.named_modules() if isinstance(module, OneDnnLinear | PatchMatmulConv2d)]
     height, width, channels = case.input
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         model(torch.zeros(1, channels, height, width))
     for hook in hooks:
         hook.remove()
-    return {name: torch.Size([case.batch, *shape[1:]]) for name, shape in shapes.items()}
+    return {name: (torch.Size([case.batch, *shape[1:]]), dtype) for name, (shape, dtype) in shapes.items()}
 
 
 def takes_matmul(layer: torch.nn.Module, x: torch.Tensor) -> bool:
@@ -63,7 +64,7 @@ def forward_flops(layer: torch.nn.Module, x: torch.Tensor) -> float:
     if isinstance(layer, OneDnnLinear):
         return 2 * layer.in_features * layer.out_features
     with torch.no_grad():
-        out = torch.nn.functional.conv2d(x[:1], layer.weight, None, layer.stride, layer.padding)
+        out = torch.nn.functional.conv2d(x[:1].float(), layer.weight, None, layer.stride, layer.padding)
     return 2 * out[0].numel() * layer.weight[0].numel()
 
 
@@ -83,9 +84,9 @@ def main() -> None:
         height, width, channels = case.input
         model = create_model(case.model, case.classes, channels, (height, width)).to(memory_format=torch.channels_last).eval()
         layers = dict(model.named_modules())
-        for name, shape in layer_inputs(model, case).items():
+        for name, (shape, dtype) in layer_inputs(model, case, args.precision).items():
             layer = layers[name]
-            x = torch.randn(shape)
+            x = torch.randn(shape, dtype=dtype)
             x = (x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x).requires_grad_()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                 if not takes_matmul(layer, x):
@@ -96,7 +97,8 @@ def main() -> None:
                               args.windows)
             gflop = 3 * forward_flops(layer, x) / 1e9  # per image, forward and backward
             kind = "dense" if isinstance(layer, OneDnnLinear) else "conv"
-            print(f"{case.label} {name} ({kind} {tuple(shape[1:])} -> {layer.weight.shape[0]}), batch {case.batch}: "
+            print(f"{case.label} {name} ({kind} {tuple(shape[1:])} {str(dtype)[6:]} -> {layer.weight.shape[0]}), "
+                  f"batch {case.batch}: "
                   f"torch's path {rates['torch'] * gflop:.0f} GFLOP/s, oneDNN matmul {rates['cnnlab'] * gflop:.0f} "
                   f"({rates['cnnlab'] / rates['torch']:.2f}x)", flush=True)
 

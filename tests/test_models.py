@@ -393,18 +393,21 @@ def test_patch_matmul_conv_leaves_tracing_to_conv2d(onednn_calls):
     ((4, 4), 1, 0, 4), ((3, 3), 2, 1, 4), ((2, 2), 1, 1, 4), ((4, 3), 1, 0, 2), ((5, 5), 1, 0, 9), ((8, 8), 2, 1, 16)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16-input"])
 def test_patch_matmul_conv_matches_conv2d_and_takes_only_tiny_maps(size, stride, padding, positions, bias, layout,
                                                                    precision, onednn_calls, monkeypatch):
+    """bf16-input: under autocast with the input in bf16, as the layer before hands it over in
+    a bf16 training step."""
     patch_calls = []
     monkeypatch.setattr(layers, "patch_matmul", lambda *args: patch_calls.append(1) or PATCH_MATMUL(*args))
     torch.manual_seed(0)
     conv = PatchMatmulConv2d(64, 128, 3, stride, padding, bias=bias).to(memory_format=layout)
     reference = torch.nn.Conv2d(64, 128, 3, stride, padding, bias=bias)
     reference.load_state_dict(conv.state_dict())
-    x = torch.randn(3, 64, *size).contiguous(memory_format=layout).requires_grad_()
+    x = torch.randn(3, 64, *size, dtype=torch.bfloat16 if precision == "bf16-input" else torch.float32)
+    x = x.contiguous(memory_format=layout).requires_grad_()
     x_copy = x.detach().clone().requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"):
         out, expected = conv(x), reference(x_copy)
     tolerance = {"rtol": 1e-4, "atol": 1e-4} if precision == "fp32" else {"rtol": 0.02, "atol": 0.05}
     assert out.dtype == expected.dtype
