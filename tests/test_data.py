@@ -14,6 +14,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from cnnlab.data import Augment, BatchLoader, Preprocessing, Split, load_dataset, parse_spec
 from cnnlab.data.augment import STRENGTHS, SWITCHES, Augmenter
 from cnnlab.data.images import decode_image
+from cnnlab.data.preprocessing import equalized
 from cnnlab.data.split import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError, DataError
 from conftest import make_image_folder, run_cli, write_idx
@@ -881,3 +882,39 @@ def test_data_cache_shows_what_the_data_home_holds_and_clear_keeps_it(tmp_path, 
         assert f"\n{readable_size(size):<11}{name}\n" in listing, listing
     run_cli("data", "cache", "--clear")
     assert sum(f.stat().st_size for f in home.rglob("*") if f.is_file()) == 15000
+
+
+def equalize_hist_reference(image: np.ndarray) -> np.ndarray:
+    """OpenCV's equalizeHist for one channel of uint8 levels, without its final rounding."""
+    counts = np.bincount(image.ravel(), minlength=256)
+    below = np.cumsum(counts)
+    lowest = below[image.min()]
+    return (below[image] - lowest) * 255 / max(image.size - lowest, 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(images=st.integers(1, 3).flatmap(lambda n: st.integers(1, 3).flatmap(lambda c: st.tuples(
+           st.just((n, c)), st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**32 - 1), st.integers(1, 256)))),
+       channels_last=st.booleans())
+def test_equalized_is_opencvs_equalize_hist_per_image_and_channel(images, channels_last):
+    (n, c), height, width, seed, levels = images
+    pixels = np.random.default_rng(seed).integers(0, levels, size=(n, c, height, width)).astype(np.uint8)
+    x = torch.from_numpy(pixels).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = equalized(x)
+    expected = np.stack([[equalize_hist_reference(channel) for channel in image] for image in pixels])
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_equalized_standardisation_gives_a_washed_out_image_the_input_of_the_image_itself():
+    """What the option is for: a sign filmed over-exposed (its levels pushed up the range by a
+    gamma, their order kept) reaches the network as the well-exposed one does, where per-image
+    standardisation, which undoes only shifts and scales, leaves it paler."""
+    pixels = 5.0 * torch.from_numpy(np.random.default_rng(0).integers(0, 52, size=(2, 1, 8, 8)))
+    washed_out = (255 * (pixels / 255) ** 0.4).round()
+    assert washed_out.unique().numel() == pixels.unique().numel()  # no two levels merged
+    equalizing, standardizing = (Preprocessing([0.0], [1.0], normalize=name) for name in ("equalized", "per_image"))
+    torch.testing.assert_close(equalizing.standardize(washed_out), equalizing.standardize(pixels))
+    assert (standardizing.standardize(washed_out) - standardizing.standardize(pixels)).abs().max() > 0.3
+    assert equalizing.standardize(torch.full((2, 1, 4, 4), 250.0)).abs().max() == 0  # a flat image stays finite

@@ -231,3 +231,17 @@ def test_class_names_the_fonts_cannot_draw_are_one_warning_naming_them():
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "Glyph" in m]
     assert len(messages) == 1 and "犬猫" in messages[0] and "install a font" in messages[0]
+
+
+def test_a_run_trained_on_equalized_images_is_evaluated_exported_and_described_so(tmp_path):
+    """normalize: equalized lives in the run's preprocessing: evaluate gives the accuracy the
+    run recorded, the report and the exported model's metadata say what its input is."""
+    ort = pytest.importorskip("onnxruntime")
+    run = api.train(model="lenet5", data="digits", epochs=1, out=str(tmp_path), name="eq", quiet=True,
+                    data__normalize="equalized")
+    recorded = json.loads((run.path / "metrics.json").read_text())["val"]["accuracy"]
+    assert api.evaluate(run)["accuracy"] == pytest.approx(recorded)
+    assert "histogram equalised" in (run.path / "report.html").read_text()
+    path = run_cli("export", run.path, "--out", tmp_path / "m.onnx").stdout.strip()
+    meta = ort.InferenceSession(path).get_modelmeta().custom_metadata_map
+    assert meta["normalize"] == "equalized" and "histogram equalised" in meta["input"]

@@ -56,7 +56,8 @@ class DataConfig:
     square of the scale. Only for models that pool globally."""
     normalize: str = "dataset"
     """``dataset``: the training split's per-channel mean and std; ``per_image``: each image
-    by its own mean and std (evens out dark and bright photos)."""
+    by its own mean and std (evens out dark and bright photos); ``equalized``: each image's
+    histogram equalised per channel first (also spreads washed-out and murky ones)."""
     subset: int | None = None
     """Train on at most this many training samples (stratified), for quick runs."""
     options: dict[str, Any] = field(default_factory=dict)

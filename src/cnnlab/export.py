@@ -50,8 +50,10 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
             raise CnnlabError(f"--opset {opset}: torch's ONNX exporter cannot write it: "
                               f"{str(exc).strip().splitlines()[0]}") from None
     proto = onnx.load_from_string(buffer.getvalue())
-    standardised = ("each image minus its own mean, over its own standard deviation"
-                    if prep.normalize == "per_image" else "pixels/255 normalised with mean and std")
+    standardised = {"per_image": "each image minus its own mean, over its own standard deviation",
+                    "equalized": "each image's histogram equalised per channel (as OpenCV's equalizeHist), "
+                                 "then minus its own mean, over its own standard deviation"}.get(
+        prep.normalize, "pixels/255 normalised with mean and std")
     metadata = {
         "classes": json.dumps(run.classes),
         "mean": json.dumps(list(prep.mean)),

@@ -14,7 +14,7 @@ import torch
 from ..errors import ConfigError
 from .dataset import MAX_SIDE, Dataset, Split
 
-NORMALIZATIONS = ("dataset", "per_image")
+NORMALIZATIONS = ("dataset", "per_image", "equalized")
 
 
 
@@ -86,7 +86,9 @@ class Preprocessing:
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         """Float pixel values (0-255, N x C x H x W) -> the model's input scale, channels_last."""
-        if self.normalize == "per_image":
+        if self.normalize == "equalized":
+            x = equalized(x)
+        if self.normalize in ("per_image", "equalized"):
             # tf.image.per_image_standardization: the std is floored at 1/sqrt(values), so a flat
             # image does not blow up
             flat = x.flatten(1)
@@ -97,6 +99,19 @@ class Preprocessing:
             shift, scale = _affine(self.mean, self.std, x.device)
             x = torch.addcmul(shift, x, scale)
         return x.contiguous(memory_format=torch.channels_last)
+
+
+def equalized(x: torch.Tensor) -> torch.Tensor:
+    """Histogram equalisation of each image and channel, as OpenCV's equalizeHist: a pixel of
+    level v becomes 255 x the share of the other pixels at or below v, so a washed-out or dark
+    image spans the whole range. ``x``: 0-255 pixel values, N x C x H x W, rounded to levels."""
+    levels = x.clamp(0, 255).round().to(torch.int64).flatten(2)
+    counts = torch.zeros(*levels.shape[:2], 256, device=x.device).scatter_add_(
+        2, levels, torch.ones(levels.shape, device=x.device))
+    below = counts.cumsum(2)
+    lowest = below.gather(2, levels.amin(2, keepdim=True))
+    spread = (levels.shape[2] - lowest).clamp_min(1)
+    return ((below.gather(2, levels) - lowest) * (255 / spread)).view(x.shape)
 
 
 @functools.lru_cache(maxsize=16)

@@ -128,8 +128,9 @@ def training_body(history: list[dict], data: dict, summary: dict, config: dict) 
                         if decoded and list(decoded) != list(shape[:2]) else ""))
     parts.append(f"data {data.get('spec', '?')}")
     normalize = (config.get("data") or {}).get("normalize", "dataset")
-    parts.append("each image standardised by its own mean and std" if normalize == "per_image"
-                 else "standardised with the training split's mean and std")
+    parts.append({"per_image": "each image standardised by its own mean and std",
+                  "equalized": "each image's histogram equalised, then standardised by its own mean and std"}
+                 .get(normalize, "standardised with the training split's mean and std"))
     return f"<p>{html.escape('; '.join(parts))}.</p>"
 
 
