@@ -108,7 +108,7 @@ def build_parser() -> Parser:
     commands = parser.commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
                                                        metavar="COMMAND")
 
-    from .config import TrainConfig
+    from .config import NORMALIZATIONS, TrainConfig
 
     default = TrainConfig()
     # the options of a training run, shared by train and lr-find
@@ -185,10 +185,9 @@ def build_parser() -> Parser:
                        help="alexnet: the paper's two towers on two devices, e.g. cuda:0,cuda:1")
     options.add_argument("--sync-bn", action="store_true", default=None,
                        help="distributed: BatchNorm statistics over every process's share")
-    options.add_argument("--normalize", choices=("dataset", "per_image", "equalized"),
-                       help="standardise with the training split's mean and std (default), "
-                       "each image by its own, or each image by its own after equalising its "
-                       "histogram")
+    options.add_argument("--normalize", choices=list(NORMALIZATIONS),
+                       help="; ".join(f"{name}: {text}" for name, text in NORMALIZATIONS.items())
+                       + " (default dataset)")
     train = commands.add_parser("train", parents=[options], help="train a model and write a run directory",
                                 description="Train a model. Flags override --config, which "
                                 "overrides the defaults; the resolved config is saved in the run.")

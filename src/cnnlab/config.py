@@ -32,6 +32,15 @@ class ResizePhase:
     fraction: float | None = None
 
 
+NORMALIZATIONS = {
+    "dataset": "pixels/255 standardised with the training split's mean and std",
+    "per_image": "each image standardised by its own mean and std",
+    "equalized": "each image's histogram equalised per channel (as OpenCV's equalizeHist), then standardised "
+                 "by its own mean and std",
+}
+"""What ``data.normalize`` may be, as the report, the exported model and --help describe it."""
+
+
 @dataclass
 class DataConfig:
     spec: str = "digits"

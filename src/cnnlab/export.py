@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from . import runs
+from .config import NORMALIZATIONS
 from .errors import CnnlabError
 from .evaluation.artifacts import load_artifacts
 from .io import write_atomic
@@ -50,16 +51,12 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
             raise CnnlabError(f"--opset {opset}: torch's ONNX exporter cannot write it: "
                               f"{str(exc).strip().splitlines()[0]}") from None
     proto = onnx.load_from_string(buffer.getvalue())
-    standardised = {"per_image": "each image minus its own mean, over its own standard deviation",
-                    "equalized": "each image's histogram equalised per channel (as OpenCV's equalizeHist), "
-                                 "then minus its own mean, over its own standard deviation"}.get(
-        prep.normalize, "pixels/255 normalised with mean and std")
     metadata = {
         "classes": json.dumps(run.classes),
         "mean": json.dumps(list(prep.mean)),
         "std": json.dumps(list(prep.std)),
         "normalize": prep.normalize,
-        "input": f"float32 NCHW, {standardised}",
+        "input": f"float32 NCHW, {NORMALIZATIONS[prep.normalize]}",
         "input_size": json.dumps([height, width, prep.channels]),
         "decode_size": json.dumps(list(prep.image_size)),
         "model": artifacts.checkpoint["model"]["name"],

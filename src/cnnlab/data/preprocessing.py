@@ -11,11 +11,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from ..config import NORMALIZATIONS
 from ..errors import ConfigError
 from .dataset import MAX_SIDE, Dataset, Split
-
-NORMALIZATIONS = ("dataset", "per_image", "equalized")
-
 
 
 def resolve_sizes(image_size, crop, default: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -103,8 +101,8 @@ class Preprocessing:
 
 def equalized(x: torch.Tensor) -> torch.Tensor:
     """Histogram equalisation of each image and channel, as OpenCV's equalizeHist: a pixel of
-    level v becomes 255 x the share of the other pixels at or below v, so a washed-out or dark
-    image spans the whole range. ``x``: 0-255 pixel values, N x C x H x W, rounded to levels."""
+    level v becomes 255 x the share of the pixels above the image's lowest level that are at or
+    below v, so a washed-out or dark image spans the whole range. ``x``: 0-255 pixel values, N x C x H x W, rounded to levels."""
     levels = x.clamp(0, 255).round().to(torch.int64).flatten(2)
     counts = torch.zeros(*levels.shape[:2], 256, device=x.device).scatter_add_(
         2, levels, torch.ones(levels.shape, device=x.device))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runs
-from ..config import read_yaml
+from ..config import NORMALIZATIONS, read_yaml
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -128,9 +128,7 @@ def training_body(history: list[dict], data: dict, summary: dict, config: dict) 
                         if decoded and list(decoded) != list(shape[:2]) else ""))
     parts.append(f"data {data.get('spec', '?')}")
     normalize = (config.get("data") or {}).get("normalize", "dataset")
-    parts.append({"per_image": "each image standardised by its own mean and std",
-                  "equalized": "each image's histogram equalised, then standardised by its own mean and std"}
-                 .get(normalize, "standardised with the training split's mean and std"))
+    parts.append(NORMALIZATIONS.get(normalize, NORMALIZATIONS["dataset"]))
     return f"<p>{html.escape('; '.join(parts))}.</p>"
 
 
