@@ -91,10 +91,10 @@ def main() -> None:
         split = Split(images, np.zeros(len(images), dtype=np.int64), [str(i) for i in range(len(images))])
         batches = [batch for batch, _ in BatchLoader(split, args.batch_size, prep)]
         plain = artifacts.model.to(memory_format=torch.channels_last).eval()
-        folded, _ = inference_model(artifacts, "cpu")
+        folded, runtime = inference_model(artifacts, "cpu")
 
         def torch_model(model):
-            with torch.inference_mode():
+            with torch.inference_mode(), runtime.autocast():  # in the run's precision, as evaluate runs it
                 for batch in batches:
                     model(batch)
 
@@ -116,7 +116,8 @@ def main() -> None:
           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
           f"allocator: {'tcmalloc' if 'tcmalloc' in os.environ.get('LD_PRELOAD', '') else 'glibc'}")
     print(f"{count} images of {args.folder}, model {artifacts.checkpoint['model']['name']} at "
-          f"{prep.input_size[0]}x{prep.input_size[1]}x{prep.channels}, batch {args.batch_size}")
+          f"{prep.input_size[0]}x{prep.input_size[1]}x{prep.channels}, batch {args.batch_size}, PyTorch in "
+          f"{runtime.precision} (the run's precision, as evaluate and predict run it; onnxruntime in fp32)")
     print("| what | seconds | img/s |")
     print("|---|---|---|")
     for name, seconds in rows.items():

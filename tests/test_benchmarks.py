@@ -339,4 +339,10 @@ def test_inference_speed_runs(tmp_path):
     before = sorted(p.name for p in (tmp_path / "r").iterdir())
     out = run("benchmarks/inference_speed.py", str(tmp_path / "r"), str(images), "--repeats", "1")
     assert "onnxruntime" in out and "18 images" in out and "img/s" in out
+    import torch
+
+    from cnnlab.runtime import resolve_precision
+
+    # the model alone is timed as evaluate runs it: in the run's precision, bf16 where auto chose it
+    assert f"PyTorch in {resolve_precision('auto', torch.device('cpu'))} (the run's precision" in out
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before  # the run is left alone
