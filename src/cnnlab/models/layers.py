@@ -307,9 +307,9 @@ class PatchMatmulConv2d(nn.Conv2d):
             for size, pad, kernel, stride in zip(x.shape[2:], self.padding, self.kernel_size, self.stride, strict=True))
         autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
         # under bf16 autocast the input is bf16 where the layer before is a convolution
-        inputs = (torch.float32,) if autocast is None else (torch.float32, torch.bfloat16)
         return (height * width <= PATCH_MATMUL_MAX_POSITIONS and self.weight.dtype == torch.float32
-                and x.dtype in inputs and autocast in (None, torch.bfloat16) and worth_onednn(x, self.weight))
+                and autocast in (None, torch.bfloat16) and x.dtype in (torch.float32, autocast)
+                and worth_onednn(x, self.weight))
 
 
 PATCH_MATMUL_MAX_POSITIONS = 4
