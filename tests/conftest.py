@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import settings
 from PIL import Image
 
@@ -24,6 +25,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CNNLAB_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 MNIST = SHARED / "mnist"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu skip, saying why, on a machine without CUDA (CI's)."""
+    if torch.cuda.is_available():
+        return
+    no_cuda = pytest.mark.skip(reason="no CUDA device on this machine")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(no_cuda)
 
 
 @pytest.fixture

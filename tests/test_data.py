@@ -348,6 +348,20 @@ def test_a_process_share_is_augmented_as_those_rows_of_the_whole_batch(name):
     torch.testing.assert_close(share, whole[3:6])
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", [*SWITCHES, *STRENGTHS])
+def test_gpu_augments_a_batch_as_the_cpu_does(name):
+    """On a GPU the loader augments batches on the card from the random numbers the CPU draws:
+    the same seed gives the CPU's batch, to float rounding, for every augmentation there is."""
+    pca = {"eigval": [0.2, 0.02, 0.002], "eigvec": np.eye(3).tolist()}
+    images = torch.randint(0, 256, (8, 3, 20, 20), generator=torch.Generator().manual_seed(1)).float()
+    augment = Augment.parse([name])
+    on_cpu = Augmenter(augment, (16, 16), pca, torch.Generator().manual_seed(7))(images)
+    on_gpu = Augmenter(augment, (16, 16), pca, torch.Generator().manual_seed(7))(images.cuda())
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=0.05)
+
+
 def test_random_erasing_replaces_one_box_of_each_chosen_image_with_noise():
     """Random erasing (Zhong et al., 2020; timm's --reprob): with probability P an image gets
     one box of 2-33% of its area, aspect 0.3-3.3, filled with noise; the rest stays as it was."""
@@ -918,3 +932,10 @@ def test_equalized_standardisation_gives_a_washed_out_image_the_input_of_the_ima
     torch.testing.assert_close(equalizing.standardize(washed_out), equalizing.standardize(pixels))
     assert (standardizing.standardize(washed_out) - standardizing.standardize(pixels)).abs().max() > 0.3
     assert equalizing.standardize(torch.full((2, 1, 4, 4), 250.0)).abs().max() == 0  # a flat image stays finite
+
+
+@pytest.mark.gpu
+def test_gpu_equalizes_as_the_cpu_does():
+    pixels = torch.randint(0, 256, (4, 3, 32, 32), generator=torch.Generator().manual_seed(0)).float()
+    pixels[1] = pixels[1] // 64 * 64  # few levels
+    torch.testing.assert_close(equalized(pixels.cuda()).cpu(), equalized(pixels))

@@ -162,11 +162,7 @@ def test_towers_train_through_the_cli(tmp_path):
     assert evaluated["accuracy"] == pytest.approx(recorded["accuracy"])  # loads as the grouped net
 
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-
-
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("precision", ["auto", "fp16", "fp32"])
 def test_gpu_training_with_mixed_precision(tmp_path, precision):
     run_cli("train", "--model", "resnet9", "--data", "digits", "--image-size", "32x32", "--epochs", "3",
@@ -179,7 +175,6 @@ def test_gpu_training_with_mixed_precision(tmp_path, precision):
 
 
 @pytest.mark.gpu
-@gpu
 def test_gpu_towers_on_one_card_match_the_grouped_network(monkeypatch):
     # in true fp32: with TF32 convolutions (cuDNN's default) the grouped and the split
     # convolutions round differently, ~4e-3 apart
@@ -194,7 +189,6 @@ def test_gpu_towers_on_one_card_match_the_grouped_network(monkeypatch):
 
 
 @pytest.mark.gpu
-@gpu
 def test_gpu_ddp_on_nccl_and_evaluation_agree_with_the_cpu(tmp_path):
     """One NCCL process under the launcher: the DDP path on a GPU; its best.pt evaluated on
     the GPU and on the CPU gives the same accuracy."""
