@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from pathlib import Path
@@ -360,6 +361,26 @@ def test_gpu_augments_a_batch_as_the_cpu_does(name):
     on_gpu = Augmenter(augment, (16, 16), pca, torch.Generator().manual_seed(7))(images.cuda())
     assert on_gpu.is_cuda
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=0.05)
+
+
+def test_gamma_raises_each_images_levels_to_one_power_in_its_range():
+    """gamma:F (albumentations' RandomGamma): each image's levels on the 0-1 scale raised to one
+    power, log-uniform within 1/(1+F) .. 1+F; black and white stay, the levels' order is kept,
+    and per-image standardisation does not undo it as it undoes brightness and contrast."""
+    levels = torch.arange(256.0).view(1, 1, 16, 16).repeat(400, 1, 1, 1)
+    out = Augmenter(Augment.parse(["gamma:1"]), (16, 16), None, torch.Generator().manual_seed(0))(levels)
+    power = torch.log(out[:, 0, 8, 0] / 255) / math.log(128 / 255)  # from level 128's result
+    torch.testing.assert_close(out, 255 * (levels / 255) ** power.view(-1, 1, 1, 1))
+    assert 0.5 - 1e-4 <= power.min() < 0.55 and 1.9 < power.max() <= 2 + 1e-4
+    assert 0.4 < (power < 1).float().mean() < 0.6  # log-uniform: as many brighter as darker
+    assert (out[:, 0, 0, 0] == 0).all() and (out[:, 0, 15, 15] == 255).all()
+    assert (out.flatten(1).diff(dim=1) >= 0).all()
+    assert Augment.parse(["gamma"]).gamma == 0.5 and not Augment().gamma
+    standardize = Preprocessing([0.0], [1.0], normalize="per_image").standardize
+    shifted = Augmenter(Augment.parse(["brightness:0.1", "contrast:0.1"]), (16, 16), None,
+                        torch.Generator().manual_seed(0))(64 + levels / 2)
+    torch.testing.assert_close(standardize(shifted), standardize(64 + levels / 2), rtol=1e-4, atol=1e-4)
+    assert (standardize(out) - standardize(levels)).abs().amax((1, 2, 3)).max() > 0.3
 
 
 def test_random_erasing_replaces_one_box_of_each_chosen_image_with_noise():

@@ -108,7 +108,7 @@ def build_parser() -> Parser:
     commands = parser.commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
                                                        metavar="COMMAND")
 
-    from .config import NORMALIZATIONS, TrainConfig
+    from .config import AUGMENTATIONS, NORMALIZATIONS, TrainConfig
 
     default = TrainConfig()
     # the options of a training run, shared by train and lr-find
@@ -155,9 +155,7 @@ def build_parser() -> Parser:
                        help="gtsrb: crop each image to its annotated sign box")
     options.add_argument("--categories", help="caltech256: the first N categories, or names a,b,c")
     options.add_argument("--augment", action="append", metavar="NAME",
-                       help="an augmentation (hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN], "
-                       "pca_lighting[:STD], rotate[:DEG], scale[:F], translate[:F], brightness[:F], "
-                       "contrast[:F], trivial_augment, random_erasing[:P], mixup[:ALPHA], cutmix[:ALPHA]); repeat for several")
+                       help=f"an augmentation ({AUGMENTATIONS}); repeat for several")
     options.add_argument("--weights", help="start from a state dict or a run's best.pt")
     options.add_argument("--init", help="alexnet: default (Kaiming), paper (N(0, 0.01)) or torch")
     options.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")

@@ -40,6 +40,12 @@ NORMALIZATIONS = {
 }
 """What ``data.normalize`` may be, as the report, the exported model and --help describe it."""
 
+AUGMENTATIONS = ("hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "
+                 "rotate[:DEGREES], scale[:FRACTION], translate[:FRACTION], brightness[:FRACTION], "
+                 "contrast[:FRACTION], gamma[:FRACTION], trivial_augment, random_erasing[:P], mixup[:ALPHA], "
+                 "cutmix[:ALPHA]")
+"""What ``data.augment`` may list, as --help and the error naming an unknown one write it."""
+
 
 @dataclass
 class DataConfig:

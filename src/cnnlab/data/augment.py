@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..config import AUGMENTATIONS
 from ..errors import ConfigError
 from .resample import affine_sample
 from .trivial_augment import LEVELS, OPERATIONS, trivial_augment
@@ -23,16 +24,12 @@ AT_MOST_ONE = {"random_resized_crop": "the smallest share of the image's area",
 """Strengths that are fractions, with what each is a fraction of (Keras' bounds for its layers)."""
 
 STRENGTHS = {"pad_crop": 4, "random_resized_crop": 0.08, "pca_lighting": 0.1, "rotate": 10.0, "scale": 0.1,
-             "translate": 0.1, "brightness": 0.2, "contrast": 0.2, "random_erasing": 0.25, "mixup": 0.2,
-             "cutmix": 1.0}
+             "translate": 0.1, "brightness": 0.2, "contrast": 0.2, "gamma": 0.5, "random_erasing": 0.25,
+             "mixup": 0.2, "cutmix": 1.0}
 """The augmentations that take a strength, and the strength each has when none is given."""
 
 SWITCHES = ("hflip", "trivial_augment")
 """The augmentations that are on or off."""
-
-AUGMENTATIONS = ("hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "
-                 "rotate[:DEGREES], scale[:FRACTION], translate[:FRACTION], brightness[:FRACTION], "
-                 "contrast[:FRACTION], trivial_augment, random_erasing[:P], mixup[:ALPHA], cutmix[:ALPHA]")
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,10 @@ class Augment:
     """Random brightness shift, uniform within +- this fraction of the full pixel range."""
     contrast: float = 0.0
     """Random contrast factor, uniform within 1 +- this fraction, around each image's mean."""
+    gamma: float = 0.0
+    """Random gamma: each image's levels (0-1 scale) raised to a power drawn log-uniformly
+    within 1/(1 + this) .. 1 + this (albumentations' RandomGamma); 0: off. A change of exposure
+    that per-image standardisation does not undo, where it undoes brightness and contrast."""
     trivial_augment: bool = False
     """One operation per image out of 14 (shears, shifts, rotation, brightness, colour,
     contrast, sharpness, posterize, solarize, autocontrast, equalize or none), at a random
@@ -201,6 +202,9 @@ class Augmenter:
             x = trivial_augment(x, operation, torch.where(self._rand(n) < 0.5, -level, level))
         if aug.brightness or aug.contrast:
             x = self._brightness_contrast(x)
+        if aug.gamma:
+            power = torch.exp(self._uniform(n, math.log1p(aug.gamma))).view(-1, 1, 1, 1)
+            x = 255.0 * (x.clamp(0.0, 255.0) / 255.0) ** power
         if aug.pca_lighting:
             alpha = self._randn(n, 3) * aug.pca_lighting
             eigval = torch.tensor(self.pca["eigval"], device=x.device)
