@@ -23,6 +23,8 @@ matmul), ``conv-tiny-maps`` (convolutions with outputs of up to 4 positions on n
 path instead of a matmul over their patches), ``torch-flatten`` (nn.Flatten's own backward,
 which hands an NCHW gradient to channels_last layers, instead of LayoutKeepingFlatten's),
 ``torch-avgpool`` (nn.AvgPool2d's own backward instead of TilingAvgPool2d's upsampling),
+``conv-relu-apart`` (each ReLU after a convolution as its own pass over the map, nn.Sequential's
+way, instead of oneDNN's convolution with a ReLU post-op),
 ``torch-lrn`` (torch's F.local_response_norm instead of ChannelWindowLRN),
 ``fixed-whitening-bias`` (the whitening layer's bias not trained, as after
 ``model.whiten_bias_epochs``: the first trained convolution skips its input gradient), and
@@ -49,6 +51,7 @@ from cnnlab.config import parse_override
 from cnnlab.data.loader import scaled_size
 from cnnlab.models.factory import create_model
 from cnnlab.models.layers import (
+    ConvReLUSequential,
     LayoutKeepingFlatten,
     LocalResponseNorm,
     OneDnnLinear,
@@ -59,7 +62,7 @@ from cnnlab.models.layers import (
 
 REFERENCE = "channels_last"
 NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten", "torch-avgpool",
-                "torch-lrn", "fixed-whitening-bias")
+                "conv-relu-apart", "torch-lrn", "fixed-whitening-bias")
 
 
 def lever(text: str) -> str:
@@ -162,6 +165,7 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "conv-tiny-maps": lambda: bare_training_step(on_torch_path(copied(), PatchMatmulConv2d), case),
             "torch-flatten": lambda: bare_training_step(on_torch_path(copied(), LayoutKeepingFlatten), case),
             "torch-avgpool": lambda: bare_training_step(on_torch_path(copied(), TilingAvgPool2d), case),
+            "conv-relu-apart": lambda: bare_training_step(on_torch_path(copied(), ConvReLUSequential), case),
             "torch-lrn": lambda: bare_training_step(with_torch_lrn(copied()), case),
             "fixed-whitening-bias": lambda: bare_training_step(fix_whitening_biases(copied()), case),
         }[name]()

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import copy
 import json
 import types
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -413,10 +415,15 @@ def test_cpus_or_torch_builds_without_the_onednn_matmul_keep_torchs_own_paths(la
             assert not layers.onednn_matmul_available()
             OneDnnLinear(512, 128)(torch.randn(2, 512))
             PatchMatmulConv2d(64, 128, 3)(torch.randn(2, 64, 4, 4))
+            if lacking == "the oneDNN matmul operator":  # and the convolution with post-ops
+                layers.onednn_conv_relu_available.cache_clear()
+                assert not layers.onednn_conv_relu_available()
+                layers.ConvReLUSequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())(torch.randn(2, 3, 8, 8))
         finally:
             layers.onednn_matmul_available.cache_clear()
+            layers.onednn_conv_relu_available.cache_clear()
     assert not onednn_calls
-    assert layers.onednn_matmul_available()
+    assert layers.onednn_matmul_available() and layers.onednn_conv_relu_available()
 
 
 def test_patch_matmul_conv_leaves_tracing_to_conv2d(onednn_calls):
@@ -459,6 +466,78 @@ def test_patch_matmul_conv_matches_conv2d_and_takes_only_tiny_maps(size, stride,
 
 
 PATCH_MATMUL = layers.patch_matmul
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """How often a convolution and its ReLU ran as one oneDNN convolution."""
+    calls = []
+    monkeypatch.setattr(layers, "conv_relu", lambda *args: calls.append(1) or CONV_RELU(*args))
+    return calls
+
+
+CONV_RELU = layers.conv_relu
+
+
+def unfused(sequence: torch.nn.Sequential) -> torch.nn.Sequential:
+    """The same modules run one by one, nn.Sequential's way."""
+    plain = copy.deepcopy(sequence)
+    plain.forward = types.MethodType(torch.nn.Sequential.forward, plain)
+    return plain
+
+
+@settings(max_examples=40, deadline=None)
+@given(channels=st.sampled_from([(1, 1, 1), (3, 8, 1), (4, 6, 2), (6, 9, 3), (16, 16, 1)]),
+       kernel=st.integers(1, 3), stride=st.integers(1, 2), padding=st.integers(0, 1), side=st.integers(3, 9),
+       bias=st.booleans(), layout=st.sampled_from([torch.channels_last, torch.contiguous_format]),
+       precision=st.sampled_from(["fp32", "bf16", "bf16-input"]), input_grad=st.booleans())
+def test_a_convolution_and_its_relu_run_as_one_with_the_same_values_and_gradients(
+        channels, kernel, stride, padding, side, bias, layout, precision, input_grad):
+    """ConvReLUSequential: oneDNN's convolution with a ReLU post-op, forward and backward, gives
+    what the convolution then the ReLU give, for any shape, groups, layout and precision."""
+    in_channels, out_channels, groups = channels
+    torch.manual_seed(0)
+    fused = layers.ConvReLUSequential(PatchMatmulConv2d(in_channels, out_channels, kernel, stride, padding,
+                                                        groups=groups, bias=bias), torch.nn.ReLU(inplace=True))
+    fused = fused.to(memory_format=layout)
+    plain = unfused(fused)
+    x = torch.randn(2, in_channels, side, side, dtype=torch.bfloat16 if precision == "bf16-input" else torch.float32)
+    x = x.contiguous(memory_format=layout).requires_grad_(input_grad)
+    x_copy = x.detach().clone().requires_grad_(input_grad)
+    calls = []
+    with (mock.patch.object(layers, "conv_relu", lambda *args: calls.append(1) or CONV_RELU(*args)),
+          torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32")):
+        out, expected = fused(x), plain(x_copy)
+    assert calls == [1] and out.dtype == expected.dtype and (out >= 0).all()
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if precision == "fp32" else {"rtol": 0.02, "atol": 0.02}
+    torch.testing.assert_close(out, expected, **tolerance)
+    grad = torch.randn_like(expected)
+    out.backward(grad)
+    expected.backward(grad)
+    pairs = [*zip(fused.parameters(), plain.parameters(), strict=True)] + ([(x, x_copy)] if input_grad else [])
+    for mine, theirs in pairs:
+        torch.testing.assert_close(mine.grad, theirs.grad, **tolerance)
+
+
+def test_conv_relu_pairs_are_fused_in_the_models_and_keep_their_modules(fused_calls):
+    """small-cnn's four convolution + ReLU pairs run fused; the modules, their state dict and
+    their rows stay, and a hook on either module of a pair (Grad-CAM's), tracing and the
+    convolution taking the patch matmul run them one by one."""
+    model, _ = build("small-cnn")
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    model(x)
+    assert len(fused_calls) == 4
+    assert [type(m).__name__ for m in model.features[:2]] == ["PatchMatmulConv2d", "ReLU"]
+    seen = []
+    hook = model.features[11].register_forward_hook(lambda module, args, output: seen.append(output.min().item()))
+    model(x)
+    hook.remove()
+    assert len(fused_calls) == 7 and seen and seen[0] < 0  # the hooked conv's own output, before its ReLU
+    traced_quietly(model.eval(), x)
+    assert len(fused_calls) == 7
+    layers.ConvReLUSequential(PatchMatmulConv2d(64, 128, 3), torch.nn.ReLU())(torch.randn(2, 64, 4, 4))
+    assert len(fused_calls) == 7
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
