@@ -319,10 +319,10 @@ class ConvReLUSequential(nn.Sequential):
     """nn.Sequential that, on a CPU, runs each convolution and the ReLU after it as one oneDNN
     convolution with a ReLU post-op (as torch's compiler fuses them): the ReLU's own pass over
     the map goes, read and written once more in memory. On a Xeon with AMX in bf16 that pass was
-    14% of small-cnn's training step and 9% of vgg16's; the fused forward of small-cnn's first
-    layer ran 1.7x conv + ReLU, vgg16's 64-channel 224x224 one 1.4x (docs/benchmarks.md). The
-    modules stay as they are (rows, state dict, hooks): a pair with a hook on either module,
-    tracing (ONNX export) and other devices take the modules one by one."""
+    14% of small-cnn's training step and 9% of vgg16's; fused, their steps ran 1.14x and 1.07x
+    (0.99-1.05x in fp32; docs/benchmarks.md). The modules stay as they are (rows, state dict,
+    hooks): a pair with a hook on either module, tracing (ONNX export) and other devices take
+    the modules one by one."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         modules = list(self)
