@@ -4,7 +4,6 @@ import copy
 import json
 import types
 import warnings
-from unittest import mock
 
 import pytest
 import torch
@@ -346,15 +345,17 @@ def test_uniform_mask_dropout_follows_the_seed():
     assert torch.equal(first, again)
 
 
-@pytest.fixture
-def onednn_calls(monkeypatch):
-    """How often the dense layers' oneDNN product ran."""
-    calls = []
-    monkeypatch.setattr(layers, "onednn_matmul", lambda *args: calls.append(1) or ONEDNN_MATMUL(*args))
+def counted(patcher: pytest.MonkeyPatch, name: str) -> list[int]:
+    """A list that grows by one at each call of ``layers.<name>``, which still runs."""
+    original, calls = getattr(layers, name), []
+    patcher.setattr(layers, name, lambda *args: calls.append(1) or original(*args))
     return calls
 
 
-ONEDNN_MATMUL = layers.onednn_matmul
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    """How often the dense layers' oneDNN product ran."""
+    return counted(monkeypatch, "onednn_matmul")
 
 
 @pytest.mark.parametrize(("batch", "features", "units"), [(1, 256, 256), (64, 2048, 43), (7, 9216, 10)])
@@ -442,8 +443,7 @@ def test_patch_matmul_conv_matches_conv2d_and_takes_only_tiny_maps(size, stride,
                                                                    precision, onednn_calls, monkeypatch):
     """bf16-input: under autocast with the input in bf16, as the layer before hands it over in
     a bf16 training step."""
-    patch_calls = []
-    monkeypatch.setattr(layers, "patch_matmul", lambda *args: patch_calls.append(1) or PATCH_MATMUL(*args))
+    patch_calls = counted(monkeypatch, "patch_matmul")
     torch.manual_seed(0)
     conv = PatchMatmulConv2d(64, 128, 3, stride, padding, bias=bias).to(memory_format=layout)
     reference = torch.nn.Conv2d(64, 128, 3, stride, padding, bias=bias)
@@ -465,18 +465,10 @@ def test_patch_matmul_conv_matches_conv2d_and_takes_only_tiny_maps(size, stride,
     assert len(onednn_calls) == (3 if positions <= 4 and precision == "fp32" else 0)
 
 
-PATCH_MATMUL = layers.patch_matmul
-
-
 @pytest.fixture
 def fused_calls(monkeypatch):
     """How often a convolution and its ReLU ran as one oneDNN convolution."""
-    calls = []
-    monkeypatch.setattr(layers, "conv_relu", lambda *args: calls.append(1) or CONV_RELU(*args))
-    return calls
-
-
-CONV_RELU = layers.conv_relu
+    return counted(monkeypatch, "conv_relu")
 
 
 def unfused(sequence: torch.nn.Sequential) -> torch.nn.Sequential:
@@ -504,9 +496,9 @@ def test_a_convolution_and_its_relu_run_as_one_with_the_same_values_and_gradient
     x = torch.randn(2, in_channels, side, side, dtype=torch.bfloat16 if precision == "bf16-input" else torch.float32)
     x = x.contiguous(memory_format=layout).requires_grad_(input_grad)
     x_copy = x.detach().clone().requires_grad_(input_grad)
-    calls = []
-    with (mock.patch.object(layers, "conv_relu", lambda *args: calls.append(1) or CONV_RELU(*args)),
-          torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32")):
+    with pytest.MonkeyPatch.context() as patcher, torch.autocast("cpu", dtype=torch.bfloat16,
+                                                                 enabled=precision != "fp32"):
+        calls = counted(patcher, "conv_relu")
         out, expected = fused(x), plain(x_copy)
     assert calls == [1] and out.dtype == expected.dtype and (out >= 0).all()
     tolerance = {"rtol": 1e-5, "atol": 1e-5} if precision == "fp32" else {"rtol": 0.02, "atol": 0.02}
