@@ -305,11 +305,17 @@ class PatchMatmulConv2d(nn.Conv2d):
         height, width = (
             (size + 2 * pad - kernel) // stride + 1
             for size, pad, kernel, stride in zip(x.shape[2:], self.padding, self.kernel_size, self.stride, strict=True))
-        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-        # under bf16 autocast the input is bf16 where the layer before is a convolution
-        return (height * width <= PATCH_MATMUL_MAX_POSITIONS and self.weight.dtype == torch.float32
-                and autocast in (None, torch.bfloat16) and x.dtype in (torch.float32, autocast)
+        return (height * width <= PATCH_MATMUL_MAX_POSITIONS and in_cpu_step_precision(x, self.weight)
                 and worth_onednn(x, self.weight))
+
+
+def in_cpu_step_precision(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ``x`` and ``weight`` come as a CPU step in fp32 or under bf16 autocast has them:
+    fp32 weights, and an fp32 input or, under bf16 autocast, a bf16 one (the layer before a
+    convolution answers in bf16 there)."""
+    autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return (weight.dtype == torch.float32 and autocast in (None, torch.bfloat16)
+            and x.dtype in (torch.float32, autocast))
 
 
 PATCH_MATMUL_MAX_POSITIONS = 4
@@ -344,11 +350,9 @@ def conv_relu_applies(conv: nn.Module, relu: nn.ReLU, x: torch.Tensor) -> bool:
         return False
     hooked = any(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                  or module._backward_pre_hooks for module in (conv, relu))
-    autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
     return (not hooked and not nn.modules.module._global_forward_hooks
             and not nn.modules.module._global_forward_pre_hooks and conv.padding_mode == "zeros"
-            and isinstance(conv.padding, tuple) and conv.weight.dtype == torch.float32
-            and autocast in (None, torch.bfloat16) and x.dtype in (torch.float32, autocast)
+            and isinstance(conv.padding, tuple) and in_cpu_step_precision(x, conv.weight)
             and not (isinstance(conv, PatchMatmulConv2d) and conv.patch_matmul_applies(x))
             and torch.backends.mkldnn.enabled and onednn_conv_relu_available())
 
