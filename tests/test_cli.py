@@ -202,7 +202,7 @@ def test_folder_source_trains(tmp_path):
     (["train", "--name", "."], "--name .: a run's name is one folder name, without '/'"),
     (["train", "--resume", "RUN", "--lr", "5", "--epochs", "9", "--set", "seed=1"],
      "--resume: continues the run's own config; only --epochs, --no-report, --device, --precision and --data "
-     "(the run's data where it is now) may change (drop --lr/--out/--set)"),
+     "may change (drop --lr/--out/--set)"),
     (["train", "--resume", "RUN", "--model", "airbench", "--image-size", "32x32"],
      "(drop --model/--image-size/--out)"),
     (["train", "--set", "epochs=abc"], "--set: epochs: expected a whole number, got 'abc'"),
@@ -297,9 +297,11 @@ def test_a_run_whose_data_moved_says_so_and_resumes_with_its_new_place(tmp_path)
     own = json.loads(run_cli("evaluate", run, "--data", f"folder:{tmp_path / 'moved'}", "--format", "json",
                              "--no-report").stdout)
     assert own["samples"] == len(json.loads((run / "split.json").read_text())["val"]) and own["saved_to"] == str(run)
-    resumed = run_cli("train", "--resume", run, "--epochs", "2", check=False)
-    assert resumed.returncode == 2 and resumed.stderr.strip().endswith(
-        f"--resume {run}: its data, folder:{photos}, is not there any more; give --data SPEC where it is now")
+    for check in (["--check"], []):
+        resumed = run_cli("train", "--resume", run, "--epochs", "2", *check, check=False)
+        assert resumed.returncode == 2 and resumed.stderr.strip().endswith(
+            f"--resume {run}: its data, folder:{photos}, is not there any more; give --data SPEC where it is now")
+    run_cli("train", "--resume", run, "--epochs", "2", "--data", f"folder:{tmp_path / 'moved'}", "--check")
     run_cli("train", "--resume", run, "--epochs", "2", "--data", f"folder:{tmp_path / 'moved'}")
     assert f"spec: folder:{tmp_path / 'moved'}" in (run / "config.yaml").read_text()
     assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1, 2]
@@ -404,9 +406,10 @@ def test_recipe_file_and_resume_cli(tmp_path):
     run_cli("train", "--resume", run, "--epochs", "2", "--quiet")
     history = json.loads((tmp_path / "runs" / "r" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
-    fewer = run_cli("train", "--resume", run, "--epochs", "1", check=False)
-    assert fewer.returncode == 2
-    assert fewer.stderr.strip().endswith("--epochs 1: the run has trained 2 epochs already; give more to continue it")
+    for check in (["--check"], []):  # --check says what the command itself would
+        fewer = run_cli("train", "--resume", run, "--epochs", "1", *check, check=False)
+        assert fewer.returncode == 2
+        assert fewer.stderr.strip().endswith("--epochs 1: the run has trained 2 epochs already; give more to continue it")
     assert "epochs: 2" in (tmp_path / "runs" / "r" / "config.yaml").read_text()
     config = tmp_path / "runs" / "r" / "config.yaml"
     config.write_text(config.read_text().replace("name: mlp", "name: resnet9"))
@@ -422,8 +425,12 @@ def test_a_run_continues_on_another_device_or_precision(tmp_path):
             "--out", tmp_path, "--name", "r")
     config = tmp_path / "r" / "config.yaml"
     config.write_text(config.read_text().replace("device: cpu", "device: cuda"))  # as trained on a GPU
-    stuck = run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", check=False)
-    assert stuck.returncode == 2 and "--device cuda: no CUDA device is available here" in stuck.stderr
+    for check in (["--check"], []):
+        stuck = run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", *check, check=False)
+        assert stuck.returncode == 2 and "--device cuda: no CUDA device is available here" in stuck.stderr
+    checked = run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", "--device", "auto", "--precision", "auto",
+                      "--check")
+    assert "every option checks out" in checked.stdout and "device: cuda" in config.read_text()
     run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", "--device", "auto", "--precision", "auto")
     saved = config.read_text()
     assert "device: auto" in saved and "precision: auto" in saved
@@ -795,6 +802,19 @@ def test_check_counts_the_images_each_split_will_train_and_validate_on(tmp_path)
                      "--subset", "12", "--check")
     assert "3 classes (train 12, val 3)" in subset.stdout
     assert "(train 1797)" in run_cli("train", "--val-split", "0", "--check").stdout
+
+
+def test_check_on_resume_counts_the_runs_own_split(tmp_path):
+    """`train --resume RUN --check` counted the split drawn afresh from the folder as it is now,
+    where the resumed run trains on the images it recorded in split.json."""
+    folder = make_image_folder(tmp_path / "photos", classes=2, per_class=10)
+    run_cli("train", "--model", "mlp", "--data", f"folder:{folder}", "--image-size", "8x8", "--val-split", "0.2",
+            "--epochs", "1", "--out", tmp_path, "--name", "r")
+    make_image_folder(tmp_path / "more", classes=2, per_class=5, seed=1)
+    for image in (tmp_path / "more").glob("*/*.png"):
+        image.rename(folder / image.parent.name / f"new-{image.name}")
+    checked = run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", "--check")
+    assert "2 classes (train 16, val 4)" in checked.stdout
 
 
 def test_runs_finds_the_runs_in_sub_folders_of_the_folder(tmp_path):

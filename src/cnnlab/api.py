@@ -75,18 +75,12 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
     False skips its pictures and report.html; ``device`` and ``precision`` move it to another
     machine (a run trained on a GPU continues on a CPU); ``data`` is the run's data where it is
     now, if it moved (its classes must be the run's)."""
-    from . import runs
-    from .errors import CnnlabError
+    from .training.setup import resumed_config
     from .training.setup import train as run_training
 
     path = run.path if isinstance(run, Run) else Path(run)
-    if not (path / runs.CONFIG).is_file():
-        raise CnnlabError(f"--resume {path}: not a cnnlab run directory (no {runs.CONFIG})")
-    config = TrainConfig.from_yaml(path / runs.CONFIG)
-    changes = {key: value for key, value in (("epochs", epochs), ("report", report), ("device", device),
-                                             ("precision", precision), ("data.spec", data)) if value is not None}
-    if changes:
-        config = config.with_overrides(changes, source="resume()")
+    config = resumed_config(path, {"epochs": epochs, "report": report, "device": device, "precision": precision,
+                                   "data.spec": data})
     return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)
 
 

@@ -418,11 +418,6 @@ CONFIG_FLAGS = {
 """The train options that set a config key: argparse's name for each -> the key."""
 
 
-RESUME_FLAGS = ("epochs", "report", "device", "precision", "data")
-"""What a resumed run may change: its length, its report, the machine it continues on (a run
-trained on a lent GPU continues on a CPU) and where its data is now (its classes are checked)."""
-
-
 def config_flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """The train options given, as their argparse names -> the values their keys take."""
     values = {dest: getattr(args, dest) for dest in CONFIG_FLAGS if getattr(args, dest) is not None}
@@ -491,15 +486,16 @@ LAUNCH_FLAGS = {"--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint"
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import resume
-    from .training.setup import train
+    from .training.setup import RESUME_CHANGES, train
 
     if args.resume:
-        given = [flag_name(dest) for dest in config_flag_values(args) if dest not in RESUME_FLAGS]
+        changeable = [dest for key in RESUME_CHANGES for dest, flagged in CONFIG_FLAGS.items() if flagged == key]
+        given = [flag_name(dest) for dest in config_flag_values(args) if dest not in changeable]
         given += ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
         if given:
-            raise CnnlabError(f"--resume: continues the run's own config; only --epochs, --no-report, --device, "
-                              f"--precision and --data (the run's data where it is now) may change "
-                              f"(drop {'/'.join(given)})")
+            raise CnnlabError(f"--resume: continues the run's own config; only "
+                              f"{', '.join(flag_name(dest) for dest in changeable[:-1])} and "
+                              f"{flag_name(changeable[-1])} may change (drop {'/'.join(given)})")
     processes = (args.nproc_per_node or 1) * (args.nnodes or 1)
     if processes == 1:  # these would be ignored, the run trained alone
         if args.rdzv_endpoint:
@@ -524,21 +520,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def resolved_config(args: argparse.Namespace):
-    """The config a train command runs: the flags over --config, or a resumed run's own."""
-    from .config import TrainConfig
-    from .runs import CONFIG
+    """The config a train command runs: the flags over --config, or a resumed run's own with
+    the flags a resume may change."""
+    from .training.setup import resumed_config
 
     if not args.resume:
         return train_config(args)
-    if not (Path(args.resume) / CONFIG).is_file():
-        raise CnnlabError(f"--resume {args.resume}: not a cnnlab run directory (no {CONFIG})")
-    return TrainConfig.from_yaml(Path(args.resume) / CONFIG)
+    return resumed_config(args.resume, {CONFIG_FLAGS[dest]: value for dest, value in config_flag_values(args).items()},
+                          source="--resume")
 
 
 def check_training(args: argparse.Namespace) -> int:
     from .training.setup import plan
 
-    steps = plan(resolved_config(args), resuming=bool(args.resume))
+    steps = plan(resolved_config(args), args.resume)
     config, runtime = steps.config, steps.runtime
     splits = ", ".join(f"{name} {size}" for name, size in steps.split_sizes().items())
     print(f"{config.model.name} on {config.data.spec}: {len(steps.source.classes)} classes ({splits}), "
@@ -565,7 +560,7 @@ def launch_distributed(args: argparse.Namespace) -> int:
     if args.node_rank is not None and not 0 <= args.node_rank < nodes:
         raise CnnlabError(f"--node-rank {args.node_rank}: must be from 0 to {nodes - 1} (one rank per machine of "
                           f"--nnodes {nodes})")
-    plan(resolved_config(args), resuming=bool(args.resume))
+    plan(resolved_config(args), args.resume)
     launch = ["--nproc-per-node", str(procs), "--nnodes", str(nodes)]
     if args.rdzv_endpoint:
         launch += ["--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint]

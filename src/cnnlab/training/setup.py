@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,7 +35,7 @@ from ..data.augment import centre_crop
 from ..data.dataset import check_subset, choose_splits
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
-from ..errors import ConfigError, DataError, TrainingDiverged, listed
+from ..errors import CnnlabError, ConfigError, DataError, TrainingDiverged, listed
 from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
 from ..models import MODELS, create_model, place_model, summarize
@@ -65,13 +66,32 @@ class Plan:
     """The metric each monitoring option follows (val_ names fall back to the training ones
     when the data has no validation split)."""
     notes: tuple[str, ...] = ()
+    split_ids: dict | None = None
+    """A resumed run's recorded split (split.json): it trains on the images it started with."""
 
     def split_sizes(self) -> dict[str, int]:
         """The images of each split the run will use, from the listing (before unreadable
         files are found, which can make them a little smaller)."""
         data = self.config.data
-        splits = choose_splits(self.source.splits, data.val_split, self.config.seed, data.subset, None, data.spec)
+        splits = choose_splits(self.source.splits, data.val_split, self.config.seed, data.subset, self.split_ids,
+                               data.spec)
         return {name: len(part) for name, part in splits.items()}
+
+
+RESUME_CHANGES = ("epochs", "report", "device", "precision", "data.spec")
+"""What a resumed run may change: its length, its report, the machine it continues on (a run
+trained on a lent GPU continues on a CPU) and where its data is now (its classes are checked)."""
+
+
+def resumed_config(run: str | Path, changes: dict[str, Any] | None = None, source: str = "resume()") -> TrainConfig:
+    """The config a resumed run trains: its own config.yaml with ``changes`` (keys of
+    RESUME_CHANGES; None leaves a key as it was). ``source`` names who gave them, for errors."""
+    path = Path(run)
+    if not (path / runs.CONFIG).is_file():
+        raise CnnlabError(f"--resume {path}: not a cnnlab run directory (no {runs.CONFIG})")
+    changes = {key: value for key, value in (changes or {}).items() if value is not None}
+    config = TrainConfig.from_yaml(path / runs.CONFIG)
+    return config.with_overrides(changes, source=source) if changes else config
 
 
 def logged_metrics(num_classes: int, validation: bool) -> list[str]:
@@ -80,10 +100,16 @@ def logged_metrics(num_classes: int, validation: bool) -> list[str]:
     return names + ([f"val_{n}" for n in names] if validation else []) + ["lr"]
 
 
-def plan(config: TrainConfig, resuming: bool = False) -> Plan:
+def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     """Check every option of ``config``; read the data source's listing (no decoding). The
     plan's config names its data as the source reads it (``canonical_spec``), and its weights
-    as the file they are read from (``resolve_weights``)."""
+    as the file they are read from (``resolve_weights``). ``resume``: the run directory that
+    ``config`` continues, checked too (its data still there, its classes unchanged, more epochs
+    than it has trained)."""
+    resuming = resume is not None
+    if resuming and data_is_gone(config.data.spec):
+        raise DataError(f"--resume {resume}: its data, {config.data.spec}, is not there any more; give --data SPEC "
+                        "where it is now")
     config = replace(config, data=replace(config.data, spec=canonical_spec(config.data.spec)))
     if config.model.weights and not resuming:  # the run records the file it read
         config = replace(config, model=replace(config.model, weights=resolve_weights(config.model.weights,
@@ -166,9 +192,31 @@ def plan(config: TrainConfig, resuming: bool = False) -> Plan:
         if not whitening_biases(model):
             raise ConfigError(f"model.whiten_bias_epochs: {config.model.name} has no whitening layer")
 
+    split_ids = check_resumable(Path(resume), config, source.classes) if resuming else None
+
     validation = "val" in source.splits or config.data.val_split > 0
     monitors, notes = resolve_monitors(config, len(source.classes), validation)
-    return Plan(config, runtime, image_size, input_size, augment, source, channels, monitors, tuple(notes))
+    return Plan(config, runtime, image_size, input_size, augment, source, channels, monitors, tuple(notes),
+                split_ids)
+
+
+def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict | None:
+    """Refuse to continue the run at ``path`` to fewer epochs than it has trained, or on
+    classes that are not its own; its recorded split (None if it has none)."""
+    run = runs.RunDirectory(path)
+    if run.exists(runs.LAST):  # its tensors left unread: the epoch is all that is looked at
+        trained = load_checkpoint(run.file(runs.LAST), lazily=True).get("epoch")
+        if isinstance(trained, int) and trained > config.epochs:
+            raise ConfigError(f"--epochs {config.epochs}: the run has trained {trained} epochs already; "
+                              "give more to continue it")
+    recorded = run.read_json(runs.CLASSES, None)
+    if recorded is not None and recorded != classes:
+        added, gone = [c for c in classes if c not in recorded], [c for c in recorded if c not in classes]
+        changes = "; ".join([*(["added: " + listed(added, 5)] if added else []),
+                             *(["gone: " + listed(gone, 5)] if gone else [])]) or "reordered"
+        raise ConfigError(f"--resume {path}: the classes of {config.data.spec} are not the run's any more "
+                          f"({changes}); a run continues on the classes it started with")
+    return run.read_json(runs.SPLIT)
 
 
 def check_fits_in_memory(model: torch.nn.Module, name: str, device: torch.device) -> None:
@@ -255,32 +303,19 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
 def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Path | None, quiet: bool,
            locks: contextlib.ExitStack, given_notes: Sequence[str] = ()) -> runs.Run:
     """train()'s work; the run directory it trains is locked in ``locks`` until train() ends."""
-    if resume is not None and data_is_gone(config.data.spec):
-        raise DataError(f"--resume {resume}: its data, {config.data.spec}, is not there any more; give --data SPEC "
-                        "where it is now")
-    steps = plan(config, resuming=resume is not None)
+    steps = plan(config, resume)
     config, runtime = steps.config, steps.runtime
-    state, split_ids, restart = None, None, False
+    state, restart = None, False
     if resume is not None:
         run = runs.RunDirectory(Path(resume), quiet=quiet, main_process=runtime.is_main)
         locks.enter_context(run.training_lock(f"--resume {resume}"))
         if runtime.is_main:
             run.remove_stale_temporaries()
+        # read under the lock: a training that held it until now may have saved since the plan
         if run.exists(runs.LAST):
             state = load_checkpoint(run.file(runs.LAST))
-            if isinstance(state.get("epoch"), int) and state["epoch"] > config.epochs:
-                raise ConfigError(f"--epochs {config.epochs}: the run has trained {state['epoch']} epochs already; "
-                                  "give more to continue it")
         else:  # stopped before its first epoch ended: nothing to continue, so start it again
             restart = True
-        split_ids = run.read_json(runs.SPLIT)
-        recorded, now = run.read_json(runs.CLASSES, None), steps.source.classes
-        if recorded is not None and recorded != now:
-            added, gone = [c for c in now if c not in recorded], [c for c in recorded if c not in now]
-            changes = "; ".join([*(["added: " + listed(added, 5)] if added else []),
-                                 *(["gone: " + listed(gone, 5)] if gone else [])]) or "reordered"
-            raise ConfigError(f"--resume {resume}: the classes of {config.data.spec} are not the run's any more "
-                              f"({changes}); a run continues on the classes it started with")
 
     seed_everything(config.seed)
     data = config.data
@@ -289,7 +324,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
     for decoding in (True, False):
         if (runtime.local_rank == 0) == decoding:
             dataset = load_dataset(data.spec, steps.image_size, steps.channels, data.val_split,
-                                   config.seed, data.subset, split_ids,
+                                   config.seed, data.subset, steps.split_ids,
                                    progress=not quiet and runtime.is_main, options=data.options,
                                    source=steps.source)
         if decoding:
