@@ -171,6 +171,15 @@ def test_models_and_summary():
                                                   "--classes", "1000").stdout
 
 
+def test_summary_of_a_model_too_large_for_memory():
+    """`summary alexnet --input 100000x100000` built the model's weights to count them and ended
+    in the allocator's traceback (37 TiB for the first dense layer): a summary needs shapes only."""
+    huge = json.loads(run_cli("summary", "alexnet", "--input", "100000x100000", "--format", "json").stdout)
+    assert huge["total_params"] > 10**13
+    wide = json.loads(run_cli("summary", "lenet5", "--classes", "100000000", "--format", "json").stdout)
+    assert wide["num_classes"] == 100_000_000
+
+
 def test_data_info():
     info = json.loads(run_cli("data", "info", "digits", "--format", "json").stdout)
     assert info["num_classes"] == 10 and sum(info["counts"]["train"].values()) == 1618
@@ -258,6 +267,12 @@ def test_folder_source_trains(tmp_path):
                                                    "you mean --format?) (see cnnlab data info --help)"),
     (["runs", "--zzzz"], "cnnlab runs: error: unrecognized argument: --zzzz (see cnnlab runs --help)"),
     (["runs", "--foo"], "cnnlab runs: error: unrecognized argument: --foo (see cnnlab runs --help)"),
+    # numpy's generators take no negative seed: these ended in its ValueError's traceback
+    (["train", "--seed", "-1"], "--seed: must be 0 or more; got -1"),
+    (["train", "--set", "seed=-3"], "--seed: must be 0 or more; got -3"),
+    (["data", "info", "digits", "--seed", "-1"], "--seed: must be 0 or more; got -1"),
+    # a negative warm-up skipped that many epochs of the schedule, silently
+    (["train", "--set", "schedule.warmup_epochs=-1"], "schedule.warmup_epochs: must be 0 or more; got -1"),
 ])
 def test_user_errors_are_one_line_exit_2(tmp_path, args, needle):
     result = run_cli(*args, "--out", tmp_path, check=False) if args[0] == "train" else run_cli(*args, check=False, cwd=tmp_path)

@@ -721,13 +721,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    import torch
+
     from .config import parse_override
     from .models import MODELS, create_model, summarize
 
     info = MODELS.get(args.model)
     height, width, channels = (args.input + [info.input_size[2]])[:3] if args.input else info.input_size
     options = dict(parse_override(item) for item in args.set)
-    model = create_model(args.model, args.classes, channels, (height, width), **options)
+    with torch.device("meta"):  # shapes and counts only: no memory for weights a summary never reads
+        model = create_model(args.model, args.classes, channels, (height, width), **options)
     summary = summarize(model, (height, width, channels), args.model)
     print(json.dumps(summary.to_dict(), indent=2) if args.format == "json" else summary.table())
     return 0

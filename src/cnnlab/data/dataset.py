@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .cache import decode_cached
 from .images import resize_images
 from .sources import RawSplit, SourceData, read_source
@@ -180,6 +180,7 @@ def choose_splits(
 ) -> dict[str, RawSplit]:
     """The splits a run trains, validates and tests on (``load_dataset``'s rules), from a
     source's splits, decoded or not."""
+    check_seed(seed)
     if split_ids is not None:
         pool = {}
         for part in splits.values():
@@ -206,6 +207,12 @@ def choose_splits(
             size = subset if name == "train" else max(1, subset * len(part) // len(splits["train"]))
             chosen[name] = part.take(stratified_subset(part.labels, size, seed))
     return chosen
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed numpy's generators do not take: below 0 (the config bounds it above)."""
+    if seed < 0:
+        raise ConfigError(f"--seed: must be 0 or more; got {seed}")
 
 
 def check_subset(subset: int | None) -> int | None:

@@ -18,6 +18,8 @@ class LRSchedule:
                  monitor: str | None = None):
         if cfg.name not in SCHEDULES:
             raise ConfigError(f"--schedule: unknown schedule '{cfg.name}'; valid: {', '.join(SCHEDULES)}")
+        if not cfg.warmup_epochs >= 0:
+            raise ConfigError(f"schedule.warmup_epochs: must be 0 or more; got {cfg.warmup_epochs:g}")
         if cfg.name == "exponential" and cfg.decay_steps < 1:
             raise ConfigError("schedule.decay_steps: must be at least 1")
         if cfg.name == "step" and cfg.step_size < 1:

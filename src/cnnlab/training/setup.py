@@ -32,7 +32,7 @@ from ..data import (
     read_source,
 )
 from ..data.augment import centre_crop
-from ..data.dataset import check_subset, choose_splits
+from ..data.dataset import check_seed, check_subset, choose_splits
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
 from ..errors import CnnlabError, ConfigError, DataError, TrainingDiverged, listed
@@ -142,6 +142,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     build_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], torch.device("cpu"))
     LRSchedule(config.schedule, config.optimizer.lr, 1, config.epochs)
     check_subset(config.data.subset)
+    check_seed(config.seed)
     if not 0.0 <= config.data.val_split < 1.0:
         raise ConfigError(f"--val-split: must be at least 0 and below 1; got {config.data.val_split}")
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
