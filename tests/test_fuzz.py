@@ -321,7 +321,8 @@ SET_VALUES = ["epochs=0", "epochs=2147483648", "batch_size=-3", "optimizer.lr=na
               "model.name=" + "[" * 60, "tensorboard=maybe", "data.channels=2", "towers=[cpu]",
               "label_smoothing=1.0", "data.augment=" + "[" * 5000, "optimizer.betas=[0.9,1.5]",
               "optimizer.weight_decay=-1", "optimizer.momentum=2", "optimizer.eps=0", "name=../x",
-              "early_stopping.patience=-1", "model.unfreeze_after=0", "data.subset=0"]
+              "early_stopping.patience=-1", "model.unfreeze_after=0", "data.subset=0", "seed=-1",
+              "schedule.warmup_epochs=-1"]
 
 
 def fuzz_config(tmp: Path, count: int) -> int:
@@ -413,7 +414,8 @@ ARGV_TOKENS = ["--lr", "--learning-rate", "--lrr", "--epochs", "--epoch", "--val
                "--lr=abc", "--set=", "model.options.widths=[1]", "--config", "/dev/null", "/", "/etc/passwd",
                "1e400", "-0", "0x10", "--image-size", "0x0", "99999x99999", "--batch-size", "--crop", "3x3",
                "--weights", "--class-weight", "folder:/", "--subset", "--out", "--name", "..", "--precision", "bf16",
-               "--device", "cuda:7", "data.augment=[hflip, 'pad_crop:-1']", "seed=-5"]
+               "--device", "cuda:7", "data.augment=[hflip, 'pad_crop:-1']", "seed=-5", "--seed", "--input",
+               "--classes", "100000x100000x3", "100000000"]
 # no command or option that writes a file (data info --preview, compare, which writes
 # compare.html where it runs when a drawn folder such as / holds runs): a drawn path such as
 # /etc/passwd would be written over
