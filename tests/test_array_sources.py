@@ -200,6 +200,17 @@ def test_train_refuses_arrays_of_the_wrong_shape(tmp_path):
         api.train(model="mlp", data=(np.zeros(3),), epochs=1, out=str(tmp_path))
 
 
+def test_train_refuses_labels_of_one_class_naming_the_arrays(tmp_path):
+    """train(data=(x, y)) with every label 0 was refused as "--data npz:<the data home's copy>:
+    holds one class ... give the folder that holds the class folders": a file and a folder the
+    user never gave."""
+    x = np.zeros((6, 8, 8), np.uint8)
+    with pytest.raises(DataError, match=r"^data= y_train: every label is 0: one class; a classifier needs two or more$"):
+        api.train(model="mlp", data=(x, np.zeros(6, np.int64)), epochs=1, out=str(tmp_path))
+    with pytest.raises(DataError, match=r"^data= y_train: every label is 0"):
+        api.train(model="mlp", data=((x, np.zeros(6, np.int64)), (x, np.arange(6) % 2)), epochs=1, out=str(tmp_path))
+
+
 @pytest.fixture(scope="module")
 def colour_run(tmp_path_factory):
     """A run on 3-channel 8x8 arrays, and the files of four images it can predict."""

@@ -171,6 +171,8 @@ def arrays_spec(data, classes: list[str] | None = None, splits: tuple[str, ...] 
         if classes is not None and arrays[f"y_{split}"].max(initial=0) >= len(classes):
             raise DataError(f"data= y_{split}: labels must be indices of the {len(classes)} classes "
                             f"(0-{len(classes) - 1}); found {arrays[f'y_{split}'].max()}")
+        if split == "train" and arrays["y_train"].max(initial=0) == 0:
+            raise DataError("data= y_train: every label is 0: one class; a classifier needs two or more")
     if classes is not None:
         arrays["classes"] = np.asarray(classes, dtype=str)
     buffer = io.BytesIO()
