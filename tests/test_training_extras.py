@@ -310,7 +310,7 @@ def test_resume_refuses_data_whose_classes_changed_since(tmp_path, image_folder)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith(
         f"--resume {tmp_path / 'r'}: the classes of folder:{image_folder} are not the run's any more "
-        "(added: a_new); a run continues on the classes it started with")
+        "(added: a_new, against its classes.json); a run continues on the classes it started with")
 
 
 def test_a_model_too_large_for_the_gpu_is_measured_against_the_gpus_memory(monkeypatch):

@@ -216,7 +216,7 @@ def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict
         changes = "; ".join([*(["added: " + listed(added, 5)] if added else []),
                              *(["gone: " + listed(gone, 5)] if gone else [])]) or "reordered"
         raise ConfigError(f"--resume {path}: the classes of {config.data.spec} are not the run's any more "
-                          f"({changes}); a run continues on the classes it started with")
+                          f"({changes}, against its {runs.CLASSES}); a run continues on the classes it started with")
     return run.read_json(runs.SPLIT)
 
 
