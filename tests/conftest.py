@@ -4,6 +4,7 @@ import contextlib
 import gzip
 import io
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -106,6 +107,17 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 12, size: i
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_raises():
+    """A shell starts a background job (``make test &``) with Ctrl-C ignored, and Python keeps
+    an ignored SIGINT ignored: the tests that press Ctrl-C saw nothing happen and failed. They
+    test cnnlab's answer to Ctrl-C, so the suite takes Python's own handler whoever started it
+    (CLI subprocesses then start with the default one too)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True, scope="session")
