@@ -112,7 +112,7 @@ def test_npz_larger_than_the_machines_memory_is_refused_before_it_is_inflated(tm
     monkeypatch.setattr(arrays, "machine_memory", lambda: 250_000)
     read_source(f"npz:{tmp_path / 'd.npz'}")  # its members unpack to 197,376 bytes
     monkeypatch.setattr(arrays, "machine_memory", lambda: 150_000)
-    with pytest.raises(DataError, match=r"^--data npz:\S+d.npz: its arrays take 192.8 KiB unpacked; this machine has "
+    with pytest.raises(DataError, match=r"^data npz:\S+d.npz: its arrays take 192.8 KiB unpacked; this machine has "
                                         r"146.5 KiB of memory$"):
         read_source(f"npz:{tmp_path / 'd.npz'}")
 

@@ -80,8 +80,8 @@ def test_evaluate_a_run_without_held_out_data_says_what_to_give(tmp_path):
     result = run_cli("evaluate", tmp_path / "r", check=False)
     assert result.returncode == 2
     assert result.stderr.strip().endswith(
-        "this run's data has no val or test split to evaluate on; give --split train (its training "
-        "images) or --data SPEC (other data)")
+        "this run's data has no val or test split to evaluate on; give --split=train (its training "
+        "images) or --data=SPEC (other data)")
     assert run_cli("evaluate", tmp_path / "r", "--split", "train", "--no-report").returncode == 0
 
 
@@ -216,7 +216,7 @@ def test_folder_source_trains(tmp_path):
      "(drop --model/--image-size/--out)"),
     (["train", "--set", "epochs=abc"], "--set: epochs: expected a whole number, got 'abc'"),
     (["train", "--set", "nonsense=1"], "--set: unknown key 'nonsense'; valid keys: model, data,"),
-    (["train", "--early-stopping", "-2"], "early_stopping.patience: must be 0 or more; got -2"),
+    (["train", "--early-stopping", "-2"], "--early-stopping: must be 0 or more; got -2"),
     (["train", "--subset", "0", "--check"], "--subset: must be a positive number of samples; got 0"),
     (["train", "--batch-size", "0"], "--batch-size: must be at least 1; got 0"),
     (["train", "--epochs", "0"], "--epochs: must be at least 1; got 0"),
@@ -239,17 +239,17 @@ def test_folder_source_trains(tmp_path):
     (["train", "--set", "optimizer.betas=3"], "optimizer.betas: expected a list"),
     (["train", "--model", "alexnet-bn", "--image-size", "32x32"], "needs inputs of at least 67x67"),
     (["train", "--model", "vgg16-transfer", "--image-size", "32x32", "--unfreeze-after", "2"],
-     "model.unfreeze_after: nothing to unfreeze: vgg16-transfer trains with no frozen base (freeze one with --freeze-base)"),
+     "--unfreeze-after: nothing to unfreeze: vgg16-transfer trains with no frozen base (freeze one with --freeze-base)"),
     (["train", "--model", "vgg16-transfer", "--image-size", "32x32", "--freeze-base", "--unfreeze-after", "0"],
-     "model.unfreeze_after: must be 1 or more; got 0 (without --freeze-base the base trains from the start)"),
-    (["train", "--model", "lenet5", "--unfreeze-after", "2"], "model.unfreeze_after: nothing to unfreeze: lenet5 trains"),
-    (["train", "--model", "mlp", "--unfreeze-after", "2"], "model.unfreeze_after: nothing to unfreeze: mlp trains"),
+     "--unfreeze-after: must be 1 or more; got 0 (without --freeze-base the base trains from the start)"),
+    (["train", "--model", "lenet5", "--unfreeze-after", "2"], "--unfreeze-after: nothing to unfreeze: lenet5 trains"),
+    (["train", "--model", "mlp", "--unfreeze-after", "2"], "--unfreeze-after: nothing to unfreeze: mlp trains"),
     (["train", "--config", "/no/recipe.yaml"], "/no/recipe.yaml: no such file"),
     (["train", "--config", "faces-small-cnn"],
      "--config faces-small-cnn: its data.spec, folder:faces, names nothing here; give --data SPEC (a bundled "
      "recipe's data is a placeholder)"),
     (["train", "--config", "faces-small-cnn", "--data", "digits", "--image-size", "64x64"],
-     "data.crop [128, 128] is larger than data.image_size [64, 64]: give a smaller --crop, or --set data.crop=null"),
+     "data.crop [128, 128] is larger than --image-size [64, 64]: give a smaller one, or none (data.crop=null)"),
     (["summary", "lenet5", "--input", "28by28"], "expected HxW or HxWxC"),
     (["evaluate", "/no/run"], "/no/run: no such run directory"),
     (["predict", ".", "x.png"], "not a cnnlab run directory"),
@@ -269,7 +269,7 @@ def test_folder_source_trains(tmp_path):
     (["runs", "--foo"], "cnnlab runs: error: unrecognized argument: --foo (see cnnlab runs --help)"),
     # numpy's generators take no negative seed: these ended in its ValueError's traceback
     (["train", "--seed", "-1"], "--seed: must be 0 or more; got -1"),
-    (["train", "--set", "seed=-3"], "--seed: must be 0 or more; got -3"),
+    (["train", "--set", "seed=-3"], "seed: must be 0 or more; got -3"),
     (["data", "info", "digits", "--seed", "-1"], "--seed: must be 0 or more; got -1"),
     # a negative warm-up skipped that many epochs of the schedule, silently
     (["train", "--set", "schedule.warmup_epochs=-1"], "schedule.warmup_epochs: must be 0 or more; got -1"),
@@ -306,7 +306,7 @@ def test_a_run_whose_data_moved_says_so_and_resumes_with_its_new_place(tmp_path)
     photos.rename(tmp_path / "moved")
     evaluated = run_cli("evaluate", run, check=False)
     assert evaluated.returncode == 2 and evaluated.stderr.strip().endswith(
-        f"{run}: its data, folder:{photos}, is not there any more; give --data SPEC where it is now, or "
+        f"{run}: its data, folder:{photos}, is not there any more; give --data=SPEC where it is now, or "
         "other data to evaluate on")
     # where it is now: its own validation split, as before the move, not every image as other data
     own = json.loads(run_cli("evaluate", run, "--data", f"folder:{tmp_path / 'moved'}", "--format", "json",
@@ -315,7 +315,7 @@ def test_a_run_whose_data_moved_says_so_and_resumes_with_its_new_place(tmp_path)
     for check in (["--check"], []):
         resumed = run_cli("train", "--resume", run, "--epochs", "2", *check, check=False)
         assert resumed.returncode == 2 and resumed.stderr.strip().endswith(
-            f"--resume {run}: its data, folder:{photos}, is not there any more; give --data SPEC where it is now")
+            f"--resume {run}: its data, folder:{photos}, is not there any more; give --data=SPEC where it is now")
     run_cli("train", "--resume", run, "--epochs", "2", "--data", f"folder:{tmp_path / 'moved'}", "--check")
     run_cli("train", "--resume", run, "--epochs", "2", "--data", f"folder:{tmp_path / 'moved'}")
     assert f"spec: folder:{tmp_path / 'moved'}" in (run / "config.yaml").read_text()
@@ -442,7 +442,8 @@ def test_a_run_continues_on_another_device_or_precision(tmp_path):
     config.write_text(config.read_text().replace("device: cpu", "device: cuda"))  # as trained on a GPU
     for check in (["--check"], []):
         stuck = run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", *check, check=False)
-        assert stuck.returncode == 2 and "--device cuda: no CUDA device is available here" in stuck.stderr
+        assert stuck.returncode == 2  # the device is the run's config's, so named by its key
+        assert stuck.stderr.strip().endswith("error: device cuda: no CUDA device is available here; use --device=cpu")
     checked = run_cli("train", "--resume", tmp_path / "r", "--epochs", "2", "--device", "auto", "--precision", "auto",
                       "--check")
     assert "every option checks out" in checked.stdout and "device: cuda" in config.read_text()
@@ -492,7 +493,7 @@ def test_ten_crops_of_images_decoded_at_the_input_size_are_called_what_they_are(
     for command in (["evaluate", digits_run, "--no-report"], ["predict", digits_run, digits_run / "preview.png"]):
         result = run_cli(*command, "--tta", "10crop")
         assert ("cnnlab: warning: --tta 10crop: this run decodes its images at its input size (28x28), so the "
-                "ten crops are the image and its mirror image five times each: the same as --tta flip at five "
+                "ten crops are the image and its mirror image five times each: the same as --tta=flip at five "
                 "times the cost (train with --image-size larger than --crop to use it)") in result.stderr
 
 
@@ -502,7 +503,7 @@ def test_mirrored_views_of_a_run_trained_without_mirror_images_are_warned_of(dig
     for command in (["evaluate", digits_run, "--no-report"], ["predict", digits_run, digits_run / "preview.png"]):
         for tta in ("flip", "flip-shift", "10crop"):
             assert (f"cnnlab: warning: --tta {tta}: this run was trained without mirror images (no hflip in "
-                    "data.augment), and a mirrored sign or digit is often another class; --tta shift keeps the "
+                    "data.augment), and a mirrored sign or digit is often another class; --tta=shift keeps the "
                     "views upright") in run_cli(*command, "--tta", tta).stderr
         assert "warning" not in run_cli(*command, "--tta", "shift").stderr
 

@@ -76,18 +76,18 @@ def test_a_path_given_as_data_that_is_no_folder_is_named_as_a_path(tmp_path):
     """`--data /data/gtsrb-typo` said "unknown data source '/data/gtsrb-typo'; choose from ...",
     and `--data arrays.npz` the same of a file that is there."""
     missing = tmp_path / "no-such-folder"
-    with pytest.raises(DataError, match=f"^--data {missing}: no such folder \\(a data SPEC is a source name, "
+    with pytest.raises(DataError, match=f"^data {missing}: no such folder \\(a data SPEC is a source name, "
                                         "SOURCE:PATH, or a folder of class sub-folders\\)$"):
         parse_spec(str(missing))
     arrays = tmp_path / "arrays.npz"
     arrays.write_bytes(b"")
-    with pytest.raises(DataError, match=f"^--data {arrays}: a file; name its source: npz:{arrays}$"):
+    with pytest.raises(DataError, match=f"^data {arrays}: a file; name its source: npz:{arrays}$"):
         parse_spec(str(arrays))
     listing = tmp_path / "list.csv"
     listing.write_text("")
-    with pytest.raises(DataError, match=f"^--data {listing}: a file; name its source: csv:{listing}$"):
+    with pytest.raises(DataError, match=f"^data {listing}: a file; name its source: csv:{listing}$"):
         parse_spec(str(listing))
-    with pytest.raises(DataError, match="^--data ./x.bin: no such folder"):
+    with pytest.raises(DataError, match="^data ./x.bin: no such folder"):
         parse_spec("./x.bin")
 
 
@@ -235,7 +235,7 @@ def test_a_decompression_bomb_is_named_as_unreadable_not_a_crash(image_folder, c
 
 def test_empty_validation_split_is_left_out_with_a_warning(tmp_path):
     root = make_image_folder(tmp_path / "one-each", classes=3, per_class=1)
-    with pytest.warns(UserWarning, match=r"the val split would be empty \(--val-split 0.1 of 3 samples"):
+    with pytest.warns(UserWarning, match=r"the val split would be empty \(val_split=0.1 of 3 samples"):
         data = load_dataset(f"folder:{root}", (12, 12), val_split=0.1)
     assert set(data.splits) == {"train"} and "val split would be empty" in data.notes[-1]
 
@@ -586,7 +586,7 @@ def test_a_decode_cache_larger_than_the_free_disk_is_refused_before_decoding(tmp
     root = make_image_folder(tmp_path / "f", classes=2, per_class=5)
     with pytest.raises(CnnlabError, match=r"cache: the decode cache needs 16.9 KiB \(10 images of 24x24x3\); the "
                                           r"disk there has 4.9 KiB free: set CNNLAB_CACHE to a folder on a larger "
-                                          r"disk, or decode smaller images \(--image-size\)"):
+                                          r"disk, or decode smaller images \(image_size\)"):
         load_dataset(f"folder:{root}", (24, 24), val_split=0.2)
     assert not list((tmp_path / "cache").rglob("*.npy"))
     load_dataset(f"folder:{root}", (12, 12), val_split=0.2)  # 4,320 bytes fit in 5,000

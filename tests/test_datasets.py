@@ -334,7 +334,7 @@ def test_caltech256_categories_and_clutter(tmp_path):
     assert named.classes == ["003.backpack"] or named.num_classes == 1
     clutter = load_dataset(f"caltech256:{root}", (16, 16), options={"include_clutter": True})
     assert clutter.classes[-1] == "257.clutter"
-    with pytest.raises(DataError, match="--categories: not in .*: rifle"):
+    with pytest.raises(DataError, match="^categories: not in .*: rifle"):
         load_dataset(f"caltech256:{root}", (16, 16), options={"categories": ["rifle"]})
 
 

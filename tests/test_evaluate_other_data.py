@@ -208,7 +208,7 @@ def test_training_on_a_test_set_alone_is_one_line_before_anything_is_made(tmp_pa
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.strip().endswith(
             f"--data gtsrb:{folder}: holds only a test split, no training images; a test set on its own is "
-            "for evaluating a run: cnnlab evaluate RUN --data SPEC")
+            "for evaluation: evaluate RUN --data=SPEC")
     assert not (tmp_path / "runs").exists()
 
 

@@ -155,9 +155,9 @@ def test_renormalise_comes_from_the_config_and_leaves_the_fallback_alone():
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop", "muon"])
 @pytest.mark.parametrize("key, value, needle", [
-    ("weight_decay", -1.0, r"--weight-decay: must be 0 or more; got -1.0"),
-    ("momentum", 1.5, r"--momentum: must be at least 0 and below 1; got 1.5"),
-    ("momentum", -0.1, r"--momentum: must be at least 0 and below 1; got -0.1"),
+    ("weight_decay", -1.0, r"optimizer.weight_decay: must be 0 or more; got -1.0"),
+    ("momentum", 1.5, r"optimizer.momentum: must be at least 0 and below 1; got 1.5"),
+    ("momentum", -0.1, r"optimizer.momentum: must be at least 0 and below 1; got -0.1"),
     ("betas", [0.9, 1.5], r"optimizer.betas: two numbers, each at least 0 and below 1; got \[0.9, 1.5\]"),
     ("betas", [0.9], r"optimizer.betas: two numbers, each at least 0 and below 1; got \[0.9\]"),
     ("eps", 0.0, r"optimizer.eps: must be positive; got 0.0"),
@@ -172,14 +172,14 @@ def test_bad_settings_of_any_optimizer_name_the_option(name, key, value, needle)
 
 @pytest.mark.parametrize("cfg, needle", [
     (OptimizerConfig(name="adam", momentum=0.5),
-     r"^--momentum: adam does not use it \(0.5\); it is sgd's, and muon's with fallback sgd$"),
+     r"^optimizer.momentum: adam does not use it \(0.5\); it is sgd's, and muon's with fallback sgd$"),
     (OptimizerConfig(name="rmsprop", momentum=0.0),
-     r"^--momentum: rmsprop does not use it \(0.0\); it is sgd's, and muon's with fallback sgd$"),
+     r"^optimizer.momentum: rmsprop does not use it \(0.0\); it is sgd's, and muon's with fallback sgd$"),
     (OptimizerConfig(name="sgd", betas=[0.8, 0.99]),
      r"^optimizer.betas: sgd does not use it \(\[0.8, 0.99\]\); it is adam's, adamw's, and muon's with fallback adamw$"),
     (OptimizerConfig(name="adamw", nesterov=True), r"^optimizer.nesterov: adamw does not use it \(True\)"),
     (OptimizerConfig(name="sgd", ns_steps=3), r"^optimizer.ns_steps: sgd does not use it \(3\); it is muon's$"),
-    (OptimizerConfig(name="muon", momentum=0.5), r"^--momentum: muon with fallback adamw does not use it \(0.5\)"),
+    (OptimizerConfig(name="muon", momentum=0.5), r"^optimizer.momentum: muon with fallback adamw does not use it \(0.5\)"),
     (OptimizerConfig(name="muon", fallback="sgd", betas=[0.8, 0.9]),
      r"^optimizer.betas: muon with fallback sgd does not use it"),
 ])

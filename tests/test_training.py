@@ -274,7 +274,7 @@ def test_a_run_killed_within_an_epoch_resumes_from_its_last_periodic_save(tmp_pa
 
 @pytest.mark.parametrize("minutes", [0, -1.5])
 def test_within_epoch_minutes_must_be_positive(tmp_path, minutes):
-    with pytest.raises(CnnlabError, match=r"checkpoint.within_epoch_minutes: must be positive, or null"):
+    with pytest.raises(CnnlabError, match=r"checkpoint__within_epoch_minutes: must be positive, or null"):
         quick(tmp_path, "bad", checkpoint__within_epoch_minutes=minutes)
     assert not (tmp_path / "bad").exists()
 
@@ -434,6 +434,6 @@ def test_progressive_resizing_trains_its_first_epochs_smaller_and_says_so(tmp_pa
         "whole-run", "fractions-fill-the-run", "epochs-and-fractions"])
 def test_progressive_resizing_refuses_what_cannot_train_before_any_folder_is_made(tmp_path, options, message):
     phases = options.pop("phases")
-    with pytest.raises(CnnlabError, match=f"data.progressive_resizing: .*{message}"):
+    with pytest.raises(CnnlabError, match=f"data__progressive_resizing: .*{message}"):
         quick(tmp_path, "refused", data__progressive_resizing=phases, **options)
     assert not (tmp_path / "refused").exists()

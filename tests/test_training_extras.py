@@ -151,8 +151,8 @@ def test_whitening_bias_trains_for_its_epochs_then_stays(tmp_path, epochs_traine
 
 
 @pytest.mark.parametrize("model, epochs, message", [
-    ("airbench", -1, "model.whiten_bias_epochs: must be 0 or more; got -1"),
-    ("lenet5", 3, "model.whiten_bias_epochs: lenet5 has no whitening layer"),
+    ("airbench", -1, "model__whiten_bias_epochs: must be 0 or more; got -1"),
+    ("lenet5", 3, "model__whiten_bias_epochs: lenet5 has no whitening layer"),
 ])
 def test_whitening_bias_epochs_refused_before_any_folder_is_made(tmp_path, model, epochs, message):
     with pytest.raises(ConfigError, match=message):

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
 from .data import Dataset, load_dataset
+from .errors import CnnlabError, Spell
 from .models import create_model
 from .runs import Run, load_run
 
@@ -42,6 +44,19 @@ def _keyword(dotted: str) -> str:
     return _KEYWORDS.get(dotted, dotted.replace(".", "__"))
 
 
+@contextmanager
+def _errors_naming(keywords: Iterable[str], spell: Spell = _keyword) -> Iterator[None]:
+    """Errors name options as the caller gave them: ``train(val_split=2)`` is told of
+    ``val_split``, not of the CLI's --val-split; a value from the config of its key
+    (``data.val_split``). ``keywords``: the config keys given as keywords."""
+    given = frozenset(keywords)
+    try:
+        yield
+    except CnnlabError as exc:
+        exc.respell(spell, lambda option: spell(option) if option in given else option)
+        raise
+
+
 def train(config: TrainConfig | dict | str | Path | None = None, *,
           callbacks: Sequence[Callback] = (), quiet: bool = False, **overrides: Any) -> Run:
     """Train and return the Run. ``config`` is a TrainConfig, a dict or a recipe YAML path;
@@ -65,7 +80,8 @@ def train(config: TrainConfig | dict | str | Path | None = None, *,
     dotted = {_SHORTCUTS.get(key, key.replace("__", ".")): value for key, value in overrides.items()}
     if dotted:
         config = config.with_overrides(dotted, source="train()", spell=_keyword)
-    return run_training(config, callbacks=callbacks, quiet=quiet)
+    with _errors_naming(dotted):
+        return run_training(config, callbacks=callbacks, quiet=quiet)
 
 
 def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False,
@@ -79,9 +95,11 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
     from .training.setup import train as run_training
 
     path = run.path if isinstance(run, Run) else Path(run)
-    config = resumed_config(path, {"epochs": epochs, "report": report, "device": device, "precision": precision,
-                                   "data.spec": data})
-    return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)
+    with _errors_naming(["resume", "epochs", "report", "device", "precision", "data.spec"],
+                        lambda option: "run" if option == "resume" else _keyword(option)):
+        config = resumed_config(path, {"epochs": epochs, "report": report, "device": device,
+                                       "precision": precision, "data.spec": data})
+        return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)
 
 
 def evaluate(run: Run | str | Path, data=None, split: str | None = None, **kwargs) -> dict:
@@ -105,7 +123,6 @@ def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:
     ``classes`` and ``preprocessing`` (decode size, crop, mean and std, and ``standardize``:
     pixel values 0-255 in (N, C, H, W) -> the model's input) say what it expects; ``predict``
     applies them for you."""
-    from .errors import CnnlabError
     from .evaluation.artifacts import load_artifacts
 
     if which not in ("best", "last"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import functools
 import io
 import json
 import math
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import launcher
-from .errors import CnnlabError, TrainingDiverged
+from .errors import CnnlabError, OptionNamed, Spell, TrainingDiverged
 from .evaluation import TTA_HELP, TTA_MODES
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
@@ -356,8 +357,11 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line each, ``cnnlab: warning: ...``, not Python's source excerpt."""
+def one_line_warning(message, category, filename, lineno, file=None, line=None, given: Spell = str) -> None:
+    """Warnings as one line each, ``cnnlab: warning: ...``, not Python's source excerpt; the
+    options they name as flags (the one they are about as ``given`` spells it)."""
+    if isinstance(message, OptionNamed):
+        message.respell(flag_for, given)
     print(f"cnnlab: warning: {message}", file=file or sys.stderr)
 
 
@@ -371,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread of the interpreter: leave signals alone
         previous = None
-    shown, warnings.showwarning = warnings.showwarning, one_line_warning
+    shown, warnings.showwarning = warnings.showwarning, functools.partial(one_line_warning, given=named_as_given(args))
     try:
         return COMMANDS[args.command](args) or 0
     except KeyboardInterrupt as exc:
@@ -383,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except CnnlabError as exc:
+        exc.respell(flag_for, named_as_given(args))
         if speaks:
             print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, TrainingDiverged) else EXIT_USAGE
@@ -433,6 +438,25 @@ def config_flag_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def flag_name(dest: str) -> str:
     return "--no-report" if dest == "report" else "--" + dest.replace("_", "-")
+
+
+OPTION_DESTS = {**{dest: dest for dest in CONFIG_FLAGS}, **{key: dest for dest, key in CONFIG_FLAGS.items()},
+                **{name: name for name in ("tta", "split", "top_k", "resume", "opset")}}
+"""The options the core names in its messages (config keys such as ``data.val_split``, the
+Python API's keywords such as ``val_split`` and ``top_k``) -> argparse's name of their flag."""
+
+
+def flag_for(option: str) -> str:
+    """The flag that sets ``option``; a config key without one (``schedule.warmup_epochs``, set
+    with --set or in a recipe) as it is."""
+    return flag_name(OPTION_DESTS[option]) if option in OPTION_DESTS else option
+
+
+def named_as_given(args: argparse.Namespace) -> Spell:
+    """``option`` as this command line gave it: by its flag where that was given, else as it
+    is (a config key, from --config or --set)."""
+    return lambda option: (flag_for(option) if getattr(args, OPTION_DESTS.get(option, ""), None) is not None
+                           else option)
 
 
 def train_config(args: argparse.Namespace):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Self
 
 
 def listed(names: Sequence[str], limit: int = 10) -> str:
@@ -10,7 +11,54 @@ def listed(names: Sequence[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-class CnnlabError(Exception):
+Spell = Callable[[str], str]
+"""Writes an option's name (a config key, or a keyword of the Python API) as an interface takes it."""
+
+
+class OptionNamed:
+    """A message that names options: as the config and the Python API name them (``epochs``,
+    ``data.val_split``, ``tta``). Each interface writes the names its own way (``respell``): the
+    CLI as the flags that set them (``--val-split``), ``train()`` as its keywords
+    (``val_split``), so nobody is told of a flag they never had."""
+
+    option: str | None = None
+    """The option the message is about, which it names first (None: it names options inside)."""
+
+    @classmethod
+    def about(cls, option: str, detail: str | Callable[[Spell], str]) -> Self:
+        """The message ``option`` + ``detail``: ``detail`` goes on with ": what is wrong", or with
+        " VALUE: what is wrong". A detail that names other options (what to give instead) is a
+        function of the ``Spell`` that writes them: ``lambda name: f"...; give {name('data')}=SPEC"``."""
+        made = cls._written(lambda spell, given: given(option) + (detail(spell) if callable(detail) else detail))
+        made.option = option
+        return made
+
+    @classmethod
+    def mentioning(cls, text: Callable[[Spell], str]) -> Self:
+        """A message about no one option that suggests some: ``text`` writes it with the
+        ``Spell`` it is given (at first, names as they are)."""
+        return cls._written(lambda spell, given: text(spell))
+
+    @classmethod
+    def _written(cls, text: Callable[[Spell, Spell], str]) -> Self:
+        made = cls(text(str, str))
+        made._text = text
+        return made
+
+    def respell(self, spell: Spell, given: Spell | None = None) -> None:
+        """Write the options the message suggests with ``spell``, the one it is about with
+        ``given`` (default ``spell``): a value from a recipe is named by its config key, though
+        the CLI has a flag for it. In place; each call starts from the names as they were at first."""
+        if hasattr(self, "_text"):
+            self.args = (self._text(spell, given or spell), *self.args[1:])
+
+    def __reduce__(self):
+        # as the message reads now: a process pool sends errors back pickled, and the function
+        # that writes the names is not picklable
+        return type(self), self.args, {"option": self.option}
+
+
+class CnnlabError(OptionNamed, Exception):
     """Bad input from the user (an option, a file, a data set). The CLI prints it and exits 2."""
 
 
@@ -24,3 +72,7 @@ class DataError(CnnlabError):
 
 class TrainingDiverged(CnnlabError):
     """The loss became NaN or infinite (the CLI exits 1: the input was fine, the run failed)."""
+
+
+class CnnlabWarning(OptionNamed, UserWarning):
+    """Something the user may not mean (a test-time augmentation that does not fit the run)."""

@@ -31,7 +31,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
     except ImportError:
         raise CnnlabError("export --format onnx: needs the onnx package (pip install 'cnnlab[onnx]')") from None
     if not OPSETS[0] <= opset <= OPSETS[1]:
-        raise CnnlabError(f"--opset {opset}: torch's ONNX exporter writes opsets {OPSETS[0]} to {OPSETS[1]}")
+        raise CnnlabError.about("opset", f" {opset}: torch's ONNX exporter writes opsets {OPSETS[0]} to {OPSETS[1]}")
     artifacts = load_artifacts(run_path)
     run, model, prep = artifacts.run, artifacts.model, artifacts.preprocessing
     out = runs.refuse_run_file(out or run.directory.file(runs.ONNX), "an ONNX model", (".onnx",), own=(runs.ONNX,))
@@ -48,8 +48,8 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
                               input_names=["images"], output_names=["logits"],
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
         except RuntimeError as exc:  # the opset lacks one of the model's operators
-            raise CnnlabError(f"--opset {opset}: torch's ONNX exporter cannot write it: "
-                              f"{str(exc).strip().splitlines()[0]}") from None
+            raise CnnlabError.about("opset", f" {opset}: torch's ONNX exporter cannot write it: "
+                                    f"{str(exc).strip().splitlines()[0]}") from None
     proto = onnx.load_from_string(buffer.getvalue())
     metadata = {
         "classes": json.dumps(run.classes),

@@ -103,7 +103,7 @@ class RunDirectory:
                 suffix += 1
                 path = root / f"{name}-{suffix}"
             except OSError as exc:
-                raise CnnlabError(f"--out {out}: cannot create the run directory: {exc.strerror or exc}") from None
+                raise CnnlabError.about("out", f" {out}: cannot create the run directory: {exc.strerror or exc}") from None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -112,12 +112,12 @@ class RunDirectory:
         return self.file(name).is_file()
 
     @contextlib.contextmanager
-    def training_lock(self, option: str):
+    def training_lock(self, resuming: bool):
         """Held while this process trains the run, so that no second one (``--resume`` typed in
         another terminal, a job started twice) trains it beside it: both would write its
         checkpoints, and the second delete the first's half-written files as stale. The
-        system releases the lock when the process ends, killed or not. ``option`` names what
-        the user gave, for the error."""
+        system releases the lock when the process ends, killed or not. ``resuming``: the user
+        gave the run to resume, which the error names."""
         if not self.main_process:
             yield
             return
@@ -129,8 +129,8 @@ class RunDirectory:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CnnlabError(f"{option}: another process is training this run now; wait for it to end "
-                                  "(or stop it), then resume") from None
+                detail = f"{self.path}: another process is training this run now; wait for it to end (or stop it), then resume"
+                raise (CnnlabError.about("resume", " " + detail) if resuming else CnnlabError(detail)) from None
             except OSError:
                 pass  # a file system without locks: train unguarded, as before
             yield

@@ -38,12 +38,12 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     kind, _, index = name.partition(":")
     if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
-        raise ConfigError(f"--device: must be auto, cpu, cuda or cuda:N; got '{name}'")
+        raise ConfigError.about("device", f": must be auto, cpu, cuda or cuda:N; got '{name}'")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu")
+            raise ConfigError.about("device", lambda name: f" cuda: no CUDA device is available here; use {name('device')}=cpu")
         if index and int(index) >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ConfigError.about("device", f" {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
 
 
@@ -58,9 +58,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     """``auto`` is bf16 autocast where the hardware has bf16 units, fp16 (with a gradient
     scaler) on older GPUs, fp32 on CPUs without bf16: emulated bf16 is slower than fp32."""
     if name not in PRECISIONS:
-        raise ConfigError(f"--precision: must be one of {', '.join(PRECISIONS)}; got '{name}'")
+        raise ConfigError.about("precision", f": must be one of {', '.join(PRECISIONS)}; got '{name}'")
     if name == "fp16" and device.type != "cuda":
-        raise ConfigError("--precision fp16: only on CUDA devices; use bf16 or fp32 on a CPU")
+        raise ConfigError.about("precision", " fp16: only on CUDA devices; use bf16 or fp32 on a CPU")
     if name == "auto":
         if native_bf16(device):
             return "bf16"

@@ -91,17 +91,17 @@ class Augment:
                 try:
                     value = type(STRENGTHS[name])(arg) if arg else STRENGTHS[name]
                 except ValueError:
-                    raise ConfigError(f"data.augment: {name} takes a number; got '{item}'") from None
+                    raise ConfigError.about("data.augment", f": {name} takes a number; got '{item}'") from None
                 if not math.isfinite(value) or value < 0:
-                    raise ConfigError(f"data.augment: {name} must be a number of at least 0; got '{item}'")
+                    raise ConfigError.about("data.augment", f": {name} must be a number of at least 0; got '{item}'")
                 if name == "scale" and value >= 1:
-                    raise ConfigError(f"data.augment: scale must be below 1 (the zoom, 1 +- scale, stays above 0); "
-                                      f"got '{item}'")
+                    raise ConfigError.about("data.augment", f": scale must be below 1 (the zoom, 1 +- scale, stays above 0); "
+                                            f"got '{item}'")
                 if name in AT_MOST_ONE and value > 1:
-                    raise ConfigError(f"data.augment: {name} must be at most 1 ({AT_MOST_ONE[name]}); got '{item}'")
+                    raise ConfigError.about("data.augment", f": {name} must be at most 1 ({AT_MOST_ONE[name]}); got '{item}'")
                 options[name] = value
             else:
-                raise ConfigError(f"data.augment: unknown augmentation '{item}'; valid: {AUGMENTATIONS}")
+                raise ConfigError.about("data.augment", f": unknown augmentation '{item}'; valid: {AUGMENTATIONS}")
         return cls(**options)
 
     @property
@@ -114,10 +114,10 @@ class Augment:
 
     def check(self, channels: int, input_size: tuple[int, int]) -> Augment:
         if self.pca_lighting and channels != 3:
-            raise ConfigError("data.augment: pca_lighting needs RGB images (3 channels)")
+            raise ConfigError.about("data.augment", ": pca_lighting needs RGB images (3 channels)")
         if self.pad_crop >= min(input_size):
-            raise ConfigError(f"data.augment: pad_crop:{self.pad_crop} pads {self.pad_crop} pixels; a "
-                              f"{input_size[0]}x{input_size[1]} input reflects at most {min(input_size) - 1}")
+            raise ConfigError.about("data.augment", f": pad_crop:{self.pad_crop} pads {self.pad_crop} pixels; a "
+                                    f"{input_size[0]}x{input_size[1]} input reflects at most {min(input_size) - 1}")
         return self
 
 

@@ -171,9 +171,10 @@ def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
         remove_stale_staging(folder)
         need, free = len(paths) * size[0] * size[1] * channels, shutil.disk_usage(folder).free
         if need > free:  # decoding into a memory map on a full disk ends in SIGBUS, not an error
-            raise CnnlabError(f"{folder.parent}: the decode cache needs {readable_size(need)} ({len(paths)} images of "
-                              f"{size[0]}x{size[1]}x{channels}); the disk there has {readable_size(free)} free: set "
-                              "CNNLAB_CACHE to a folder on a larger disk, or decode smaller images (--image-size)")
+            raise CnnlabError.mentioning(
+                lambda name: f"{folder.parent}: the decode cache needs {readable_size(need)} ({len(paths)} images of "
+                             f"{size[0]}x{size[1]}x{channels}); the disk there has {readable_size(free)} free: set "
+                             f"CNNLAB_CACHE to a folder on a larger disk, or decode smaller images ({name('image_size')})")
         out = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8,
                                         shape=(len(paths), size[0], size[1], channels))
     except OSError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import CnnlabWarning, ConfigError, DataError
 from .cache import decode_cached
 from .images import resize_images
 from .sources import RawSplit, SourceData, read_source
@@ -127,17 +127,17 @@ def load_dataset(
     source = source or read_source(spec, options)
     channels = channels or source.channels
     if channels not in (1, 3):
-        raise DataError(f"--channels: must be 1 or 3; got {channels}")
+        raise DataError.about("channels", f": must be 1 or 3; got {channels}")
     if not 0.0 <= val_split < 1.0:
-        raise DataError(f"--val-split: must be at least 0 and below 1; got {val_split}")
+        raise DataError.about("val_split", f": must be at least 0 and below 1; got {val_split}")
     if image_size is None:
         first = next(iter(source.splits.values()))
         if first.images is None:
-            raise DataError(f"--data {spec}: give an image size for image files")
+            raise DataError.about("data", f" {spec}: give an image size for image files")
         image_size = first.images.shape[1:3]
     image_size = (int(image_size[0]), int(image_size[1]))
     if min(image_size) < 1 or max(image_size) > MAX_SIDE:
-        raise DataError(f"--image-size: {image_size[0]}x{image_size[1]} is outside 1..{MAX_SIDE} pixels a side")
+        raise DataError.about("image_size", f": {image_size[0]}x{image_size[1]} is outside 1..{MAX_SIDE} pixels a side")
 
     unreadable, cache = _decode_files(source, image_size, channels, progress, cache_dir)
     raw = choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
@@ -154,19 +154,20 @@ def load_dataset(
     if empty and every_class:
         imageless = set(empty) - {source.classes[label] for part in source.splits.values() for label in np.unique(part.labels)}
         if imageless:
-            raise DataError(f"--data {spec}: class '{min(imageless)}' has no images at all; add some, or leave "
-                            "the class out")
+            raise DataError.about("data", f" {spec}: class '{min(imageless)}' has no images at all; add some, or "
+                                  "leave the class out")
         others = f" (nor have {len(empty) - 1} other classes)" if len(empty) > 1 else ""
-        raise DataError(f"--data {spec}: class '{empty[0]}' has no training samples{others}; add images or "
-                        "lower --val-split")
+        raise DataError.about("data", lambda name: f" {spec}: class '{empty[0]}' has no training samples{others}; "
+                              f"add images or lower {name('val_split')}")
     notes = list(source.notes)
     for name in [name for name, part in splits.items() if name != "train" and not len(part)]:
         # e.g. one image per class: a stratified fraction of nothing; an empty split breaks metrics
         del splits[name]
-        note = (f"--data {spec}: the {name} split would be empty (--val-split {val_split} of "
-                f"{len(splits['train'])} samples in {len(source.classes)} classes); left out")
+        of = f"{len(splits['train'])} samples in {len(source.classes)} classes); left out"
+        note = CnnlabWarning.about("data", lambda option, split=name, of=of: f" {spec}: the {split} split would be "
+                                   f"empty ({option('val_split')}={val_split} of {of}")
         warnings.warn(note, stacklevel=2)
-        notes.append(note)
+        notes.append(str(note))
     return Dataset(spec, source.classes, splits, image_size, channels, unreadable, notes, cache)
 
 
@@ -189,8 +190,8 @@ def choose_splits(
         for name, ids in split_ids.items():
             missing = [i for i in ids if i not in pool]
             if missing:
-                raise DataError(f"--data {spec}: {len(missing)} samples of the recorded {name} "
-                                f"split are not in this data (first: {missing[0]})")
+                raise DataError.about("data", f" {spec}: {len(missing)} samples of the recorded {name} "
+                                      f"split are not in this data (first: {missing[0]})")
             chosen[name] = _gather([pool[i] for i in ids])
         return chosen
 
@@ -212,12 +213,12 @@ def choose_splits(
 def check_seed(seed: int) -> None:
     """Refuse a seed numpy's generators do not take: below 0 (the config bounds it above)."""
     if seed < 0:
-        raise ConfigError(f"--seed: must be 0 or more; got {seed}")
+        raise ConfigError.about("seed", f": must be 0 or more; got {seed}")
 
 
 def check_subset(subset: int | None) -> int | None:
     if subset is not None and subset < 1:
-        raise DataError(f"--subset: must be a positive number of samples; got {subset}")
+        raise DataError.about("subset", f": must be a positive number of samples; got {subset}")
     return subset
 
 

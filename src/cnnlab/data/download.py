@@ -154,11 +154,11 @@ def fetch(name: str, path: Path | None) -> Path:
     if path is not None:
         if not path.exists():
             hint = f" (or omit it to download {name})" if name in REMOTES else ""
-            raise DataError(f"--data {name}:{path}: no such file or folder{hint}")
+            raise DataError.about("data", f" {name}:{path}: no such file or folder{hint}")
         return path
     if name not in REMOTES:
-        raise DataError(f"--data {name}: give the local copy as {name}:PATH "
-                        f"({name} is not downloaded automatically)")
+        raise DataError.about("data", f" {name}: give the local copy as {name}:PATH "
+                              f"({name} is not downloaded automatically)")
     folder = data_home() / name
     files = [download(remote, folder, instead=f"the local copy's folder as {name}:PATH") for remote in REMOTES[name]]
     if name in ARCHIVES:

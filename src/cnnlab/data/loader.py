@@ -63,10 +63,10 @@ class BatchLoader:
         stored = tuple(split.images.shape[1:3])
         self.input_size = tuple(preprocessing.input_size or stored)
         if self.input_size[0] > stored[0] or self.input_size[1] > stored[1]:
-            raise ConfigError(f"data.crop {list(self.input_size)} is larger than the images {list(stored)}")
+            raise ConfigError.about("data.crop", f" {list(self.input_size)} is larger than the images {list(stored)}")
         self.augment = (augment or Augment()).check(split.images.shape[3], self.input_size)
         if self.augment.pca_lighting and preprocessing.pca is None:
-            raise ConfigError("data.augment: pca_lighting needs the training pixels' RGB statistics")
+            raise ConfigError.about("data.augment", ": pca_lighting needs the training pixels' RGB statistics")
         # alternating flips: which images the even epochs mirror, the odd ones the others
         self.first_flips = None
         if self.augment.alternate_flips:

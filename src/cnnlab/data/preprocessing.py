@@ -24,18 +24,19 @@ def resolve_sizes(image_size, crop, default: tuple[int, int]) -> tuple[tuple[int
     decoded = tuple(image_size or input_size)
     for key, size in (("data.image_size", decoded), ("data.crop", input_size)):
         if len(size) != 2 or min(size) < 1:
-            raise ConfigError(f"{key}: expected [height, width]; got {list(size)}")
+            raise ConfigError.about(key, f": expected [height, width]; got {list(size)}")
         if max(size) > MAX_SIDE:
-            raise ConfigError(f"{key}: {list(size)} is larger than cnnlab decodes ({MAX_SIDE} pixels a side)")
+            raise ConfigError.about(key, f": {list(size)} is larger than cnnlab decodes ({MAX_SIDE} pixels a side)")
     if input_size[0] > decoded[0] or input_size[1] > decoded[1]:
-        raise ConfigError(f"data.crop {list(input_size)} is larger than data.image_size {list(decoded)}: give a "
-                          "smaller --crop, or --set data.crop=null for inputs of the whole decoded image")
+        raise ConfigError.about("data.crop", lambda name: f" {list(input_size)} is larger than "
+                                f"{name('data.image_size')} {list(decoded)}: give a smaller one, or none "
+                                "(data.crop=null) for inputs of the whole decoded image")
     return (int(decoded[0]), int(decoded[1])), (int(input_size[0]), int(input_size[1]))
 
 
 def check_normalize(name: str) -> str:
     if name not in NORMALIZATIONS:
-        raise ConfigError(f"data.normalize: must be one of {', '.join(NORMALIZATIONS)}; got '{name}'")
+        raise ConfigError.about("data.normalize", f": must be one of {', '.join(NORMALIZATIONS)}; got '{name}'")
     return name
 
 

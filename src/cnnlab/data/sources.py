@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import CnnlabWarning, DataError
 from ..registry import Registry
 from .download import Remote, fetch_url
 
@@ -94,14 +94,14 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
     if source_name(spec) == "folder" and name != "folder":
-        warnings.warn(f"--data {spec}: a folder, read as folder:{spec} (one sub-folder per class)",
+        warnings.warn(CnnlabWarning.about("data", f" {spec}: a folder, read as folder:{spec} (one sub-folder per class)"),
                       stacklevel=2)
         return "folder", Path(spec).expanduser()
     if name not in SOURCES and not sep and ("/" in spec or spec.startswith((".", "~"))):
-        raise DataError(f"--data {spec}: {_not_a_folder(Path(spec).expanduser())}")
+        raise DataError.about("data", f" {spec}: {_not_a_folder(Path(spec).expanduser())}")
     SOURCES.get(name)
     if sep and not path:
-        raise DataError(f"--data {spec}: empty path after '{name}:'")
+        raise DataError.about("data", f" {spec}: empty path after '{name}:'")
     if path.startswith(("http://", "https://")):
         return name, fetch_url(Remote(path), f"the local copy as {name}:PATH")
     return name, Path(path).expanduser() if path else None
@@ -143,6 +143,6 @@ def read_source(spec: str, options: dict | None = None) -> SourceData:
     valid = source_options(name)
     unknown = [key for key in options if key not in valid]
     if unknown:
-        raise DataError(f"--data {spec}: the {name} source has no option '{unknown[0]}'; "
-                        f"its options: {', '.join(valid) or 'none'}")
+        raise DataError.about("data", f" {spec}: the {name} source has no option '{unknown[0]}'; "
+                              f"its options: {', '.join(valid) or 'none'}")
     return SOURCES.get(name)(path, **options)

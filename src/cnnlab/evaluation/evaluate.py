@@ -36,7 +36,7 @@ def evaluate_split(model: nn.Module, split: Split, loader: BatchLoader, loss: Lo
     """Loss, accuracy, top-5, MSE, the per-class report, confusion matrix and ROC AUC, and the
     probabilities of every sample (averages over the classes ``averaged``, default all)."""
     if tta and loss.name == "binary_ce":
-        raise CnnlabError("--tta: averages softmax probabilities; this run uses binary_ce")
+        raise CnnlabError.about("tta", ": averages softmax probabilities; this run uses binary_ce")
     logits = predict_logits(model, loader, runtime, tta)
     labels = torch.from_numpy(split.labels)
     result = running_metrics(logits, labels, loss)
@@ -131,17 +131,18 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
     own = (data is None or spec == canonical_spec(cfg.data.spec) or moved is not None) and not options
     if own:
         if data_is_gone(spec):
-            raise DataError(f"{run.path}: its data, {spec}, is not there any more; give --data SPEC where it is now, "
-                            "or other data to evaluate on")
+            raise DataError.mentioning(lambda name: f"{run.path}: its data, {spec}, is not there any more; give "
+                                       f"{name('data')}=SPEC where it is now, or other data to evaluate on")
         # as the run's own final evaluation: validation, else the test split
         held_out = next((name for name in ("val", "test") if name in recorded), None)
         if split is None and held_out is None:
-            raise DataError(f"{run.path}: this run's data has no val or test split to evaluate on; give --split train (its "
-                            "training images) or --data SPEC (other data)")
+            raise DataError.mentioning(lambda name: f"{run.path}: this run's data has no val or test split to evaluate "
+                                       f"on; give {name('split')}=train (its training images) or {name('data')}=SPEC "
+                                       "(other data)")
         split = split or held_out
         if split not in recorded:
-            raise DataError(f"--split {split}: this run's data has no {split} split; "
-                            f"available: {', '.join(recorded)}")
+            raise DataError.about("split", f" {split}: this run's data has no {split} split; "
+                                  f"available: {', '.join(recorded)}")
         used_options = dict(cfg.data.options)
         dataset = load_dataset(spec, prep.image_size, prep.channels, split_ids={split: recorded[split]},
                                progress=not quiet, options=used_options, source=moved)
@@ -154,8 +155,8 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
         dataset = load_dataset(spec, prep.image_size, prep.channels, val_split=0.0,
                                progress=not quiet, options=used_options)
         if split is not None and split not in dataset.splits:
-            raise DataError(f"--split {split}: {dataset.spec} has no {split} split; "
-                            f"available: {', '.join(dataset.splits)}")
+            raise DataError.about("split", f" {split}: {dataset.spec} has no {split} split; "
+                                  f"available: {', '.join(dataset.splits)}")
         split = split or ("test" if "test" in dataset.splits else "all")
         part = (dataset.splits[split] if split != "all"
                 else concat_splits(list(dataset.splits.values())))
@@ -197,8 +198,8 @@ def class_mapping(names: list[str], known: list[str], labels: np.ndarray, spec: 
     unknown = [names[i] for i in used if names[i] not in known]
     if unknown:
         verb = "is" if len(unknown) == 1 else "are"
-        raise DataError(f"--data {spec}: {len(unknown)} of its classes {verb} not among the "
-                        f"{len(known)} the model was trained on: {listed(unknown)}")
+        raise DataError.about("data", f" {spec}: {len(unknown)} of its classes {verb} not among the "
+                              f"{len(known)} the model was trained on: {listed(unknown)}")
     index = {name: i for i, name in enumerate(known)}
     return np.asarray([index.get(name, -1) for name in names], dtype=np.int64)
 

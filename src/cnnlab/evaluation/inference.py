@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data import BatchLoader
 from ..data.augment import Augment, shifted_views, ten_crops
-from ..errors import CnnlabError
+from ..errors import CnnlabError, CnnlabWarning
 from ..runtime import Runtime
 from . import MIRRORING, TTA_MODES
 
@@ -20,9 +20,9 @@ def warn_of_mirrored_views(tta: str | None, augment: list[str]) -> None:
     mirrored sign or digit is often another class (gtsrb-resnet9 on gtsrb-tune: 98.8% without
     test-time views, 91.4% with --tta flip, 99.0% with --tta shift)."""
     if tta in MIRRORING and not Augment.parse(augment).hflip:
-        warnings.warn(f"--tta {tta}: this run was trained without mirror images (no hflip in data.augment), "
-                      "and a mirrored sign or digit is often another class; --tta shift keeps the views upright",
-                      stacklevel=2)
+        warnings.warn(CnnlabWarning.about("tta", lambda name: f" {tta}: this run was trained without mirror images (no "
+                                          "hflip in data.augment), and a mirrored sign or digit is often another "
+                                          f"class; {name('tta')}=shift keeps the views upright"), stacklevel=2)
 
 
 @torch.no_grad()
@@ -34,12 +34,14 @@ def predict_logits(model: nn.Module, loader: BatchLoader, runtime: Runtime,
     pixel up-left and down-right (six views); ``10crop``, the four corner crops, the centre
     crop and their mirror images (the paper's test procedure)."""
     if tta is not None and tta not in TTA_MODES:
-        raise CnnlabError(f"--tta: must be one of {', '.join(TTA_MODES)}; got '{tta}'")
+        raise CnnlabError.about("tta", f": must be one of {', '.join(TTA_MODES)}; got '{tta}'")
     if tta == "10crop" and tuple(loader.preprocessing.image_size) == tuple(loader.input_size):
         height, width = loader.input_size
-        warnings.warn(f"--tta 10crop: this run decodes its images at its input size ({height}x{width}), so the ten "
-                      "crops are the image and its mirror image five times each: the same as --tta flip at five "
-                      "times the cost (train with --image-size larger than --crop to use it)", stacklevel=2)
+        warnings.warn(CnnlabWarning.about("tta", lambda name: f" 10crop: this run decodes its images at its input "
+                                          f"size ({height}x{width}), so the ten crops are the image and its mirror "
+                                          f"image five times each: the same as {name('tta')}=flip at five times the "
+                                          f"cost (train with {name('data.image_size')} larger than "
+                                          f"{name('data.crop')} to use it)"), stacklevel=2)
     model.eval()
     device = runtime.device
     outputs = []

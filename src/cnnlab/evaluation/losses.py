@@ -19,15 +19,14 @@ class Loss:
     def __init__(self, name: str, num_classes: int, label_smoothing: float = 0.0,
                  multilabel: bool = False, class_weights: torch.Tensor | None = None):
         if name not in LOSSES:
-            raise ConfigError(f"--loss: unknown loss '{name}'; valid: {', '.join(LOSSES)}")
+            raise ConfigError.about("loss", f": unknown loss '{name}'; valid: {', '.join(LOSSES)}")
         if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"--label-smoothing: must be in [0, 1); got {label_smoothing}")
+            raise ConfigError.about("label_smoothing", f": must be in [0, 1); got {label_smoothing}")
         if multilabel and name != "binary_ce":
-            raise ConfigError(f"--loss {name}: multi-label targets need binary_ce")
+            raise ConfigError.about("loss", f" {name}: multi-label targets need binary_ce")
         if name == "binary_ce" and not multilabel and num_classes != 2:
-            raise ConfigError(
-                f"--loss binary_ce: fits two classes or multi-label targets; this data has "
-                f"{num_classes} classes with one label each: use sparse_ce or categorical_ce")
+            raise ConfigError.about("loss", f" binary_ce: fits two classes or multi-label targets; this data has "
+                                    f"{num_classes} classes with one label each: use sparse_ce or categorical_ce")
         self.name = name
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
@@ -63,8 +62,8 @@ class Loss:
         logits = logits.float()
         if self.name == "sparse_ce":
             if targets.dtype.is_floating_point or targets.dim() != 1:
-                raise ConfigError("--loss sparse_ce: needs integer class labels; for one-hot or "
-                                  "soft label rows use categorical_ce")
+                raise ConfigError.about("loss", " sparse_ce: needs integer class labels; for one-hot or "
+                                        "soft label rows use categorical_ce")
             return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing, reduction="none")
         if self.name == "categorical_ce":
             rows = self._rows(targets)
@@ -75,7 +74,7 @@ class Loss:
             rows = self._rows(targets)
         else:
             if targets.dtype.is_floating_point or targets.dim() != 1:
-                raise ConfigError("--loss binary_ce: two-class data needs integer labels 0/1")
+                raise ConfigError.about("loss", " binary_ce: two-class data needs integer labels 0/1")
             rows = targets.float()[:, None]
         if self.label_smoothing:
             rows = rows * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
@@ -85,8 +84,8 @@ class Loss:
         if targets.dim() == 1 and not targets.dtype.is_floating_point:
             return F.one_hot(targets, self.num_classes).float()
         if targets.dim() != 2 or targets.shape[1] != self.num_classes:
-            raise ConfigError(f"--loss {self.name}: label rows must have {self.num_classes} "
-                              f"columns; got shape {tuple(targets.shape)}")
+            raise ConfigError.about("loss", f" {self.name}: label rows must have {self.num_classes} "
+                                    f"columns; got shape {tuple(targets.shape)}")
         return targets.float()
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:

@@ -119,7 +119,7 @@ def predict_images(run_path, images, top_k: int = 5, batch_size: int = 64, tta: 
 
 def check_top_k(top_k: int) -> None:
     if top_k < 1:
-        raise CnnlabError(f"--top-k: must be at least 1; got {top_k}")
+        raise CnnlabError.about("top_k", f": must be at least 1; got {top_k}")
 
 
 def predict_rows(model, runtime, artifacts, split: Split, top_k: int, batch_size: int,

@@ -31,8 +31,8 @@ def keras_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
     try:
         import h5py
     except ImportError:
-        raise CnnlabError(f"--weights {path}: Keras .h5 files need the h5py package "
-                          "(pip install 'cnnlab[keras]')") from None
+        raise CnnlabError.about("weights", f" {path}: Keras .h5 files need the h5py package "
+                                "(pip install 'cnnlab[keras]')") from None
     try:
         with h5py.File(path, "r") as handle:
             if "layer_names" in handle.attrs or "model_weights" in handle:  # Keras 2
@@ -56,8 +56,8 @@ def keras_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
                 handle["layers"].visititems(visit)
                 return sorted(found, key=lambda entry: _natural(entry[0]))
     except (OSError, KeyError, ValueError) as exc:
-        raise CnnlabError(f"--weights {path}: not a readable Keras weight file ({exc})") from None
-    raise CnnlabError(f"--weights {path}: an HDF5 file without Keras layers (no layer_names, no layers/)")
+        raise CnnlabError.about("weights", f" {path}: not a readable Keras weight file ({exc})") from None
+    raise CnnlabError.about("weights", f" {path}: an HDF5 file without Keras layers (no layer_names, no layers/)")
 
 
 def _kind(arrays: list[np.ndarray]) -> str:
@@ -82,8 +82,8 @@ def keras_state_dict(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
         theirs = [(n, a) for n, a, k in layers if k == kind]
         mine = [(n, m) for n, m in ours if kind_of(m) == kind]
         if len(theirs) > len(mine):
-            raise CnnlabError(f"--weights {path}: {len(theirs)} {kind} layers in the file, "
-                              f"{len(mine)} in the model")
+            raise CnnlabError.about("weights", f" {path}: {len(theirs)} {kind} layers in the file, "
+                                    f"{len(mine)} in the model")
         for (keras_name, arrays), (name, module) in zip(theirs, mine, strict=False):
             state.update(_convert(kind, arrays, name, module, model, path, keras_name))
     return state
@@ -113,8 +113,8 @@ def _convert(kind: str, arrays: list[np.ndarray], name: str, module: nn.Module, 
     result = {}
     for key, tensor in converted.items():
         if key in own and tuple(own[key].shape) != tuple(tensor.shape) and not name.startswith(_head_prefixes(model)):
-            raise CnnlabError(f"--weights {path}: Keras layer {keras_name} {key} has shape "
-                              f"{tuple(tensor.shape)}; {name}.{key} needs {tuple(own[key].shape)}")
+            raise CnnlabError.about("weights", f" {path}: Keras layer {keras_name} {key} has shape "
+                                    f"{tuple(tensor.shape)}; {name}.{key} needs {tuple(own[key].shape)}")
         result[f"{name}.{key}"] = tensor
     return result
 

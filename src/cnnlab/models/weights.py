@@ -71,8 +71,8 @@ def resolve_weights(given: str, model_name: str) -> str:
     ~/.keras/models where Keras keeps it, else downloaded from where Keras does."""
     if given.lower() == "imagenet":
         if model_name not in KERAS_IMAGENET:
-            raise CnnlabError(f"--weights imagenet: Keras publishes ImageNet weights for {' and '.join(KERAS_IMAGENET)} "
-                              f"among cnnlab's models, not {model_name}; give a weights file")
+            raise CnnlabError.about("weights", f" imagenet: Keras publishes ImageNet weights for {' and '.join(KERAS_IMAGENET)} "
+                                    f"among cnnlab's models, not {model_name}; give a weights file")
         remote = KERAS_IMAGENET[model_name]
         kept = Path.home() / ".keras" / "models" / remote.filename
         return str(kept if kept.is_file() else fetch_url(remote, "the local copy as --weights PATH"))
@@ -128,7 +128,7 @@ def matching_weights(model: nn.Module, state: dict[str, torch.Tensor],
     problems += [f"unexpected {k}" for k in unexpected]
     if problems:
         shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise CnnlabError(f"--weights {path}: does not fit the model ({len(problems)} mismatches): {shown}")
+        raise CnnlabError.about("weights", f" {path}: does not fit the model ({len(problems)} mismatches): {shown}")
     if skipped_head:
         # a half-loaded head would pair new and old layers: start the whole head fresh
         loaded = {k: v for k, v in loaded.items() if not in_head(k)}
@@ -140,14 +140,14 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
     except ImportError:
-        raise CnnlabError(f"--weights {path}: reading safetensors needs the safetensors package "
-                          "(pip install 'cnnlab[safetensors]')") from None
+        raise CnnlabError.about("weights", f" {path}: reading safetensors needs the safetensors package "
+                                "(pip install 'cnnlab[safetensors]')") from None
     if not path.is_file():
-        raise CnnlabError(f"--weights {path}: no such file")
+        raise CnnlabError.about("weights", f" {path}: no such file")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CnnlabError(f"--weights {path}: not a readable safetensors file ({exc})") from None
+        raise CnnlabError.about("weights", f" {path}: not a readable safetensors file ({exc})") from None
     if not state:
-        raise CnnlabError(f"--weights {path}: holds no tensors")
+        raise CnnlabError.about("weights", f" {path}: holds no tensors")
     return state

@@ -19,8 +19,8 @@ READS = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps"), "adamw": ("b
 """The settings each optimizer reads besides lr and weight_decay; muon reads its fallback's too."""
 
 
-def unused_setting(cfg: OptimizerConfig) -> str | None:
-    """A message for the first setting changed from its default that ``cfg``'s optimizer does
+def unused_setting(cfg: OptimizerConfig) -> ConfigError | None:
+    """The error for the first setting changed from its default that ``cfg``'s optimizer does
     not read (``--optimizer adam --momentum 0.5``), else None. A default written out, as
     recipes do, is no change."""
     name = cfg.name.lower()
@@ -32,9 +32,8 @@ def unused_setting(cfg: OptimizerConfig) -> str | None:
             users = [f"{user}'s" for user, keys in READS.items() if key in keys]
             users += [f"muon's with fallback {fallback}" for fallback in FALLBACKS if key in READS[fallback]]
             what = f"{name} with fallback {cfg.fallback}" if name == "muon" else name
-            flag = "--momentum" if key == "momentum" else f"optimizer.{key}"
             listed = f"{', '.join(users[:-1])}, and {users[-1]}" if len(users) > 1 else users[0]
-            return f"{flag}: {what} does not use it ({value}); it is {listed}"
+            return ConfigError.about(f"optimizer.{key}", f": {what} does not use it ({value}); it is {listed}")
     return None
 
 
@@ -165,20 +164,20 @@ class Muon(torch.optim.Optimizer):
 def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter] | list[dict],
                     device: torch.device) -> torch.optim.Optimizer:
     if cfg.lr <= 0:
-        raise ConfigError(f"--lr: must be positive; got {cfg.lr}")
+        raise ConfigError.about("optimizer.lr", f": must be positive; got {cfg.lr}")
     if cfg.weight_decay < 0:
-        raise ConfigError(f"--weight-decay: must be 0 or more; got {cfg.weight_decay}")
+        raise ConfigError.about("optimizer.weight_decay", f": must be 0 or more; got {cfg.weight_decay}")
     if not 0 <= cfg.momentum < 1:
-        raise ConfigError(f"--momentum: must be at least 0 and below 1; got {cfg.momentum}")
+        raise ConfigError.about("optimizer.momentum", f": must be at least 0 and below 1; got {cfg.momentum}")
     if len(cfg.betas) != 2 or not all(0 <= beta < 1 for beta in cfg.betas):
-        raise ConfigError(f"optimizer.betas: two numbers, each at least 0 and below 1; got {cfg.betas}")
+        raise ConfigError.about("optimizer.betas", f": two numbers, each at least 0 and below 1; got {cfg.betas}")
     if cfg.eps <= 0:
-        raise ConfigError(f"optimizer.eps: must be positive; got {cfg.eps}")
+        raise ConfigError.about("optimizer.eps", f": must be positive; got {cfg.eps}")
     # the fused kernels do the whole update in one pass over the parameters
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
     name = cfg.name.lower()
     if name in READS and (unused := unused_setting(cfg)):
-        raise ConfigError(unused)
+        raise unused
     if name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay, **fused)
@@ -192,15 +191,15 @@ def build_optimizer(cfg: OptimizerConfig, params: Iterable[torch.nn.Parameter] |
                                    weight_decay=cfg.weight_decay, foreach=True)
     if name == "muon":
         if cfg.fallback not in FALLBACKS:
-            raise ConfigError(f"optimizer.fallback: must be one of {', '.join(FALLBACKS)}; got '{cfg.fallback}'")
+            raise ConfigError.about("optimizer.fallback", f": must be one of {', '.join(FALLBACKS)}; got '{cfg.fallback}'")
         if cfg.fallback_lr <= 0:
-            raise ConfigError(f"optimizer.fallback_lr: must be positive; got {cfg.fallback_lr}")
+            raise ConfigError.about("optimizer.fallback_lr", f": must be positive; got {cfg.fallback_lr}")
         if not 0 <= cfg.muon_momentum < 1:
-            raise ConfigError(f"optimizer.muon_momentum: must be at least 0 and below 1; got {cfg.muon_momentum}")
+            raise ConfigError.about("optimizer.muon_momentum", f": must be at least 0 and below 1; got {cfg.muon_momentum}")
         if not 1 <= cfg.ns_steps <= 20:
-            raise ConfigError(f"optimizer.ns_steps: must be 1 to 20; got {cfg.ns_steps}")
+            raise ConfigError.about("optimizer.ns_steps", f": must be 1 to 20; got {cfg.ns_steps}")
         return Muon(params, lr=cfg.lr, muon_momentum=cfg.muon_momentum, ns_steps=cfg.ns_steps,
                     weight_decay=cfg.weight_decay, fallback=cfg.fallback, momentum=cfg.momentum,
                     nesterov=cfg.nesterov, betas=tuple(cfg.betas), eps=cfg.eps,
                     renormalise=cfg.muon_renormalise)
-    raise ConfigError(f"--optimizer: unknown optimizer '{cfg.name}'; valid: {', '.join(OPTIMIZERS)}")
+    raise ConfigError.about("optimizer.name", f": unknown optimizer '{cfg.name}'; valid: {', '.join(OPTIMIZERS)}")

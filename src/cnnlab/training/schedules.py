@@ -17,13 +17,13 @@ class LRSchedule:
     def __init__(self, cfg: ScheduleConfig, base_lr: float, steps_per_epoch: int, epochs: int,
                  monitor: str | None = None):
         if cfg.name not in SCHEDULES:
-            raise ConfigError(f"--schedule: unknown schedule '{cfg.name}'; valid: {', '.join(SCHEDULES)}")
+            raise ConfigError.about("schedule.name", f": unknown schedule '{cfg.name}'; valid: {', '.join(SCHEDULES)}")
         if not cfg.warmup_epochs >= 0:
-            raise ConfigError(f"schedule.warmup_epochs: must be 0 or more; got {cfg.warmup_epochs:g}")
+            raise ConfigError.about("schedule.warmup_epochs", f": must be 0 or more; got {cfg.warmup_epochs:g}")
         if cfg.name == "exponential" and cfg.decay_steps < 1:
-            raise ConfigError("schedule.decay_steps: must be at least 1")
+            raise ConfigError.about("schedule.decay_steps", ": must be at least 1")
         if cfg.name == "step" and cfg.step_size < 1:
-            raise ConfigError("schedule.step_size: must be at least 1 epoch")
+            raise ConfigError.about("schedule.step_size", ": must be at least 1 epoch")
         if cfg.name == "onecycle" and not (0 < cfg.pct_start < 1 and cfg.div_factor > 0 and cfg.final_div_factor > 0):
             raise ConfigError("schedule: onecycle needs 0 < pct_start < 1 and positive div_factor, final_div_factor")
         self.cfg = cfg

@@ -88,7 +88,7 @@ def resumed_config(run: str | Path, changes: dict[str, Any] | None = None, sourc
     RESUME_CHANGES; None leaves a key as it was). ``source`` names who gave them, for errors."""
     path = Path(run)
     if not (path / runs.CONFIG).is_file():
-        raise CnnlabError(f"--resume {path}: not a cnnlab run directory (no {runs.CONFIG})")
+        raise CnnlabError.about("resume", f" {path}: not a cnnlab run directory (no {runs.CONFIG})")
     changes = {key: value for key, value in (changes or {}).items() if value is not None}
     config = TrainConfig.from_yaml(path / runs.CONFIG)
     return config.with_overrides(changes, source=source) if changes else config
@@ -108,33 +108,33 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     than it has trained)."""
     resuming = resume is not None
     if resuming and data_is_gone(config.data.spec):
-        raise DataError(f"--resume {resume}: its data, {config.data.spec}, is not there any more; give --data SPEC "
-                        "where it is now")
+        raise DataError.about("resume", lambda name: f" {resume}: its data, {config.data.spec}, is not there any "
+                              f"more; give {name('data')}=SPEC where it is now")
     config = replace(config, data=replace(config.data, spec=canonical_spec(config.data.spec)))
     if config.model.weights and not resuming:  # the run records the file it read
         config = replace(config, model=replace(config.model, weights=resolve_weights(config.model.weights,
                                                                                      config.model.name)))
-    for flag, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
+    for option, value in (("epochs", config.epochs), ("batch_size", config.batch_size)):
         if value < 1:
-            raise ConfigError(f"{flag}: must be at least 1; got {value}")
+            raise ConfigError.about(option, f": must be at least 1; got {value}")
     if config.name and (config.name in (".", "..") or "/" in config.name or "\\" in config.name):
-        raise ConfigError(f"--name {config.name}: a run's name is one folder name, without '/' (the folder "
-                          "holding runs is --out)")
+        raise ConfigError.about("name", lambda name: f" {config.name}: a run's name is one folder name, without '/' "
+                                f"(the folder holding runs is {name('out')})")
     if config.early_stopping.patience is not None and config.early_stopping.patience < 0:
-        raise ConfigError(f"early_stopping.patience: must be 0 or more; got {config.early_stopping.patience}")
+        raise ConfigError.about("early_stopping.patience", f": must be 0 or more; got {config.early_stopping.patience}")
     if config.accumulate < 1:
-        raise ConfigError(f"--accumulate: must be at least 1; got {config.accumulate}")
+        raise ConfigError.about("accumulate", f": must be at least 1; got {config.accumulate}")
     if config.clip_grad_norm is not None and config.clip_grad_norm <= 0:
-        raise ConfigError(f"--clip-grad-norm: must be positive; got {config.clip_grad_norm}")
+        raise ConfigError.about("clip_grad_norm", f": must be positive; got {config.clip_grad_norm}")
     minutes = config.checkpoint.within_epoch_minutes
     if minutes is not None and not minutes > 0:
-        raise ConfigError(f"checkpoint.within_epoch_minutes: must be positive, or null (at epoch ends only); got {minutes}")
+        raise ConfigError.about("checkpoint.within_epoch_minutes", f": must be positive, or null (at epoch ends only); got {minutes}")
     if config.ema is not None and not 0 < config.ema < 1:
-        raise ConfigError(f"--ema: the decay must be between 0 and 1, e.g. 0.999; got {config.ema}")
+        raise ConfigError.about("ema", f": the decay must be between 0 and 1, e.g. 0.999; got {config.ema}")
     if config.early_stopping.start_from_epoch < 0:
-        raise ConfigError(f"early_stopping.start_from_epoch: must be 0 or more; got {config.early_stopping.start_from_epoch}")
+        raise ConfigError.about("early_stopping.start_from_epoch", f": must be 0 or more; got {config.early_stopping.start_from_epoch}")
     if config.model.base_lr_scale <= 0:
-        raise ConfigError(f"model.base_lr_scale: must be positive; got {config.model.base_lr_scale}")
+        raise ConfigError.about("model.base_lr_scale", f": must be positive; got {config.model.base_lr_scale}")
     info = MODELS.get(config.model.name)
     image_size, input_size = resolve_sizes(config.data.image_size, config.data.crop, info.input_size[:2])
     check_normalize(config.data.normalize)
@@ -144,16 +144,16 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     check_subset(config.data.subset)
     check_seed(config.seed)
     if not 0.0 <= config.data.val_split < 1.0:
-        raise ConfigError(f"--val-split: must be at least 0 and below 1; got {config.data.val_split}")
+        raise ConfigError.about("data.val_split", f": must be at least 0 and below 1; got {config.data.val_split}")
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("--tensorboard: needs the tensorboard package (pip install 'cnnlab[tensorboard]')")
+        raise ConfigError.about("tensorboard", ": needs the tensorboard package (pip install 'cnnlab[tensorboard]')")
     if config.data.channels not in (None, 1, 3):
-        raise ConfigError(f"--channels: must be 1 or 3; got {config.data.channels}")
+        raise ConfigError.about("data.channels", f": must be 1 or 3; got {config.data.channels}")
     if config.towers is not None:
         if len(config.towers) != 2:
-            raise ConfigError(f"towers: one device per tower, two in all; got {config.towers}")
+            raise ConfigError.about("towers", f": one device per tower, two in all; got {config.towers}")
         if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-            raise ConfigError("towers: splits one model over devices; not with several processes")
+            raise ConfigError.about("towers", ": splits one model over devices; not with several processes")
         for device in config.towers:
             resolve_device(device)
     runtime = Runtime.create(config.towers[0] if config.towers else config.device, config.precision)
@@ -161,12 +161,13 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     source = read_source(config.data.spec, config.data.options)
     if "train" not in source.splits:
         only = " and ".join(source.splits)
-        raise DataError(f"--data {config.data.spec}: holds only {'a ' if len(source.splits) == 1 else ''}{only} split"
-                        f"{'s' if len(source.splits) > 1 else ''}, no training images; a test set on its own is for "
-                        "evaluating a run: cnnlab evaluate RUN --data SPEC")
+        raise DataError.about("data", lambda name: f" {config.data.spec}: holds only "
+                              f"{'a ' if len(source.splits) == 1 else ''}{only} split{'s' if len(source.splits) > 1 else ''}, "
+                              f"no training images; a test set on its own is for evaluation: evaluate RUN "
+                              f"{name('data')}=SPEC")
     if len(source.classes) == 1:  # a loss of 0 from the first step, and 100% accuracy
-        raise DataError(f"--data {config.data.spec}: holds one class ({source.classes[0]}); a classifier needs two "
-                        "or more (give the folder that holds the class folders)")
+        raise DataError.about("data", f" {config.data.spec}: holds one class ({source.classes[0]}); a classifier needs "
+                              "two or more (give the folder that holds the class folders)")
     channels = config.data.channels or source.channels
     augment.check(channels, input_size)
     loss = Loss(config.loss, len(source.classes), config.label_smoothing)
@@ -182,16 +183,17 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
         matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
     if config.model.unfreeze_after is not None:
         if not getattr(model, "features_frozen", False):
-            raise ConfigError(f"model.unfreeze_after: nothing to unfreeze: {config.model.name} trains with no frozen "
-                              "base (freeze one with --freeze-base)")
+            raise ConfigError.about("model.unfreeze_after", lambda name: f": nothing to unfreeze: {config.model.name} "
+                                    f"trains with no frozen base (freeze one with {name('model.options.freeze_base')})")
         if config.model.unfreeze_after < 1:
-            raise ConfigError(f"model.unfreeze_after: must be 1 or more; got {config.model.unfreeze_after} "
-                              "(without --freeze-base the base trains from the start)")
+            raise ConfigError.about("model.unfreeze_after", lambda name: f": must be 1 or more; got "
+                                    f"{config.model.unfreeze_after} (without {name('model.options.freeze_base')} the "
+                                    "base trains from the start)")
     if config.model.whiten_bias_epochs is not None:
         if config.model.whiten_bias_epochs < 0:
-            raise ConfigError(f"model.whiten_bias_epochs: must be 0 or more; got {config.model.whiten_bias_epochs}")
+            raise ConfigError.about("model.whiten_bias_epochs", f": must be 0 or more; got {config.model.whiten_bias_epochs}")
         if not whitening_biases(model):
-            raise ConfigError(f"model.whiten_bias_epochs: {config.model.name} has no whitening layer")
+            raise ConfigError.about("model.whiten_bias_epochs", f": {config.model.name} has no whitening layer")
 
     split_ids = check_resumable(Path(resume), config, source.classes) if resuming else None
 
@@ -208,15 +210,15 @@ def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict
     if run.exists(runs.LAST):  # its tensors left unread: the epoch is all that is looked at
         trained = load_checkpoint(run.file(runs.LAST), lazily=True).get("epoch")
         if isinstance(trained, int) and trained > config.epochs:
-            raise ConfigError(f"--epochs {config.epochs}: the run has trained {trained} epochs already; "
-                              "give more to continue it")
+            raise ConfigError.about("epochs", f" {config.epochs}: the run has trained {trained} epochs already; "
+                                    "give more to continue it")
     recorded = run.read_json(runs.CLASSES, None)
     if recorded is not None and recorded != classes:
         added, gone = [c for c in classes if c not in recorded], [c for c in recorded if c not in classes]
         changes = "; ".join([*(["added: " + listed(added, 5)] if added else []),
                              *(["gone: " + listed(gone, 5)] if gone else [])]) or "reordered"
-        raise ConfigError(f"--resume {path}: the classes of {config.data.spec} are not the run's any more "
-                          f"({changes}, against its {runs.CLASSES}); a run continues on the classes it started with")
+        raise ConfigError.about("resume", f" {path}: the classes of {config.data.spec} are not the run's any more "
+                                f"({changes}, against its {runs.CLASSES}); a run continues on the classes it started with")
     return run.read_json(runs.SPLIT)
 
 
@@ -238,33 +240,33 @@ def check_progressive_resizing(config: TrainConfig, model: torch.nn.Module, chan
     phases = config.data.progressive_resizing
     for phase in phases:
         if not 0 < phase.scale <= 1:
-            raise ConfigError(f"data.progressive_resizing: a scale must be above 0 and at most 1; got {phase.scale}")
+            raise ConfigError.about("data.progressive_resizing", f": a scale must be above 0 and at most 1; got {phase.scale}")
         if (phase.epochs is None) == (phase.fraction is None):
-            raise ConfigError("data.progressive_resizing: a phase lasts its epochs (e.g. {scale: 0.75, epochs: 5}) "
-                              "or its fraction of the run's epochs (e.g. {scale: 0.75, fraction: 0.3}), "
-                              f"{'not both' if phase.epochs is not None else 'and this one gives neither'}")
+            raise ConfigError.about("data.progressive_resizing", ": a phase lasts its epochs (e.g. {scale: 0.75, epochs: 5}) "
+                                    "or its fraction of the run's epochs (e.g. {scale: 0.75, fraction: 0.3}), "
+                                    f"{'not both' if phase.epochs is not None else 'and this one gives neither'}")
         if phase.epochs is not None and phase.epochs < 1:
-            raise ConfigError(f"data.progressive_resizing: a phase lasts at least 1 epoch; got {phase.epochs}")
+            raise ConfigError.about("data.progressive_resizing", f": a phase lasts at least 1 epoch; got {phase.epochs}")
         if phase.fraction is not None and not 0 < phase.fraction < 1:
-            raise ConfigError("data.progressive_resizing: a phase's fraction of the run's epochs must be above 0 "
-                              f"and below 1; got {phase.fraction}")
+            raise ConfigError.about("data.progressive_resizing", ": a phase's fraction of the run's epochs must be above 0 "
+                                    f"and below 1; got {phase.fraction}")
     in_fractions = [phase.fraction is not None for phase in phases]
     if any(in_fractions) and not all(in_fractions):
-        raise ConfigError("data.progressive_resizing: give every phase in epochs or every phase in fractions of "
-                          "the run, not some of each")
+        raise ConfigError.about("data.progressive_resizing", ": give every phase in epochs or every phase in fractions of "
+                                "the run, not some of each")
     if any(in_fractions) and (total := sum(phase.fraction for phase in phases)) >= 1:
-        raise ConfigError(f"data.progressive_resizing: the phases' fractions add up to {total:g}; they must leave "
-                          "part of the run at the full input size")
+        raise ConfigError.about("data.progressive_resizing", f": the phases' fractions add up to {total:g}; they must leave "
+                                "part of the run at the full input size")
     if phases and config.resized_epochs >= config.epochs:
-        raise ConfigError(f"data.progressive_resizing: its phases take {config.resized_epochs} epochs of the run's "
-                          f"{config.epochs}; the last epoch at least must train at the full input size")
+        raise ConfigError.about("data.progressive_resizing", f": its phases take {config.resized_epochs} epochs of the run's "
+                                f"{config.epochs}; the last epoch at least must train at the full input size")
     for scale in sorted({phase.scale for phase in phases}):
         size = scaled_size(input_size, scale)
         try:
             model(torch.empty(2, channels, *size, device="meta"))
         except RuntimeError:
-            raise ConfigError(
-                f"data.progressive_resizing: {config.model.name} cannot train on {size[0]}x{size[1]} images "
+            raise ConfigError.about(
+                "data.progressive_resizing", f": {config.model.name} cannot train on {size[0]}x{size[1]} images "
                 f"(scale {scale} of {input_size[0]}x{input_size[1]}); progressive resizing needs a model that "
                 "pools globally (airbench, resnet9) and a scale that leaves its feature maps at least 1 pixel") from None
 
@@ -284,7 +286,7 @@ def resolve_monitors(config: TrainConfig, num_classes: int, validation: bool) ->
             notes.append(f"{key}: no validation split, monitoring '{name[4:]}' instead")
             name = name[4:]
         if name not in names:
-            raise ConfigError(f"{key}: '{name}' is not a logged metric; choose from: {', '.join(names)}")
+            raise ConfigError.about(key, f": '{name}' is not a logged metric; choose from: {', '.join(names)}")
         monitors[option] = name
     return monitors, notes
 
@@ -309,7 +311,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
     state, restart = None, False
     if resume is not None:
         run = runs.RunDirectory(Path(resume), quiet=quiet, main_process=runtime.is_main)
-        locks.enter_context(run.training_lock(f"--resume {resume}"))
+        locks.enter_context(run.training_lock(resuming=True))
         if runtime.is_main:
             run.remove_stale_temporaries()
         # read under the lock: a training that held it until now may have saved since the plan
@@ -357,7 +359,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
         if runtime.is_main:
             path = runs.RunDirectory.create(config.out, config.name or runs.run_name(config)).path
         run = runs.RunDirectory(Path(runtime.broadcast(str(path))), quiet=quiet, main_process=runtime.is_main)
-        locks.enter_context(run.training_lock(str(run.path)))
+        locks.enter_context(run.training_lock(resuming=False))
         run.write_text(runs.CONFIG, config.to_yaml())  # first, so a run stopped at once can resume
     for note in [*given_notes, *notes, *weight_notes]:
         run.log(note)
@@ -434,7 +436,7 @@ def read_class_weights(setting: str | dict, classes: list[str]) -> dict[str, flo
     name: its index."""
     weights = {}
     unknown = []
-    where = "class_weight" if isinstance(setting, dict) else f"--class-weight {setting}"
+    given = "" if isinstance(setting, dict) else f" {setting}"
     for key, weight in (setting if isinstance(setting, dict) else read_yaml(setting)).items():
         if str(key) in classes:
             name = str(key)
@@ -444,17 +446,17 @@ def read_class_weights(setting: str | dict, classes: list[str]) -> dict[str, flo
             unknown.append(str(key))
             continue
         if name in weights:
-            raise ConfigError(f"{where}: names {name} twice (by name and by index)")
+            raise ConfigError.about("class_weight", f"{given}: names {name} twice (by name and by index)")
         weights[name] = weight
     if unknown:
         numbers = f" (a number is a class index, 0 to {len(classes) - 1} here)" if any(
             key.lstrip("-").isdigit() for key in unknown) else ""
-        raise ConfigError(f"{where}: not classes of this data: {listed(unknown, 10)}{numbers}")
+        raise ConfigError.about("class_weight", f"{given}: not classes of this data: {listed(unknown, 10)}{numbers}")
     for name, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
-            raise ConfigError(f"{where}: {name}: expected a weight of at least 0, got {weight!r}")
+            raise ConfigError.about("class_weight", f"{given}: {name}: expected a weight of at least 0, got {weight!r}")
     if len(weights) == len(classes) and not any(weights.values()):
-        raise ConfigError(f"{where}: every class weighs 0, so nothing would be learned")
+        raise ConfigError.about("class_weight", f"{given}: every class weighs 0, so nothing would be learned")
     return {name: float(weight) for name, weight in weights.items()}
 
 

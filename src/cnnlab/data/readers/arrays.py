@@ -71,22 +71,22 @@ def read_npz(path: Path | None) -> SourceData:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(member.file_size for member in archive.infolist())
         if unpacked > (memory := machine_memory()):
-            raise DataError(f"--data npz:{path}: its arrays take {readable_size(unpacked)} unpacked; this machine "
-                            f"has {readable_size(memory)} of memory")
+            raise DataError.about("data", f" npz:{path}: its arrays take {readable_size(unpacked)} unpacked; this machine "
+                                  f"has {readable_size(memory)} of memory")
         with np.load(path, allow_pickle=False) as arrays:
             contents = {key: arrays[key] for key in arrays.files}
     # MemoryError: a member's header may claim any shape, terabytes included
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
-        raise DataError(f"--data npz:{path}: not a readable .npz of arrays ({exc})") from None
+        raise DataError.about("data", f" npz:{path}: not a readable .npz of arrays ({exc})") from None
     present = [split for split in SPLITS if f"x_{split}" in contents or f"y_{split}" in contents]
     if not present:
-        raise DataError(f"--data npz:{path}: needs x_train and y_train (or x_test and y_test, to evaluate a run "
-                        f"on); found {', '.join(contents) or 'nothing'}")
+        raise DataError.about("data", f" npz:{path}: needs x_train and y_train (or x_test and y_test, to evaluate a run "
+                              f"on); found {', '.join(contents) or 'nothing'}")
     splits, channels = {}, None
     for split in present:
         for have, lack in ((f"x_{split}", f"y_{split}"), (f"y_{split}", f"x_{split}")):
             if lack not in contents:
-                raise DataError(f"--data npz:{path}: {have} without {lack}")
+                raise DataError.about("data", f" npz:{path}: {have} without {lack}")
         images = images_array(contents[f"x_{split}"], f"{path}: x_{split}")
         labels = labels_array(contents[f"y_{split}"], len(images), f"{path}: y_{split}")
         if channels is not None and images.shape[3] != channels:
@@ -122,10 +122,10 @@ def read_csv_listing(path: Path | None) -> SourceData:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"--data csv:{path}: unreadable CSV ({exc})") from None
+        raise DataError.about("data", f" csv:{path}: unreadable CSV ({exc})") from None
     if not rows or not {"path", "label"} <= set(rows[0]):
-        raise DataError(f"--data csv:{path}: expected a header with path and label columns (and split), "
-                        "then one line per image")
+        raise DataError.about("data", f" csv:{path}: expected a header with path and label columns (and split), "
+                              "then one line per image")
     entries = {split: [] for split in SPLITS}
     for line, row in enumerate(rows, start=2):
         file, label, split = row.get("path"), row.get("label"), (row.get("split") or "train").strip()

@@ -27,7 +27,7 @@ def read_caltech256(path: Path | None, categories: int | list | None = None,
     if not any(CALTECH_FOLDER.match(p.name) for p in root.iterdir()):
         nested = find_below(root, "256_ObjectCategories")
         if nested is None:
-            raise DataError(f"--data caltech256:{path}: expected 256_ObjectCategories/ with folders like 001.ak47")
+            raise DataError.about("data", f" caltech256:{path}: expected 256_ObjectCategories/ with folders like 001.ak47")
         root = nested
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and CALTECH_FOLDER.match(p.name))
     if not include_clutter:
@@ -39,7 +39,7 @@ def read_caltech256(path: Path | None, categories: int | list | None = None,
         chosen = [f for f in folders if f in wanted or f.split(".", 1)[1] in wanted]
         missing = wanted - {f for f in chosen} - {f.split(".", 1)[1] for f in chosen}
         if missing:
-            raise DataError(f"--categories: not in {root}: {', '.join(sorted(missing))}")
+            raise DataError.about("categories", f": not in {root}: {', '.join(sorted(missing))}")
         folders = chosen
     paths, labels = [], []
     for label, folder in enumerate(folders):

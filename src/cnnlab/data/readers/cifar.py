@@ -29,11 +29,11 @@ def _cifar_files(path: Path, names: list[str], name: str) -> dict[str, bytes]:
                     base = member.name.rsplit("/", 1)[-1]
                     if member.isfile() and base in names:
                         if member.size > MAX_MEMBER_BYTES:
-                            raise DataError(f"--data {name}:{path}: {member.name} is {member.size:,} "
-                                            f"bytes, far more than a CIFAR file")
+                            raise DataError.about("data", f" {name}:{path}: {member.name} is {member.size:,} "
+                                                  f"bytes, far more than a CIFAR file")
                         found[base] = tar.extractfile(member).read()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"--data {name}:{path}: not a readable tar archive ({exc})") from None
+            raise DataError.about("data", f" {name}:{path}: not a readable tar archive ({exc})") from None
     else:
         for folder in (path, *sorted(p for p in path.iterdir() if p.is_dir())):
             for base in names:
@@ -41,8 +41,8 @@ def _cifar_files(path: Path, names: list[str], name: str) -> dict[str, bytes]:
                     found[base] = (folder / base).read_bytes()
     missing = [n for n in names if n not in found]
     if missing:
-        raise DataError(f"--data {name}:{path}: missing {', '.join(missing)} (expected the official "
-                        f"python version of {name.upper()}){class_folders_hint(path)}")
+        raise DataError.about("data", f" {name}:{path}: missing {', '.join(missing)} (expected the official "
+                              f"python version of {name.upper()}){class_folders_hint(path)}")
     return found
 
 
@@ -119,7 +119,7 @@ def read_cifar100(path: Path | None, label_mode: str = "fine") -> SourceData:
     """CIFAR-100: cifar-100-python.tar.gz or its folder (train, test, meta); 100 fine labels or
     20 coarse superclasses."""
     if label_mode not in ("fine", "coarse"):
-        raise DataError(f"--label-mode: must be fine or coarse; got '{label_mode}'")
+        raise DataError.about("label_mode", f": must be fine or coarse; got '{label_mode}'")
     path = fetch("cifar100", path)
     files = _cifar_files(path, ["train", "test", "meta"], "cifar100")
     meta = _batch(files["meta"], f"{path}:meta")

@@ -14,7 +14,7 @@ from ..sources import SOURCES, RawSplit, SourceData
 def read_digits(path: Path | None) -> SourceData:
     """scikit-learn's bundled 8x8 digits: no download at all."""
     if path is not None:
-        raise DataError("--data digits: takes no path (it ships with scikit-learn)")
+        raise DataError.about("data", " digits: takes no path (it ships with scikit-learn)")
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

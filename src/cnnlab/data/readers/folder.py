@@ -85,7 +85,7 @@ def read_folder(path: Path | None) -> SourceData:
     if root.is_file():  # an archive of the folder, extracted once into the data home
         root = outermost_content(unpacked(root))
     if not root.is_dir():
-        raise DataError(f"--data folder:{root}: not a folder")
+        raise DataError.about("data", f" folder:{root}: not a folder")
     split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
     # without train/, val/ and test/ are splits only where nothing else is there: a class may be
     # called test

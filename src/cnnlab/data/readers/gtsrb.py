@@ -87,9 +87,9 @@ def read_gtsrb(path: Path | None, roi_crop: bool = False) -> SourceData:
     elif kaggle_test is not None:
         splits["test"] = _gtsrb_rows(kaggle_test, ",", kaggle_test.parent, root, lambda c, n: 0)
     if not splits:
-        raise DataError(f"--data gtsrb:{path}: expected Final_Training/Images/ or Training/ "
-                        "(official layout), Train.csv with Train/ (Kaggle layout), or a test set "
-                        "alone: Final_Test/Images/ with GT-final_test.csv, or Test.csv with Test/")
+        raise DataError.about("data", f" gtsrb:{path}: expected Final_Training/Images/ or Training/ "
+                              "(official layout), Train.csv with Train/ (Kaggle layout), or a test set "
+                              "alone: Final_Test/Images/ with GT-final_test.csv, or Test.csv with Test/")
     count = int(max(split.labels.max(initial=-1) for split in splits.values())) + 1
     if not roi_crop:
         for split in splits.values():

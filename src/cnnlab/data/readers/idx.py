@@ -72,7 +72,7 @@ def _find_idx(folder: Path, stem: str) -> Path:
 def read_idx_folder(path: Path | None, name: str, classes: list[str]) -> SourceData:
     folder = fetch(name, path)
     if not folder.is_dir():
-        raise DataError(f"--data {name}:{folder}: expected the folder holding the four IDX files")
+        raise DataError.about("data", f" {name}:{folder}: expected the folder holding the four IDX files")
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = read_idx(_find_idx(folder, f"{prefix}-images-idx3-ubyte"), IDX_IMAGES)

@@ -1,0 +1,97 @@
+"""An error names the option the way the user gave it: the CLI by its flag, train() and resume()
+by their keywords, a recipe by its config key. Python callers were told of CLI flags they never
+had (``train(epochs=0)`` said ``--epochs: ...``)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import cnnlab
+from cnnlab.cli import OPTION_DESTS, build_parser, flag_for
+from cnnlab.errors import CnnlabError, CnnlabWarning, ConfigError
+from conftest import run_cli
+
+CASES = [  # train()'s keywords, what train() says; the CLI's options, what the CLI says
+    (dict(epochs=0), "epochs: must be at least 1; got 0",
+     ["--epochs", "0"], "--epochs: must be at least 1; got 0"),
+    (dict(val_split=1.5), "val_split: must be at least 0 and below 1; got 1.5",
+     ["--val-split", "1.5"], "--val-split: must be at least 0 and below 1; got 1.5"),
+    (dict(optimizer__momentum=1.5), "optimizer__momentum: must be at least 0 and below 1; got 1.5",
+     ["--momentum", "1.5"], "--momentum: must be at least 0 and below 1; got 1.5"),
+    (dict(lr=-1.0), "lr: must be positive; got -1.0", ["--lr", "-1"], "--lr: must be positive; got -1.0"),
+    (dict(seed=-1), "seed: must be 0 or more; got -1", ["--seed", "-1"], "--seed: must be 0 or more; got -1"),
+    (dict(optimizer="adam", optimizer__momentum=0.5),
+     "optimizer__momentum: adam does not use it (0.5); it is sgd's",
+     ["--optimizer", "adam", "--momentum", "0.5"], "--momentum: adam does not use it (0.5); it is sgd's"),
+    (dict(schedule__warmup_epochs=-1), "schedule__warmup_epochs: must be 0 or more; got -1",
+     ["--set", "schedule.warmup_epochs=-1"], "schedule.warmup_epochs: must be 0 or more; got -1"),
+    (dict(image_size=[32, 32], crop=[40, 40]),
+     "crop [40, 40] is larger than image_size [32, 32]: give a smaller one, or none (data.crop=null) for inputs "
+     "of the whole decoded image",
+     ["--image-size", "32x32", "--crop", "40x40"],
+     "--crop [40, 40] is larger than --image-size [32, 32]: give a smaller one, or none (data.crop=null) for "
+     "inputs of the whole decoded image"),
+    (dict(data="folder:no-such-folder"), "data folder:",
+     ["--data", "folder:no-such-folder"], "--data folder:"),
+]
+
+
+@pytest.mark.parametrize(("keywords", "told", "argv", "flagged"), CASES, ids=[case[1].split(":")[0] for case in CASES])
+def test_train_and_the_cli_each_name_the_option_as_given(tmp_path, monkeypatch, keywords, told, argv, flagged):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CnnlabError) as caught:
+        cnnlab.train(**keywords, out=str(tmp_path), quiet=True)
+    assert str(caught.value).startswith(told)
+    result = run_cli("train", *argv, "--out", tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"cnnlab train: error: {flagged}"), result.stderr
+
+
+def test_resume_names_its_run_not_the_flag(tmp_path):
+    with pytest.raises(CnnlabError, match=r"^run \S+nope: not a cnnlab run directory \(no config.yaml\)$"):
+        cnnlab.resume(tmp_path / "nope")
+    result = run_cli("train", "--resume", tmp_path / "nope", check=False)
+    assert result.stderr.strip().endswith(f"error: --resume {tmp_path / 'nope'}: not a cnnlab run directory "
+                                          "(no config.yaml)")
+
+
+def test_a_message_naming_other_options_writes_each_in_the_callers_spelling():
+    error = ConfigError.about("data.crop", lambda name: f" [9, 9]: larger than {name('data.image_size')} [4, 4]")
+    assert str(error) == "data.crop [9, 9]: larger than data.image_size [4, 4]"
+    error.respell(lambda option: "--" + option.split(".")[-1])
+    assert str(error) == "--crop [9, 9]: larger than --image_size [4, 4]"
+    error.respell(str)  # from the names it was given, not from the last spelling
+    assert (str(error), error.option) == ("data.crop [9, 9]: larger than data.image_size [4, 4]", "data.crop")
+    plain = CnnlabError("runs/a: damaged")
+    plain.respell(str.upper)
+    assert str(plain) == "runs/a: damaged"
+
+
+def test_warnings_name_options_as_errors_do():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn(CnnlabWarning.about("tta", lambda name: f" flip: use {name('tta')}=shift"), stacklevel=1)
+    assert str(caught[0].message) == "tta flip: use tta=shift"
+
+
+def test_every_option_the_cli_names_is_one_of_its_flags():
+    """The table the CLI spells options with, against its parser: a renamed flag would leave
+    errors naming one that does not exist."""
+    parser = build_parser()
+    flags = {flag for action in parser._subparsers._group_actions[0].choices.values()
+             for argument in action._actions for flag in argument.option_strings}
+    assert {flag_for(option) for option in OPTION_DESTS} <= flags
+
+
+def test_an_error_naming_options_pickles_as_it_reads():
+    """A process pool sends a worker's error back pickled; the function that writes the names
+    cannot be, and the pool would have reported a PicklingError in its place."""
+    import pickle
+
+    error = ConfigError.about("data.crop", lambda name: f": smaller than {name('data.image_size')}")
+    error.respell(lambda option: "--" + option)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.option) == (ConfigError, "--data.crop: smaller than --data.image_size",
+                                                     "data.crop")
