@@ -33,6 +33,10 @@ CASES = [  # train()'s keywords, what train() says; the CLI's options, what the 
      ["--image-size", "32x32", "--crop", "40x40"],
      "--crop [40, 40] is larger than --image-size [32, 32]: give a smaller one, or none (data.crop=null) for "
      "inputs of the whole decoded image"),
+    (dict(val_split="x"), "train(): val_split: expected a number, got 'x'",
+     ["--set", "data.val_split=x"], "--set: data.val_split: expected a number, got 'x'"),
+    (dict(epochs=10**30), "train(): epochs: 1000000000000000000000000000000 is too large",
+     ["--epochs", str(10**30)], "--epochs: 1000000000000000000000000000000 is too large"),
     (dict(data="folder:no-such-folder"), "data folder:",
      ["--data", "folder:no-such-folder"], "--data folder:"),
 ]

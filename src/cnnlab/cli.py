@@ -470,9 +470,8 @@ def train_config(args: argparse.Namespace):
             and not Path(path).expanduser().exists()):
         raise CnnlabError(f"--config {args.config}: its data.spec, {config.data.spec}, names nothing here; give "
                           "--data SPEC (a bundled recipe's data is a placeholder)")
-    # one option at a time, so that a value of the wrong kind names the option the user typed
-    for dest, value in flags.items():
-        config = config.with_overrides({CONFIG_FLAGS[dest]: value}, source=flag_name(dest))
+    # no source: a value of the wrong kind is named by its key, which main() writes as the flag
+    config = config.with_overrides({CONFIG_FLAGS[dest]: value for dest, value in flags.items()}, source=None)
     return config.with_overrides(settings, source="--set") if settings else config
 
 
@@ -551,7 +550,7 @@ def resolved_config(args: argparse.Namespace):
     if not args.resume:
         return train_config(args)
     return resumed_config(args.resume, {CONFIG_FLAGS[dest]: value for dest, value in config_flag_values(args).items()},
-                          source="--resume")
+                          source=None)
 
 
 def check_training(args: argparse.Namespace) -> int:

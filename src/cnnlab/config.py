@@ -250,23 +250,29 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(read_yaml(path), source=str(path))
 
-    def with_overrides(self, overrides: dict[str, Any], source: str = "option",
+    def with_overrides(self, overrides: dict[str, Any], source: str | None = "option",
                        spell: Callable[[str], str] = str) -> TrainConfig:
         """A copy with dotted keys (``optimizer.lr``) set to new values. ``spell`` writes a
-        dotted key as the caller takes it, for the message that refuses an unknown one."""
+        dotted key as the caller takes it, for the messages that refuse an unknown key or a
+        value of the wrong type; ``source`` begins them (None: values whose key names them,
+        as a flag does)."""
         merged = self.to_dict()
         for dotted, value in overrides.items():
             node = merged
             *parents, leaf = dotted.split(".")
             for part in parents:
                 if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"{source}: unknown key '{spell(dotted)}'{did_you_mean(dotted, spell)}")
+                    raise ConfigError(f"{_at(source)}unknown key '{spell(dotted)}'{did_you_mean(dotted, spell)}")
                 node = node[part]
             if leaf not in node and not (parents and parents[-1] == "options"):
-                raise ConfigError(f"{source}: unknown key '{spell(dotted)}'{did_you_mean(dotted, spell)}; "
+                raise ConfigError(f"{_at(source)}unknown key '{spell(dotted)}'{did_you_mean(dotted, spell)}; "
                                   f"{_valid_keys(node)}")
             node[leaf] = value
-        return TrainConfig.from_dict(merged, source)
+        try:
+            return TrainConfig.from_dict(merged, source)
+        except ConfigError as exc:
+            exc.respell(spell)
+            raise
 
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -415,22 +421,27 @@ def _valid_keys(node: dict[str, Any]) -> str:
     return "valid keys: " + ", ".join(node)
 
 
-def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+def _at(source: str | None) -> str:
+    """Where a value came from, as a message begins (None: the option's own name says it)."""
+    return f"{source}: " if source else ""
+
+
+def _build(cls: type, data: Any, source: str | None, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping")
+        raise ConfigError(f"{_at(source)}{prefix.rstrip('.') or 'config'} must be a mapping")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [key for key in data if key not in names]
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key '{prefix}{unknown[0]}'{did_you_mean(f'{prefix}{unknown[0]}')}; valid keys"
+            f"{_at(source)}unknown key '{prefix}{unknown[0]}'{did_you_mean(f'{prefix}{unknown[0]}')}; valid keys"
             f"{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
         )
     values = {key: _coerce(hints[key], value, source, prefix + key) for key, value in data.items()}
     return cls(**values)
 
 
-def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
+def _coerce(hint: Any, value: Any, source: str | None, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, source, key + ".")
     origin = typing.get_origin(hint)
@@ -447,24 +458,24 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
-            raise ConfigError(f"{source}: {key}: expected a list, got {_short(value)}")
+            raise ConfigError.about(key, f": expected a list, got {_short(value)}", before=_at(source))
         return [_coerce(args[0], item, source, key) for item in value]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key}: expected a mapping, got {_short(value)}")
+            raise ConfigError.about(key, f": expected a mapping, got {_short(value)}", before=_at(source))
         return dict(value)
     if hint is Any:
         return value
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{source}: {key}: expected true or false, got {_short(value)}")
+        raise ConfigError.about(key, f": expected true or false, got {_short(value)}", before=_at(source))
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > MAX_INT:
-                raise ConfigError(f"{source}: {key}: {value} is too large (at most {MAX_INT:,})")
+                raise ConfigError.about(key, f": {value} is too large (at most {MAX_INT:,})", before=_at(source))
             return value
-        raise ConfigError(f"{source}: {key}: expected a whole number, got {_short(value)}")
+        raise ConfigError.about(key, f": expected a whole number, got {_short(value)}", before=_at(source))
     if hint is float:
         number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -473,12 +484,12 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
             with contextlib.suppress(ValueError):
                 number = float(value)
         if number is None:
-            raise ConfigError(f"{source}: {key}: expected a number, got {_short(value)}")
+            raise ConfigError.about(key, f": expected a number, got {_short(value)}", before=_at(source))
         if not math.isfinite(number):
-            raise ConfigError(f"{source}: {key}: expected a finite number, got {_short(value)}")
+            raise ConfigError.about(key, f": expected a finite number, got {_short(value)}", before=_at(source))
         return number
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{source}: {key}: expected text, got {_short(value)}")
+        raise ConfigError.about(key, f": expected text, got {_short(value)}", before=_at(source))
     raise TypeError(f"config field {key} has an unsupported type {hint}")

@@ -25,11 +25,13 @@ class OptionNamed:
     """The option the message is about, which it names first (None: it names options inside)."""
 
     @classmethod
-    def about(cls, option: str, detail: str | Callable[[Spell], str]) -> Self:
+    def about(cls, option: str, detail: str | Callable[[Spell], str], before: str = "") -> Self:
         """The message ``option`` + ``detail``: ``detail`` goes on with ": what is wrong", or with
         " VALUE: what is wrong". A detail that names other options (what to give instead) is a
-        function of the ``Spell`` that writes them: ``lambda name: f"...; give {name('data')}=SPEC"``."""
-        made = cls._written(lambda spell, given: given(option) + (detail(spell) if callable(detail) else detail))
+        function of the ``Spell`` that writes them: ``lambda name: f"...; give {name('data')}=SPEC"``.
+        ``before``: what the message says first, where the option is in a file (``config.yaml: ``)."""
+        made = cls._written(lambda spell, given: before + given(option) +
+                            (detail(spell) if callable(detail) else detail))
         made.option = option
         return made
 

@@ -83,7 +83,8 @@ RESUME_CHANGES = ("epochs", "report", "device", "precision", "data.spec")
 trained on a lent GPU continues on a CPU) and where its data is now (its classes are checked)."""
 
 
-def resumed_config(run: str | Path, changes: dict[str, Any] | None = None, source: str = "resume()") -> TrainConfig:
+def resumed_config(run: str | Path, changes: dict[str, Any] | None = None,
+                   source: str | None = "resume()") -> TrainConfig:
     """The config a resumed run trains: its own config.yaml with ``changes`` (keys of
     RESUME_CHANGES; None leaves a key as it was). ``source`` names who gave them, for errors."""
     path = Path(run)
