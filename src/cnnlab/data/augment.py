@@ -17,11 +17,13 @@ from ..errors import ConfigError
 from .resample import affine_sample
 from .trivial_augment import LEVELS, OPERATIONS, trivial_augment
 
-AT_MOST_ONE = {"random_resized_crop": "the smallest share of the image's area",
-               "translate": "a fraction of the image's side", "brightness": "a fraction of the pixel range",
-               "contrast": "the contrast factor, 1 +- contrast, stays at 0 or above",
-               "random_erasing": "the probability that an image has a box erased"}
-"""Strengths that are fractions, with what each is a fraction of (Keras' bounds for its layers)."""
+AT_MOST = {"random_resized_crop": (1, "the smallest share of the image's area"),
+           "translate": (1, "a fraction of the image's side"), "brightness": (1, "a fraction of the pixel range"),
+           "contrast": (1, "the contrast factor, 1 +- contrast, stays at 0 or above"),
+           "random_erasing": (1, "the probability that an image has a box erased"),
+           "gamma": (3, "powers within 1/4..4; beyond them most levels go to black or white")}
+"""The bounded strengths: the largest each may be, and why (for fractions, Keras' bounds for its
+layers; a gamma of 4 takes mid-grey to 0.06)."""
 
 STRENGTHS = {"pad_crop": 4, "random_resized_crop": 0.08, "pca_lighting": 0.1, "rotate": 10.0, "scale": 0.1,
              "translate": 0.1, "brightness": 0.2, "contrast": 0.2, "gamma": 0.5, "random_erasing": 0.25,
@@ -97,8 +99,9 @@ class Augment:
                 if name == "scale" and value >= 1:
                     raise ConfigError.about("data.augment", f": scale must be below 1 (the zoom, 1 +- scale, stays above 0); "
                                             f"got '{item}'")
-                if name in AT_MOST_ONE and value > 1:
-                    raise ConfigError.about("data.augment", f": {name} must be at most 1 ({AT_MOST_ONE[name]}); got '{item}'")
+                if name in AT_MOST and value > (limit := AT_MOST[name][0]):
+                    raise ConfigError.about("data.augment", f": {name} must be at most {limit} ({AT_MOST[name][1]}); "
+                                            f"got '{item}'")
                 options[name] = value
             else:
                 raise ConfigError.about("data.augment", f": unknown augmentation '{item}'; valid: {AUGMENTATIONS}")
