@@ -243,6 +243,15 @@ def test_lr_find_writes_a_plot_and_suggests(tmp_path):
     assert "warning" not in result.stderr  # torch's, on reading a loss that still requires grad
 
 
+def test_lr_find_by_default_draws_each_search_in_its_own_picture(tmp_path):
+    """lr-find drew every search into lr-find.png in the working folder, over the last one: a
+    search of minutes lost. The default picture is named by the model and data searched."""
+    for model in ("mlp", "lenet5", "mlp"):
+        result = run_cli("lr-find", "--model", model, "--data", "digits", "--steps", "5", cwd=tmp_path)
+        assert result.stdout.strip().endswith(f"plot: lr-find-{model}-digits.png")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lr-find-lenet5-digits.png", "lr-find-mlp-digits.png"]
+
+
 def test_bundled_recipes_are_listed_and_found_by_name(tmp_path):
     listing = json.loads(run_cli("recipes", "--format", "json").stdout)
     names = {row["name"] for row in listing}

@@ -214,8 +214,9 @@ def build_parser() -> Parser:
                          help="the last step's learning rate (default %(default)s)")
     lr_find.add_argument("--steps", type=int, default=100,
                          help="training steps from --start-lr to --end-lr (default %(default)s)")
-    lr_find.add_argument("--plot", default="lr-find.png", metavar="FILE.png",
-                         help="where the loss against the learning rate is drawn (default %(default)s)")
+    lr_find.add_argument("--plot", metavar="FILE.png",
+                         help="where the loss against the learning rate is drawn (default "
+                         "lr-find-MODEL-DATA.png: a search does not draw over another's)")
 
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a run's best checkpoint",
@@ -686,12 +687,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
+    from .runs import data_name, file_safe
     from .training.lr_find import find_lr
 
-    finding = find_lr(train_config(args), args.start_lr, args.end_lr, args.steps, Path(args.plot))
+    config = train_config(args)
+    plot = Path(args.plot or f"lr-find-{file_safe(config.model.name)}-{data_name(config.data.spec)}.png")
+    finding = find_lr(config, args.start_lr, args.end_lr, args.steps, plot)
     print(f"suggested learning rate: {finding.steepest:.2e} (steepest descent of the loss); "
           f"{finding.minimum:.2e} is a tenth of the lowest loss's")
-    print(f"{len(finding.lrs)} steps from {finding.lrs[0]:.1e} to {finding.lrs[-1]:.1e}; plot: {args.plot}")
+    print(f"{len(finding.lrs)} steps from {finding.lrs[0]:.1e} to {finding.lrs[-1]:.1e}; plot: {plot}")
     return 0
 
 
