@@ -118,6 +118,28 @@ def test_compare_takes_a_folder_of_runs(two_runs, tmp_path):
     assert empty.returncode == 2 and f"{tmp_path}: not a cnnlab run directory" in empty.stderr
 
 
+def test_compare_of_a_folder_leaves_out_a_damaged_run_and_says_so(two_runs, tmp_path):
+    """`compare FOLDER` stopped at the first damaged run it found, where `runs FOLDER` lists it
+    as unreadable and goes on. A run named on its own is still refused."""
+    import shutil
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(two_runs[0].path.parent, folder)
+    damaged = folder / two_runs[1].path.name
+    (damaged / "history.json").write_text("[{")
+    out = tmp_path / "compare.html"
+    result = run_cli("compare", folder, "--out", out)
+    assert f"cnnlab: warning: {damaged}: left out of the comparison: {damaged / 'history.json'}" in result.stderr
+    text = out.read_text()
+    assert two_runs[0].path.name in text and text.count("<tr>") == 2  # the heading and one run
+    alone = run_cli("compare", damaged, two_runs[0].path, "--out", out, check=False)
+    assert alone.returncode == 2 and f"error: {damaged / 'history.json'}" in alone.stderr
+    (folder / two_runs[0].path.name / "classes.json").write_text("{")
+    nothing = run_cli("compare", folder, "--out", out, check=False)
+    assert nothing.returncode == 2 and nothing.stderr.strip().endswith(
+        f"error: {folder}: every run it holds is unreadable (2 left out)"), nothing.stderr
+
+
 @pytest.mark.slow
 def test_evaluate_writes_pictures_for_its_split(tmp_path, mnist_dir):
     run = api.train(model="lenet5", data=f"mnist:{mnist_dir}", epochs=1, subset=600,

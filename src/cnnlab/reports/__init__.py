@@ -3,6 +3,7 @@ drawn here and written through the run's RunDirectory, which owns every file nam
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,15 +65,25 @@ def write_preview(dataset, out: Path, augment: list[str] = (), crop: tuple[int, 
     return write_atomic(out, lambda handle: handle.write(data))
 
 
-def folder_or_run(path: Path) -> list[Path]:
-    """A run given to compare, or the runs of a folder given instead (a sweep's)."""
+def runs_to_compare(path: Path) -> list[runs.Run]:
+    """A run given to compare, or the runs of a folder given instead (a sweep's). A run of the
+    folder that cannot be read is left out with a warning, as `runs` lists it and goes on; a
+    run given by name is refused."""
     if not path.is_dir() or runs.is_run_directory(path):
-        return [path]  # load_run says what is wrong, if anything
+        return [runs.load_run(path)]  # which says what is wrong, if anything
     found = runs.runs_in(path)
     if not found:
         raise CnnlabError(f"{path}: not a cnnlab run directory ({runs.CONFIG} and {runs.CLASSES}), nor a folder "
                           "holding runs")
-    return found
+    loaded = []
+    for run in found:
+        try:
+            loaded.append(runs.load_run(run))
+        except CnnlabError as exc:
+            warnings.warn(f"{run}: left out of the comparison: {exc}", stacklevel=2)
+    if not loaded:
+        raise CnnlabError(f"{path}: every run it holds is unreadable ({len(found)} left out)")
+    return loaded
 
 
 def compare(run_paths: list, out: Path) -> Path:
@@ -81,7 +92,7 @@ def compare(run_paths: list, out: Path) -> Path:
     ``out`` (HTML) beside ``out``.png."""
     out = runs.refuse_run_file(out, "a comparison", (".html", ".htm"))
     picture_path = runs.refuse_run_file(out.with_suffix(".png"), "its picture", (".png",))
-    loaded = [runs.load_run(run) for path in map(Path, run_paths) for run in folder_or_run(path)]
+    loaded = [run for path in map(Path, run_paths) for run in runs_to_compare(path)]
     names = [r.path.name for r in loaded]
     if len(set(names)) < len(names):
         names = [str(r.path) for r in loaded]
