@@ -211,6 +211,15 @@ def test_train_refuses_labels_of_one_class_naming_the_arrays(tmp_path):
         api.train(model="mlp", data=((x, np.zeros(6, np.int64)), (x, np.arange(6) % 2)), epochs=1, out=str(tmp_path))
 
 
+def test_an_npz_of_one_class_is_refused_without_a_folders_hint(tmp_path):
+    """A one-class npz was told to "give the folder that holds the class folders"."""
+    x = np.zeros((6, 8, 8), np.uint8)
+    np.savez(tmp_path / "one.npz", x_train=x, y_train=np.zeros(6, np.int64))
+    result = run_cli("train", "--model", "mlp", "--data", f"npz:{tmp_path / 'one.npz'}", "--check", check=False)
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        f"--data npz:{tmp_path / 'one.npz'}: holds one class (0); a classifier needs two or more"), result.stderr
+
+
 @pytest.fixture(scope="module")
 def colour_run(tmp_path_factory):
     """A run on 3-channel 8x8 arrays, and the files of four images it can predict."""

@@ -167,8 +167,10 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
                               f"no training images; a test set on its own is for evaluation: evaluate RUN "
                               f"{name('data')}=SPEC")
     if len(source.classes) == 1:  # a loss of 0 from the first step, and 100% accuracy
+        # a class's own folder given in place of the folder that holds them, most likely
+        hint = " (give the folder that holds the class folders)" if config.data.spec.startswith("folder:") else ""
         raise DataError.about("data", f" {config.data.spec}: holds one class ({source.classes[0]}); a classifier needs "
-                              "two or more (give the folder that holds the class folders)")
+                              f"two or more{hint}")
     channels = config.data.channels or source.channels
     augment.check(channels, input_size)
     loss = Loss(config.loss, len(source.classes), config.label_smoothing)
