@@ -263,6 +263,9 @@ def test_folder_source_trains(tmp_path):
     (["train", "--augmentation", "hflip"], "unrecognized arguments: --augmentation hflip (did you mean --augment?)"),
     (["evaluate", "RUN", "--spilt", "test"], "cnnlab evaluate: error: unrecognized arguments: --spilt test (did you "
                                              "mean --split?) (see cnnlab evaluate --help)"),
+    (["summary", "--model", "alexnet"],
+     "cnnlab summary: error: unrecognized argument: --model (NAME is given without a flag: cnnlab summary NAME)"),
+    (["predict", "--run", "r", "a.png"], "unrecognized argument: --run (RUN is given without a flag: cnnlab predict RUN"),
     (["data", "info", "digits", "--formt", "json"], "cnnlab data info: error: unrecognized arguments: --formt json (did "
                                                    "you mean --format?) (see cnnlab data info --help)"),
     (["runs", "--zzzz"], "cnnlab runs: error: unrecognized argument: --zzzz (see cnnlab runs --help)"),

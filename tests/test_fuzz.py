@@ -415,7 +415,7 @@ ARGV_TOKENS = ["--lr", "--learning-rate", "--lrr", "--epochs", "--epoch", "--val
                "1e400", "-0", "0x10", "--image-size", "0x0", "99999x99999", "--batch-size", "--crop", "3x3",
                "--weights", "--class-weight", "folder:/", "--subset", "--out", "--name", "..", "--precision", "bf16",
                "--device", "cuda:7", "data.augment=[hflip, 'pad_crop:-1']", "seed=-5", "--seed", "--input",
-               "--classes", "100000x100000x3", "100000000"]
+               "--classes", "100000x100000x3", "100000000", "--folder", "--spec", "--run"]
 # no command or option that writes a file (data info --preview, compare, which writes
 # compare.html where it runs when a drawn folder such as / holds runs): a drawn path such as
 # /etc/passwd would be written over

@@ -55,6 +55,10 @@ class Parser(argparse.ArgumentParser):
         given = next((extra.partition("=")[0] for extra in extras if extra.startswith("--")), None)
         if given is None:
             return ""
+        positionals = {action.dest: (action.metavar or action.dest.upper()) + ("..." if action.nargs in ("+", "*") else "")
+                       for action in self._actions if not action.option_strings}
+        if (wanted := given[2:].replace("-", "_")) in positionals:  # summary --model alexnet
+            return f" ({positionals[wanted]} is given without a flag: {self.prog} {' '.join(positionals.values())})"
         options = [name[2:] for action in self._actions for name in action.option_strings if name.startswith("--")]
         keras_name = OTHER_NAMES.get(given[2:].replace("-", "_"), "").replace("_", "-")
         near = [keras_name] if keras_name in options else difflib.get_close_matches(given[2:], options, n=1, cutoff=0.6)
