@@ -203,8 +203,22 @@ def test_summary_json_and_flops():
 
 @pytest.mark.parametrize("name", ["alexnet-bn", "simple-cnn", "lenet5", "vgg16"])
 def test_too_small_input_names_smallest_size(name):
-    with pytest.raises(CnnlabError, match=r"needs inputs of at least (\d+)x\1"):
+    """The message had named the CLI's train and summary flags to every caller."""
+    with pytest.raises(CnnlabError, match=rf"^{name} needs inputs of at least (\d+)x\1; got 4x4$"):
         create_model(name, input_size=(4, 4))
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("sizes, message", [
+    (dict(num_classes=0), "num_classes: must be at least 1; got 0"),
+    (dict(in_channels=0), "in_channels: must be at least 1; got 0"),
+    (dict(num_classes=-3), "num_classes: must be at least 1; got -3"),
+])
+def test_a_model_of_no_classes_or_channels_is_refused(name, sizes, message):
+    """create_model(NAME, num_classes=0) built the model's default 1000 or 10 classes: a 0 was
+    taken for "not given"."""
+    with torch.device("meta"), pytest.raises(CnnlabError, match=f"^{message}$"):
+        create_model(name, **sizes)
 
 
 def test_smallest_size_is_exact():

@@ -25,16 +25,10 @@ class ConvNet(nn.Module):
         name: str = "convnet",
     ):
         super().__init__()
-        if num_classes < 1 or in_channels < 1:
-            raise CnnlabError(f"{name}: need at least one class and one input channel")
         height, width = output_size(features, input_size)
         if height < 1 or width < 1:
             side = smallest_input(features)
-            raise CnnlabError(
-                f"{name} needs inputs of at least {side}x{side}; got "
-                f"{input_size[0]}x{input_size[1]} (train with --image-size {side}x{side} or larger; "
-                f"summary --input {side}x{side}x{in_channels})"
-            )
+            raise CnnlabError(f"{name} needs inputs of at least {side}x{side}; got {input_size[0]}x{input_size[1]}")
         self.name = name
         self.input_size = tuple(input_size)
         self.in_channels = in_channels

@@ -88,11 +88,14 @@ def create_model(
         kind = OPTION_KINDS.get(type(defaults[key]))
         if kind and not kind[1](value):
             raise CnnlabError(f"model {name}: option '{key}' must be {kind[0]}; got {value!r}")
+    for option, count in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if count is not None and count < 1:
+            raise CnnlabError.about(option, f": must be at least 1; got {count}")
     height, width, channels = info.input_size
     return info.builder(
-        num_classes=num_classes or info.num_classes,
-        in_channels=in_channels or channels,
-        input_size=tuple(input_size or (height, width)),
+        num_classes=info.num_classes if num_classes is None else num_classes,
+        in_channels=channels if in_channels is None else in_channels,
+        input_size=tuple((height, width) if input_size is None else input_size),
         **options,
     )
 
