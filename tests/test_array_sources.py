@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnnlab import api
 from cnnlab.data.sources import read_source
-from cnnlab.errors import CnnlabError, DataError
+from cnnlab.errors import CnnlabError, ConfigError, DataError
 from conftest import make_image_folder, run_cli
 
 
@@ -342,3 +342,12 @@ def test_npz_may_name_its_classes(tmp_path):
         np.savez(tmp_path / "d.npz", x_train=x, y_train=y, classes=np.array(classes))
         with pytest.raises(DataError, match=message):
             read_source(f"npz:{tmp_path / 'd.npz'}")
+
+
+def test_evaluate_refuses_a_batch_of_no_images(colour_run):
+    """evaluate(run, batch_size=0) evaluated in the run's batch size: a 0 was taken for "not
+    given"."""
+    run = colour_run[0]
+    with pytest.raises(ConfigError, match=r"^batch_size: must be at least 1; got 0$"):
+        api.evaluate(run, batch_size=0)
+    assert api.evaluate(run, batch_size=7)["samples"] > 0

@@ -15,7 +15,7 @@ from .. import reports, runs
 from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_dataset
 from ..data.augment import centre_crop
 from ..data.sources import canonical_spec, data_is_gone, parse_spec, read_source, source_options
-from ..errors import CnnlabError, DataError, listed
+from ..errors import CnnlabError, ConfigError, DataError, listed
 from ..runtime import Runtime
 from .artifacts import inference_model, load_artifacts
 from .gradcam import grad_cam
@@ -120,6 +120,8 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
     section of report.html: the run's own results are never overwritten. ``report`` False
     writes the metrics and predictions only (no pictures, report.html left as it was).
     """
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError.about("batch_size", f": must be at least 1; got {batch_size}")
     artifacts = load_artifacts(run)
     run, prep = artifacts.run, artifacts.preprocessing
     warn_of_mirrored_views(tta, run.config.data.augment)
@@ -171,7 +173,7 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
             "-".join([runs.data_name(spec), *(runs.file_safe(e) for e in extras if e)]),
             {"data": dataset.spec, "split": split, "tta": tta, "options": used_options})
     metrics = evaluate_and_record(directory, model, artifacts.loss, prep, run.classes, part, split,
-                                  runtime, batch_size or cfg.batch_size * 2,
+                                  runtime, cfg.batch_size * 2 if batch_size is None else batch_size,
                                   artifacts.checkpoint["epoch"], dataset.spec, tta, label, used_options,
                                   pictures=report)
     if report:
