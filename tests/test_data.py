@@ -124,6 +124,18 @@ def test_digits_resized_and_three_channels():
     assert len(data.splits["train"]) + len(data.splits["val"]) == 1797
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (dict(channels=0), "channels: must be 1 or 3; got 0"),
+    (dict(channels=2), "channels: must be 1 or 3; got 2"),
+    (dict(val_split=1.0), "val_split: must be at least 0 and below 1; got 1.0"),
+])
+def test_load_dataset_refuses_what_it_cannot_decode_or_split(arguments, message):
+    """load_dataset("digits", channels=0) decoded the source's own channels: a 0 was taken for
+    "not given"."""
+    with pytest.raises(DataError, match=f"^{re.escape(message)}$"):
+        load_dataset("digits", progress=False, **arguments)
+
+
 def test_folder_classes_sorted_and_bad_files(tmp_path):
     root = make_image_folder(tmp_path / "f", classes=2, per_class=6)
     (root / "class_0" / "notes.txt").write_text("not an image")  # ignored

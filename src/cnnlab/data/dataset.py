@@ -125,7 +125,7 @@ def load_dataset(
     needs ``every_class`` to have training samples; describing a source does not.
     """
     source = source or read_source(spec, options)
-    channels = channels or source.channels
+    channels = source.channels if channels is None else channels
     if channels not in (1, 3):
         raise DataError.about("channels", f": must be 1 or 3; got {channels}")
     if not 0.0 <= val_split < 1.0:
