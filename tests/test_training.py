@@ -341,7 +341,8 @@ class Explode(Callback):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) in epoch 2.*last good checkpoint.*epoch 1\)"):
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) in epoch 2 \(try a lower lr\); the last good "
+                                               r"checkpoint.*epoch 1\)"):
         quick(tmp_path, "nan", optimizer="sgd", callbacks=[Explode()])
     assert load_checkpoint(tmp_path / "nan" / "last.pt")["epoch"] == 1
 

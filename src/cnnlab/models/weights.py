@@ -75,9 +75,9 @@ def resolve_weights(given: str, model_name: str) -> str:
                                     f"among cnnlab's models, not {model_name}; give a weights file")
         remote = KERAS_IMAGENET[model_name]
         kept = Path.home() / ".keras" / "models" / remote.filename
-        return str(kept if kept.is_file() else fetch_url(remote, "the local copy as --weights PATH"))
+        return str(kept if kept.is_file() else fetch_url(remote, "the local copy's path as the weights"))
     if given.startswith(("http://", "https://")):
-        return str(fetch_url(Remote(given), "the local copy as --weights PATH"))
+        return str(fetch_url(Remote(given), "the local copy's path as the weights"))
     return given
 
 

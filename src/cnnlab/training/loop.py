@@ -373,8 +373,8 @@ class Trainer:
                 f"epoch {epoch + 1}, batch {self.within_epoch['batch']}"
             kept = (f"the last good checkpoint is {self.run.file(runs.LAST)} ({where})"
                     if epoch or self.within_epoch else "no epoch finished, so there is no checkpoint")
-            raise TrainingDiverged(f"training diverged: the loss became {loss} in epoch {epoch + 1} "
-                                   f"(try a lower --lr); {kept}")
+            raise TrainingDiverged.mentioning(lambda name: f"training diverged: the loss became {loss} in epoch "
+                                              f"{epoch + 1} (try a lower {name('optimizer.lr')}); {kept}")
 
 
 def epoch_line(epoch: int, epochs: int, logs: dict[str, float]) -> str:
