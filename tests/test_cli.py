@@ -319,6 +319,11 @@ def test_a_run_whose_data_moved_says_so_and_resumes_with_its_new_place(tmp_path)
         resumed = run_cli("train", "--resume", run, "--epochs", "2", *check, check=False)
         assert resumed.returncode == 2 and resumed.stderr.strip().endswith(
             f"--resume {run}: its data, folder:{photos}, is not there any more; give --data=SPEC where it is now")
+        # a new place that is not there either is the new place's error, not "its data"
+        mistyped = run_cli("train", "--resume", run, "--epochs", "2", "--data", f"folder:{tmp_path / 'moevd'}",
+                           *check, check=False)
+        assert mistyped.returncode == 2 and mistyped.stderr.strip().endswith(
+            f"--data folder:{tmp_path / 'moevd'}: no such file or folder"), mistyped.stderr
     run_cli("train", "--resume", run, "--epochs", "2", "--data", f"folder:{tmp_path / 'moved'}", "--check")
     run_cli("train", "--resume", run, "--epochs", "2", "--data", f"folder:{tmp_path / 'moved'}")
     assert f"spec: folder:{tmp_path / 'moved'}" in (run / "config.yaml").read_text()

@@ -108,7 +108,9 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     ``config`` continues, checked too (its data still there, its classes unchanged, more epochs
     than it has trained)."""
     resuming = resume is not None
-    if resuming and data_is_gone(config.data.spec):
+    # the run's own data gone; a new place given for it that is not there either is the source's error
+    if (resuming and data_is_gone(config.data.spec)
+            and canonical_spec(config.data.spec) == TrainConfig.from_yaml(Path(resume) / runs.CONFIG).data.spec):
         raise DataError.about("resume", lambda name: f" {resume}: its data, {config.data.spec}, is not there any "
                               f"more; give {name('data')}=SPEC where it is now")
     config = replace(config, data=replace(config.data, spec=canonical_spec(config.data.spec)))
