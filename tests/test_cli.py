@@ -253,7 +253,8 @@ def test_folder_source_trains(tmp_path):
     (["summary", "lenet5", "--input", "28by28"], "expected HxW or HxWxC"),
     (["evaluate", "/no/run"], "/no/run: no such run directory"),
     (["predict", ".", "x.png"], "not a cnnlab run directory"),
-    (["data", "info", "cifar99:/x"], "unknown data source 'cifar99'"),
+    (["data", "info", "cifar99:/x"], "cnnlab data info: error: unknown data source 'cifar99'"),
+    (["data", "verify", "/no-such-folder"], "cnnlab data verify: error: data /no-such-folder: no such folder"),
     (["data", "bench", "digits", "--augment", "pad_crop:100"], "pad_crop:100 pads 100 pixels; a 8x8 input reflects at most 7"),
     (["train", "--augment", "pad_crop:100", "--check"], "pad_crop:100 pads 100 pixels; a 28x28 input reflects at most 27"),
     # an unknown option is named with the command's option it probably is, and that command's help

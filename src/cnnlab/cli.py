@@ -374,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    command = " ".join(["cnnlab", args.command, *([args.data_command] if args.command == "data" else [])])
     # the processes of a distributed run meet the same errors: the first one says it
     speaks = int(os.environ.get("RANK", 0)) == 0
     try:
@@ -394,14 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnlabError as exc:
         exc.respell(flag_for, named_as_given(args))
         if speaks:
-            print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
+            print(f"{command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, TrainingDiverged) else EXIT_USAGE
     except OSError as exc:
         if exc.filename is None:  # not about a path the user gave: a fault to see in full
             raise
         # a path the system refuses before cnnlab can judge it (a name over 255 bytes, say)
         if speaks:
-            print(f"cnnlab {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            print(f"{command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         warnings.showwarning = shown
