@@ -243,6 +243,26 @@ def test_lr_find_writes_a_plot_and_suggests(tmp_path):
     assert "warning" not in result.stderr  # torch's, on reading a loss that still requires grad
 
 
+def test_lr_find_in_python_as_fastai_has_it(tmp_path):
+    """The range test was the CLI's alone; fastai's users call learn.lr_find() in a notebook."""
+    import cnnlab
+
+    finding = cnnlab.lr_find(model="mlp", data="digits", optimizer="sgd", steps=12, plot=tmp_path / "lr.png")
+    assert len(finding.lrs) == len(finding.losses) <= 12 and finding.lrs == sorted(finding.lrs)
+    assert finding.lrs[0] <= finding.steepest <= finding.lrs[-1]
+    assert (tmp_path / "lr.png").stat().st_size > 1000
+    assert list(tmp_path.iterdir()) == [tmp_path / "lr.png"]  # no run directory: nothing else is written
+    with pytest.raises(ConfigError, match=r"^steps: must be at least 5; got 3$"):
+        cnnlab.lr_find(model="mlp", data="digits", steps=3)
+    with pytest.raises(ConfigError, match=r"^start_lr 1\.0: must be above 0 and below end_lr \(0\.1\)$"):
+        cnnlab.lr_find(model="mlp", data="digits", start_lr=1.0, end_lr=0.1)
+    with pytest.raises(ConfigError, match=r"^val_split: must be at least 0"):
+        cnnlab.lr_find(model="mlp", data="digits", val_split=2.0)
+    flagged = run_cli("lr-find", "--model", "mlp", "--data", "digits", "--steps", "3", check=False)
+    assert flagged.returncode == 2 and flagged.stderr.strip() == (
+        "cnnlab lr-find: error: --steps: must be at least 5; got 3"), flagged.stderr
+
+
 def test_lr_find_by_default_draws_each_search_in_its_own_picture(tmp_path):
     """lr-find drew every search into lr-find.png in the working folder, over the last one: a
     search of minutes lost. The default picture is named by the model and data searched."""

@@ -1,6 +1,6 @@
 """cnnlab: train, evaluate and compare classic CNN image classifiers.
 
-    from cnnlab import train, evaluate, predict, load_run, load_model, create_model, load_dataset
+    from cnnlab import train, evaluate, predict, load_run, load_model, create_model, load_dataset, lr_find
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from .errors import CnnlabError
 
 __version__ = "0.1.0"
 __all__ = ["CnnlabError", "Dataset", "Run", "TrainConfig", "create_model", "evaluate",
-           "load_dataset", "load_model", "load_run", "predict", "resume", "train"]
+           "load_dataset", "load_model", "load_run", "lr_find", "predict", "resume", "train"]
 
 if TYPE_CHECKING:
     from .api import (
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         load_dataset,
         load_model,
         load_run,
+        lr_find,
         predict,
         resume,
         train,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .evaluation.predict import PredictionResult
     from .training.callbacks import Callback
+    from .training.lr_find import LRFinding
 
 # Training, evaluation and prediction are imported when called: predicting needs neither
 # scikit-learn nor matplotlib, which the others load (seconds of start-up).
@@ -57,6 +58,25 @@ def _errors_naming(keywords: Iterable[str], spell: Spell = _keyword) -> Iterator
         raise
 
 
+def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any],
+                  caller: str) -> tuple[TrainConfig, list[str]]:
+    """The config train() and lr_find() take, and the keys its keyword ``overrides`` set."""
+    if config is None:
+        config = TrainConfig()
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    elif isinstance(config, str | Path):
+        config = TrainConfig.from_yaml(config)
+    if "data" in overrides and not isinstance(overrides["data"], str | Path):
+        from .data.readers.arrays import arrays_spec
+
+        overrides = {**overrides, "data": arrays_spec(overrides["data"])}
+    dotted = {_SHORTCUTS.get(key, key.replace("__", ".")): value for key, value in overrides.items()}
+    if dotted:
+        config = config.with_overrides(dotted, source=f"{caller}()", spell=_keyword)
+    return config, list(dotted)
+
+
 def train(config: TrainConfig | dict | str | Path | None = None, *,
           callbacks: Sequence[Callback] = (), quiet: bool = False, **overrides: Any) -> Run:
     """Train and return the Run. ``config`` is a TrainConfig, a dict or a recipe YAML path;
@@ -65,23 +85,26 @@ def train(config: TrainConfig | dict | str | Path | None = None, *,
     ``val_split``, ``schedule``, ``augment``, ``subset``, ``image_size``, ``weights``.
     ``data`` is a source spec (``"mnist:/data/mnist"``) or arrays: ``(x, y)`` or
     ``((x, y), (x_val, y_val))`` in Keras' ``load_data()`` shapes."""
-    if config is None:
-        config = TrainConfig()
-    elif isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
-    elif isinstance(config, str | Path):
-        config = TrainConfig.from_yaml(config)
     from .training.setup import train as run_training
 
-    if "data" in overrides and not isinstance(overrides["data"], str | Path):
-        from .data.readers.arrays import arrays_spec
-
-        overrides["data"] = arrays_spec(overrides["data"])
-    dotted = {_SHORTCUTS.get(key, key.replace("__", ".")): value for key, value in overrides.items()}
-    if dotted:
-        config = config.with_overrides(dotted, source="train()", spell=_keyword)
-    with _errors_naming(dotted):
+    config, given = _train_config(config, overrides, "train")
+    with _errors_naming(given):
         return run_training(config, callbacks=callbacks, quiet=quiet)
+
+
+def lr_find(config: TrainConfig | dict | str | Path | None = None, *, start_lr: float = 1e-7,
+            end_lr: float = 10.0, steps: int = 100, plot: str | Path | None = None,
+            **overrides: Any) -> LRFinding:
+    """The learning-rate range test (Smith, 2017; fastai's ``learn.lr_find()``): ``steps``
+    training steps of the config train() would run while the lr rises exponentially from
+    ``start_lr`` to ``end_lr``. Returns the lrs, the smoothed losses and the suggestion
+    (``.steepest``: where the loss falls fastest); ``plot``, a .png path, draws them. No run
+    is made. ``config`` and the keyword overrides as train() takes them."""
+    from .training.lr_find import find_lr
+
+    config, given = _train_config(config, overrides, "lr_find")
+    with _errors_naming([*given, "start_lr", "end_lr", "steps"]):
+        return find_lr(config, start_lr, end_lr, steps, None if plot is None else Path(plot))
 
 
 def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False,

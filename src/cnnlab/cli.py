@@ -447,7 +447,7 @@ def flag_name(dest: str) -> str:
 
 
 OPTION_DESTS = {**{dest: dest for dest in CONFIG_FLAGS}, **{key: dest for dest, key in CONFIG_FLAGS.items()},
-                **{name: name for name in ("tta", "split", "top_k", "resume", "opset")}}
+                **{name: name for name in ("tta", "split", "top_k", "resume", "opset", "start_lr", "end_lr", "steps")}}
 """The options the core names in its messages (config keys such as ``data.val_split``, the
 Python API's keywords such as ``val_split`` and ``top_k``) -> argparse's name of their flag."""
 

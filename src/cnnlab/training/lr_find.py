@@ -31,6 +31,9 @@ DIVERGED = 4.0
 
 @dataclass
 class LRFinding:
+    """What the range test found: the learning rates tried, the losses they gave, and two
+    suggestions."""
+
     lrs: list[float]
     losses: list[float]
     """Smoothed training losses, one per step."""
@@ -40,10 +43,16 @@ class LRFinding:
     """A tenth of the lr of the lowest loss (the older rule of thumb)."""
 
 
-def find_lr(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: int = 100,
+def find_lr(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
             plot: Path | None = None) -> LRFinding:
-    if not 0 < start < end or steps < 5:
-        raise ConfigError("lr-find: needs 0 < --start-lr < --end-lr and at least 5 --steps")
+    """``steps`` training steps of ``config`` while the lr rises exponentially from ``start_lr``
+    to ``end_lr`` (fewer where the loss blows up first), drawn in ``plot`` if given; nothing
+    else is written."""
+    if steps < 5:
+        raise ConfigError.about("steps", f": must be at least 5; got {steps}")
+    if not 0 < start_lr < end_lr:
+        raise ConfigError.about("start_lr", lambda name: f" {start_lr}: must be above 0 and below {name('end_lr')} "
+                                f"({end_lr})")
     if plot is not None:
         plot = runs.refuse_run_file(plot, "a picture", (".png",))
     checked = plan(config)
@@ -66,7 +75,7 @@ def find_lr(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     while step < steps:
         loader.set_epoch(epoch)
         for images, labels in loader:
-            lr = start * (end / start) ** (step / (steps - 1))
+            lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             with runtime.autocast():
@@ -98,7 +107,7 @@ def suggest(lrs: list[float], losses: list[float]) -> LRFinding:
     and a tenth of the lr of the lowest loss."""
     finite = [i for i, value in enumerate(losses) if math.isfinite(value)]
     if len(finite) < 3:
-        raise ConfigError("lr-find: the loss was not finite from the start; lower --start-lr")
+        raise ConfigError.mentioning(lambda name: f"the loss was not finite from the start; lower {name('start_lr')}")
     lrs_f = np.asarray([lrs[i] for i in finite])
     loss_f = np.asarray([losses[i] for i in finite])
     lowest = int(np.argmin(loss_f))
