@@ -5,6 +5,7 @@ import os
 import signal
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +18,7 @@ from cnnlab.runs import load_run, run_table
 from cnnlab.training.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from cnnlab.training.monitor import Monitor
 from cnnlab.training.schedules import LRSchedule
-from conftest import EpochSnapshots
+from conftest import EpochSnapshots, run_cli
 
 
 def schedule(name, steps_per_epoch=10, epochs=10, base=0.1, **kw):
@@ -345,6 +346,30 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
                                                r"checkpoint.*epoch 1\)"):
         quick(tmp_path, "nan", optimizer="sgd", callbacks=[Explode()])
     assert load_checkpoint(tmp_path / "nan" / "last.pt")["epoch"] == 1
+
+
+def test_weights_that_diverge_in_the_last_step_are_caught_at_validation(tmp_path):
+    """One step at lr 1e30: its own loss is finite, the update makes every output overflow,
+    and the run ended in scikit-learn's "ValueError: Input contains NaN" traceback at the final
+    evaluation, with the diverged state saved as best.pt."""
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the validation loss became nan in epoch 1 "
+                                               r"\(try a lower lr\); no epoch finished"):
+        quick(tmp_path, "overflow", optimizer="sgd", lr=1e30, epochs=1, subset=50, batch_size=64)
+    assert not (tmp_path / "overflow" / "best.pt").exists()
+
+
+def test_evaluating_or_predicting_with_diverged_weights_is_one_line(tmp_path):
+    """Without validation nothing looks at the outputs after the last step: the run above
+    finished, then `evaluate` ended in scikit-learn's NaN traceback and `predict` printed
+    "0 nan%" for every class."""
+    run = quick(tmp_path, "overflow", optimizer="sgd", lr=1e30, epochs=1, subset=50, batch_size=64, val_split=0.0)
+    diverged = r"^the model's outputs are not finite for (\d+) of \1 images: its weights diverged in training"
+    with pytest.raises(TrainingDiverged, match=diverged):
+        api.evaluate(run, split="train")
+    with pytest.raises(TrainingDiverged, match=diverged):
+        api.predict(run, np.zeros((3, 8, 8), np.uint8))
+    result = run_cli("evaluate", run.path, "--split", "train", check=False)
+    assert result.returncode == 1 and result.stderr.startswith("cnnlab evaluate: error: the model's outputs are not")
 
 
 def test_a_diverged_run_says_so_in_its_log_and_in_the_runs_listing(tmp_path):

@@ -19,7 +19,7 @@ from ..errors import CnnlabError, ConfigError, DataError, listed
 from ..runtime import Runtime
 from .artifacts import inference_model, load_artifacts
 from .gradcam import grad_cam
-from .inference import predict_logits, warn_of_mirrored_views
+from .inference import check_finite_outputs, predict_logits, warn_of_mirrored_views
 from .losses import Loss
 from .metrics import RunningMetrics, classification_metrics
 
@@ -38,6 +38,7 @@ def evaluate_split(model: nn.Module, split: Split, loader: BatchLoader, loss: Lo
     if tta and loss.name == "binary_ce":
         raise CnnlabError.about("tta", ": averages softmax probabilities; this run uses binary_ce")
     logits = predict_logits(model, loader, runtime, tta)
+    check_finite_outputs(logits)
     labels = torch.from_numpy(split.labels)
     result = running_metrics(logits, labels, loss)
     probs = loss.probabilities(logits).numpy()

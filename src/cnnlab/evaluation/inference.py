@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data import BatchLoader
 from ..data.augment import Augment, shifted_views, ten_crops
-from ..errors import CnnlabError, CnnlabWarning
+from ..errors import CnnlabError, CnnlabWarning, TrainingDiverged
 from ..runtime import Runtime
 from . import MIRRORING, TTA_MODES
 
@@ -23,6 +23,17 @@ def warn_of_mirrored_views(tta: str | None, augment: list[str]) -> None:
         warnings.warn(CnnlabWarning.about("tta", lambda name: f" {tta}: this run was trained without mirror images (no "
                                           "hflip in data.augment), and a mirrored sign or digit is often another "
                                           f"class; {name('tta')}=shift keeps the views upright"), stacklevel=2)
+
+
+def check_finite_outputs(logits: torch.Tensor) -> None:
+    """Refuse outputs that are not finite: weights that diverged in the last steps of a run
+    without validation, which nothing looked at (scikit-learn's metrics then raised on NaN, and
+    predictions read "nan%")."""
+    finite = torch.isfinite(logits)
+    bad = int((~(finite.flatten(1).all(dim=1) if finite.ndim > 1 else finite)).sum())
+    if bad:
+        raise TrainingDiverged(f"the model's outputs are not finite for {bad} of {len(logits)} images: its "
+                               "weights diverged in training (train it again with a lower learning rate)")
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from ..data.images import decode_many, is_image_file, resize_images, to_mode
 from ..data.readers.arrays import images_array
 from ..errors import CnnlabError, DataError
 from .artifacts import inference_model, load_artifacts
-from .inference import predict_logits, warn_of_mirrored_views
+from .inference import check_finite_outputs, predict_logits, warn_of_mirrored_views
 
 
 @dataclass
@@ -126,6 +126,7 @@ def predict_rows(model, runtime, artifacts, split: Split, top_k: int, batch_size
                  tta: str | None) -> PredictionResult:
     classes = artifacts.classes
     logits = predict_logits(model, BatchLoader(split, batch_size, artifacts.preprocessing), runtime, tta)
+    check_finite_outputs(logits)
     probs = artifacts.loss.probabilities(logits).numpy() if len(split.ids) else np.empty((0, len(classes)))
     order = np.argsort(-probs, axis=1)[:, : min(top_k, len(classes))]
     return PredictionResult([Prediction(sample_id, [(classes[c], float(probs[row, c])) for c in order[row]])

@@ -262,6 +262,8 @@ class Trainer:
                     images_per_second=len(self.dataset.splits["train"]) / seconds)
         # every process decides on rank 0's numbers: early stopping, plateaus, best.pt
         logs = self.runtime.broadcast(logs)
+        if "val_loss" in logs:  # the last updates can overflow every output, their own losses finite
+            self._check_finite(logs["val_loss"], epoch, "validation loss")
         self.history.append(logs)
         self.run.write_history(self.history)
         self.run.log(epoch_line(epoch, self.config.epochs, logs))
@@ -367,13 +369,13 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.step += 1
 
-    def _check_finite(self, loss: float, epoch: int) -> None:
+    def _check_finite(self, loss: float, epoch: int, what: str = "loss") -> None:
         if not math.isfinite(loss):
             where = f"epoch {epoch}" if self.within_epoch is None else \
                 f"epoch {epoch + 1}, batch {self.within_epoch['batch']}"
             kept = (f"the last good checkpoint is {self.run.file(runs.LAST)} ({where})"
                     if epoch or self.within_epoch else "no epoch finished, so there is no checkpoint")
-            raise TrainingDiverged.mentioning(lambda name: f"training diverged: the loss became {loss} in epoch "
+            raise TrainingDiverged.mentioning(lambda name: f"training diverged: the {what} became {loss} in epoch "
                                               f"{epoch + 1} (try a lower {name('optimizer.lr')}); {kept}")
 
 
