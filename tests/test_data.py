@@ -72,6 +72,19 @@ def test_spec_errors():
         load_dataset("digits:/x")
 
 
+@pytest.mark.parametrize("spec", ["", "  "])
+def test_an_empty_data_spec_is_refused_not_read_as_the_working_folder(tmp_path, spec):
+    """`--data ""` (an unset shell variable: --data "$DATA") read the working folder as a folder
+    of classes: run in /tmp, 80 classes of whatever was there, 73,391 images to decode."""
+    with pytest.raises(DataError, match=r"^data: empty; give a source name \(digits\), SOURCE:PATH or a folder of "
+                                        r"class sub-folders$"):
+        load_dataset(spec)
+    result = run_cli("train", "--data", spec, "--check", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "cnnlab train: error: --data: empty; give a source name (digits), SOURCE:PATH or a folder of class "
+        "sub-folders"), result.stderr
+
+
 def test_a_path_given_as_data_that_is_no_folder_is_named_as_a_path(tmp_path):
     """`--data /data/gtsrb-typo` said "unknown data source '/data/gtsrb-typo'; choose from ...",
     and `--data arrays.npz` the same of a file that is there."""

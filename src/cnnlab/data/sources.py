@@ -91,6 +91,8 @@ def source_name(spec: str) -> str:
 def parse_spec(spec: str) -> tuple[str, Path | None]:
     """``mnist:/data/mnist`` -> ("mnist", Path("/data/mnist")); ``digits`` -> ("digits", None);
     ``folder:https://...`` -> ("folder", the URL's local copy, downloaded once into the data home)."""
+    if not spec.strip():  # an unset shell variable (--data "$DATA"); a path of "" is the working folder
+        raise DataError.about("data", ": empty; give a source name (digits), SOURCE:PATH or a folder of class sub-folders")
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
     if source_name(spec) == "folder" and name != "folder":
