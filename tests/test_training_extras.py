@@ -243,6 +243,19 @@ def test_lr_find_writes_a_plot_and_suggests(tmp_path):
     assert "warning" not in result.stderr  # torch's, on reading a loss that still requires grad
 
 
+@pytest.mark.parametrize("callbacks, message", [
+    ([object()], r"^callbacks\[0\]: an object, not a cnnlab Callback \(subclass "
+                 r"cnnlab.training.callbacks.Callback and override the hooks you need\)$"),
+    (5, r"^callbacks: a list of Callbacks; got an int$"),
+])
+def test_callbacks_that_are_not_callbacks_are_refused_before_the_run_is_made(tmp_path, callbacks, message):
+    """[object()] trained until the first hook, an AttributeError, leaving an empty run
+    folder; 5 raised "'int' object is not iterable"."""
+    with pytest.raises(ConfigError, match=message):
+        api.train(**QUICK, callbacks=callbacks, out=str(tmp_path), name="refused")
+    assert not (tmp_path / "refused").exists()
+
+
 def test_lr_find_in_python_as_fastai_has_it(tmp_path):
     """The range test was the CLI's alone; fastai's users call learn.lr_find() in a notebook."""
     import cnnlab

@@ -11,6 +11,7 @@ import torch
 
 from .. import runs
 from ..checkpoint import load_checkpoint
+from ..errors import ConfigError
 from .monitor import Monitor
 
 Trainer = Any
@@ -37,6 +38,21 @@ class Callback:
         return {}
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def check_callbacks(callbacks: object) -> None:
+    """Refuse what is not a list of Callbacks before a run is made: an object without the hooks
+    failed at the first one, after the run's folder was made."""
+    def kind(value: object) -> str:
+        name = type(value).__name__
+        return ("an " if name[0].lower() in "aeiou" else "a ") + name
+
+    if not isinstance(callbacks, list | tuple):
+        raise ConfigError.about("callbacks", f": a list of Callbacks; got {kind(callbacks)}")
+    for index, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise ConfigError.about("callbacks", f"[{index}]: {kind(callback)}, not a cnnlab Callback (subclass "
+                                    "cnnlab.training.callbacks.Callback and override the hooks you need)")
 
 
 class EarlyStopping(Callback):

@@ -44,7 +44,7 @@ from ..models.layers import PatchWhitening, fit_whitening, whitening_biases
 from ..models.towers import split_towers
 from ..models.weights import load_weights, matching_weights, resolve_weights, weights_for
 from ..runtime import Runtime, device_memory, resolve_device
-from .callbacks import Callback
+from .callbacks import Callback, check_callbacks
 from .loop import Trainer
 from .optim import build_optimizer, param_groups
 from .rng import seed_everything
@@ -304,6 +304,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), resume: str |
     everything else (model, optimizer, schedule, callbacks, random states) comes from last.pt.
     ``notes`` go to the run's log with its own, once every option has been checked.
     """
+    check_callbacks(callbacks)
     with contextlib.ExitStack() as locks:
         return _train(config, callbacks, resume, quiet, locks, notes)
 
