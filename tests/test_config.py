@@ -136,12 +136,40 @@ def test_nested_unknown_key(tmp_path):
     ("data:\n  augment: hflip\n", "data.augment: expected a list"),
     ("- a\n- b\n", "expected a mapping"),
     ("epochs: [\n", "not valid YAML"),
+    # a section written as its name alone, as Keras names an optimizer or a schedule
+    ("model: lenet5\n", r"model must be a mapping \(model: \{name: lenet5\}\)"),
+    ("schedule: cosine\n", r"schedule must be a mapping \(schedule: \{name: cosine\}\)"),
+    ("data: [1]\n", r"data must be a mapping$"),
 ])
 def test_bad_values(tmp_path, text, message):
     path = tmp_path / "r.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_yaml(path)
+
+
+def test_a_config_that_is_no_mapping_says_so_once():
+    with pytest.raises(ConfigError, match=r"^config: must be a mapping$"):  # was "config: config must be"
+        TrainConfig.from_dict(None)
+
+
+@pytest.mark.parametrize("text, line, key", [
+    ("epochs: 3\nepochs: 4\n", 2, "epochs"),
+    ("optimizer:\n  lr: 0.1\n  momentum: 0.9\n  lr: 0.01\n", 4, "lr"),
+])
+def test_a_key_given_twice_is_refused_not_the_last_one_kept(tmp_path, text, line, key):
+    """YAML keeps the last of two equal keys without a word: a recipe edited by appending a
+    line trained with a value its author had not seen."""
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{path}: line {line}: {key} is given twice \(YAML would keep the last\)$"):
+        TrainConfig.from_yaml(path)
+
+
+def test_a_merged_mapping_may_be_overridden_key_by_key(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("optimizer:\n  <<: {lr: 0.1, momentum: 0.9}\n  lr: 0.01\n")
+    assert TrainConfig.from_yaml(path).optimizer.lr == 0.01
 
 
 def test_missing_file():

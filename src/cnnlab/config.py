@@ -312,10 +312,37 @@ def find_recipe(path: str | Path) -> Path:
     return bundled_recipes().get(name, path)
 
 
+class KeyGivenTwice(yaml.YAMLError):
+    """A mapping of a YAML file that names one key twice, at ``line``."""
+
+    def __init__(self, key: Any, line: int):
+        super().__init__(f"line {line}: {key} is given twice (YAML would keep the last)")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load's loader, refusing a key given twice in one mapping: YAML keeps the last
+    without a word, and a recipe edited by appending a line trains with a value its author
+    did not see. Keys a merge (``<<: *base``) brings in may still be given again."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable):  # an unhashable one is refused by the mapping itself
+                if key in seen:
+                    raise KeyGivenTwice(key, key_node.start_mark.line + 1)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = find_recipe(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # a SafeLoader: no objects
+    except KeyGivenTwice as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file, nor a bundled recipe (see: cnnlab recipes)") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -428,7 +455,13 @@ def _at(source: str | None) -> str:
 
 def _build(cls: type, data: Any, source: str | None, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{_at(source)}{prefix.rstrip('.') or 'config'} must be a mapping")
+        if not prefix:
+            raise ConfigError(f"{_at(source)}must be a mapping")
+        section = prefix.rstrip(".")
+        # a section written as its name alone, as Keras names an optimizer or a schedule
+        example = (f" ({section}: {{name: {data}}})" if isinstance(data, str) and "name" in
+                   {f.name for f in dataclasses.fields(cls)} else "")
+        raise ConfigError(f"{_at(source)}{section} must be a mapping{example}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [key for key in data if key not in names]
