@@ -57,7 +57,7 @@ def test_npz_scales_unit_floats_and_adds_the_channel(tmp_path):
 @pytest.mark.parametrize("arrays, message", [
     ({"x_train": np.full((4, 8, 8), 300), "y_train": np.zeros(4, int)}, "0..255"),
     ({"x_train": np.full((4, 8, 8), np.nan), "y_train": np.zeros(4, int)}, "finite"),
-    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4)}, "whole numbers"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.full(4, 0.5)}, "whole numbers"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(3, int)}, "4 labels"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8)}, "x_train without y_train"),
     ({"images": np.zeros((4, 8, 8), np.uint8)}, r"needs x_train and y_train \(or x_test and y_test"),
@@ -351,3 +351,26 @@ def test_evaluate_refuses_a_batch_of_no_images(colour_run):
     with pytest.raises(ConfigError, match=r"^batch_size: must be at least 1; got 0$"):
         api.evaluate(run, batch_size=0)
     assert api.evaluate(run, batch_size=7)["samples"] > 0
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array(list("aabbcc")), r"labels of type <U1; give class indices, whole numbers from 0"),
+    (np.array([0, 1, 0, 1, 0, 1.5]), r"labels must be whole numbers \(class indices\); found 1.5"),
+    (np.array([0, 1, 0, 1, 0, np.nan]), r"labels must be whole numbers \(class indices\); found nan"),
+    (np.array([0, 1, 0, 1, 0, -1]), r"labels must be 0 or more \(class indices\); found -1"),
+    (np.array([0, 1, 0, 1, 0, 10**9]), r"a label of 1,000,000,000 would make 1,000,000,001 classes; at most 100,000"),
+])
+def test_labels_that_are_no_class_indices_are_refused_saying_why(tmp_path, labels, message):
+    """Every one of these said "labels must be whole numbers from 0 (class indices)", also of a
+    whole number too large and of a negative one."""
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((6, 8, 8), np.uint8), y_train=labels)
+    with pytest.raises(DataError, match=f"d.npz: y_train: {message}$"):
+        read_source(f"npz:{tmp_path / 'd.npz'}")
+
+
+def test_labels_stored_as_whole_floats_are_class_indices(tmp_path):
+    """Labels kept in a float array (pandas, a float32 y as Keras' fit takes it) were refused
+    as not whole numbers."""
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((6, 8, 8), np.uint8), y_train=np.array([0.0, 1, 2, 0, 1, 2]))
+    source = read_source(f"npz:{tmp_path / 'd.npz'}")
+    assert source.classes == ["0", "1", "2"] and source.splits["train"].labels.tolist() == [0, 1, 2, 0, 1, 2]

@@ -54,8 +54,17 @@ def labels_array(array: np.ndarray, count: int, where: str) -> np.ndarray:
         array = array.argmax(axis=1)
     if array.ndim != 1 or len(array) != count:
         raise DataError(f"{where}: expected {count} labels, one per image; got shape {array.shape}")
-    if array.dtype.kind not in "iu" or (array.size and (array.min() < 0 or array.max() >= MAX_CLASSES)):
-        raise DataError(f"{where}: labels must be whole numbers from 0 (class indices)")
+    if array.dtype.kind not in "iuf":
+        raise DataError(f"{where}: labels of type {array.dtype}; give class indices, whole numbers from 0")
+    if array.dtype.kind == "f":  # as pandas and Keras' fit keep them: exact where whole
+        if (fractional := array[~(np.isfinite(array) & (array == np.round(array)))]).size:
+            raise DataError(f"{where}: labels must be whole numbers (class indices); found {fractional[0]:g}")
+        array = array.astype(np.int64)
+    if array.size and array.min() < 0:
+        raise DataError(f"{where}: labels must be 0 or more (class indices); found {array.min()}")
+    if array.size and array.max() >= MAX_CLASSES:
+        raise DataError(f"{where}: a label of {array.max():,} would make {array.max() + 1:,} classes; at most "
+                        f"{MAX_CLASSES:,}")
     return array.astype(np.int64)
 
 
