@@ -374,3 +374,15 @@ def test_labels_stored_as_whole_floats_are_class_indices(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=np.zeros((6, 8, 8), np.uint8), y_train=np.array([0.0, 1, 2, 0, 1, 2]))
     source = read_source(f"npz:{tmp_path / 'd.npz'}")
     assert source.classes == ["0", "1", "2"] and source.splits["train"].labels.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_train_takes_a_path_object_and_refuses_a_mapping_of_arrays(tmp_path):
+    """train(data=Path(...)) was refused as "data: expected text, got PosixPath(...)", though
+    train() takes str or Path; data={"x": x, "y": y} ended in a KeyError traceback."""
+    folder = make_image_folder(tmp_path / "photos", classes=2, per_class=5)
+    run = api.train(model="mlp", data=folder, image_size=[8, 8], epochs=1, out=str(tmp_path / "runs"), quiet=True,
+                    report=False)
+    assert run.config.data.spec == f"folder:{folder}"
+    x, y = keras_arrays(20)
+    with pytest.raises(DataError, match=r"^data=: give \(x, y\) or \(\(x, y\), \(x_val, y_val\)\) as arrays$"):
+        api.train(model="mlp", data={"x": x, "y": y}, epochs=1, out=str(tmp_path / "runs"))

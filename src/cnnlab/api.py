@@ -67,7 +67,9 @@ def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dic
         config = TrainConfig.from_dict(config)
     elif isinstance(config, str | Path):
         config = TrainConfig.from_yaml(config)
-    if "data" in overrides and not isinstance(overrides["data"], str | Path):
+    if isinstance(overrides.get("data"), Path):
+        overrides = {**overrides, "data": str(overrides["data"])}
+    elif "data" in overrides and not isinstance(overrides["data"], str):
         from .data.readers.arrays import arrays_spec
 
         overrides = {**overrides, "data": arrays_spec(overrides["data"])}
@@ -109,7 +111,7 @@ def lr_find(config: TrainConfig | dict | str | Path | None = None, *, start_lr: 
 
 def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False,
            callbacks: Sequence[Callback] = (), report: bool | None = None, device: str | None = None,
-           precision: str | None = None, data: str | None = None) -> Run:
+           precision: str | None = None, data: str | Path | None = None) -> Run:
     """Continue an interrupted run from its last.pt, optionally to more epochs; ``report``
     False skips its pictures and report.html; ``device`` and ``precision`` move it to another
     machine (a run trained on a GPU continues on a CPU); ``data`` is the run's data where it is
@@ -121,7 +123,7 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
     with _errors_naming(["resume", "epochs", "report", "device", "precision", "data.spec"],
                         lambda option: "run" if option == "resume" else _keyword(option)):
         config = resumed_config(path, {"epochs": epochs, "report": report, "device": device,
-                                       "precision": precision, "data.spec": data})
+                                       "precision": precision, "data.spec": None if data is None else str(data)})
         return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)
 
 

@@ -167,6 +167,8 @@ def arrays_spec(data, classes: list[str] | None = None, splits: tuple[str, ...] 
     run's config names a file that ``evaluate`` can read later."""
     shapes = "(x, y)" + (" or ((x, y), (x_val, y_val))" if len(splits) > 1 else "")
     try:
+        if not isinstance(data, tuple | list):  # a dict of two arrays has a len of 2 too
+            raise TypeError
         pairs = [data] if len(data) == 2 and not isinstance(data[0], tuple | list) else list(data)
         if not 1 <= len(pairs) <= len(splits) or any(len(pair) != 2 for pair in pairs):
             raise TypeError
