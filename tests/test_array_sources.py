@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnnlab import api
 from cnnlab.data.sources import read_source
-from cnnlab.errors import CnnlabError, ConfigError, DataError
+from cnnlab.errors import CnnlabError, CnnlabWarning, ConfigError, DataError
 from conftest import make_image_folder, run_cli
 
 
@@ -380,8 +380,9 @@ def test_train_takes_a_path_object_and_refuses_a_mapping_of_arrays(tmp_path):
     """train(data=Path(...)) was refused as "data: expected text, got PosixPath(...)", though
     train() takes str or Path; data={"x": x, "y": y} ended in a KeyError traceback."""
     folder = make_image_folder(tmp_path / "photos", classes=2, per_class=5)
-    run = api.train(model="mlp", data=folder, image_size=[8, 8], epochs=1, out=str(tmp_path / "runs"), quiet=True,
-                    report=False)
+    with pytest.warns(CnnlabWarning, match=f"data {folder}: a folder, read as folder:{folder}"):
+        run = api.train(model="mlp", data=folder, image_size=[8, 8], epochs=1, out=str(tmp_path / "runs"),
+                        quiet=True, report=False)
     assert run.config.data.spec == f"folder:{folder}"
     x, y = keras_arrays(20)
     with pytest.raises(DataError, match=r"^data=: give \(x, y\) or \(\(x, y\), \(x_val, y_val\)\) as arrays$"):
