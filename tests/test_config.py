@@ -190,6 +190,8 @@ def test_override_parsing():
         parse_override("novalue")
     with pytest.raises(ConfigError, match="unknown key 'optimizer.nope'"):
         TrainConfig().with_overrides({"optimizer.nope": 1})
+    with pytest.raises(ConfigError, match=r"^--set model.options: widths is given twice \(YAML would keep the last\)$"):
+        parse_override("model.options={widths: [8], widths: [16]}")
 
 
 def alias_bomb(levels: int) -> str:

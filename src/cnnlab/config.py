@@ -316,7 +316,8 @@ class KeyGivenTwice(yaml.YAMLError):
     """A mapping of a YAML file that names one key twice, at ``line``."""
 
     def __init__(self, key: Any, line: int):
-        super().__init__(f"line {line}: {key} is given twice (YAML would keep the last)")
+        self.what = f"{key} is given twice (YAML would keep the last)"
+        super().__init__(f"line {line}: {self.what}")
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -391,9 +392,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set: expected KEY=VALUE, got '{text}'")
     try:
-        value = yaml.safe_load(raw) if raw else None
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw else None  # a SafeLoader: no objects
     except RecursionError:
         raise ConfigError(f"--set {key}: the value is nested too deeply") from None
+    except KeyGivenTwice as exc:
+        raise ConfigError(f"--set {key}: {exc.what}") from None  # one line: no line number
     except yaml.YAMLError:
         value = raw
     if not within_values(value, MAX_YAML_VALUES):
