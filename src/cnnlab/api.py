@@ -116,11 +116,11 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
     False skips its pictures and report.html; ``device`` and ``precision`` move it to another
     machine (a run trained on a GPU continues on a CPU); ``data`` is the run's data where it is
     now, if it moved (its classes must be the run's)."""
-    from .training.setup import resumed_config
+    from .training.setup import RESUME_CHANGES, resumed_config
     from .training.setup import train as run_training
 
     path = run.path if isinstance(run, Run) else Path(run)
-    with _errors_naming(["resume", "epochs", "report", "device", "precision", "data.spec"],
+    with _errors_naming(["resume", *RESUME_CHANGES],
                         lambda option: "run" if option == "resume" else _keyword(option)):
         config = resumed_config(path, {"epochs": epochs, "report": report, "device": device,
                                        "precision": precision, "data.spec": None if data is None else str(data)})

@@ -37,12 +37,14 @@ class Parser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):
         """argparse's, but an unrecognized option is refused by the command that was given it,
-        with that command's option it is probably meant to be (argparse says neither)."""
+        with that command's option it is probably meant to be (argparse says neither). The
+        namespace's ``prog`` is that command, as its errors name it (``cnnlab data verify``)."""
         parsed, extras = self.parse_known_args(args, namespace)
+        parser = self
+        while parser.commands is not None:
+            parser = parser.commands.choices[getattr(parsed, parser.commands.dest)]
+        parsed.prog = parser.prog
         if extras:
-            parser = self
-            while parser.commands is not None:
-                parser = parser.commands.choices[getattr(parsed, parser.commands.dest)]
             parser.error(f"unrecognized argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}"
                          f"{parser.nearest_option(extras)}")
         return parsed
@@ -374,14 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    command = " ".join(["cnnlab", args.command, *([args.data_command] if args.command == "data" else [])])
     # the processes of a distributed run meet the same errors: the first one says it
     speaks = int(os.environ.get("RANK", 0)) == 0
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread of the interpreter: leave signals alone
         previous = None
-    shown, warnings.showwarning = warnings.showwarning, functools.partial(one_line_warning, given=named_as_given(args))
+    given = named_as_given(args)
+    shown, warnings.showwarning = warnings.showwarning, functools.partial(one_line_warning, given=given)
     try:
         return COMMANDS[args.command](args) or 0
     except KeyboardInterrupt as exc:
@@ -393,16 +395,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except CnnlabError as exc:
-        exc.respell(flag_for, named_as_given(args))
+        exc.respell(flag_for, given)
         if speaks:
-            print(f"{command}: error: {exc}", file=sys.stderr)
+            print(f"{args.prog}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, TrainingDiverged) else EXIT_USAGE
     except OSError as exc:
         if exc.filename is None:  # not about a path the user gave: a fault to see in full
             raise
         # a path the system refuses before cnnlab can judge it (a name over 255 bytes, say)
         if speaks:
-            print(f"{command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            print(f"{args.prog}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         warnings.showwarning = shown

@@ -457,16 +457,15 @@ def _at(source: str | None) -> str:
 
 
 def _build(cls: type, data: Any, source: str | None, prefix: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cls)]
     if not isinstance(data, dict):
         if not prefix:
             raise ConfigError(f"{_at(source)}must be a mapping")
         section = prefix.rstrip(".")
         # a section written as its name alone, as Keras names an optimizer or a schedule
-        example = (f" ({section}: {{name: {data}}})" if isinstance(data, str) and "name" in
-                   {f.name for f in dataclasses.fields(cls)} else "")
+        example = f" ({section}: {{name: {data}}})" if isinstance(data, str) and "name" in names else ""
         raise ConfigError(f"{_at(source)}{section} must be a mapping{example}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
     unknown = [key for key in data if key not in names]
     if unknown:
         raise ConfigError(
