@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab import load_run, predict
 from cnnlab.data import load_dataset
 from cnnlab.data.images import box_in_image
 from conftest import make_image_folder, run_cli
@@ -230,3 +231,43 @@ def test_data_bench_times_a_test_set_alone(tmp_path):
     bench = json.loads(run_cli("data", "bench", f"gtsrb:{folder}", "--image-size", "16x16", "--batches", "2",
                                "--format", "json").stdout)
     assert bench["images"] == 6 and bench["batch_images_per_second"] > 0
+
+
+def test_gtsrb_classes_are_shown_with_what_each_sign_is(gtsrb_run, tmp_path):
+    # the classes keep their names ("00".."02": runs match classes by name); what each sign is
+    # is shown beside them in the report, the evaluate table and predictions
+    run = load_run(gtsrb_run)
+    assert run.classes == ["00", "01", "02"]
+    assert run.descriptions == {"00": "speed limit 20", "01": "speed limit 30", "02": "speed limit 50"}
+    report = (gtsrb_run / "report.html").read_text()
+    assert "<td>01 (speed limit 30)</td>" in report
+    table = run_cli("evaluate", gtsrb_run).stdout
+    assert any(line.startswith("02 ") and line.endswith("  speed limit 50") for line in table.splitlines())
+    picture = tmp_path / "sign.png"
+    sign(picture, 30, (200, 60, 0))
+    shown = run_cli("predict", gtsrb_run, picture, "--top-k", "3").stdout
+    assert shown.count("(speed limit ") == 3
+    top = json.loads(run_cli("predict", gtsrb_run, picture, "--format", "json").stdout)[0]["top"]
+    assert {entry["description"] for entry in top} == set(run.descriptions.values())
+    assert predict(gtsrb_run, [picture]).descriptions == run.descriptions
+
+
+def test_a_run_recorded_before_class_descriptions_shows_class_names_alone(folder_run, tmp_path):
+    run, images = folder_run
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    data = json.loads((old / "data.json").read_text())
+    data.pop("descriptions")
+    (old / "data.json").write_text(json.dumps(data))
+    assert load_run(old).descriptions == {}
+    shown = run_cli("predict", old, next(images.rglob("*.png")), "--top-k", "1").stdout
+    assert len(shown.split()) == 3  # the file, the class, its probability
+    table = run_cli("evaluate", old).stdout
+    assert any(line.startswith("class_0 ") and line.rstrip().split()[-1].isdigit() for line in table.splitlines())
+
+
+def test_exported_models_carry_the_class_descriptions(gtsrb_run, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    path = run_cli("export", gtsrb_run, "--out", tmp_path / "m.onnx").stdout.strip()
+    metadata = {entry.key: entry.value for entry in onnx.load(path).metadata_props}
+    assert json.loads(metadata["descriptions"])["01"] == "speed limit 30"

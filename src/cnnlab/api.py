@@ -147,7 +147,7 @@ def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:
     nn.Module in evaluation mode on the CPU, to fine-tune, inspect or run yourself. Its
     ``classes`` and ``preprocessing`` (decode size, crop, mean and std, and ``standardize``:
     pixel values 0-255 in (N, C, H, W) -> the model's input) say what it expects; ``predict``
-    applies them for you."""
+    applies them for you. ``descriptions`` says what a class is where its name does not."""
     from .evaluation.artifacts import load_artifacts
 
     if which not in ("best", "last"):
@@ -155,6 +155,7 @@ def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:
     artifacts = load_artifacts(run, which)
     model = artifacts.model.eval()
     model.classes = list(artifacts.classes)
+    model.descriptions = dict(artifacts.run.descriptions)
     model.preprocessing = artifacts.preprocessing
     return model
 

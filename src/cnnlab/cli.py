@@ -633,6 +633,7 @@ def launch_distributed(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
     from .reports.html import per_class_table
+    from .runs import load_run
 
     metrics = evaluate(args.run, args.data, args.split, batch_size=args.batch_size,
                        device=args.device, tta=args.tta, options=data_options(args), report=args.report)
@@ -650,9 +651,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  {'ece':<15}{metrics['calibration']['ece']:.4f} ({len(metrics['calibration']['bins'])} bins)")
     print(f"\n{'class':<20}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     rows, left_out = per_class_table(metrics)
+    descriptions = load_run(args.run).descriptions
     for name, row in rows:
+        description = f"  {descriptions[name]}" if name in descriptions else ""
         print(f"{name[:19]:<20}{row['precision']:>10.4f}{row['recall']:>10.4f}"
-              f"{row['f1']:>10.4f}{row['support']:>10}")
+              f"{row['f1']:>10.4f}{row['support']:>10}{description}")
     if left_out:
         print(left_out)
     print(f"\nsaved to {metrics['saved_to']}")
@@ -661,6 +664,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluation.predict import predict_in_chunks
+    from .runs import class_label
 
     names, chunks = predict_in_chunks(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device)
     width = max(len(name) for name in names)
@@ -672,8 +676,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         buffer = io.StringIO()
         if args.format == "json":  # json.dumps(all, indent=2), an item at a time
             for number, p in enumerate(part.predictions, start=predicted):
-                item = json.dumps({"path": p.path, "top": [{"class": c, "probability": q} for c, q in p.top]},
-                                  indent=2)
+                top = [{"class": c, "probability": q} | ({"description": part.descriptions[c]}
+                                                          if c in part.descriptions else {}) for c, q in p.top]
+                item = json.dumps({"path": p.path, "top": top}, indent=2)
                 buffer.write(("[\n  " if number == 0 else ",\n  ") + item.replace("\n", "\n  "))
         elif args.format == "csv":
             writer = csv.writer(buffer, lineterminator="\n")
@@ -684,7 +689,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 writer.writerow([p.path] + [v for c, q in p.top for v in (c, f"{q:.6f}")])
         else:
             for p in part.predictions:
-                buffer.write(f"{p.path:<{width}}  {', '.join(f'{c} {q:.1%}' for c, q in p.top)}\n")
+                shown = ", ".join(f"{class_label(c, part.descriptions)} {q:.1%}" for c, q in p.top)
+                buffer.write(f"{p.path:<{width}}  {shown}\n")
         predicted += len(part.predictions)
         skipped += len(part.unreadable)
         print(buffer.getvalue(), end="", flush=True)

@@ -53,6 +53,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
     proto = onnx.load_from_string(buffer.getvalue())
     metadata = {
         "classes": json.dumps(run.classes),
+        "descriptions": json.dumps(run.descriptions),
         "mean": json.dumps(list(prep.mean)),
         "std": json.dumps(list(prep.std)),
         "normalize": prep.normalize,
@@ -72,7 +73,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
 
 def export_safetensors(run_path: str | Path, out: str | Path | None = None) -> Path:
     """Write ``model.safetensors``: the best weights, and as metadata the model (name, options,
-    classes, input), the class names and the preprocessing, each as JSON."""
+    classes, input), the class names and their descriptions, and the preprocessing, each as JSON."""
     try:
         from safetensors.torch import save
     except ImportError:
@@ -84,6 +85,7 @@ def export_safetensors(run_path: str | Path, out: str | Path | None = None) -> P
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in artifacts.model.state_dict().items()}
     metadata = {"format": "cnnlab-safetensors/1", "model": json.dumps(artifacts.checkpoint["model"]),
                 "classes": json.dumps(artifacts.classes),
+                "descriptions": json.dumps(artifacts.run.descriptions),
                 "preprocessing": json.dumps(artifacts.preprocessing.to_dict()),
                 "loss": json.dumps(artifacts.loss.spec())}
     data = save(state, metadata=metadata)

@@ -332,6 +332,9 @@ class Run:
     classes: list[str]
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """What a class is, where the data says and its name does not (GTSRB's "16": "vehicles
+    over 3.5 t prohibited"); see ``class_label``."""
 
     @property
     def directory(self) -> RunDirectory:
@@ -358,7 +361,22 @@ def load_run(path: str | Path) -> Run:
         raise CnnlabError(f"{path}: not a cnnlab run directory (no {CONFIG} or {CLASSES})")
     config = TrainConfig.from_yaml(path / CONFIG)
     return Run(path, config, directory.read_json(CLASSES), directory.read_json(HISTORY_JSON, []),
-               directory.read_json(METRICS, {}))
+               directory.read_json(METRICS, {}), class_descriptions(directory.read_json(DATA, {})))
+
+
+def class_descriptions(data: dict) -> dict[str, str]:
+    """The class descriptions a run's data.json records (none in runs made before they were)."""
+    described = data.get("descriptions")
+    if not isinstance(described, dict):
+        return {}
+    return {name: text for name, text in described.items() if isinstance(text, str)}
+
+
+def class_label(name: str, descriptions: dict[str, str]) -> str:
+    """A class as reports and predictions show it: its name, and what it is where the data
+    says (``16 (vehicles over 3.5 t prohibited)``)."""
+    description = descriptions.get(name)
+    return f"{name} ({description})" if description else name
 
 
 SEARCH_DEPTH = 4

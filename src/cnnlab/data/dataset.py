@@ -73,6 +73,8 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     cache: dict = field(default_factory=dict)
     """Where file-based images were decoded to, and whether that cache already held them."""
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """What a class is, where its name does not say (SourceData.descriptions)."""
 
     @property
     def num_classes(self) -> int:
@@ -168,7 +170,8 @@ def load_dataset(
                                    f"empty ({option('val_split')}={val_split} of {of}")
         warnings.warn(note, stacklevel=2)
         notes.append(str(note))
-    return Dataset(spec, source.classes, splits, image_size, channels, unreadable, notes, cache)
+    return Dataset(spec, source.classes, splits, image_size, channels, unreadable, notes, cache,
+                   source.descriptions)
 
 
 def choose_splits(

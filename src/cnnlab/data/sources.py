@@ -69,6 +69,9 @@ class SourceData:
     channels: int
     """The channel count the source's images naturally have."""
     notes: list[str] = field(default_factory=list)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """What a class is, where its name does not say (GTSRB's classes are numbers): shown beside
+    the name in reports and predictions, never in its place (runs match classes by name)."""
 
 
 SourceReader = Callable[..., SourceData]

@@ -33,6 +33,8 @@ class PredictionResult:
     unreadable: dict[str, str] = field(default_factory=dict)
     probabilities: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
     """Every class's probability, a row per prediction (Keras' ``model.predict(x)``)."""
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """What a class is, where the run's data says and its name does not (Run.descriptions)."""
 
 
 def expand_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
@@ -68,7 +70,7 @@ def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int =
     parts = list(predict_in_chunks(run_path, inputs, top_k, batch_size, tta, device)[1])
     return PredictionResult([p for part in parts for p in part.predictions],
                             {path: why for part in parts for path, why in part.unreadable.items()},
-                            np.concatenate([part.probabilities for part in parts]))
+                            np.concatenate([part.probabilities for part in parts]), parts[0].descriptions)
 
 
 def pixel_rows(images, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -130,7 +132,8 @@ def predict_rows(model, runtime, artifacts, split: Split, top_k: int, batch_size
     probs = artifacts.loss.probabilities(logits).numpy() if len(split.ids) else np.empty((0, len(classes)))
     order = np.argsort(-probs, axis=1)[:, : min(top_k, len(classes))]
     return PredictionResult([Prediction(sample_id, [(classes[c], float(probs[row, c])) for c in order[row]])
-                             for row, sample_id in enumerate(split.ids)], probabilities=probs.astype(np.float32))
+                             for row, sample_id in enumerate(split.ids)], probabilities=probs.astype(np.float32),
+                            descriptions=artifacts.run.descriptions)
 
 
 CHUNK_BYTES = 256 * 2**20

@@ -162,13 +162,15 @@ def confused_pairs(m: dict, classes: list[str], count: int = 10) -> list[list]:
     return [[classes[t], classes[p], n, f"{n / max(sum(matrix[t]), 1):.1%}"] for n, t, p in pairs[:count]]
 
 
-def split_body(folder: Path, split: str, m: dict, table_id: str) -> str:
+def split_body(folder: Path, split: str, m: dict, table_id: str, descriptions: dict[str, str]) -> str:
     """Per-class table, most confused pairs, confusion matrices, ROC, reliability diagram and
-    prediction grids of one evaluated split."""
+    prediction grids of one evaluated split; the tables name classes with their
+    ``descriptions``, the pictures by name alone."""
     listed, left_out = per_class_table(m)
-    rows = [[name, row["precision"], row["recall"], row["f1"], row["support"]] for name, row in listed]
+    rows = [[runs.class_label(name, descriptions), row["precision"], row["recall"], row["f1"], row["support"]]
+            for name, row in listed]
     pictures = {kind: folder / name for kind, name in runs.split_pictures(split).items()}
-    pairs = confused_pairs(m, list(m["per_class"]))
+    pairs = confused_pairs(m, [runs.class_label(name, descriptions) for name in m["per_class"]])
     confused = (f"<h3>Most confused pairs</h3>{table(['true class', 'predicted as', 'images', 'of the true class'], pairs)}"
                 if pairs else "<p>No mistakes.</p>")
     return (f'<div class="scroll">{table(["class", "precision", "recall", "F1", "support"], rows, True, table_id)}</div>'
@@ -188,6 +190,7 @@ def run_report(directory: runs.RunDirectory) -> str:
     metrics, data = directory.read_json(runs.METRICS, {}), directory.read_json(runs.DATA, {})
     history = directory.read_json(runs.HISTORY_JSON, [])
     classes = directory.read_json(runs.CLASSES, [])
+    descriptions = runs.class_descriptions(data)
     sections = []
 
     counts = data.get("counts", {})
@@ -211,7 +214,7 @@ def run_report(directory: runs.RunDirectory) -> str:
     for split in ("val", "test"):
         if split in metrics:
             sections.append(section(f"split-{split}", f"{split.capitalize()} split",
-                                    split_body(run_path, split, metrics[split], f"per-class-{split}")))
+                                    split_body(run_path, split, metrics[split], f"per-class-{split}", descriptions)))
     for label in directory.evaluations():
         folder = runs.evaluation_folder(label)
         evaluation = directory.read_json(f"{folder}/{runs.METRICS}")
@@ -226,7 +229,7 @@ def run_report(directory: runs.RunDirectory) -> str:
         body = intro + table(header, metrics_rows(evaluation, (split,)))
         sections.append(section(f"evaluation-{label}", f"Evaluation on {what}", body
                                 + split_body(directory.file(folder), split, evaluation[split],
-                                             f"per-class-{label}")))
+                                             f"per-class-{label}", descriptions)))
 
     sections.append(section("model", "Model", f"<pre>{html.escape(directory.read_text(runs.SUMMARY))}</pre>"))
     sections.append(section("config", "Config", f"<pre>{html.escape(directory.read_text(runs.CONFIG))}</pre>"))

@@ -491,6 +491,7 @@ def write_run_files(run: runs.RunDirectory, config: TrainConfig, dataset: Datase
         "channels": dataset.channels,
         "counts": {name: len(split) for name, split in dataset.splits.items()},
         "unreadable": dataset.unreadable, "notes": dataset.notes, "cache": dataset.cache,
+        "descriptions": dataset.descriptions,
     })
     if dataset.cache:
         state = "read from" if dataset.cache["hit"] else "decoded once into"

@@ -11,7 +11,20 @@ from ..download import fetch
 from ..sources import SOURCES, RawSplit, SourceData
 from .layout import find_below, read_csv, unpacked
 
-GTSRB_CLASSES = 43
+GTSRB_SIGNS = (
+    "speed limit 20", "speed limit 30", "speed limit 50", "speed limit 60", "speed limit 70",
+    "speed limit 80", "end of speed limit 80", "speed limit 100", "speed limit 120", "no passing",
+    "no passing for vehicles over 3.5 t", "right of way at the next junction", "priority road",
+    "yield", "stop", "no vehicles", "vehicles over 3.5 t prohibited", "no entry", "general caution",
+    "dangerous curve to the left", "dangerous curve to the right", "double curve", "bumpy road",
+    "slippery road", "road narrows on the right", "road works", "traffic signals", "pedestrians",
+    "children crossing", "bicycles crossing", "ice or snow", "wild animals crossing",
+    "end of all speed and passing limits", "turn right ahead", "turn left ahead", "ahead only",
+    "go straight or right", "go straight or left", "keep right", "keep left", "roundabout",
+    "end of no passing", "end of no passing for vehicles over 3.5 t",
+)
+"""What each of GTSRB's ClassIds 0..42 is (the German road signs of Stallkamp et al., 2011)."""
+GTSRB_CLASSES = len(GTSRB_SIGNS)
 BOX_COLUMNS = ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "Width", "Height")
 
 
@@ -94,7 +107,8 @@ def read_gtsrb(path: Path | None, roi_crop: bool = False) -> SourceData:
     if not roi_crop:
         for split in splits.values():
             split.boxes = None
-    return SourceData([f"{c:02d}" for c in range(count)], splits, 3)
+    classes = [f"{c:02d}" for c in range(count)]
+    return SourceData(classes, splits, 3, descriptions={name: GTSRB_SIGNS[c] for c, name in enumerate(classes)})
 
 
 def _concat(parts: list[RawSplit]) -> RawSplit:
