@@ -250,6 +250,11 @@ def test_gtsrb_classes_are_shown_with_what_each_sign_is(gtsrb_run, tmp_path):
     top = json.loads(run_cli("predict", gtsrb_run, picture, "--format", "json").stdout)[0]["top"]
     assert {entry["description"] for entry in top} == set(run.descriptions.values())
     assert predict(gtsrb_run, [picture]).descriptions == run.descriptions
+    data = gtsrb_run.parents[1] / "g"  # what the run trained on
+    info = run_cli("data", "info", f"gtsrb:{data}").stdout.splitlines()
+    assert [line.split()[-3:] for line in info if line.startswith("01 ")] == [["speed", "limit", "30"]]
+    assert json.loads(run_cli("data", "info", f"gtsrb:{data}", "--format", "json").stdout)["descriptions"]["02"] \
+        == "speed limit 50"
 
 
 def test_a_run_recorded_before_class_descriptions_shows_class_names_alone(folder_run, tmp_path):

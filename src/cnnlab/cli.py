@@ -835,7 +835,8 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     splits = list(report["counts"])
     print(f"\n{'class':<24}" + "".join(f"{s:>10}" for s in splits))
     for name in report["classes"]:
-        print(f"{name[:23]:<24}" + "".join(f"{report['counts'][s][name]:>10}" for s in splits))
+        description = f"  {report['descriptions'][name]}" if name in report["descriptions"] else ""
+        print(f"{name[:23]:<24}" + "".join(f"{report['counts'][s][name]:>10}" for s in splits) + description)
     print(f"{'total':<24}" + "".join(f"{sum(report['counts'][s].values()):>10}" for s in splits))
     if report["unreadable"]:
         print(f"\n{len(report['unreadable'])} unreadable files, left out of the counts above:")

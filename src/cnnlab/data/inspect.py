@@ -55,7 +55,8 @@ def describe(spec: str, val_split: float = 0.1, seed: int = 0, image_size: tuple
     mean, std = dataset.channel_stats(dataset.main_split)
     counts = {name: dict(zip(dataset.classes, np.bincount(split.labels, minlength=dataset.num_classes).tolist(), strict=True))
               for name, split in dataset.splits.items()}
-    report = {"spec": spec, "classes": dataset.classes, "num_classes": dataset.num_classes,
+    report = {"spec": spec, "classes": dataset.classes, "descriptions": dataset.descriptions,
+              "num_classes": dataset.num_classes,
               "channels": dataset.channels, "size_range": sizes, "mean": mean, "std": std,
               "stats_split": dataset.main_split,
               "counts": counts, "unreadable": dataset.unreadable, "notes": dataset.notes}
