@@ -358,11 +358,27 @@ def test_weights_that_diverge_in_the_last_step_are_caught_at_validation(tmp_path
     assert not (tmp_path / "overflow" / "best.pt").exists()
 
 
+def test_weights_that_diverge_in_the_last_step_are_caught_without_validation_too(tmp_path):
+    """Without validation nothing looked at the outputs after the epoch's last step: the run
+    above finished and saved the diverged weights as best.pt."""
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the loss of the first training batch in "
+                                               r"evaluation mode became nan in epoch 1 \(try a lower lr\); no epoch"):
+        quick(tmp_path, "overflow", optimizer="sgd", lr=1e30, epochs=1, subset=50, batch_size=64, val_split=0.0)
+    assert not (tmp_path / "overflow" / "best.pt").exists()
+    run = quick(tmp_path, "fine", epochs=1, subset=50, batch_size=64, val_split=0.0)
+    assert "sample_loss" not in run.history[0]  # checked, not logged
+
+
 def test_evaluating_or_predicting_with_diverged_weights_is_one_line(tmp_path):
-    """Without validation nothing looks at the outputs after the last step: the run above
-    finished, then `evaluate` ended in scikit-learn's NaN traceback and `predict` printed
-    "0 nan%" for every class."""
-    run = quick(tmp_path, "overflow", optimizer="sgd", lr=1e30, epochs=1, subset=50, batch_size=64, val_split=0.0)
+    """A checkpoint whose outputs overflow (diverged weights saved by another tool, or by
+    cnnlab before training checked them): `evaluate` ended in scikit-learn's NaN traceback and
+    `predict` printed "0 nan%" for every class."""
+    run = quick(tmp_path, "overflow", epochs=1, subset=50, batch_size=64, val_split=0.0)
+    best = run.path / "best.pt"
+    checkpoint = load_checkpoint(best)
+    checkpoint["state_dict"] = {name: value * 1e30 if value.is_floating_point() else value
+                                for name, value in checkpoint["state_dict"].items()}
+    torch.save(checkpoint, best)
     diverged = r"^the model's outputs are not finite for (\d+) of \1 images: its weights diverged in training"
     with pytest.raises(TrainingDiverged, match=diverged):
         api.evaluate(run, split="train")

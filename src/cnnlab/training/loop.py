@@ -12,7 +12,7 @@ import torch
 
 from .. import runs
 from ..config import TrainConfig
-from ..data import Augment, BatchLoader, Dataset, Preprocessing
+from ..data import Augment, BatchLoader, Dataset, Preprocessing, Split
 from ..data.augment import mix_batch
 from ..data.loader import random_stream
 from ..errors import TrainingDiverged
@@ -38,6 +38,8 @@ from .schedules import LRSchedule
 
 PROGRESS_SECONDS = 0.5
 """How often the running metrics come back from the device to the progress bar."""
+SAMPLE_LOSS = "sample_loss"
+"""The epoch's record of ``_training_sample_loss``, broadcast with it and checked, never logged."""
 
 
 class Trainer:
@@ -257,13 +259,18 @@ class Trainer:
             logits = predict_logits(model, self.eval_loader("val"), self.runtime)
             labels = torch.from_numpy(self.dataset.splits["val"].labels)
             logs.update({f"val_{k}": v for k, v in running_metrics(logits, labels, self.loss).items()})
+        else:
+            logs[SAMPLE_LOSS] = self._training_sample_loss()
         first = self.optimizer.param_groups[0]  # its lr_scale may not be 1 (muon's fallback)
         logs.update(lr=first["lr"] / first.get("lr_scale", 1.0), seconds=seconds,
                     images_per_second=len(self.dataset.splits["train"]) / seconds)
         # every process decides on rank 0's numbers: early stopping, plateaus, best.pt
         logs = self.runtime.broadcast(logs)
-        if "val_loss" in logs:  # the last updates can overflow every output, their own losses finite
+        # the last updates can overflow every output, their own losses finite
+        if "val_loss" in logs:
             self._check_finite(logs["val_loss"], epoch, "validation loss")
+        else:
+            self._check_finite(logs.pop(SAMPLE_LOSS), epoch, "loss of the first training batch in evaluation mode")
         self.history.append(logs)
         self.run.write_history(self.history)
         self.run.log(epoch_line(epoch, self.config.epochs, logs))
@@ -276,6 +283,17 @@ class Trainer:
             self.epoch = epoch + 1
             self.within_epoch = None
             self.run.save_checkpoint(runs.LAST, self.training_state(epoch, logs))
+
+    def _training_sample_loss(self) -> float:
+        """The loss of the end-of-epoch weights on the first batch of training images, in
+        evaluation mode: without validation, the one look at what the epoch's last updates made
+        of the outputs. The same images in every process."""
+        train = self.dataset.splits["train"]
+        first = slice(0, min(len(train), self.config.batch_size))
+        sample = Split(train.gather(first), train.labels[first], train.ids[first])
+        logits = predict_logits(self.eval_model, BatchLoader(sample, len(sample), self.preprocessing,
+                                                             device=self.device), self.runtime)
+        return running_metrics(logits, torch.from_numpy(sample.labels), self.loss)["loss"]
 
     def train_epoch(self, epoch: int, interrupted: Sequence[int] = ()) -> dict[str, float] | None:
         """The epoch's training metrics and seconds, from where ``within_epoch`` says it was
