@@ -361,7 +361,7 @@ def test_weights_that_diverge_in_the_last_step_are_caught_at_validation(tmp_path
 def test_weights_that_diverge_in_the_last_step_are_caught_without_validation_too(tmp_path):
     """Without validation nothing looked at the outputs after the epoch's last step: the run
     above finished and saved the diverged weights as best.pt."""
-    with pytest.raises(TrainingDiverged, match=r"^training diverged: the loss of the first training batch in "
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the loss of the first training images in "
                                                r"evaluation mode became nan in epoch 1 \(try a lower lr\); no epoch"):
         quick(tmp_path, "overflow", optimizer="sgd", lr=1e30, epochs=1, subset=50, batch_size=64, val_split=0.0)
     assert not (tmp_path / "overflow" / "best.pt").exists()

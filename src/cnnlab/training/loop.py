@@ -38,8 +38,10 @@ from .schedules import LRSchedule
 
 PROGRESS_SECONDS = 0.5
 """How often the running metrics come back from the device to the progress bar."""
-SAMPLE_LOSS = "sample_loss"
-"""The epoch's record of ``_training_sample_loss``, broadcast with it and checked, never logged."""
+SAMPLE_LOSS, SAMPLE_IMAGES = "sample_loss", 32
+"""The epoch's record of ``_training_sample_loss`` (broadcast with it and checked, never logged),
+and the images it takes: a few are enough, as overflowing weights overflow every output, and a
+whole batch would cost CIFAR-10's airbench a second an epoch."""
 
 
 class Trainer:
@@ -270,7 +272,7 @@ class Trainer:
         if "val_loss" in logs:
             self._check_finite(logs["val_loss"], epoch, "validation loss")
         else:
-            self._check_finite(logs.pop(SAMPLE_LOSS), epoch, "loss of the first training batch in evaluation mode")
+            self._check_finite(logs.pop(SAMPLE_LOSS), epoch, "loss of the first training images in evaluation mode")
         self.history.append(logs)
         self.run.write_history(self.history)
         self.run.log(epoch_line(epoch, self.config.epochs, logs))
@@ -285,11 +287,11 @@ class Trainer:
             self.run.save_checkpoint(runs.LAST, self.training_state(epoch, logs))
 
     def _training_sample_loss(self) -> float:
-        """The loss of the end-of-epoch weights on the first batch of training images, in
-        evaluation mode: without validation, the one look at what the epoch's last updates made
-        of the outputs. The same images in every process."""
+        """The loss of the end-of-epoch weights on the first training images, in evaluation
+        mode: without validation, the one look at what the epoch's last updates made of the
+        outputs. The same images in every process."""
         train = self.dataset.splits["train"]
-        first = slice(0, min(len(train), self.config.batch_size))
+        first = slice(0, min(len(train), SAMPLE_IMAGES))
         sample = Split(train.gather(first), train.labels[first], train.ids[first])
         logits = predict_logits(self.eval_model, BatchLoader(sample, len(sample), self.preprocessing,
                                                              device=self.device), self.runtime)
