@@ -171,6 +171,20 @@ def test_models_and_summary():
                                                   "--classes", "1000").stdout
 
 
+def test_models_matching_a_pattern_as_timm_lists_them():
+    from cnnlab import list_models
+
+    assert list_models("alexnet*") == ["alexnet", "alexnet-bn", "alexnet-half", "alexnet-mnist"]
+    assert list_models("VGG16") == ["vgg16"] and list_models("*cnn") == ["simple-cnn", "small-cnn"]
+    assert list_models() == sorted(list_models()) and "resnet9" in list_models() and list_models("x*") == []
+    listed = json.loads(run_cli("models", "vgg16*", "--format", "json").stdout)
+    assert [row["name"] for row in listed] == ["vgg16", "vgg16-bn", "vgg16-transfer"]
+    assert run_cli("models", "*mnist").stdout.splitlines()[1].startswith("alexnet-mnist ")
+    result = run_cli("models", "alexnet-tiny", check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("cnnlab models: error: no model matches 'alexnet-tiny'; the models: airbench, ")
+
+
 def test_summary_of_a_model_too_large_for_memory():
     """`summary alexnet --input 100000x100000` built the model's weights to count them and ended
     in the allocator's traceback (37 TiB for the first dense layer): a summary needs shapes only."""

@@ -1,6 +1,6 @@
 """cnnlab: train, evaluate and compare classic CNN image classifiers.
 
-    from cnnlab import train, evaluate, predict, load_run, load_model, create_model, load_dataset, lr_find
+    from cnnlab import train, evaluate, predict, load_run, load_model, create_model, list_models, load_dataset, lr_find
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .errors import CnnlabError
 
 __version__ = "0.1.0"
-__all__ = ["CnnlabError", "Dataset", "Run", "TrainConfig", "create_model", "evaluate",
+__all__ = ["CnnlabError", "Dataset", "Run", "TrainConfig", "create_model", "evaluate", "list_models",
            "load_dataset", "load_model", "load_run", "lr_find", "predict", "resume", "train"]
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         TrainConfig,
         create_model,
         evaluate,
+        list_models,
         load_dataset,
         load_model,
         load_run,

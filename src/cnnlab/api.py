@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .config import TrainConfig
 from .data import Dataset, load_dataset
 from .errors import CnnlabError, Spell
-from .models import create_model
+from .models import create_model, list_models
 from .runs import Run, load_run
 
 if TYPE_CHECKING:
@@ -177,5 +177,5 @@ def predict(run: Run | str | Path, inputs, top_k: int = 5, tta: str | None = Non
     return predict_images(path, inputs, top_k, tta=tta, device=device)
 
 
-__all__ = ["Dataset", "Run", "TrainConfig", "create_model", "evaluate", "load_dataset",
-           "load_model", "load_run", "predict", "resume", "train"]
+__all__ = ["Dataset", "Run", "TrainConfig", "create_model", "evaluate", "list_models", "load_dataset",
+           "load_model", "load_run", "lr_find", "predict", "resume", "train"]

@@ -263,6 +263,8 @@ def build_parser() -> Parser:
     recipes.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
 
     models = commands.add_parser("models", help="list the models")
+    models.add_argument("pattern", nargs="?", default="*", metavar="PATTERN",
+                        help="only the models whose names match, e.g. 'alexnet*' (shell-style, as timm.list_models)")
     models.add_argument("--format", default="table", choices=("table", "json"), help=FORMAT_HELP)
 
     summary = commands.add_parser("summary", help="Keras-style summary of a model")
@@ -745,9 +747,11 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import MODELS
+    from .models import MODELS, list_models
 
-    infos = [MODELS.get(name) for name in MODELS]
+    infos = [MODELS.get(name) for name in list_models(args.pattern)]
+    if not infos:
+        raise CnnlabError(f"no model matches '{args.pattern}'; the models: {', '.join(list_models())}")
     if args.format == "json":
         print(json.dumps([{"name": i.name, "input_size": list(i.input_size), "classes": i.num_classes,
                            "params": i.params, "options": i.options, "source": i.source,

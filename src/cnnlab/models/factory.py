@@ -3,6 +3,7 @@ metadata (default input, classes, parameter count, source)."""
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,12 @@ OPTION_KINDS: dict[type, tuple[str, Callable[[object], bool]]] = {
     str: ("a name", lambda value: isinstance(value, str)),
     tuple: ("a list", lambda value: isinstance(value, (list, tuple))),
 }
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """The names of the registered models that match ``pattern`` (shell-style, as
+    ``timm.list_models("vgg*")``; case-insensitive), sorted."""
+    return [name for name in MODELS.names() if fnmatch.fnmatch(name.lower(), pattern.lower())]
 
 
 def create_model(
