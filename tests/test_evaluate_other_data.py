@@ -282,7 +282,7 @@ def test_exported_models_carry_the_class_descriptions(gtsrb_run, tmp_path):
 
 def test_predict_says_a_run_trained_on_sign_boxes_is_given_whole_images(gtsrb_run, folder_run, tmp_path):
     """predict has no box to cut: gtsrb-resnet9 read gtsrb-tune's images whole at 94.1%, their
-    sign boxes at about 99.7%, without a word."""
+    sign boxes at 99.8%, without a word."""
     picture = tmp_path / "sign.png"
     sign(picture, 30, (200, 60, 0))
     stderr = run_cli("predict", gtsrb_run, picture).stderr
