@@ -130,8 +130,10 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
     cfg = run.config
     spec = canonical_spec(data or cfg.data.spec)
     recorded = run.directory.read_json(runs.SPLIT, {})
-    moved = None if options else moved_source(cfg.data.spec, spec, cfg.data.options, recorded)
-    own = (data is None or spec == canonical_spec(cfg.data.spec) or moved is not None) and not options
+    moved = moved_source(cfg.data.spec, spec, cfg.data.options, recorded)
+    # the run's own images, with its source options or others (--set roi_crop=false): its
+    # recorded splits, never every image with the training ones among them
+    own = data is None or spec == canonical_spec(cfg.data.spec) or moved is not None
     if own:
         if data_is_gone(spec):
             raise DataError.mentioning(lambda name: f"{run.path}: its data, {spec}, is not there any more; give "
@@ -146,9 +148,9 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
         if split not in recorded:
             raise DataError.about("split", f" {split}: this run's data has no {split} split; "
                                   f"available: {', '.join(recorded)}")
-        used_options = dict(cfg.data.options)
+        used_options = {**cfg.data.options, **(options or {})}
         dataset = load_dataset(spec, prep.image_size, prep.channels, split_ids={split: recorded[split]},
-                               progress=not quiet, options=used_options, source=moved)
+                               progress=not quiet, options=used_options, source=None if options else moved)
         part = dataset.splits[split]
     else:
         name, _ = parse_spec(spec)
@@ -168,7 +170,7 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
     # each data set, split, option change and TTA gets its own folder: no evaluation replaces another
     directory = runs.RunDirectory(run.path, quiet=quiet)
     label = None
-    if not own or tta is not None:
+    if not own or options or tta is not None:
         extras = [split if own else "", *(f"{k}-{v}" for k, v in sorted((options or {}).items())), tta or ""]
         label = directory.evaluation_label(
             "-".join([runs.data_name(spec), *(runs.file_safe(e) for e in extras if e)]),
