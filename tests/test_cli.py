@@ -531,6 +531,16 @@ def test_mirrored_views_of_a_run_trained_without_mirror_images_are_warned_of(dig
         assert "warning" not in run_cli(*command, "--tta", "shift").stderr
 
 
+def test_mirrored_views_of_images_in_memory_are_warned_of_too(digits_run):
+    """predict() of arrays took another path than predict() of files, and only the files'
+    warned of mirrored views."""
+    from cnnlab import predict
+    from cnnlab.errors import CnnlabWarning
+
+    with pytest.warns(CnnlabWarning, match="trained without mirror images"):
+        predict(digits_run, np.zeros((2, 28, 28), np.uint8), tta="flip")
+
+
 @pytest.mark.parametrize("command, name, needle", [
     (["compare", "RUN", "--out"], "notes.txt", "a comparison is written as .html or .htm"),
     (["export", "RUN", "--out"], "notes.txt", "an ONNX model is written as .onnx"),

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ..data import BatchLoader, Preprocessing, Split
+from ..data import BatchLoader, Split
 from ..data.download import Remote, fetch_url
 from ..data.images import decode_many, is_image_file, resize_images, to_mode
 from ..data.readers.arrays import images_array
 from ..errors import CnnlabError, CnnlabWarning, DataError
-from .artifacts import inference_model, load_artifacts
+from .artifacts import RunArtifacts, inference_model, load_artifacts
 from .inference import check_finite_outputs, predict_logits, warn_of_mirrored_views
 
 
@@ -110,10 +110,8 @@ def predict_images(run_path, images, top_k: int = 5, batch_size: int = 64, tta: 
                    device: str = "auto") -> PredictionResult:
     """Top-k classes of images held in memory (see ``pixel_rows``), named by their position:
     "[0]", "[1]"..."""
-    check_top_k(top_k)
-    artifacts = load_artifacts(run_path)
+    artifacts = prediction_artifacts(run_path, top_k, tta)
     prep = artifacts.preprocessing
-    warn_of_whole_images(prep)
     rows = pixel_rows(images, prep.image_size, prep.channels)
     model, runtime = inference_model(artifacts, device)
     return predict_rows(model, runtime, artifacts, Split(rows, np.zeros(len(rows), dtype=np.int64),
@@ -121,19 +119,21 @@ def predict_images(run_path, images, top_k: int = 5, batch_size: int = 64, tta: 
                         top_k, batch_size, tta)
 
 
-def warn_of_whole_images(preprocessing: Preprocessing) -> None:
-    """A run trained on boxes cut from its images (GTSRB's ``roi_crop``) reads an image given
-    whole less well, and predict has no box to cut: gtsrb-resnet9 scored 87.3% on its validation
-    images of gtsrb-tune whole, 99.0% on their sign boxes."""
-    if preprocessing.source_options.get("roi_crop"):
+def prediction_artifacts(run_path, top_k: int, tta: str | None) -> RunArtifacts:
+    """The run's artifacts, after the checks and warnings that every prediction, of files or of
+    images in memory, makes first. A run trained on boxes cut from its images (GTSRB's
+    ``roi_crop``) reads an image given whole less well, and predict has no box to cut:
+    gtsrb-resnet9 scored 87.3% on its validation images of gtsrb-tune whole, 99.0% on their
+    sign boxes."""
+    if top_k < 1:
+        raise CnnlabError.about("top_k", f": must be at least 1; got {top_k}")
+    artifacts = load_artifacts(run_path)
+    warn_of_mirrored_views(tta, artifacts.run.config.data.augment)
+    if artifacts.preprocessing.source_options.get("roi_crop"):
         warnings.warn(CnnlabWarning("this run was trained on the sign boxes cut from its images (roi_crop), and "
                                     "predict takes each image whole: crop the images to the sign, as the training "
                                     "images were"), stacklevel=3)
-
-
-def check_top_k(top_k: int) -> None:
-    if top_k < 1:
-        raise CnnlabError.about("top_k", f": must be at least 1; got {top_k}")
+    return artifacts
 
 
 def predict_rows(model, runtime, artifacts, split: Split, top_k: int, batch_size: int,
@@ -157,10 +157,7 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
     """The names the images of ``inputs`` are shown by, and predict_files' results one chunk
     of them after another, so that the first come at once and memory holds one chunk of decoded
     images whatever the number of files. The run and the inputs are checked before this returns."""
-    check_top_k(top_k)
-    artifacts = load_artifacts(run_path)
-    warn_of_mirrored_views(tta, artifacts.run.config.data.augment)
-    warn_of_whole_images(artifacts.preprocessing)
+    artifacts = prediction_artifacts(run_path, top_k, tta)
     found = expand_inputs(inputs)
     paths, names = [path for path, _ in found], {str(path): name for path, name in found}
     model, runtime = inference_model(artifacts, device)
