@@ -632,6 +632,11 @@ def launch_distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def described(name: str, descriptions: dict[str, str]) -> str:
+    """The last column of a table of classes: what the class is, where the data says."""
+    return f"  {descriptions[name]}" if name in descriptions else ""
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
     from .reports.html import per_class_table
@@ -655,9 +660,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows, left_out = per_class_table(metrics)
     descriptions = load_run(args.run).descriptions
     for name, row in rows:
-        description = f"  {descriptions[name]}" if name in descriptions else ""
         print(f"{name[:19]:<20}{row['precision']:>10.4f}{row['recall']:>10.4f}"
-              f"{row['f1']:>10.4f}{row['support']:>10}{description}")
+              f"{row['f1']:>10.4f}{row['support']:>10}{described(name, descriptions)}")
     if left_out:
         print(left_out)
     print(f"\nsaved to {metrics['saved_to']}")
@@ -839,8 +843,8 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     splits = list(report["counts"])
     print(f"\n{'class':<24}" + "".join(f"{s:>10}" for s in splits))
     for name in report["classes"]:
-        description = f"  {report['descriptions'][name]}" if name in report["descriptions"] else ""
-        print(f"{name[:23]:<24}" + "".join(f"{report['counts'][s][name]:>10}" for s in splits) + description)
+        print(f"{name[:23]:<24}" + "".join(f"{report['counts'][s][name]:>10}" for s in splits)
+              + described(name, report["descriptions"]))
     print(f"{'total':<24}" + "".join(f"{sum(report['counts'][s].values()):>10}" for s in splits))
     if report["unreadable"]:
         print(f"\n{len(report['unreadable'])} unreadable files, left out of the counts above:")
