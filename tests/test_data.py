@@ -17,7 +17,7 @@ from cnnlab.data.augment import STRENGTHS, SWITCHES, Augmenter
 from cnnlab.data.images import decode_image
 from cnnlab.data.preprocessing import equalized
 from cnnlab.data.split import stratified_split, stratified_subset
-from cnnlab.errors import CnnlabError, DataError
+from cnnlab.errors import CnnlabError, ConfigError, DataError
 from conftest import make_image_folder, run_cli, write_idx
 
 
@@ -145,7 +145,7 @@ def test_digits_resized_and_three_channels():
 def test_load_dataset_refuses_what_it_cannot_decode_or_split(arguments, message):
     """load_dataset("digits", channels=0) decoded the source's own channels: a 0 was taken for
     "not given"."""
-    with pytest.raises(DataError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         load_dataset("digits", progress=False, **arguments)
 
 

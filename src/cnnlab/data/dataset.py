@@ -126,12 +126,9 @@ def load_dataset(
     source has its own validation split. Official test splits stay test splits. Training
     needs ``every_class`` to have training samples; describing a source does not.
     """
+    check_split_options(val_split, channels)
     source = source or read_source(spec, options)
     channels = source.channels if channels is None else channels
-    if channels not in (1, 3):
-        raise DataError.about("channels", f": must be 1 or 3; got {channels}")
-    if not 0.0 <= val_split < 1.0:
-        raise DataError.about("val_split", f": must be at least 0 and below 1; got {val_split}")
     if image_size is None:
         first = next(iter(source.splits.values()))
         if first.images is None:
@@ -211,6 +208,16 @@ def choose_splits(
             size = subset if name == "train" else max(1, subset * len(part) // len(splits["train"]))
             chosen[name] = part.take(stratified_subset(part.labels, size, seed))
     return chosen
+
+
+def check_split_options(val_split: float, channels: int | None, prefix: str = "") -> None:
+    """Refuse a ``val_split`` outside [0, 1) and ``channels`` other than 1, 3 or None (the
+    source's own), before any image is read. ``prefix``: where the caller keeps them
+    (``data.`` in a config)."""
+    if channels not in (None, 1, 3):
+        raise ConfigError.about(f"{prefix}channels", f": must be 1 or 3; got {channels}")
+    if not 0.0 <= val_split < 1.0:
+        raise ConfigError.about(f"{prefix}val_split", f": must be at least 0 and below 1; got {val_split}")
 
 
 def check_seed(seed: int) -> None:

@@ -32,7 +32,7 @@ from ..data import (
     read_source,
 )
 from ..data.augment import centre_crop
-from ..data.dataset import check_seed, check_subset, choose_splits
+from ..data.dataset import check_seed, check_split_options, check_subset, choose_splits
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
 from ..errors import CnnlabError, ConfigError, DataError, TrainingDiverged, listed
@@ -146,12 +146,9 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     LRSchedule(config.schedule, config.optimizer.lr, 1, config.epochs)
     check_subset(config.data.subset)
     check_seed(config.seed)
-    if not 0.0 <= config.data.val_split < 1.0:
-        raise ConfigError.about("data.val_split", f": must be at least 0 and below 1; got {config.data.val_split}")
+    check_split_options(config.data.val_split, config.data.channels, prefix="data.")
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError.about("tensorboard", ": needs the tensorboard package (pip install 'cnnlab[tensorboard]')")
-    if config.data.channels not in (None, 1, 3):
-        raise ConfigError.about("data.channels", f": must be 1 or 3; got {config.data.channels}")
     if config.towers is not None:
         if len(config.towers) != 2:
             raise ConfigError.about("towers", f": one device per tower, two in all; got {config.towers}")
