@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 
 import cnnlab
@@ -99,3 +100,36 @@ def test_an_error_naming_options_pickles_as_it_reads():
     copy = pickle.loads(pickle.dumps(error))
     assert (type(copy), str(copy), copy.option) == (ConfigError, "--data.crop: smaller than --data.image_size",
                                                      "data.crop")
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory):
+    return cnnlab.train(model="mlp", data="digits", epochs=1, subset=200, out=str(tmp_path_factory.mktemp("runs")),
+                        name="mlp", quiet=True, report=False)
+
+
+@pytest.mark.parametrize(("call", "told"), [
+    (lambda run: cnnlab.predict(run, np.zeros((8, 8), np.uint8), top_k="3"),
+     "predict(): top_k: expected a whole number, got '3'"),
+    (lambda run: cnnlab.evaluate(run, batch_size="64"), "evaluate(): batch_size: expected a whole number, got '64'"),
+    (lambda run: cnnlab.evaluate(run, report="no"), "evaluate(): report: expected true or false, got 'no'"),
+    (lambda run: cnnlab.resume(run, epochs=2.5), "resume(): epochs: expected a whole number, got 2.5"),
+    (lambda run: cnnlab.load_model(run, which=1), "load_model(): which: expected text, got 1"),
+    (lambda run: cnnlab.lr_find(model="mlp", data="digits", steps="10"),
+     "lr_find(): steps: expected a whole number, got '10'"),
+    (lambda run: cnnlab.lr_find(model="mlp", data="digits", end_lr="high"),
+     "lr_find(): end_lr: expected a number, got 'high'"),
+])
+def test_the_python_api_checks_its_arguments_as_the_config_does(mlp_run, call, told):
+    """predict(run, x, top_k="3") raised Python's TypeError ('<' not supported between 'str'
+    and 'int') from inside cnnlab; each function's numbers, flags and texts are now checked as
+    the config's fields are, and the message names the function and its keyword."""
+    with pytest.raises(ConfigError) as caught:
+        call(mlp_run)
+    assert str(caught.value) == told
+
+
+def test_the_python_api_takes_numbers_written_as_yaml_writes_them(mlp_run):
+    """As the config takes them: a float as text ("1e-3" is text to YAML)."""
+    finding = cnnlab.lr_find(model="mlp", data="digits", steps=6, start_lr="1e-4", end_lr=1)
+    assert finding.lrs[0] == pytest.approx(1e-4, rel=0.5)

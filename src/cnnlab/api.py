@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import TrainConfig
+from .config import TrainConfig, checked_value
 from .data import Dataset, load_dataset
 from .errors import CnnlabError, Spell
 from .models import create_model, list_models
@@ -58,6 +60,33 @@ def _errors_naming(keywords: Iterable[str], spell: Spell = _keyword) -> Iterator
         raise
 
 
+_PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": None}
+
+
+def _checked_arguments(function: Callable) -> Callable:
+    """``function`` with its arguments of plain types (numbers, flags, texts, or None where the
+    annotation allows it) checked as the config's fields are, before it runs: ``predict(run,
+    x, top_k="3")`` is told ``predict(): top_k: expected a whole number, got '3'``, where it
+    met Python's TypeError deep inside cnnlab."""
+    signature = inspect.signature(function)
+    plain = {}
+    for name, parameter in signature.parameters.items():
+        try:  # a run, a path or a callback is not a plain type, and is the function's to check
+            plain[name] = eval(parameter.annotation, {"__builtins__": {}}, _PLAIN_TYPES)
+        except (NameError, TypeError, SyntaxError):
+            continue
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            if name in plain:
+                bound.arguments[name] = checked_value(plain[name], value, name, f"{function.__name__}()")
+        return function(*bound.args, **bound.kwargs)
+
+    return checked
+
+
 def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any],
                   caller: str) -> tuple[TrainConfig, list[str]]:
     """The config train() and lr_find() take, and the keys its keyword ``overrides`` set."""
@@ -79,6 +108,7 @@ def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dic
     return config, list(dotted)
 
 
+@_checked_arguments
 def train(config: TrainConfig | dict | str | Path | None = None, *,
           callbacks: Sequence[Callback] = (), quiet: bool = False, **overrides: Any) -> Run:
     """Train and return the Run. ``config`` is a TrainConfig, a dict or a recipe YAML path;
@@ -94,6 +124,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, *,
         return run_training(config, callbacks=callbacks, quiet=quiet)
 
 
+@_checked_arguments
 def lr_find(config: TrainConfig | dict | str | Path | None = None, *, start_lr: float = 1e-7,
             end_lr: float = 10.0, steps: int = 100, plot: str | Path | None = None,
             **overrides: Any) -> LRFinding:
@@ -109,6 +140,7 @@ def lr_find(config: TrainConfig | dict | str | Path | None = None, *, start_lr: 
         return find_lr(config, start_lr, end_lr, steps, None if plot is None else Path(plot))
 
 
+@_checked_arguments
 def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False,
            callbacks: Sequence[Callback] = (), report: bool | None = None, device: str | None = None,
            precision: str | None = None, data: str | Path | None = None) -> Run:
@@ -127,11 +159,17 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
         return run_training(config, callbacks=callbacks, resume=path, quiet=quiet)
 
 
-def evaluate(run: Run | str | Path, data=None, split: str | None = None, **kwargs) -> dict:
+@_checked_arguments
+def evaluate(run: Run | str | Path, data=None, split: str | None = None, *, batch_size: int | None = None,
+             tta: str | None = None, options: dict | None = None, report: bool = True, device: str = "auto",
+             quiet: bool = True) -> dict:
     """Metrics of the run's best checkpoint: on its own data's ``split`` (default val), or on
     other ``data`` (its test split, else all of it; results in RUN/evaluations/NAME/). ``data``
     is a source spec, or arrays ``(x, y)`` as Keras' ``model.evaluate(x, y)`` takes them: labels
-    are indices of the run's classes, or one-hot rows."""
+    are indices of the run's classes, or one-hot rows. ``tta`` ("flip", "shift", "flip-shift"
+    or "10crop") averages several views of each image; ``options`` change the source's options
+    (``{"roi_crop": False}``); ``report`` False writes no pictures and leaves report.html as it
+    was."""
     from .evaluation.evaluate import evaluate_run
 
     if data is not None and not isinstance(data, str | Path):
@@ -139,9 +177,11 @@ def evaluate(run: Run | str | Path, data=None, split: str | None = None, **kwarg
 
         run = run if isinstance(run, Run) else load_run(run)  # read once: its classes, then the rest
         data = arrays_spec(data, classes=run.classes, splits=("test",))
-    return evaluate_run(run, None if data is None else str(data), split, **kwargs)
+    return evaluate_run(run, None if data is None else str(data), split, batch_size=batch_size, device=device,
+                        quiet=quiet, tta=tta, options=options, report=report)
 
 
+@_checked_arguments
 def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:
     """The run's trained model (``which``: "best", or "last": the latest state saved) as a plain
     nn.Module in evaluation mode on the CPU, to fine-tune, inspect or run yourself. Its
@@ -160,6 +200,7 @@ def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:
     return model
 
 
+@_checked_arguments
 def predict(run: Run | str | Path, inputs, top_k: int = 5, tta: str | None = None,
             device: str = "auto") -> PredictionResult:
     """Top-k classes, and every class's probability, of image files, folders or globs (a path or

@@ -476,6 +476,13 @@ def _build(cls: type, data: Any, source: str | None, prefix: str) -> Any:
     return cls(**values)
 
 
+def checked_value(hint: Any, value: Any, key: str, source: str | None = None) -> Any:
+    """``value`` as a config field of type ``hint`` takes it (a whole number for an int, a
+    number or its text for a float, true or false for a bool), or a ConfigError naming ``key``
+    (after ``source``, where the value came from)."""
+    return _coerce(hint, value, source, key)
+
+
 def _coerce(hint: Any, value: Any, source: str | None, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, source, key + ".")
