@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from PIL import Image
 from cnnlab import load_run, predict
 from cnnlab.data import load_dataset
 from cnnlab.data.images import box_in_image
-from cnnlab.errors import CnnlabWarning
+from cnnlab.data.readers.gtsrb import sign_boxes
+from cnnlab.errors import CnnlabError, CnnlabWarning
 from conftest import make_image_folder, run_cli
 from test_datasets import sign, write_gtsrb_official
 
@@ -310,3 +312,60 @@ def test_the_runs_own_data_with_other_source_options_is_its_own_split(gtsrb_run)
                                "--format", "json").stdout)
     assert train["samples"] == len(recorded["train"])
     assert snapshot(gtsrb_run) == before
+
+
+def test_predict_crops_each_image_to_its_box_from_a_gtsrb_csv(gtsrb_run, tmp_path):
+    """predict had no way to take GTSRB's boxes: a run trained on sign boxes could only be
+    given whole images, or images cropped by hand."""
+    folder = write_resized_final_test(tmp_path / "t", count=4)
+    annotation = folder / "GT-final_test.csv"
+    files = sorted((folder / "Images").glob("*.ppm"))
+    by_hand = tmp_path / "by-hand"
+    by_hand.mkdir()
+    for file in files:  # the box of the CSV's 80x80 original on the 32x32 file: 8,8 to 24,24
+        with Image.open(file) as image:
+            image.crop(box_in_image((20, 20, 59, 59, 80, 80), *image.size)).save(by_hand / file.name)
+    expected = json.loads(run_cli("predict", gtsrb_run, by_hand, "--format", "json", "--top-k", "3").stdout)
+    result = run_cli("predict", gtsrb_run, folder / "Images", "--boxes", annotation, "--format", "json",
+                     "--top-k", "3")
+    assert "roi_crop" not in result.stderr
+    assert [p["top"] for p in json.loads(result.stdout)] == [p["top"] for p in expected]
+    whole = json.loads(run_cli("predict", gtsrb_run, folder / "Images", "--format", "json", "--top-k", "3").stdout)
+    assert [p["top"] for p in whole] != [p["top"] for p in expected]  # the boxes are what made them equal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # cropped: no warning that the images are whole
+        from_python = predict(gtsrb_run, files, boxes=annotation, top_k=3)
+    assert [[name for name, _ in p.top] for p in from_python.predictions] == \
+        [[entry["class"] for entry in p["top"]] for p in expected]
+    with pytest.raises(CnnlabError, match=r"^boxes: crops image files by their names"):
+        predict(gtsrb_run, np.zeros((1, 32, 32, 3), np.uint8), boxes=annotation)
+
+
+def test_predict_boxes_from_kaggle_test_csv_and_images_without_a_row(gtsrb_run, tmp_path):
+    root = tmp_path / "k"
+    rows = ["Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"]
+    for i in range(2):
+        sign(root / f"Test/{i:05d}.png", 30, (0, 200, 50 * i))
+        rows.append(f"30,30,5,5,24,24,{i},Test/{i:05d}.png")
+    (root / "Test.csv").write_text("\n".join(rows) + "\n")
+    shown = run_cli("predict", gtsrb_run, root / "Test", "--boxes", root / "Test.csv")
+    assert shown.returncode == 0 and len(shown.stdout.strip().splitlines()) == 2 and not shown.stderr
+    sign(root / "Test/00009.png", 30, (0, 200, 0))  # no row names it
+    refused = run_cli("predict", gtsrb_run, root / "Test", "--boxes", root / "Test.csv", check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        f"cnnlab predict: error: --boxes {root / 'Test.csv'}: no row for 1 of the images "
+        f"({root / 'Test/00009.png'}); each needs its Filename or Path and its box")
+    (root / "bad.csv").write_text("Path,Roi.X1\nTest/00000.png,3\n")
+    refused = run_cli("predict", gtsrb_run, root / "Test", "--boxes", root / "bad.csv", check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        f"cnnlab predict: error: {root / 'bad.csv'}, line 2: not a valid row (KeyError: 'Roi.Y1')")
+
+
+def test_sign_boxes_match_rows_by_path_then_by_a_name_no_other_row_has(tmp_path):
+    annotation = tmp_path / "boxes.csv"
+    annotation.write_text("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2\n"
+                          "a/1.png;10;10;1;1;8;8\nb/1.png;10;10;2;2;7;7\nc/2.png;10;10;0;0;9;9\n")
+    boxes = sign_boxes(annotation, [tmp_path / "b/1.png", tmp_path / "elsewhere/2.png"])
+    assert boxes.tolist() == [[2, 2, 7, 7, 10, 10], [0, 0, 9, 9, 10, 10]]
+    with pytest.raises(CnnlabError, match=r"no row for 1 of the images \(\S+elsewhere/1.png\)"):
+        sign_boxes(annotation, [tmp_path / "elsewhere/1.png"])  # two rows have the name: neither is taken

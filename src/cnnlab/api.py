@@ -202,19 +202,25 @@ def load_model(run: Run | str | Path, which: str = "best") -> torch.nn.Module:
 
 @_checked_arguments
 def predict(run: Run | str | Path, inputs, top_k: int = 5, tta: str | None = None,
-            device: str = "auto") -> PredictionResult:
+            device: str = "auto", boxes: str | Path | None = None) -> PredictionResult:
     """Top-k classes, and every class's probability, of image files, folders or globs (a path or
     a list of them), or of images in memory: a PIL image, an array of pixels as ``train(data=)``
     takes them ((N, H, W[, C]) or one (H, W[, C]), uint8 0..255 or floats in [0, 1]; a torch
     tensor too), or a list of those. Each is resized to the run's input as a file would be.
-    ``tta`` ("flip", "flip-shift" or "10crop") averages several views."""
+    ``tta`` ("flip", "shift", "flip-shift" or "10crop") averages several views. ``boxes``, for
+    files: a GTSRB annotation CSV (GT-final_test.csv, Kaggle's Test.csv) whose rows crop each
+    image to its sign, as a run trained with ``roi_crop`` read its images."""
     from .evaluation.predict import predict_files, predict_images
 
     path = run.path if isinstance(run, Run) else run
     if isinstance(inputs, str | Path):
         inputs = [inputs]
     if isinstance(inputs, list | tuple) and inputs and all(isinstance(i, str | Path) for i in inputs):
-        return predict_files(path, [str(i) for i in inputs], top_k, tta=tta, device=device)
+        return predict_files(path, [str(i) for i in inputs], top_k, tta=tta, device=device,
+                             boxes=None if boxes is None else Path(boxes))
+    if boxes is not None:
+        raise CnnlabError.about("boxes", ": crops image files by their names; crop images in memory before "
+                                "predicting them (pixels[y1:y2 + 1, x1:x2 + 1])")
     return predict_images(path, inputs, top_k, tta=tta, device=device)
 
 

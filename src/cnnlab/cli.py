@@ -251,6 +251,9 @@ def build_parser() -> Parser:
                          "as '*.jpg', or http(s) addresses")
     predict.add_argument("--top-k", type=int, default=5, help="the K most likely classes per image (default %(default)s)")
     predict.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
+    predict.add_argument("--boxes", type=Path, metavar="CSV",
+                         help="crop each image to its sign box, as a run trained with roi_crop read its images: "
+                              "a GTSRB annotation CSV (GT-final_test.csv, Test.csv) naming the images")
     predict.add_argument("--format", default="table", choices=("table", "csv", "json"), help=FORMAT_HELP)
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -451,7 +454,8 @@ def flag_name(dest: str) -> str:
 
 
 OPTION_DESTS = {**{dest: dest for dest in CONFIG_FLAGS}, **{key: dest for dest, key in CONFIG_FLAGS.items()},
-                **{name: name for name in ("tta", "split", "top_k", "resume", "opset", "start_lr", "end_lr", "steps")}}
+                **{name: name for name in ("tta", "split", "top_k", "resume", "opset", "start_lr", "end_lr", "steps",
+                                            "boxes")}}
 """The options the core names in its messages (config keys such as ``data.val_split``, the
 Python API's keywords such as ``val_split`` and ``top_k``) -> argparse's name of their flag."""
 
@@ -672,7 +676,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluation.predict import predict_in_chunks
     from .runs import class_label
 
-    names, chunks = predict_in_chunks(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device)
+    names, chunks = predict_in_chunks(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device,
+                                      boxes=args.boxes)
     width = max(len(name) for name in names)
     predicted = skipped = 0
     # each chunk is printed as it comes: a large folder shows results at once

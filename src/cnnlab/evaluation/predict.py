@@ -16,6 +16,7 @@ from ..data import BatchLoader, Split
 from ..data.download import Remote, fetch_url
 from ..data.images import decode_many, is_image_file, resize_images, to_mode
 from ..data.readers.arrays import images_array
+from ..data.readers.gtsrb import sign_boxes
 from ..errors import CnnlabError, CnnlabWarning, DataError
 from .artifacts import RunArtifacts, inference_model, load_artifacts
 from .inference import check_finite_outputs, predict_logits, warn_of_mirrored_views
@@ -66,9 +67,10 @@ def expand_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
 
 
 def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64,
-                  tta: str | None = None, device: str = "auto") -> PredictionResult:
-    """Top-k classes of every readable image in ``inputs``; unreadable files are reported."""
-    parts = list(predict_in_chunks(run_path, inputs, top_k, batch_size, tta, device)[1])
+                  tta: str | None = None, device: str = "auto", boxes: Path | None = None) -> PredictionResult:
+    """Top-k classes of every readable image in ``inputs``; unreadable files are reported.
+    ``boxes``: a GTSRB annotation CSV, each image cropped to its row's box (``sign_boxes``)."""
+    parts = list(predict_in_chunks(run_path, inputs, top_k, batch_size, tta, device, boxes)[1])
     return PredictionResult([p for part in parts for p in part.predictions],
                             {path: why for part in parts for path, why in part.unreadable.items()},
                             np.concatenate([part.probabilities for part in parts]), parts[0].descriptions)
@@ -119,20 +121,21 @@ def predict_images(run_path, images, top_k: int = 5, batch_size: int = 64, tta: 
                         top_k, batch_size, tta)
 
 
-def prediction_artifacts(run_path, top_k: int, tta: str | None) -> RunArtifacts:
+def prediction_artifacts(run_path, top_k: int, tta: str | None, cropped: bool = False) -> RunArtifacts:
     """The run's artifacts, after the checks and warnings that every prediction, of files or of
     images in memory, makes first. A run trained on boxes cut from its images (GTSRB's
-    ``roi_crop``) reads an image given whole less well, and predict has no box to cut:
-    gtsrb-resnet9 scored 87.3% on its validation images of gtsrb-tune whole, 99.0% on their
-    sign boxes."""
+    ``roi_crop``) reads an image given whole less well: gtsrb-resnet9 scored 87.3% on its
+    validation images of gtsrb-tune whole, 99.0% on their sign boxes. ``cropped``: the images
+    are cut to boxes given with them."""
     if top_k < 1:
         raise CnnlabError.about("top_k", f": must be at least 1; got {top_k}")
     artifacts = load_artifacts(run_path)
     warn_of_mirrored_views(tta, artifacts.run.config.data.augment)
-    if artifacts.preprocessing.source_options.get("roi_crop"):
-        warnings.warn(CnnlabWarning("this run was trained on the sign boxes cut from its images (roi_crop), and "
-                                    "predict takes each image whole: crop the images to the sign, as the training "
-                                    "images were"), stacklevel=3)
+    if artifacts.preprocessing.source_options.get("roi_crop") and not cropped:
+        warnings.warn(CnnlabWarning.mentioning(
+            lambda name: "this run was trained on the sign boxes cut from its images (roi_crop), and predict "
+                         "takes each image whole: crop the images to the sign, as the training images were, or "
+                         f"give their boxes ({name('boxes')}=CSV, as GTSRB's annotations)"), stacklevel=3)
     return artifacts
 
 
@@ -153,13 +156,15 @@ CHUNK_BYTES = 256 * 2**20
 
 
 def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64, tta: str | None = None,
-                      device: str = "auto") -> tuple[list[str], Iterator[PredictionResult]]:
+                      device: str = "auto", boxes: Path | None = None) -> tuple[list[str], Iterator[PredictionResult]]:
     """The names the images of ``inputs`` are shown by, and predict_files' results one chunk
     of them after another, so that the first come at once and memory holds one chunk of decoded
-    images whatever the number of files. The run and the inputs are checked before this returns."""
-    artifacts = prediction_artifacts(run_path, top_k, tta)
+    images whatever the number of files. The run, the inputs and their ``boxes`` are checked
+    before this returns."""
+    artifacts = prediction_artifacts(run_path, top_k, tta, cropped=boxes is not None)
     found = expand_inputs(inputs)
     paths, names = [path for path, _ in found], {str(path): name for path, name in found}
+    crops = None if boxes is None else sign_boxes(Path(boxes), paths)
     model, runtime = inference_model(artifacts, device)
     prep = artifacts.preprocessing
     chunk = max(1, CHUNK_BYTES // (prep.image_size[0] * prep.image_size[1] * prep.channels))
@@ -167,7 +172,8 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
     def chunks() -> Iterator[PredictionResult]:
         for start in range(0, len(paths), chunk):
             part = paths[start:start + chunk]
-            images, kept, unreadable = decode_many(part, prep.image_size, prep.channels)
+            images, kept, unreadable = decode_many(part, prep.image_size, prep.channels,
+                                                   boxes=None if crops is None else crops[start:start + chunk])
             split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [names[str(part[i])] for i in kept])
             result = predict_rows(model, runtime, artifacts, split, top_k, batch_size, tta)
             result.unreadable = {names[path]: reason for path, reason in unreadable.items()}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import DataError, listed
 from ..download import fetch
 from ..sources import SOURCES, RawSplit, SourceData
 from .layout import find_below, read_csv, unpacked
@@ -28,32 +31,40 @@ GTSRB_CLASSES = len(GTSRB_SIGNS)
 BOX_COLUMNS = ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "Width", "Height")
 
 
-def _gtsrb_rows(annotation: Path, delimiter: str, folder: Path, root: Path, track_of) -> RawSplit:
-    """One RawSplit from a GTSRB annotation CSV; every row is checked, and a bad one is named
-    by its line."""
+def _annotated_rows(annotation: Path, delimiter: str | None, folder: Path,
+                    read=lambda row, name: None) -> Iterator[tuple[str, PurePosixPath, list[int], Any]]:
+    """Each row of a GTSRB annotation CSV, checked (a bad one is named by its line): where it
+    is, the file it names (inside ``folder``), its sign box (x1, y1, x2, y2, width, height)
+    and what ``read`` takes from the row and the file's name."""
     rows = read_csv(annotation, delimiter)
     if not rows:
         raise DataError(f"{annotation}: no rows (expected a header line and one line per image)")
-    paths, labels, boxes, groups = [], [], [], []
     for line, row in enumerate(rows, start=2):
         where = f"{annotation}, line {line}"
         try:
             name = row.get("Filename") or row.get("Path")
             if not isinstance(name, str) or not name:
                 raise KeyError("Filename" if delimiter == ";" else "Path")
-            label = int(row["ClassId"])
             box = [int(row[key]) for key in BOX_COLUMNS]
-            track = track_of(label, name)
+            taken = read(row, name)
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise DataError(f"{where}: not a valid row ({type(exc).__name__}: {exc})") from None
         relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts:
             raise DataError(f"{where}: the file {name!r} would be outside {folder}")
-        if not 0 <= label < GTSRB_CLASSES:
-            raise DataError(f"{where}: ClassId {label} is not one of GTSRB's {GTSRB_CLASSES} classes (0..42)")
         x1, y1, x2, y2, width, height = box
         if width < 1 or height < 1 or not (0 <= x1 <= x2 and 0 <= y1 <= y2):
             raise DataError(f"{where}: the box {x1},{y1} to {x2},{y2} on {width}x{height} is not a box")
+        yield where, relative, box, taken
+
+
+def _gtsrb_rows(annotation: Path, delimiter: str, folder: Path, root: Path, track_of) -> RawSplit:
+    """One RawSplit from a GTSRB annotation CSV."""
+    paths, labels, boxes, groups = [], [], [], []
+    read = lambda row, name: (int(row["ClassId"]), track_of(int(row["ClassId"]), name))  # noqa: E731
+    for where, relative, box, (label, track) in _annotated_rows(annotation, delimiter, folder, read):
+        if not 0 <= label < GTSRB_CLASSES:
+            raise DataError(f"{where}: ClassId {label} is not one of GTSRB's {GTSRB_CLASSES} classes (0..42)")
         paths.append(folder / relative)
         labels.append(label)
         boxes.append(box)
@@ -61,6 +72,30 @@ def _gtsrb_rows(annotation: Path, delimiter: str, folder: Path, root: Path, trac
     ids = [p.relative_to(root).as_posix() for p in paths]
     return RawSplit(np.asarray(labels), ids, paths=paths, boxes=np.asarray(boxes).reshape(-1, 6),
                     groups=np.asarray(groups))
+
+
+def sign_boxes(annotation: Path, paths: Sequence[Path]) -> np.ndarray:
+    """The sign box of each of ``paths``, (N, 6) as ``box_in_image`` takes them, from a GTSRB
+    annotation CSV (GT-000NN.csv or GT-final_test.csv with ';', Kaggle's Test.csv or Train.csv
+    with ','; a ClassId is not needed). A row names its file relative to the CSV's folder, or
+    by a file name no other row has; an image no row names is refused, by name."""
+    by_path, by_name, names = {}, {}, collections.Counter()
+    for _, relative, box, _ in _annotated_rows(annotation, None, annotation.parent):
+        by_path[(annotation.parent / relative).resolve()] = box
+        by_name[relative.name] = box
+        names[relative.name] += 1
+    boxes, missing = [], []
+    for path in paths:
+        box = by_path.get(Path(path).resolve())
+        if box is None and names[Path(path).name] == 1:
+            box = by_name[Path(path).name]
+        if box is None:
+            missing.append(str(path))
+        boxes.append(box)
+    if missing:
+        raise DataError.about("boxes", f" {annotation}: no row for {len(missing)} of the images "
+                              f"({listed(missing, 3)}); each needs its Filename or Path and its box")
+    return np.asarray(boxes, dtype=np.int64).reshape(-1, 6)
 
 
 def _official_training(training: Path, root: Path) -> RawSplit:

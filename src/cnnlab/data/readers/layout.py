@@ -61,9 +61,14 @@ def clear_extracted(older_than_days: float | None = None) -> list[Extracted]:
     return removed
 
 
-def read_csv(path: Path, delimiter: str) -> list[dict[str, str]]:
+def read_csv(path: Path, delimiter: str | None = None) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header line; ``delimiter`` None: ';' where the header has
+    one (GTSRB's own files), else ','."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
+            if delimiter is None:
+                delimiter = ";" if ";" in handle.readline() else ","
+                handle.seek(0)
             return list(csv.DictReader(handle, delimiter=delimiter))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: unreadable CSV ({exc})") from None
