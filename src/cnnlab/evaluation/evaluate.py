@@ -21,7 +21,7 @@ from .artifacts import inference_model, load_artifacts
 from .gradcam import grad_cam
 from .inference import check_finite_outputs, predict_logits, warn_of_mirrored_views
 from .losses import Loss
-from .metrics import RunningMetrics, classification_metrics
+from .metrics import RunningMetrics, classification_metrics, top_classes
 
 
 def running_metrics(logits: torch.Tensor, labels: torch.Tensor, loss: Loss) -> dict[str, float]:
@@ -49,7 +49,7 @@ def evaluate_split(model: nn.Module, split: Split, loader: BatchLoader, loss: Lo
 
 def predictions_csv(split: Split, probs: np.ndarray, classes: list[str], top_k: int = 5) -> str:
     top_k = min(top_k, len(classes))
-    order = np.argsort(-probs, axis=1)[:, :top_k]
+    order = top_classes(probs, top_k)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["id", "true", "predicted", "correct"]

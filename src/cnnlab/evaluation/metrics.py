@@ -66,6 +66,13 @@ class RunningMetrics:
         return result
 
 
+def top_classes(probs: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) the k most probable classes of each row, most probable first; of equal
+    probabilities (a bf16 model's often are) the lower class first, as ``argmax``, and so the
+    accuracy, takes it."""
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+
+
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str],
                            averaged: list[int] | None = None) -> dict:
     """Per-class precision, recall, F1 and support with macro and weighted averages, the

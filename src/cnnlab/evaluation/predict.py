@@ -20,6 +20,7 @@ from ..data.readers.gtsrb import sign_boxes
 from ..errors import CnnlabError, CnnlabWarning, DataError
 from .artifacts import RunArtifacts, inference_model, load_artifacts
 from .inference import check_finite_outputs, predict_logits, warn_of_mirrored_views
+from .metrics import top_classes
 
 
 @dataclass
@@ -145,7 +146,7 @@ def predict_rows(model, runtime, artifacts, split: Split, top_k: int, batch_size
     logits = predict_logits(model, BatchLoader(split, batch_size, artifacts.preprocessing), runtime, tta)
     check_finite_outputs(logits)
     probs = artifacts.loss.probabilities(logits).numpy() if len(split.ids) else np.empty((0, len(classes)))
-    order = np.argsort(-probs, axis=1)[:, : min(top_k, len(classes))]
+    order = top_classes(probs, min(top_k, len(classes)))
     return PredictionResult([Prediction(sample_id, [(classes[c], float(probs[row, c])) for c in order[row]])
                              for row, sample_id in enumerate(split.ids)], probabilities=probs.astype(np.float32),
                             descriptions=artifacts.run.descriptions)
