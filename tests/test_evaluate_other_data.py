@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import load_run, predict
+from cnnlab import evaluate, load_run, predict
 from cnnlab.data import load_dataset
 from cnnlab.data.images import box_in_image
 from cnnlab.data.readers.gtsrb import sign_boxes
@@ -369,3 +370,19 @@ def test_sign_boxes_match_rows_by_path_then_by_a_name_no_other_row_has(tmp_path)
     assert boxes.tolist() == [[2, 2, 7, 7, 10, 10], [0, 0, 9, 9, 10, 10]]
     with pytest.raises(CnnlabError, match=r"no row for 1 of the images \(\S+elsewhere/1.png\)"):
         sign_boxes(annotation, [tmp_path / "elsewhere/1.png"])  # two rows have the name: neither is taken
+
+
+def test_predict_and_evaluate_warnings_point_at_the_callers_line(gtsrb_run, tmp_path):
+    """Python's warnings show the line they point at: the predict warnings pointed into
+    cnnlab's own files (api.py, or predict.py for files), as deep as each was raised."""
+    picture = tmp_path / "sign.png"
+    sign(picture, 30, (200, 60, 0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict(gtsrb_run, np.zeros((1, 30, 30, 3), np.uint8))
+        predict(gtsrb_run, [picture])
+        evaluate(gtsrb_run, tta="flip", report=False)
+        load_dataset(str(make_image_folder(tmp_path / "f", classes=2, per_class=2)), (8, 8), progress=False)
+    assert len(caught) >= 4
+    assert {(Path(w.filename).name, type(w.message).__name__) for w in caught} == {
+        ("test_evaluate_other_data.py", "CnnlabWarning")}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Self
+
+_PACKAGE = str(Path(__file__).resolve().parent)
 
 
 def listed(names: Sequence[str], limit: int = 10) -> str:
@@ -78,3 +82,13 @@ class TrainingDiverged(CnnlabError):
 
 class CnnlabWarning(OptionNamed, UserWarning):
     """Something the user may not mean (a test-time augmentation that does not fit the run)."""
+
+
+def callers_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` in the function that calls this one that
+    points at the first line outside cnnlab: the user's call, however deep in cnnlab the
+    warning is raised (Python 3.12's ``skip_file_prefixes``)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level

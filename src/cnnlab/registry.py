@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Generic, TypeVar
 
-from .errors import CnnlabError
+from .errors import CnnlabError, callers_stacklevel
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ class Registry(Generic[T]):
                 point.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop cnnlab
                 warnings.warn(f"{group} plugin {point.name} ({point.value}) failed to load: {exc}",
-                              stacklevel=3)
+                              stacklevel=callers_stacklevel())
 
     def add(self, name: str, entry: T) -> T:
         if name in self._entries:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CnnlabWarning, ConfigError, DataError
+from ..errors import CnnlabWarning, ConfigError, DataError, callers_stacklevel
 from .cache import decode_cached
 from .images import resize_images
 from .sources import RawSplit, SourceData, read_source
@@ -165,7 +165,7 @@ def load_dataset(
         of = f"{len(splits['train'])} samples in {len(source.classes)} classes); left out"
         note = CnnlabWarning.about("data", lambda option, split=name, of=of: f" {spec}: the {split} split would be "
                                    f"empty ({option('val_split')}={val_split} of {of}")
-        warnings.warn(note, stacklevel=2)
+        warnings.warn(note, stacklevel=callers_stacklevel())
         notes.append(str(note))
     return Dataset(spec, source.classes, splits, image_size, channels, unreadable, notes, cache,
                    source.descriptions)

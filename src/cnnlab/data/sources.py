@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CnnlabWarning, DataError
+from ..errors import CnnlabWarning, DataError, callers_stacklevel
 from ..registry import Registry
 from .download import Remote, fetch_url
 
@@ -100,7 +100,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     name = name.strip().lower()
     if source_name(spec) == "folder" and name != "folder":
         warnings.warn(CnnlabWarning.about("data", f" {spec}: a folder, read as folder:{spec} (one sub-folder per class)"),
-                      stacklevel=2)
+                      stacklevel=callers_stacklevel())
         return "folder", Path(spec).expanduser()
     if name not in SOURCES and not sep and ("/" in spec or spec.startswith((".", "~"))):
         raise DataError.about("data", f" {spec}: {_not_a_folder(Path(spec).expanduser())}")

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data import BatchLoader
 from ..data.augment import Augment, shifted_views, ten_crops
-from ..errors import CnnlabError, CnnlabWarning, TrainingDiverged
+from ..errors import CnnlabError, CnnlabWarning, TrainingDiverged, callers_stacklevel
 from ..runtime import Runtime
 from . import MIRRORING, TTA_MODES
 
@@ -22,7 +22,7 @@ def warn_of_mirrored_views(tta: str | None, augment: list[str]) -> None:
     if tta in MIRRORING and not Augment.parse(augment).hflip:
         warnings.warn(CnnlabWarning.about("tta", lambda name: f" {tta}: this run was trained without mirror images (no "
                                           "hflip in data.augment), and a mirrored sign or digit is often another "
-                                          f"class; {name('tta')}=shift keeps the views upright"), stacklevel=2)
+                                          f"class; {name('tta')}=shift keeps the views upright"), stacklevel=callers_stacklevel())
 
 
 def check_finite_outputs(logits: torch.Tensor) -> None:
@@ -52,7 +52,7 @@ def predict_logits(model: nn.Module, loader: BatchLoader, runtime: Runtime,
                                           f"size ({height}x{width}), so the ten crops are the image and its mirror "
                                           f"image five times each: the same as {name('tta')}=flip at five times the "
                                           f"cost (train with {name('data.image_size')} larger than "
-                                          f"{name('data.crop')} to use it)"), stacklevel=2)
+                                          f"{name('data.crop')} to use it)"), stacklevel=callers_stacklevel())
     model.eval()
     device = runtime.device
     outputs = []

@@ -17,7 +17,7 @@ from ..data.download import Remote, fetch_url
 from ..data.images import decode_many, is_image_file, resize_images, to_mode
 from ..data.readers.arrays import images_array
 from ..data.readers.gtsrb import sign_boxes
-from ..errors import CnnlabError, CnnlabWarning, DataError
+from ..errors import CnnlabError, CnnlabWarning, DataError, callers_stacklevel
 from .artifacts import RunArtifacts, inference_model, load_artifacts
 from .inference import check_finite_outputs, predict_logits, warn_of_mirrored_views
 from .metrics import top_classes
@@ -136,7 +136,7 @@ def prediction_artifacts(run_path, top_k: int, tta: str | None, cropped: bool = 
         warnings.warn(CnnlabWarning.mentioning(
             lambda name: "this run was trained on the sign boxes cut from its images (roi_crop), and predict "
                          "takes each image whole: crop the images to the sign, as the training images were, or "
-                         f"give their boxes ({name('boxes')}=CSV, as GTSRB's annotations)"), stacklevel=3)
+                         f"give their boxes ({name('boxes')}=CSV, as GTSRB's annotations)"), stacklevel=callers_stacklevel())
     return artifacts
 
 

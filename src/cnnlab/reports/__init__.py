@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import runs
 from ..data.inspect import augmented_views
-from ..errors import CnnlabError
+from ..errors import CnnlabError, callers_stacklevel
 from ..io import write_atomic, write_text_atomic
 from . import plots
 from .html import comparison_report, run_report, short_names
@@ -80,7 +80,7 @@ def runs_to_compare(path: Path) -> list[runs.Run]:
         try:
             loaded.append(runs.load_run(run))
         except CnnlabError as exc:
-            warnings.warn(f"{run}: left out of the comparison: {exc}", stacklevel=2)
+            warnings.warn(f"{run}: left out of the comparison: {exc}", stacklevel=callers_stacklevel())
     if not loaded:
         raise CnnlabError(f"{path}: every run it holds is unreadable ({len(found)} left out)")
     return loaded

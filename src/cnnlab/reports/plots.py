@@ -18,6 +18,8 @@ from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from ..errors import callers_stacklevel  # noqa: E402
+
 NUMBERS_UP_TO = 30
 """Confusion matrices with more classes than this show colours only."""
 
@@ -46,7 +48,7 @@ def png(figure) -> bytes:
         undrawable.update(new)
         warnings.warn(f"the installed fonts lack {''.join(sorted(new))} (of class names): the pictures draw "
                       "them as boxes, report.html's tables show them; install a font that has them (e.g. Noto Sans "
-                      "CJK) for matplotlib", stacklevel=2)
+                      "CJK) for matplotlib", stacklevel=callers_stacklevel())
     return buffer.getvalue()
 
 

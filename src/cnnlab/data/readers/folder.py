@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import DataError, callers_stacklevel
 from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
@@ -109,5 +109,5 @@ def read_folder(path: Path | None) -> SourceData:
         raise DataError(f"{root}: no image files in the class folders")
     notes += gtsrb_layout(root)
     for note in notes:
-        warnings.warn(note, stacklevel=2)
+        warnings.warn(note, stacklevel=callers_stacklevel())
     return SourceData(classes, splits, 3, notes)
