@@ -531,3 +531,32 @@ def test_a_run_file_of_any_wrong_shape_is_one_line_naming_it(tmp_path, trained_r
 @pytest.mark.slow
 def test_fuzz_run_directory_larger_budget(tmp_path, trained_run):
     fuzz_run_directory(tmp_path, SLOW // 2, trained_run)
+
+
+def fuzz_predict_boxes(tmp: Path, count: int, run: Path) -> int:
+    """``predict --boxes CSV`` with the CSV mutated: a GTSRB annotation file is the user's, and
+    predict reads it whatever it holds."""
+    images = tmp / "Test"
+    for i in range(2):
+        sign(images / f"{i:05d}.png", 24, (0, 200, 90 * i))
+    kaggle = "Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,Path\n" + "".join(
+        f"24,24,4,4,19,19,Test/{i:05d}.png\n" for i in range(2))
+    official = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n" + "".join(
+        f"{i:05d}.png;48;48;8;8;39;39;{i}\n" for i in range(2))
+    for n, rng in enumerate(cases(count, "boxes")):
+        delimiter, text = rng.choice([(",", kaggle), (";", official)])
+        annotation = tmp / f"boxes{n}.csv"
+        annotation.write_text(mutate_text(text, rng, delimiter), encoding="latin-1")
+        result = check(call(["predict", run, images, "--boxes", annotation, "--format", "json"]), str(annotation))
+        if result.code == 0:
+            assert len(json.loads(result.out)) == 2
+    return count
+
+
+def test_fuzz_predict_boxes(tmp_path, trained_run):
+    fuzz_predict_boxes(tmp_path, FAST, trained_run)
+
+
+@pytest.mark.slow
+def test_fuzz_predict_boxes_larger_budget(tmp_path, trained_run):
+    fuzz_predict_boxes(tmp_path, SLOW, trained_run)
