@@ -119,6 +119,12 @@ def mlp_run(tmp_path_factory):
      "lr_find(): steps: expected a whole number, got '10'"),
     (lambda run: cnnlab.lr_find(model="mlp", data="digits", end_lr="high"),
      "lr_find(): end_lr: expected a number, got 'high'"),
+    (lambda run: cnnlab.load_dataset("digits", seed="1"), "load_dataset(): seed: expected a whole number, got '1'"),
+    (lambda run: cnnlab.load_dataset("digits", channels="3"),
+     "load_dataset(): channels: expected a whole number, got '3'"),
+    (lambda run: cnnlab.create_model("lenet5", num_classes="10"),
+     "create_model(): num_classes: expected a whole number, got '10'"),
+    (lambda run: cnnlab.list_models(3), "list_models(): pattern: expected text, got 3"),
 ])
 def test_the_python_api_checks_its_arguments_as_the_config_does(mlp_run, call, told):
     """predict(run, x, top_k="3") raised Python's TypeError ('<' not supported between 'str'

@@ -87,6 +87,11 @@ def _checked_arguments(function: Callable) -> Callable:
     return checked
 
 
+create_model = _checked_arguments(create_model)
+list_models = _checked_arguments(list_models)
+load_dataset = _checked_arguments(load_dataset)
+
+
 def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any],
                   caller: str) -> tuple[TrainConfig, list[str]]:
     """The config train() and lr_find() take, and the keys its keyword ``overrides`` set."""
