@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import cnnlab
 from cnnlab.cli import OPTION_DESTS, build_parser, flag_for
@@ -139,3 +140,15 @@ def test_the_python_api_takes_numbers_written_as_yaml_writes_them(mlp_run):
     """As the config takes them: a float as text ("1e-3" is text to YAML)."""
     finding = cnnlab.lr_find(model="mlp", data="digits", steps=6, start_lr="1e-4", end_lr=1)
     assert finding.lrs[0] == pytest.approx(1e-4, rel=0.5)
+
+
+def test_numpy_numbers_are_taken_as_python_numbers():
+    """epochs=np.int64(3), as a number computed with numpy is, was refused: 'expected a whole
+    number, got np.int64(3)'."""
+    config = cnnlab.TrainConfig.from_dict({"epochs": np.int64(3), "optimizer": {"lr": np.float32(0.5)},
+                                           "tensorboard": np.bool_(False)})
+    assert (config.epochs, config.optimizer.lr, config.tensorboard) == (3, 0.5, False)
+    assert type(config.epochs) is int and type(config.optimizer.lr) is float and type(config.tensorboard) is bool
+    assert cnnlab.create_model("lenet5", num_classes=np.int64(7))(torch.zeros(1, 1, 28, 28)).shape == (1, 7)
+    with pytest.raises(ConfigError, match=r"^config: epochs: expected a whole number, got np.float64\(2.5\)$"):
+        cnnlab.TrainConfig.from_dict({"epochs": np.float64(2.5)})

@@ -508,6 +508,8 @@ def _coerce(hint: Any, value: Any, source: str | None, key: str) -> Any:
         return dict(value)
     if hint is Any:
         return value
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a number computed with numpy (np.int64(3)) is that number; numpy is not imported here
     if hint is bool:
         if isinstance(value, bool):
             return value
