@@ -59,13 +59,18 @@ def test_gtsrb_final_test_alone_with_boxes_of_the_original_size(tmp_path):
     assert uncropped.splits["test"].pixels()[:, 0, 0, 0].max() < 30
 
 
-def test_gtsrb_kaggle_test_csv_alone(tmp_path):
-    root = tmp_path / "k"
+def write_kaggle_test(root, count):
+    """Kaggle's Test/ and Test.csv: ``count`` 30x30 signs of classes 0 and 1, each with its box."""
     rows = ["Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"]
-    for i in range(4):
+    for i in range(count):
         sign(root / f"Test/{i:05d}.png", 30, (0, 200, 50 * i))
         rows.append(f"30,30,5,5,24,24,{i % 2},Test/{i:05d}.png")
     (root / "Test.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_gtsrb_kaggle_test_csv_alone(tmp_path):
+    root = write_kaggle_test(tmp_path / "k", 4)
     data = load_dataset(f"gtsrb:{root}", (12, 12), val_split=0.1)
     assert {k: len(v) for k, v in data.splits.items()} == {"test": 4}
 
@@ -343,12 +348,7 @@ def test_predict_crops_each_image_to_its_box_from_a_gtsrb_csv(gtsrb_run, tmp_pat
 
 
 def test_predict_boxes_from_kaggle_test_csv_and_images_without_a_row(gtsrb_run, tmp_path):
-    root = tmp_path / "k"
-    rows = ["Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"]
-    for i in range(2):
-        sign(root / f"Test/{i:05d}.png", 30, (0, 200, 50 * i))
-        rows.append(f"30,30,5,5,24,24,{i},Test/{i:05d}.png")
-    (root / "Test.csv").write_text("\n".join(rows) + "\n")
+    root = write_kaggle_test(tmp_path / "k", 2)
     shown = run_cli("predict", gtsrb_run, root / "Test", "--boxes", root / "Test.csv")
     assert shown.returncode == 0 and len(shown.stdout.strip().splitlines()) == 2 and not shown.stderr
     sign(root / "Test/00009.png", 30, (0, 200, 0))  # no row names it
