@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cnnlab
 from cnnlab.cli import OPTION_DESTS, build_parser, flag_for
@@ -152,3 +154,29 @@ def test_numpy_numbers_are_taken_as_python_numbers():
     assert cnnlab.create_model("lenet5", num_classes=np.int64(7))(torch.zeros(1, 1, 28, 28)).shape == (1, 7)
     with pytest.raises(ConfigError, match=r"^config: epochs: expected a whole number, got 2.5$"):
         cnnlab.TrainConfig.from_dict({"epochs": np.float64(2.5)})
+
+
+ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=True),
+                      st.text(max_size=8), st.lists(st.integers(), max_size=2),
+                      st.integers(-3, 100).map(np.int64), st.floats(-1, 10).map(np.float32))
+OPTIONS = [("predict", "top_k"), ("predict", "tta"), ("predict", "device"), ("load_model", "which"),
+           *[("evaluate", keyword) for keyword in ("tta", "device", "batch_size", "report", "split", "quiet")]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(option=st.sampled_from(OPTIONS), value=ANY_VALUE)
+def test_any_value_of_an_option_is_taken_or_one_cnnlab_error(mlp_run, option, value):
+    """Whatever a Python caller passes to an option of the API, it works or it is one line of
+    CnnlabError: never Python's TypeError or AttributeError from inside cnnlab."""
+    function, keyword = option
+    if keyword == "batch_size" and isinstance(value, int | np.integer) and value > 4096:
+        value = 4096  # every image in one batch is allowed; a batch's memory is not this test's subject
+    call = {"predict": lambda: cnnlab.predict(mlp_run, np.zeros((2, 8, 8), np.uint8), **{keyword: value}),
+            "evaluate": lambda: cnnlab.evaluate(mlp_run, **{"report": False, keyword: value}),
+            "load_model": lambda: cnnlab.load_model(mlp_run, **{keyword: value})}[function]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            call()
+        except CnnlabError as error:
+            assert str(error).strip() and "\n" not in str(error)
