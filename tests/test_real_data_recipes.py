@@ -4,6 +4,7 @@ floor a little under the figure in docs/results.md. Each is a full training (15-
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -36,6 +37,15 @@ def test_gtsrb_recipes_on_gtsrb_tune(tmp_path_factory, tmp_path, recipe, floor):
     metrics = train_recipe(recipe, f"gtsrb:{root}", tmp_path)
     assert metrics["val"]["samples"] == 2130  # whole tracks, seed 0
     assert metrics["val"]["accuracy"] >= floor
+    # predict, given the sign boxes of the same files, reads them as the evaluation did
+    validation = json.loads((tmp_path / "r" / "split.json").read_text())["val"]
+    with (root / "Train.csv").open(newline="") as handle:
+        truth = {row["Path"]: int(row["ClassId"]) for row in csv.DictReader(handle)}
+    shown = run_cli("predict", tmp_path / "r", *[root / name for name in validation], "--boxes", root / "Train.csv",
+                    "--top-k", "1", "--format", "json")
+    right = sum(int(p["top"][0]["class"]) == truth[Path(p["path"]).relative_to(root).as_posix()]
+                for p in json.loads(shown.stdout))
+    assert right == round(metrics["val"]["accuracy"] * 2130)
 
 
 @pytest.mark.parametrize("recipe, floor", [("faces-resnet9.yaml", 0.84), ("faces-small-cnn.yaml", 0.70)])
