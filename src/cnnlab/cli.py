@@ -646,7 +646,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .reports.html import per_class_table
     from .runs import load_run
 
-    metrics = evaluate(args.run, args.data, args.split, batch_size=args.batch_size,
+    run = load_run(args.run)  # read once: evaluated, then its class descriptions for the table
+    metrics = evaluate(run, args.data, args.split, batch_size=args.batch_size,
                        device=args.device, tta=args.tta, options=data_options(args), report=args.report)
     if args.format == "json":
         print(json.dumps(metrics, indent=2))
@@ -662,10 +663,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  {'ece':<15}{metrics['calibration']['ece']:.4f} ({len(metrics['calibration']['bins'])} bins)")
     print(f"\n{'class':<20}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     rows, left_out = per_class_table(metrics)
-    descriptions = load_run(args.run).descriptions
     for name, row in rows:
         print(f"{name[:19]:<20}{row['precision']:>10.4f}{row['recall']:>10.4f}"
-              f"{row['f1']:>10.4f}{row['support']:>10}{described(name, descriptions)}")
+              f"{row['f1']:>10.4f}{row['support']:>10}{described(name, run.descriptions)}")
     if left_out:
         print(left_out)
     print(f"\nsaved to {metrics['saved_to']}")
