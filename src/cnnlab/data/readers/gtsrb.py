@@ -79,16 +79,14 @@ def sign_boxes(annotation: Path, paths: Sequence[Path]) -> np.ndarray:
     annotation CSV (GT-000NN.csv or GT-final_test.csv with ';', Kaggle's Test.csv or Train.csv
     with ','; a ClassId is not needed). A row names its file relative to the CSV's folder, or
     by a file name no other row has; an image no row names is refused, by name."""
-    by_path, by_name, names = {}, {}, collections.Counter()
+    by_path, by_name = {}, collections.defaultdict(list)
     for _, relative, box, _ in _annotated_rows(annotation, None, annotation.parent):
         by_path[(annotation.parent / relative).resolve()] = box
-        by_name[relative.name] = box
-        names[relative.name] += 1
+        by_name[relative.name].append(box)
     boxes, missing = [], []
     for path in paths:
-        box = by_path.get(Path(path).resolve())
-        if box is None and names[Path(path).name] == 1:
-            box = by_name[Path(path).name]
+        named = by_name.get(Path(path).name, [])
+        box = by_path.get(Path(path).resolve(), named[0] if len(named) == 1 else None)
         if box is None:
             missing.append(str(path))
         boxes.append(box)
