@@ -130,7 +130,8 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
     cfg = run.config
     spec = canonical_spec(data or cfg.data.spec)
     recorded = run.directory.read_json(runs.SPLIT, {})
-    moved = moved_source(cfg.data.spec, spec, cfg.data.options, recorded)
+    own_options = {**cfg.data.options, **(options or {})}
+    moved = moved_source(cfg.data.spec, spec, own_options, recorded)
     # the run's own images, with its source options or others (--set roi_crop=false): its
     # recorded splits, never every image with the training ones among them
     own = data is None or spec == canonical_spec(cfg.data.spec) or moved is not None
@@ -148,9 +149,9 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
         if split not in recorded:
             raise DataError.about("split", f" {split}: this run's data has no {split} split; "
                                   f"available: {', '.join(recorded)}")
-        used_options = {**cfg.data.options, **(options or {})}
+        used_options = own_options
         dataset = load_dataset(spec, prep.image_size, prep.channels, split_ids={split: recorded[split]},
-                               progress=not quiet, options=used_options, source=None if options else moved)
+                               progress=not quiet, options=used_options, source=moved)
         part = dataset.splits[split]
     else:
         name, _ = parse_spec(spec)
