@@ -128,11 +128,20 @@ def mlp_run(tmp_path_factory):
     (lambda run: cnnlab.create_model("lenet5", num_classes="10"),
      "create_model(): num_classes: expected a whole number, got '10'"),
     (lambda run: cnnlab.list_models(3), "list_models(): pattern: expected text, got 3"),
+    (lambda run: cnnlab.load_run(3), "load_run(): path: expected text or a path, got 3"),
+    (lambda run: cnnlab.evaluate(None), "evaluate(): run: expected a Run, text or a path, got None"),
+    (lambda run: cnnlab.predict(["a.png"], "b.png"), "predict(): run: expected a Run, text or a path, got ['a.png']"),
+    (lambda run: cnnlab.predict(run, ["a.png"], boxes=1), "predict(): boxes: expected text, a path or None, got 1"),
+    (lambda run: cnnlab.train(3), "train(): config: expected a TrainConfig, a dict, text, a path or None, got 3"),
+    (lambda run: cnnlab.lr_find(model="mlp", data="digits", plot=True),
+     "lr_find(): plot: expected text, a path or None, got True"),
 ])
 def test_the_python_api_checks_its_arguments_as_the_config_does(mlp_run, call, told):
     """predict(run, x, top_k="3") raised Python's TypeError ('<' not supported between 'str'
-    and 'int') from inside cnnlab; each function's numbers, flags and texts are now checked as
-    the config's fields are, and the message names the function and its keyword."""
+    and 'int') from inside cnnlab, load_run(3) and evaluate(None) too ('expected str, bytes or
+    os.PathLike object'), train(3) an AttributeError; each function's numbers, flags and texts
+    are now checked as the config's fields are, its paths, runs and configs by their type, and
+    the message names the function and its keyword."""
     with pytest.raises(ConfigError) as caught:
         call(mlp_run)
     assert str(caught.value) == told
@@ -159,7 +168,9 @@ def test_numpy_numbers_are_taken_as_python_numbers():
 ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=True),
                       st.text(max_size=8), st.lists(st.integers(), max_size=2),
                       st.integers(-3, 100).map(np.int64), st.floats(-1, 10).map(np.float32))
-OPTIONS = [("predict", "top_k"), ("predict", "tta"), ("predict", "device"), ("load_model", "which"),
+OPTIONS = [("predict", "top_k"), ("predict", "tta"), ("predict", "device"), ("predict", "boxes"),
+           ("load_model", "which"), *[(function, "run") for function in ("predict", "evaluate", "load_model")],
+           ("load_run", "path"),
            *[("evaluate", keyword) for keyword in ("tta", "device", "batch_size", "report", "split", "quiet")]]
 
 
@@ -171,9 +182,11 @@ def test_any_value_of_an_option_is_taken_or_one_cnnlab_error(mlp_run, option, va
     function, keyword = option
     if keyword == "batch_size" and isinstance(value, int | np.integer) and value > 4096:
         value = 4096  # every image in one batch is allowed; a batch's memory is not this test's subject
-    call = {"predict": lambda: cnnlab.predict(mlp_run, np.zeros((2, 8, 8), np.uint8), **{keyword: value}),
-            "evaluate": lambda: cnnlab.evaluate(mlp_run, **{"report": False, keyword: value}),
-            "load_model": lambda: cnnlab.load_model(mlp_run, **{keyword: value})}[function]
+    arguments = {"run": mlp_run, "report": False} if function == "evaluate" else {"run": mlp_run}
+    arguments = {"path": value} if function == "load_run" else {**arguments, keyword: value}
+    call = {"predict": lambda: cnnlab.predict(inputs=np.zeros((2, 8, 8), np.uint8), **arguments),
+            "evaluate": lambda: cnnlab.evaluate(**arguments), "load_model": lambda: cnnlab.load_model(**arguments),
+            "load_run": lambda: cnnlab.load_run(**arguments)}[function]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig, checked_value
 from .data import Dataset, load_dataset
-from .errors import CnnlabError, Spell
+from .errors import CnnlabError, ConfigError, Spell, shown
 from .models import create_model, list_models
 from .runs import Run, load_run
 
@@ -61,27 +64,50 @@ def _errors_naming(keywords: Iterable[str], spell: Spell = _keyword) -> Iterator
 
 
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": None}
+# what else the API's annotations name, and how a message names each
+_KINDS = {Path: "a path", Run: "a Run", TrainConfig: "a TrainConfig", dict: "a dict", str: "text",
+          type(None): "None"}
+_NAMES = {**_PLAIN_TYPES, "Path": Path, "Run": Run, "TrainConfig": TrainConfig, "dict": dict}
+
+
+def _argument_check(annotation: str) -> Callable[[Any, str, str], Any] | None:
+    """How an argument of this annotation is checked: numbers, flags and texts as the config's
+    fields are; paths, runs, configs and mappings by their type; None where the annotation
+    names anything else (a callback, arrays), which the function checks itself."""
+    try:
+        hint = eval(annotation, {"__builtins__": {}}, _NAMES)
+    except (NameError, TypeError, SyntaxError):
+        return None
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if all(member in (int, float, bool, str, type(None)) for member in members):
+        return lambda value, name, caller: checked_value(hint, value, name, caller)
+    instances = tuple(os.PathLike if member is Path else member for member in members)
+
+    def check(value, name, caller):
+        if isinstance(value, instances):
+            return value
+        kinds = [_KINDS[member] for member in members]
+        expected = " or ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
+        raise ConfigError.about(name, f": expected {expected}, got {shown(value)}", before=f"{caller}: ")
+
+    return check
 
 
 def _checked_arguments(function: Callable) -> Callable:
-    """``function`` with its arguments of plain types (numbers, flags, texts, or None where the
-    annotation allows it) checked as the config's fields are, before it runs: ``predict(run,
-    x, top_k="3")`` is told ``predict(): top_k: expected a whole number, got '3'``, where it
+    """``function`` with its arguments checked before it runs (``_argument_check``):
+    ``predict(run, x, top_k="3")`` is told ``predict(): top_k: expected a whole number, got
+    '3'``, and ``load_run(3)`` ``load_run(): path: expected text or a path, got 3``, where they
     met Python's TypeError deep inside cnnlab."""
     signature = inspect.signature(function)
-    plain = {}
-    for name, parameter in signature.parameters.items():
-        try:  # a run, a path or a callback is not a plain type, and is the function's to check
-            plain[name] = eval(parameter.annotation, {"__builtins__": {}}, _PLAIN_TYPES)
-        except (NameError, TypeError, SyntaxError):
-            continue
+    checks = {name: check for name, parameter in signature.parameters.items()
+              if isinstance(parameter.annotation, str) and (check := _argument_check(parameter.annotation))}
 
     @functools.wraps(function)
     def checked(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         for name, value in bound.arguments.items():
-            if name in plain:
-                bound.arguments[name] = checked_value(plain[name], value, name, f"{function.__name__}()")
+            if name in checks:
+                bound.arguments[name] = checks[name](value, name, f"{function.__name__}()")
         return function(*bound.args, **bound.kwargs)
 
     return checked
@@ -90,6 +116,7 @@ def _checked_arguments(function: Callable) -> Callable:
 create_model = _checked_arguments(create_model)
 list_models = _checked_arguments(list_models)
 load_dataset = _checked_arguments(load_dataset)
+load_run = _checked_arguments(load_run)
 
 
 def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any],

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, shown
 
 
 @dataclass
@@ -408,11 +408,6 @@ MAX_INT = 2**31 - 1
 """Whole-number options beyond this (epochs, sizes, seeds) are mistakes, not settings."""
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 OTHER_NAMES = {"learning_rate": "lr", "validation_split": "val_split", "optimiser": "optimizer"}
 """Keras' names (and a British spelling) of fields cnnlab names otherwise."""
 
@@ -500,11 +495,11 @@ def _coerce(hint: Any, value: Any, source: str | None, key: str) -> Any:
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
-            raise ConfigError.about(key, f": expected a list, got {_short(value)}", before=_at(source))
+            raise ConfigError.about(key, f": expected a list, got {shown(value)}", before=_at(source))
         return [_coerce(args[0], item, source, key) for item in value]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError.about(key, f": expected a mapping, got {_short(value)}", before=_at(source))
+            raise ConfigError.about(key, f": expected a mapping, got {shown(value)}", before=_at(source))
         return dict(value)
     if hint is Any:
         return value
@@ -513,13 +508,13 @@ def _coerce(hint: Any, value: Any, source: str | None, key: str) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError.about(key, f": expected true or false, got {_short(value)}", before=_at(source))
+        raise ConfigError.about(key, f": expected true or false, got {shown(value)}", before=_at(source))
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > MAX_INT:
                 raise ConfigError.about(key, f": {value} is too large (at most {MAX_INT:,})", before=_at(source))
             return value
-        raise ConfigError.about(key, f": expected a whole number, got {_short(value)}", before=_at(source))
+        raise ConfigError.about(key, f": expected a whole number, got {shown(value)}", before=_at(source))
     if hint is float:
         number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -528,12 +523,12 @@ def _coerce(hint: Any, value: Any, source: str | None, key: str) -> Any:
             with contextlib.suppress(ValueError):
                 number = float(value)
         if number is None:
-            raise ConfigError.about(key, f": expected a number, got {_short(value)}", before=_at(source))
+            raise ConfigError.about(key, f": expected a number, got {shown(value)}", before=_at(source))
         if not math.isfinite(number):
-            raise ConfigError.about(key, f": expected a finite number, got {_short(value)}", before=_at(source))
+            raise ConfigError.about(key, f": expected a finite number, got {shown(value)}", before=_at(source))
         return number
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError.about(key, f": expected text, got {_short(value)}", before=_at(source))
+        raise ConfigError.about(key, f": expected text, got {shown(value)}", before=_at(source))
     raise TypeError(f"config field {key} has an unsupported type {hint}")

@@ -16,6 +16,12 @@ def listed(names: Sequence[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def shown(value: object) -> str:
+    """``value`` as a message quotes what it was given: its repr, cut to fit a line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 Spell = Callable[[str], str]
 """Writes an option's name (a config key, or a keyword of the Python API) as an interface takes it."""
 
