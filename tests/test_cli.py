@@ -266,6 +266,11 @@ def test_folder_source_trains(tmp_path):
      "data.crop [128, 128] is larger than --image-size [64, 64]: give a smaller one, or none (data.crop=null)"),
     (["summary", "lenet5", "--input", "28by28"], "expected HxW or HxWxC"),
     (["evaluate", "/no/run"], "/no/run: no such run directory"),
+    # a name holding a line break was quoted as it is, and the message ran over two lines
+    (["evaluate", "/no/r\nun"], "cnnlab evaluate: error: /no/r\\nun: no such run directory"),
+    (["train", "--data", "folder:/no/a\nb"], "--data folder:/no/a\\nb: no such file or folder"),
+    (["train", "--model", "le\rnet"], "unknown model 'le\\rnet'"),
+    (["train", "--fo\no"], "cnnlab train: error: unrecognized argument: --fo\\no (see cnnlab train --help)"),
     (["predict", ".", "x.png"], "not a cnnlab run directory"),
     (["data", "info", "cifar99:/x"], "cnnlab data info: error: unknown data source 'cifar99'"),
     (["data", "verify", "/no-such-folder"], "cnnlab data verify: error: data /no-such-folder: no such folder"),

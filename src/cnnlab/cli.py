@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import launcher
-from .errors import CnnlabError, OptionNamed, Spell, TrainingDiverged
+from .errors import CnnlabError, OptionNamed, Spell, TrainingDiverged, one_line
 from .evaluation import TTA_HELP, TTA_MODES
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
@@ -33,7 +33,7 @@ class Parser(argparse.ArgumentParser):
     """The sub-commands' action, where the parser has sub-commands."""
 
     def error(self, message: str):  # one line, not usage plus message
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
     def parse_args(self, args=None, namespace=None):
         """argparse's, but an unrecognized option is refused by the command that was given it,
@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # a path the system refuses before cnnlab can judge it (a name over 255 bytes, say)
         if speaks:
-            print(f"{args.prog}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            print(f"{args.prog}: error: {one_line(str(exc.filename))}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         warnings.showwarning = shown

@@ -22,6 +22,15 @@ def shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_CONTROL_ESCAPES = {code: repr(chr(code))[1:-1] for code in [*range(32), 127]}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and other control characters written as escapes (``\\n``):
+    a message stays one line where it quotes a file name or a value that holds them."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
 Spell = Callable[[str], str]
 """Writes an option's name (a config key, or a keyword of the Python API) as an interface takes it."""
 
@@ -64,6 +73,10 @@ class OptionNamed:
         the CLI has a flag for it. In place; each call starts from the names as they were at first."""
         if hasattr(self, "_text"):
             self.args = (self._text(spell, given or spell), *self.args[1:])
+
+    def __str__(self) -> str:
+        # one line even where it quotes a name holding a line break or another control character
+        return one_line(super().__str__())
 
     def __reduce__(self):
         # as the message reads now: a process pool sends errors back pickled, and the function
