@@ -25,9 +25,9 @@ def extracted(tmp_path_factory, archive: str, folder: str) -> Path:
     return extract_archive(path, tmp_path_factory.mktemp("real") / "x") / folder
 
 
-def train_recipe(recipe: str, spec: str, out: Path) -> dict:
+def train_recipe(recipe: str, spec: str, out: Path, *options: str) -> dict:
     run_cli("train", "--config", REPO / "recipes" / recipe, "--data", spec, "--out", out,
-            "--name", "r", "--quiet")
+            "--name", "r", "--quiet", *options)
     return json.loads((out / "r" / "metrics.json").read_text())
 
 
@@ -48,10 +48,15 @@ def test_gtsrb_recipes_on_gtsrb_tune(tmp_path_factory, tmp_path, recipe, floor):
     assert right == round(metrics["val"]["accuracy"] * 2130)
 
 
-@pytest.mark.parametrize("recipe, floor", [("faces-resnet9.yaml", 0.84), ("faces-small-cnn.yaml", 0.70)])
-def test_small_folder_recipes_on_flowers17(tmp_path_factory, tmp_path, recipe, floor):
+# the Caltech-256 recipe on the photo folder that is here, with the folder's split and options
+CALTECH_ON_A_FOLDER = ("--set", "data.options={}", "--val-split", "0.1", "--seed", "123")
+
+
+@pytest.mark.parametrize("recipe, floor, options", [("faces-resnet9.yaml", 0.84, ()), ("faces-small-cnn.yaml", 0.70, ()),
+                                                    ("caltech256-alexnet-half.yaml", 0.80, CALTECH_ON_A_FOLDER)])
+def test_small_folder_recipes_on_flowers17(tmp_path_factory, tmp_path, recipe, floor, options):
     root = extracted(tmp_path_factory, "flowers17.tar.gz", "flowers17")
-    metrics = train_recipe(recipe, f"folder:{root}", tmp_path)
+    metrics = train_recipe(recipe, f"folder:{root}", tmp_path, *options)
     assert metrics["val"]["samples"] == 136  # 10% of 17 x 80, seed 123, as the tutorial split
     assert metrics["val"]["accuracy"] >= floor
 
