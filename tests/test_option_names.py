@@ -147,6 +147,22 @@ def test_the_python_api_checks_its_arguments_as_the_config_does(mlp_run, call, t
     assert str(caught.value) == told
 
 
+def test_an_argument_of_a_path_or_a_number_is_named_by_both_when_it_is_neither():
+    """Every kind an annotation names has its words: a mixed one such as ``int | Path`` had
+    none for ``int`` and would have raised KeyError in place of the message."""
+    from pathlib import Path
+
+    from cnnlab.api import _checked_arguments
+
+    def take(where: int | Path) -> object:
+        return where
+
+    checked = _checked_arguments(take)
+    assert checked(3) == 3 and checked(Path("a")) == Path("a")
+    with pytest.raises(ConfigError, match=r"^take\(\): where: expected a whole number or a path, got 'a'$"):
+        checked("a")
+
+
 def test_the_python_api_takes_numbers_written_as_yaml_writes_them(mlp_run):
     """As the config takes them: a float as text ("1e-3" is text to YAML)."""
     finding = cnnlab.lr_find(model="mlp", data="digits", steps=6, start_lr="1e-4", end_lr=1)

@@ -66,7 +66,7 @@ def _errors_naming(keywords: Iterable[str], spell: Spell = _keyword) -> Iterator
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": None}
 # what else the API's annotations name, and how a message names each
 _KINDS = {Path: "a path", Run: "a Run", TrainConfig: "a TrainConfig", dict: "a dict", str: "text",
-          type(None): "None"}
+          int: "a whole number", float: "a number", bool: "true or false", type(None): "None"}
 _NAMES = {**_PLAIN_TYPES, "Path": Path, "Run": Run, "TrainConfig": TrainConfig, "dict": dict}
 
 
