@@ -63,7 +63,8 @@ def _errors_naming(keywords: Iterable[str], spell: Spell = _keyword) -> Iterator
         raise
 
 
-_PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": None}
+# the types the config checks its fields as (checked_value), by the names annotations give them
+_PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 # what else the API's annotations name, and how a message names each
 _KINDS = {Path: "a path", Run: "a Run", TrainConfig: "a TrainConfig", dict: "a dict", str: "text",
           int: "a whole number", float: "a number", bool: "true or false", type(None): "None"}
@@ -79,7 +80,7 @@ def _argument_check(annotation: str) -> Callable[[Any, str, str], Any] | None:
     except (NameError, TypeError, SyntaxError):
         return None
     members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if all(member in (int, float, bool, str, type(None)) for member in members):
+    if all(member in _PLAIN_TYPES.values() for member in members):
         return lambda value, name, caller: checked_value(hint, value, name, caller)
     instances = tuple(os.PathLike if member is Path else member for member in members)
 
