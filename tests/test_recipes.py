@@ -71,3 +71,44 @@ def test_recipe_trains_through_cli(tmp_path: Path, name: str):
     config = TrainConfig.from_yaml(tmp_path / "runs" / "r" / "config.yaml")
     assert config.model == TrainConfig.from_yaml(REPO / "recipes" / f"{name}.yaml").model
     assert json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())["checkpoint"] == "best.pt"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
+def test_recipe_reads_a_folder_of_class_folders(tmp_path: Path, path: Path):
+    """`cnnlab train --config gtsrb-resnet9 --data folder:X` (GTSRB's classes as folders, as
+    Kaggle's Train/ is) was refused: "the folder source has no option 'roi_crop'", and so were
+    the Caltech-256 recipes on a folder ('categories'). A recipe's source options are for its
+    source: another source keeps those it takes, and a warning names the others."""
+    folder = make_image_folder(tmp_path / "photos", per_class=3)
+    checked = run_cli("train", "--config", path, "--data", f"folder:{folder}", "--check")
+    assert "every option checks out" in checked.stdout
+    options = TrainConfig.from_yaml(path).data.options
+    left_out = (f"cnnlab: warning: --data folder:{folder}: the folder source has no option "
+                f"{', '.join(options)}; the recipe sets {'it' if len(options) == 1 else 'them'} for "
+                f"{TrainConfig.from_yaml(path).data.spec} data, and training goes without")
+    assert (left_out in checked.stderr) == bool(options)
+    assert checked.stderr.count("warning:") == len(checked.stderr.splitlines()) == bool(options)
+
+
+def test_source_options_given_with_another_source_are_still_refused(tmp_path: Path):
+    folder = make_image_folder(tmp_path / "photos", per_class=3)
+    for given in (["--roi-crop"], ["--set", "data.options.roi_crop=true"]):
+        refused = run_cli("train", "--config", "gtsrb-resnet9", "--data", f"folder:{folder}", *given, "--check",
+                          check=False)
+        assert refused.returncode == 2
+        assert refused.stderr.strip().endswith(f"folder:{folder}: the folder source has no option 'roi_crop'; "
+                                               "its options: none")
+    same_source = run_cli("train", "--config", "gtsrb-resnet9", "--data", f"gtsrb:{tmp_path / 'gone'}", "--check",
+                          check=False)
+    assert same_source.returncode == 2 and "warning" not in same_source.stderr
+
+
+def test_python_api_trains_a_recipe_on_a_folder(tmp_path: Path):
+    import cnnlab
+    from cnnlab.errors import CnnlabWarning
+
+    folder = make_image_folder(tmp_path / "photos", per_class=3)
+    with pytest.warns(CnnlabWarning, match="the folder source has no option roi_crop; the recipe sets it for gtsrb"):
+        run = cnnlab.train("gtsrb-resnet9", data=f"folder:{folder}", epochs=1, batch_size=4, report=False,
+                           out=str(tmp_path / "runs"), quiet=True)
+    assert run.config.data.options == {} and run.config.data.spec == f"folder:{folder}"

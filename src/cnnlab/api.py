@@ -137,6 +137,9 @@ def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dic
         overrides = {**overrides, "data": arrays_spec(overrides["data"])}
     dotted = {_SHORTCUTS.get(key, key.replace("__", ".")): value for key, value in overrides.items()}
     if dotted:
+        from .training.setup import with_data
+
+        config = with_data(config, dotted.get("data.spec"))
         config = config.with_overrides(dotted, source=f"{caller}()", spell=_keyword)
     return config, list(dotted)
 

@@ -475,6 +475,7 @@ def named_as_given(args: argparse.Namespace) -> Spell:
 
 def train_config(args: argparse.Namespace):
     from .config import TrainConfig, parse_override
+    from .training.setup import with_data
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     flags = config_flag_values(args)
@@ -484,6 +485,7 @@ def train_config(args: argparse.Namespace):
             and not Path(path).expanduser().exists()):
         raise CnnlabError(f"--config {args.config}: its data.spec, {config.data.spec}, names nothing here; give "
                           "--data SPEC (a bundled recipe's data is a placeholder)")
+    config = with_data(config, settings.get("data.spec", flags.get("data")))
     # no source: a value of the wrong kind is named by its key, which main() writes as the flag
     config = config.with_overrides({CONFIG_FLAGS[dest]: value for dest, value in flags.items()}, source=None)
     return config.with_overrides(settings, source="--set") if settings else config

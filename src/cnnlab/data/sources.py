@@ -142,6 +142,13 @@ def source_options(name: str) -> list[str]:
     return [p for p in inspect.signature(SOURCES.get(name)).parameters if p != "path"]
 
 
+def options_taken(name: str, options: dict) -> tuple[dict, list[str]]:
+    """Of ``options`` (another source's), those that the source ``name`` takes too, and the
+    names of the others: a GTSRB recipe's ``roi_crop`` means nothing to a folder of class folders."""
+    accepted = source_options(name)
+    return ({k: v for k, v in options.items() if k in accepted}, [k for k in options if k not in accepted])
+
+
 def read_source(spec: str, options: dict | None = None) -> SourceData:
     name, path = parse_spec(spec)
     options = {k: v for k, v in (options or {}).items() if v is not None}

@@ -14,7 +14,7 @@ from torch import nn
 from .. import reports, runs
 from ..data import BatchLoader, Preprocessing, Split, concat_splits, load_dataset
 from ..data.augment import centre_crop
-from ..data.sources import canonical_spec, data_is_gone, parse_spec, read_source, source_options
+from ..data.sources import canonical_spec, data_is_gone, options_taken, parse_spec, read_source
 from ..errors import CnnlabError, ConfigError, DataError, listed
 from ..runtime import Runtime
 from .artifacts import inference_model, load_artifacts
@@ -154,10 +154,7 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
                                progress=not quiet, options=used_options, source=moved)
         part = dataset.splits[split]
     else:
-        name, _ = parse_spec(spec)
-        accepted = source_options(name)
-        used_options = {k: v for k, v in cfg.data.options.items() if k in accepted}
-        used_options.update(options or {})
+        used_options = {**options_taken(parse_spec(spec)[0], cfg.data.options)[0], **(options or {})}
         dataset = load_dataset(spec, prep.image_size, prep.channels, val_split=0.0,
                                progress=not quiet, options=used_options)
         if split is not None and split not in dataset.splits:

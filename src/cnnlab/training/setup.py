@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +36,16 @@ from ..data.augment import centre_crop
 from ..data.dataset import check_seed, check_split_options, check_subset, choose_splits
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import check_normalize, derive, resolve_sizes
-from ..errors import CnnlabError, ConfigError, DataError, TrainingDiverged, listed
+from ..data.sources import SOURCES, options_taken, source_name
+from ..errors import (
+    CnnlabError,
+    CnnlabWarning,
+    ConfigError,
+    DataError,
+    TrainingDiverged,
+    callers_stacklevel,
+    listed,
+)
 from ..evaluation.evaluate import evaluate_and_record
 from ..evaluation.losses import Loss
 from ..models import MODELS, create_model, place_model, summarize
@@ -93,6 +103,24 @@ def resumed_config(run: str | Path, changes: dict[str, Any] | None = None,
     changes = {key: value for key, value in (changes or {}).items() if value is not None}
     config = TrainConfig.from_yaml(path / runs.CONFIG)
     return config.with_overrides(changes, source=source) if changes else config
+
+
+def with_data(config: TrainConfig, spec: object) -> TrainConfig:
+    """``config`` (a recipe) made to read ``spec`` in place of its own data, before the options
+    given with it are set. Its source options are for its source: another source keeps those it
+    takes, and a warning names the others (a GTSRB recipe's ``roi_crop`` on a folder of GTSRB's
+    class folders, as Kaggle's Train/ is). Options given with ``spec`` are checked as ever."""
+    if not isinstance(spec, str):
+        return config
+    own, other = source_name(config.data.spec), source_name(spec)
+    if own == other or other not in SOURCES:  # an unknown source is refused where it is read
+        return config
+    kept, left = options_taken(other, config.data.options)
+    if left:
+        warnings.warn(CnnlabWarning.about("data", f" {spec}: the {other} source has no option {', '.join(left)}; the "
+                                          f"recipe sets {'it' if len(left) == 1 else 'them'} for {own} data, and "
+                                          "training goes without"), stacklevel=callers_stacklevel())
+    return replace(config, data=replace(config.data, options=kept))
 
 
 def logged_metrics(num_classes: int, validation: bool) -> list[str]:
