@@ -923,3 +923,14 @@ def test_a_path_the_system_refuses_is_one_line_naming_it(tmp_path, args):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert LONG_NAME in result.stderr and "File name too long" in result.stderr
+
+
+def test_runs_table_keeps_its_columns_apart_for_a_short_run_name(tmp_path):
+    """A run named 'f1' made the header read 'runmodel': the first column was as wide as the
+    names, not as its heading."""
+    from cnnlab import api
+
+    api.train(model="mlp", data="digits", epochs=1, out=str(tmp_path), name="r", quiet=True, report=False)
+    header, row = run_cli("runs", tmp_path).stdout.splitlines()
+    assert header.split() == ["run", "model", "data", "epochs", "val", "acc", "test", "acc", "training", "status"]
+    assert row.index("mlp") == header.index("model") and row.split()[0] == "r"

@@ -943,7 +943,7 @@ def print_runs(rows: list[dict]) -> None:
     from .runs import duration
 
     percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
-    width = max(len(row["name"]) for row in rows) + 1  # whole: a sweep's runs differ at the end
+    width = max(len("run"), *(len(row["name"]) for row in rows)) + 1  # whole: a sweep's runs differ at the end
     print(f"{'run':<{width}}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}{'training':>12}"
           "  status")
     for row in rows:
