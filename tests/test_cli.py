@@ -934,3 +934,16 @@ def test_runs_table_keeps_its_columns_apart_for_a_short_run_name(tmp_path):
     header, row = run_cli("runs", tmp_path).stdout.splitlines()
     assert header.split() == ["run", "model", "data", "epochs", "val", "acc", "test", "acc", "training", "status"]
     assert row.index("mlp") == header.index("model") and row.split()[0] == "r"
+
+
+def test_a_warmup_as_long_as_the_run_is_named(tmp_path):
+    """`--config faces-resnet9 --epochs 2`, a quick try of the recipe, warmed up for both epochs
+    (its warmup_epochs: 2): the lr only rose, and the cosine schedule never lowered it."""
+    folder = make_image_folder(tmp_path / "photos", per_class=3)
+    short = run_cli("train", "--config", "faces-resnet9", "--data", f"folder:{folder}", "--epochs", "2", "--check")
+    assert ("cnnlab: warning: schedule.warmup_epochs 2: as long as the run (--epochs 2), so the lr only rises "
+            "to 0.002 and the cosine schedule never lowers it; give more epochs or a shorter warmup") in short.stderr
+    for quiet in (["--epochs", "3"], ["--epochs", "2", "--set", "schedule.warmup_epochs=0"],
+                  ["--epochs", "2", "--set", "schedule.name=constant"]):
+        checked = run_cli("train", "--config", "faces-resnet9", "--data", f"folder:{folder}", *quiet, "--check")
+        assert "warning" not in checked.stderr

@@ -109,6 +109,6 @@ def test_python_api_trains_a_recipe_on_a_folder(tmp_path: Path):
 
     folder = make_image_folder(tmp_path / "photos", per_class=3)
     with pytest.warns(CnnlabWarning, match="the folder source has no option roi_crop; the recipe sets it for gtsrb"):
-        run = cnnlab.train("gtsrb-resnet9", data=f"folder:{folder}", epochs=1, batch_size=4, report=False,
+        run = cnnlab.train("gtsrb-resnet9", data=f"folder:{folder}", epochs=2, batch_size=4, report=False,
                            out=str(tmp_path / "runs"), quiet=True)
     assert run.config.data.options == {} and run.config.data.spec == f"folder:{folder}"

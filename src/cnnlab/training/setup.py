@@ -172,6 +172,13 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     augment = Augment.parse(config.data.augment)
     build_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], torch.device("cpu"))
     LRSchedule(config.schedule, config.optimizer.lr, 1, config.epochs)
+    warmup = config.schedule.warmup_epochs
+    if 0 < warmup and config.epochs <= warmup and config.schedule.name != "constant":
+        # a recipe tried for a few epochs: the run ends before its schedule begins
+        warnings.warn(CnnlabWarning.about("schedule.warmup_epochs", lambda name: (
+            f" {warmup:g}: as long as the run ({name('epochs')} {config.epochs}), so the lr only rises to "
+            f"{config.optimizer.lr:g} and the {config.schedule.name} schedule never lowers it; give more epochs or a "
+            "shorter warmup")), stacklevel=callers_stacklevel())
     check_subset(config.data.subset)
     check_seed(config.seed)
     check_split_options(config.data.val_split, config.data.channels, prefix="data.")
