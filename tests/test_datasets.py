@@ -19,7 +19,8 @@ from PIL import Image
 from cnnlab.data import load_dataset
 from cnnlab.data.download import data_home
 from cnnlab.data.safe import extract_archive, load_plain_pickle
-from cnnlab.errors import DataError
+from cnnlab.data.sources import canonical_spec
+from cnnlab.errors import CnnlabWarning, DataError
 from conftest import SHARED, make_image_folder, run_cli, write_idx
 
 RNG = np.random.default_rng(0)
@@ -256,8 +257,7 @@ def test_gtsrb_official_layout_track_split_and_roi(tmp_path):
     assert data.splits["train"].pixels()[:, 0, 0, 0].mean() < 30
 
 
-def test_gtsrb_kaggle_layout(tmp_path):
-    root = tmp_path / "k"
+def write_gtsrb_kaggle(root):
     train_rows = ["Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path"]
     for c in range(2):
         for t in range(2):
@@ -269,8 +269,31 @@ def test_gtsrb_kaggle_layout(tmp_path):
     sign(root / "Test/00000.png", 30, (0, 200, 0))
     (root / "Test.csv").write_text("Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path\n30,30,5,5,24,24,0,Test/00000.png\n")
     (root / "Meta.csv").write_text("Path,ClassId\n")
+    sign(root / "Meta/0.png", 30, (0, 200, 0))  # Kaggle's pictures of each sign
+    return root
+
+
+def test_gtsrb_kaggle_layout(tmp_path):
+    root = write_gtsrb_kaggle(tmp_path / "k")
     data = load_dataset(f"gtsrb:{root}", (16, 16), val_split=0.5)
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 6, "val": 6, "test": 1}
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "official"])
+def test_a_bare_path_in_gtsrbs_layout_is_read_as_gtsrb(tmp_path, layout):
+    """`--data /data/GTSRB`, no source named, read Kaggle's Meta/, Test/ and Train/ (or the
+    official Final_Test/ and Final_Training/) as the classes of a folder, and trained on them
+    with a warning only; a bare path in a published layout is read by its source."""
+    root = write_gtsrb_kaggle(tmp_path / "k") if layout == "kaggle" else write_gtsrb_official(tmp_path / "g")
+    with pytest.warns(CnnlabWarning, match=f"^data {root}: a folder in GTSRB's layout, read as gtsrb:{root}$"):
+        data = load_dataset(str(root), (16, 16), val_split=0.5)
+    assert set(data.splits) == {"train", "val", "test"}
+    assert data.classes == load_dataset(f"gtsrb:{root}", (16, 16)).classes
+    with pytest.warns(CnnlabWarning, match="GTSRB's layout"):
+        assert canonical_spec(str(root)) == f"gtsrb:{root}"
+    checked = run_cli("train", "--config", "gtsrb-resnet9", "--data", root, "--check")
+    assert f"resnet9 on gtsrb:{root}: 3 classes" in checked.stdout or f"resnet9 on gtsrb:{root}: 2 classes" in checked.stdout
+    assert checked.stderr == f"cnnlab: warning: --data {root}: a folder in GTSRB's layout, read as gtsrb:{root}\n"
 
 
 @pytest.mark.parametrize("given", ["", "Train"])

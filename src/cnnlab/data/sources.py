@@ -79,6 +79,21 @@ SourceReader = Callable[..., SourceData]
 SOURCES: Registry[SourceReader] = Registry("data source", entry_points="cnnlab.sources")
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A published data set's layout, as its source recognises a folder of it."""
+
+    title: str
+    """The data set's name as its authors write it (``GTSRB``)."""
+    recognises: Callable[[Path], bool]
+
+
+LAYOUTS: dict[str, Layout] = {}
+"""Source -> its published layout, where a folder of it would read as class folders: a bare
+path to such a folder is read by that source (GTSRB's root as a folder is three classes,
+Meta, Test and Train). Readers add theirs as they register."""
+
+
 def named_twice(names: list[str]) -> list[str]:
     """The class names a source lists more than once, sorted."""
     return sorted(name for name, count in Counter(names).items() if count > 1)
@@ -86,9 +101,12 @@ def named_twice(names: list[str]) -> list[str]:
 
 def source_name(spec: str) -> str:
     """The source a data SPEC names, nothing read or downloaded: a bare folder path is a
-    ``folder`` (the name need not be a registered source)."""
+    ``folder``, or the source whose published layout it has (the name need not be a
+    registered source)."""
     name = spec.partition(":")[0].strip().lower()
-    return "folder" if name not in SOURCES and Path(spec).expanduser().is_dir() else name
+    if name in SOURCES or not (folder := Path(spec).expanduser()).is_dir():
+        return name
+    return next((source for source, layout in LAYOUTS.items() if layout.recognises(folder)), "folder")
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
@@ -98,10 +116,12 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
         raise DataError.about("data", ": empty; give a source name (digits), SOURCE:PATH or a folder of class sub-folders")
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
-    if source_name(spec) == "folder" and name != "folder":
-        warnings.warn(CnnlabWarning.about("data", f" {spec}: a folder, read as folder:{spec} (one sub-folder per class)"),
-                      stacklevel=callers_stacklevel())
-        return "folder", Path(spec).expanduser()
+    if name not in SOURCES and (read_as := source_name(spec)) != name:
+        kind = f"in {LAYOUTS[read_as].title}'s layout" if read_as in LAYOUTS else ""
+        warnings.warn(CnnlabWarning.about("data", f" {spec}: a folder {kind}, read as {read_as}:{spec}"
+                                          if kind else f" {spec}: a folder, read as folder:{spec} (one sub-folder "
+                                          "per class)"), stacklevel=callers_stacklevel())
+        return read_as, Path(spec).expanduser()
     if name not in SOURCES and not sep and ("/" in spec or spec.startswith((".", "~"))):
         raise DataError.about("data", f" {spec}: {_not_a_folder(Path(spec).expanduser())}")
     SOURCES.get(name)

@@ -173,7 +173,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     build_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], torch.device("cpu"))
     LRSchedule(config.schedule, config.optimizer.lr, 1, config.epochs)
     warmup = config.schedule.warmup_epochs
-    if 0 < warmup and config.epochs <= warmup and config.schedule.name != "constant":
+    if warmup > 0 and config.epochs <= warmup and config.schedule.name != "constant":
         # a recipe tried for a few epochs: the run ends before its schedule begins
         warnings.warn(CnnlabWarning.about("schedule.warmup_epochs", lambda name: (
             f" {warmup:g}: as long as the run ({name('epochs')} {config.epochs}), so the lr only rises to "

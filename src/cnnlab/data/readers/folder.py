@@ -13,6 +13,7 @@ from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
 from ..sources import SOURCES, RawSplit, SourceData
+from .gtsrb import in_gtsrb_layout
 from .layout import unpacked
 
 NOT_CLASSES = frozenset({"__MACOSX"})
@@ -39,14 +40,11 @@ def list_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray, l
     return classes, paths, np.asarray(labels, dtype=np.int64), notes
 
 
-GTSRB_MARKERS = ("Train.csv", "Test.csv", "Final_Training", "Final_Test")
-
-
 def gtsrb_layout(root: Path) -> list[str]:
     """A note where ``root`` (or the folder above it) is GTSRB's: as plain class folders its
     training images would be split by image, putting near-copies of one sign on both sides."""
     for where in (root, root.parent):
-        if any((where / marker).exists() for marker in GTSRB_MARKERS):
+        if in_gtsrb_layout(where):
             return [f"{root}: GTSRB's layout: gtsrb:{where} reads its CSVs and splits its training images by track "
                     "(a split by image puts near-copies of a sign on both sides)"]
     return []

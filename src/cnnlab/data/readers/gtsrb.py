@@ -11,7 +11,7 @@ import numpy as np
 
 from ...errors import DataError, listed
 from ..download import fetch
-from ..sources import SOURCES, RawSplit, SourceData
+from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData
 from .layout import find_below, read_csv, unpacked
 
 GTSRB_SIGNS = (
@@ -105,6 +105,23 @@ def _official_training(training: Path, root: Path) -> RawSplit:
         rows_by_class.append(_gtsrb_rows(annotation, ";", folder, root,
                                          lambda c, name: c * 100_000 + int(name.split("_")[0])))
     return _concat(rows_by_class)
+
+
+GTSRB_MARKERS = ("Train.csv", "Test.csv", "Final_Training", "Final_Test")
+
+
+def in_gtsrb_layout(folder: Path) -> bool:
+    """GTSRB's files at the top of ``folder``, or of the one folder it holds (the official
+    zips unpack to GTSRB/)."""
+    try:
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return False
+    tops = [folder, *(entries if len(entries) == 1 and entries[0].is_dir() else [])]
+    return any((top / marker).exists() for top in tops for marker in GTSRB_MARKERS)
+
+
+LAYOUTS["gtsrb"] = Layout("GTSRB", in_gtsrb_layout)
 
 
 @SOURCES.register("gtsrb")
