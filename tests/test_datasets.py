@@ -293,6 +293,12 @@ def test_a_bare_path_in_gtsrbs_layout_is_read_as_gtsrb(tmp_path, layout):
         assert canonical_spec(str(root)) == f"gtsrb:{root}"
     checked = run_cli("train", "--config", "gtsrb-resnet9", "--data", root, "--check")
     assert f"resnet9 on gtsrb:{root}: 3 classes" in checked.stdout or f"resnet9 on gtsrb:{root}: 2 classes" in checked.stdout
+    test_alone = root / "Test" if layout == "kaggle" else root / "GTSRB" / "Final_Test"
+    if layout == "kaggle":
+        (root / "Test.csv").rename(test_alone / "Test.csv")  # as a test set is shared on its own
+        (test_alone / "Test.csv").write_text((test_alone / "Test.csv").read_text().replace("Test/", ""))
+    with pytest.warns(CnnlabWarning, match=f"a folder in GTSRB's layout, read as gtsrb:{test_alone}$"):
+        assert set(load_dataset(str(test_alone), (16, 16)).splits) == {"test"}
     assert checked.stderr == f"cnnlab: warning: --data {root}: a folder in GTSRB's layout, read as gtsrb:{root}\n"
 
 
@@ -429,3 +435,10 @@ def test_cifar10_jpeg_trains_and_second_run_hits_the_cache(tmp_path):
     first = json.loads((tmp_path / "runs" / "first" / "data.json").read_text())["cache"]
     second = json.loads((tmp_path / "runs" / "second" / "data.json").read_text())["cache"]
     assert first["images"] == 60_000 and not first["hit"] and second["hit"]
+
+
+def test_a_folder_with_a_csv_of_its_own_named_train_csv_stays_a_folder(tmp_path):
+    folder = make_image_folder(tmp_path / "photos", per_class=2)
+    (folder / "Train.csv").write_text("path,label\nclass_0/000.png,class_0\n")
+    with pytest.warns(CnnlabWarning, match="a folder, read as folder:"):
+        assert canonical_spec(str(folder)) == f"folder:{folder}"

@@ -107,18 +107,25 @@ def _official_training(training: Path, root: Path) -> RawSplit:
     return _concat(rows_by_class)
 
 
-GTSRB_MARKERS = ("Train.csv", "Test.csv", "Final_Training", "Final_Test")
+GTSRB_FOLDERS = ("Final_Training", "Final_Test")
+GTSRB_CSVS = ("Train.csv", "Test.csv", "GT-final_test.csv")
 
 
 def in_gtsrb_layout(folder: Path) -> bool:
-    """GTSRB's files at the top of ``folder``, or of the one folder it holds (the official
-    zips unpack to GTSRB/)."""
+    """GTSRB's folders or annotation CSVs (their header names ClassId) at the top of
+    ``folder``, or of the one folder it holds (the official zips unpack to GTSRB/)."""
     try:
         entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+        tops = [folder, *(entries if len(entries) == 1 and entries[0].is_dir() else [])]
+        return any((top / name).is_dir() for top in tops for name in GTSRB_FOLDERS) or any(
+            (top / name).is_file() and b"ClassId" in _first_line(top / name) for top in tops for name in GTSRB_CSVS)
     except OSError:
         return False
-    tops = [folder, *(entries if len(entries) == 1 and entries[0].is_dir() else [])]
-    return any((top / marker).exists() for top in tops for marker in GTSRB_MARKERS)
+
+
+def _first_line(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return file.readline(4096)
 
 
 LAYOUTS["gtsrb"] = Layout("GTSRB", in_gtsrb_layout)
