@@ -76,13 +76,13 @@ def test_cifar10_channel_major_rows(tmp_path):
     assert image[0, 1, 0] == row[1]
 
 
-def write_cifar100(root):
+def write_cifar100(root, as_tar=True):
     """The official cifar-100-python.tar.gz layout: 100 training and 20 test images."""
     files = {"train": cifar_batch(100, 100, b"fine_labels", {b"coarse_labels": [i % 20 for i in range(100)]}),
              "test": cifar_batch(20, 100, b"fine_labels", {b"coarse_labels": [i % 20 for i in range(20)]}),
              "meta": pickle.dumps({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
                                    b"coarse_label_names": [f"g{i}".encode() for i in range(20)]}, protocol=2)}
-    return write_files(root, "cifar-100-python", files, as_tar=True)
+    return write_files(root, "cifar-100-python", files, as_tar)
 
 
 def test_cifar100_fine_and_coarse(tmp_path):
@@ -442,3 +442,34 @@ def test_a_folder_with_a_csv_of_its_own_named_train_csv_stays_a_folder(tmp_path)
     (folder / "Train.csv").write_text("path,label\nclass_0/000.png,class_0\n")
     with pytest.warns(CnnlabWarning, match="a folder, read as folder:"):
         assert canonical_spec(str(folder)) == f"folder:{folder}"
+
+
+@pytest.mark.parametrize("source", ["cifar10", "cifar100"])
+def test_a_bare_path_to_cifars_python_folder_is_read_by_its_source(tmp_path, source):
+    """Keras keeps CIFAR in ~/.keras/datasets/cifar-10-batches-py; `--data` with that folder
+    said "no class sub-folders"."""
+    root = write_cifar10(tmp_path / "c", as_tar=False) if source == "cifar10" else write_cifar100(tmp_path / "c", False)
+    for given in (root, next(root.iterdir())):  # the folder, or the one folder it nests
+        title = "CIFAR-10" if source == "cifar10" else "CIFAR-100"
+        with pytest.warns(CnnlabWarning, match=f"a folder in {title}'s layout, read as {source}:{given}$"):
+            data = load_dataset(str(given), val_split=0.0)
+        assert len(data.classes) == (10 if source == "cifar10" else 100) and set(data.splits) == {"train", "test"}
+
+
+def test_a_bare_path_to_mnists_files_names_the_sources_that_read_them(tmp_path):
+    """MNIST's and Fashion-MNIST's IDX files have the same names: which one they are is the user's to say."""
+    for prefix, count in (("train", 4), ("t10k", 2)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", np.zeros((count, 28, 28)), 2051)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
+    with pytest.raises(DataError, match=f"^{tmp_path}: no class sub-folders; it has the layout of MNIST or "
+                                        f"Fashion-MNIST: read it as mnist:{tmp_path} or fashion-mnist:{tmp_path}$"), pytest.warns(CnnlabWarning):
+        load_dataset(str(tmp_path))
+
+
+def test_every_recognised_layout_is_a_registered_source_with_a_title():
+    from cnnlab.data import SOURCES
+    from cnnlab.data.sources import LAYOUTS
+
+    assert {"gtsrb", "cifar10", "cifar100", "mnist", "fashion-mnist"} <= set(LAYOUTS)
+    for name, layout in LAYOUTS.items():
+        assert name in SOURCES and layout.title and callable(layout.recognises)

@@ -89,9 +89,16 @@ class Layout:
 
 
 LAYOUTS: dict[str, Layout] = {}
-"""Source -> its published layout, where a folder of it would read as class folders: a bare
-path to such a folder is read by that source (GTSRB's root as a folder is three classes,
-Meta, Test and Train). Readers add theirs as they register."""
+"""Source -> its published layout, which a folder of class folders never has: a bare path to
+such a folder is read by that source (GTSRB's root as a folder is three classes, Meta, Test
+and Train; CIFAR's python folder has none). Readers add theirs as they register."""
+
+
+def with_nested(folder: Path) -> list[Path]:
+    """``folder``, and the one folder it holds where it holds nothing else (archives nest a
+    data set in one: GTSRB/, cifar-10-batches-py/)."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return [folder, *(entries if len(entries) == 1 and entries[0].is_dir() else [])]
 
 
 def named_twice(names: list[str]) -> list[str]:
@@ -106,7 +113,14 @@ def source_name(spec: str) -> str:
     name = spec.partition(":")[0].strip().lower()
     if name in SOURCES or not (folder := Path(spec).expanduser()).is_dir():
         return name
-    return next((source for source, layout in LAYOUTS.items() if layout.recognises(folder)), "folder")
+    found = layouts_of(folder)
+    return found[0] if len(found) == 1 else "folder"  # the folder source names several in its error
+
+
+def layouts_of(folder: Path) -> list[str]:
+    """The sources whose published layout ``folder`` has (MNIST's and Fashion-MNIST's files are
+    named alike)."""
+    return [source for source, layout in LAYOUTS.items() if layout.recognises(folder)]
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:

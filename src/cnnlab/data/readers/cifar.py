@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from ...errors import DataError
 from ..download import fetch
 from ..safe import load_plain_pickle
-from ..sources import SOURCES, RawSplit, SourceData, named_twice
+from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData, named_twice, with_nested
 from .folder import class_folders_hint
 
 MAX_MEMBER_BYTES = 2**29
@@ -92,6 +93,22 @@ def _labels(batch: dict, key: bytes, count: int, classes: int, source: str) -> n
     if labels.ndim != 1 or len(labels) != count:
         raise DataError(f"{source}: {key.decode()} do not match the {count} images and {classes} classes")
     return labels
+
+
+def holding_files(*names: str) -> Callable[[Path], bool]:
+    """Whether a folder (or the one it nests) holds the files ``names``, as CIFAR's python
+    version does: files, where a folder of class folders has folders."""
+    def holds(folder: Path) -> bool:
+        try:
+            return any(all((top / name).is_file() for name in names) for top in with_nested(folder))
+        except OSError:
+            return False
+
+    return holds
+
+
+LAYOUTS["cifar10"] = Layout("CIFAR-10", holding_files("batches.meta", "data_batch_1"))
+LAYOUTS["cifar100"] = Layout("CIFAR-100", holding_files("meta", "train", "test"))
 
 
 @SOURCES.register("cifar10")

@@ -12,7 +12,7 @@ from ...errors import DataError, callers_stacklevel
 from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
-from ..sources import SOURCES, RawSplit, SourceData
+from ..sources import LAYOUTS, SOURCES, RawSplit, SourceData, layouts_of
 from .gtsrb import in_gtsrb_layout
 from .layout import unpacked
 
@@ -102,7 +102,11 @@ def read_folder(path: Path | None) -> SourceData:
         ids = [p.relative_to(root).as_posix() for p in paths]
         splits[split] = RawSplit(labels, ids, paths=paths)
     if not classes:
-        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
+        found = layouts_of(root)
+        raise DataError(f"{root}: no class sub-folders; it has the layout of "
+                        f"{' or '.join(LAYOUTS[name].title for name in found)}: read it as "
+                        f"{' or '.join(f'{name}:{root}' for name in found)}" if found else
+                        f"{root}: no class sub-folders (expected one folder of images per class)")
     if not any(len(split) for split in splits.values()):
         raise DataError(f"{root}: no image files in the class folders")
     notes += gtsrb_layout(root)

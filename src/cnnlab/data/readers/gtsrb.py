@@ -11,7 +11,7 @@ import numpy as np
 
 from ...errors import DataError, listed
 from ..download import fetch
-from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData
+from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData, with_nested
 from .layout import find_below, read_csv, unpacked
 
 GTSRB_SIGNS = (
@@ -115,8 +115,7 @@ def in_gtsrb_layout(folder: Path) -> bool:
     """GTSRB's folders or annotation CSVs (their header names ClassId) at the top of
     ``folder``, or of the one folder it holds (the official zips unpack to GTSRB/)."""
     try:
-        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-        tops = [folder, *(entries if len(entries) == 1 and entries[0].is_dir() else [])]
+        tops = with_nested(folder)
         return any((top / name).is_dir() for top in tops for name in GTSRB_FOLDERS) or any(
             (top / name).is_file() and b"ClassId" in _first_line(top / name) for top in tops for name in GTSRB_CSVS)
     except OSError:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..download import fetch
-from ..sources import SOURCES, RawSplit, SourceData
+from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData
 from .folder import class_folders_hint
 
 IDX_IMAGES, IDX_LABELS = 2051, 2049
@@ -83,6 +83,17 @@ def read_idx_folder(path: Path | None, name: str, classes: list[str]) -> SourceD
             raise DataError(f"{folder}: {split} labels go up to {labels.max()}, expected < {len(classes)}")
         splits[split] = RawSplit(labels, [f"{split}/{i}" for i in range(len(labels))], images[..., None])
     return SourceData(classes, splits, 1)
+
+
+def in_idx_layout(folder: Path) -> bool:
+    try:
+        return any((folder / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", ""))
+    except OSError:
+        return False
+
+
+LAYOUTS["mnist"] = Layout("MNIST", in_idx_layout)
+LAYOUTS["fashion-mnist"] = Layout("Fashion-MNIST", in_idx_layout)
 
 
 @SOURCES.register("mnist")
