@@ -987,3 +987,28 @@ def test_gpu_equalizes_as_the_cpu_does():
     pixels = torch.randint(0, 256, (4, 3, 32, 32), generator=torch.Generator().manual_seed(0)).float()
     pixels[1] = pixels[1] // 64 * 64  # few levels
     torch.testing.assert_close(equalized(pixels.cuda()).cpu(), equalized(pixels))
+
+
+@pytest.mark.parametrize("layout", ["folder", "gtsrb"])
+def test_a_split_none_of_whose_images_can_be_read_is_named(tmp_path, layout):
+    """A folder of damaged images, or GTSRB converted from .ppm to .png while its CSVs still
+    name .ppm, ended in "ValueError: need at least one array to concatenate"."""
+    from test_datasets import write_gtsrb_official
+
+    if layout == "folder":
+        root = make_image_folder(tmp_path / "photos", classes=2, per_class=3)
+        for path in root.rglob("*.png"):
+            path.write_bytes(b"not an image")
+        spec, count = f"folder:{root}", 6
+    else:
+        root = write_gtsrb_official(tmp_path / "g")
+        for path in (root / "GTSRB" / "Final_Training").rglob("*.ppm"):
+            path.rename(path.with_suffix(".bak"))
+        spec, count = f"gtsrb:{root}", 36
+    with pytest.raises(DataError, match=rf"^data {re.escape(spec)}: none of the {count} images of its train split "
+                                        r"could be read \(.+: .+\); cnnlab data verify lists each with its reason$"):
+        load_dataset(spec, (16, 16))
+    refused = run_cli("train", "--data", spec, "--image-size", "16x16", "--epochs", "1", "--out", tmp_path / "runs",
+                      check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert not (tmp_path / "runs").exists()

@@ -473,3 +473,17 @@ def test_every_recognised_layout_is_a_registered_source_with_a_title():
     assert {"gtsrb", "cifar10", "cifar100", "mnist", "fashion-mnist"} <= set(LAYOUTS)
     for name, layout in LAYOUTS.items():
         assert name in SOURCES and layout.title and callable(layout.recognises)
+
+
+def test_gtsrb_converted_to_png_is_read_with_its_csvs_naming_ppm(tmp_path):
+    """GTSRB shared as PNGs converted from its .ppm files, the CSVs unchanged, read no image."""
+    root = write_gtsrb_official(tmp_path / "g")
+    original = load_dataset(f"gtsrb:{root}", (16, 16), val_split=0.34, seed=1, options={"roi_crop": True})
+    for path in root.rglob("*.ppm"):
+        Image.open(path).save(path.with_suffix(".png"))
+        path.unlink()
+    converted = load_dataset(f"gtsrb:{root}", (16, 16), val_split=0.34, seed=1, options={"roi_crop": True})
+    assert not converted.unreadable
+    for name, split in original.splits.items():
+        assert [i.replace(".ppm", ".png") for i in split.ids] == converted.splits[name].ids
+        assert np.array_equal(split.pixels(), converted.splits[name].pixels())

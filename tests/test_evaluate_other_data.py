@@ -386,3 +386,13 @@ def test_predict_and_evaluate_warnings_point_at_the_callers_line(gtsrb_run, tmp_
     assert len(caught) >= 4
     assert {(Path(w.filename).name, type(w.message).__name__) for w in caught} == {
         ("test_evaluate_other_data.py", "CnnlabWarning")}
+
+
+def test_sign_boxes_match_images_converted_to_another_format(tmp_path):
+    """GTSRB is often shared as PNGs converted from its .ppm files, its CSVs unchanged: every
+    image was refused as having no row."""
+    annotation = tmp_path / "GT-final_test.csv"
+    annotation.write_text("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2\n"
+                          "00000.ppm;10;10;1;1;8;8\n00001.ppm;10;10;2;2;7;7\n")
+    boxes = sign_boxes(annotation, [tmp_path / "00001.png", tmp_path / "elsewhere" / "00000.jpg"])
+    assert boxes.tolist() == [[2, 2, 7, 7, 10, 10], [1, 1, 8, 8, 10, 10]]

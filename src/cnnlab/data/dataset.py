@@ -138,7 +138,7 @@ def load_dataset(
     if min(image_size) < 1 or max(image_size) > MAX_SIDE:
         raise DataError.about("image_size", f": {image_size[0]}x{image_size[1]} is outside 1..{MAX_SIDE} pixels a side")
 
-    unreadable, cache = _decode_files(source, image_size, channels, progress, cache_dir)
+    unreadable, cache = _decode_files(source, image_size, channels, progress, cache_dir, spec)
     raw = choose_splits(source.splits, val_split, seed, subset, split_ids, spec)
     splits = {}
     for name, part in raw.items():
@@ -233,9 +233,10 @@ def check_subset(subset: int | None) -> int | None:
 
 
 def _decode_files(source, image_size: tuple[int, int], channels: int, progress: bool,
-                  cache_dir: Path | None) -> tuple[dict[str, str], dict]:
+                  cache_dir: Path | None, spec: str) -> tuple[dict[str, str], dict]:
     """Turn every file-based split of ``source`` into rows of one cached, memory-mapped array
-    (decoded once for all splits, so any later split or subset reuses it)."""
+    (decoded once for all splits, so any later split or subset reuses it). A split none of
+    whose files could be read is an error naming some of them."""
     parts = [(name, part) for name, part in source.splits.items() if part.paths is not None]
     if not parts:
         return {}, {}
@@ -252,6 +253,11 @@ def _decode_files(source, image_size: tuple[int, int], channels: int, progress: 
     for name, part in parts:
         rows = np.arange(offset, offset + len(part))
         keep = np.flatnonzero(readable[rows])
+        if len(part) and not len(keep):
+            path, reason = str(part.paths[0]), unreadable[str(part.paths[0])]
+            first = (reason if path in reason else f"{path}: {reason}") + (", and others" if len(part) > 1 else "")
+            raise DataError.about("data", f" {spec}: none of the {len(part)} images of its {name} split could be read "
+                                  f"({first}); cnnlab data verify lists each with its reason")
         source.splits[name] = RawSplit(
             part.labels[keep], [part.ids[i] for i in keep], images,
             groups=None if part.groups is None else part.groups[keep], rows=rows[keep])

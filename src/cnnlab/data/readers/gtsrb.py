@@ -11,6 +11,7 @@ import numpy as np
 
 from ...errors import DataError, listed
 from ..download import fetch
+from ..images import is_image_file
 from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData, with_nested
 from .layout import find_below, read_csv, unpacked
 
@@ -58,14 +59,27 @@ def _annotated_rows(annotation: Path, delimiter: str | None, folder: Path,
         yield where, relative, box, taken
 
 
+def present(path: Path, listings: dict[Path, dict[str, Path]]) -> Path:
+    """``path``, or where it is not there, the image of its name in another format beside it
+    (GTSRB shared as PNGs converted from its .ppm files, its CSVs unchanged). ``listings``:
+    each folder's images by stem, listed once."""
+    if path.exists():
+        return path
+    if path.parent not in listings:
+        images = sorted(p for p in path.parent.iterdir() if is_image_file(p)) if path.parent.is_dir() else []
+        listings[path.parent] = {p.stem: p for p in reversed(images)}
+    return listings[path.parent].get(path.stem, path)
+
+
 def _gtsrb_rows(annotation: Path, delimiter: str, folder: Path, root: Path, track_of) -> RawSplit:
     """One RawSplit from a GTSRB annotation CSV."""
     paths, labels, boxes, groups = [], [], [], []
+    listings: dict[Path, dict[str, Path]] = {}
     read = lambda row, name: (int(row["ClassId"]), track_of(int(row["ClassId"]), name))  # noqa: E731
     for where, relative, box, (label, track) in _annotated_rows(annotation, delimiter, folder, read):
         if not 0 <= label < GTSRB_CLASSES:
             raise DataError(f"{where}: ClassId {label} is not one of GTSRB's {GTSRB_CLASSES} classes (0..42)")
-        paths.append(folder / relative)
+        paths.append(present(folder / relative, listings))
         labels.append(label)
         boxes.append(box)
         groups.append(track)
@@ -80,13 +94,21 @@ def sign_boxes(annotation: Path, paths: Sequence[Path]) -> np.ndarray:
     with ','; a ClassId is not needed). A row names its file relative to the CSV's folder, or
     by a file name no other row has; an image no row names is refused, by name."""
     by_path, by_name = {}, collections.defaultdict(list)
+    by_stem_path, by_stem = collections.defaultdict(list), collections.defaultdict(list)
     for _, relative, box, _ in _annotated_rows(annotation, None, annotation.parent):
-        by_path[(annotation.parent / relative).resolve()] = box
+        where = (annotation.parent / relative).resolve()
+        by_path[where] = box
         by_name[relative.name].append(box)
+        # GTSRB is often shared as PNGs converted from its .ppm files, its CSVs unchanged
+        by_stem_path[where.with_suffix("")].append(box)
+        by_stem[relative.stem].append(box)
     boxes, missing = [], []
     for path in paths:
-        named = by_name.get(Path(path).name, [])
-        box = by_path.get(Path(path).resolve(), named[0] if len(named) == 1 else None)
+        where = Path(path).resolve()
+        box = by_path.get(where)
+        for matches in (by_name.get(where.name), by_stem_path.get(where.with_suffix("")), by_stem.get(where.stem)):
+            if box is None and matches is not None and len(matches) == 1:
+                box = matches[0]
         if box is None:
             missing.append(str(path))
         boxes.append(box)
