@@ -947,3 +947,11 @@ def test_a_warmup_as_long_as_the_run_is_named(tmp_path):
                   ["--epochs", "2", "--set", "schedule.name=constant"]):
         checked = run_cli("train", "--config", "faces-resnet9", "--data", f"folder:{folder}", *quiet, "--check")
         assert "warning" not in checked.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="tests the message of a machine without CUDA")
+def test_a_cuda_device_asked_for_by_number_is_named_as_given(tmp_path):
+    """`--device cuda:3` was told "--device cuda: no CUDA device is available here"."""
+    refused = run_cli("train", "--device", "cuda:3", "--out", tmp_path, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith("error: --device cuda:3: no CUDA device is available here; use --device=cpu")

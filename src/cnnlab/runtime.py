@@ -41,7 +41,8 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError.about("device", f": must be auto, cpu, cuda or cuda:N; got '{name}'")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError.about("device", lambda name: f" cuda: no CUDA device is available here; use {name('device')}=cpu")
+            raise ConfigError.about("device", lambda spell, asked=name: f" {asked}: no CUDA device is available here; use "
+                                    f"{spell('device')}=cpu")
         if index and int(index) >= torch.cuda.device_count():
             raise ConfigError.about("device", f" {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
