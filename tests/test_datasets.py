@@ -487,3 +487,12 @@ def test_gtsrb_converted_to_png_is_read_with_its_csvs_naming_ppm(tmp_path):
     for name, split in original.splits.items():
         assert [i.replace(".ppm", ".png") for i in split.ids] == converted.splits[name].ids
         assert np.array_equal(split.pixels(), converted.splits[name].pixels())
+
+
+def test_kaggles_gtsrb_test_folder_given_alone_names_the_folder_above_it(tmp_path):
+    """Kaggle's Test/ holds the test images flat, its Test.csv beside it: `--data GTSRB/Test`
+    said "no class sub-folders" and no more."""
+    root = write_gtsrb_kaggle(tmp_path / "k")
+    with pytest.raises(DataError, match=f"^{root / 'Test'}: no class sub-folders; the folder above it has the layout "
+                                        f"of GTSRB: read it as gtsrb:{root}$"):
+        load_dataset(f"folder:{root / 'Test'}")

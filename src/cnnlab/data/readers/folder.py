@@ -50,6 +50,16 @@ def gtsrb_layout(root: Path) -> list[str]:
     return []
 
 
+def published_layout_hint(root: Path) -> str:
+    """For a folder without class folders: the sources whose published layout it has, or the
+    folder above it has (Kaggle's GTSRB Test/, its Test.csv beside it); else what was expected."""
+    for where, whose in ((root, "it has"), (root.parent, "the folder above it has")):
+        if found := layouts_of(where):
+            return (f"; {whose} the layout of {' or '.join(LAYOUTS[name].title for name in found)}: read it as "
+                    f"{' or '.join(f'{name}:{where}' for name in found)}")
+    return " (expected one folder of images per class)"
+
+
 def class_folders_hint(path: Path) -> str:
     """For a published format's reader given an image copy of its data set (CIFAR-10 as JPEGs in
     class folders, MNIST as PNGs): "; it holds class folders of images: read it as folder:PATH",
@@ -102,11 +112,7 @@ def read_folder(path: Path | None) -> SourceData:
         ids = [p.relative_to(root).as_posix() for p in paths]
         splits[split] = RawSplit(labels, ids, paths=paths)
     if not classes:
-        found = layouts_of(root)
-        raise DataError(f"{root}: no class sub-folders; it has the layout of "
-                        f"{' or '.join(LAYOUTS[name].title for name in found)}: read it as "
-                        f"{' or '.join(f'{name}:{root}' for name in found)}" if found else
-                        f"{root}: no class sub-folders (expected one folder of images per class)")
+        raise DataError(f"{root}: no class sub-folders{published_layout_hint(root)}")
     if not any(len(split) for split in splits.values()):
         raise DataError(f"{root}: no image files in the class folders")
     notes += gtsrb_layout(root)
