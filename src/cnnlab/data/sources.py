@@ -161,7 +161,7 @@ def _not_a_folder(path: Path) -> str:
 
 def canonical_spec(spec: str) -> str:
     """``spec`` as its source reads it, as a run records it: a bare folder path becomes
-    ``folder:PATH``, and a path is made absolute (``~`` expanded), so that evaluate and resume
+    ``folder:PATH`` (or ``gtsrb:PATH`` where it has GTSRB's layout: ``source_name``), and a path is made absolute (``~`` expanded), so that evaluate and resume
     find the data from any folder."""
     name, path = parse_spec(spec)
     return spec if path is None else f"{name}:{os.path.abspath(path)}"
