@@ -17,7 +17,7 @@ from cnnlab.data.augment import STRENGTHS, SWITCHES, Augmenter
 from cnnlab.data.images import decode_image
 from cnnlab.data.preprocessing import equalized
 from cnnlab.data.split import stratified_split, stratified_subset
-from cnnlab.errors import CnnlabError, ConfigError, DataError
+from cnnlab.errors import CnnlabError, CnnlabWarning, ConfigError, DataError
 from conftest import make_image_folder, run_cli, write_idx
 
 
@@ -92,16 +92,30 @@ def test_a_path_given_as_data_that_is_no_folder_is_named_as_a_path(tmp_path):
     with pytest.raises(DataError, match=f"^data {missing}: no such folder \\(a data SPEC is a source name, "
                                         "SOURCE:PATH, or a folder of class sub-folders\\)$"):
         parse_spec(str(missing))
-    arrays = tmp_path / "arrays.npz"
-    arrays.write_bytes(b"")
-    with pytest.raises(DataError, match=f"^data {arrays}: a file; name its source: npz:{arrays}$"):
-        parse_spec(str(arrays))
-    listing = tmp_path / "list.csv"
-    listing.write_text("")
-    with pytest.raises(DataError, match=f"^data {listing}: a file; name its source: csv:{listing}$"):
-        parse_spec(str(listing))
+    other = tmp_path / "arrays.bin"
+    other.write_bytes(b"")
+    with pytest.raises(DataError, match=f"^data {other}: a file; a data SPEC is a source name, SOURCE:PATH"):
+        parse_spec(str(other))
     with pytest.raises(DataError, match="^data ./x.bin: no such folder"):
         parse_spec("./x.bin")
+
+
+def test_a_bare_path_to_an_npz_or_csv_file_is_read_by_its_source(tmp_path):
+    """Keras keeps MNIST as ~/.keras/datasets/mnist.npz (x_train, y_train, x_test, y_test):
+    `--data mnist.npz` was refused with "a file; name its source: npz:mnist.npz"."""
+    arrays = tmp_path / "mnist.npz"
+    np.savez(arrays, x_train=np.zeros((6, 8, 8), np.uint8), y_train=np.arange(6) % 3,
+             x_test=np.zeros((3, 8, 8), np.uint8), y_test=np.arange(3))
+    listing = tmp_path / "list.csv"
+    for name in ("a", "b"):
+        for i in range(2):
+            Image.new("RGB", (8, 8)).save(tmp_path / f"{name}{i}.png")
+    listing.write_text("path,label\na0.png,a\na1.png,a\nb0.png,b\nb1.png,b\n")
+    for path, source in ((arrays, "npz"), (listing, "csv")):
+        with pytest.warns(CnnlabWarning, match=f"^data {path}: a file, read as {source}:{path}$"):
+            assert parse_spec(str(path)) == (source, path)
+        with pytest.warns(CnnlabWarning):
+            assert len(load_dataset(str(path), (8, 8), val_split=0.0).classes) in (2, 3)
 
 
 def test_runs_written_into_the_data_folder_are_not_read_as_a_class(tmp_path, image_folder):

@@ -106,7 +106,7 @@ def endpoint(text: str) -> str:
 
 FORMAT_HELP = "a table to read, or json (csv too where offered) for programs (default %(default)s)"
 SPEC_HELP = ("data SPEC, e.g. digits, mnist:PATH, cifar10:PATH, gtsrb:PATH or folder:PATH (a bare path is a folder, "
-             "or GTSRB's or CIFAR's where it has their layout)")
+             "or GTSRB's or CIFAR's where it has their layout; a bare .npz or .csv file is npz: or csv:)")
 
 
 def build_parser() -> Parser:

@@ -108,13 +108,22 @@ def named_twice(names: list[str]) -> list[str]:
 
 def source_name(spec: str) -> str:
     """The source a data SPEC names, nothing read or downloaded: a bare folder path is a
-    ``folder``, or the source whose published layout it has (the name need not be a
-    registered source)."""
+    ``folder``, or the source whose published layout it has; a bare .npz or .csv file is
+    ``npz`` or ``csv`` (the name need not be a registered source)."""
     name = spec.partition(":")[0].strip().lower()
-    if name in SOURCES or not (folder := Path(spec).expanduser()).is_dir():
+    if name in SOURCES:
         return name
-    found = layouts_of(folder)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return FILE_SOURCES.get(path.suffix.lower(), name)
+    if not path.is_dir():
+        return name
+    found = layouts_of(path)
     return found[0] if len(found) == 1 else "folder"  # the folder source names several in its error
+
+
+FILE_SOURCES = {".npz": "npz", ".csv": "csv"}
+"""The sources a bare file path is read by, by its suffix."""
 
 
 def layouts_of(folder: Path) -> list[str]:
@@ -131,10 +140,13 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
     if name not in SOURCES and (read_as := source_name(spec)) != name:
-        kind = f"in {LAYOUTS[read_as].title}'s layout" if read_as in LAYOUTS else ""
-        warnings.warn(CnnlabWarning.about("data", f" {spec}: a folder {kind}, read as {read_as}:{spec}"
-                                          if kind else f" {spec}: a folder, read as folder:{spec} (one sub-folder "
-                                          "per class)"), stacklevel=callers_stacklevel())
+        if read_as in FILE_SOURCES.values():
+            read = f"a file, read as {read_as}:{spec}"
+        elif read_as in LAYOUTS:
+            read = f"a folder in {LAYOUTS[read_as].title}'s layout, read as {read_as}:{spec}"
+        else:
+            read = f"a folder, read as folder:{spec} (one sub-folder per class)"
+        warnings.warn(CnnlabWarning.about("data", f" {spec}: {read}"), stacklevel=callers_stacklevel())
         return read_as, Path(spec).expanduser()
     if name not in SOURCES and not sep and ("/" in spec or spec.startswith((".", "~"))):
         raise DataError.about("data", f" {spec}: {_not_a_folder(Path(spec).expanduser())}")
@@ -146,23 +158,18 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     return name, Path(path).expanduser() if path else None
 
 
-FILE_SOURCES = {".npz": "npz", ".csv": "csv"}
-
-
 def _not_a_folder(path: Path) -> str:
-    """What is wrong with a path given as ``--data`` that is not a folder."""
+    """What is wrong with a path given as ``--data`` that is neither a folder nor a file a
+    source reads by its suffix."""
     if not path.is_file():
         return "no such folder (a data SPEC is a source name, SOURCE:PATH, or a folder of class sub-folders)"
-    source = FILE_SOURCES.get(path.suffix.lower())
-    if source is None:
-        return "a file; a data SPEC is a source name, SOURCE:PATH, or a folder of class sub-folders"
-    return f"a file; name its source: {source}:{path}"
+    return "a file; a data SPEC is a source name, SOURCE:PATH, or a folder of class sub-folders"
 
 
 def canonical_spec(spec: str) -> str:
-    """``spec`` as its source reads it, as a run records it: a bare folder path becomes
-    ``folder:PATH`` (or ``gtsrb:PATH`` where it has GTSRB's layout: ``source_name``), and a path is made absolute (``~`` expanded), so that evaluate and resume
-    find the data from any folder."""
+    """``spec`` as its source reads it, as a run records it: a bare path gets the source that
+    reads it (``source_name``: ``folder:PATH``, ``gtsrb:PATH``, ``npz:PATH``...), and a path is
+    made absolute (``~`` expanded), so that evaluate and resume find the data from any folder."""
     name, path = parse_spec(spec)
     return spec if path is None else f"{name}:{os.path.abspath(path)}"
 
