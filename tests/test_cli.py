@@ -947,6 +947,10 @@ def test_a_warmup_as_long_as_the_run_is_named(tmp_path):
                   ["--epochs", "2", "--set", "schedule.name=constant"]):
         checked = run_cli("train", "--config", "faces-resnet9", "--data", f"folder:{folder}", *quiet, "--check")
         assert "warning" not in checked.stderr
+    # the range test sets the lr itself
+    found = run_cli("lr-find", "--config", "faces-resnet9", "--data", f"folder:{folder}", "--epochs", "2",
+                    "--image-size", "48x48", "--crop", "40x40", "--steps", "5", "--plot", tmp_path / "lr.png")
+    assert "warning" not in found.stderr
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="tests the message of a machine without CUDA")

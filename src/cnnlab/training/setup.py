@@ -129,12 +129,13 @@ def logged_metrics(num_classes: int, validation: bool) -> list[str]:
     return names + ([f"val_{n}" for n in names] if validation else []) + ["lr"]
 
 
-def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
+def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: bool = True) -> Plan:
     """Check every option of ``config``; read the data source's listing (no decoding). The
     plan's config names its data as the source reads it (``canonical_spec``), and its weights
     as the file they are read from (``resolve_weights``). ``resume``: the run directory that
     ``config`` continues, checked too (its data still there, its classes unchanged, more epochs
-    than it has trained)."""
+    than it has trained). ``schedule_used`` False: the caller sets the lr itself (the range
+    test), so a schedule that would do nothing is not worth a warning."""
     resuming = resume is not None
     # the run's own data gone; a new place given for it that is not there either is the source's error
     if (resuming and data_is_gone(config.data.spec)
@@ -173,7 +174,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None) -> Plan:
     build_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], torch.device("cpu"))
     LRSchedule(config.schedule, config.optimizer.lr, 1, config.epochs)
     warmup = config.schedule.warmup_epochs
-    if warmup > 0 and config.epochs <= warmup and config.schedule.name != "constant":
+    if schedule_used and warmup > 0 and config.epochs <= warmup and config.schedule.name != "constant":
         # a recipe tried for a few epochs: the run ends before its schedule begins
         warnings.warn(CnnlabWarning.about("schedule.warmup_epochs", lambda name: (
             f" {warmup:g}: as long as the run ({name('epochs')} {config.epochs}), so the lr only rises to "
