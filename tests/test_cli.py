@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnlab.cli import build_parser
@@ -953,7 +954,7 @@ def test_a_warmup_as_long_as_the_run_is_named(tmp_path):
     assert "warning" not in found.stderr
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="tests the message of a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the message of a machine without CUDA")
 def test_a_cuda_device_asked_for_by_number_is_named_as_given(tmp_path):
     """`--device cuda:3` was told "--device cuda: no CUDA device is available here"."""
     refused = run_cli("train", "--device", "cuda:3", "--out", tmp_path, check=False)
