@@ -9,6 +9,7 @@ import pickle
 import shutil
 import tarfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -461,9 +462,15 @@ def test_a_bare_path_to_mnists_files_names_the_sources_that_read_them(tmp_path):
     for prefix, count in (("train", 4), ("t10k", 2)):
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", np.zeros((count, 28, 28)), 2051)
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
-    with pytest.raises(DataError, match=f"^{tmp_path}: no class sub-folders; it has the layout of MNIST or "
-                                        f"Fashion-MNIST: read it as mnist:{tmp_path} or fashion-mnist:{tmp_path}$"), pytest.warns(CnnlabWarning):
-        load_dataset(str(tmp_path))
+    both = f"it has the layout of MNIST or Fashion-MNIST: read it as mnist:{tmp_path} or fashion-mnist:{tmp_path}$"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one line: not "read as folder:" first
+        with pytest.raises(DataError, match=f"^data {tmp_path}: a folder; {both}"):
+            load_dataset(str(tmp_path))
+    with pytest.raises(DataError, match=f"^{tmp_path}: no class sub-folders; {both}"):
+        load_dataset(f"folder:{tmp_path}")
+    refused = run_cli("train", "--data", tmp_path, "--check", check=False)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
 
 
 def test_every_recognised_layout_is_a_registered_source_with_a_title():

@@ -132,6 +132,17 @@ def layouts_of(folder: Path) -> list[str]:
     return [source for source, layout in LAYOUTS.items() if layout.recognises(folder)]
 
 
+def published_layout_hint(folder: Path, with_parent: bool = False) -> str:
+    """For a folder not read as class folders: the sources whose published layout it has (or,
+    ``with_parent``, the folder above it has: Kaggle's GTSRB Test/, its Test.csv beside it);
+    else what was expected."""
+    for where, whose in ((folder, "it has"), *([(folder.parent, "the folder above it has")] if with_parent else [])):
+        if found := layouts_of(where):
+            return (f"; {whose} the layout of {' or '.join(LAYOUTS[name].title for name in found)}: read it as "
+                    f"{' or '.join(f'{name}:{where}' for name in found)}")
+    return " (expected one folder of images per class)"
+
+
 def parse_spec(spec: str) -> tuple[str, Path | None]:
     """``mnist:/data/mnist`` -> ("mnist", Path("/data/mnist")); ``digits`` -> ("digits", None);
     ``folder:https://...`` -> ("folder", the URL's local copy, downloaded once into the data home)."""
@@ -140,6 +151,8 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
     if name not in SOURCES and (read_as := source_name(spec)) != name:
+        if read_as == "folder" and len(layouts_of(Path(spec).expanduser())) > 1:  # MNIST's files, Fashion-MNIST's
+            raise DataError.about("data", f" {spec}: a folder{published_layout_hint(Path(spec).expanduser())}")
         if read_as in FILE_SOURCES.values():
             read = f"a file, read as {read_as}:{spec}"
         elif read_as in LAYOUTS:

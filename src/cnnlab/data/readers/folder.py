@@ -12,7 +12,7 @@ from ...errors import DataError, callers_stacklevel
 from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
-from ..sources import LAYOUTS, SOURCES, RawSplit, SourceData, layouts_of
+from ..sources import SOURCES, RawSplit, SourceData, published_layout_hint
 from .gtsrb import in_gtsrb_layout
 from .layout import unpacked
 
@@ -48,16 +48,6 @@ def gtsrb_layout(root: Path) -> list[str]:
             return [f"{root}: GTSRB's layout: gtsrb:{where} reads its CSVs and splits its training images by track "
                     "(a split by image puts near-copies of a sign on both sides)"]
     return []
-
-
-def published_layout_hint(root: Path) -> str:
-    """For a folder without class folders: the sources whose published layout it has, or the
-    folder above it has (Kaggle's GTSRB Test/, its Test.csv beside it); else what was expected."""
-    for where, whose in ((root, "it has"), (root.parent, "the folder above it has")):
-        if found := layouts_of(where):
-            return (f"; {whose} the layout of {' or '.join(LAYOUTS[name].title for name in found)}: read it as "
-                    f"{' or '.join(f'{name}:{where}' for name in found)}")
-    return " (expected one folder of images per class)"
 
 
 def class_folders_hint(path: Path) -> str:
@@ -112,7 +102,7 @@ def read_folder(path: Path | None) -> SourceData:
         ids = [p.relative_to(root).as_posix() for p in paths]
         splits[split] = RawSplit(labels, ids, paths=paths)
     if not classes:
-        raise DataError(f"{root}: no class sub-folders{published_layout_hint(root)}")
+        raise DataError(f"{root}: no class sub-folders{published_layout_hint(root, with_parent=True)}")
     if not any(len(split) for split in splits.values()):
         raise DataError(f"{root}: no image files in the class folders")
     notes += gtsrb_layout(root)
