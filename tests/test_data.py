@@ -1026,3 +1026,17 @@ def test_a_split_none_of_whose_images_can_be_read_is_named(tmp_path, layout):
                       check=False)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_bare_path_to_an_archive_names_the_sources_that_read_archives(tmp_path):
+    """`--data flower_photos.tgz` said "a file; a data SPEC is a source name, SOURCE:PATH, or a
+    folder of class sub-folders", though the folder source reads such an archive."""
+    import tarfile
+
+    archive = tmp_path / "flower_photos.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(make_image_folder(tmp_path / "flower_photos", per_class=2), arcname="flower_photos")
+    with pytest.raises(DataError, match=f"^data {archive}: an archive; name the source that reads it: "
+                                        f"folder:{archive} for class folders inside it, or the data set's own "
+                                        rf"\(gtsrb:, caltech256:, cifar10:\.\.\.\)$"):
+        parse_spec(str(archive))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import tarfile
 import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,6 +178,10 @@ def _not_a_folder(path: Path) -> str:
     source reads by its suffix."""
     if not path.is_file():
         return "no such folder (a data SPEC is a source name, SOURCE:PATH, or a folder of class sub-folders)"
+    if zipfile.is_zipfile(path) or tarfile.is_tarfile(path):
+        # an archive holds class folders or a published data set: which, only its reader can tell
+        return (f"an archive; name the source that reads it: folder:{path} for class folders inside it, or the "
+                "data set's own (gtsrb:, caltech256:, cifar10:...)")
     return "a file; a data SPEC is a source name, SOURCE:PATH, or a folder of class sub-folders"
 
 
