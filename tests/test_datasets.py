@@ -503,3 +503,14 @@ def test_kaggles_gtsrb_test_folder_given_alone_names_the_folder_above_it(tmp_pat
     with pytest.raises(DataError, match=f"^{root / 'Test'}: no class sub-folders; the folder above it has the layout "
                                         f"of GTSRB: read it as gtsrb:{root}$"):
         load_dataset(f"folder:{root / 'Test'}")
+
+
+def test_a_gtsrb_row_naming_a_file_the_system_refuses_is_one_unreadable_image(tmp_path):
+    """Looking for a converted copy of a row's file asked the system about its name, and a name
+    over 255 bytes raised OSError from the reader, where the image had been listed as unreadable."""
+    root = write_gtsrb_kaggle(tmp_path / "k")
+    rows = (root / "Train.csv").read_text().splitlines()
+    rows[1] = rows[1].rsplit(",", 1)[0] + ",Train/0/00000_00000_" + "x" * 300 + ".png"
+    (root / "Train.csv").write_text("\n".join(rows) + "\n")
+    data = load_dataset(f"gtsrb:{root}", (16, 16), val_split=0.0)
+    assert len(data.splits["train"]) == 11 and len(data.unreadable) == 1

@@ -62,12 +62,16 @@ def _annotated_rows(annotation: Path, delimiter: str | None, folder: Path,
 def present(path: Path, listings: dict[Path, dict[str, Path]]) -> Path:
     """``path``, or where it is not there, the image of its name in another format beside it
     (GTSRB shared as PNGs converted from its .ppm files, its CSVs unchanged). ``listings``:
-    each folder's images by stem, listed once."""
-    if path.exists():
+    each folder's images by stem, listed once. A name the system refuses (over 255 bytes) is
+    kept, for the decoder to list as unreadable."""
+    try:
+        if path.exists():
+            return path
+        if path.parent not in listings:
+            images = sorted(p for p in path.parent.iterdir() if is_image_file(p)) if path.parent.is_dir() else []
+            listings[path.parent] = {p.stem: p for p in reversed(images)}
+    except OSError:
         return path
-    if path.parent not in listings:
-        images = sorted(p for p in path.parent.iterdir() if is_image_file(p)) if path.parent.is_dir() else []
-        listings[path.parent] = {p.stem: p for p in reversed(images)}
     return listings[path.parent].get(path.stem, path)
 
 
