@@ -112,16 +112,22 @@ def source_name(spec: str) -> str:
     """The source a data SPEC names, nothing read or downloaded: a bare folder path is a
     ``folder``, or the source whose published layout it has; a bare .npz or .csv file is
     ``npz`` or ``csv`` (the name need not be a registered source)."""
+    return _named_source(spec)[0]
+
+
+def _named_source(spec: str) -> tuple[str, list[str]]:
+    """``source_name``, and for a bare folder the sources whose layout it has (listed once:
+    two or more, as MNIST's and Fashion-MNIST's, leave it a ``folder`` that parse_spec refuses)."""
     name = spec.partition(":")[0].strip().lower()
     if name in SOURCES:
-        return name
+        return name, []
     path = Path(spec).expanduser()
     if path.is_file():
-        return FILE_SOURCES.get(path.suffix.lower(), name)
+        return FILE_SOURCES.get(path.suffix.lower(), name), []
     if not path.is_dir():
-        return name
+        return name, []
     found = layouts_of(path)
-    return found[0] if len(found) == 1 else "folder"  # the folder source names several in its error
+    return found[0] if len(found) == 1 else "folder", found
 
 
 FILE_SOURCES = {".npz": "npz", ".csv": "csv"}
@@ -131,7 +137,14 @@ FILE_SOURCES = {".npz": "npz", ".csv": "csv"}
 def layouts_of(folder: Path) -> list[str]:
     """The sources whose published layout ``folder`` has (MNIST's and Fashion-MNIST's files are
     named alike)."""
-    return [source for source, layout in LAYOUTS.items() if layout.recognises(folder)]
+    return [source for source, layout in LAYOUTS.items() if _recognised(layout, folder)]
+
+
+def _recognised(layout: Layout, folder: Path) -> bool:
+    try:
+        return layout.recognises(folder)
+    except OSError:  # a folder that cannot be listed or a file that cannot be read has no layout
+        return False
 
 
 def published_layout_hint(folder: Path, with_parent: bool = False) -> str:
@@ -140,9 +153,13 @@ def published_layout_hint(folder: Path, with_parent: bool = False) -> str:
     else what was expected."""
     for where, whose in ((folder, "it has"), *([(folder.parent, "the folder above it has")] if with_parent else [])):
         if found := layouts_of(where):
-            return (f"; {whose} the layout of {' or '.join(LAYOUTS[name].title for name in found)}: read it as "
-                    f"{' or '.join(f'{name}:{where}' for name in found)}")
+            return layouts_hint(where, found, whose)
     return " (expected one folder of images per class)"
+
+
+def layouts_hint(folder: Path, found: list[str], whose: str = "it has") -> str:
+    return (f"; {whose} the layout of {' or '.join(LAYOUTS[name].title for name in found)}: read it as "
+            f"{' or '.join(f'{name}:{folder}' for name in found)}")
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
@@ -152,9 +169,10 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
         raise DataError.about("data", ": empty; give a source name (digits), SOURCE:PATH or a folder of class sub-folders")
     name, sep, path = spec.partition(":")
     name = name.strip().lower()
-    if name not in SOURCES and (read_as := source_name(spec)) != name:
-        if read_as == "folder" and len(layouts_of(Path(spec).expanduser())) > 1:  # MNIST's files, Fashion-MNIST's
-            raise DataError.about("data", f" {spec}: a folder{published_layout_hint(Path(spec).expanduser())}")
+    read_as, found = _named_source(spec)
+    if name not in SOURCES and read_as != name:
+        if len(found) > 1:  # MNIST's files, Fashion-MNIST's
+            raise DataError.about("data", f" {spec}: a folder{layouts_hint(Path(spec).expanduser(), found)}")
         if read_as in FILE_SOURCES.values():
             read = f"a file, read as {read_as}:{spec}"
         elif read_as in LAYOUTS:

@@ -98,13 +98,7 @@ def _labels(batch: dict, key: bytes, count: int, classes: int, source: str) -> n
 def holding_files(*names: str) -> Callable[[Path], bool]:
     """Whether a folder (or the one it nests) holds the files ``names``, as CIFAR's python
     version does: files, where a folder of class folders has folders."""
-    def holds(folder: Path) -> bool:
-        try:
-            return any(all((top / name).is_file() for name in names) for top in with_nested(folder))
-        except OSError:
-            return False
-
-    return holds
+    return lambda folder: any(all((top / name).is_file() for name in names) for top in with_nested(folder))
 
 
 LAYOUTS["cifar10"] = Layout("CIFAR-10", holding_files("batches.meta", "data_batch_1"))

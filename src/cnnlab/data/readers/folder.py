@@ -12,8 +12,7 @@ from ...errors import DataError, callers_stacklevel
 from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
-from ..sources import SOURCES, RawSplit, SourceData, published_layout_hint
-from .gtsrb import in_gtsrb_layout
+from ..sources import SOURCES, RawSplit, SourceData, layouts_of, published_layout_hint
 from .layout import unpacked
 
 NOT_CLASSES = frozenset({"__MACOSX"})
@@ -44,7 +43,7 @@ def gtsrb_layout(root: Path) -> list[str]:
     """A note where ``root`` (or the folder above it) is GTSRB's: as plain class folders its
     training images would be split by image, putting near-copies of one sign on both sides."""
     for where in (root, root.parent):
-        if in_gtsrb_layout(where):
+        if "gtsrb" in layouts_of(where):
             return [f"{root}: GTSRB's layout: gtsrb:{where} reads its CSVs and splits its training images by track "
                     "(a split by image puts near-copies of a sign on both sides)"]
     return []

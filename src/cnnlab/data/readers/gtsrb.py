@@ -140,12 +140,9 @@ GTSRB_CSVS = ("Train.csv", "Test.csv", "GT-final_test.csv")
 def in_gtsrb_layout(folder: Path) -> bool:
     """GTSRB's folders or annotation CSVs (their header names ClassId) at the top of
     ``folder``, or of the one folder it holds (the official zips unpack to GTSRB/)."""
-    try:
-        tops = with_nested(folder)
-        return any((top / name).is_dir() for top in tops for name in GTSRB_FOLDERS) or any(
-            (top / name).is_file() and b"ClassId" in _first_line(top / name) for top in tops for name in GTSRB_CSVS)
-    except OSError:
-        return False
+    tops = with_nested(folder)
+    return any((top / name).is_dir() for top in tops for name in GTSRB_FOLDERS) or any(
+        (top / name).is_file() and b"ClassId" in _first_line(top / name) for top in tops for name in GTSRB_CSVS)
 
 
 def _first_line(path: Path) -> bytes:

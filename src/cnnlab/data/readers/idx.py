@@ -86,10 +86,7 @@ def read_idx_folder(path: Path | None, name: str, classes: list[str]) -> SourceD
 
 
 def in_idx_layout(folder: Path) -> bool:
-    try:
-        return any((folder / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", ""))
-    except OSError:
-        return False
+    return any((folder / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", ""))
 
 
 LAYOUTS["mnist"] = Layout("MNIST", in_idx_layout)
