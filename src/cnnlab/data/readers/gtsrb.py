@@ -110,9 +110,9 @@ def sign_boxes(annotation: Path, paths: Sequence[Path]) -> np.ndarray:
     for path in paths:
         where = Path(path).resolve()
         box = by_path.get(where)
-        for matches in (by_name.get(where.name), by_stem_path.get(where.with_suffix("")), by_stem.get(where.stem)):
-            if box is None and matches is not None and len(matches) == 1:
-                box = matches[0]
+        if box is None:  # by a name, a path without its suffix, a name without it: where one row has it
+            box = next((found[0] for found in (by_name.get(where.name), by_stem_path.get(where.with_suffix("")),
+                                               by_stem.get(where.stem)) if found and len(found) == 1), None)
         if box is None:
             missing.append(str(path))
         boxes.append(box)
