@@ -147,17 +147,9 @@ def _recognised(layout: Layout, folder: Path) -> bool:
         return False
 
 
-def published_layout_hint(folder: Path, with_parent: bool = False) -> str:
-    """For a folder not read as class folders: the sources whose published layout it has (or,
-    ``with_parent``, the folder above it has: Kaggle's GTSRB Test/, its Test.csv beside it);
-    else what was expected."""
-    for where, whose in ((folder, "it has"), *([(folder.parent, "the folder above it has")] if with_parent else [])):
-        if found := layouts_of(where):
-            return layouts_hint(where, found, whose)
-    return " (expected one folder of images per class)"
-
-
 def layouts_hint(folder: Path, found: list[str], whose: str = "it has") -> str:
+    """"; it has the layout of MNIST or Fashion-MNIST: read it as mnist:FOLDER or ...", for the
+    sources ``found`` (``layouts_of``)."""
     return (f"; {whose} the layout of {' or '.join(LAYOUTS[name].title for name in found)}: read it as "
             f"{' or '.join(f'{name}:{folder}' for name in found)}")
 

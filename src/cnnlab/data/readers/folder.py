@@ -12,7 +12,7 @@ from ...errors import DataError, callers_stacklevel
 from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
-from ..sources import SOURCES, RawSplit, SourceData, layouts_of, published_layout_hint
+from ..sources import SOURCES, RawSplit, SourceData, layouts_hint, layouts_of
 from .layout import unpacked
 
 NOT_CLASSES = frozenset({"__MACOSX"})
@@ -47,6 +47,15 @@ def gtsrb_layout(root: Path) -> list[str]:
             return [f"{root}: GTSRB's layout: gtsrb:{where} reads its CSVs and splits its training images by track "
                     "(a split by image puts near-copies of a sign on both sides)"]
     return []
+
+
+def published_layout_hint(folder: Path) -> str:
+    """For a folder without class folders: the sources whose published layout it has, or the
+    folder above it has (Kaggle's GTSRB Test/, its Test.csv beside it); else what was expected."""
+    for where, whose in ((folder, "it has"), (folder.parent, "the folder above it has")):
+        if found := layouts_of(where):
+            return layouts_hint(where, found, whose)
+    return " (expected one folder of images per class)"
 
 
 def class_folders_hint(path: Path) -> str:
@@ -101,7 +110,7 @@ def read_folder(path: Path | None) -> SourceData:
         ids = [p.relative_to(root).as_posix() for p in paths]
         splits[split] = RawSplit(labels, ids, paths=paths)
     if not classes:
-        raise DataError(f"{root}: no class sub-folders{published_layout_hint(root, with_parent=True)}")
+        raise DataError(f"{root}: no class sub-folders{published_layout_hint(root)}")
     if not any(len(split) for split in splits.values()):
         raise DataError(f"{root}: no image files in the class folders")
     notes += gtsrb_layout(root)
