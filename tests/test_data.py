@@ -794,11 +794,13 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch():
     ("random_resized_crop:1.5", r"random_resized_crop must be at most 1 \(the smallest share of the image's area\)"),
     ("random_erasing:2", r"random_erasing must be at most 1 \(the probability that an image has a box erased\)"),
     ("gamma:1e308", r"gamma must be at most 3 \(powers within 1/4..4; beyond them most levels go to black or white\)"),
+    ("rotate:400", r"rotate must be at most 180 \(degrees either way; 180 already turns an image any way\)"),
 ])
 def test_augmentation_strengths_beyond_their_meaning_are_refused(item, message):
     """Keras' bounds for its layers (RandomZoom, RandomTranslation, RandomBrightness,
     RandomContrast): a zoom of 1 - 5 would mirror the image through its centre. gamma:1e308
-    was accepted and trained on black-and-white images (11% on digits)."""
+    was accepted and trained on black-and-white images (11% on digits); rotate:400, likely
+    meant as 40, turned images any way."""
     with pytest.raises(CnnlabError, match=message):
         Augment.parse([item])
 

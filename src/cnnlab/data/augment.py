@@ -21,9 +21,10 @@ AT_MOST = {"random_resized_crop": (1, "the smallest share of the image's area"),
            "translate": (1, "a fraction of the image's side"), "brightness": (1, "a fraction of the pixel range"),
            "contrast": (1, "the contrast factor, 1 +- contrast, stays at 0 or above"),
            "random_erasing": (1, "the probability that an image has a box erased"),
-           "gamma": (3, "powers within 1/4..4; beyond them most levels go to black or white")}
+           "gamma": (3, "powers within 1/4..4; beyond them most levels go to black or white"),
+           "rotate": (180, "degrees either way; 180 already turns an image any way")}
 """The bounded strengths: the largest each may be, and why (for fractions, Keras' bounds for its
-layers; a gamma of 4 takes mid-grey to 0.06)."""
+layers; a gamma of 4 takes mid-grey to 0.06; a rotation beyond 180 degrees is one within them)."""
 
 STRENGTHS = {"pad_crop": 4, "random_resized_crop": 0.08, "pca_lighting": 0.1, "rotate": 10.0, "scale": 0.1,
              "translate": 0.1, "brightness": 0.2, "contrast": 0.2, "gamma": 0.5, "random_erasing": 0.25,
