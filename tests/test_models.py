@@ -680,6 +680,46 @@ def test_weights_mismatch_lists_problems(tmp_path):
         load_weights(create_model("lenet5"), path, log=lambda m: None)
 
 
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_weights_of_another_class_count_keep_all_but_the_output_layer(name, tmp_path):
+    """Fine-tuning to new classes, as timm's ``num_classes=`` and Keras' replaced top layer
+    do it: every layer but the last keeps the file's weights, the hidden dense layers too
+    (small-cnn's first dense layer holds 96% of its parameters)."""
+    source, _ = build(name, num_classes=10)
+    path = tmp_path / "ten-classes.pt"
+    torch.save(source.state_dict(), path)
+    target, _ = build(name, num_classes=3)
+    fresh_head = {key: value.clone() for key, value in target.head.state_dict().items()}
+    messages = []
+    load_weights(target, path, log=messages.append)
+    head = {f"classifier.{len(target.classifier) - 1}.{key}" for key in fresh_head}
+    for key, value in target.state_dict().items():
+        if key not in head:
+            torch.testing.assert_close(value, source.state_dict()[key], msg=key)
+    for key, value in target.head.state_dict().items():
+        torch.testing.assert_close(value, fresh_head[key])
+    assert any("the output layer does not match" in m for m in messages), messages
+    loaded = len(target.state_dict()) - len(head)
+    assert f"loaded {loaded} of {len(target.state_dict())} tensors" in messages[-1]
+
+
+def test_weights_of_another_classifier_start_the_whole_classifier_afresh(tmp_path):
+    """A file whose hidden dense layers differ too (another design, or features flattened at
+    another input size) keeps only what comes before the classifier: a half-loaded classifier
+    would feed old layers from new ones."""
+    source = create_model("lenet5", 10, 1, (36, 36))
+    path = tmp_path / "other-size.pt"
+    torch.save(source.state_dict(), path)
+    target = create_model("lenet5", 3, 1, (28, 28))
+    fresh = {key: value.clone() for key, value in target.classifier.state_dict().items()}
+    messages = []
+    load_weights(target, path, log=messages.append)
+    for key, value in target.classifier.state_dict().items():
+        torch.testing.assert_close(value, fresh[key])
+    torch.testing.assert_close(target.features[0].weight, source.features[0].weight)
+    assert any("the classifier does not match" in m for m in messages), messages
+
+
 def test_weights_torchvision_vgg_names_load_into_transfer_base(tmp_path):
     # a state dict with torchvision's VGG-16 key names and shapes (1000-class classifier)
     # (the base's tensors do not depend on the input size; 32x32 keeps the file small)

@@ -46,8 +46,14 @@ class ConvNet(nn.Module):
         return self.classifier[-1]
 
     def head_prefixes(self) -> tuple[str, ...]:
-        """State-dict prefixes re-initialised when weights come from a model with other classes."""
+        """State-dict prefixes that may differ from a weights file's and then start afresh: the
+        dense layers (another class count, another classifier, or features flattened at
+        another input size)."""
         return ("classifier.",)
+
+    def output_prefix(self) -> str:
+        """The state-dict prefix of the output layer: all another class count changes."""
+        return f"classifier.{len(self.classifier) - 1}."
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flatten(self.features(x)))

@@ -1,6 +1,6 @@
 """Loading weights: a run's checkpoint or a plain state dict (torchvision's VGG-16 file loads
-into the convolutional base by name). Keys and shapes are checked; the classifier head is
-re-initialised when only its class count differs."""
+into the convolutional base by name). Keys and shapes are checked; the output layer is
+re-initialised when only the class count differs, the whole classifier when its dense layers do."""
 
 from __future__ import annotations
 
@@ -93,46 +93,58 @@ def weights_for(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] = print) -> None:
     """Copy the tensors of ``path`` into ``model``.
 
-    Every key of the model outside the classifier head must be in the file with the same shape,
-    otherwise the load fails listing all mismatches. Head tensors that are missing or of
-    another shape (another class count) keep their fresh initialisation, and the log says so.
+    Every key of the model outside the classifier must be in the file with the same shape,
+    otherwise the load fails listing all mismatches. Where only the class count differs, the
+    output layer keeps its fresh initialisation and every other layer is loaded, as fine-tuning
+    to new classes does; where the classifier's hidden layers differ too, the whole classifier
+    starts afresh. The log says which.
     """
-    state = weights_for(model, path)
     own = model.state_dict()
-    loaded, skipped_head = matching_weights(model, state, path)
-    if skipped_head:
-        log(f"weights {path}: the classifier head does not match ({skipped_head[0]}); "
-            "it is re-initialised and the rest is loaded")
+    loaded, afresh = matching_weights(model, weights_for(model, path), path)
+    if afresh:
+        log(f"weights {path}: {afresh}")
     model.load_state_dict({**own, **loaded})
     log(f"weights {path}: loaded {len(loaded)} of {len(own)} tensors")
 
 
 def matching_weights(model: nn.Module, state: dict[str, torch.Tensor],
-                     path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+                     path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """The tensors of ``state`` to load into ``model`` (shapes only are read, so a model on
-    the meta device checks a file before any training starts), and what of the head does not
-    fit. Any mismatch outside the head is an error listing them all."""
+    the meta device checks a file before any training starts), and what of the classifier
+    starts afresh, in words (None where everything fits). Any mismatch outside the classifier
+    is an error listing them all."""
     own = model.state_dict()
     heads = model.head_prefixes() if hasattr(model, "head_prefixes") else ()
     in_head = lambda key: key.startswith(heads)  # noqa: E731
-    problems, skipped_head, loaded = [], [], {}
+    problems, head_mismatches, loaded = [], {}, {}
     for key, tensor in own.items():
         if key not in state:
-            (skipped_head if in_head(key) else problems).append(f"missing {key}")
+            message = f"missing {key}"
         elif state[key].shape != tensor.shape:
             message = f"{key}: file {tuple(state[key].shape)}, model {tuple(tensor.shape)}"
-            (skipped_head if in_head(key) else problems).append(message)
         else:
             loaded[key] = state[key]
+            continue
+        if in_head(key):
+            head_mismatches[key] = message
+        else:
+            problems.append(message)
     unexpected = [k for k in state if k not in own and not in_head(k)]
     problems += [f"unexpected {k}" for k in unexpected]
     if problems:
         shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise CnnlabError.about("weights", f" {path}: does not fit the model ({len(problems)} mismatches): {shown}")
-    if skipped_head:
-        # a half-loaded head would pair new and old layers: start the whole head fresh
-        loaded = {k: v for k, v in loaded.items() if not in_head(k)}
-    return loaded, skipped_head
+    if not head_mismatches:
+        return loaded, None
+    output = model.output_prefix() if hasattr(model, "output_prefix") else None
+    if output and all(key.startswith(output) for key in head_mismatches):
+        fresh, what = (output,), "the output layer"
+    else:
+        # old dense layers fed by new ones would learn from noise: the classifier starts whole
+        fresh, what = heads, "the classifier"
+    loaded = {k: v for k, v in loaded.items() if not k.startswith(fresh)}
+    first = next(iter(head_mismatches.values()))
+    return loaded, f"{what} does not match ({first}); it is re-initialised and the rest is loaded"
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
