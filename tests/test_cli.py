@@ -370,6 +370,36 @@ def test_paths_in_a_recipe_may_start_with_the_home_folder(tmp_path, monkeypatch)
     assert (tmp_path / "home" / "runs" / "r" / "best.pt").is_file() and not (tmp_path / "~").exists()
 
 
+def test_weights_may_be_a_run_directory(digits_run, tmp_path):
+    """`--weights runs/X`, the run as evaluate and predict take it, said "no such checkpoint
+    file": a run directory gives its best checkpoint, and the new run records that file."""
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--weights", digits_run, "--epochs", "1",
+            "--out", tmp_path, "--name", "tuned", "--quiet")
+    recorded = (tmp_path / "tuned" / "config.yaml").read_text()
+    assert f"weights: {digits_run / 'best.pt'}" in recorded
+    assert "loaded 10 of 10 tensors" in (tmp_path / "tuned" / "train.log").read_text()
+    (tmp_path / "plain").mkdir()
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    for name in ("config.yaml", "classes.json"):
+        (unfinished / name).write_bytes((digits_run / name).read_bytes())
+    for folder, told in ((tmp_path / "plain", "a folder, not a weights file: give a file, or a run directory "
+                                              "(its best.pt)"),
+                         (unfinished, "a run directory without best.pt: no epoch of it has finished")):
+        result = run_cli("train", "--model", "lenet5", "--data", "digits", "--weights", folder, "--check",
+                         check=False)
+        assert result.returncode == 2 and result.stderr.strip().endswith(f"--weights {folder}: {told}"), \
+            result.stderr
+
+
+def test_train_takes_a_run_as_its_weights_in_python(digits_run, tmp_path):
+    from cnnlab import load_run, train
+
+    run = train(model="lenet5", data="digits", weights=load_run(digits_run), epochs=1, out=str(tmp_path),
+                name="tuned", quiet=True)
+    assert run.config.model.weights == str(digits_run / "best.pt")
+
+
 def test_training_on_one_class_is_refused_with_the_likely_slip_named(tmp_path):
     """`--data folder:photos/cats` (one class's folder, not the folder holding them) trained a
     one-class classifier: a loss of 0 from the first step and 100% accuracy, without a word."""

@@ -129,6 +129,9 @@ def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dic
         config = TrainConfig.from_dict(config)
     elif isinstance(config, str | Path):
         config = TrainConfig.from_yaml(config)
+    if isinstance(overrides.get("weights"), Run | Path):  # a run gives its best checkpoint
+        weights = overrides["weights"]
+        overrides = {**overrides, "weights": str(weights.path if isinstance(weights, Run) else weights)}
     if isinstance(overrides.get("data"), Path):
         overrides = {**overrides, "data": str(overrides["data"])}
     elif "data" in overrides and not isinstance(overrides["data"], str):

@@ -164,7 +164,8 @@ def build_parser() -> Parser:
     options.add_argument("--categories", help="caltech256: the first N categories, or names a,b,c")
     options.add_argument("--augment", action="append", metavar="NAME",
                        help=f"an augmentation ({AUGMENTATIONS}); repeat for several")
-    options.add_argument("--weights", help="start from a state dict or a run's best.pt")
+    options.add_argument("--weights", help="start from a run directory (its best.pt), a state dict, a "
+                         "safetensors or Keras .h5 file, a URL, or imagenet (vgg16)")
     options.add_argument("--init", help="alexnet: default (Kaiming), paper (N(0, 0.01)) or torch")
     options.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")
     options.add_argument("--freeze-base", action="store_true", default=None,

@@ -364,6 +364,19 @@ def load_run(path: str | Path) -> Run:
                directory.read_json(METRICS, {}), class_descriptions(directory.read_json(DATA, {})))
 
 
+def weights_file(given: str) -> str:
+    """A --weights value as a file: a run directory gives its best checkpoint."""
+    path = Path(given).expanduser()
+    if not path.is_dir():
+        return given
+    if not is_run_directory(path):
+        raise CnnlabError.about("weights", f" {given}: a folder, not a weights file: give a file, or a run "
+                                f"directory (its {BEST})")
+    if not (path / BEST).is_file():
+        raise CnnlabError.about("weights", f" {given}: a run directory without {BEST}: no epoch of it has finished")
+    return str(path / BEST)
+
+
 def class_descriptions(data: dict) -> dict[str, str]:
     """The class descriptions a run's data.json records (none in runs made before they were)."""
     described = data.get("descriptions")

@@ -144,8 +144,8 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
                               f"more; give {name('data')}=SPEC where it is now")
     config = replace(config, data=replace(config.data, spec=canonical_spec(config.data.spec)))
     if config.model.weights and not resuming:  # the run records the file it read
-        config = replace(config, model=replace(config.model, weights=resolve_weights(config.model.weights,
-                                                                                     config.model.name)))
+        config = replace(config, model=replace(config.model, weights=resolve_weights(
+            runs.weights_file(config.model.weights), config.model.name)))
     for option, value in (("epochs", config.epochs), ("batch_size", config.batch_size)):
         if value < 1:
             raise ConfigError.about(option, f": must be at least 1; got {value}")
