@@ -188,6 +188,25 @@ def test_frozen_base_counts_as_non_trainable():
     assert counts.trainable == 21_141_841 - 14_714_688
 
 
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_model_with_a_convolutional_base_can_freeze_it(name):
+    """Keras' ``base.trainable = False`` and fastai's ``learn.freeze()`` for any model, not
+    only vgg16-transfer: fine-tuning your own pretrained small-cnn trains its dense layers
+    first. A model with no convolutional base says so."""
+    if not list(build(name)[0].features.parameters()):
+        with pytest.raises(CnnlabError, match=f"model {name}: option 'freeze_base': it has no convolutional "
+                                              "base to freeze"):
+            build(name, freeze_base=True)
+        return
+    model, _ = build(name, freeze_base=True)
+    assert "freeze_base" in MODELS.get(name).options
+    assert not any(p.requires_grad for p in model.features.parameters())
+    assert all(p.requires_grad for p in model.classifier.parameters())
+    model.train()
+    assert not any(m.training for m in model.features.modules()
+                   if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+
+
 def test_summary_json_and_flops():
     model = create_model("alexnet-bn", 10, 3, (150, 150))
     summary = summarize(model, (150, 150, 3))

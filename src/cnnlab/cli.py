@@ -169,7 +169,8 @@ def build_parser() -> Parser:
     options.add_argument("--init", help="alexnet: default (Kaiming), paper (N(0, 0.01)) or torch")
     options.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")
     options.add_argument("--freeze-base", action="store_true", default=None,
-                       help="vgg16-transfer: freeze the convolutional base")
+                       help="freeze the convolutional base, to train the dense layers on it (any model "
+                            "with convolutions; with --weights)")
     options.add_argument("--unfreeze-after", type=int, metavar="EPOCHS",
                        help="with --freeze-base: train the base too after EPOCHS epochs")
     options.add_argument("--base-lr-scale", type=float, metavar="F",

@@ -16,6 +16,12 @@ from ..registry import Registry
 
 Builder = Callable[..., nn.Module]
 
+SHARED_OPTIONS: dict[str, object] = {"freeze_base": False}
+"""Options every model takes, applied here after its builder: ``freeze_base`` freezes the
+convolutional base (its weights and BatchNorm statistics), as Keras' ``base.trainable =
+False`` and fastai's ``learn.freeze()`` do for fine-tuning; ``model.unfreeze_after`` trains it
+again later."""
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -37,8 +43,9 @@ class ModelInfo:
     def option_defaults(self) -> dict[str, object]:
         """The builder's options (its parameters beyond the sizes) and their default values."""
         skip = {"num_classes", "in_channels", "input_size"}
-        return {name: parameter.default for name, parameter in inspect.signature(self.builder).parameters.items()
-                if name not in skip}
+        own = {name: parameter.default for name, parameter in inspect.signature(self.builder).parameters.items()
+               if name not in skip}
+        return {**own, **SHARED_OPTIONS}
 
     @property
     def options(self) -> list[str]:
@@ -99,12 +106,18 @@ def create_model(
         if count is not None and count < 1:
             raise CnnlabError.about(option, f": must be at least 1; got {count}")
     height, width, channels = info.input_size
-    return info.builder(
+    freeze_base = options.pop("freeze_base", False)
+    model = info.builder(
         num_classes=info.num_classes if num_classes is None else num_classes,
         in_channels=channels if in_channels is None else in_channels,
         input_size=tuple((height, width) if input_size is None else input_size),
         **options,
     )
+    if freeze_base:
+        if not hasattr(model, "freeze_features") or not list(model.features.parameters()):
+            raise CnnlabError(f"model {name}: option 'freeze_base': it has no convolutional base to freeze")
+        model.freeze_features()
+    return model
 
 
 def place_model(model: nn.Module, name: str, device: torch.device, precision: str,

@@ -46,10 +46,7 @@ def vgg16_bn(num_classes, in_channels, input_size):
 
 @register_model("vgg16-transfer", input_size=(224, 224, 3), num_classes=17, params=21_141_841,
                 source="celebrity-faces tutorial (ImageNet VGG-16 base + small head)")
-def vgg16_transfer(num_classes, in_channels, input_size, freeze_base: bool = False):
-    """VGG-16 convolutional base, dense 256, dropout 0.4; base frozen with freeze_base."""
-    model = ConvNet(vgg_features(False), TRANSFER_CLASSIFIER, num_classes, in_channels,
-                    input_size, name="vgg16-transfer")
-    if freeze_base:
-        model.freeze_features()
-    return model
+def vgg16_transfer(num_classes, in_channels, input_size):
+    """VGG-16 convolutional base, dense 256, dropout 0.4 (freeze the base with freeze_base)."""
+    return ConvNet(vgg_features(False), TRANSFER_CLASSIFIER, num_classes, in_channels,
+                   input_size, name="vgg16-transfer")
