@@ -857,6 +857,22 @@ def test_runs_by_seed_groups_repeats_and_shows_what_sets_them_apart(tmp_path):
     assert means == sorted(means, reverse=True)
 
 
+def test_runs_by_seed_names_a_nested_option_once_as_a_recipe_writes_it(tmp_path):
+    """A frozen base set one group apart: the others said `model.options={},
+    model.options.freeze_base=None`, an empty mapping beside its own key, in Python's words."""
+    from cnnlab import api
+
+    out = tmp_path / "runs"
+    for frozen in (False, True):
+        api.train(model="lenet5", data="digits", epochs=1, out=str(out), name=f"frozen-{frozen}", quiet=True,
+                  report=False, **({"model__options": {"freeze_base": True}} if frozen else {}))
+    groups = json.loads(run_cli("runs", out, "--by-seed", "--format", "json").stdout)
+    assert [group["differs"] for group in groups] == [{"model.options.freeze_base": None},
+                                                      {"model.options.freeze_base": True}]
+    table = run_cli("runs", out, "--by-seed").stdout.splitlines()
+    assert table[1].endswith("  model.options.freeze_base=null") and table[2].endswith("=true"), table
+
+
 def test_each_recommended_recipe_is_a_bundled_recipe_for_its_source():
     from cnnlab.config import RECOMMENDED, bundled_recipes, recipes_for
     from cnnlab.data import SOURCES

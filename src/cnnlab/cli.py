@@ -958,11 +958,14 @@ def print_runs(rows: list[dict]) -> None:
 
 
 def setting_text(value: Any) -> str:
-    """A config value as a recipe writes it (YAML: ``[hflip, 'pad_crop:4']``), not Python's repr."""
+    """A config value as a recipe writes it (YAML: ``[hflip, 'pad_crop:4']``, ``null``, ``true``),
+    not Python's repr."""
     if isinstance(value, list | dict):
         import yaml
 
         return yaml.safe_dump(without_nulls(value), default_flow_style=True, width=10**6, sort_keys=False).strip()
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     return str(value)
 
 

@@ -507,10 +507,10 @@ each writes."""
 
 
 def dotted_items(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """A nested config as ``{"optimizer.lr": 0.001, ...}``."""
+    """A nested config as ``{"optimizer.lr": 0.001, ...}``; an empty mapping sets nothing."""
     items: dict[str, Any] = {}
     for key, value in tree.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             items.update(dotted_items(value, f"{prefix}{key}."))
         else:
             items[f"{prefix}{key}"] = value
