@@ -127,6 +127,8 @@ def mlp_run(tmp_path_factory):
      "load_dataset(): channels: expected a whole number, got '3'"),
     (lambda run: cnnlab.create_model("lenet5", num_classes="10"),
      "create_model(): num_classes: expected a whole number, got '10'"),
+    (lambda run: cnnlab.create_model("mlp", weights=3),
+     "create_model(): weights: expected text, a path, a Run or None, got 3"),
     (lambda run: cnnlab.list_models(3), "list_models(): pattern: expected text, got 3"),
     (lambda run: cnnlab.load_run(3), "load_run(): path: expected text or a path, got 3"),
     (lambda run: cnnlab.evaluate(None), "evaluate(): run: expected a Run, text or a path, got None"),
@@ -145,6 +147,24 @@ def test_the_python_api_checks_its_arguments_as_the_config_does(mlp_run, call, t
     with pytest.raises(ConfigError) as caught:
         call(mlp_run)
     assert str(caught.value) == told
+
+
+def test_create_model_starts_from_a_run_as_timm_starts_from_a_checkpoint(mlp_run, tmp_path):
+    """timm's ``create_model(name, num_classes=N, checkpoint_path=...)`` for your own loop: a
+    run (or any --weights file) gives every layer, and where the class count differs all but
+    the output layer, with a warning naming it."""
+    trained = cnnlab.load_model(mlp_run)
+    size = trained.input_size
+    same = cnnlab.create_model("mlp", 10, 1, size, weights=mlp_run)
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(same.state_dict()[key], value)
+    with pytest.warns(CnnlabWarning, match=r"best.pt: the output layer does not match \(classifier.6.weight: "
+                                           r"file \(10, 512\), model \(3, 512\)\); it is re-initialised"):
+        three = cnnlab.create_model("mlp", 3, 1, size, weights=mlp_run.path)
+    torch.testing.assert_close(three.classifier[0].weight, trained.classifier[0].weight)
+    assert three.head.weight.shape == (3, 512)
+    with pytest.raises(CnnlabError, match=r"weights .*: does not fit the model"):
+        cnnlab.create_model("lenet5", 3, weights=str(mlp_run.path / "best.pt"))
 
 
 def test_an_argument_of_a_path_or_a_number_is_named_by_both_when_it_is_neither():

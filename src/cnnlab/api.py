@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from .config import TrainConfig, checked_value
 from .data import Dataset, load_dataset
 from .errors import CnnlabError, ConfigError, Spell, shown
-from .models import create_model, list_models
-from .runs import Run, load_run
+from .models import list_models
+from .runs import Run, load_run, weights_file
 
 if TYPE_CHECKING:
     import torch
@@ -114,7 +114,30 @@ def _checked_arguments(function: Callable) -> Callable:
     return checked
 
 
-create_model = _checked_arguments(create_model)
+@_checked_arguments
+def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
+                 input_size: tuple[int, int] | None = None, *, weights: str | Path | Run | None = None,
+                 **options: Any) -> torch.nn.Module:
+    """A registered model, as ``timm.create_model``; unspecified sizes take the model's
+    defaults, ``options`` are its options (``cnnlab models``). ``weights``: a run, or a file
+    as ``--weights`` takes it (a state dict, safetensors, Keras .h5, a URL, ``imagenet``), to
+    start from; where the class count differs, the output layer starts afresh and a warning
+    says so (timm's ``num_classes=`` with ``checkpoint_path=``)."""
+    import warnings
+
+    from .errors import CnnlabWarning, callers_stacklevel
+    from .models import create_model as build
+    from .models.weights import load_weights, resolve_weights
+
+    model = build(name, num_classes, in_channels, input_size, **options)
+    if weights is not None:
+        given = str(weights.path if isinstance(weights, Run) else weights)
+        note = load_weights(model, resolve_weights(weights_file(given), name), log=lambda message: None)
+        if note:
+            warnings.warn(CnnlabWarning(note), stacklevel=callers_stacklevel())
+    return model
+
+
 list_models = _checked_arguments(list_models)
 load_dataset = _checked_arguments(load_dataset)
 load_run = _checked_arguments(load_run)

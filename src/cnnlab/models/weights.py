@@ -90,21 +90,24 @@ def weights_for(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
     return read_state_dict(path)
 
 
-def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] = print) -> None:
+def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] = print) -> str | None:
     """Copy the tensors of ``path`` into ``model``.
 
     Every key of the model outside the classifier must be in the file with the same shape,
     otherwise the load fails listing all mismatches. Where only the class count differs, the
     output layer keeps its fresh initialisation and every other layer is loaded, as fine-tuning
     to new classes does; where the classifier's hidden layers differ too, the whole classifier
-    starts afresh. The log says which.
+    starts afresh. The log says which, and so does the value returned (None where every
+    tensor was loaded).
     """
     own = model.state_dict()
     loaded, afresh = matching_weights(model, weights_for(model, path), path)
-    if afresh:
-        log(f"weights {path}: {afresh}")
+    note = afresh and f"weights {path}: {afresh}"
+    if note:
+        log(note)
     model.load_state_dict({**own, **loaded})
     log(f"weights {path}: loaded {len(loaded)} of {len(own)} tensors")
+    return note
 
 
 def matching_weights(model: nn.Module, state: dict[str, torch.Tensor],
