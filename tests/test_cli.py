@@ -951,7 +951,7 @@ def test_a_setting_is_shown_as_a_recipe_writes_it():
     assert setting_text(["hflip", "pad_crop:4"]) == "[hflip, 'pad_crop:4']"
     # a progressive-resizing phase given in fractions: its unset epochs are no part of it
     assert setting_text([{"scale": 0.75, "epochs": None, "fraction": 0.4}]) == "[{scale: 0.75, fraction: 0.4}]"
-    assert setting_text(None) == "None" and setting_text(0.03) == "0.03"
+    assert setting_text(None) == "null" and setting_text(True) == "true" and setting_text(0.03) == "0.03"
 
 
 LONG_NAME = "x" * 300
