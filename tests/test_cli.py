@@ -264,7 +264,7 @@ def test_folder_source_trains(tmp_path):
      "--config faces-small-cnn: its data.spec, folder:faces, names nothing here; give --data SPEC (a bundled "
      "recipe's data is a placeholder)"),
     (["train", "--config", "faces-small-cnn", "--data", "digits", "--image-size", "64x64"],
-     "data.crop [128, 128] is larger than --image-size [64, 64]: give a smaller one, or none (data.crop=null)"),
+     "data.crop 128x128 is larger than --image-size 64x64: give a smaller one, or none (data.crop=null)"),
     (["summary", "lenet5", "--input", "28by28"], "expected HxW or HxWxC"),
     (["evaluate", "/no/run"], "/no/run: no such run directory"),
     # a name holding a line break was quoted as it is, and the message ran over two lines

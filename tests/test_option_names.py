@@ -32,10 +32,10 @@ CASES = [  # train()'s keywords, what train() says; the CLI's options, what the 
     (dict(schedule__warmup_epochs=-1), "schedule__warmup_epochs: must be 0 or more; got -1",
      ["--set", "schedule.warmup_epochs=-1"], "schedule.warmup_epochs: must be 0 or more; got -1"),
     (dict(image_size=[32, 32], crop=[40, 40]),
-     "crop [40, 40] is larger than image_size [32, 32]: give a smaller one, or none (data.crop=null) for inputs "
+     "crop 40x40 is larger than image_size 32x32: give a smaller one, or none (data.crop=null) for inputs "
      "of the whole decoded image",
      ["--image-size", "32x32", "--crop", "40x40"],
-     "--crop [40, 40] is larger than --image-size [32, 32]: give a smaller one, or none (data.crop=null) for "
+     "--crop 40x40 is larger than --image-size 32x32: give a smaller one, or none (data.crop=null) for "
      "inputs of the whole decoded image"),
     (dict(val_split="x"), "train(): val_split: expected a number, got 'x'",
      ["--set", "data.val_split=x"], "--set: data.val_split: expected a number, got 'x'"),

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from .augment import Augment, Augmenter, centre_crop
 from .dataset import Split
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, size_text
 
 
 def random_stream(seed: int, purpose: str, *counters: int) -> torch.Generator:
@@ -63,7 +63,8 @@ class BatchLoader:
         stored = tuple(split.images.shape[1:3])
         self.input_size = tuple(preprocessing.input_size or stored)
         if self.input_size[0] > stored[0] or self.input_size[1] > stored[1]:
-            raise ConfigError.about("data.crop", f" {list(self.input_size)} is larger than the images {list(stored)}")
+            raise ConfigError.about("data.crop", f" {size_text(self.input_size)} is larger than the images "
+                                    f"{size_text(stored)}")
         self.augment = (augment or Augment()).check(split.images.shape[3], self.input_size)
         if self.augment.pca_lighting and preprocessing.pca is None:
             raise ConfigError.about("data.augment", ": pca_lighting needs the training pixels' RGB statistics")

@@ -16,6 +16,11 @@ from ..errors import ConfigError
 from .dataset import MAX_SIDE, Dataset, Split
 
 
+def size_text(size) -> str:
+    """A size as HxW: how the flags take it, and plain beside a recipe's [height, width]."""
+    return "x".join(str(side) for side in size)
+
+
 def resolve_sizes(image_size, crop, default: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
     """(decode size, model input size) from the config's ``image_size`` and ``crop``: the input
     is the crop, else the decode size, else the model's default; the decode size defaults to
@@ -26,10 +31,10 @@ def resolve_sizes(image_size, crop, default: tuple[int, int]) -> tuple[tuple[int
         if len(size) != 2 or min(size) < 1:
             raise ConfigError.about(key, f": expected [height, width]; got {list(size)}")
         if max(size) > MAX_SIDE:
-            raise ConfigError.about(key, f": {list(size)} is larger than cnnlab decodes ({MAX_SIDE} pixels a side)")
+            raise ConfigError.about(key, f": {size_text(size)} is larger than cnnlab decodes ({MAX_SIDE} pixels a side)")
     if input_size[0] > decoded[0] or input_size[1] > decoded[1]:
-        raise ConfigError.about("data.crop", lambda name: f" {list(input_size)} is larger than "
-                                f"{name('data.image_size')} {list(decoded)}: give a smaller one, or none "
+        raise ConfigError.about("data.crop", lambda name: f" {size_text(input_size)} is larger than "
+                                f"{name('data.image_size')} {size_text(decoded)}: give a smaller one, or none "
                                 "(data.crop=null) for inputs of the whole decoded image")
     return (int(decoded[0]), int(decoded[1])), (int(input_size[0]), int(input_size[1]))
 
