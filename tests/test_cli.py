@@ -390,6 +390,13 @@ def test_weights_may_be_a_run_directory(digits_run, tmp_path):
                          check=False)
         assert result.returncode == 2 and result.stderr.strip().endswith(f"--weights {folder}: {told}"), \
             result.stderr
+    # the name of Keras' weights stays theirs beside a folder of that name (ImageNet's images, say)
+    result = run_cli("train", "--model", "lenet5", "--data", "digits", "--weights", "imagenet", "--check",
+                     cwd=tmp_path / "plain", check=False)
+    (tmp_path / "plain" / "imagenet").mkdir()
+    beside = run_cli("train", "--model", "lenet5", "--data", "digits", "--weights", "imagenet", "--check",
+                     cwd=tmp_path / "plain", check=False)
+    assert beside.returncode == 2 and beside.stderr == result.stderr and "Keras publishes" in beside.stderr
 
 
 def test_train_takes_a_run_as_its_weights_in_python(digits_run, tmp_path):

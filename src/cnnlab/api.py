@@ -114,6 +114,12 @@ def _checked_arguments(function: Callable) -> Callable:
     return checked
 
 
+def _as_given(run: Run | str | Path) -> str | Path:
+    """A run given as a Run, as its path; any other value as it is (a URL stays text: a Path
+    would fold its //)."""
+    return run.path if isinstance(run, Run) else run
+
+
 @_checked_arguments
 def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
                  input_size: tuple[int, int] | None = None, *, weights: str | Path | Run | None = None,
@@ -127,12 +133,11 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
 
     from .errors import CnnlabWarning, callers_stacklevel
     from .models import create_model as build
-    from .models.weights import load_weights, resolve_weights
+    from .models.weights import load_weights
 
     model = build(name, num_classes, in_channels, input_size, **options)
     if weights is not None:
-        given = str(weights.path if isinstance(weights, Run) else weights)
-        note = load_weights(model, resolve_weights(weights_file(given), name), log=lambda message: None)
+        note = load_weights(model, weights_file(str(_as_given(weights)), name), log=lambda message: None)
         if note:
             warnings.warn(CnnlabWarning(note), stacklevel=callers_stacklevel())
     return model
@@ -153,8 +158,7 @@ def _train_config(config: TrainConfig | dict | str | Path | None, overrides: dic
     elif isinstance(config, str | Path):
         config = TrainConfig.from_yaml(config)
     if isinstance(overrides.get("weights"), Run | Path):  # a run gives its best checkpoint
-        weights = overrides["weights"]
-        overrides = {**overrides, "weights": str(weights.path if isinstance(weights, Run) else weights)}
+        overrides = {**overrides, "weights": str(_as_given(overrides["weights"]))}
     if isinstance(overrides.get("data"), Path):
         overrides = {**overrides, "data": str(overrides["data"])}
     elif "data" in overrides and not isinstance(overrides["data"], str):
@@ -213,7 +217,7 @@ def resume(run: Run | str | Path, epochs: int | None = None, quiet: bool = False
     from .training.setup import RESUME_CHANGES, resumed_config
     from .training.setup import train as run_training
 
-    path = run.path if isinstance(run, Run) else Path(run)
+    path = Path(_as_given(run))
     with _errors_naming(["resume", *RESUME_CHANGES],
                         lambda option: "run" if option == "resume" else _keyword(option)):
         config = resumed_config(path, {"epochs": epochs, "report": report, "device": device,
@@ -274,7 +278,7 @@ def predict(run: Run | str | Path, inputs, top_k: int = 5, tta: str | None = Non
     image to its sign, as a run trained with ``roi_crop`` read its images."""
     from .evaluation.predict import predict_files, predict_images
 
-    path = run.path if isinstance(run, Run) else run
+    path = _as_given(run)
     if isinstance(inputs, str | Path):
         inputs = [inputs]
     if isinstance(inputs, list | tuple) and inputs and all(isinstance(i, str | Path) for i in inputs):

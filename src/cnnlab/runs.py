@@ -364,8 +364,13 @@ def load_run(path: str | Path) -> Run:
                directory.read_json(METRICS, {}), class_descriptions(directory.read_json(DATA, {})))
 
 
-def weights_file(given: str) -> str:
-    """A --weights value as a file: a run directory gives its best checkpoint."""
+def weights_file(given: str, model_name: str) -> str:
+    """The file a --weights value names for ``model_name``: as ``resolve_weights`` reads it (a
+    path, a URL, Keras' ``imagenet``), and a run directory gives its best checkpoint."""
+    from .models.weights import resolve_weights
+
+    # first: Keras' "imagenet" names its file even beside a folder of that name
+    given = resolve_weights(given, model_name)
     path = Path(given).expanduser()
     if not path.is_dir():
         return given

@@ -52,7 +52,7 @@ from ..models import MODELS, create_model, place_model, summarize
 from ..models.fusion import fold_batchnorm
 from ..models.layers import PatchWhitening, fit_whitening, whitening_biases
 from ..models.towers import split_towers
-from ..models.weights import load_weights, matching_weights, resolve_weights, weights_for
+from ..models.weights import load_weights, matching_weights, weights_for
 from ..runtime import Runtime, device_memory, resolve_device
 from .callbacks import Callback, check_callbacks
 from .loop import Trainer
@@ -132,7 +132,7 @@ def logged_metrics(num_classes: int, validation: bool) -> list[str]:
 def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: bool = True) -> Plan:
     """Check every option of ``config``; read the data source's listing (no decoding). The
     plan's config names its data as the source reads it (``canonical_spec``), and its weights
-    as the file they are read from (``resolve_weights``). ``resume``: the run directory that
+    as the file they are read from (``runs.weights_file``). ``resume``: the run directory that
     ``config`` continues, checked too (its data still there, its classes unchanged, more epochs
     than it has trained). ``schedule_used`` False: the caller sets the lr itself (the range
     test), so a schedule that would do nothing is not worth a warning."""
@@ -144,8 +144,8 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
                               f"more; give {name('data')}=SPEC where it is now")
     config = replace(config, data=replace(config.data, spec=canonical_spec(config.data.spec)))
     if config.model.weights and not resuming:  # the run records the file it read
-        config = replace(config, model=replace(config.model, weights=resolve_weights(
-            runs.weights_file(config.model.weights), config.model.name)))
+        config = replace(config, model=replace(config.model, weights=runs.weights_file(
+            config.model.weights, config.model.name)))
     for option, value in (("epochs", config.epochs), ("batch_size", config.batch_size)):
         if value < 1:
             raise ConfigError.about(option, f": must be at least 1; got {value}")
