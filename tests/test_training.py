@@ -441,6 +441,10 @@ def test_frozen_base_then_fine_tuned(tmp_path):
     assert torch.equal(before, after_one)  # frozen during epoch 1
     assert not torch.equal(after_one, after_two)  # trained in epoch 2
     assert "unfroze the convolutional base after epoch 1" in (run.path / "train.log").read_text()
+    # frozen is how it trained, not what it is: the model load_model gives, to fine-tune further,
+    # trains whole (it came back with its base frozen)
+    loaded = api.load_model(run)
+    assert all(p.requires_grad for p in loaded.parameters()) and not loaded.features_frozen
 
 
 @pytest.mark.parametrize("phase", [{"scale": 0.75, "epochs": 2}, {"scale": 0.75, "fraction": 0.6}],

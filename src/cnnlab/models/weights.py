@@ -37,6 +37,10 @@ def model_from_checkpoint(checkpoint: dict, path: Path) -> nn.Module:
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnlabError(f"{path}: damaged checkpoint, its model cannot be rebuilt ({first})") from None
+    if getattr(model, "features_frozen", False):
+        # a frozen base is how the run trained, not what the model computes: to fine-tune it
+        # further, the model trains whole
+        model.freeze_features(False)
     return model.eval()
 
 
