@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .config import TrainConfig, checked_value
 from .data import Dataset, load_dataset
 from .errors import CnnlabError, ConfigError, Spell, shown
+from .models import create_model as build_model
 from .models import list_models
 from .runs import Run, load_run, weights_file
 
@@ -132,10 +133,9 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     import warnings
 
     from .errors import CnnlabWarning, callers_stacklevel
-    from .models import create_model as build
     from .models.weights import load_weights
 
-    model = build(name, num_classes, in_channels, input_size, **options)
+    model = build_model(name, num_classes, in_channels, input_size, **options)
     if weights is not None:
         note = load_weights(model, weights_file(str(_as_given(weights)), name), log=lambda message: None)
         if note:

@@ -367,6 +367,7 @@ def load_run(path: str | Path) -> Run:
 def weights_file(given: str, model_name: str) -> str:
     """The file a --weights value names for ``model_name``: as ``resolve_weights`` reads it (a
     path, a URL, Keras' ``imagenet``), and a run directory gives its best checkpoint."""
+    # imported when called: listing runs (cnnlab runs) needs no model code
     from .models.weights import resolve_weights
 
     # first: Keras' "imagenet" names its file even beside a folder of that name

@@ -106,7 +106,7 @@ def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] 
     """
     own = model.state_dict()
     loaded, afresh = matching_weights(model, weights_for(model, path), path)
-    note = afresh and f"weights {path}: {afresh}"
+    note = f"weights {path}: {afresh}" if afresh else None
     if note:
         log(note)
     model.load_state_dict({**own, **loaded})
