@@ -407,6 +407,50 @@ def test_train_takes_a_run_as_its_weights_in_python(digits_run, tmp_path):
     assert run.config.model.weights == str(digits_run / "best.pt")
 
 
+def test_fine_tuning_standardises_inputs_as_the_pretrained_run_did(digits_run, tmp_path):
+    """A run started from another run's weights standardised its inputs with its own data's
+    mean and std, not those the weights learnt from (timm and Keras keep a pretrained model's);
+    unset, data.normalize now follows the weights, and `dataset` still takes the new data's."""
+    from cnnlab import train
+    from cnnlab.checkpoint import load_checkpoint
+
+    def statistics(run_dir):
+        record = load_checkpoint(run_dir / "best.pt")["preprocessing"]
+        return record["normalize"], record["mean"], record["std"]
+
+    _, mean, std = statistics(digits_run)
+    common = dict(model="lenet5", data="digits", weights=digits_run, subset=100, epochs=1, out=str(tmp_path),
+                  quiet=True)
+    followed = train(**common, name="followed")
+    assert statistics(followed.path) == ("weights", mean, std)
+    assert "normalize: weights" in (followed.path / "config.yaml").read_text()
+    assert f"weights {digits_run / 'best.pt'}: inputs standardised as theirs were, mean (" in (
+        followed.path / "train.log").read_text()
+    own = train(**common, name="own", data__normalize="dataset")
+    assert statistics(own.path)[0] == "dataset" and statistics(own.path)[1] != mean
+    per_image = train(model="lenet5", data="digits", epochs=1, out=str(tmp_path), name="per-image", quiet=True,
+                      data__normalize="per_image")
+    assert statistics(train(**{**common, "weights": per_image}, name="after-per-image").path)[0] == "per_image"
+
+
+def test_normalize_weights_needs_weights_that_say_how(tmp_path):
+    import torch
+
+    from cnnlab.models import create_model
+
+    torch.save(create_model("lenet5", 10, 1, (32, 32)).state_dict(), tmp_path / "plain.pt")
+    for extra, told in (([], "--normalize weights: no pretrained weights are given, which would not say how"),
+                        (["--weights", tmp_path / "plain.pt"], f"--normalize weights: weights {tmp_path / 'plain.pt'} "
+                                                               "do not say how")):
+        result = run_cli("train", "--model", "lenet5", "--data", "digits", "--normalize", "weights", *extra,
+                         "--check", check=False)
+        assert result.returncode == 2 and told in result.stderr, result.stderr
+        assert result.stderr.strip().endswith("give --normalize dataset, per_image or equalized"), result.stderr
+    unset = run_cli("train", "--model", "lenet5", "--data", "digits", "--weights", tmp_path / "plain.pt", "--check")
+    assert "they do not say how their inputs were standardised, so the training split's mean and std are used" in (
+        unset.stdout + unset.stderr)
+
+
 def test_training_on_one_class_is_refused_with_the_likely_slip_named(tmp_path):
     """`--data folder:photos/cats` (one class's folder, not the folder holding them) trained a
     one-class classifier: a loss of 0 from the first step and 100% accuracy, without a word."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -102,9 +103,46 @@ def test_vgg16_notop_file_loads_into_the_transfer_base(tmp_path):
     target = create_model("vgg16-transfer", 5, 3, (32, 32))
     messages = []
     load_weights(target, path, log=messages.append)
-    torch.testing.assert_close(target.features[0].weight, source.features[0].weight)
+    # Keras' ImageNet weights take BGR pixels; cnnlab's images are RGB
+    torch.testing.assert_close(target.features[0].weight, source.features[0].weight.flip(1))
+    torch.testing.assert_close(target.features[2].weight, source.features[2].weight)
     torch.testing.assert_close(target.features[28].bias, source.features[28].bias)
     assert any("re-initialised" in m for m in messages)
+
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+"""What Keras' vgg16.preprocess_input subtracts from BGR pixels (its "caffe" mode)."""
+
+
+def test_keras_imagenet_weights_see_images_as_preprocess_input_gives_them(tmp_path):
+    """Keras' ImageNet VGG16 was trained on preprocess_input's pixels: BGR, minus ImageNet's
+    mean, unscaled. cnnlab standardised them with the new data's mean and std, in RGB, so the
+    pretrained base saw inputs some 60 times smaller than it learnt from, its colours swapped.
+    Now the run's inputs are what the weights expect: the base computes on an RGB image what
+    Keras' computes on preprocess_input of it."""
+    from cnnlab.data.preprocessing import Preprocessing
+    from cnnlab.models.weights import input_normalization
+
+    path, source = vgg16_notop(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    target = create_model("vgg16-transfer", 5, 3, (32, 32)).eval()
+    load_weights(target, path, log=lambda m: None)
+    expected = input_normalization(path)
+    preprocessing = Preprocessing(expected.mean, expected.std, normalize=expected.mode)
+    pixels = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
+    caffe = pixels.flip(1) - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ours, keras = target.features(preprocessing.standardize(pixels)), source.eval().features(caffe)
+    torch.testing.assert_close(ours, keras, rtol=1e-4, atol=1e-4 * keras.abs().max().item())
+
+
+def test_torchvision_imagenet_file_gives_imagenet_statistics(tmp_path):
+    """torchvision's ImageNet VGG-16, by the name it is published under: its inputs were
+    standardised with ImageNet's mean and std, and a run started from it uses them."""
+    torch.save(create_model("vgg16-transfer", 5, 3, (32, 32)).state_dict(), tmp_path / "vgg16-397923af.pth")
+    result = run_cli("train", "--model", "vgg16-transfer", "--data", "digits", "--channels", "3", "--image-size",
+                     "32x32", "--weights", tmp_path / "vgg16-397923af.pth", "--check")
+    assert "inputs standardised as theirs were, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)" in (
+        result.stdout + result.stderr)
 
 
 def test_safetensors_export_and_import(tmp_path):
@@ -119,7 +157,12 @@ def test_safetensors_export_and_import(tmp_path):
     assert json.loads(meta["classes"]) == [str(i) for i in range(10)]
     assert json.loads(meta["model"])["name"] == "lenet5"
     run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--weights", path,
-            "--out", tmp_path, "--name", "again", "--quiet")
+            "--out", tmp_path, "--name", "again", "--subset", "100", "--quiet")
+    # the exported file says how its inputs were standardised, as the run's checkpoint does
+    trained_with, again = (torch.load(tmp_path / run / "best.pt", weights_only=True)["preprocessing"]
+                           for run in ("r", "again"))
+    assert again["normalize"] == "weights" and (again["mean"], again["std"]) == (trained_with["mean"],
+                                                                                   trained_with["std"])
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     result = run_cli("train", "--data", "digits", "--weights", bad, "--check", check=False)
@@ -149,6 +192,18 @@ def test_keras_weights_give_keras_outputs(tmp_path, name, size, channels):
     with torch.no_grad():
         probabilities = torch.softmax(model(x), 1).numpy()
     np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KERAS_PYTHON.exists(), reason="the Keras reference needs `make bench-env`")
+def test_caffe_mean_is_what_keras_preprocess_input_subtracts():
+    script = ("import numpy as np; from keras.applications.vgg16 import preprocess_input; "
+              "x = np.array([[[[10., 20., 30.]]]]); print(*preprocess_input(x.copy())[0, 0, 0].tolist())")
+    printed = subprocess.run([str(KERAS_PYTHON), "-c", script], check=True, capture_output=True, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
+    values = [float(v) for v in printed.strip().splitlines()[-1].split()]
+    np.testing.assert_allclose(values, [30 - CAFFE_MEAN_BGR[0], 20 - CAFFE_MEAN_BGR[1], 10 - CAFFE_MEAN_BGR[2]],
+                               rtol=1e-5)
 
 
 def test_weights_imagenet_as_keras_applications_take_it(tmp_path, file_server, monkeypatch):

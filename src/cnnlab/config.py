@@ -37,6 +37,7 @@ NORMALIZATIONS = {
     "per_image": "each image standardised by its own mean and std",
     "equalized": "each image's histogram equalised per channel (as OpenCV's equalizeHist), then standardised "
                  "by its own mean and std",
+    "weights": "pixels/255 standardised with the mean and std the pretrained weights were trained with",
 }
 """What ``data.normalize`` may be, as the report, the exported model and --help describe it."""
 
@@ -69,10 +70,13 @@ class DataConfig:
     or ``[{scale: 0.5, fraction: 0.33}]`` (a third of the run), each phase after the one
     before, the full input for the epochs after the last; an epoch then costs about the
     square of the scale. Only for models that pool globally."""
-    normalize: str = "dataset"
+    normalize: str | None = None
     """``dataset``: the training split's per-channel mean and std; ``per_image``: each image
     by its own mean and std (evens out dark and bright photos); ``equalized``: each image's
-    histogram equalised per channel first (also spreads washed-out and murky ones)."""
+    histogram equalised per channel first (also spreads washed-out and murky ones);
+    ``weights``: as the pretrained weights' inputs were (a cnnlab run's normalisation,
+    ImageNet's for torchvision's and Keras' published files). None: ``weights`` where the
+    weights say how, else ``dataset``."""
     subset: int | None = None
     """Train on at most this many training samples (stratified), for quick runs."""
     options: dict[str, Any] = field(default_factory=dict)

@@ -128,10 +128,12 @@ def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.devic
 
 
 def derive(dataset: Dataset, image_size: tuple[int, int], input_size: tuple[int, int],
-           normalize: str, source_options: dict) -> Preprocessing:
-    """The preprocessing of a run training on ``dataset``: statistics from its training split
-    (``main_split``: a test set alone can still be benchmarked)."""
-    mean, std = dataset.channel_stats(dataset.main_split)
+           normalize: str, source_options: dict,
+           statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Preprocessing:
+    """The preprocessing of a run training on ``dataset``: the mean and std ``statistics``
+    given (those of pretrained weights), else its training split's (``main_split``: a test
+    set alone can still be benchmarked)."""
+    mean, std = statistics or dataset.channel_stats(dataset.main_split)
     pca = pca_of(dataset.splits[dataset.main_split]) if dataset.channels == 3 else None
     return Preprocessing(mean, std, input_size, image_size, dataset.channels, normalize, pca,
                          dict(source_options))

@@ -70,9 +70,11 @@ def _kind(arrays: list[np.ndarray]) -> str:
     return "other"
 
 
-def keras_state_dict(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+def keras_state_dict(path: Path, model: nn.Module, bgr: bool = False) -> dict[str, torch.Tensor]:
     """A state dict for ``model`` from the Keras file ``path`` (tensors of the head that do not
-    fit are left for the caller to re-initialise)."""
+    fit are left for the caller to re-initialise). ``bgr``: the file's first convolution takes
+    BGR pixels (Keras' applications' ImageNet weights, trained with caffe's preprocessing); it
+    is turned to take RGB, as cnnlab's images come."""
     layers = [(name, arrays, _kind(arrays)) for name, arrays in keras_layers(path)]
     ours = [(name, module) for name, module in model.named_modules()
             if isinstance(module, nn.Conv2d | nn.Linear | nn.modules.batchnorm._BatchNorm)]
@@ -86,6 +88,9 @@ def keras_state_dict(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
                                     f"{len(mine)} in the model")
         for (keras_name, arrays), (name, module) in zip(theirs, mine, strict=False):
             state.update(_convert(kind, arrays, name, module, model, path, keras_name))
+    first = next((name for name, module in ours if isinstance(module, nn.Conv2d)), None)
+    if bgr and f"{first}.weight" in state and state[f"{first}.weight"].shape[1] == 3:
+        state[f"{first}.weight"] = state[f"{first}.weight"].flip(1)
     return state
 
 

@@ -4,7 +4,9 @@ re-initialised when only the class count differs, the whole classifier when its 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -69,6 +71,73 @@ and without the classifier) and the md5 Keras checks them by, by the cnnlab mode
 into."""
 
 
+@dataclass(frozen=True)
+class InputNormalization:
+    """How the inputs of pretrained weights were standardised: ``mode`` as ``data.normalize``
+    names it, and for ``weights`` the per-channel mean and std of pixels on the 0-1 scale."""
+    mode: str
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+
+IMAGENET_TORCHVISION = InputNormalization("weights", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+"""torchvision's ImageNet models: pixels/255 standardised with ImageNet's mean and std."""
+# Keras' VGG16 preprocess_input ("caffe"): BGR pixels minus ImageNet's mean on the 0-255 scale,
+# not scaled. keras_weights turns the first convolution of these files to RGB, so the same
+# input is (x/255 - mean/255) / (1/255) in RGB.
+IMAGENET_CAFFE = InputNormalization("weights", (123.68 / 255, 116.779 / 255, 103.939 / 255), (1 / 255,) * 3)
+PUBLISHED_NORMALIZATION = {
+    "vgg16-397923af.pth": IMAGENET_TORCHVISION,
+    "vgg16_bn-6c64b313.pth": IMAGENET_TORCHVISION,
+    **{remote.filename: IMAGENET_CAFFE for remote in KERAS_IMAGENET.values()},
+}
+"""The input normalisation of published weight files cnnlab loads, by the name they are
+published under (as timm's pretrained configs and Keras' ``preprocess_input`` record it)."""
+
+
+def input_normalization(path: str | Path) -> InputNormalization | None:
+    """How the weights in ``path`` expect their inputs: a published file's normalisation (by
+    its name), a cnnlab run's own (its checkpoint, or the safetensors file it exported), or
+    None where the file does not say. A file that cannot be read says nothing here: loading
+    it says what is wrong."""
+    path = Path(path).expanduser()
+    if path.name in PUBLISHED_NORMALIZATION:
+        return PUBLISHED_NORMALIZATION[path.name]
+    if path.suffix.lower() in keras_weights.SUFFIXES:
+        return None
+    if path.suffix == ".safetensors":
+        preprocessing = _exported_preprocessing(path)
+    else:
+        try:
+            record = load_checkpoint(path, lazily=True)
+        except CnnlabError:
+            return None
+        preprocessing = record.get("preprocessing") if record.get("format") == CHECKPOINT_FORMAT else None
+    if not isinstance(preprocessing, dict):
+        return None
+    mode = preprocessing.get("normalize", "dataset")
+    try:
+        if mode in ("dataset", "weights"):  # the pixels the run's weights learnt from
+            return InputNormalization("weights", tuple(map(float, preprocessing["mean"])),
+                                      tuple(map(float, preprocessing["std"])))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return InputNormalization(str(mode))
+
+
+def _exported_preprocessing(path: Path) -> dict | None:
+    """The preprocessing a safetensors file exported by cnnlab records in its metadata."""
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError:
+        return None
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return json.loads((handle.metadata() or {}).get("preprocessing", "null"))
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
 def resolve_weights(given: str, model_name: str) -> str:
     """The file a --weights value names: a path as given, an http(s) URL downloaded once into
     the data home, or ``imagenet``: the file Keras' applications use for the model, read from
@@ -90,7 +159,7 @@ def weights_for(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
     Keras .h5 file by the model's layer order."""
     path = Path(path).expanduser()  # a recipe's ~/weights.pt: only a shell expands ~
     if path.suffix.lower() in keras_weights.SUFFIXES:
-        return keras_weights.keras_state_dict(path, model)
+        return keras_weights.keras_state_dict(path, model, bgr=PUBLISHED_NORMALIZATION.get(path.name) is IMAGENET_CAFFE)
     return read_state_dict(path)
 
 

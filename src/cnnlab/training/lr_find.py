@@ -13,7 +13,6 @@ import numpy as np
 from .. import runs
 from ..config import TrainConfig
 from ..data import BatchLoader, load_dataset
-from ..data.preprocessing import derive
 from ..errors import ConfigError
 from ..evaluation.losses import Loss
 from ..io import write_atomic
@@ -66,7 +65,7 @@ def find_lr(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, s
                          **config.model.options)
     model = place_model(model, config.model.name, runtime.device, runtime.precision, training=True)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale), runtime.device)
-    preprocessing = derive(dataset, checked.image_size, checked.input_size, data.normalize, data.options)
+    preprocessing = checked.preprocessing(dataset)
     loader = BatchLoader(dataset.splits["train"], config.batch_size, preprocessing, training=True,
                          augment=checked.augment, seed=config.seed, device=runtime.device)
     lrs, losses, average, best = [], [], 0.0, math.inf

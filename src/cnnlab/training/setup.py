@@ -52,7 +52,13 @@ from ..models import MODELS, create_model, place_model, summarize
 from ..models.fusion import fold_batchnorm
 from ..models.layers import PatchWhitening, fit_whitening, whitening_biases
 from ..models.towers import split_towers
-from ..models.weights import load_weights, matching_weights, weights_for
+from ..models.weights import (
+    InputNormalization,
+    input_normalization,
+    load_weights,
+    matching_weights,
+    weights_for,
+)
 from ..runtime import Runtime, device_memory, resolve_device
 from .callbacks import Callback, check_callbacks
 from .loop import Trainer
@@ -78,6 +84,10 @@ class Plan:
     notes: tuple[str, ...] = ()
     split_ids: dict | None = None
     """A resumed run's recorded split (split.json): it trains on the images it started with."""
+    pretrained_inputs: InputNormalization | None = None
+    """How the pretrained weights' inputs were standardised, where they say."""
+    input_notes: tuple[str, ...] = ()
+    """What the log says of the inputs' standardisation, where pretrained weights chose it."""
 
     def split_sizes(self) -> dict[str, int]:
         """The images of each split the run will use, from the listing (before unreadable
@@ -86,6 +96,14 @@ class Plan:
         splits = choose_splits(self.source.splits, data.val_split, self.config.seed, data.subset, self.split_ids,
                                data.spec)
         return {name: len(part) for name, part in splits.items()}
+
+    def preprocessing(self, dataset: Dataset) -> Preprocessing:
+        """A new run's preprocessing of ``dataset`` (a resumed run keeps its checkpoint's)."""
+        data = self.config.data
+        statistics = None
+        if data.normalize == "weights":
+            statistics = self.pretrained_inputs.mean, self.pretrained_inputs.std
+        return derive(dataset, self.image_size, self.input_size, data.normalize, data.options, statistics)
 
 
 RESUME_CHANGES = ("epochs", "report", "device", "precision", "data.spec")
@@ -169,7 +187,8 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
         raise ConfigError.about("model.base_lr_scale", f": must be positive; got {config.model.base_lr_scale}")
     info = MODELS.get(config.model.name)
     image_size, input_size = resolve_sizes(config.data.image_size, config.data.crop, info.input_size[:2])
-    check_normalize(config.data.normalize)
+    normalize, pretrained_inputs, normalize_notes = resolve_normalize(config, resuming)
+    config = replace(config, data=replace(config.data, normalize=normalize))
     augment = Augment.parse(config.data.augment)
     build_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], torch.device("cpu"))
     LRSchedule(config.schedule, config.optimizer.lr, 1, config.epochs)
@@ -238,7 +257,34 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
     validation = "val" in source.splits or config.data.val_split > 0
     monitors, notes = resolve_monitors(config, len(source.classes), validation)
     return Plan(config, runtime, image_size, input_size, augment, source, channels, monitors, tuple(notes),
-                split_ids)
+                split_ids, pretrained_inputs, tuple(normalize_notes))
+
+
+def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNormalization | None, list[str]]:
+    """``data.normalize`` as the run records it, how the weights' inputs were standardised
+    (read from the file that ``model.weights`` names by now), and the log's words on the
+    choice. Unset, it follows the pretrained weights where they say how (timm's and Keras'
+    pretrained models keep theirs), else takes the training split's statistics."""
+    normalize, weights = config.data.normalize, config.model.weights
+    if normalize is not None:
+        check_normalize(normalize)
+    if normalize not in (None, "weights") or resuming:
+        return normalize or "dataset", None, []
+    pretrained = input_normalization(weights) if weights else None
+    if pretrained is None:
+        if normalize == "weights":
+            raise ConfigError.about("data.normalize", lambda name: (
+                f" weights: {f'weights {weights} do' if weights else 'no pretrained weights are given, which would'} "
+                "not say how their inputs were standardised (cnnlab runs and the published torchvision and Keras "
+                f"ImageNet files do); give {name('data.normalize')} dataset, per_image or equalized"))
+        return "dataset", None, [f"weights {weights}: they do not say how their inputs were standardised, so the "
+                                 "training split's mean and std are used (data.normalize dataset)"] if weights else []
+    if pretrained.mode != "weights":
+        return pretrained.mode, pretrained, [f"weights {weights}: inputs normalised as theirs were "
+                                             f"(data.normalize {pretrained.mode})"]
+    shown = lambda values: "(" + ", ".join(f"{v:.4g}" for v in values) + ")"  # noqa: E731
+    return "weights", pretrained, [f"weights {weights}: inputs standardised as theirs were, mean {shown(pretrained.mean)}, "
+                                   f"std {shown(pretrained.std)} on the 0-1 scale (data.normalize weights)"]
 
 
 def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict | None:
@@ -400,12 +446,12 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
         run = runs.RunDirectory(Path(runtime.broadcast(str(path))), quiet=quiet, main_process=runtime.is_main)
         locks.enter_context(run.training_lock(resuming=False))
         run.write_text(runs.CONFIG, config.to_yaml())  # first, so a run stopped at once can resume
-    for note in [*given_notes, *notes, *weight_notes]:
+    for note in [*given_notes, *notes, *steps.input_notes, *weight_notes]:
         run.log(note)
     if state is not None:
         preprocessing = Preprocessing.from_dict(state["preprocessing"])
     else:
-        preprocessing = derive(dataset, steps.image_size, steps.input_size, data.normalize, data.options)
+        preprocessing = steps.preprocessing(dataset)
 
     if state is None and not config.model.weights:
         fit_to_training_images(model, dataset, preprocessing, config.seed)
