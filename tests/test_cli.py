@@ -451,6 +451,16 @@ def test_normalize_weights_needs_weights_that_say_how(tmp_path):
         unset.stdout + unset.stderr)
 
 
+def test_lr_find_starts_from_the_weights_it_would_fine_tune(digits_run):
+    """lr_find built a fresh model whatever --weights said: the range test of a fine-tuning
+    measured training from scratch."""
+    from cnnlab import lr_find
+
+    pretrained = lr_find(model="lenet5", data="digits", weights=digits_run, steps=5, end_lr=1e-6)
+    fresh = lr_find(model="lenet5", data="digits", steps=5, end_lr=1e-6)
+    assert pretrained.losses[0] < 1.0 < 2.0 < fresh.losses[0]
+
+
 def test_training_on_one_class_is_refused_with_the_likely_slip_named(tmp_path):
     """`--data folder:photos/cats` (one class's folder, not the folder holding them) trained a
     one-class classifier: a loss of 0 from the first step and 100% accuracy, without a word."""

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..evaluation.losses import Loss
 from ..io import write_atomic
 from ..models import create_model, place_model
+from ..models.weights import load_weights
 from ..reports import plots
 from .optim import build_optimizer, param_groups
 from .rng import seed_everything
@@ -63,6 +64,8 @@ def find_lr(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, s
     loss_fn = Loss(config.loss, dataset.num_classes, config.label_smoothing)
     model = create_model(config.model.name, loss_fn.outputs, dataset.channels, checked.input_size,
                          **config.model.options)
+    if config.model.weights:  # the lr that fine-tunes them differs from one that trains afresh
+        load_weights(model, config.model.weights, log=lambda message: None)
     model = place_model(model, config.model.name, runtime.device, runtime.precision, training=True)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale), runtime.device)
     preprocessing = checked.preprocessing(dataset)
