@@ -163,6 +163,10 @@ def test_create_model_starts_from_a_run_as_timm_starts_from_a_checkpoint(mlp_run
         three = cnnlab.create_model("mlp", 3, 1, size, weights=mlp_run.path)
     torch.testing.assert_close(three.classifier[0].weight, trained.classifier[0].weight)
     assert three.head.weight.shape == (3, 512)
+    # the inputs to give it, as timm's pretrained_cfg says: the run's own standardisation
+    assert three.pretrained_inputs.mode == "weights"
+    assert (three.pretrained_inputs.mean, three.pretrained_inputs.std) == (trained.preprocessing.mean,
+                                                                           trained.preprocessing.std)
     with pytest.raises(CnnlabError, match=r"weights .*: does not fit the model"):
         cnnlab.create_model("lenet5", 3, weights=str(mlp_run.path / "best.pt"))
 

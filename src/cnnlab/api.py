@@ -129,17 +129,22 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     defaults, ``options`` are its options (``cnnlab models``). ``weights``: a run, or a file
     as ``--weights`` takes it (a state dict, safetensors, Keras .h5, a URL, ``imagenet``), to
     start from; where the class count differs, the output layer starts afresh and a warning
-    says so (timm's ``num_classes=`` with ``checkpoint_path=``)."""
+    says so (timm's ``num_classes=`` with ``checkpoint_path=``). A model with weights has
+    ``.pretrained_inputs``, as timm's ``pretrained_cfg`` has a mean and std: how its inputs
+    were standardised (``mode`` as ``data.normalize`` names it; ``mean`` and ``std`` of pixels
+    on the 0-1 scale), None where the file does not say."""
     import warnings
 
     from .errors import CnnlabWarning, callers_stacklevel
-    from .models.weights import load_weights
+    from .models.weights import input_normalization, load_weights
 
     model = build_model(name, num_classes, in_channels, input_size, **options)
     if weights is not None:
-        note = load_weights(model, weights_file(str(_as_given(weights)), name), log=lambda message: None)
+        path = weights_file(str(_as_given(weights)), name)
+        note = load_weights(model, path, log=lambda message: None)
         if note:
             warnings.warn(CnnlabWarning(note), stacklevel=callers_stacklevel())
+        model.pretrained_inputs = input_normalization(path)
     return model
 
 
