@@ -224,6 +224,11 @@ def test_weights_imagenet_as_keras_applications_take_it(tmp_path, file_server, m
     run_cli(*args, "--name", "downloaded")
     recorded = (tmp_path / "runs" / "downloaded" / "config.yaml").read_text()
     assert "/urls/" in recorded and recorded.count(name) == 1
+    # trained on preprocess_input's pixels: ImageNet's mean subtracted, unscaled
+    assert "normalize: weights" in recorded
+    preprocessing = torch.load(tmp_path / "runs" / "downloaded" / "best.pt", weights_only=True)["preprocessing"]
+    np.testing.assert_allclose(np.array(preprocessing["mean"]) * 255, CAFFE_MEAN_BGR[::-1])
+    np.testing.assert_allclose(np.array(preprocessing["std"]) * 255, [1, 1, 1])
     kept = tmp_path / "home" / ".keras" / "models" / name
     kept.parent.mkdir(parents=True)
     vgg16_notop(kept)
