@@ -403,7 +403,7 @@ def test_train_takes_a_run_as_its_weights_in_python(digits_run, tmp_path):
     from cnnlab import load_run, train
 
     run = train(model="lenet5", data="digits", weights=load_run(digits_run), epochs=1, out=str(tmp_path),
-                name="tuned", quiet=True)
+                name="tuned", quiet=True, subset=100, report=False)
     assert run.config.model.weights == str(digits_run / "best.pt")
 
 
@@ -420,7 +420,7 @@ def test_fine_tuning_standardises_inputs_as_the_pretrained_run_did(digits_run, t
 
     _, mean, std = statistics(digits_run)
     common = dict(model="lenet5", data="digits", weights=digits_run, subset=100, epochs=1, out=str(tmp_path),
-                  quiet=True)
+                  quiet=True, report=False)
     followed = train(**common, name="followed")
     assert statistics(followed.path) == ("weights", mean, std)
     assert "normalize: weights" in (followed.path / "config.yaml").read_text()
@@ -428,8 +428,7 @@ def test_fine_tuning_standardises_inputs_as_the_pretrained_run_did(digits_run, t
         followed.path / "train.log").read_text()
     own = train(**common, name="own", data__normalize="dataset")
     assert statistics(own.path)[0] == "dataset" and statistics(own.path)[1] != mean
-    per_image = train(model="lenet5", data="digits", epochs=1, out=str(tmp_path), name="per-image", quiet=True,
-                      data__normalize="per_image")
+    per_image = train(**{**common, "weights": None}, name="per-image", data__normalize="per_image")
     assert statistics(train(**{**common, "weights": per_image}, name="after-per-image").path)[0] == "per_image"
 
 
