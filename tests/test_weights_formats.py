@@ -157,7 +157,7 @@ def test_safetensors_export_and_import(tmp_path):
     assert json.loads(meta["classes"]) == [str(i) for i in range(10)]
     assert json.loads(meta["model"])["name"] == "lenet5"
     run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--weights", path,
-            "--out", tmp_path, "--name", "again", "--subset", "100", "--quiet")
+            "--out", tmp_path, "--name", "again", "--subset", "100", "--normalize", "weights", "--quiet")
     # the exported file says how its inputs were standardised, as the run's checkpoint does
     trained_with, again = (torch.load(tmp_path / run / "best.pt", weights_only=True)["preprocessing"]
                            for run in ("r", "again"))

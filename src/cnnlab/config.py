@@ -75,8 +75,8 @@ class DataConfig:
     by its own mean and std (evens out dark and bright photos); ``equalized``: each image's
     histogram equalised per channel first (also spreads washed-out and murky ones);
     ``weights``: as the pretrained weights' inputs were (a cnnlab run's normalisation,
-    ImageNet's for torchvision's and Keras' published files). None: ``weights`` where the
-    weights say how, else ``dataset``."""
+    ImageNet's for torchvision's and Keras' published files). None: ``weights`` for published
+    files, else ``dataset``."""
     subset: int | None = None
     """Train on at most this many training samples (stratified), for quick runs."""
     options: dict[str, Any] = field(default_factory=dict)

@@ -74,18 +74,21 @@ into."""
 @dataclass(frozen=True)
 class InputNormalization:
     """How the inputs of pretrained weights were standardised: ``mode`` as ``data.normalize``
-    names it, and for ``weights`` the per-channel mean and std of pixels on the 0-1 scale."""
+    names it, and for ``weights`` the per-channel mean and std of pixels on the 0-1 scale;
+    ``published``: a published file's, which every run from it takes unless told otherwise."""
     mode: str
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    published: bool = False
 
 
-IMAGENET_TORCHVISION = InputNormalization("weights", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+IMAGENET_TORCHVISION = InputNormalization("weights", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), published=True)
 """torchvision's ImageNet models: pixels/255 standardised with ImageNet's mean and std."""
 # Keras' VGG16 preprocess_input ("caffe"): BGR pixels minus ImageNet's mean on the 0-255 scale,
 # not scaled. keras_weights turns the first convolution of these files to RGB, so the same
 # input is (x/255 - mean/255) / (1/255) in RGB.
-IMAGENET_CAFFE = InputNormalization("weights", (123.68 / 255, 116.779 / 255, 103.939 / 255), (1 / 255,) * 3)
+IMAGENET_CAFFE = InputNormalization("weights", (123.68 / 255, 116.779 / 255, 103.939 / 255), (1 / 255,) * 3,
+                                    published=True)
 PUBLISHED_NORMALIZATION = {
     "vgg16-397923af.pth": IMAGENET_TORCHVISION,
     "vgg16_bn-6c64b313.pth": IMAGENET_TORCHVISION,

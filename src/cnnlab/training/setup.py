@@ -263,22 +263,29 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
 def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNormalization | None, list[str]]:
     """``data.normalize`` as the run records it, how the weights' inputs were standardised
     (read from the file that ``model.weights`` names by now), and the log's words on the
-    choice. Unset, it follows the pretrained weights where they say how (timm's and Keras'
-    pretrained models keep theirs), else takes the training split's statistics."""
+    choice. Unset, it follows published weights (ImageNet's files: their users standardise as
+    they were trained, as timm's pretrained configs and Keras' ``preprocess_input`` do) and
+    takes the training split's statistics otherwise, a cnnlab run's weights included: on the
+    run-to-run fine-tuning measured (docs/results.md), the new data's own did as well or
+    better. ``weights`` follows a run too."""
     normalize, weights = config.data.normalize, config.model.weights
     if normalize is not None:
         check_normalize(normalize)
     if normalize not in (None, "weights") or resuming:
         return normalize or "dataset", None, []
     pretrained = input_normalization(weights) if weights else None
-    if pretrained is None:
-        if normalize == "weights":
-            raise ConfigError.about("data.normalize", lambda name: (
-                f" weights: {f'weights {weights} do' if weights else 'no pretrained weights are given, which would'} "
-                "not say how their inputs were standardised (cnnlab runs and the published torchvision and Keras "
-                f"ImageNet files do); give {name('data.normalize')} dataset, per_image or equalized"))
-        return "dataset", None, [f"weights {weights}: they do not say how their inputs were standardised, so the "
-                                 "training split's mean and std are used (data.normalize dataset)"] if weights else []
+    if pretrained is None and normalize == "weights":
+        raise ConfigError.about("data.normalize", lambda name: (
+            f" weights: {f'weights {weights} do' if weights else 'no pretrained weights are given, which would'} "
+            "not say how their inputs were standardised (cnnlab runs and the published torchvision and Keras "
+            f"ImageNet files do); give {name('data.normalize')} dataset, per_image or equalized"))
+    if pretrained is None or (normalize is None and not pretrained.published):
+        if not weights:
+            return "dataset", None, []
+        said, other = (("are a cnnlab run's", "; weights would standardise as the run did") if pretrained else
+                       ("do not say how their inputs were standardised", ""))
+        return "dataset", None, [f"weights {weights}: they {said}; the training split's mean and std are used "
+                                 f"(data.normalize dataset{other})"]
     if pretrained.mode != "weights":
         return pretrained.mode, pretrained, [f"weights {weights}: inputs normalised as theirs were "
                                              f"(data.normalize {pretrained.mode})"]
