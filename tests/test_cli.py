@@ -444,7 +444,7 @@ def test_normalize_weights_needs_weights_that_say_how(tmp_path):
     from cnnlab.models import create_model
 
     torch.save(create_model("lenet5", 10, 1, (32, 32)).state_dict(), tmp_path / "plain.pt")
-    for extra, told in (([], "--normalize weights: no pretrained weights are given, which would not say how"),
+    for extra, told in (([], "--normalize weights: standardises as pretrained weights were trained, and none are given"),
                         (["--weights", tmp_path / "plain.pt"], f"--normalize weights: weights {tmp_path / 'plain.pt'} "
                                                                "do not say how")):
         result = run_cli("train", "--model", "lenet5", "--data", "digits", "--normalize", "weights", *extra,

@@ -87,7 +87,7 @@ class Plan:
     pretrained_inputs: InputNormalization | None = None
     """How the pretrained weights' inputs were standardised, where they say."""
     input_notes: tuple[str, ...] = ()
-    """What the log says of the inputs' standardisation, where pretrained weights chose it."""
+    """What the log says of the inputs' standardisation, where weights are given."""
 
     def split_sizes(self) -> dict[str, int]:
         """The images of each split the run will use, from the listing (before unreadable
@@ -275,10 +275,11 @@ def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNo
         return normalize or "dataset", None, []
     pretrained = input_normalization(weights) if weights else None
     if pretrained is None and normalize == "weights":
+        missing = f"weights {weights} do not say how their inputs were standardised" if weights else \
+            "standardises as pretrained weights were trained, and none are given"
         raise ConfigError.about("data.normalize", lambda name: (
-            f" weights: {f'weights {weights} do' if weights else 'no pretrained weights are given, which would'} "
-            "not say how their inputs were standardised (cnnlab runs and the published torchvision and Keras "
-            f"ImageNet files do); give {name('data.normalize')} dataset, per_image or equalized"))
+            f" weights: {missing} (cnnlab runs and the published torchvision and Keras ImageNet files say); give "
+            f"{name('data.normalize')} dataset, per_image or equalized"))
     if pretrained is None or (normalize is None and not pretrained.published):
         if not weights:
             return "dataset", None, []
