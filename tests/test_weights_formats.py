@@ -141,8 +141,23 @@ def test_torchvision_imagenet_file_gives_imagenet_statistics(tmp_path):
     torch.save(create_model("vgg16-transfer", 5, 3, (32, 32)).state_dict(), tmp_path / "vgg16-397923af.pth")
     result = run_cli("train", "--model", "vgg16-transfer", "--data", "digits", "--channels", "3", "--image-size",
                      "32x32", "--weights", tmp_path / "vgg16-397923af.pth", "--check")
-    assert "inputs standardised as theirs were, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)" in (
-        result.stdout + result.stderr)
+    assert ("inputs standardised as theirs were, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225) on the 0-1 "
+            "scale (data.normalize imagenet)") in result.stdout + result.stderr
+
+
+def test_normalize_imagenet_as_fastai_imagenet_stats(tmp_path):
+    """ImageNet's mean and std by name, for ImageNet weights under another name (fastai's
+    imagenet_stats); colour images only."""
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--channels", "3", "--normalize", "imagenet",
+            "--epochs", "1", "--subset", "100", "--out", tmp_path, "--name", "r", "--quiet")
+    preprocessing = torch.load(tmp_path / "r" / "best.pt", weights_only=True)["preprocessing"]
+    assert preprocessing["normalize"] == "imagenet"
+    np.testing.assert_allclose(preprocessing["mean"], [0.485, 0.456, 0.406])
+    np.testing.assert_allclose(preprocessing["std"], [0.229, 0.224, 0.225])
+    grey = run_cli("train", "--model", "lenet5", "--data", "digits", "--normalize", "imagenet", "--check", check=False)
+    assert grey.returncode == 2 and grey.stderr.strip().endswith(
+        "--normalize imagenet: ImageNet's mean and std are for colour images; digits gives 1 channel (--channels 3 "
+        "reads them as colour)"), grey.stderr
 
 
 def test_safetensors_export_and_import(tmp_path):

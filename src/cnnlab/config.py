@@ -37,6 +37,7 @@ NORMALIZATIONS = {
     "per_image": "each image standardised by its own mean and std",
     "equalized": "each image's histogram equalised per channel (as OpenCV's equalizeHist), then standardised "
                  "by its own mean and std",
+    "imagenet": "pixels/255 standardised with ImageNet's mean and std, as torchvision's pretrained models take them",
     "weights": "pixels/255 standardised with the mean and std the pretrained weights were trained with",
 }
 """What ``data.normalize`` may be, as the report, the exported model and --help describe it."""
@@ -74,7 +75,8 @@ class DataConfig:
     """``dataset``: the training split's per-channel mean and std; ``per_image``: each image
     by its own mean and std (evens out dark and bright photos); ``equalized``: each image's
     histogram equalised per channel first (also spreads washed-out and murky ones);
-    ``weights``: as the pretrained weights' inputs were (a cnnlab run's normalisation,
+    ``imagenet``: ImageNet's mean and std (torchvision's pretrained models, fastai's
+    ``imagenet_stats``); ``weights``: as the pretrained weights' inputs were (a cnnlab run's normalisation,
     ImageNet's for torchvision's and Keras' published files). None: ``weights`` for published
     files, else ``dataset``."""
     subset: int | None = None

@@ -15,6 +15,11 @@ from ..config import NORMALIZATIONS
 from ..errors import ConfigError
 from .dataset import MAX_SIDE, Dataset, Split
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet's per-channel mean and std of pixels on the 0-1 scale (``normalize: imagenet``), as
+torchvision's pretrained models take them."""
+
 
 def size_text(size) -> str:
     """A size as HxW: how the flags take it, and plain beside a recipe's [height, width]."""
@@ -131,8 +136,10 @@ def derive(dataset: Dataset, image_size: tuple[int, int], input_size: tuple[int,
            normalize: str, source_options: dict,
            statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Preprocessing:
     """The preprocessing of a run training on ``dataset``: the mean and std ``statistics``
-    given (those of pretrained weights), else its training split's (``main_split``: a test
-    set alone can still be benchmarked)."""
+    given (those of pretrained weights), ImageNet's for ``imagenet``, else its training split's
+    (``main_split``: a test set alone can still be benchmarked)."""
+    if normalize == "imagenet":
+        statistics = IMAGENET_MEAN, IMAGENET_STD
     mean, std = statistics or dataset.channel_stats(dataset.main_split)
     pca = pca_of(dataset.splits[dataset.main_split]) if dataset.channels == 3 else None
     return Preprocessing(mean, std, input_size, image_size, dataset.channels, normalize, pca,

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint
 from ..data.download import Remote, fetch_url
+from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import CnnlabError
 from . import keras_weights
 from .factory import create_model
@@ -82,7 +83,7 @@ class InputNormalization:
     published: bool = False
 
 
-IMAGENET_TORCHVISION = InputNormalization("weights", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), published=True)
+IMAGENET_TORCHVISION = InputNormalization("imagenet", IMAGENET_MEAN, IMAGENET_STD, published=True)
 """torchvision's ImageNet models: pixels/255 standardised with ImageNet's mean and std."""
 # Keras' VGG16 preprocess_input ("caffe"): BGR pixels minus ImageNet's mean on the 0-255 scale,
 # not scaled. keras_weights turns the first convolution of these files to RGB, so the same

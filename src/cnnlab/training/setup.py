@@ -226,6 +226,10 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
         raise DataError.about("data", f" {config.data.spec}: holds one class ({source.classes[0]}); a classifier needs "
                               f"two or more{hint}")
     channels = config.data.channels or source.channels
+    if config.data.normalize == "imagenet" and channels != 3:
+        raise ConfigError.about("data.normalize", lambda name: (
+            f" imagenet: ImageNet's mean and std are for colour images; {config.data.spec} gives {channels} "
+            f"channel{'s' if channels > 1 else ''} ({name('data.channels')} 3 reads them as colour)"))
     augment.check(channels, input_size)
     loss = Loss(config.loss, len(source.classes), config.label_smoothing)
     if config.class_weight not in (None, "balanced"):
@@ -287,12 +291,13 @@ def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNo
                        ("do not say how their inputs were standardised", ""))
         return "dataset", None, [f"weights {weights}: they {said}; the training split's mean and std are used "
                                  f"(data.normalize dataset{other})"]
-    if pretrained.mode != "weights":
+    if not pretrained.mean:
         return pretrained.mode, pretrained, [f"weights {weights}: inputs normalised as theirs were "
                                              f"(data.normalize {pretrained.mode})"]
     shown = lambda values: "(" + ", ".join(f"{v:.4g}" for v in values) + ")"  # noqa: E731
-    return "weights", pretrained, [f"weights {weights}: inputs standardised as theirs were, mean {shown(pretrained.mean)}, "
-                                   f"std {shown(pretrained.std)} on the 0-1 scale (data.normalize weights)"]
+    return pretrained.mode, pretrained, [f"weights {weights}: inputs standardised as theirs were, mean "
+                                         f"{shown(pretrained.mean)}, std {shown(pretrained.std)} on the 0-1 scale "
+                                         f"(data.normalize {pretrained.mode})"]
 
 
 def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict | None:
