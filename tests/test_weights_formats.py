@@ -262,3 +262,18 @@ def test_weights_may_be_a_url(tmp_path, file_server):
     run_cli("train", "--model", "mlp", "--data", "digits", "--weights", f"{base}/mlp.pt", "--epochs", "1",
             "--out", tmp_path, "--name", "r")
     assert "urls/" in (tmp_path / "r" / "config.yaml").read_text()
+
+
+def test_a_checkpoint_whose_preprocessing_cannot_be_read_says_nothing_of_its_inputs(tmp_path):
+    """A run's record of a normalisation this version lacks, or a damaged one, is no
+    normalisation to follow (the weights' load says what else is wrong)."""
+    from cnnlab.models.weights import CHECKPOINT_FORMAT, input_normalization
+
+    for number, preprocessing in enumerate(({"normalize": "local", "mean": [0.5], "std": [0.2]},
+                                            {"normalize": "dataset", "mean": "grey", "std": None},
+                                            {"normalize": "dataset"})):
+        torch.save({"format": CHECKPOINT_FORMAT, "preprocessing": preprocessing}, tmp_path / f"{number}.pt")
+        assert input_normalization(tmp_path / f"{number}.pt") is None
+    torch.save({"format": CHECKPOINT_FORMAT, "preprocessing": {"normalize": "per_image", "mean": [0.5], "std": [0.2]}},
+               tmp_path / "per-image.pt")
+    assert input_normalization(tmp_path / "per-image.pt").mode == "per_image"

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint
 from ..data.download import Remote, fetch_url
-from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, check_normalize
 from ..errors import CnnlabError
 from . import keras_weights
 from .factory import create_model
@@ -75,7 +75,7 @@ into."""
 @dataclass(frozen=True)
 class InputNormalization:
     """How the inputs of pretrained weights were standardised: ``mode`` as ``data.normalize``
-    names it, and for ``weights`` the per-channel mean and std of pixels on the 0-1 scale;
+    names it, with the per-channel mean and std of pixels on the 0-1 scale where it has them;
     ``published``: a published file's, which every run from it takes unless told otherwise."""
     mode: str
     mean: tuple[float, ...] = ()
@@ -124,9 +124,9 @@ def input_normalization(path: str | Path) -> InputNormalization | None:
         if mode in ("dataset", "weights"):  # the pixels the run's weights learnt from
             return InputNormalization("weights", tuple(map(float, preprocessing["mean"])),
                                       tuple(map(float, preprocessing["std"])))
-    except (KeyError, TypeError, ValueError):
+        return InputNormalization(check_normalize(str(mode)))
+    except (KeyError, TypeError, ValueError, CnnlabError):  # a damaged record, or a mode this version lacks
         return None
-    return InputNormalization(str(mode))
 
 
 def _exported_preprocessing(path: Path) -> dict | None:
