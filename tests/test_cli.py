@@ -456,6 +456,13 @@ def test_normalize_weights_needs_weights_that_say_how(tmp_path):
             "(data.normalize dataset)") in unset.stdout + unset.stderr
 
 
+def test_normalize_help_says_the_default_follows_published_weights():
+    """--help said "(default dataset)", which a run from published ImageNet weights is not."""
+    shown = " ".join(run_cli("train", "--help").stdout.split())
+    assert ("(default: as the published ImageNet files --weights names were trained, imagenet or weights; "
+            "dataset otherwise)") in shown
+
+
 def test_lr_find_starts_from_the_weights_it_would_fine_tune(digits_run):
     """lr_find built a fresh model whatever --weights said: the range test of a fine-tuning
     measured training from scratch."""

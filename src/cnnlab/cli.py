@@ -195,7 +195,8 @@ def build_parser() -> Parser:
                        help="distributed: BatchNorm statistics over every process's share")
     options.add_argument("--normalize", choices=list(NORMALIZATIONS),
                        help="; ".join(f"{name}: {text}" for name, text in NORMALIZATIONS.items())
-                       + " (default dataset)")
+                       + " (default: as the published ImageNet files --weights names were trained, imagenet or "
+                         "weights; dataset otherwise)")
     train = commands.add_parser("train", parents=[options], help="train a model and write a run directory",
                                 description="Train a model. Flags override --config, which "
                                 "overrides the defaults; the resolved config is saved in the run.")
