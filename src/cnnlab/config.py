@@ -76,9 +76,9 @@ class DataConfig:
     by its own mean and std (evens out dark and bright photos); ``equalized``: each image's
     histogram equalised per channel first (also spreads washed-out and murky ones);
     ``imagenet``: ImageNet's mean and std (torchvision's pretrained models, fastai's
-    ``imagenet_stats``); ``weights``: as the pretrained weights' inputs were (a cnnlab run's normalisation,
-    ImageNet's for torchvision's and Keras' published files). None: ``weights`` for published
-    files, else ``dataset``."""
+    ``imagenet_stats``); ``weights``: as the pretrained weights' inputs were (a cnnlab run's
+    normalisation; Keras' ImageNet files' ``preprocess_input``). None: as the published ImageNet
+    files given as weights were trained (``imagenet`` or ``weights``), else ``dataset``."""
     subset: int | None = None
     """Train on at most this many training samples (stratified), for quick runs."""
     options: dict[str, Any] = field(default_factory=dict)
