@@ -456,6 +456,48 @@ def test_normalize_weights_needs_weights_that_say_how(tmp_path):
             "(data.normalize dataset)") in unset.stdout + unset.stderr
 
 
+def test_mean_and_std_given_as_timm_and_fastai_take_them(tmp_path):
+    """A mean and std of one's own (timm's --mean/--std, fastai's Normalize.from_stats; mean 0 and
+    std 1 give the 0-1 pixels of Keras' Rescaling(1/255)): recorded by the run, which evaluate,
+    predict and export then follow, and followed by a run fine-tuned from it."""
+    import torch
+
+    from cnnlab.data.preprocessing import Preprocessing
+    from cnnlab.models.weights import input_normalization
+
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--mean", "0", "--std", "1", "--epochs", "1",
+            "--subset", "100", "--out", tmp_path, "--name", "unit", "--quiet")
+    record = torch.load(tmp_path / "unit" / "best.pt", weights_only=True)["preprocessing"]
+    assert (record["normalize"], record["mean"], record["std"]) == ("given", [0.0], [1.0])
+    assert "normalize: given" in (tmp_path / "unit" / "config.yaml").read_text()
+    pixels = torch.full((1, 1, 2, 2), 255.0)
+    torch.testing.assert_close(Preprocessing.from_dict(record).standardize(pixels), torch.ones(1, 1, 2, 2))
+    followed = input_normalization(tmp_path / "unit" / "best.pt")
+    assert (followed.mode, followed.mean, followed.std) == ("weights", (0.0,), (1.0,))
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--channels", "3", "--mean", "0.5", "--std", "0.25",
+            "--epochs", "1", "--subset", "100", "--out", tmp_path, "--name", "colour", "--quiet")
+    record = torch.load(tmp_path / "colour" / "best.pt", weights_only=True)["preprocessing"]
+    assert (record["mean"], record["std"]) == ([0.5] * 3, [0.25] * 3)  # one value: every channel
+
+
+@pytest.mark.parametrize("flags, told", [
+    (["--mean", "0.5"], "--mean 0.5: given without --std; give both (e.g. --mean 0.5 --std 0.25)"),
+    (["--std", "0.2", "0.2", "0.2"], "--std 0.2 0.2 0.2: given without --mean; give both"),
+    (["--normalize", "given"], "--normalize given: standardises with --mean and --std, and neither is given"),
+    (["--mean", "0", "--std", "1", "--normalize", "per_image"],
+     "--mean 0: with --normalize per_image (each image standardised by its own mean and std), which takes no "
+     "mean and std; give --normalize given, or neither --mean nor --std"),
+    (["--mean", "0", "--std", "0"], "--std 0: each std must be positive"),
+    (["--set", "data.mean=[]", "--std", "1"], "data.mean: give one value for all channels, or one per channel"),
+    (["--mean", "0.1", "0.2", "--std", "1"], "--mean 0.1 0.2: 2 values, and digits gives 1 channel; give one "
+                                              "value for all channels, or one per channel"),
+    (["--mean", "0", "--std", "1", "1", "1", "--channels", "1"], "--std 1 1 1: 3 values, and digits gives 1 channel"),
+])
+def test_mean_and_std_refused_as_one_line(flags, told):
+    result = run_cli("train", "--model", "lenet5", "--data", "digits", *flags, "--check", check=False)
+    assert result.returncode == 2 and told in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_normalize_help_says_the_default_follows_published_weights():
     """--help said "(default dataset)", which a run from published ImageNet weights is not."""
     shown = " ".join(run_cli("train", "--help").stdout.split())

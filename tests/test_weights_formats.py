@@ -202,8 +202,10 @@ def test_keras_weights_give_keras_outputs(tmp_path, name, size, channels):
     model = create_model(name, 10, channels, (size, size)).eval()
     load_weights(model, tmp_path / "model.weights.h5", log=lambda m: None)
     x = torch.from_numpy(reference["x"]).permute(0, 3, 1, 2)
-    if name == "small-cnn":  # the tutorial's Rescaling(1/255) layer, which cnnlab leaves to its input standardisation
-        x = x / 255
+    if name == "small-cnn":  # the tutorial's Rescaling(1/255) layer, which cnnlab leaves to --mean 0 --std 1
+        from cnnlab.data.preprocessing import Preprocessing
+
+        x = Preprocessing((0.0,) * channels, (1.0,) * channels, normalize="given").standardize(x)
     with torch.no_grad():
         probabilities = torch.softmax(model(x), 1).numpy()
     np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4)

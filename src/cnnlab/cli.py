@@ -197,6 +197,10 @@ def build_parser() -> Parser:
                        help="; ".join(f"{name}: {text}" for name, text in NORMALIZATIONS.items())
                        + " (default: as the published ImageNet files --weights names were trained, imagenet or "
                          "weights; dataset otherwise)")
+    options.add_argument("--mean", type=float, nargs="+", metavar="M",
+                         help="with --std: standardise with this mean of pixels on the 0-1 scale, one value for "
+                         "every channel or one per channel (--mean 0 --std 1: pixels/255, as Keras' Rescaling(1/255))")
+    options.add_argument("--std", type=float, nargs="+", metavar="S", help="with --mean: divide by this std")
     train = commands.add_parser("train", parents=[options], help="train a model and write a run directory",
                                 description="Train a model. Flags override --config, which "
                                 "overrides the defaults; the resolved config is saved in the run.")
@@ -435,7 +439,7 @@ CONFIG_FLAGS = {
     "precision": "precision", "device": "device", "out": "out", "name": "name", "sync_bn": "sync_bn",
     "normalize": "data.normalize", "tensorboard": "tensorboard", "class_weight": "class_weight",
     "report": "report", "clip_grad_norm": "clip_grad_norm", "accumulate": "accumulate", "ema": "ema",
-    "towers": "towers",
+    "towers": "towers", "mean": "data.mean", "std": "data.std",
 }
 """The train options that set a config key: argparse's name for each -> the key."""
 

@@ -39,6 +39,7 @@ NORMALIZATIONS = {
                  "by its own mean and std",
     "imagenet": "pixels/255 standardised with ImageNet's mean and std, as torchvision's pretrained models take them",
     "weights": "pixels/255 standardised with the mean and std the pretrained weights were trained with",
+    "given": "pixels/255 standardised with the mean and std given (data.mean, data.std)",
 }
 """What ``data.normalize`` may be, as the report, the exported model and --help describe it."""
 
@@ -77,8 +78,15 @@ class DataConfig:
     histogram equalised per channel first (also spreads washed-out and murky ones);
     ``imagenet``: ImageNet's mean and std (torchvision's pretrained models, fastai's
     ``imagenet_stats``); ``weights``: as the pretrained weights' inputs were (a cnnlab run's
-    normalisation; Keras' ImageNet files' ``preprocess_input``). None: as the published ImageNet
-    files given as weights were trained (``imagenet`` or ``weights``), else ``dataset``."""
+    normalisation; Keras' ImageNet files' ``preprocess_input``); ``given``: ``mean`` and ``std``
+    below. None: ``given`` where they are set, else as the published ImageNet files given as
+    weights were trained (``imagenet`` or ``weights``), else ``dataset``."""
+    mean: list[float] | None = None
+    """Per-channel mean to subtract from pixels on the 0-1 scale, one value for every channel or
+    one per channel (timm's ``--mean``, fastai's ``Normalize.from_stats``), with ``std``; e.g.
+    mean [0] and std [1] give Keras' ``Rescaling(1/255)`` inputs."""
+    std: list[float] | None = None
+    """Per-channel std to divide by after ``mean`` (0-1 scale), each positive."""
     subset: int | None = None
     """Train on at most this many training samples (stratified), for quick runs."""
     options: dict[str, Any] = field(default_factory=dict)

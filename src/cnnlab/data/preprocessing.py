@@ -50,6 +50,23 @@ def check_normalize(name: str) -> str:
     return name
 
 
+def values_text(values) -> str:
+    """A list of numbers as the flags take it: ``0.5 0.25``."""
+    return " ".join(f"{value:g}" for value in values)
+
+
+def given_statistics(mean: list[float], std: list[float], channels: int,
+                     spec: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``data.mean`` and ``data.std`` for images of ``channels`` channels: one value is every
+    channel's."""
+    for key, values in (("data.mean", mean), ("data.std", std)):
+        if len(values) not in (1, channels):
+            raise ConfigError.about(key, f" {values_text(values)}: {len(values)} values, and {spec} gives {channels} "
+                                    f"channel{'s' if channels > 1 else ''}; give one value for all channels, or one "
+                                    "per channel")
+    return tuple(mean) * (channels // len(mean)), tuple(std) * (channels // len(std))
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     mean: tuple[float, ...]

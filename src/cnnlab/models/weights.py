@@ -121,7 +121,7 @@ def input_normalization(path: str | Path) -> InputNormalization | None:
         return None
     mode = preprocessing.get("normalize", "dataset")
     try:
-        if mode in ("dataset", "weights"):  # the pixels the run's weights learnt from
+        if mode in ("dataset", "weights", "given"):  # the pixels the run's weights learnt from
             return InputNormalization("weights", tuple(map(float, preprocessing["mean"])),
                                       tuple(map(float, preprocessing["std"])))
         return InputNormalization(check_normalize(str(mode)))

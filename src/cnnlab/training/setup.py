@@ -21,7 +21,7 @@ import torch
 
 from .. import reports, runs
 from ..checkpoint import load_checkpoint
-from ..config import TrainConfig, read_yaml
+from ..config import NORMALIZATIONS, DataConfig, TrainConfig, read_yaml
 from ..data import (
     Augment,
     Dataset,
@@ -35,7 +35,13 @@ from ..data import (
 from ..data.augment import centre_crop
 from ..data.dataset import check_seed, check_split_options, check_subset, choose_splits
 from ..data.loader import BatchLoader, random_stream, scaled_size
-from ..data.preprocessing import check_normalize, derive, resolve_sizes
+from ..data.preprocessing import (
+    check_normalize,
+    derive,
+    given_statistics,
+    resolve_sizes,
+    values_text,
+)
 from ..data.sources import SOURCES, options_taken, source_name
 from ..errors import (
     CnnlabError,
@@ -103,6 +109,8 @@ class Plan:
         statistics = None
         if data.normalize == "weights":
             statistics = self.pretrained_inputs.mean, self.pretrained_inputs.std
+        elif data.normalize == "given":
+            statistics = given_statistics(data.mean, data.std, self.channels, data.spec)
         return derive(dataset, self.image_size, self.input_size, data.normalize, data.options, statistics)
 
 
@@ -230,6 +238,8 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
         raise ConfigError.about("data.normalize", lambda name: (
             f" imagenet: ImageNet's mean and std are for colour images; {config.data.spec} gives {channels} "
             f"channel{'s' if channels > 1 else ''} ({name('data.channels')} 3 reads them as colour)"))
+    if config.data.normalize == "given":
+        given_statistics(config.data.mean, config.data.std, channels, config.data.spec)
     augment.check(channels, input_size)
     loss = Loss(config.loss, len(source.classes), config.label_smoothing)
     if config.class_weight not in (None, "balanced"):
@@ -275,6 +285,8 @@ def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNo
     normalize, weights = config.data.normalize, config.model.weights
     if normalize is not None:
         check_normalize(normalize)
+    if config.data.mean is not None or config.data.std is not None or normalize == "given":
+        return check_given(config.data), None, []
     if normalize not in (None, "weights") or resuming:
         return normalize or "dataset", None, []
     pretrained = input_normalization(weights) if weights else None
@@ -298,6 +310,33 @@ def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNo
     return pretrained.mode, pretrained, [f"weights {weights}: inputs standardised as theirs were, mean "
                                          f"{shown(pretrained.mean)}, std {shown(pretrained.std)} on the 0-1 scale "
                                          f"(data.normalize {pretrained.mode})"]
+
+
+def check_given(data: DataConfig) -> str:
+    """``given``, where ``data.mean`` and ``data.std`` are set together, each std positive, and
+    ``data.normalize`` is unset or ``given``."""
+    given = {key: values for key, values in (("data.mean", data.mean), ("data.std", data.std)) if values is not None}
+    if not given:
+        raise ConfigError.about("data.normalize", lambda name: f" given: standardises with {name('data.mean')} and "
+                                f"{name('data.std')}, and neither is given")
+    key, values = next(iter(given.items()))
+    shown = values_text(values)
+    if data.normalize not in (None, "given"):
+        raise ConfigError.about(key, lambda name: (
+            f" {shown}: with {name('data.normalize')} {data.normalize} ({NORMALIZATIONS[data.normalize]}), which takes "
+            f"no mean and std; give {name('data.normalize')} given, or neither {name('data.mean')} nor "
+            f"{name('data.std')}"))
+    if len(given) == 1:
+        missing = "data.std" if key == "data.mean" else "data.mean"
+        raise ConfigError.about(key, lambda name: (
+            f" {shown}: given without {name(missing)}; give both"
+            + (f" (e.g. {name('data.mean')} 0.5 {name('data.std')} 0.25)" if key == "data.mean" else "")))
+    for key, values in given.items():
+        if not values:
+            raise ConfigError.about(key, ": give one value for all channels, or one per channel")
+    if min(data.std) <= 0:
+        raise ConfigError.about("data.std", f" {values_text(data.std)}: each std must be positive")
+    return "given"
 
 
 def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict | None:
