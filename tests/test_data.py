@@ -582,6 +582,24 @@ def test_loader_normalises_and_is_channels_last():
     assert sorted(labels.tolist()) == sorted(split.labels.tolist())
 
 
+@settings(max_examples=40, deadline=None)
+@given(channels=st.sampled_from([1, 3, 4]), per_channel=st.booleans(),
+       mean=st.lists(st.floats(-2, 2), min_size=4, max_size=4),
+       std=st.lists(st.floats(1e-3, 10), min_size=4, max_size=4))
+def test_a_given_mean_and_std_standardise_every_channel(channels, per_channel, mean, std):
+    """data.mean and data.std: one value is every channel's, else one per channel; the inputs
+    are (pixels/255 - mean) / std."""
+    from cnnlab.data.preprocessing import given_statistics
+
+    count = channels if per_channel else 1
+    means, stds = given_statistics(mean[:count], std[:count], channels, "digits")
+    assert len(means) == len(stds) == channels
+    pixels = torch.rand(2, channels, 3, 3, generator=torch.Generator().manual_seed(0)) * 255
+    expected = (pixels / 255 - torch.tensor(means).view(1, -1, 1, 1)) / torch.tensor(stds).view(1, -1, 1, 1)
+    torch.testing.assert_close(Preprocessing(means, stds, normalize="given").standardize(pixels), expected,
+                               rtol=1e-5, atol=1e-4)
+
+
 def test_channel_stats():
     data = load_dataset("digits", val_split=0.0)
     mean, std = data.channel_stats("train")

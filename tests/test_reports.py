@@ -267,3 +267,14 @@ def test_a_run_trained_on_equalized_images_is_evaluated_exported_and_described_s
     path = run_cli("export", run.path, "--out", tmp_path / "m.onnx").stdout.strip()
     meta = ort.InferenceSession(path).get_modelmeta().custom_metadata_map
     assert meta["normalize"] == "equalized" and "histogram equalised" in meta["input"]
+
+
+def test_a_run_with_its_own_mean_and_std_says_which_in_its_report_and_exported_model(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    run = api.train(model="lenet5", data="digits", epochs=1, subset=100, out=str(tmp_path), name="given",
+                    quiet=True, data__mean=[0.5], data__std=[0.25])
+    told = "pixels/255 standardised with the mean (0.5) and std (0.25) given"
+    assert told in (run.path / "report.html").read_text()
+    path = run_cli("export", run.path, "--out", tmp_path / "m.onnx").stdout.strip()
+    meta = ort.InferenceSession(path).get_modelmeta().custom_metadata_map
+    assert meta["normalize"] == "given" and meta["input"] == f"float32 NCHW, {told}"

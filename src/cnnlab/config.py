@@ -10,7 +10,7 @@ import itertools
 import math
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,16 @@ NORMALIZATIONS = {
     "given": "pixels/255 standardised with the mean and std given (data.mean, data.std)",
 }
 """What ``data.normalize`` may be, as the report, the exported model and --help describe it."""
+
+
+def normalization_text(normalize: str, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> str:
+    """What ``data.normalize`` does to a run's inputs, as its report and exported model say it:
+    ``given`` with the values given."""
+    numbers = lambda values: bool(values) and all(isinstance(v, int | float) for v in values)  # noqa: E731
+    if normalize == "given" and numbers(mean) and numbers(std):
+        values = lambda numbers: ", ".join(f"{number:g}" for number in numbers)  # noqa: E731
+        return f"pixels/255 standardised with the mean ({values(mean)}) and std ({values(std)}) given"
+    return NORMALIZATIONS.get(normalize, NORMALIZATIONS["dataset"])
 
 AUGMENTATIONS = ("hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "
                  "rotate[:DEGREES], scale[:FRACTION], translate[:FRACTION], brightness[:FRACTION], "

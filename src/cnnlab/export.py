@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import runs
-from .config import NORMALIZATIONS
+from .config import normalization_text
 from .errors import CnnlabError
 from .evaluation.artifacts import load_artifacts
 from .io import write_atomic
@@ -57,7 +57,7 @@ def export_onnx(run_path: str | Path, out: str | Path | None = None, opset: int 
         "mean": json.dumps(list(prep.mean)),
         "std": json.dumps(list(prep.std)),
         "normalize": prep.normalize,
-        "input": f"float32 NCHW, {NORMALIZATIONS[prep.normalize]}",
+        "input": f"float32 NCHW, {normalization_text(prep.normalize, prep.mean, prep.std)}",
         "input_size": json.dumps([height, width, prep.channels]),
         "decode_size": json.dumps(list(prep.image_size)),
         "model": artifacts.checkpoint["model"]["name"],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runs
-from ..config import NORMALIZATIONS, read_yaml
+from ..config import normalization_text, read_yaml
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -127,8 +127,9 @@ def training_body(history: list[dict], data: dict, summary: dict, config: dict) 
                      + (f", cut from images decoded at {'x'.join(map(str, decoded))}"
                         if decoded and list(decoded) != list(shape[:2]) else ""))
     parts.append(f"data {data.get('spec', '?')}")
-    normalize = (config.get("data") or {}).get("normalize", "dataset")
-    parts.append(NORMALIZATIONS.get(normalize, NORMALIZATIONS["dataset"]))
+    data_config = config.get("data") or {}
+    parts.append(normalization_text(data_config.get("normalize", "dataset"), data_config.get("mean"),
+                                    data_config.get("std")))
     return f"<p>{html.escape('; '.join(parts))}.</p>"
 
 
