@@ -259,6 +259,15 @@ def test_folder_source_trains(tmp_path):
      "--unfreeze-after: must be 1 or more; got 0 (without --freeze-base the base trains from the start)"),
     (["train", "--model", "lenet5", "--unfreeze-after", "2"], "--unfreeze-after: nothing to unfreeze: lenet5 trains"),
     (["train", "--model", "mlp", "--unfreeze-after", "2"], "--unfreeze-after: nothing to unfreeze: mlp trains"),
+    (["train", "--model", "lenet5", "--trainable-base-layers", "3"],
+     "--trainable-base-layers 3: lenet5's convolutional base has 2 layers; give 1 to 2"),
+    (["train", "--model", "lenet5", "--trainable-base-layers", "0"],
+     "--trainable-base-layers: must be 1 or more; got 0 (--freeze-base freezes the whole base)"),
+    (["train", "--model", "mlp", "--trainable-base-layers", "1"],
+     "--trainable-base-layers: mlp has no convolutional base"),
+    (["train", "--model", "lenet5", "--freeze-base", "--trainable-base-layers", "1"],
+     "--trainable-base-layers: with --freeze-base and no --unfreeze-after the base never trains; give "
+     "--unfreeze-after EPOCHS too"),
     (["train", "--config", "/no/recipe.yaml"], "/no/recipe.yaml: no such file"),
     (["train", "--config", "faces-small-cnn"],
      "--config faces-small-cnn: its data.spec, folder:faces, names nothing here; give --data SPEC (a bundled "

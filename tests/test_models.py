@@ -207,6 +207,44 @@ def test_every_model_with_a_convolutional_base_can_freeze_it(name):
                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
 
 
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_the_base_trains_only_its_last_layers_where_asked(name):
+    """Keras' fine-tuning of "the top layers of the base" (its guide's fine_tune_at),
+    torchvision's trainable_backbone_layers: of the base's weighted layers (each convolution with
+    its BatchNorm) only the last N train; those before them stay frozen, their BatchNorm
+    statistics too."""
+    model, _ = build(name)
+    layers = model.base_layers()
+    if not layers:
+        assert not list(model.features.parameters())
+        return
+    assert all(isinstance(modules[0], torch.nn.Conv2d) for modules in layers)
+    owned = {id(p) for modules in layers for module in modules for p in module.parameters(recurse=False)}
+    assert owned == {id(p) for p in model.features.parameters()}  # every base parameter is in a layer
+
+    def trains(modules):
+        return [p.requires_grad for module in modules for p in module.parameters(recurse=False)]
+
+    def norms(modules):
+        return [m.training for m in modules if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    model.freeze_features(False, trainable_layers=1)
+    model.train()
+    assert all(trains(layers[-1])) and not any(flag for modules in layers[:-1] for flag in trains(modules))
+    assert all(norms(layers[-1])) and not any(flag for modules in layers[:-1] for flag in norms(modules))
+    assert all(p.requires_grad for p in model.classifier.parameters())
+    model.freeze_features(False)
+    model.train()
+    assert all(p.requires_grad for p in model.features.parameters())
+    assert all(m.training for m in model.features.modules())
+
+
+@pytest.mark.parametrize("name, count", [("lenet5", 2), ("simple-cnn", 6), ("alexnet", 5), ("vgg16", 13),
+                                         ("resnet9", 8), ("small-cnn", 4)])
+def test_base_layers_are_the_models_convolutions(name, count):
+    assert len(build(name)[0].base_layers()) == count
+
+
 def test_summary_json_and_flops():
     model = create_model("alexnet-bn", 10, 3, (150, 150))
     summary = summarize(model, (150, 150, 3))

@@ -447,6 +447,30 @@ def test_frozen_base_then_fine_tuned(tmp_path):
     assert all(p.requires_grad for p in loaded.parameters()) and not loaded.features_frozen
 
 
+def test_only_the_bases_last_layers_fine_tune(tmp_path):
+    """--trainable-base-layers 1 on lenet5 (two convolutions): the first never changes, the
+    second trains, from the start or, with --freeze-base, once the base is unfrozen."""
+    common = dict(model="lenet5", data="digits", epochs=2, subset=130, model__trainable_base_layers=1,
+                  out=str(tmp_path), quiet=True, report=False)
+    snapshot = EpochSnapshots(lambda trainer: torch.cat([trainer.model.features[0].weight.flatten(),
+                                                         trainer.model.features[3].weight.flatten()]))
+    api.train(**common, name="partial", callbacks=[snapshot])
+    sizes = [6 * 1 * 5 * 5, 16 * 6 * 5 * 5]
+    firsts = [v.split(sizes)[0] for v in snapshot.values]
+    seconds = [v.split(sizes)[1] for v in snapshot.values]
+    assert all(torch.equal(firsts[0], later) for later in firsts[1:])
+    assert not torch.equal(seconds[0], seconds[1]) and not torch.equal(seconds[1], seconds[2])
+    snapshot = EpochSnapshots(snapshot.read)
+    run = api.train(**common, name="unfrozen", model__options={"freeze_base": True}, model__unfreeze_after=1,
+                    callbacks=[snapshot])
+    firsts = [v.split(sizes)[0] for v in snapshot.values]
+    seconds = [v.split(sizes)[1] for v in snapshot.values]
+    assert all(torch.equal(firsts[0], later) for later in firsts[1:])
+    assert torch.equal(seconds[0], seconds[1]) and not torch.equal(seconds[1], seconds[2])
+    assert ("unfroze the last 1 of the convolutional base's 2 layers after epoch 1"
+            in (run.path / "train.log").read_text())
+
+
 @pytest.mark.parametrize("phase", [{"scale": 0.75, "epochs": 2}, {"scale": 0.75, "fraction": 0.6}],
                          ids=["epochs", "fraction"])
 def test_progressive_resizing_trains_its_first_epochs_smaller_and_says_so(tmp_path, phase):

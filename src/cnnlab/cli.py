@@ -173,6 +173,9 @@ def build_parser() -> Parser:
                             "with convolutions; with --weights)")
     options.add_argument("--unfreeze-after", type=int, metavar="EPOCHS",
                        help="with --freeze-base: train the base too after EPOCHS epochs")
+    options.add_argument("--trainable-base-layers", type=int, metavar="N",
+                         help="train only the last N convolutions of the base (with their BatchNorm), from the "
+                         "start or after --unfreeze-after; those before stay as loaded")
     options.add_argument("--base-lr-scale", type=float, metavar="F",
                        help="learning rate of the convolutional base relative to the head")
     options.add_argument("--seed", type=int,
@@ -435,7 +438,8 @@ CONFIG_FLAGS = {
     "label_mode": "data.options.label_mode", "roi_crop": "data.options.roi_crop",
     "categories": "data.options.categories", "weights": "model.weights", "init": "model.options.init",
     "groups": "model.options.groups", "freeze_base": "model.options.freeze_base",
-    "unfreeze_after": "model.unfreeze_after", "base_lr_scale": "model.base_lr_scale", "seed": "seed",
+    "unfreeze_after": "model.unfreeze_after", "trainable_base_layers": "model.trainable_base_layers",
+    "base_lr_scale": "model.base_lr_scale", "seed": "seed",
     "precision": "precision", "device": "device", "out": "out", "name": "name", "sync_bn": "sync_bn",
     "normalize": "data.normalize", "tensorboard": "tensorboard", "class_weight": "class_weight",
     "report": "report", "clip_grad_norm": "clip_grad_norm", "accumulate": "accumulate", "ema": "ema",

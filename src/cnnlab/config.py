@@ -113,6 +113,11 @@ class ModelConfig:
     """A state dict or a run's checkpoint to start from."""
     unfreeze_after: int | None = None
     """Epochs after which a frozen convolutional base (freeze_base) starts training too."""
+    trainable_base_layers: int | None = None
+    """Only the last N weighted layers of the convolutional base (each convolution with its
+    BatchNorm) train, from the start or once ``unfreeze_after`` unfreezes the base; those
+    before stay as loaded (Keras' guide's ``fine_tune_at``, torchvision's
+    ``trainable_backbone_layers``). None: the whole base."""
     base_lr_scale: float = 1.0
     """Learning rate of the convolutional base relative to the head (e.g. 0.1 for fine-tuning)."""
     whiten_bias_epochs: int | None = None

@@ -3,6 +3,8 @@ head. The model files hold only tables and registered builders."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -58,17 +60,37 @@ class ConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flatten(self.features(x)))
 
-    def freeze_features(self, frozen: bool = True) -> None:
-        for param in self.features.parameters():
-            param.requires_grad_(not frozen)
-        # frozen BatchNorm layers also keep their running statistics
+    def base_layers(self) -> list[list[nn.Module]]:
+        """The convolutional base's weighted layers in order: each convolution with the modules
+        after it that hold weights or statistics (its BatchNorm), up to the next convolution."""
+        layers: list[list[nn.Module]] = []
         for module in self.features.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval() if frozen else module.train(self.training)
+            if isinstance(module, nn.Conv2d):
+                layers.append([module])
+            elif layers and any(True for _ in itertools.chain(module.parameters(recurse=False),
+                                                              module.buffers(recurse=False))):
+                layers[-1].append(module)
+        return layers
+
+    def freeze_features(self, frozen: bool = True, trainable_layers: int | None = None) -> None:
+        """Freeze the convolutional base (Keras' ``base.trainable = False``), or train it: all
+        of it, or only its last ``trainable_layers`` weighted layers (Keras' guide's
+        ``fine_tune_at``, torchvision's ``trainable_backbone_layers``), those before staying
+        frozen. Frozen layers keep their BatchNorm statistics too."""
+        layers = self.base_layers()
+        trained = 0 if frozen else len(layers) if trainable_layers is None else trainable_layers
+        for index, modules in enumerate(layers):
+            for module in modules:
+                for param in module.parameters(recurse=False):
+                    param.requires_grad_(index >= len(layers) - trained)
         self.features_frozen = frozen
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> ConvNet:
         super().train(mode)
-        if self.features_frozen:
-            self.freeze_features(True)
+        for module in self.features.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                # a frozen BatchNorm keeps its running statistics
+                params = list(module.parameters(recurse=False))
+                module.train(mode and (not params or any(p.requires_grad for p in params)))
         return self

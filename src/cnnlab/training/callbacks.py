@@ -145,7 +145,10 @@ class UnfreezeBase(Callback):
     def on_epoch_end(self, trainer, epoch, logs):
         if epoch + 1 == self.after:
             trainer.unfreeze_base()
-            trainer.run.log(f"unfroze the convolutional base after epoch {epoch + 1}")
+            count = trainer.config.model.trainable_base_layers
+            part = "" if count is None else f"the last {count} of the convolutional base's " \
+                f"{len(trainer.model.base_layers())} layers"
+            trainer.run.log(f"unfroze {part or 'the convolutional base'} after epoch {epoch + 1}")
 
     def before_restore(self, trainer, epochs_done):
         if epochs_done >= self.after:

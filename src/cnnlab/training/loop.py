@@ -110,7 +110,7 @@ class Trainer:
     def unfreeze_base(self) -> None:
         """Train the convolutional base too. DDP syncs the parameters that needed gradients
         when it wrapped the model, so a distributed model is wrapped again."""
-        self.model.freeze_features(False)
+        self.model.freeze_features(False, self.config.model.trainable_base_layers)
         self.network = self._wrap()
 
     def fix_whitening_bias(self) -> None:

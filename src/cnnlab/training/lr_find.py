@@ -16,12 +16,11 @@ from ..data import BatchLoader, load_dataset
 from ..errors import ConfigError
 from ..evaluation.losses import Loss
 from ..io import write_atomic
-from ..models import create_model, place_model
-from ..models.weights import load_weights
+from ..models import place_model
 from ..reports import plots
 from .optim import build_optimizer, param_groups
 from .rng import seed_everything
-from .setup import plan
+from .setup import model_to_train, plan
 
 SMOOTHING = 0.98
 """The exponential moving average of the loss (fastai's), debiased for its first steps."""
@@ -62,10 +61,9 @@ def find_lr(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, s
     dataset = load_dataset(data.spec, checked.image_size, checked.channels, data.val_split, config.seed,
                            data.subset, options=data.options, source=checked.source)
     loss_fn = Loss(config.loss, dataset.num_classes, config.label_smoothing)
-    model = create_model(config.model.name, loss_fn.outputs, dataset.channels, checked.input_size,
-                         **config.model.options)
-    if config.model.weights:  # the lr that fine-tunes them differs from one that trains afresh
-        load_weights(model, config.model.weights, log=lambda message: None)
+    # from the weights a training would start from: the lr that fine-tunes them differs from
+    # one that trains afresh
+    model = model_to_train(config, loss_fn.outputs, dataset.channels, checked.input_size, log=lambda message: None)
     model = place_model(model, config.model.name, runtime.device, runtime.precision, training=True)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale), runtime.device)
     preprocessing = checked.preprocessing(dataset)

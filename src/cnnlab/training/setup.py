@@ -12,7 +12,7 @@ import importlib.util
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
             raise ConfigError.about("model.unfreeze_after", lambda name: f": must be 1 or more; got "
                                     f"{config.model.unfreeze_after} (without {name('model.options.freeze_base')} the "
                                     "base trains from the start)")
+    check_trainable_base_layers(config, model)
     if config.model.whiten_bias_epochs is not None:
         if config.model.whiten_bias_epochs < 0:
             raise ConfigError.about("model.whiten_bias_epochs", f": must be 0 or more; got {config.model.whiten_bias_epochs}")
@@ -272,6 +273,38 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
     monitors, notes = resolve_monitors(config, len(source.classes), validation)
     return Plan(config, runtime, image_size, input_size, augment, source, channels, monitors, tuple(notes),
                 split_ids, pretrained_inputs, tuple(normalize_notes))
+
+
+def check_trainable_base_layers(config: TrainConfig, model: torch.nn.Module) -> None:
+    count = config.model.trainable_base_layers
+    if count is None:
+        return
+    layers = len(model.base_layers())
+    if not layers:
+        raise ConfigError.about("model.trainable_base_layers", f": {config.model.name} has no convolutional base")
+    if count < 1:
+        raise ConfigError.about("model.trainable_base_layers", lambda name: (
+            f": must be 1 or more; got {count} ({name('model.options.freeze_base')} freezes the whole base)"))
+    if count > layers:
+        raise ConfigError.about("model.trainable_base_layers", f" {count}: {config.model.name}'s convolutional base "
+                                f"has {layers} layers; give 1 to {layers}")
+    if model.features_frozen and config.model.unfreeze_after is None:
+        raise ConfigError.about("model.trainable_base_layers", lambda name: (
+            f": with {name('model.options.freeze_base')} and no {name('model.unfreeze_after')} the base never "
+            f"trains; give {name('model.unfreeze_after')} EPOCHS too"))
+
+
+def model_to_train(config: TrainConfig, outputs: int, channels: int, input_size: tuple[int, int],
+                   log: Callable[[str], None] | None) -> torch.nn.Module:
+    """The model a training starts from: built, with the pretrained weights loaded where
+    ``log`` is given (a resumed run's come from its checkpoint), and only the base's last
+    ``trainable_base_layers`` trained where set."""
+    model = create_model(config.model.name, outputs, channels, input_size, **config.model.options)
+    if config.model.weights and log is not None:
+        load_weights(model, config.model.weights, log)
+    if config.model.trainable_base_layers is not None and not model.features_frozen:
+        model.freeze_features(False, config.model.trainable_base_layers)
+    return model
 
 
 def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNormalization | None, list[str]]:
@@ -474,11 +507,9 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
     monitors, notes = resolve_monitors(config, dataset.num_classes, "val" in dataset.splits)
     loss = Loss(config.loss, dataset.num_classes, config.label_smoothing,
                 class_weights=class_weights(config.class_weight, dataset))
-    grouped = create_model(config.model.name, loss.outputs, dataset.channels, steps.input_size,
-                           **config.model.options)
     weight_notes: list[str] = []
-    if config.model.weights and state is None:
-        load_weights(grouped, config.model.weights, weight_notes.append)
+    grouped = model_to_train(config, loss.outputs, dataset.channels, steps.input_size,
+                             weight_notes.append if state is None else None)
     if config.towers:
         model = split_towers(grouped, config.towers)
     else:
