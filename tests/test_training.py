@@ -454,7 +454,9 @@ def test_only_the_bases_last_layers_fine_tune(tmp_path):
                   out=str(tmp_path), quiet=True, report=False)
     snapshot = EpochSnapshots(lambda trainer: torch.cat([trainer.model.features[0].weight.flatten(),
                                                          trainer.model.features[3].weight.flatten()]))
-    api.train(**common, name="partial", callbacks=[snapshot])
+    partial = api.train(**common, name="partial", callbacks=[snapshot])
+    assert ("the last 1 of the convolutional base's 2 layers train; the first 1 stay as loaded "
+            "(model.trainable_base_layers)") in (partial.path / "train.log").read_text()
     sizes = [6 * 1 * 5 * 5, 16 * 6 * 5 * 5]
     firsts = [v.split(sizes)[0] for v in snapshot.values]
     seconds = [v.split(sizes)[1] for v in snapshot.values]
@@ -469,6 +471,16 @@ def test_only_the_bases_last_layers_fine_tune(tmp_path):
     assert torch.equal(seconds[0], seconds[1]) and not torch.equal(seconds[1], seconds[2])
     assert ("unfroze the last 1 of the convolutional base's 2 layers after epoch 1"
             in (run.path / "train.log").read_text())
+
+
+def test_unfreezing_the_base_leaves_a_fixed_whitening_bias_fixed(tmp_path):
+    """Unfreezing set every base parameter trainable, the whitening bias that
+    whiten_bias_epochs had fixed included: it trained again from then on."""
+    snapshot = EpochSnapshots(lambda trainer: trainer.model.features[0].bias)
+    frozen = {**SMALL_AIRBENCH, "model__options": {**SMALL_AIRBENCH["model__options"], "freeze_base": True}}
+    api.train(**frozen, data="digits", epochs=3, subset=130, model__whiten_bias_epochs=1, model__unfreeze_after=2,
+              out=str(tmp_path), name="r", quiet=True, report=False, callbacks=[snapshot])
+    assert all(torch.equal(snapshot.values[0], later) for later in snapshot.values[1:])
 
 
 @pytest.mark.parametrize("phase", [{"scale": 0.75, "epochs": 2}, {"scale": 0.75, "fraction": 0.6}],

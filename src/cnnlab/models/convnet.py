@@ -3,8 +3,6 @@ head. The model files hold only tables and registered builders."""
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 
@@ -67,8 +65,7 @@ class ConvNet(nn.Module):
         for module in self.features.modules():
             if isinstance(module, nn.Conv2d):
                 layers.append([module])
-            elif layers and any(True for _ in itertools.chain(module.parameters(recurse=False),
-                                                              module.buffers(recurse=False))):
+            elif layers and (list(module.parameters(recurse=False)) or list(module.buffers(recurse=False))):
                 layers[-1].append(module)
         return layers
 

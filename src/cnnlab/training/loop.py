@@ -82,6 +82,7 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.stop_training = False
+        self.whitening_bias_fixed = False
         self.within_epoch: dict | None = None
         """Where in epoch ``epoch`` the state was saved: the batches done and the seconds spent
         (``within_metrics``: the running metrics then); None at an epoch's start."""
@@ -111,12 +112,15 @@ class Trainer:
         """Train the convolutional base too. DDP syncs the parameters that needed gradients
         when it wrapped the model, so a distributed model is wrapped again."""
         self.model.freeze_features(False, self.config.model.trainable_base_layers)
+        if self.whitening_bias_fixed:  # its warm-up is over: it stays as it is
+            fix_whitening_biases(self.model)
         self.network = self._wrap()
 
     def fix_whitening_bias(self) -> None:
         """Stop training the whitening layers' biases; a distributed model is wrapped again,
         as in unfreeze_base."""
         fix_whitening_biases(self.model)
+        self.whitening_bias_fixed = True
         self.network = self._wrap()
 
     def eval_loader(self, split: str) -> BatchLoader:

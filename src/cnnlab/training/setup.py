@@ -302,8 +302,13 @@ def model_to_train(config: TrainConfig, outputs: int, channels: int, input_size:
     model = create_model(config.model.name, outputs, channels, input_size, **config.model.options)
     if config.model.weights and log is not None:
         load_weights(model, config.model.weights, log)
-    if config.model.trainable_base_layers is not None and not model.features_frozen:
-        model.freeze_features(False, config.model.trainable_base_layers)
+    count = config.model.trainable_base_layers
+    if count is not None and not model.features_frozen:
+        model.freeze_features(False, count)
+        if log is not None:
+            layers = len(model.base_layers())
+            log(f"the last {count} of the convolutional base's {layers} layers train; the first {layers - count} "
+                "stay as loaded (model.trainable_base_layers)")
     return model
 
 
