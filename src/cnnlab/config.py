@@ -98,7 +98,8 @@ class DataConfig:
     std: list[float] | None = None
     """Per-channel std to divide by after ``mean`` (0-1 scale), each positive."""
     subset: int | None = None
-    """Train on at most this many training samples (stratified), for quick runs."""
+    """Train on at most this many training samples (stratified), for quick runs; validation and
+    test shrink in proportion."""
     options: dict[str, Any] = field(default_factory=dict)
     """Source options, e.g. ``{label_mode: coarse}`` (cifar100), ``{roi_crop: true}`` (gtsrb),
     ``{categories: 45}`` (caltech256)."""
