@@ -197,6 +197,24 @@ def test_grad_cam_finds_the_evidence():
     assert maps[1, 8:, 8:].mean() > 0.9 and maps[1, :4, :4].mean() < 0.1
 
 
+def test_grad_cam_of_a_model_whose_base_is_frozen(tmp_path):
+    """A run trained with --freeze-base ended in a traceback as its report was drawn: with the
+    base frozen, the last convolution's maps needed no gradient and Grad-CAM asked for theirs."""
+    from cnnlab.evaluation.gradcam import grad_cam
+    from cnnlab.models import create_model
+
+    model = create_model("lenet5", 3)
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([0, 1, 2, 1])
+    expected = grad_cam(model, x, targets)
+    model.freeze_features(True)
+    np.testing.assert_allclose(grad_cam(model, x, targets), expected, atol=1e-6)
+    assert not any(p.requires_grad for p in model.features.parameters()) and not x.requires_grad
+    run = api.train(model="lenet5", data="digits", epochs=1, subset=100, model__options={"freeze_base": True},
+                    out=str(tmp_path), name="frozen", quiet=True)
+    assert (run.path / "report.html").exists() and (run.path / "mistakes-val.png").exists()
+
+
 def test_compare_is_readable(two_runs, tmp_path):
     out = tmp_path / "compare.html"
     run_cli("compare", two_runs[0].path, two_runs[1].path, "--out", out)

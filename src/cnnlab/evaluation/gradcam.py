@@ -28,7 +28,8 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> n
     model.eval()
     try:
         with torch.enable_grad():
-            logits = model(inputs.requires_grad_(False))
+            # an input that needs a gradient gives every map one, a frozen base's too
+            logits = model(inputs.detach().requires_grad_(True))
             activation = maps[0]
             targets = targets.view(-1, 1).to(logits.device)
             if logits.shape[1] == 1:  # one sigmoid logit: evidence for class 1 is its sign
