@@ -494,7 +494,7 @@ def test_mean_and_std_given_as_timm_and_fastai_take_them(tmp_path):
     (["--std", "0.2", "0.2", "0.2"], "--std 0.2 0.2 0.2: given without --mean; give both"),
     (["--normalize", "given"], "--normalize given: standardises with --mean and --std, and neither is given"),
     (["--mean", "0", "--std", "1", "--normalize", "per_image"],
-     "--mean 0: with --normalize per_image (each image standardised by its own mean and std), which takes no "
+     "--mean 0: --normalize per_image (each image standardised by its own mean and std) does not take a given "
      "mean and std; give --normalize given, or neither --mean nor --std"),
     (["--mean", "0", "--std", "0"], "--std 0: each std must be positive"),
     (["--set", "data.mean=[]", "--std", "1"], "data.mean: give one value for all channels, or one per channel"),

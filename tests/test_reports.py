@@ -296,3 +296,12 @@ def test_a_run_with_its_own_mean_and_std_says_which_in_its_report_and_exported_m
     path = run_cli("export", run.path, "--out", tmp_path / "m.onnx").stdout.strip()
     meta = ort.InferenceSession(path).get_modelmeta().custom_metadata_map
     assert meta["normalize"] == "given" and meta["input"] == f"float32 NCHW, {told}"
+
+
+@pytest.mark.parametrize("mean, std", [(["x"], [1.0]), ([0.5], []), (None, [1.0]), ([True], [1.0]), (0.5, [1.0])])
+def test_a_damaged_record_of_the_mean_and_std_is_described_without_its_numbers(mean, std):
+    from cnnlab.config import NORMALIZATIONS, normalization_text
+
+    assert normalization_text("given", mean, std) == NORMALIZATIONS["given"]
+    assert normalization_text("given", [0.5, 0.25, 1], [2]) == ("pixels/255 standardised with the mean (0.5, 0.25, 1) "
+                                                               "and std (2) given")

@@ -361,8 +361,8 @@ def check_given(data: DataConfig) -> str:
     shown = values_text(values)
     if data.normalize not in (None, "given"):
         raise ConfigError.about(key, lambda name: (
-            f" {shown}: with {name('data.normalize')} {data.normalize} ({NORMALIZATIONS[data.normalize]}), which takes "
-            f"no mean and std; give {name('data.normalize')} given, or neither {name('data.mean')} nor "
+            f" {shown}: {name('data.normalize')} {data.normalize} ({NORMALIZATIONS[data.normalize]}) does not take a "
+            f"given mean and std; give {name('data.normalize')} given, or neither {name('data.mean')} nor "
             f"{name('data.std')}"))
     if len(given) == 1:
         missing = "data.std" if key == "data.mean" else "data.mean"
