@@ -188,8 +188,13 @@ SMALL_AIRBENCH = dict(model="airbench", model__options={"widths": [4, 8, 8]}, im
 
 
 @pytest.mark.parametrize("options", [{}, dict(optimizer="muon", **SMALL_AIRBENCH),
-                                     dict(optimizer="muon", model__whiten_bias_epochs=1, **SMALL_AIRBENCH)],
-                         ids=["adam", "muon", "whitening-bias-fixed-after-epoch-1"])
+                                     dict(optimizer="muon", model__whiten_bias_epochs=1, **SMALL_AIRBENCH),
+                                     dict(model__trainable_base_layers=3, **SMALL_AIRBENCH),
+                                     dict(model__unfreeze_after=2, model__trainable_base_layers=2, **{
+                                         **SMALL_AIRBENCH, "model__options": {**SMALL_AIRBENCH["model__options"],
+                                                                             "freeze_base": True}})],
+                         ids=["adam", "muon", "whitening-bias-fixed-after-epoch-1", "last-base-layers",
+                              "last-base-layers-unfrozen-after-epoch-2"])
 def test_resume_is_exact(tmp_path, options):
     straight = quick(tmp_path, "straight", **options)
     with pytest.raises(KeyboardInterrupt):
