@@ -201,8 +201,8 @@ def build_parser() -> Parser:
                        + " (default: as the published ImageNet files --weights names were trained, imagenet or "
                          "weights; dataset otherwise)")
     options.add_argument("--mean", type=float, nargs="+", metavar="M",
-                         help="with --std: standardise with this mean of pixels on the 0-1 scale, one value for "
-                         "every channel or one per channel (--mean 0 --std 1: pixels/255, as Keras' Rescaling(1/255))")
+                         help="with --std: standardise with this mean of pixels on the 0-1 scale, one value for all "
+                         "channels or one per channel (--mean 0 --std 1: pixels/255, as Keras' Rescaling(1/255))")
     options.add_argument("--std", type=float, nargs="+", metavar="S", help="with --mean: divide by this std")
     train = commands.add_parser("train", parents=[options], help="train a model and write a run directory",
                                 description="Train a model. Flags override --config, which "

@@ -100,7 +100,7 @@ class DataConfig:
     below. None: ``given`` where they are set, else as the published ImageNet files given as
     weights were trained (``imagenet`` or ``weights``), else ``dataset``."""
     mean: list[float] | None = None
-    """Per-channel mean to subtract from pixels on the 0-1 scale, one value for every channel or
+    """Per-channel mean to subtract from pixels on the 0-1 scale, one value for all channels or
     one per channel (timm's ``--mean``, fastai's ``Normalize.from_stats``), with ``std``; e.g.
     mean [0] and std [1] give Keras' ``Rescaling(1/255)`` inputs."""
     std: list[float] | None = None
