@@ -185,14 +185,14 @@ def quick(tmp_path, name, **kw):
 
 
 SMALL_AIRBENCH = dict(model="airbench", model__options={"widths": [4, 8, 8]}, image_size=[16, 16])
+FROZEN_SMALL_AIRBENCH = {**SMALL_AIRBENCH, "model__options": {**SMALL_AIRBENCH["model__options"], "freeze_base": True}}
 
 
 @pytest.mark.parametrize("options", [{}, dict(optimizer="muon", **SMALL_AIRBENCH),
                                      dict(optimizer="muon", model__whiten_bias_epochs=1, **SMALL_AIRBENCH),
                                      dict(model__trainable_base_layers=3, **SMALL_AIRBENCH),
-                                     dict(model__unfreeze_after=2, model__trainable_base_layers=2, **{
-                                         **SMALL_AIRBENCH, "model__options": {**SMALL_AIRBENCH["model__options"],
-                                                                             "freeze_base": True}})],
+                                     dict(model__unfreeze_after=2, model__trainable_base_layers=2,
+                                          **FROZEN_SMALL_AIRBENCH)],
                          ids=["adam", "muon", "whitening-bias-fixed-after-epoch-1", "last-base-layers",
                               "last-base-layers-unfrozen-after-epoch-2"])
 def test_resume_is_exact(tmp_path, options):
@@ -482,8 +482,7 @@ def test_unfreezing_the_base_leaves_a_fixed_whitening_bias_fixed(tmp_path):
     """Unfreezing set every base parameter trainable, the whitening bias that
     whiten_bias_epochs had fixed included: it trained again from then on."""
     snapshot = EpochSnapshots(lambda trainer: trainer.model.features[0].bias)
-    frozen = {**SMALL_AIRBENCH, "model__options": {**SMALL_AIRBENCH["model__options"], "freeze_base": True}}
-    api.train(**frozen, data="digits", epochs=3, subset=130, model__whiten_bias_epochs=1, model__unfreeze_after=2,
+    api.train(**FROZEN_SMALL_AIRBENCH, data="digits", epochs=3, subset=130, model__whiten_bias_epochs=1, model__unfreeze_after=2,
               out=str(tmp_path), name="r", quiet=True, report=False, callbacks=[snapshot])
     assert all(torch.equal(snapshot.values[0], later) for later in snapshot.values[1:])
 
