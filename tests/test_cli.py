@@ -489,6 +489,14 @@ def test_mean_and_std_given_as_timm_and_fastai_take_them(tmp_path):
     assert (record["mean"], record["std"]) == ([0.5] * 3, [0.25] * 3)  # one value: every channel
 
 
+def test_check_says_which_mean_and_std_and_which_base_layers():
+    shown = run_cli("train", "--model", "lenet5", "--data", "digits", "--mean", "0.5", "--std", "0.25",
+                    "--trainable-base-layers", "1", "--check").stdout
+    assert "inputs: pixels/255 standardised with the mean (0.5) and std (0.25) given (data.normalize given)" in shown
+    assert ("the last 1 of the convolutional base's 2 layers train from the start; the first 1 stay as loaded "
+            "(model.trainable_base_layers)") in shown
+
+
 @pytest.mark.parametrize("flags, told", [
     (["--mean", "0.5"], "--mean 0.5: given without --std; give both (e.g. --mean 0.5 --std 0.25)"),
     (["--std", "0.2", "0.2", "0.2"], "--std 0.2 0.2 0.2: given without --mean; give both"),

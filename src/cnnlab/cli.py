@@ -590,7 +590,7 @@ def check_training(args: argparse.Namespace) -> int:
     print(f"{config.model.name} on {config.data.spec}: {len(steps.source.classes)} classes ({splits}), "
           f"input {steps.input_size[0]}x{steps.input_size[1]}x{steps.channels} decoded at "
           f"{steps.image_size[0]}x{steps.image_size[1]}, {runtime.device} {runtime.precision}")
-    for note in [*steps.notes, *steps.input_notes, recipe_note(args, config)]:
+    for note in [*steps.notes, *steps.input_notes, *steps.layer_notes, recipe_note(args, config)]:
         if note:
             print(note)
     print("every option checks out")

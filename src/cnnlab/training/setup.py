@@ -21,7 +21,7 @@ import torch
 
 from .. import reports, runs
 from ..checkpoint import load_checkpoint
-from ..config import NORMALIZATIONS, DataConfig, TrainConfig, read_yaml
+from ..config import NORMALIZATIONS, DataConfig, TrainConfig, normalization_text, read_yaml
 from ..data import (
     Augment,
     Dataset,
@@ -93,7 +93,9 @@ class Plan:
     pretrained_inputs: InputNormalization | None = None
     """How the pretrained weights' inputs were standardised, where they say."""
     input_notes: tuple[str, ...] = ()
-    """What the log says of the inputs' standardisation, where weights are given."""
+    """What the log says of the inputs' standardisation, where weights or a mean and std are given."""
+    layer_notes: tuple[str, ...] = ()
+    """What the log says of the layers that train, where only some of the base's do."""
 
     def split_sizes(self) -> dict[str, int]:
         """The images of each split the run will use, from the listing (before unreadable
@@ -260,7 +262,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
             raise ConfigError.about("model.unfreeze_after", lambda name: f": must be 1 or more; got "
                                     f"{config.model.unfreeze_after} (without {name('model.options.freeze_base')} the "
                                     "base trains from the start)")
-    check_trainable_base_layers(config, model)
+    layer_notes = check_trainable_base_layers(config, model)
     if config.model.whiten_bias_epochs is not None:
         if config.model.whiten_bias_epochs < 0:
             raise ConfigError.about("model.whiten_bias_epochs", f": must be 0 or more; got {config.model.whiten_bias_epochs}")
@@ -272,13 +274,14 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
     validation = "val" in source.splits or config.data.val_split > 0
     monitors, notes = resolve_monitors(config, len(source.classes), validation)
     return Plan(config, runtime, image_size, input_size, augment, source, channels, monitors, tuple(notes),
-                split_ids, pretrained_inputs, tuple(normalize_notes))
+                split_ids, pretrained_inputs, tuple(normalize_notes), tuple(layer_notes))
 
 
-def check_trainable_base_layers(config: TrainConfig, model: torch.nn.Module) -> None:
+def check_trainable_base_layers(config: TrainConfig, model: torch.nn.Module) -> list[str]:
+    """What the log says of ``model.trainable_base_layers``, checked against ``model``."""
     count = config.model.trainable_base_layers
     if count is None:
-        return
+        return []
     layers = len(model.base_layers())
     if not layers:
         raise ConfigError.about("model.trainable_base_layers", f": {config.model.name} has no convolutional base")
@@ -292,6 +295,9 @@ def check_trainable_base_layers(config: TrainConfig, model: torch.nn.Module) -> 
         raise ConfigError.about("model.trainable_base_layers", lambda name: (
             f": with {name('model.options.freeze_base')} and no {name('model.unfreeze_after')} the base never "
             f"trains; give {name('model.unfreeze_after')} EPOCHS too"))
+    when = f"after epoch {config.model.unfreeze_after}" if model.features_frozen else "from the start"
+    return [f"the last {count} of the convolutional base's {layers} layers train {when}; the first {layers - count} "
+            "stay as loaded (model.trainable_base_layers)"]
 
 
 def model_to_train(config: TrainConfig, outputs: int, channels: int, input_size: tuple[int, int],
@@ -302,13 +308,8 @@ def model_to_train(config: TrainConfig, outputs: int, channels: int, input_size:
     model = create_model(config.model.name, outputs, channels, input_size, **config.model.options)
     if config.model.weights and log is not None:
         load_weights(model, config.model.weights, log)
-    count = config.model.trainable_base_layers
-    if count is not None and not model.features_frozen:
-        model.freeze_features(False, count)
-        if log is not None:
-            layers = len(model.base_layers())
-            log(f"the last {count} of the convolutional base's {layers} layers train; the first {layers - count} "
-                "stay as loaded (model.trainable_base_layers)")
+    if config.model.trainable_base_layers is not None and not model.features_frozen:
+        model.freeze_features(False, config.model.trainable_base_layers)
     return model
 
 
@@ -324,7 +325,9 @@ def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNo
     if normalize is not None:
         check_normalize(normalize)
     if config.data.mean is not None or config.data.std is not None or normalize == "given":
-        return check_given(config.data), None, []
+        check_given(config.data)
+        return "given", None, [f"inputs: {normalization_text('given', config.data.mean, config.data.std)} "
+                               "(data.normalize given)"]
     if normalize not in (None, "weights") or resuming:
         return normalize or "dataset", None, []
     pretrained = input_normalization(weights) if weights else None
@@ -350,9 +353,9 @@ def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNo
                                          f"(data.normalize {pretrained.mode})"]
 
 
-def check_given(data: DataConfig) -> str:
-    """``given``, where ``data.mean`` and ``data.std`` are set together, each std positive, and
-    ``data.normalize`` is unset or ``given``."""
+def check_given(data: DataConfig) -> None:
+    """Refuse ``data.mean`` and ``data.std`` unless set together, each std positive, with
+    ``data.normalize`` unset or ``given``."""
     given = {key: values for key, values in (("data.mean", data.mean), ("data.std", data.std)) if values is not None}
     if not given:
         raise ConfigError.about("data.normalize", lambda name: f" given: standardises with {name('data.mean')} and "
@@ -374,7 +377,6 @@ def check_given(data: DataConfig) -> str:
             raise ConfigError.about(key, ": give one value for all channels, or one per channel")
     if min(data.std) <= 0:
         raise ConfigError.about("data.std", f" {values_text(data.std)}: each std must be positive")
-    return "given"
 
 
 def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict | None:
@@ -534,7 +536,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
         run = runs.RunDirectory(Path(runtime.broadcast(str(path))), quiet=quiet, main_process=runtime.is_main)
         locks.enter_context(run.training_lock(resuming=False))
         run.write_text(runs.CONFIG, config.to_yaml())  # first, so a run stopped at once can resume
-    for note in [*given_notes, *notes, *steps.input_notes, *weight_notes]:
+    for note in [*given_notes, *notes, *steps.input_notes, *steps.layer_notes, *weight_notes]:
         run.log(note)
     if state is not None:
         preprocessing = Preprocessing.from_dict(state["preprocessing"])
