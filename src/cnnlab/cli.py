@@ -150,7 +150,8 @@ def build_parser() -> Parser:
     options.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                        help="stop after PATIENCE epochs without improvement of val_loss")
     options.add_argument("--val-split", type=float, help="fraction held out per class (default 0.1)")
-    options.add_argument("--subset", type=int, metavar="N", help="train on N samples (stratified; validation and test shrink in proportion)")
+    options.add_argument("--subset", type=int, metavar="N",
+                         help="train on N samples (stratified; validation and test shrink in proportion)")
     options.add_argument("--image-size", type=size_arg, metavar="HxW",
                        help="decode images at this size (default: the model's input size)")
     options.add_argument("--crop", type=size_arg, metavar="HxW",

@@ -47,18 +47,19 @@ NORMALIZATIONS = {
 def normalization_text(normalize: str, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> str:
     """What ``data.normalize`` does to a run's inputs, as its report and exported model say it:
     ``given`` with the values given."""
-    shown = [_numbers_text(values) for values in (mean, std)]
+    shown = [numbers_text(values) for values in (mean, std)]
     if normalize == "given" and all(shown):
         return f"pixels/255 standardised with the mean ({shown[0]}) and std ({shown[1]}) given"
     return NORMALIZATIONS.get(normalize, NORMALIZATIONS["dataset"])
 
 
-def _numbers_text(values: Sequence[float] | None) -> str | None:
-    """``0.5, 0.25``; None where ``values`` is not a list of numbers (a damaged config.yaml)."""
+def numbers_text(values: Sequence[float] | None, digits: int = 6) -> str | None:
+    """``0.5, 0.25``, to ``digits`` significant digits; None where ``values`` is not a list of
+    numbers (a damaged config.yaml)."""
     if not isinstance(values, list | tuple) or not values or not all(
             isinstance(value, int | float) and not isinstance(value, bool) for value in values):
         return None
-    return ", ".join(f"{value:g}" for value in values)
+    return ", ".join(f"{value:.{digits}g}" for value in values)
 
 
 AUGMENTATIONS = ("hflip[:alternate], pad_crop[:PIXELS], random_resized_crop[:MIN_SCALE], pca_lighting[:STD], "

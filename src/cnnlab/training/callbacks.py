@@ -135,6 +135,11 @@ class ModelCheckpoint(Callback):
         self.monitor.load_state_dict(state["monitor"])
 
 
+def trained_base_text(count: int, layers: int) -> str:
+    """The layers ``model.trainable_base_layers`` trains, as the log says them."""
+    return f"the last {count} of the convolutional base's {layers} layers"
+
+
 class UnfreezeBase(Callback):
     """Fine-tuning: train only the head while the base is frozen, then from epoch
     ``after + 1`` on train the base too (at the optimizer group's ``lr_scale``)."""
@@ -146,9 +151,9 @@ class UnfreezeBase(Callback):
         if epoch + 1 == self.after:
             trainer.unfreeze_base()
             count = trainer.config.model.trainable_base_layers
-            part = "" if count is None else f"the last {count} of the convolutional base's " \
-                f"{len(trainer.model.base_layers())} layers"
-            trainer.run.log(f"unfroze {part or 'the convolutional base'} after epoch {epoch + 1}")
+            part = "the convolutional base" if count is None else \
+                trained_base_text(count, len(trainer.model.base_layers()))
+            trainer.run.log(f"unfroze {part} after epoch {epoch + 1}")
 
     def before_restore(self, trainer, epochs_done):
         if epochs_done >= self.after:

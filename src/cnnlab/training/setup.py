@@ -21,7 +21,14 @@ import torch
 
 from .. import reports, runs
 from ..checkpoint import load_checkpoint
-from ..config import NORMALIZATIONS, DataConfig, TrainConfig, normalization_text, read_yaml
+from ..config import (
+    NORMALIZATIONS,
+    DataConfig,
+    TrainConfig,
+    normalization_text,
+    numbers_text,
+    read_yaml,
+)
 from ..data import (
     Augment,
     Dataset,
@@ -66,7 +73,7 @@ from ..models.weights import (
     weights_for,
 )
 from ..runtime import Runtime, device_memory, resolve_device
-from .callbacks import Callback, check_callbacks
+from .callbacks import Callback, check_callbacks, trained_base_text
 from .loop import Trainer
 from .optim import build_optimizer, param_groups
 from .rng import seed_everything
@@ -296,17 +303,17 @@ def check_trainable_base_layers(config: TrainConfig, model: torch.nn.Module) -> 
             f": with {name('model.options.freeze_base')} and no {name('model.unfreeze_after')} the base never "
             f"trains; give {name('model.unfreeze_after')} EPOCHS too"))
     when = f"after epoch {config.model.unfreeze_after}" if model.features_frozen else "from the start"
-    return [f"the last {count} of the convolutional base's {layers} layers train {when}; the first {layers - count} "
-            "stay as loaded (model.trainable_base_layers)"]
+    return [f"{trained_base_text(count, layers)} train {when}; the first {layers - count} stay as loaded "
+            "(model.trainable_base_layers)"]
 
 
 def model_to_train(config: TrainConfig, outputs: int, channels: int, input_size: tuple[int, int],
-                   log: Callable[[str], None] | None) -> torch.nn.Module:
-    """The model a training starts from: built, with the pretrained weights loaded where
-    ``log`` is given (a resumed run's come from its checkpoint), and only the base's last
-    ``trainable_base_layers`` trained where set."""
+                   log: Callable[[str], None] = lambda message: None, pretrained: bool = True) -> torch.nn.Module:
+    """The model a training starts from: built, with ``model.weights`` loaded where
+    ``pretrained`` (a resumed run's come from its checkpoint; ``log`` hears of the load), and
+    only the base's last ``trainable_base_layers`` trained where set."""
     model = create_model(config.model.name, outputs, channels, input_size, **config.model.options)
-    if config.model.weights and log is not None:
+    if config.model.weights and pretrained:
         load_weights(model, config.model.weights, log)
     if config.model.trainable_base_layers is not None and not model.features_frozen:
         model.freeze_features(False, config.model.trainable_base_layers)
@@ -347,10 +354,9 @@ def resolve_normalize(config: TrainConfig, resuming: bool) -> tuple[str, InputNo
     if not pretrained.mean:
         return pretrained.mode, pretrained, [f"weights {weights}: inputs normalised as theirs were "
                                              f"(data.normalize {pretrained.mode})"]
-    shown = lambda values: "(" + ", ".join(f"{v:.4g}" for v in values) + ")"  # noqa: E731
     return pretrained.mode, pretrained, [f"weights {weights}: inputs standardised as theirs were, mean "
-                                         f"{shown(pretrained.mean)}, std {shown(pretrained.std)} on the 0-1 scale "
-                                         f"(data.normalize {pretrained.mode})"]
+                                         f"({numbers_text(pretrained.mean, 4)}), std ({numbers_text(pretrained.std, 4)}) "
+                                         f"on the 0-1 scale (data.normalize {pretrained.mode})"]
 
 
 def check_given(data: DataConfig) -> None:
@@ -515,8 +521,8 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
     loss = Loss(config.loss, dataset.num_classes, config.label_smoothing,
                 class_weights=class_weights(config.class_weight, dataset))
     weight_notes: list[str] = []
-    grouped = model_to_train(config, loss.outputs, dataset.channels, steps.input_size,
-                             weight_notes.append if state is None else None)
+    grouped = model_to_train(config, loss.outputs, dataset.channels, steps.input_size, weight_notes.append,
+                             pretrained=state is None)
     if config.towers:
         model = split_towers(grouped, config.towers)
     else:
