@@ -462,16 +462,16 @@ def test_only_the_bases_last_layers_fine_tune(tmp_path):
     partial = api.train(**common, name="partial", callbacks=[snapshot])
     assert ("the last 1 of the convolutional base's 2 layers train from the start; the first 1 stay as loaded "
             "(model.trainable_base_layers)") in (partial.path / "train.log").read_text()
-    sizes = [6 * 1 * 5 * 5, 16 * 6 * 5 * 5]
-    firsts = [v.split(sizes)[0] for v in snapshot.values]
-    seconds = [v.split(sizes)[1] for v in snapshot.values]
+    def per_conv(snapshot):  # each epoch's first and second convolution weights
+        return zip(*(v.split([6 * 1 * 5 * 5, 16 * 6 * 5 * 5]) for v in snapshot.values), strict=True)
+
+    firsts, seconds = per_conv(snapshot)
     assert all(torch.equal(firsts[0], later) for later in firsts[1:])
     assert not torch.equal(seconds[0], seconds[1]) and not torch.equal(seconds[1], seconds[2])
     snapshot = EpochSnapshots(snapshot.read)
     run = api.train(**common, name="unfrozen", model__options={"freeze_base": True}, model__unfreeze_after=1,
                     callbacks=[snapshot])
-    firsts = [v.split(sizes)[0] for v in snapshot.values]
-    seconds = [v.split(sizes)[1] for v in snapshot.values]
+    firsts, seconds = per_conv(snapshot)
     assert all(torch.equal(firsts[0], later) for later in firsts[1:])
     assert torch.equal(seconds[0], seconds[1]) and not torch.equal(seconds[1], seconds[2])
     log = (run.path / "train.log").read_text()
