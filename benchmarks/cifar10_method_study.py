@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from throughput import cpu_flags
+from throughput import cpu_text
 from torch import nn
 from torch.nn import functional as F
 
@@ -252,7 +252,7 @@ def main() -> None:
     if not all((args.data / split).is_dir() for split in ("train", "test")):
         parser.error(f"{args.data}: needs train/<class>/ and test/<class>/ image folders")
     device = torch.device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU flags: {cpu_flags()}"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {cpu_text()}"
     print(f"torch {torch.__version__}, {device} ({where})", flush=True)
     train_x, train_y, test_x, test_y = load(args.data, device)
     for name, s in runs:

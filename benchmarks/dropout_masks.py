@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 from step_levers import under_bf16_autocast
-from throughput import Case, alternate, bare_training_step, cpu_flags, exit_on_refused_input, window
+from throughput import Case, alternate, bare_training_step, cpu_text, exit_on_refused_input, window
 from torch import nn
 
 from cnnlab import launcher
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per window")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: under bf16 autocast")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}, {args.precision}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu_text()}, {args.precision}")
     for spec in args.model:
         case = Case.parse(spec, None)
         rates = measure(case, args.windows, args.steps, args.precision)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from throughput import cpu_flags, cpu_name, exit_on_refused_input
+from throughput import cpu_text, exit_on_refused_input
 
 from cnnlab.data import BatchLoader, Split
 from cnnlab.data.images import decode_many
@@ -112,7 +112,7 @@ def main() -> None:
         rows["model alone: PyTorch eager, BatchNorm folded (what evaluate and predict run)"] = model_torch
         rows["model alone: onnxruntime on the exported model (reference)"] = model_onnx
 
-    print(f"CPU {cpu_name()} (flags: {cpu_flags()}), {torch.get_num_threads()} torch threads, "
+    print(f"CPU {cpu_text()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
           f"allocator: {'tcmalloc' if 'tcmalloc' in os.environ.get('LD_PRELOAD', '') else 'glibc'}")
     print(f"{count} images of {args.folder}, model {artifacts.checkpoint['model']['name']} at "

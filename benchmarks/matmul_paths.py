@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 from step_levers import on_torch_path, under_bf16_autocast
-from throughput import Case, alternate, cpu_flags, exit_on_refused_input, window
+from throughput import Case, alternate, cpu_text, exit_on_refused_input, window
 
 from cnnlab import launcher
 from cnnlab.models.factory import create_model
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu_text()}, "
           f"{args.precision}")
     for text in args.model:
         case = Case.parse(text, None)

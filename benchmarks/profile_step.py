@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 import torch
-from throughput import Case, CnnlabMode, cpu_flags, exit_on_refused_input
+from throughput import Case, CnnlabMode, cpu_text, exit_on_refused_input
 
 from cnnlab import launcher
 from cnnlab.runs import RunDirectory
@@ -37,7 +37,7 @@ def main() -> None:
                                     record_shapes=args.by_shape) as profile:
             rate = mode.measure()
     print(f"{case.label}, batch {case.batch}, {runtime.precision}, {runtime.threads} threads "
-          f"(CPU flags: {cpu_flags()}): "
+          f"(CPU {cpu_text()}): "
           f"{rate:.1f} img/s under the profiler")
     table = profile.key_averages(group_by_input_shape=args.by_shape)
     print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40))

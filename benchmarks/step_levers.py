@@ -44,7 +44,7 @@ import types
 from collections.abc import Callable
 
 import torch
-from throughput import Case, alternate, bare_training_step, cpu_flags, exit_on_refused_input, window
+from throughput import Case, alternate, bare_training_step, cpu_text, exit_on_refused_input, window
 
 from cnnlab import launcher
 from cnnlab.config import parse_override
@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: every variant's step under CPU bf16 autocast, as cnnlab trains in bf16")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}, {args.precision}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu_text()}, {args.precision}")
     for spec in args.model:
         case = Case.parse(spec, args.batch_size)
         steps = variants(case, args.levers, dict(parse_override(item) for item in args.options))

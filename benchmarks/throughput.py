@@ -282,7 +282,7 @@ class KerasMode:
 
 def environment_line(keras_info: dict | None, device: torch.device) -> str:
     preload = os.environ.get("LD_PRELOAD", "")
-    parts = [f"CPU {cpu_name()} (flags: {cpu_flags()}; {torch.get_num_threads()} threads)",
+    parts = [f"CPU {cpu_text()}, {torch.get_num_threads()} threads",
              *([f"GPU {torch.cuda.get_device_name(device)}"] if device.type == "cuda" else []),
              f"native bf16: {native_bf16(device)}",
              f"python {platform.python_version()}", f"torch {torch.__version__}",
@@ -296,23 +296,26 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 """The flags that decide the fp32 and bf16 speed of a CPU."""
 
 
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    present = set(next((line for line in text.splitlines() if line.startswith("flags")), "").split())
-    return " ".join(flag for flag in CPU_FLAGS if flag in present) or "none of " + ", ".join(CPU_FLAGS)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def cpu_text(cpuinfo: str | None = None) -> str:
+    """The CPU a speed figure was measured on: its name, family and model, and the flags that
+    decide its kernels. A virtual machine's CPU is often named "AMD EPYC" alone, and a Zen 4
+    (family 25) and a Zen 5 (family 26) show the same flags at half and full speed.
+    ``cpuinfo``: the text of /proc/cpuinfo (read where not given)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    present = set(fields.get("flags", "").split())
+    flags = " ".join(flag for flag in CPU_FLAGS if flag in present) or "none of " + ", ".join(CPU_FLAGS)
+    family = (f"family {fields['cpu family']}, model {fields['model']}; "
+              if "cpu family" in fields and "model" in fields else "")
+    return f"{name} ({family}flags: {flags})"
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import sys
 import time
 
 import torch
-from throughput import cpu_flags, cpu_name, exit_on_refused_input
+from throughput import cpu_text, exit_on_refused_input
 
 from cnnlab import api, launcher
 from cnnlab.config import TrainConfig, parse_override
@@ -74,7 +74,7 @@ def main() -> None:
     stopper = StopAtTarget(args.target, started, args.tta, args.evaluate_from)
     run = api.train(config, callbacks=[stopper], quiet=True)
     total = time.perf_counter() - started
-    print(f"CPU {cpu_name()} (flags: {cpu_flags()}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU {cpu_text()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     rates = [row["images_per_second"] for row in run.history]
     print(f"{args.model} on {args.data}: {stopper.split} accuracy per epoch, from epoch {args.evaluate_from}: "
           + ", ".join(f"{a:.4f}" for a in stopper.accuracies))
