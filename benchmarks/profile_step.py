@@ -36,9 +36,8 @@ def main() -> None:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                     record_shapes=args.by_shape) as profile:
             rate = mode.measure()
-    print(f"{case.label}, batch {case.batch}, {runtime.precision}, {runtime.threads} threads "
-          f"(CPU {cpu_text()}): "
-          f"{rate:.1f} img/s under the profiler")
+    print(f"{case.label}, batch {case.batch}, {runtime.precision}, {runtime.threads} threads, "
+          f"CPU {cpu_text()}: {rate:.1f} img/s under the profiler")
     table = profile.key_averages(group_by_input_shape=args.by_shape)
     print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40))
 
