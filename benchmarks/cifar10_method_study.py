@@ -28,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from throughput import cpu_text
 from torch import nn
 from torch.nn import functional as F
 
@@ -36,6 +35,7 @@ from cnnlab.config import ScheduleConfig
 from cnnlab.data import load_dataset
 from cnnlab.data.augment import Augment, Augmenter, shifted_views
 from cnnlab.models.layers import PatchWhitening
+from cnnlab.runtime import cpu_text
 from cnnlab.training.optim import Muon
 from cnnlab.training.schedules import LRSchedule
 

@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 import torch
 from step_levers import under_bf16_autocast
-from throughput import Case, alternate, bare_training_step, cpu_text, exit_on_refused_input, window
+from throughput import Case, alternate, bare_training_step, exit_on_refused_input, window
 from torch import nn
 
 from cnnlab import launcher
 from cnnlab.models.factory import create_model
 from cnnlab.models.layers import UniformMaskDropout
+from cnnlab.runtime import cpu_text
 
 LAYERS = {
     "torch": nn.Dropout,

@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from throughput import cpu_text, exit_on_refused_input
+from throughput import exit_on_refused_input
 
 from cnnlab.data import BatchLoader, Split
 from cnnlab.data.images import decode_many
 from cnnlab.evaluation.artifacts import inference_model, load_artifacts
 from cnnlab.evaluation.predict import expand_inputs
 from cnnlab.export import export_onnx
+from cnnlab.runtime import cpu_text
 
 
 def best_of(repeats: int, work) -> float:

@@ -17,11 +17,12 @@ from collections.abc import Callable
 
 import torch
 from step_levers import on_torch_path, under_bf16_autocast
-from throughput import Case, alternate, cpu_text, exit_on_refused_input, window
+from throughput import Case, alternate, exit_on_refused_input, window
 
 from cnnlab import launcher
 from cnnlab.models.factory import create_model
 from cnnlab.models.layers import OneDnnLinear, PatchMatmulConv2d, onednn_dense_applies
+from cnnlab.runtime import cpu_text
 
 SEED_MODELS = ("alexnet-bn", "alexnet-bn@150", "alexnet-half", "alexnet-mnist", "simple-cnn",
                "small-cnn", "vgg16")

@@ -12,11 +12,11 @@ import sys
 import tempfile
 
 import torch
-from throughput import Case, CnnlabMode, cpu_text, exit_on_refused_input
+from throughput import Case, CnnlabMode, exit_on_refused_input
 
 from cnnlab import launcher
 from cnnlab.runs import RunDirectory
-from cnnlab.runtime import Runtime
+from cnnlab.runtime import Runtime, cpu_text
 
 
 def main() -> None:

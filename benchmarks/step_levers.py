@@ -44,7 +44,7 @@ import types
 from collections.abc import Callable
 
 import torch
-from throughput import Case, alternate, bare_training_step, cpu_text, exit_on_refused_input, window
+from throughput import Case, alternate, bare_training_step, exit_on_refused_input, window
 
 from cnnlab import launcher
 from cnnlab.config import parse_override
@@ -59,6 +59,7 @@ from cnnlab.models.layers import (
     TilingAvgPool2d,
     fix_whitening_biases,
 )
+from cnnlab.runtime import cpu_text
 
 REFERENCE = "channels_last"
 NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten", "torch-avgpool",

@@ -52,7 +52,7 @@ from cnnlab.evaluation.losses import Loss
 from cnnlab.models import MODELS, create_model, place_model
 from cnnlab.models.summary import summarize
 from cnnlab.runs import RunDirectory
-from cnnlab.runtime import Runtime, native_bf16, resolve_precision
+from cnnlab.runtime import Runtime, cpu_text, native_bf16, resolve_precision
 from cnnlab.training.loop import Trainer
 from cnnlab.training.optim import build_optimizer
 from cnnlab.training.schedules import LRSchedule
@@ -290,32 +290,6 @@ def environment_line(keras_info: dict | None, device: torch.device) -> str:
     if keras_info:
         parts.append(f"keras {keras_info['keras']} on {keras_info['backend']} {keras_info['backend_version']}")
     return ", ".join(parts)
-
-
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-"""The flags that decide the fp32 and bf16 speed of a CPU."""
-
-
-def cpu_text(cpuinfo: str | None = None) -> str:
-    """The CPU a speed figure was measured on: its name, family and model, and the flags that
-    decide its kernels. A virtual machine's CPU is often named "AMD EPYC" alone, and a Zen 4
-    (family 25) and a Zen 5 (family 26) show the same flags at half and full speed.
-    ``cpuinfo``: the text of /proc/cpuinfo (read where not given)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    name = fields.get("model name") or platform.processor() or platform.machine()
-    present = set(fields.get("flags", "").split())
-    flags = " ".join(flag for flag in CPU_FLAGS if flag in present) or "none of " + ", ".join(CPU_FLAGS)
-    family = (f"family {fields['cpu family']}, model {fields['model']}; "
-              if "cpu family" in fields and "model" in fields else "")
-    return f"{name} ({family}flags: {flags})"
 
 
 def main() -> None:

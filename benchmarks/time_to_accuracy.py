@@ -16,13 +16,14 @@ import sys
 import time
 
 import torch
-from throughput import cpu_text, exit_on_refused_input
+from throughput import exit_on_refused_input
 
 from cnnlab import api, launcher
 from cnnlab.config import TrainConfig, parse_override
 from cnnlab.data.inspect import batch_rate
 from cnnlab.evaluation import TTA_HELP, TTA_MODES
 from cnnlab.evaluation.inference import predict_logits
+from cnnlab.runtime import cpu_text
 from cnnlab.training.callbacks import Callback
 
 

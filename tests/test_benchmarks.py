@@ -347,22 +347,3 @@ def test_inference_speed_runs(tmp_path):
     assert f"PyTorch in {resolve_precision('auto', torch.device('cpu'))} (the run's precision" in out
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before  # the run is left alone
 
-
-ZEN4_CPUINFO = """processor\t: 0
-vendor_id\t: AuthenticAMD
-cpu family\t: 25
-model\t\t: 17
-model name\t: AMD EPYC
-flags\t\t: fpu sse avx2 avx512f avx512_bf16 hypervisor
-"""
-
-
-def test_cpu_text_tells_cpus_of_one_name_apart(monkeypatch):
-    """A virtual machine's CPU is often named "AMD EPYC" alone: Zen 4 and Zen 5 hosts with the same
-    flags were told apart only by their family and model, which every speed figure now prints."""
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    throughput = importlib.import_module("throughput")
-    assert throughput.cpu_text(ZEN4_CPUINFO) == "AMD EPYC (family 25, model 17; flags: avx2 avx512f avx512_bf16)"
-    assert throughput.cpu_text("model name\t: Intel(R) Xeon(R) Processor\nflags\t: avx2\n") == (
-        "Intel(R) Xeon(R) Processor (flags: avx2)")
-    assert throughput.cpu_text("").endswith("(flags: none of avx2, avx512f, avx512_bf16, amx_bf16)")

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from cnnlab.cli import build_parser
+from cnnlab.runtime import cpu_count, cpu_text
 from conftest import make_image_folder, run_cli, write_idx
 
 
@@ -30,6 +31,8 @@ def digits_run(tmp_path_factory):
 def test_train_prints_epochs_and_run_directory(digits_run):
     log = (digits_run / "train.log").read_text()
     assert "Epoch 4/4" in log and "val_accuracy" in log
+    # the epochs' img/s are speed figures: the log names the CPU they were measured on
+    assert f", {cpu_count()} threads, on {cpu_text()}\n" in log
     metrics = json.loads((digits_run / "metrics.json").read_text())
     assert metrics["val"]["accuracy"] > 0.8
 

@@ -369,3 +369,24 @@ def test_a_model_too_large_for_the_gpu_is_measured_against_the_gpus_memory(monke
         check_fits_in_memory(model, "big", torch.device("cuda:0"))
     check_fits_in_memory(torch.nn.Linear(2**14, 2**14, device="meta"), "small", torch.device("cuda:0"))
     assert runtime.device_memory(torch.device("cpu")) == runtime.machine_memory() > 2**30
+
+
+ZEN4_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu sse avx2 avx512f avx512_bf16 hypervisor
+"""
+
+
+def test_cpu_text_tells_cpus_of_one_name_apart():
+    """A virtual machine's CPU is often named "AMD EPYC" alone: a Zen 4 and a Zen 5 with the same
+    flags, one at half the other's speed, are told apart by their family and model, which
+    train.log and every benchmark print beside a speed figure."""
+    from cnnlab.runtime import cpu_text
+
+    assert cpu_text(ZEN4_CPUINFO) == "AMD EPYC (family 25, model 17; flags: avx2 avx512f avx512_bf16)"
+    assert cpu_text("model name\t: Intel(R) Xeon(R) Processor\nflags\t: avx2\n") == (
+        "Intel(R) Xeon(R) Processor (flags: avx2)")
+    assert cpu_text("").endswith("(flags: none of avx2, avx512f, avx512_bf16, amx_bf16)")

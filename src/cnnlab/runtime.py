@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -18,6 +20,32 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 def cpu_count() -> int:
     """Cores this process may run on (its affinity mask, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+"""The flags that decide a CPU's fp32 and bf16 speed."""
+
+
+def cpu_text(cpuinfo: str | None = None) -> str:
+    """The CPU a speed figure was measured on: its name, family and model, and the flags that
+    decide its kernels. A virtual machine's CPU is often named "AMD EPYC" alone, and a Zen 4
+    (family 25) and a Zen 5 (family 26) show the same flags at half and full speed.
+    ``cpuinfo``: the text of /proc/cpuinfo (read where not given)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    present = set(fields.get("flags", "").split())
+    flags = " ".join(flag for flag in CPU_FLAGS if flag in present) or "none of " + ", ".join(CPU_FLAGS)
+    family = (f"family {fields['cpu family']}, model {fields['model']}; "
+              if "cpu family" in fields and "model" in fields else "")
+    return f"{name} ({family}flags: {flags})"
 
 
 def device_memory(device: torch.device) -> int:
@@ -101,6 +129,10 @@ class Runtime:
             torch.distributed.init_process_group(backend)
         return cls(torch_device, resolve_precision(precision, torch_device), threads, rank, world,
                    local_rank, local_world)
+
+    def device_text(self) -> str:
+        """What the epochs' speed was measured on: the GPU's name, or the CPU's (``cpu_text``)."""
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_text()
 
     def close(self) -> None:
         """Leave the process group (a distributed run's last step)."""

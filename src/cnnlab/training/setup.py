@@ -573,7 +573,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
     run.write_text(runs.CONFIG, config.to_yaml())
     run.log(f"run {run.path}: {config.model.name} on {config.data.spec} "
             f"({', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}), "
-            f"{runtime.device.type} {runtime.precision}, {runtime.threads} threads")
+            f"{runtime.device.type} {runtime.precision}, {runtime.threads} threads, on {runtime.device_text()}")
 
     try:
         trainer.fit()
