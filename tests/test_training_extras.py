@@ -390,3 +390,11 @@ def test_cpu_text_tells_cpus_of_one_name_apart():
     assert cpu_text("model name\t: Intel(R) Xeon(R) Processor\nflags\t: avx2\n") == (
         "Intel(R) Xeon(R) Processor (flags: avx2)")
     assert cpu_text("").endswith("(flags: none of avx2, avx512f, avx512_bf16, amx_bf16)")
+
+
+def test_a_run_on_a_gpu_names_the_gpu(monkeypatch):
+    from cnnlab.runtime import Runtime, cpu_text
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"NVIDIA H200 ({device})")
+    assert Runtime(torch.device("cuda:1"), "bf16", 2).device_text() == "NVIDIA H200 (cuda:1)"
+    assert Runtime(torch.device("cpu"), "fp32", 2).device_text() == cpu_text()
