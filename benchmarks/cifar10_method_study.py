@@ -35,7 +35,7 @@ from cnnlab.config import ScheduleConfig
 from cnnlab.data import load_dataset
 from cnnlab.data.augment import Augment, Augmenter, shifted_views
 from cnnlab.models.layers import PatchWhitening
-from cnnlab.runtime import cpu_text
+from cnnlab.runtime import device_text
 from cnnlab.training.optim import Muon
 from cnnlab.training.schedules import LRSchedule
 
@@ -252,8 +252,7 @@ def main() -> None:
     if not all((args.data / split).is_dir() for split in ("train", "test")):
         parser.error(f"{args.data}: needs train/<class>/ and test/<class>/ image folders")
     device = torch.device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {cpu_text()}"
-    print(f"torch {torch.__version__}, {device} ({where})", flush=True)
+    print(f"torch {torch.__version__}, {device} ({device_text(device)})", flush=True)
     train_x, train_y, test_x, test_y = load(args.data, device)
     for name, s in runs:
         started = time.perf_counter()

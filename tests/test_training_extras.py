@@ -393,8 +393,8 @@ def test_cpu_text_tells_cpus_of_one_name_apart():
 
 
 def test_a_run_on_a_gpu_names_the_gpu(monkeypatch):
-    from cnnlab.runtime import Runtime, cpu_text
+    from cnnlab.runtime import cpu_text, device_text
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"NVIDIA H200 ({device})")
-    assert Runtime(torch.device("cuda:1"), "bf16", 2).device_text() == "NVIDIA H200 (cuda:1)"
-    assert Runtime(torch.device("cpu"), "fp32", 2).device_text() == cpu_text()
+    assert device_text(torch.device("cuda:1")) == "NVIDIA H200 (cuda:1)"
+    assert device_text(torch.device("cpu")) == cpu_text()

@@ -48,6 +48,12 @@ def cpu_text(cpuinfo: str | None = None) -> str:
     return f"{name} ({family}flags: {flags})"
 
 
+def device_text(device: torch.device) -> str:
+    """What a speed measured on ``device`` was measured on: the GPU's name, or the CPU's
+    (``cpu_text``)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_text()
+
+
 def device_memory(device: torch.device) -> int:
     """Bytes of memory ``device`` has: the GPU's own, else the machine's."""
     if device.type == "cuda":
@@ -129,10 +135,6 @@ class Runtime:
             torch.distributed.init_process_group(backend)
         return cls(torch_device, resolve_precision(precision, torch_device), threads, rank, world,
                    local_rank, local_world)
-
-    def device_text(self) -> str:
-        """What the epochs' speed was measured on: the GPU's name, or the CPU's (``cpu_text``)."""
-        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_text()
 
     def close(self) -> None:
         """Leave the process group (a distributed run's last step)."""
