@@ -346,4 +346,3 @@ def test_inference_speed_runs(tmp_path):
     # the model alone is timed as evaluate runs it: in the run's precision, bf16 where auto chose it
     assert f"PyTorch in {resolve_precision('auto', torch.device('cpu'))} (the run's precision" in out
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before  # the run is left alone
-
