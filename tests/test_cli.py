@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from cnnlab.cli import build_parser
-from cnnlab.runtime import cpu_count, cpu_text
+from cnnlab.runtime import Runtime, cpu_count, cpu_text, native_bf16
 from conftest import make_image_folder, run_cli, write_idx
 
 
@@ -31,8 +31,13 @@ def digits_run(tmp_path_factory):
 def test_train_prints_epochs_and_run_directory(digits_run):
     log = (digits_run / "train.log").read_text()
     assert "Epoch 4/4" in log and "val_accuracy" in log
-    # the epochs' img/s are speed figures: the log names the CPU they were measured on
-    assert f", {cpu_count()} threads, on {cpu_text()}\n" in log
+    # the epochs' img/s are speed figures: the log, the run's records and its report name the
+    # CPU they were measured on
+    [record] = json.loads((digits_run / "trained_on.json").read_text())
+    precision = "bf16" if native_bf16(torch.device("cpu")) else "fp32"  # auto
+    assert record == {"epoch": 1, "machine": Runtime(torch.device("cpu"), precision, cpu_count()).describe()}
+    assert record["machine"].endswith(f", on {cpu_text()}") and f"), {record['machine']}\n" in log
+    assert f"trained with {record['machine']};" in (digits_run / "report.html").read_text()
     metrics = json.loads((digits_run / "metrics.json").read_text())
     assert metrics["val"]["accuracy"] > 0.8
 
@@ -870,7 +875,9 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
         busy = json.loads(run_cli("runs", out, "--format", "json").stdout)
     assert {row["name"]: row["status"] for row in busy}["stopped"] == "training now"
     table = run_cli("runs", out).stdout.splitlines()
-    assert table[0].split()[:3] == ["run", "model", "data"] and len(table) == 4
+    assert table[0].split()[:3] == ["run", "model", "data"] and len(table) == 5
+    machine = listing["done"]["trained_on"][0]["machine"]
+    assert table[-1] == f"training times: {machine}" and machine.startswith("cpu ")  # one machine: no column
     assert table[0].split()[-2:] == ["training", "status"] and re.search(r" \d+ s  finished$", table[2])
     by_accuracy = json.loads(run_cli("runs", out, "--sort", "val_accuracy", "--format", "json").stdout)
     assert [row["name"] for row in by_accuracy][-1] == "poor"  # the best first, as a sweep is read
@@ -952,8 +959,8 @@ def test_runs_by_seed_figures_are_the_finished_runs_and_the_others_are_counted(t
     finished = [single[name]["val_accuracy"] for name in ("s0", "s1")]
     assert group["val_accuracy"]["mean"] == pytest.approx(np.mean(finished))
     assert (group["val_accuracy"]["min"], group["val_accuracy"]["max"]) == (min(finished), max(finished))
-    header, row, note = run_cli("runs", out, "--by-seed").stdout.splitlines()
-    assert row.split()[0] == "2/3"
+    header, row, machine, note = run_cli("runs", out, "--by-seed").stdout.splitlines()
+    assert row.split()[0] == "2/3" and machine == f"training times: {group['trained_on'][0]}"
     assert note == ("N/M runs: the figures are those of the N finished runs of M; cnnlab runs lists the others "
                     "(stopped, diverged or training now)")
 
@@ -985,7 +992,8 @@ def test_runs_by_seed_groups_repeats_and_shows_what_sets_them_apart(tmp_path):
     assert groups[2]["differs"] == {}
     assert groups[2]["val_accuracy"]["std"] is None  # one run: no spread
     table = run_cli("runs", out, "--by-seed").stdout
-    assert "optimizer.lr=0.03" in table and "±" in table and len(table.splitlines()) == 4
+    assert "optimizer.lr=0.03" in table and "±" in table and len(table.splitlines()) == 5
+    assert table.splitlines()[-1].startswith("training times: cpu ")
     assert "training (mean)" in table.splitlines()[0] and re.search(r"\d+ s  optimizer.lr=0.03$", table.splitlines()[2])
     best_first = json.loads(run_cli("runs", out, "--by-seed", "--sort", "val_accuracy", "--format", "json").stdout)
     means = [group["val_accuracy"]["mean"] for group in best_first]
@@ -1074,7 +1082,7 @@ def test_runs_finds_the_runs_in_sub_folders_of_the_folder(tmp_path):
     listing = json.loads(run_cli("runs", out, "--format", "json").stdout)
     assert sorted(row["name"] for row in listing) == ["2026/cifar/long/c", "sweep/a", "sweep/b"]
     table = run_cli("runs", out).stdout.splitlines()
-    assert [line.split()[0] for line in table[1:]] == ["sweep/a", "sweep/b", "2026/cifar/long/c"]
+    assert [line.split()[0] for line in table[1:-1]] == ["sweep/a", "sweep/b", "2026/cifar/long/c"]
     assert len(json.loads(run_cli("runs", out / "sweep", "--by-seed", "--format", "json").stdout)) == 1
     compared = run_cli("compare", out / "sweep", "--out", tmp_path / "compare.html")
     assert compared.returncode == 0 and (tmp_path / "compare.html").is_file()
@@ -1113,7 +1121,7 @@ def test_runs_table_keeps_its_columns_apart_for_a_short_run_name(tmp_path):
     from cnnlab import api
 
     api.train(model="mlp", data="digits", epochs=1, out=str(tmp_path), name="r", quiet=True, report=False)
-    header, row = run_cli("runs", tmp_path).stdout.splitlines()
+    header, row, _machine = run_cli("runs", tmp_path).stdout.splitlines()
     assert header.split() == ["run", "model", "data", "epochs", "val", "acc", "test", "acc", "training", "status"]
     assert row.index("mlp") == header.index("model") and row.split()[0] == "r"
 

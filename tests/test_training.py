@@ -212,6 +212,29 @@ def test_resume_is_exact(tmp_path, options):
         torch.testing.assert_close(final_a[key], final_b[key], rtol=1e-5, atol=1e-6)
 
 
+def test_a_run_resumed_on_another_machine_names_each_machines_epochs(tmp_path):
+    """The epochs' seconds and img/s in a report, `cnnlab compare` and `cnnlab runs` said
+    nothing of what they were measured on (only train.log did), and a run may be resumed on
+    another machine; each start now records from which epoch on it trained on what."""
+    from cnnlab.reports import compare
+    from cnnlab.runtime import cpu_text
+
+    with pytest.raises(KeyboardInterrupt):
+        quick(tmp_path, "moved", precision="fp32", callbacks=[InterruptAfter(1)])
+    resumed = api.resume(tmp_path / "moved", quiet=True, precision="bf16", report=True)
+    fp32, bf16 = (f"cpu {precision}, {torch.get_num_threads()} threads, on {cpu_text()}"
+                  for precision in ("fp32", "bf16"))
+    assert resumed.trained_on == [{"epoch": 1, "machine": fp32}, {"epoch": 2, "machine": bf16}]
+    assert f"trained with {fp32} (epoch 1), then {bf16} (epochs 2-3)" in (resumed.path / "report.html").read_text()
+    [row] = run_table(tmp_path / "moved")
+    assert row["trained_on"] == [{"epochs": [1, 1], "machine": fp32}, {"epochs": [2, 3], "machine": bf16}]
+    listing = run_cli("runs", tmp_path / "moved").stdout.splitlines()
+    assert listing[0].split()[-2:] == ["on", "status"] and listing[1].split()[-2] == "1,2"
+    assert listing[2:] == [f"[1] {fp32}", f"[2] {bf16}"]
+    comparison = compare([tmp_path / "moved"], tmp_path / "compare.html").read_text()
+    assert "<th>trained with</th>" in comparison and f"{fp32} (epoch 1), then {bf16}" in comparison
+
+
 class SignalAtStep(Callback):
     """Sends this process ``signals`` (Ctrl-C by default) once ``step`` optimizer steps are done."""
 

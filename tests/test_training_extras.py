@@ -398,3 +398,35 @@ def test_a_run_on_a_gpu_names_the_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"NVIDIA H200 ({device})")
     assert device_text(torch.device("cuda:1")) == "NVIDIA H200 (cuda:1)"
     assert device_text(torch.device("cpu")) == cpu_text()
+
+
+def test_runtime_describes_what_it_trains_with(monkeypatch):
+    from cnnlab.runtime import Runtime, cpu_text
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
+    assert Runtime(torch.device("cpu"), "bf16", 2).describe() == f"cpu bf16, 2 threads, on {cpu_text()}"
+    assert Runtime(torch.device("cuda:0"), "fp16", 1, world_size=4).describe() == (
+        "cuda fp16, 1 thread in each of 4 processes, on NVIDIA H200")
+
+
+def test_machine_spans_give_each_epoch_the_machine_that_trained_it():
+    """A run may be resumed on another machine (a lent GPU's run continued on a CPU): each
+    record says from which epoch on; one from which no epoch finished counts for none."""
+    from cnnlab.runs import machine_spans, machines_text
+
+    records = [{"epoch": 1, "machine": "cpu"}, {"epoch": 4, "machine": "cpu"}, {"epoch": 6, "machine": "gpu"},
+               {"epoch": 6, "machine": "cpu"}, {"epoch": 9, "machine": "gpu"}]
+    assert machine_spans(records, 9) == [(1, 8, "cpu"), (9, 9, "gpu")]
+    assert machine_spans(records, 7) == [(1, 7, "cpu")]  # stopped in epoch 8, not yet resumed
+    assert machine_spans([{"epoch": 1, "machine": "cpu"}], 0) == []
+    assert machine_spans([], 5) == []  # a run made before the records were written
+    assert machines_text([(1, 8, "cpu"), (9, 9, "gpu")]) == "cpu (epochs 1-8), then gpu (epoch 9)"
+    assert machines_text([(1, 7, "cpu")]) == "cpu"
+
+
+def test_tables_of_runs_name_the_machines_of_their_training_times():
+    from cnnlab.cli import machine_legend
+
+    assert machine_legend([["cpu"], [], ["cpu"]]) == (None, ["training times: cpu"])
+    assert machine_legend([[], []]) == (None, [])
+    assert machine_legend([["cpu"], ["gpu", "cpu"], []]) == (["1", "2,1", "-"], ["[1] cpu", "[2] gpu"])

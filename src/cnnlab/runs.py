@@ -40,6 +40,9 @@ HISTORY_CSV, HISTORY_JSON = "history.csv", "history.json"
 SPLIT, SUMMARY, SUMMARY_JSON, METRICS, LOG = (
     "split.json", "summary.txt", "summary.json", "metrics.json", "train.log")
 DATA, LOCK = "data.json", ".lock"
+TRAINED_ON = "trained_on.json"
+"""Where a run trained: a record for each time it was started or resumed, from which epoch on
+and on what (``Runtime.describe``), so that its epochs' seconds and img/s name their machine."""
 BEST, LAST = "best.pt", "last.pt"
 REPORT, CURVES, PREVIEW = "report.html", "curves.png", "preview.png"
 TENSORBOARD, ONNX, SAFETENSORS = "tensorboard", "model.onnx", "model.safetensors"
@@ -62,6 +65,10 @@ RUN_JSON_SHAPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
                                                             for split in ("train", "val", "test") if split in value)),
     SUMMARY_JSON: ("an object", lambda value: isinstance(value, dict)),
     DATA: ("an object", lambda value: isinstance(value, dict)),
+    TRAINED_ON: ("a list of {epoch, machine} records",
+                 lambda value: isinstance(value, list) and all(
+                     isinstance(item, dict) and type(item.get("epoch")) is int and isinstance(item.get("machine"), str)
+                     for item in value)),
 }
 """The JSON files of a run (by name, also in evaluations/<name>/) and what each must hold."""
 
@@ -252,6 +259,15 @@ class RunDirectory:
             if payload is not None:
                 save_checkpoint(self.file(name), payload)
 
+    def record_machine(self, epoch: int, machine: str) -> None:
+        """Add to TRAINED_ON that the run trains on ``machine`` from ``epoch`` on. A damaged
+        record is started afresh, not refused: it holds none of the run's results."""
+        try:
+            sessions = self.read_json(TRAINED_ON, [])
+        except CnnlabError:
+            sessions = []
+        self.write_json(TRAINED_ON, [*sessions, {"epoch": epoch, "machine": machine}])
+
     def write_history(self, history: list[dict[str, float]]) -> None:
         if not self.main_process:
             return
@@ -265,7 +281,7 @@ class RunDirectory:
 
 
 RUN_FILES = {CONFIG, HISTORY_CSV, HISTORY_JSON, CLASSES, SPLIT, SUMMARY, SUMMARY_JSON, METRICS, LOG, DATA, LOCK,
-             BEST, LAST, REPORT, CURVES, PREVIEW, ONNX, SAFETENSORS}
+             TRAINED_ON, BEST, LAST, REPORT, CURVES, PREVIEW, ONNX, SAFETENSORS}
 RUN_FOLDERS = {EVALUATIONS, TENSORBOARD}
 """The files a run and the commands on it write, besides each split's predictions and pictures."""
 
@@ -335,6 +351,8 @@ class Run:
     descriptions: dict[str, str] = field(default_factory=dict)
     """What a class is, where the data says and its name does not (GTSRB's "16": "vehicles
     over 3.5 t prohibited"); see ``class_label``."""
+    trained_on: list[dict] = field(default_factory=list)
+    """TRAINED_ON's records (none in runs made before it was written); see ``machine_spans``."""
 
     @property
     def directory(self) -> RunDirectory:
@@ -361,7 +379,8 @@ def load_run(path: str | Path) -> Run:
         raise CnnlabError(f"{path}: not a cnnlab run directory (no {CONFIG} or {CLASSES})")
     config = TrainConfig.from_yaml(path / CONFIG)
     return Run(path, config, directory.read_json(CLASSES), directory.read_json(HISTORY_JSON, []),
-               directory.read_json(METRICS, {}), class_descriptions(directory.read_json(DATA, {})))
+               directory.read_json(METRICS, {}), class_descriptions(directory.read_json(DATA, {})),
+               directory.read_json(TRAINED_ON, []))
 
 
 def weights_file(given: str, model_name: str) -> str:
@@ -451,6 +470,32 @@ def training_seconds(history: list[dict]) -> float:
     return sum(row.get("seconds", 0.0) for row in history)
 
 
+def machine_spans(trained_on: list[dict], epochs: int) -> list[tuple[int, int, str]]:
+    """The machines a run's first ``epochs`` epochs trained on, from its TRAINED_ON records:
+    ``(first epoch, last epoch, machine)`` in order, a machine's consecutive records as one
+    span; a record from which no epoch finished counts for none."""
+    spans: list[tuple[int, int, str]] = []
+    for index, record in enumerate(trained_on):
+        following = trained_on[index + 1]["epoch"] if index + 1 < len(trained_on) else epochs + 1
+        first, last = record["epoch"], min(following - 1, epochs)
+        if first > last:
+            continue
+        if spans and spans[-1][2] == record["machine"]:
+            spans[-1] = (spans[-1][0], last, record["machine"])
+        else:
+            spans.append((first, last, record["machine"]))
+    return spans
+
+
+def machines_text(spans: list[tuple[int, int, str]]) -> str:
+    """``machine_spans`` in words: the machine alone where one trained every epoch, else
+    ``cpu fp32, ... (epochs 1-10), then cuda bf16, ... (epochs 11-30)``."""
+    if len(spans) == 1:
+        return spans[0][2]
+    return ", then ".join(f"{machine} (epoch{f' {first}' if first == last else f's {first}-{last}'})"
+                          for first, last, machine in spans)
+
+
 def duration(seconds: float) -> str:
     """``45 s``, ``7 min 24 s``, ``2 h 05 min``."""
     seconds = round(seconds)
@@ -467,8 +512,8 @@ def run_table(folder: Path) -> list[dict]:
     """Every run of ``folder`` as runs_in finds them, oldest first: its name (its path below
     the folder), model, data, epochs (trained, asked for), best validation accuracy (of a
     finished run, its kept checkpoint's as evaluated at the end), test accuracy, the epochs'
-    training time and where it stands (finished, training now, diverged, or stopped, with the
-    command that continues it)."""
+    training time and what it trained on (``machine_spans``), and where it stands (finished,
+    training now, diverged, or stopped, with the command that continues it)."""
     return [row for row, _, _ in runs_with_configs(folder)]
 
 
@@ -502,6 +547,8 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]
                       "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
                       "test_accuracy": run.metrics.get("test", {}).get("accuracy"),
                       "training_seconds": training_seconds(run.history) if run.history else None,
+                      "trained_on": [{"epochs": [first, last], "machine": machine} for first, last, machine
+                                     in machine_spans(run.trained_on, len(run.history))],
                       "status": status}, run.config,
                      state))
     return rows
@@ -534,7 +581,8 @@ def spread(values: list[float]) -> dict | None:
 def seed_groups(folder: Path) -> list[dict]:
     """The runs of ``folder`` grouped by their config with the seed left out: the repeats of
     one setting, in the order their first run was made, with the mean and spread of their best
-    validation and their test accuracies and of their training times, and the settings that
+    validation and their test accuracies and of their training times (and the machines those
+    were measured on, ``trained_on``), and the settings that
     set each group apart from the other groups of its model and data (``differs``). The
     figures are the finished runs' (``finished``): a stopped or running run's best so far is
     no result of its setting. Runs that cannot be read are left out."""
@@ -564,6 +612,7 @@ def seed_groups(folder: Path) -> list[dict]:
             "finished": [row["name"] for row in finished],
             **{figure: spread([row[figure] for row in finished if row[figure] is not None])
                for figure in ("val_accuracy", "test_accuracy", "training_seconds")},
+            "trained_on": list(dict.fromkeys(span["machine"] for row in finished for span in row["trained_on"])),
             "status": ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)),
             "differs": {k: group["setting"].get(k) for k in differing}})
     return result

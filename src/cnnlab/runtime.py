@@ -141,6 +141,14 @@ class Runtime:
         if self.distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
+    def describe(self) -> str:
+        """What this process trains with, as train.log and a run's TRAINED_ON say it: ``cpu
+        bf16, 2 threads, on AMD EPYC (family 25, ...)``, and the processes of a distributed run."""
+        processes = f" in each of {self.world_size} processes" if self.distributed else ""
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        return (f"{self.device.type} {self.precision}, {threads}{processes}, "
+                f"on {device_text(self.device)}")
+
     @property
     def is_main(self) -> bool:
         """The process that writes files and prints."""

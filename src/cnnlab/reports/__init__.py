@@ -88,7 +88,8 @@ def runs_to_compare(path: Path) -> list[runs.Run]:
 
 def compare(run_paths: list, out: Path) -> Path:
     """Validation accuracy, loss and MSE of several runs (or of every run in a folder of them)
-    overlaid, and a table of their best metrics, parameters, training time and img/s, in
+    overlaid, and a table of their best metrics, parameters, training time and img/s (with
+    the machines those were measured on), in
     ``out`` (HTML) beside ``out``.png."""
     out = runs.refuse_run_file(out, "a comparison", (".html", ".htm"))
     picture_path = runs.refuse_run_file(out.with_suffix(".png"), "its picture", (".png",))

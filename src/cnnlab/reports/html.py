@@ -112,8 +112,9 @@ def metrics_rows(metrics: dict, splits: tuple[str, ...] = ("val", "test")) -> li
     return rows
 
 
-def training_body(history: list[dict], data: dict, summary: dict, config: dict) -> str:
-    """How the run trained: epochs, time, speed, and the input the model actually took."""
+def training_body(history: list[dict], data: dict, summary: dict, config: dict, trained_on: list[dict]) -> str:
+    """How the run trained: epochs, time, speed and what it was measured on (``trained_on``:
+    the run's TRAINED_ON records), and the input the model actually took."""
     seconds = runs.training_seconds(history)
     rates = [row["images_per_second"] for row in history if "images_per_second" in row]
     shape = summary.get("input_shape")
@@ -121,6 +122,8 @@ def training_body(history: list[dict], data: dict, summary: dict, config: dict) 
     parts = [f"{len(history)} epochs in {runs.duration(seconds)}"]
     if rates:
         parts.append(f"{sum(rates) / len(rates):,.0f} training images per second on average")
+    if spans := runs.machine_spans(trained_on, len(history)):
+        parts.append(f"trained with {runs.machines_text(spans)}")
     if shape:
         model_input = "x".join(map(str, shape))
         parts.append(f"model input {model_input}"
@@ -205,7 +208,8 @@ def run_report(directory: runs.RunDirectory) -> str:
 
     summary_json = directory.read_json(runs.SUMMARY_JSON, {})
     config = read_yaml(directory.file(runs.CONFIG)) if directory.exists(runs.CONFIG) else {}
-    sections.append(section("training", "Training", training_body(history, data, summary_json, config)))
+    sections.append(section("training", "Training", training_body(history, data, summary_json, config,
+                                                                  directory.read_json(runs.TRAINED_ON, []))))
 
     header = ["split", "samples", "loss", "accuracy", "top-5", "MSE", "macro F1", "AUC macro", "AUC micro", "ECE"]
     best = f"<p>Best checkpoint: epoch {metrics.get('epoch', '?')} of {len(history)}.</p>"
@@ -254,7 +258,7 @@ def short_names(names: list[str]) -> list[str]:
 
 def comparison_report(runs_: list, names: list[str], curves: Path) -> str:
     header = ["run", "model", "best val accuracy", "best val loss", "test accuracy", "val ECE", "parameters",
-              "training time", "img/s"]
+              "training time", "img/s", "trained with"]
     rows = [comparison_row(run, name) for run, name in zip(runs_, names, strict=True)]
     listing = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(str(run.path))}</li>"
                       for run, name in zip(runs_, names, strict=True))
@@ -278,4 +282,5 @@ def comparison_row(run, name: str) -> list:
             float(test) if test is not None else "-", float(ece) if ece is not None else "-",
             Cell(f"{params:,}", params) if isinstance(params, int) else "-",
             Cell(runs.duration(seconds), seconds),
-            Cell(f"{sum(rates) / len(rates):,.0f}", sum(rates) / len(rates)) if rates else "-"]
+            Cell(f"{sum(rates) / len(rates):,.0f}", sum(rates) / len(rates)) if rates else "-",
+            runs.machines_text(spans) if (spans := runs.machine_spans(run.trained_on, len(history))) else "-"]

@@ -72,7 +72,7 @@ from ..models.weights import (
     matching_weights,
     weights_for,
 )
-from ..runtime import Runtime, device_memory, device_text, resolve_device
+from ..runtime import Runtime, device_memory, resolve_device
 from .callbacks import Callback, check_callbacks, trained_base_text
 from .loop import Trainer
 from .optim import build_optimizer, param_groups
@@ -572,8 +572,8 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
         write_run_files(run, config, dataset, grouped, steps.input_size)
     run.write_text(runs.CONFIG, config.to_yaml())
     run.log(f"run {run.path}: {config.model.name} on {config.data.spec} "
-            f"({', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}), "
-            f"{runtime.device.type} {runtime.precision}, {runtime.threads} threads, on {device_text(runtime.device)}")
+            f"({', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}), {runtime.describe()}")
+    run.record_machine(trainer.epoch + 1, runtime.describe())
 
     try:
         trainer.fit()
