@@ -420,8 +420,9 @@ def test_machine_spans_give_each_epoch_the_machine_that_trained_it():
     assert machine_spans(records, 7) == [(1, 7, "cpu")]  # stopped in epoch 8, not yet resumed
     assert machine_spans([{"epoch": 1, "machine": "cpu"}], 0) == []
     assert machine_spans([], 5) == []  # a run made before the records were written
-    assert machines_text([(1, 8, "cpu"), (9, 9, "gpu")]) == "cpu (epochs 1-8), then gpu (epoch 9)"
-    assert machines_text([(1, 7, "cpu")]) == "cpu"
+    assert machines_text(records, 9) == "cpu (epochs 1-8), then gpu (epoch 9)"
+    assert machines_text(records, 7) == "cpu"
+    assert machines_text([], 5) == ""
 
 
 def test_tables_of_runs_name_the_machines_of_their_training_times():

@@ -487,9 +487,11 @@ def machine_spans(trained_on: list[dict], epochs: int) -> list[tuple[int, int, s
     return spans
 
 
-def machines_text(spans: list[tuple[int, int, str]]) -> str:
+def machines_text(trained_on: list[dict], epochs: int) -> str:
     """``machine_spans`` in words: the machine alone where one trained every epoch, else
-    ``cpu fp32, ... (epochs 1-10), then cuda bf16, ... (epochs 11-30)``."""
+    ``cpu fp32, ... (epochs 1-10), then cuda bf16, ... (epochs 11-30)``; empty where the run
+    has no records."""
+    spans = machine_spans(trained_on, epochs)
     if len(spans) == 1:
         return spans[0][2]
     return ", then ".join(f"{machine} (epoch{f' {first}' if first == last else f's {first}-{last}'})"

@@ -122,8 +122,8 @@ def training_body(history: list[dict], data: dict, summary: dict, config: dict, 
     parts = [f"{len(history)} epochs in {runs.duration(seconds)}"]
     if rates:
         parts.append(f"{sum(rates) / len(rates):,.0f} training images per second on average")
-    if spans := runs.machine_spans(trained_on, len(history)):
-        parts.append(f"trained with {runs.machines_text(spans)}")
+    if machines := runs.machines_text(trained_on, len(history)):
+        parts.append(f"trained with {machines}")
     if shape:
         model_input = "x".join(map(str, shape))
         parts.append(f"model input {model_input}"
@@ -283,4 +283,4 @@ def comparison_row(run, name: str) -> list:
             Cell(f"{params:,}", params) if isinstance(params, int) else "-",
             Cell(runs.duration(seconds), seconds),
             Cell(f"{sum(rates) / len(rates):,.0f}", sum(rates) / len(rates)) if rates else "-",
-            runs.machines_text(spans) if (spans := runs.machine_spans(run.trained_on, len(history))) else "-"]
+            runs.machines_text(run.trained_on, len(history)) or "-"]
