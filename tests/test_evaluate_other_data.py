@@ -18,6 +18,7 @@ from cnnlab.data import load_dataset
 from cnnlab.data.images import box_in_image
 from cnnlab.data.readers.gtsrb import sign_boxes
 from cnnlab.errors import CnnlabError, CnnlabWarning
+from cnnlab.runtime import cpu_text
 from conftest import make_image_folder, run_cli
 from test_datasets import sign, write_gtsrb_official
 
@@ -240,6 +241,10 @@ def test_data_bench_times_a_test_set_alone(tmp_path):
     bench = json.loads(run_cli("data", "bench", f"gtsrb:{folder}", "--image-size", "16x16", "--batches", "2",
                                "--format", "json").stdout)
     assert bench["images"] == 6 and bench["batch_images_per_second"] > 0
+    # speed figures name their CPU
+    assert bench["cpu"] == cpu_text()
+    table = run_cli("data", "bench", f"gtsrb:{folder}", "--image-size", "16x16", "--batches", "2").stdout
+    assert table.splitlines()[0].endswith(f" threads, on {cpu_text()}")
 
 
 def test_gtsrb_classes_are_shown_with_what_each_sign_is(gtsrb_run, tmp_path):

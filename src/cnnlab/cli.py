@@ -833,7 +833,7 @@ def cmd_data_bench(args: argparse.Namespace) -> int:
         return 0
     decode = result["decode_images_per_second"]
     print(f"{result['spec']}: {result['images']} images at {'x'.join(map(str, result['image_size']))}, "
-          f"{result['threads']} threads")
+          f"{result['threads']} threads, on {result['cpu']}")
     print(f"  decode into cache: {f'{decode:,.0f} img/s' if decode else 'nothing to decode (pixels ship in the files)'}"
           f" ({result['load_seconds']:.1f} s to load)")
     print(f"  augmented batches: {result['batch_images_per_second']:,.0f} img/s "

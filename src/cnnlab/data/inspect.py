@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..runtime import cpu_count
+from ..runtime import cpu_count, cpu_text
 from .augment import Augment, mix_batch
 from .dataset import Dataset, Split, load_dataset
 from .images import DECODE_ERRORS, exif_warnings_silenced, try_decode
@@ -142,7 +142,8 @@ def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] |
           augment: list[str], batch_size: int = 128, batches: int = 50,
           options: dict | None = None) -> dict:
     """img/s of decoding into the cache (from scratch, in a temporary cache) and of augmented
-    training batches built from it (from its test split, for a test set on its own)."""
+    training batches built from it (from its test split, for a test set on its own), and the
+    CPU they were measured on."""
     with tempfile.TemporaryDirectory() as cache_dir:
         started = time.perf_counter()
         dataset = load_dataset(spec, image_size, None, 0.0, 0, options=options,
@@ -159,4 +160,4 @@ def bench(spec: str, image_size: tuple[int, int] | None, crop: tuple[int, int] |
             "decode_images_per_second": files / decode_seconds if files else None,
             "load_seconds": decode_seconds, "batch_images_per_second": batch_images_per_second,
             "batch_size": batch_size, "augment": augment, "image_size": list(dataset.image_size),
-            "crop": list(input_size), "threads": cpu_count()}
+            "crop": list(input_size), "threads": cpu_count(), "cpu": cpu_text()}
