@@ -59,6 +59,8 @@ def test_cnnlab_launcher_makes_one_run_whose_metrics_equal_one_process(tmp_path)
                      fresh_process=True)
     runs = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(runs) == 1 and result.stdout.strip() == str(runs[0])  # one line, from rank 0
+    [record] = json.loads((runs[0] / "trained_on.json").read_text())  # rank 0's: the img/s are the processes'
+    assert record["epoch"] == 1 and " in each of 2 processes, on " in record["machine"]
     recorded = json.loads((runs[0] / "metrics.json").read_text())["val"]
     single = json.loads(run_cli("evaluate", runs[0], "--device", "cpu", "--format", "json").stdout)
     assert single["samples"] == recorded["samples"] == 179  # uneven over 2 ranks, nothing padded
