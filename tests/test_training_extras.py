@@ -428,6 +428,7 @@ def test_machine_spans_give_each_epoch_the_machine_that_trained_it():
 def test_tables_of_runs_name_the_machines_of_their_training_times():
     from cnnlab.cli import machine_legend
 
-    assert machine_legend([["cpu"], [], ["cpu"]]) == (None, ["training times: cpu"])
-    assert machine_legend([[], []]) == (None, [])
-    assert machine_legend([["cpu"], ["gpu", "cpu"], []]) == (["1", "2,1", "-"], ["[1] cpu", "[2] gpu"])
+    assert machine_legend([["cpu"], [], ["cpu"]]) == ("", ["", "", ""], ["training times: cpu"])
+    assert machine_legend([[], []]) == ("", ["", ""], [])
+    assert machine_legend([["cpu"], ["gpu", "cpu"], []]) == (
+        "   on", ["    1", "  2,1", "    -"], ["[1] cpu", "[2] gpu"])

@@ -952,15 +952,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def machine_legend(machines: list[list[str]]) -> tuple[list[str] | None, list[str]]:
-    """What a table's training times were measured on, given each row's machines: where one
-    machine trained them all, no column and a line naming it; where several did, each row's
-    numbers for a column ("1", "1,2") and a legend."""
+def machine_legend(machines: list[list[str]]) -> tuple[str, list[str], list[str]]:
+    """What a table's training times were measured on, given each row's machines: the heading
+    and the rows' cells of an ``on`` column, and the lines under the table. One machine for
+    every row: no column, a line naming it. Several: each row's numbers ("1", "1,2") and a
+    legend."""
     every = list(dict.fromkeys(machine for row in machines for machine in row))
     if len(every) < 2:
-        return None, [f"training times: {machine}" for machine in every]
+        return "", [""] * len(machines), [f"training times: {machine}" for machine in every]
     marks = [",".join(str(every.index(machine) + 1) for machine in row) or "-" for row in machines]
-    return marks, [f"[{number}] {machine}" for number, machine in enumerate(every, 1)]
+    return f"{'on':>5}", [f"{mark:>5}" for mark in marks], [f"[{number}] {machine}"
+                                                           for number, machine in enumerate(every, 1)]
 
 
 def print_runs(rows: list[dict]) -> None:
@@ -968,16 +970,15 @@ def print_runs(rows: list[dict]) -> None:
 
     percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
     width = max(len("run"), *(len(row["name"]) for row in rows)) + 1  # whole: a sweep's runs differ at the end
-    marks, legend = machine_legend([[span["machine"] for span in row.get("trained_on", [])] for row in rows])
-    on = f"{'on':>5}" if marks else ""
+    on, marks, legend = machine_legend([[span["machine"] for span in row.get("trained_on", [])] for row in rows])
     print(f"{'run':<{width}}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}{'training':>12}"
           f"{on}  status")
-    for index, row in enumerate(rows):
+    for row, mark in zip(rows, marks, strict=True):
         epochs = "/".join(map(str, row["epochs"])) if "epochs" in row else "-"
         print(f"{row['name']:<{width}}{row.get('model', '-')[:13]:<14}{row.get('data', '-')[:21]:<22}{epochs:>8}"
               f"{percent(row.get('val_accuracy')):>9}{percent(row.get('test_accuracy')):>9}"
               f"{'-' if row.get('training_seconds') is None else duration(row['training_seconds']):>12}"
-              f"{f'{marks[index]:>5}' if marks else ''}  {row['status']}")
+              f"{mark}  {row['status']}")
     for line in legend:
         print(line)
 
@@ -1010,11 +1011,10 @@ def print_seed_groups(groups: list[dict]) -> None:
         deviation = "" if figures["std"] is None else f" ± {figures['std']:.2%}"
         return f"{figures['mean']:.2%}{deviation} ({figures['min']:.2%}-{figures['max']:.2%})"
 
-    marks, legend = machine_legend([group.get("trained_on", []) for group in groups])
-    on = f"{'on':>5}" if marks else ""
+    on, marks, legend = machine_legend([group.get("trained_on", []) for group in groups])
     print(f"{'runs':>5}  {'model':<14}{'data':<22}{'val acc: mean ± sd (lowest-highest)':<40}"
           f"{'test acc':<34}{'training (mean)':>15}{on}  differs in")
-    for index, group in enumerate(groups):
+    for group, mark in zip(groups, marks, strict=True):
         differs = ", ".join(f"{key}={setting_text(value)}" for key, value in group["differs"].items()) or "-"
         seconds = group["training_seconds"]
         count = str(len(group["runs"]))
@@ -1023,7 +1023,7 @@ def print_seed_groups(groups: list[dict]) -> None:
         print(f"{count:>5}  {group['model'][:13]:<14}{group['data'][:21]:<22}"
               f"{summary(group['val_accuracy']):<40}{summary(group['test_accuracy']):<34}"
               f"{'-' if seconds is None else duration(seconds['mean']):>15}"
-              f"{f'{marks[index]:>5}' if marks else ''}  {differs}")
+              f"{mark}  {differs}")
     for line in legend:
         print(line)
     if any(len(group["finished"]) < len(group["runs"]) for group in groups):
