@@ -571,9 +571,10 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
     else:
         write_run_files(run, config, dataset, grouped, steps.input_size)
     run.write_text(runs.CONFIG, config.to_yaml())
+    machine = runtime.describe()
     run.log(f"run {run.path}: {config.model.name} on {config.data.spec} "
-            f"({', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}), {runtime.describe()}")
-    run.record_machine(trainer.epoch + 1, runtime.describe())
+            f"({', '.join(f'{k} {len(v)}' for k, v in dataset.splits.items())}), {machine}")
+    run.record_machine(trainer.epoch + 1, machine)
 
     try:
         trainer.fit()
