@@ -15,13 +15,19 @@ from collections.abc import Callable
 
 import torch
 from step_levers import under_bf16_autocast
-from throughput import Case, alternate, bare_training_step, exit_on_refused_input, window
+from throughput import (
+    Case,
+    alternate,
+    bare_training_step,
+    exit_on_refused_input,
+    torch_and_cpu,
+    window,
+)
 from torch import nn
 
 from cnnlab import launcher
 from cnnlab.models.factory import create_model
 from cnnlab.models.layers import UniformMaskDropout
-from cnnlab.runtime import cpu_text
 
 LAYERS = {
     "torch": nn.Dropout,
@@ -56,7 +62,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per window")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: under bf16 autocast")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu_text()}, {args.precision}")
+    print(f"{torch_and_cpu()}, {args.precision}")
     for spec in args.model:
         case = Case.parse(spec, None)
         rates = measure(case, args.windows, args.steps, args.precision)

@@ -17,12 +17,11 @@ from collections.abc import Callable
 
 import torch
 from step_levers import on_torch_path, under_bf16_autocast
-from throughput import Case, alternate, exit_on_refused_input, window
+from throughput import Case, alternate, exit_on_refused_input, torch_and_cpu, window
 
 from cnnlab import launcher
 from cnnlab.models.factory import create_model
 from cnnlab.models.layers import OneDnnLinear, PatchMatmulConv2d, onednn_dense_applies
-from cnnlab.runtime import cpu_text
 
 SEED_MODELS = ("alexnet-bn", "alexnet-bn@150", "alexnet-half", "alexnet-mnist", "simple-cnn",
                "small-cnn", "vgg16")
@@ -78,8 +77,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu_text()}, "
-          f"{args.precision}")
+    print(f"{torch_and_cpu()}, {args.precision}")
     for text in args.model:
         case = Case.parse(text, None)
         height, width, channels = case.input

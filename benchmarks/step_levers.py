@@ -44,7 +44,14 @@ import types
 from collections.abc import Callable
 
 import torch
-from throughput import Case, alternate, bare_training_step, exit_on_refused_input, window
+from throughput import (
+    Case,
+    alternate,
+    bare_training_step,
+    exit_on_refused_input,
+    torch_and_cpu,
+    window,
+)
 
 from cnnlab import launcher
 from cnnlab.config import parse_override
@@ -59,7 +66,6 @@ from cnnlab.models.layers import (
     TilingAvgPool2d,
     fix_whitening_biases,
 )
-from cnnlab.runtime import cpu_text
 
 REFERENCE = "channels_last"
 NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten", "torch-avgpool",
@@ -188,7 +194,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: every variant's step under CPU bf16 autocast, as cnnlab trains in bf16")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu_text()}, {args.precision}")
+    print(f"{torch_and_cpu()}, {args.precision}")
     for spec in args.model:
         case = Case.parse(spec, args.batch_size)
         steps = variants(case, args.levers, dict(parse_override(item) for item in args.options))

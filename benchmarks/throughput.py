@@ -280,6 +280,11 @@ class KerasMode:
         self.worker.ask(op="release", key=self.key)
 
 
+def torch_and_cpu() -> str:
+    """What the step benchmarks say first: torch's version, its threads and the CPU."""
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu_text()}"
+
+
 def environment_line(keras_info: dict | None, device: torch.device) -> str:
     preload = os.environ.get("LD_PRELOAD", "")
     parts = [f"CPU {cpu_text()}, {torch.get_num_threads()} threads",
