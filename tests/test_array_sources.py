@@ -258,6 +258,11 @@ def test_predict_takes_the_images_users_hold_in_memory(colour_run):
     assert probabilities.shape == (4, 4) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     assert [run.classes[i] for i in probabilities.argmax(axis=1)] == [top[0][0] for top in expected]
     assert np.allclose(api.predict(run, pixels).probabilities, probabilities, atol=1e-6)
+    # how long each took, and with what (the table of `cnnlab predict` ends with it)
+    in_memory = api.predict(run, pixels)
+    for result in (from_files, in_memory):
+        assert result.seconds > 0 and result.machine == from_files.machine
+    assert from_files.machine.startswith("cpu ") and ", on " in from_files.machine
 
 
 def test_predict_takes_grayscale_arrays_for_a_colour_run(colour_run):

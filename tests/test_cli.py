@@ -37,16 +37,33 @@ def test_train_prints_epochs_and_run_directory(digits_run):
     precision = "bf16" if native_bf16(torch.device("cpu")) else "fp32"  # auto
     assert record == {"epoch": 1, "machine": Runtime(torch.device("cpu"), precision, cpu_count()).describe()}
     assert record["machine"].endswith(f", on {cpu_text()}") and f"), {record['machine']}\n" in log
-    assert f"trained with {record['machine']};" in (digits_run / "report.html").read_text()
+    report = (digits_run / "report.html").read_text()
+    assert f"trained with {record['machine']};" in report
+    # the metrics table's img/s, the final evaluation's, and what they were measured with
+    assert "<th>img/s</th>" in report and f"img/s of evaluation with {evaluated_with()}.</p>" in report
     metrics = json.loads((digits_run / "metrics.json").read_text())
     assert metrics["val"]["accuracy"] > 0.8
+
+
+def evaluated_with() -> str:
+    """What the digits run is evaluated and predicted with: its precision, auto."""
+    precision = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    return Runtime(torch.device("cpu"), precision, cpu_count()).describe()
 
 
 def test_evaluate_table_and_json(digits_run):
     table = run_cli("evaluate", digits_run, "--no-report").stdout
     assert "accuracy" in table and "macro avg" in table
+    # as Keras' evaluate shows its time: the model's pass, and the machine it was measured on
+    speed = re.search(r"^  speed +([\d,]+) img/s: 179 images in (\d+ ms|\d\.\d s|\d+ s), (.+)$", table, re.MULTILINE)
+    assert speed and speed[3] == evaluated_with(), table
     data = json.loads(run_cli("evaluate", digits_run, "--format", "json", "--no-report").stdout)
     assert data["samples"] == 179 and 0.8 < data["accuracy"] <= 1.0
+    assert data["machine"] == evaluated_with() and data["seconds"] > 0
+    assert data["images_per_second"] == pytest.approx(179 / data["seconds"])
+    # the run's own final evaluation records its speed too
+    own = json.loads((digits_run / "metrics.json").read_text())["val"]
+    assert own["machine"] == evaluated_with() and own["images_per_second"] > 0
     missing = run_cli("evaluate", digits_run, "--split", "test", "--no-report", check=False)
     assert missing.returncode == 2 and "no test split" in missing.stderr
 
@@ -109,6 +126,18 @@ def test_predict_folder_with_corrupt_file(digits_run, tmp_path):
     assert len(csv_out.splitlines()) == 4
 
 
+def test_predict_table_ends_with_its_speed(digits_run, tmp_path):
+    """The table says how fast the images went, decoding included, and on what; csv and
+    json, for programs, hold the predictions alone."""
+    for i in range(3):
+        Image.new("L", (8, 8), color=60 * i).save(tmp_path / f"img{i}.png")
+    lines = run_cli("predict", digits_run, tmp_path).stdout.splitlines()
+    assert len(lines) == 4 and all(line.startswith(str(tmp_path)) for line in lines[:3])
+    assert re.fullmatch(r"3 images in (\d+ ms|\d\.\d s): [\d,]+ img/s, decoding included, with (.+)", lines[3])
+    assert lines[3].endswith(f", with {evaluated_with()}")
+    assert "img/s" not in run_cli("predict", digits_run, tmp_path, "--format", "csv").stdout
+
+
 def test_predict_names_a_pipe_or_device_for_what_it_is(digits_run, tmp_path):
     """`predict RUN /dev/stdin` or a named pipe said "no such file or folder" of a path that is
     there. Neither is opened: a pipe with no writer would block the command for good."""
@@ -141,7 +170,7 @@ def test_predict_reads_a_large_folder_a_chunk_at_a_time(digits_run, tmp_path, mo
         chunked = run_cli("predict", digits_run, folder, "--format", form, check=False)
         if form == "json":
             assert chunked.stdout == whole.stdout and chunked.stderr == whole.stderr
-        assert chunked.stdout.count("img") == 7 and "skipped" in chunked.stderr and "img3b.png" in chunked.stderr
+        assert chunked.stdout.count(f"inputs{os.sep}img") == 7 and "skipped" in chunked.stderr and "img3b.png" in chunked.stderr
     assert decoded[:3] == [3, 3, 2]
     assert json.loads(whole.stdout)[3]["path"].endswith("img3.png")
 
@@ -878,7 +907,7 @@ def test_runs_lists_the_runs_of_a_folder_and_where_each_stands(tmp_path):
     assert table[0].split()[:3] == ["run", "model", "data"] and len(table) == 5
     machine = listing["done"]["trained_on"][0]["machine"]
     assert table[-1] == f"training times: {machine}" and machine.startswith("cpu ")  # one machine: no column
-    assert table[0].split()[-2:] == ["training", "status"] and re.search(r" \d+ s  finished$", table[2])
+    assert table[0].split()[-2:] == ["training", "status"] and re.search(r" (\d+ ms|\d\.\d s|\d+ s)  finished$", table[2])
     by_accuracy = json.loads(run_cli("runs", out, "--sort", "val_accuracy", "--format", "json").stdout)
     assert [row["name"] for row in by_accuracy][-1] == "poor"  # the best first, as a sweep is read
     assert [row["val_accuracy"] for row in by_accuracy] == sorted((row["val_accuracy"] for row in by_accuracy),
@@ -994,7 +1023,7 @@ def test_runs_by_seed_groups_repeats_and_shows_what_sets_them_apart(tmp_path):
     table = run_cli("runs", out, "--by-seed").stdout
     assert "optimizer.lr=0.03" in table and "±" in table and len(table.splitlines()) == 5
     assert table.splitlines()[-1].startswith("training times: cpu ")
-    assert "training (mean)" in table.splitlines()[0] and re.search(r"\d+ s  optimizer.lr=0.03$", table.splitlines()[2])
+    assert "training (mean)" in table.splitlines()[0] and re.search(r" (\d+ ms|\d\.\d s|\d+ s)  optimizer.lr=0.03$", table.splitlines()[2])
     best_first = json.loads(run_cli("runs", out, "--by-seed", "--sort", "val_accuracy", "--format", "json").stdout)
     means = [group["val_accuracy"]["mean"] for group in best_first]
     assert means == sorted(means, reverse=True)

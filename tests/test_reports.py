@@ -222,7 +222,7 @@ def test_compare_is_readable(two_runs, tmp_path):
     assert "Training and validation curves" in text and ">Validation curves<" not in text
     params = [f"{int(json.loads((r.path / 'summary.json').read_text())['total_params']):,}" for r in two_runs]
     assert all(p in text for p in params)  # 61,706, not 61706
-    assert re.search(r"<td[^>]*>\d+ s</td>|<td[^>]*>\d+ min \d\d s</td>", text)
+    assert re.search(r"<td[^>]*>(\d+ ms|\d\.\d s|\d+ s|\d+ min \d\d s)</td>", text)
     assert "<th>val ECE</th>" in text  # how far each run's probabilities are from its accuracy
     for run in two_runs:
         ece = json.loads((run.path / "metrics.json").read_text())["val"]["calibration"]["ece"]
@@ -305,3 +305,18 @@ def test_a_damaged_record_of_the_mean_and_std_is_described_without_its_numbers(m
     assert normalization_text("given", mean, std) == NORMALIZATIONS["given"]
     assert normalization_text("given", [0.5, 0.25, 1], [2]) == ("pixels/255 standardised with the mean (0.5, 0.25, 1) "
                                                                "and std (2) given")
+
+
+def test_the_metrics_tables_name_what_their_img_s_were_measured_with():
+    """Evaluation speeds are machine figures: one machine is named once, several each by split;
+    a run evaluated before speeds were recorded shows none."""
+    from cnnlab.reports.html import evaluation_machines
+
+    first, other = "cpu bf16, 2 threads, on AMD EPYC (family 25, model 17; flags: avx2)", "cpu fp32, 1 thread, on X<1>"
+    both = {"val": {"machine": first}, "test": {"machine": first}}
+    assert evaluation_machines(both) == f"<p>img/s of evaluation with {first}.</p>"
+    mixed = {"val": {"machine": first}, "test": {"machine": other}}
+    assert evaluation_machines(mixed) == (f"<p>img/s of evaluation: val's with {first}; "
+                                          "test's with cpu fp32, 1 thread, on X&lt;1&gt;.</p>")
+    assert evaluation_machines(mixed, ("test",)) == "<p>img/s of evaluation with cpu fp32, 1 thread, on X&lt;1&gt;.</p>"
+    assert evaluation_machines({"val": {"accuracy": 0.5}}) == ""

@@ -425,6 +425,17 @@ def test_machine_spans_give_each_epoch_the_machine_that_trained_it():
     assert machines_text([], 5) == ""
 
 
+@pytest.mark.parametrize("seconds, text", [
+    (0.0036, "4 ms"), (0.4504, "450 ms"), (0.9996, "1.0 s"), (4.449, "4.4 s"), (9.96, "10 s"), (45.4, "45 s"),
+    (444.2, "7 min 24 s"), (7500, "2 h 05 min"),
+])
+def test_durations_are_written_as_precisely_as_they_matter(seconds, text):
+    """A training's minutes, and the milliseconds of predicting one image."""
+    from cnnlab.runs import duration
+
+    assert duration(seconds) == text
+
+
 def test_tables_of_runs_name_the_machines_of_their_training_times():
     from cnnlab.cli import machine_legend
 

@@ -659,7 +659,7 @@ def described(name: str, descriptions: dict[str, str]) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
     from .reports.html import per_class_table
-    from .runs import load_run
+    from .runs import duration, load_run
 
     run = load_run(args.run)  # read once: evaluated, then its class descriptions for the table
     metrics = evaluate(run, args.data, args.split, batch_size=args.batch_size,
@@ -676,6 +676,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if auc["macro"] is not None:
         print(f"  {'roc_auc':<15}{auc['macro']:.4f} macro, {auc['micro']:.4f} micro")
     print(f"  {'ece':<15}{metrics['calibration']['ece']:.4f} ({len(metrics['calibration']['bins'])} bins)")
+    print(f"  {'speed':<15}{metrics['images_per_second']:,.0f} img/s: {metrics['samples']:,} images in "
+          f"{duration(metrics['seconds'])}, {metrics['machine']}")
     print(f"\n{'class':<20}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     rows, left_out = per_class_table(metrics)
     for name, row in rows:
@@ -689,12 +691,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluation.predict import predict_in_chunks
-    from .runs import class_label
+    from .runs import class_label, duration
 
     names, chunks = predict_in_chunks(args.run, args.inputs, args.top_k, tta=args.tta, device=args.device,
                                       boxes=args.boxes)
     width = max(len(name) for name in names)
     predicted = skipped = 0
+    seconds, machine = 0.0, ""
     # each chunk is printed as it comes: a large folder shows results at once
     for part in chunks:
         for path, reason in part.unreadable.items():
@@ -719,9 +722,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 buffer.write(f"{p.path:<{width}}  {shown}\n")
         predicted += len(part.predictions)
         skipped += len(part.unreadable)
+        seconds, machine = seconds + part.seconds, part.machine
         print(buffer.getvalue(), end="", flush=True)
     if args.format == "json":
         print("\n]" if predicted else "[]")
+    elif args.format == "table" and predicted:
+        print(f"{predicted:,} image{'s' if predicted != 1 else ''} in {duration(seconds)}: {predicted / seconds:,.0f} img/s, "
+              f"decoding included, with {machine}")
     return 1 if skipped and not predicted else 0
 
 

@@ -499,7 +499,11 @@ def machines_text(trained_on: list[dict], epochs: int) -> str:
 
 
 def duration(seconds: float) -> str:
-    """``45 s``, ``7 min 24 s``, ``2 h 05 min``."""
+    """``450 ms``, ``4.4 s``, ``45 s``, ``7 min 24 s``, ``2 h 05 min``."""
+    if round(seconds * 1000) < 1000:
+        return f"{seconds * 1000:.0f} ms"
+    if round(seconds, 1) < 10:
+        return f"{seconds:.1f} s"
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"

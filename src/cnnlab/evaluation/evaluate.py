@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import time
 
 import numpy as np
 import torch
@@ -34,15 +35,20 @@ def evaluate_split(model: nn.Module, split: Split, loader: BatchLoader, loss: Lo
                    classes: list[str], runtime: Runtime, tta: str | None = None,
                    averaged: list[int] | None = None) -> tuple[dict, np.ndarray]:
     """Loss, accuracy, top-5, MSE, the per-class report, confusion matrix and ROC AUC, and the
-    probabilities of every sample (averages over the classes ``averaged``, default all)."""
+    probabilities of every sample (averages over the classes ``averaged``, default all); and the
+    speed of the model's pass over the decoded images, with what it was measured on, as Keras'
+    ``evaluate`` shows its time."""
     if tta and loss.name == "binary_ce":
         raise CnnlabError.about("tta", ": averages softmax probabilities; this run uses binary_ce")
+    started = time.perf_counter()
     logits = predict_logits(model, loader, runtime, tta)
+    seconds = time.perf_counter() - started
     check_finite_outputs(logits)
     labels = torch.from_numpy(split.labels)
     result = running_metrics(logits, labels, loss)
     probs = loss.probabilities(logits).numpy()
-    result["samples"] = len(split)
+    result.update(samples=len(split), seconds=seconds, images_per_second=len(split) / seconds,
+                  machine=runtime.describe())
     result.update(classification_metrics(probs, split.labels, classes, averaged))
     return result, probs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,11 @@ class PredictionResult:
     """Every class's probability, a row per prediction (Keras' ``model.predict(x)``)."""
     descriptions: dict[str, str] = field(default_factory=dict)
     """What a class is, where the run's data says and its name does not (Run.descriptions)."""
+    seconds: float = 0.0
+    """The time these predictions took: reading and decoding the files (or resizing the images
+    given) and the model's pass, not loading the model."""
+    machine: str = ""
+    """What they were computed with (``Runtime.describe``): device, precision, threads, CPU or GPU."""
 
 
 def expand_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
@@ -74,7 +80,8 @@ def predict_files(run_path, inputs: list[str], top_k: int = 5, batch_size: int =
     parts = list(predict_in_chunks(run_path, inputs, top_k, batch_size, tta, device, boxes)[1])
     return PredictionResult([p for part in parts for p in part.predictions],
                             {path: why for part in parts for path, why in part.unreadable.items()},
-                            np.concatenate([part.probabilities for part in parts]), parts[0].descriptions)
+                            np.concatenate([part.probabilities for part in parts]), parts[0].descriptions,
+                            sum(part.seconds for part in parts), parts[0].machine)
 
 
 def pixel_rows(images, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -115,11 +122,14 @@ def predict_images(run_path, images, top_k: int = 5, batch_size: int = 64, tta: 
     "[0]", "[1]"..."""
     artifacts = prediction_artifacts(run_path, top_k, tta)
     prep = artifacts.preprocessing
-    rows = pixel_rows(images, prep.image_size, prep.channels)
     model, runtime = inference_model(artifacts, device)
-    return predict_rows(model, runtime, artifacts, Split(rows, np.zeros(len(rows), dtype=np.int64),
-                                                         [f"[{i}]" for i in range(len(rows))]),
-                        top_k, batch_size, tta)
+    started = time.perf_counter()
+    rows = pixel_rows(images, prep.image_size, prep.channels)
+    result = predict_rows(model, runtime, artifacts, Split(rows, np.zeros(len(rows), dtype=np.int64),
+                                                           [f"[{i}]" for i in range(len(rows))]),
+                          top_k, batch_size, tta)
+    result.seconds, result.machine = time.perf_counter() - started, runtime.describe()
+    return result
 
 
 def prediction_artifacts(run_path, top_k: int, tta: str | None, cropped: bool = False) -> RunArtifacts:
@@ -167,17 +177,20 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
     paths, names = [path for path, _ in found], {str(path): name for path, name in found}
     crops = None if boxes is None else sign_boxes(Path(boxes), paths)
     model, runtime = inference_model(artifacts, device)
+    machine = runtime.describe()
     prep = artifacts.preprocessing
     chunk = max(1, CHUNK_BYTES // (prep.image_size[0] * prep.image_size[1] * prep.channels))
 
     def chunks() -> Iterator[PredictionResult]:
         for start in range(0, len(paths), chunk):
+            started = time.perf_counter()
             part = paths[start:start + chunk]
             images, kept, unreadable = decode_many(part, prep.image_size, prep.channels,
                                                    boxes=None if crops is None else crops[start:start + chunk])
             split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [names[str(part[i])] for i in kept])
             result = predict_rows(model, runtime, artifacts, split, top_k, batch_size, tta)
             result.unreadable = {names[path]: reason for path, reason in unreadable.items()}
+            result.seconds, result.machine = time.perf_counter() - started, machine
             yield result
 
     return [name for _, name in found], chunks()

@@ -108,8 +108,20 @@ def metrics_rows(metrics: dict, splits: tuple[str, ...] = ("val", "test")) -> li
                      m.get("top5_accuracy", "-"), m["mse"], m["averages"]["macro"]["f1"],
                      auc.get("macro") if auc.get("macro") is not None else "-",
                      auc.get("micro") if auc.get("micro") is not None else "-",
-                     m.get("calibration", {}).get("ece", "-")])
+                     m.get("calibration", {}).get("ece", "-"),
+                     Cell(f"{m['images_per_second']:,.0f}", m["images_per_second"]) if "images_per_second" in m else "-"])
     return rows
+
+
+def evaluation_machines(metrics: dict, splits: tuple[str, ...] = ("val", "test")) -> str:
+    """What the img/s of ``metrics_rows`` were measured with: one machine, or each split's."""
+    machines = {split: metrics[split]["machine"] for split in splits if "machine" in metrics.get(split, {})}
+    if not machines:
+        return ""
+    if len(set(machines.values())) == 1:
+        return f"<p>img/s of evaluation with {html.escape(next(iter(machines.values())))}.</p>"
+    each = "; ".join(f"{split}'s with {html.escape(machine)}" for split, machine in machines.items())
+    return f"<p>img/s of evaluation: {each}.</p>"
 
 
 def training_body(history: list[dict], data: dict, summary: dict, config: dict, trained_on: list[dict]) -> str:
@@ -211,9 +223,11 @@ def run_report(directory: runs.RunDirectory) -> str:
     sections.append(section("training", "Training", training_body(history, data, summary_json, config,
                                                                   directory.read_json(runs.TRAINED_ON, []))))
 
-    header = ["split", "samples", "loss", "accuracy", "top-5", "MSE", "macro F1", "AUC macro", "AUC micro", "ECE"]
+    header = ["split", "samples", "loss", "accuracy", "top-5", "MSE", "macro F1", "AUC macro", "AUC micro", "ECE",
+              "img/s"]
     best = f"<p>Best checkpoint: epoch {metrics.get('epoch', '?')} of {len(history)}.</p>"
-    sections.append(section("metrics", "Metrics", best + table(header, metrics_rows(metrics))))
+    sections.append(section("metrics", "Metrics", best + table(header, metrics_rows(metrics))
+                            + evaluation_machines(metrics)))
     sections.append(section("curves", "Training curves", img(directory.file(runs.CURVES), "training curves")))
 
     for split in ("val", "test"):
@@ -231,7 +245,7 @@ def run_report(directory: runs.RunDirectory) -> str:
         intro = (f"<p>The best checkpoint (epoch {evaluation['epoch']}) on {html.escape(what)}"
                  f"{' with ' + html.escape(options) if options else ''}; files in "
                  f"{html.escape(folder)}/.</p>")
-        body = intro + table(header, metrics_rows(evaluation, (split,)))
+        body = intro + table(header, metrics_rows(evaluation, (split,))) + evaluation_machines(evaluation, (split,))
         sections.append(section(f"evaluation-{label}", f"Evaluation on {what}", body
                                 + split_body(directory.file(folder), split, evaluation[split],
                                              f"per-class-{label}", descriptions)))
