@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import TrainConfig, checked_value
+from .config import KIND_WORDS, TrainConfig, checked_value
 from .data import Dataset, load_dataset
 from .errors import CnnlabError, ConfigError, Spell, shown
 from .models import create_model as build_model
@@ -67,8 +67,7 @@ def _errors_naming(keywords: Iterable[str], spell: Spell = _keyword) -> Iterator
 # the types the config checks its fields as (checked_value), by the names annotations give them
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 # what else the API's annotations name, and how a message names each
-_KINDS = {Path: "a path", Run: "a Run", TrainConfig: "a TrainConfig", dict: "a dict", str: "text",
-          int: "a whole number", float: "a number", bool: "true or false", type(None): "None"}
+_KINDS = {**KIND_WORDS, Path: "a path", Run: "a Run", TrainConfig: "a TrainConfig", dict: "a dict"}
 _NAMES = {**_PLAIN_TYPES, "Path": Path, "Run": Run, "TrainConfig": TrainConfig, "dict": dict}
 
 

@@ -510,6 +510,10 @@ def _build(cls: type, data: Any, source: str | None, prefix: str) -> Any:
     return cls(**values)
 
 
+KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", type(None): "None"}
+"""How a message names the value a field of each type takes (and an API argument: api.py)."""
+
+
 def checked_value(hint: Any, value: Any, key: str, source: str | None = None) -> Any:
     """``value`` as a config field of type ``hint`` takes it (a whole number for an int, a
     number or its text for a float, true or false for a bool), or a ConfigError naming ``key``
@@ -547,13 +551,13 @@ def _coerce(hint: Any, value: Any, source: str | None, key: str) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError.about(key, f": expected true or false, got {shown(value)}", before=_at(source))
+        raise ConfigError.about(key, f": expected {KIND_WORDS[bool]}, got {shown(value)}", before=_at(source))
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > MAX_INT:
                 raise ConfigError.about(key, f": {value} is too large (at most {MAX_INT:,})", before=_at(source))
             return value
-        raise ConfigError.about(key, f": expected a whole number, got {shown(value)}", before=_at(source))
+        raise ConfigError.about(key, f": expected {KIND_WORDS[int]}, got {shown(value)}", before=_at(source))
     if hint is float:
         number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -562,12 +566,12 @@ def _coerce(hint: Any, value: Any, source: str | None, key: str) -> Any:
             with contextlib.suppress(ValueError):
                 number = float(value)
         if number is None:
-            raise ConfigError.about(key, f": expected a number, got {shown(value)}", before=_at(source))
+            raise ConfigError.about(key, f": expected {KIND_WORDS[float]}, got {shown(value)}", before=_at(source))
         if not math.isfinite(number):
             raise ConfigError.about(key, f": expected a finite number, got {shown(value)}", before=_at(source))
         return number
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError.about(key, f": expected text, got {shown(value)}", before=_at(source))
+        raise ConfigError.about(key, f": expected {KIND_WORDS[str]}, got {shown(value)}", before=_at(source))
     raise TypeError(f"config field {key} has an unsupported type {hint}")
