@@ -174,6 +174,41 @@ def test_evaluate_own_data_with_tta_goes_to_its_own_folder(folder_run):
     assert json.loads((run / "metrics.json").read_text())["val"]["accuracy"] == plain["accuracy"]
 
 
+def test_evaluating_a_run_on_another_machine_keeps_the_runs_own_results(folder_run, monkeypatch):
+    """A run trained on a lent GPU and evaluated on a CPU (or in another precision) gets
+    numbers a little different from its own: they replaced the run's own val results, which
+    the training curves' best epoch no longer matched. Now they go to a folder of their own,
+    named by the device and precision; on the machine that trained it the run's own results
+    stay where they are (the same numbers)."""
+    from cnnlab.runtime import Runtime
+
+    run, _ = folder_run
+    shutil.copytree(run, run.parent / "copy")
+    run = run.parent / "copy"
+    own = json.loads((run / "metrics.json").read_text())["val"]
+    before = snapshot(run)
+    precision = own["machine"].split(",")[0].split()[1]  # what the run evaluated in: bf16 or fp32
+    elsewhere = f"cpu {precision}, 2 threads, on another CPU"
+    monkeypatch.setattr(Runtime, "describe", lambda self: elsewhere)
+    result = json.loads(run_cli("evaluate", run, "--format", "json").stdout)
+    saved = run / "evaluations" / f"folder-images-val-cpu-{precision}"
+    assert result["saved_to"] == str(saved) and result["machine"] == elsewhere
+    assert snapshot(run) == before
+    stored = json.loads((saved / "metrics.json").read_text())
+    assert stored["machine"] == elsewhere and stored["val"]["accuracy"] == result["accuracy"]
+    assert "Evaluation on folder:" in (run / "report.html").read_text()
+    # again on that machine: its own folder rewritten; on a third, one more folder
+    evaluations = sorted((run / "evaluations").iterdir())
+    run_cli("evaluate", run, "--no-report")
+    assert sorted((run / "evaluations").iterdir()) == evaluations
+    monkeypatch.setattr(Runtime, "describe", lambda self: f"cpu {precision}, 2 threads, on a third CPU")
+    third = json.loads(run_cli("evaluate", run, "--format", "json", "--no-report").stdout)
+    assert third["saved_to"] == f"{saved}-2" and snapshot(run) == before
+    # back on the machine that trained it: in place, as before
+    monkeypatch.setattr(Runtime, "describe", lambda self: own["machine"])
+    assert json.loads(run_cli("evaluate", run, "--format", "json").stdout)["saved_to"] == str(run)
+
+
 def test_evaluate_own_folder_after_classes_were_added_to_it(tmp_path):
     """Classes are matched by name, not by their place in the folder's sorted listing: a class
     folder added before the others would shift every label (silently wrong metrics), an empty

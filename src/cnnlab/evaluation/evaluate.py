@@ -32,12 +32,12 @@ def running_metrics(logits: torch.Tensor, labels: torch.Tensor, loss: Loss) -> d
 
 
 def evaluate_split(model: nn.Module, split: Split, loader: BatchLoader, loss: Loss,
-                   classes: list[str], runtime: Runtime, tta: str | None = None,
+                   classes: list[str], runtime: Runtime, machine: str, tta: str | None = None,
                    averaged: list[int] | None = None) -> tuple[dict, np.ndarray]:
     """Loss, accuracy, top-5, MSE, the per-class report, confusion matrix and ROC AUC, and the
     probabilities of every sample (averages over the classes ``averaged``, default all); and the
-    speed of the model's pass over the decoded images, with what it was measured on, as Keras'
-    ``evaluate`` shows its time."""
+    speed of the model's pass over the decoded images, with what it was measured on
+    (``machine``: ``runtime`` described), as Keras' ``evaluate`` shows its time."""
     if tta and loss.name == "binary_ce":
         raise CnnlabError.about("tta", ": averages softmax probabilities; this run uses binary_ce")
     started = time.perf_counter()
@@ -48,7 +48,7 @@ def evaluate_split(model: nn.Module, split: Split, loader: BatchLoader, loss: Lo
     result = running_metrics(logits, labels, loss)
     probs = loss.probabilities(logits).numpy()
     result.update(samples=len(split), seconds=seconds, images_per_second=len(split) / seconds,
-                  machine=runtime.describe())
+                  machine=machine)
     result.update(classification_metrics(probs, split.labels, classes, averaged))
     return result, probs
 
@@ -73,7 +73,7 @@ def predictions_csv(split: Split, probs: np.ndarray, classes: list[str], top_k: 
 
 def evaluate_and_record(directory: runs.RunDirectory, model: nn.Module, loss: Loss,
                         preprocessing: Preprocessing, classes: list[str], part: Split, split: str,
-                        runtime: Runtime, batch_size: int, epoch: int, data: str,
+                        runtime: Runtime, machine: str, batch_size: int, epoch: int, data: str,
                         tta: str | None = None, label: str | None = None,
                         options: dict | None = None, pictures: bool = True) -> dict:
     """Evaluate ``model`` on ``part`` and write the result: into the run's own metrics.json,
@@ -83,7 +83,7 @@ def evaluate_and_record(directory: runs.RunDirectory, model: nn.Module, loss: Lo
                          device=runtime.device)
     # data of other origin may hold some of the classes only: average over those
     averaged = None if label is None else sorted(set(part.labels.tolist()))
-    metrics, probs = evaluate_split(model, part, loader, loss, classes, runtime, tta, averaged)
+    metrics, probs = evaluate_split(model, part, loader, loss, classes, runtime, machine, tta, averaged)
     metrics.update(data=data, split=split, tta=tta)
     folder = "" if label is None else runs.evaluation_folder(label)
     if label is None:
@@ -91,7 +91,7 @@ def evaluate_and_record(directory: runs.RunDirectory, model: nn.Module, loss: Lo
         stored.update({"checkpoint": runs.BEST, "epoch": epoch, split: metrics})
     else:
         stored = {"checkpoint": runs.BEST, "epoch": epoch, "data": data, "options": options or {},
-                  "split": split, "tta": tta, split: metrics}
+                  "split": split, "tta": tta, "machine": metrics["machine"], split: metrics}
     directory.write_json(f"{folder}/{runs.METRICS}" if folder else runs.METRICS, stored)
     csv_name = runs.predictions_file(split)
     directory.write_text(f"{folder}/{csv_name}" if folder else csv_name, predictions_csv(part, probs, classes))
@@ -171,16 +171,23 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
                 else concat_splits(list(dataset.splits.values())))
     # by name, on the run's own data too: its folder may have gained classes since the run
     part = part.relabelled(class_mapping(dataset.classes, run.classes, part.labels, dataset.spec))
-    # each data set, split, option change and TTA gets its own folder: no evaluation replaces another
+    # each data set, split, option change and TTA gets its own folder: no evaluation replaces another;
+    # nor does the run's own split evaluated on another machine (other device, precision or CPU:
+    # numbers a little different from those its training recorded)
     directory = runs.RunDirectory(run.path, quiet=quiet)
+    machine = runtime.describe()
+    recorded_machine = run.metrics.get(split, {}).get("machine") if own else None
+    elsewhere = recorded_machine is not None and recorded_machine != machine
     label = None
-    if not own or options or tta is not None:
-        extras = [split if own else "", *(f"{k}-{v}" for k, v in sorted((options or {}).items())), tta or ""]
+    if not own or options or tta is not None or elsewhere:
+        extras = [split if own else "", *(f"{k}-{v}" for k, v in sorted((options or {}).items())), tta or "",
+                  f"{runtime.device.type}-{runtime.precision}" if elsewhere else ""]
         label = directory.evaluation_label(
             "-".join([runs.data_name(spec), *(runs.file_safe(e) for e in extras if e)]),
-            {"data": dataset.spec, "split": split, "tta": tta, "options": used_options})
-    metrics = evaluate_and_record(directory, model, artifacts.loss, prep, run.classes, part, split,
-                                  runtime, cfg.batch_size * 2 if batch_size is None else batch_size,
+            {"data": dataset.spec, "split": split, "tta": tta, "options": used_options}
+            | ({"machine": machine} if elsewhere else {}))
+    metrics = evaluate_and_record(directory, model, artifacts.loss, prep, run.classes, part, split, runtime,
+                                  machine, cfg.batch_size * 2 if batch_size is None else batch_size,
                                   artifacts.checkpoint["epoch"], dataset.spec, tta, label, used_options,
                                   pictures=report)
     if report:

@@ -584,7 +584,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
     except TrainingDiverged as exc:  # the command prints it; the log keeps why the run ended
         run.log(str(exc), console=False)
         raise
-    report = final_evaluation(trainer)
+    report = final_evaluation(trainer, machine)
     runtime.close()
     run.log(f"run directory: {run.path}")
     if report is not None:
@@ -676,9 +676,10 @@ def write_run_files(run: runs.RunDirectory, config: TrainConfig, dataset: Datase
         run.log(f"skipped unreadable image {path}: {reason}")
 
 
-def final_evaluation(trainer: Trainer) -> Path | None:
+def final_evaluation(trainer: Trainer, machine: str) -> Path | None:
     """Evaluate the best checkpoint on validation and test (the same path as ``cnnlab
-    evaluate``); write the pictures and report.html."""
+    evaluate``) with ``machine`` (the trainer's runtime described); write the pictures and
+    report.html."""
     run, dataset = trainer.run, trainer.dataset
     best = load_checkpoint(run.file(runs.BEST))
     trainer.model.load_state_dict(best["state_dict"])
@@ -689,7 +690,7 @@ def final_evaluation(trainer: Trainer) -> Path | None:
             continue
         metrics = evaluate_and_record(run, model, trainer.loss, trainer.preprocessing,
                                       dataset.classes, dataset.splits[split], split, trainer.runtime,
-                                      trainer.config.batch_size * 2, best["epoch"], dataset.spec,
+                                      machine, trainer.config.batch_size * 2, best["epoch"], dataset.spec,
                                       pictures=trainer.config.report)
         summary = f"{split}: accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"
         if "top5_accuracy" in metrics:
