@@ -500,7 +500,8 @@ def test_fuzz_larger_budget(kind, tmp_path):
     run_kind(kind, tmp_path, SLOW)
 
 
-WRONG_SHAPES = [b"null", b'{"val": ["no-such-id"]}', b"42", b'"text"', b'["a"]', b"{}", b'{"train": 3}']
+WRONG_SHAPES = [b"null", b'{"val": ["no-such-id"]}', b"42", b'"text"', b'["a"]', b"{}", b'{"train": 3}',
+                b'{"val": {}}']
 RUN_JSON_FILES = list(RUN_JSON_SHAPES)  # each file the run directory checks is fuzzed by being listed there
 
 
@@ -522,10 +523,92 @@ def test_a_run_file_of_the_wrong_shape_is_one_line_naming_it(tmp_path, trained_r
     wrong_shapes_are_one_line_naming_the_file(tmp_path, trained_run, name, WRONG_SHAPES[:1])
 
 
+@pytest.mark.parametrize("payload", [b"{}", b'{"split": "val", "val": {}}', b'{"split": "test", "data": "x", '
+                                     b'"epoch": 1, "val": {}}', b'{"split": ["val"], "data": "x", "epoch": 1}'])
+def test_a_damaged_evaluation_of_a_run_is_one_line_naming_it(tmp_path, trained_run, payload):
+    """evaluations/<name>/metrics.json without its split, data or metrics ended report.html's
+    section of it in a KeyError, and every later evaluate of the run with it."""
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    (copy / "evaluations" / "x").mkdir(parents=True)
+    (copy / "evaluations" / "x" / "metrics.json").write_bytes(payload)
+    outcome = check(call(["evaluate", copy]), f"{payload!r} -> evaluate")
+    assert outcome.code == 2 and f"{copy / 'evaluations' / 'x' / 'metrics.json'}: expected an evaluation" in outcome.err
+    check(call(["compare", copy, "--out", tmp_path / "c.html"]), f"{payload!r} -> compare")  # reads none
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RUN_JSON_FILES)
 def test_a_run_file_of_any_wrong_shape_is_one_line_naming_it(tmp_path, trained_run, name):
     wrong_shapes_are_one_line_naming_the_file(tmp_path, trained_run, name, WRONG_SHAPES)
+
+
+WRONG_VALUES = ["text", None, [], {"a": 1}, -1, True, 1e400]
+READ_AS_OTHER_DATA = {"split.json": "samples of the recorded"}
+"""A sample id changed in split.json is the run's data without that sample: the error says so."""
+
+
+def json_leaves(value, path: tuple = ()) -> list[tuple]:
+    """The paths of a JSON value's leaves (an empty list or mapping is one)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    found = [leaf for key, item in items for leaf in json_leaves(item, (*path, key))]
+    return found or [path]
+
+
+def fuzz_run_file_values(tmp: Path, run: Path, name: str, count: int) -> int:
+    """One value inside a run's JSON file replaced by one of another kind (valid JSON of the
+    file's shape, damaged within: an epoch's seconds as text); every command that reads the
+    file is one line naming it, or works."""
+    original = json.loads((run / name).read_text())
+    leaves = [leaf for leaf in json_leaves(original) if leaf]
+    for n, rng in enumerate(cases(count, f"values-{name}")):
+        copy = tmp / f"run{n}"
+        shutil.copytree(run, copy)
+        damaged, leaf = json.loads(json.dumps(original)), rng.choice(leaves)
+        parent = damaged
+        for key in leaf[:-1]:
+            parent = parent[key]
+        parent[leaf[-1]] = rng.choice(WRONG_VALUES)
+        (copy / name).write_text(json.dumps(damaged))
+        for command in (["evaluate", copy, "--format", "json"], ["compare", copy, run, "--out", tmp / "c.html"],
+                        ["runs", copy.parent], ["train", "--resume", copy, "--check"]):
+            outcome = check(call(command), f"{name}{list(leaf)} = {parent[leaf[-1]]!r} -> {command[0]}")
+            assert outcome.code == 0 or name in outcome.err or READ_AS_OTHER_DATA.get(name, "@") in outcome.err, \
+                outcome.err
+        shutil.rmtree(copy)
+    return count
+
+
+@pytest.mark.parametrize("name, damage", [
+    pytest.param("history.json", lambda history: history[0].update(seconds="text"), id="seconds-as-text"),
+    pytest.param("history.json", lambda history: history[0].update(epoch=1e400), id="infinite-epoch"),
+    pytest.param("metrics.json", lambda metrics: metrics["val"].update(machine=[]), id="machine-as-list"),
+    pytest.param("data.json", lambda data: data.update(unreadable=-1), id="unreadable-as-number"),
+])
+def test_a_value_of_the_wrong_kind_inside_a_run_file_is_one_line_naming_it(tmp_path, trained_run, name, damage):
+    """Each ended `cnnlab runs`, `compare` or `evaluate` in a TypeError (an epoch's seconds as
+    text), a ValueError (an infinite epoch, matplotlib's axis) or an AttributeError (the
+    machine of report.html's metrics table); the random draws below find more."""
+    copy = tmp_path / "runs" / "r"
+    shutil.copytree(trained_run, copy)
+    content = json.loads((copy / name).read_text())
+    damage(content)
+    (copy / name).write_text(json.dumps(content))
+    for command in (["runs", copy.parent], ["compare", copy, "--out", tmp_path / "c.html"],
+                    ["evaluate", copy, "--data", "digits", "--split", "val"], ["evaluate", copy, "--split", "train"]):
+        outcome = check(call(command), f"{name} -> {' '.join(map(str, command))}")
+        assert f"{copy / name}: expected " in outcome.out + outcome.err
+
+
+@pytest.mark.parametrize("name", RUN_JSON_FILES)
+def test_values_of_the_wrong_kind_inside_run_files(tmp_path, trained_run, name):
+    fuzz_run_file_values(tmp_path, trained_run, name, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RUN_JSON_FILES)
+def test_values_of_the_wrong_kind_inside_run_files_larger_budget(tmp_path, trained_run, name):
+    fuzz_run_file_values(tmp_path, trained_run, name, 40)
 
 
 @pytest.mark.slow

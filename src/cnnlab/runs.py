@@ -9,6 +9,7 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
 import re
 import statistics
@@ -51,24 +52,96 @@ EVALUATIONS = "evaluations"
 never overwrite the run's own results."""
 
 
-def _list_of(kind: type) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, list) and all(isinstance(item, kind) for item in value)
+Shape = Callable[[Any], bool]
+"""Whether a value read from a run's JSON file has the shape cnnlab writes there."""
 
 
-RUN_JSON_SHAPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    CLASSES: ("a list of class names", _list_of(str)),
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+def _optional(shape: Shape) -> Shape:
+    return lambda value: value is None or shape(value)
+
+
+def _list_of(shape: Shape) -> Shape:
+    return lambda value: isinstance(value, list) and all(map(shape, value))
+
+
+def _mapping_of(shape: Shape) -> Shape:
+    return lambda value: isinstance(value, dict) and all(map(shape, value.values()))
+
+
+def _object(**fields: Shape) -> Shape:
+    """An object whose keys named here, where present, hold what their shapes accept: the
+    values cnnlab reads back and formats (a number that is text would end in a TypeError)."""
+    return lambda value: isinstance(value, dict) and all(shape(value[key]) for key, shape in fields.items()
+                                                         if key in value)
+
+
+def _holding(*keys: str) -> Shape:
+    return lambda value: isinstance(value, dict) and all(key in value for key in keys)
+
+
+_SCORES = _object(precision=_number, recall=_number, f1=_number, support=_whole)
+_SPLIT_FIELDS = _object(
+    loss=_number, accuracy=_number, top5_accuracy=_number, mse=_number, samples=_whole, seconds=_number,
+    images_per_second=_number, machine=_text, per_class=_mapping_of(_SCORES), averages=_mapping_of(_SCORES),
+    confusion_matrix=_list_of(_list_of(_whole)),
+    roc_auc=_object(macro=_optional(_number), micro=_optional(_number), per_class=_list_of(_optional(_number))),
+    calibration=_object(ece=_number, bins=_list_of(_object(low=_number, high=_number, count=_whole,
+                                                           accuracy=_optional(_number),
+                                                           confidence=_optional(_number)))))
+
+
+def _split_metrics(value: Any) -> bool:
+    """A split's metrics as the report and comparison read them: the numbers of its table and a
+    confusion matrix of a row and a column for each class of its per-class scores."""
+    if not (_holding("loss", "accuracy", "mse", "per_class", "averages", "confusion_matrix")(value)
+            and _SPLIT_FIELDS(value) and _holding("macro")(value["averages"])):
+        return False
+    classes, matrix = len(value["per_class"]), value["confusion_matrix"]
+    return len(matrix) == classes and all(len(row) == classes for row in matrix)
+
+
+_METRICS = _object(checkpoint=_text, epoch=_whole, data=_text, split=_text, tta=_optional(_text),
+                   options=_mapping_of(_anything), machine=_text,
+                   **{split: _split_metrics for split in ("train", "val", "test", "all")})
+
+EVALUATION_SHAPE = ("an evaluation: its data, split and epoch, and that split's metrics",
+                    lambda value: _METRICS(value) and _holding("data", "split", "epoch")(value) and value["split"] in value)
+"""What evaluations/<name>/metrics.json must hold: report.html's section of it reads all of it."""
+
+RUN_JSON_SHAPES: dict[str, tuple[str, Shape]] = {
+    CLASSES: ("a list of class names", _list_of(_text)),
     SPLIT: ("lists of sample ids by split",
-            lambda value: isinstance(value, dict) and "train" in value and all(map(_list_of(str), value.values()))),
-    HISTORY_JSON: ("a list of epoch records", _list_of(dict)),
-    METRICS: ("an object of metrics by split",
-              lambda value: isinstance(value, dict) and all(isinstance(value[split], dict)
-                                                            for split in ("train", "val", "test") if split in value)),
-    SUMMARY_JSON: ("an object", lambda value: isinstance(value, dict)),
-    DATA: ("an object", lambda value: isinstance(value, dict)),
+            lambda value: isinstance(value, dict) and "train" in value and all(map(_list_of(_text), value.values()))),
+    # an epoch's logs, as Keras' are: numbers by name
+    HISTORY_JSON: ("a list of epoch records, each of finite numbers by name", _list_of(_mapping_of(_number))),
+    METRICS: ("an object of metrics by split, each of the kinds cnnlab writes", _METRICS),
+    SUMMARY_JSON: ("an object of the model's summary, each of the kinds cnnlab writes",
+                   _object(model=_text, input_shape=_list_of(_whole), num_classes=_whole,
+                           layers=_list_of(_mapping_of(_anything)), total_params=_whole,
+                           trainable_params=_whole, non_trainable_params=_whole, flops=_number,
+                           activation_bytes=_number)),
+    DATA: ("an object of the data's facts, each of the kinds cnnlab writes",
+           _object(spec=_text, classes=_list_of(_text), image_size=_list_of(_whole), channels=_whole,
+                   counts=_mapping_of(_whole), unreadable=_mapping_of(_text), notes=_list_of(_text),
+                   cache=_mapping_of(_anything), descriptions=_mapping_of(_text))),
     TRAINED_ON: ("a list of {epoch, machine} records",
-                 lambda value: isinstance(value, list) and all(
-                     isinstance(item, dict) and type(item.get("epoch")) is int and isinstance(item.get("machine"), str)
-                     for item in value)),
+                 _list_of(lambda item: isinstance(item, dict) and _whole(item.get("epoch")) and _text(item.get("machine")))),
 }
 """The JSON files of a run (by name, also in evaluations/<name>/) and what each must hold."""
 
@@ -197,7 +270,9 @@ class RunDirectory:
             value = json.loads(self.file(name).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CnnlabError(f"{self.file(name)}: unreadable JSON ({exc})") from None
-        shape = RUN_JSON_SHAPES.get(PurePosixPath(name).name)
+        path = PurePosixPath(name)
+        shape = (EVALUATION_SHAPE if path.parts[0] == EVALUATIONS and path.name == METRICS
+                 else RUN_JSON_SHAPES.get(path.name))
         if shape is not None and not shape[1](value):
             raise CnnlabError(f"{self.file(name)}: expected {shape[0]}; the file is damaged")
         return value
