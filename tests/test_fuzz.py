@@ -534,7 +534,6 @@ def test_a_damaged_evaluation_of_a_run_is_one_line_naming_it(tmp_path, trained_r
     (copy / "evaluations" / "x" / "metrics.json").write_bytes(payload)
     outcome = check(call(["evaluate", copy]), f"{payload!r} -> evaluate")
     assert outcome.code == 2 and f"{copy / 'evaluations' / 'x' / 'metrics.json'}: expected an evaluation" in outcome.err
-    check(call(["compare", copy, "--out", tmp_path / "c.html"]), f"{payload!r} -> compare")  # reads none
 
 
 @pytest.mark.slow
@@ -602,7 +601,7 @@ def test_a_value_of_the_wrong_kind_inside_a_run_file_is_one_line_naming_it(tmp_p
 
 @pytest.mark.parametrize("name", RUN_JSON_FILES)
 def test_values_of_the_wrong_kind_inside_run_files(tmp_path, trained_run, name):
-    fuzz_run_file_values(tmp_path, trained_run, name, 2)
+    fuzz_run_file_values(tmp_path, trained_run, name, 1)
 
 
 @pytest.mark.slow
