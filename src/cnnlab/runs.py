@@ -143,7 +143,8 @@ RUN_JSON_SHAPES: dict[str, tuple[str, Shape]] = {
     TRAINED_ON: ("a list of {epoch, machine} records",
                  _list_of(lambda item: isinstance(item, dict) and _whole(item.get("epoch")) and _text(item.get("machine")))),
 }
-"""The JSON files of a run (by name, also in evaluations/<name>/) and what each must hold."""
+"""The JSON files of a run (by name, also in evaluations/<name>/, where metrics.json is
+EVALUATION_SHAPE's) and what each must hold."""
 
 
 def predictions_file(split: str) -> str:
