@@ -209,6 +209,20 @@ def test_evaluating_a_run_on_another_machine_keeps_the_runs_own_results(folder_r
     assert json.loads(run_cli("evaluate", run, "--format", "json").stdout)["saved_to"] == str(run)
 
 
+def test_a_run_whose_data_lost_images_says_which_and_where_they_were_recorded(tmp_path):
+    """The error named the data and the split, not the file that records the split (which a
+    user who edited it, or restored the data from elsewhere, has to look at)."""
+    images = make_image_folder(tmp_path / "images", classes=2, per_class=10)
+    run_cli("train", "--model", "mlp", "--data", f"folder:{images}", "--epochs", "1", "--out", tmp_path, "--name", "r")
+    first = json.loads((tmp_path / "r" / "split.json").read_text())["val"][0]
+    (images / first).unlink()
+    for command in (["evaluate", tmp_path / "r"], ["train", "--resume", tmp_path / "r", "--epochs", "2", "--check"]):
+        result = run_cli(*command, check=False)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert (f"1 sample of the val split the run recorded (its split.json) is not in this data (first: {first})"
+                in result.stderr)
+
+
 def test_evaluate_own_folder_after_classes_were_added_to_it(tmp_path):
     """Classes are matched by name, not by their place in the folder's sorted listing: a class
     folder added before the others would shift every label (silently wrong metrics), an empty

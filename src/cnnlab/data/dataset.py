@@ -190,8 +190,10 @@ def choose_splits(
         for name, ids in split_ids.items():
             missing = [i for i in ids if i not in pool]
             if missing:
-                raise DataError.about("data", f" {spec}: {len(missing)} samples of the recorded {name} "
-                                      f"split are not in this data (first: {missing[0]})")
+                many = len(missing) > 1
+                raise DataError.about("data", f" {spec}: {len(missing)} sample{'s' if many else ''} of the {name} split "
+                                      f"the run recorded (its split.json) {'are' if many else 'is'} not in this data "
+                                      f"(first: {missing[0]})")
             chosen[name] = _gather([pool[i] for i in ids])
         return chosen
 
