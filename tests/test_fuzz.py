@@ -596,6 +596,22 @@ def test_a_value_of_the_wrong_kind_inside_a_run_file_is_one_line_naming_it(tmp_p
         assert f"{copy / name}: expected " in outcome.out + outcome.err
 
 
+def test_what_a_callback_adds_to_an_epochs_logs_is_the_users(tmp_path, trained_run):
+    """A callback may add its own entries to the logs it is given, as Keras' may; the history's
+    shape checks the numbers cnnlab writes and reads back, not those (a text one made the run
+    unreadable), and still wants each epoch's number."""
+    copy = tmp_path / "runs" / "r"
+    shutil.copytree(trained_run, copy)
+    history = json.loads((copy / "history.json").read_text())
+    (copy / "history.json").write_text(json.dumps([{**row, "phase": "warm-up"} for row in history]))
+    for command in (["runs", copy.parent], ["compare", copy, "--out", tmp_path / "c.html"], ["evaluate", copy]):
+        outcome = check(call(command), " ".join(map(str, command)))
+        assert outcome.code == 0 and "damaged" not in outcome.out, outcome.out + outcome.err
+    (copy / "history.json").write_text(json.dumps([{k: v for k, v in row.items() if k != "epoch"} for row in history]))
+    outcome = check(call(["evaluate", copy]), "history without epochs")
+    assert outcome.code == 2 and f"{copy / 'history.json'}: expected " in outcome.err
+
+
 @pytest.mark.parametrize("name", RUN_JSON_FILES)
 def test_values_of_the_wrong_kind_inside_run_files(tmp_path, trained_run, name):
     fuzz_run_file_values(tmp_path, trained_run, name, 1)

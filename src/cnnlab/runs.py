@@ -95,6 +95,17 @@ def _holding(*keys: str) -> Shape:
     return lambda value: isinstance(value, dict) and all(key in value for key in keys)
 
 
+_LOGGED = _object(epoch=_number, lr=_number, seconds=_number, images_per_second=_number,
+                  **{key: _number for name in ("loss", "accuracy", "top5_accuracy", "mse")
+                     for key in (name, f"val_{name}")})
+
+
+def _epoch_record(value: Any) -> bool:
+    """An epoch's logs: its number, and the numbers cnnlab logs and reads back finite; what a
+    callback added to them (as a Keras callback may) is the user's."""
+    return _holding("epoch")(value) and _LOGGED(value)
+
+
 _SCORES = _object(precision=_number, recall=_number, f1=_number, support=_whole)
 _SPLIT_FIELDS = _object(
     loss=_number, accuracy=_number, top5_accuracy=_number, mse=_number, samples=_whole, seconds=_number,
@@ -128,8 +139,8 @@ RUN_JSON_SHAPES: dict[str, tuple[str, Shape]] = {
     CLASSES: ("a list of class names", _list_of(_text)),
     SPLIT: ("lists of sample ids by split",
             lambda value: isinstance(value, dict) and "train" in value and all(map(_list_of(_text), value.values()))),
-    # an epoch's logs, as Keras' are: numbers by name
-    HISTORY_JSON: ("a list of epoch records, each of finite numbers by name", _list_of(_mapping_of(_number))),
+    HISTORY_JSON: ("a list of epoch records, each with its epoch and finite numbers for what it logged",
+                   _list_of(_epoch_record)),
     METRICS: ("an object of metrics by split, each of the kinds cnnlab writes", _METRICS),
     SUMMARY_JSON: ("an object of the model's summary, each of the kinds cnnlab writes",
                    _object(model=_text, input_shape=_list_of(_whole), num_classes=_whole,
