@@ -84,32 +84,25 @@ def _mapping_of(shape: Shape) -> Shape:
     return lambda value: isinstance(value, dict) and all(map(shape, value.values()))
 
 
-def _object(**fields: Shape) -> Shape:
-    """An object whose keys named here, where present, hold what their shapes accept: the
-    values cnnlab reads back and formats (a number that is text would end in a TypeError)."""
-    return lambda value: isinstance(value, dict) and all(shape(value[key]) for key, shape in fields.items()
-                                                         if key in value)
+def _object(*required: str, **fields: Shape) -> Shape:
+    """An object holding the keys ``required``, whose keys named in ``fields``, where present,
+    hold what their shapes accept: the values cnnlab reads back and formats (a number that is
+    text would end in a TypeError)."""
+    return lambda value: (isinstance(value, dict) and all(key in value for key in required)
+                          and all(shape(value[key]) for key, shape in fields.items() if key in value))
 
 
-def _holding(*keys: str) -> Shape:
-    return lambda value: isinstance(value, dict) and all(key in value for key in keys)
-
-
-_LOGGED = _object(epoch=_number, lr=_number, seconds=_number, images_per_second=_number,
-                  **{key: _number for name in ("loss", "accuracy", "top5_accuracy", "mse")
-                     for key in (name, f"val_{name}")})
-
-
-def _epoch_record(value: Any) -> bool:
-    """An epoch's logs: its number, and the numbers cnnlab logs and reads back finite; what a
-    callback added to them (as a Keras callback may) is the user's."""
-    return _holding("epoch")(value) and _LOGGED(value)
-
-
+# an epoch's logs: its number, and the numbers cnnlab logs and reads back finite; what a
+# callback added to them (as a Keras callback may) is the user's
+_EPOCH_RECORD = _object("epoch", epoch=_number, lr=_number, seconds=_number, images_per_second=_number,
+                        **{key: _number for name in ("loss", "accuracy", "top5_accuracy", "mse")
+                           for key in (name, f"val_{name}")})
 _SCORES = _object(precision=_number, recall=_number, f1=_number, support=_whole)
 _SPLIT_FIELDS = _object(
+    "loss", "accuracy", "mse", "per_class", "averages", "confusion_matrix",
     loss=_number, accuracy=_number, top5_accuracy=_number, mse=_number, samples=_whole, seconds=_number,
-    images_per_second=_number, machine=_text, per_class=_mapping_of(_SCORES), averages=_mapping_of(_SCORES),
+    images_per_second=_number, machine=_text, per_class=_mapping_of(_SCORES),
+    averages=lambda value: _object("macro")(value) and _mapping_of(_SCORES)(value),
     confusion_matrix=_list_of(_list_of(_whole)),
     roc_auc=_object(macro=_optional(_number), micro=_optional(_number), per_class=_list_of(_optional(_number))),
     calibration=_object(ece=_number, bins=_list_of(_object(low=_number, high=_number, count=_whole,
@@ -120,19 +113,19 @@ _SPLIT_FIELDS = _object(
 def _split_metrics(value: Any) -> bool:
     """A split's metrics as the report and comparison read them: the numbers of its table and a
     confusion matrix of a row and a column for each class of its per-class scores."""
-    if not (_holding("loss", "accuracy", "mse", "per_class", "averages", "confusion_matrix")(value)
-            and _SPLIT_FIELDS(value) and _holding("macro")(value["averages"])):
+    if not _SPLIT_FIELDS(value):
         return False
     classes, matrix = len(value["per_class"]), value["confusion_matrix"]
     return len(matrix) == classes and all(len(row) == classes for row in matrix)
 
 
-_METRICS = _object(checkpoint=_text, epoch=_whole, data=_text, split=_text, tta=_optional(_text),
-                   options=_mapping_of(_anything), machine=_text,
-                   **{split: _split_metrics for split in ("train", "val", "test", "all")})
+_METRICS_FIELDS: dict[str, Shape] = dict(checkpoint=_text, epoch=_whole, data=_text, split=_text,
+                                         tta=_optional(_text), options=_mapping_of(_anything), machine=_text,
+                                         **{split: _split_metrics for split in ("train", "val", "test", "all")})
+_EVALUATION = _object("data", "split", "epoch", **_METRICS_FIELDS)
 
 EVALUATION_SHAPE = ("an evaluation: its data, split and epoch, and that split's metrics",
-                    lambda value: _METRICS(value) and _holding("data", "split", "epoch")(value) and value["split"] in value)
+                    lambda value: _EVALUATION(value) and value["split"] in value)
 """What evaluations/<name>/metrics.json must hold: report.html's section of it reads all of it."""
 
 RUN_JSON_SHAPES: dict[str, tuple[str, Shape]] = {
@@ -140,8 +133,8 @@ RUN_JSON_SHAPES: dict[str, tuple[str, Shape]] = {
     SPLIT: ("lists of sample ids by split",
             lambda value: isinstance(value, dict) and "train" in value and all(map(_list_of(_text), value.values()))),
     HISTORY_JSON: ("a list of epoch records, each with its epoch and finite numbers for what it logged",
-                   _list_of(_epoch_record)),
-    METRICS: ("an object of metrics by split, each of the kinds cnnlab writes", _METRICS),
+                   _list_of(_EPOCH_RECORD)),
+    METRICS: ("an object of metrics by split, each of the kinds cnnlab writes", _object(**_METRICS_FIELDS)),
     SUMMARY_JSON: ("an object of the model's summary, each of the kinds cnnlab writes",
                    _object(model=_text, input_shape=_list_of(_whole), num_classes=_whole,
                            layers=_list_of(_mapping_of(_anything)), total_params=_whole,
@@ -152,7 +145,7 @@ RUN_JSON_SHAPES: dict[str, tuple[str, Shape]] = {
                    counts=_mapping_of(_whole), unreadable=_mapping_of(_text), notes=_list_of(_text),
                    cache=_mapping_of(_anything), descriptions=_mapping_of(_text))),
     TRAINED_ON: ("a list of {epoch, machine} records",
-                 _list_of(lambda item: isinstance(item, dict) and _whole(item.get("epoch")) and _text(item.get("machine")))),
+                 _list_of(_object("epoch", "machine", epoch=_whole, machine=_text))),
 }
 """The JSON files of a run (by name, also in evaluations/<name>/, where metrics.json is
 EVALUATION_SHAPE's) and what each must hold."""
