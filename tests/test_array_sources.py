@@ -306,6 +306,25 @@ def test_load_model_gives_the_trained_module_and_what_it_expects(colour_run):
         api.load_model(run, which="first")
 
 
+def test_a_damaged_history_leaves_the_model_usable(colour_run, tmp_path):
+    """load_model and predict need the model, not the history: a damaged history.json refused
+    them. load_run still refuses the run at once (whole=True), or when its history is first
+    read (whole=False)."""
+    copy = tmp_path / "run"
+    shutil.copytree(colour_run[0].path, copy)
+    (copy / "history.json").write_text("[{")
+    assert api.load_model(copy).classes == colour_run[0].classes
+    assert api.predict(copy, colour_run[1][:2]).probabilities.shape == (2, len(colour_run[0].classes))
+    with pytest.raises(CnnlabError, match="history.json: unreadable JSON"):
+        api.load_run(copy)
+    run = api.load_run(copy, whole=False)
+    assert run.classes == colour_run[0].classes
+    with pytest.raises(CnnlabError, match="history.json: unreadable JSON"):
+        run.history  # noqa: B018 - the reading is the point
+    (copy / "metrics.json").write_text("{")
+    assert "val_accuracy=unreadable" in repr(api.load_run(copy, whole=False))
+
+
 def test_evaluate_takes_arrays_as_keras_model_evaluate_does(tmp_path, monkeypatch):
     """Keras' model.evaluate(x_test, y_test): labels are indices of the run's classes (or
     one-hot rows), whatever the classes are called; the results go to their own folder."""

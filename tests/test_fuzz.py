@@ -542,6 +542,38 @@ def test_a_run_file_of_any_wrong_shape_is_one_line_naming_it(tmp_path, trained_r
     wrong_shapes_are_one_line_naming_the_file(tmp_path, trained_run, name, WRONG_SHAPES)
 
 
+THE_MODELS_FILES = {"classes.json", "data.json"}
+"""What predict and export read besides config.yaml and best.pt: the classes, and what each is."""
+
+
+@pytest.mark.parametrize("name", [*RUN_JSON_FILES, "evaluations/x/metrics.json"])
+def test_a_damaged_run_file_is_refused_before_the_work_that_needs_it(tmp_path, trained_run, name):
+    """A damaged summary.json (or an evaluation's metrics.json) let `train --resume` train to
+    the end and then fail writing the report, and `evaluate` rewrite metrics.json before
+    failing the same way; a damaged history, metrics or machine record made `predict` and
+    `export` refuse a model they need none of. Now a command reads what it will need before
+    its work, and only that."""
+    copy = tmp_path / "runs" / "r"
+    shutil.copytree(trained_run, copy)
+    if name.startswith("evaluations/"):
+        assert call(["evaluate", copy, "--tta", "flip"]).code == 0
+        [evaluation] = (copy / "evaluations").iterdir()
+        evaluation.rename(copy / "evaluations" / "x")
+    (copy / name).write_bytes(b'{"broken')
+    image = tmp_path / "seven.png"
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(image)
+    for command in (["predict", copy, image], ["export", copy, "--format", "safetensors", "--out", tmp_path / "w.safetensors"]):
+        outcome = check(call(command), f"{name} -> {command[0]}")
+        assert outcome.code == 0 or (name in THE_MODELS_FILES and f"{copy / name}: " in outcome.err), outcome.err
+    for command in (["evaluate", copy], ["train", "--resume", copy, "--epochs", "2", "--quiet", "--no-report"],
+                    ["train", "--resume", copy, "--epochs", "3", "--quiet"]):
+        kept = {file: (copy / file).read_bytes() for file in ("metrics.json", "history.json", "last.pt")}
+        outcome = check(call(command), f"{name} -> {command[0]}")
+        if outcome.code != 0:
+            assert f"{copy / name}: unreadable JSON" in outcome.err
+            assert {file: (copy / file).read_bytes() for file in kept} == kept, f"{command[0]} worked, then failed"
+
+
 WRONG_VALUES = ["text", None, [], {"a": 1}, -1, True, 1e400]
 
 

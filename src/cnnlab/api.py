@@ -245,7 +245,7 @@ def evaluate(run: Run | str | Path, data=None, split: str | None = None, *, batc
     if data is not None and not isinstance(data, str | Path):
         from .data.readers.arrays import arrays_spec
 
-        run = run if isinstance(run, Run) else load_run(run)  # read once: its classes, then the rest
+        run = run if isinstance(run, Run) else load_run(run, whole=False)  # read once: its classes, then the rest
         data = arrays_spec(data, classes=run.classes, splits=("test",))
     return evaluate_run(run, None if data is None else str(data), split, batch_size=batch_size, device=device,
                         quiet=quiet, tta=tta, options=options, report=report)

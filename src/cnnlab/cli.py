@@ -661,7 +661,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .reports.html import per_class_table
     from .runs import duration, load_run
 
-    run = load_run(args.run)  # read once: evaluated, then its class descriptions for the table
+    run = load_run(args.run, whole=False)  # read once: evaluated, then its class descriptions for the table
     metrics = evaluate(run, args.data, args.split, batch_size=args.batch_size,
                        device=args.device, tta=args.tta, options=data_options(args), report=args.report)
     if args.format == "json":

@@ -16,8 +16,9 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -421,22 +422,35 @@ def run_name(config: TrainConfig) -> str:
 
 @dataclass
 class Run:
-    """A finished (or interrupted) run, read from its directory."""
+    """A finished (or interrupted) run, read from its directory: its config and classes at once,
+    each of its other files when first used (``load_run``)."""
 
     path: Path
     config: TrainConfig
     classes: list[str]
-    history: list[dict[str, float]] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    descriptions: dict[str, str] = field(default_factory=dict)
-    """What a class is, where the data says and its name does not (GTSRB's "16": "vehicles
-    over 3.5 t prohibited"); see ``class_label``."""
-    trained_on: list[dict] = field(default_factory=list)
-    """TRAINED_ON's records (none in runs made before it was written); see ``machine_spans``."""
 
     @property
     def directory(self) -> RunDirectory:
         return RunDirectory(self.path)
+
+    @cached_property
+    def history(self) -> list[dict[str, float]]:
+        return self.directory.read_json(HISTORY_JSON, [])
+
+    @cached_property
+    def metrics(self) -> dict:
+        return self.directory.read_json(METRICS, {})
+
+    @cached_property
+    def descriptions(self) -> dict[str, str]:
+        """What a class is, where the data says and its name does not (GTSRB's "16": "vehicles
+        over 3.5 t prohibited"); see ``class_label``."""
+        return class_descriptions(self.directory.read_json(DATA, {}))
+
+    @cached_property
+    def trained_on(self) -> list[dict]:
+        """TRAINED_ON's records (none in runs made before it was written); see ``machine_spans``."""
+        return self.directory.read_json(TRAINED_ON, [])
 
     def checkpoint(self, which: str = "best") -> dict:
         path = self.path / f"{which}.pt"
@@ -446,21 +460,28 @@ class Run:
         return load_checkpoint(path)
 
     def __repr__(self) -> str:
-        best = self.metrics.get("val", {}).get("accuracy")
+        try:
+            best = self.metrics.get("val", {}).get("accuracy")
+        except CnnlabError:  # a repr names the run whatever its files hold
+            best = "unreadable"
         return f"Run({str(self.path)!r}, model={self.config.model.name!r}, val_accuracy={best})"
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path, whole: bool = True) -> Run:
+    """The run at ``path``. ``whole``: read each of its files now, so that a damaged one is refused
+    here; else each when first used, so that what needs the model alone (predict, export) is not
+    refused for a damaged history."""
     path = Path(path)
     if not path.is_dir():
         raise CnnlabError(f"{path}: no such run directory")
     directory = RunDirectory(path)
     if not is_run_directory(path):
         raise CnnlabError(f"{path}: not a cnnlab run directory (no {CONFIG} or {CLASSES})")
-    config = TrainConfig.from_yaml(path / CONFIG)
-    return Run(path, config, directory.read_json(CLASSES), directory.read_json(HISTORY_JSON, []),
-               directory.read_json(METRICS, {}), class_descriptions(directory.read_json(DATA, {})),
-               directory.read_json(TRAINED_ON, []))
+    run = Run(path, TrainConfig.from_yaml(path / CONFIG), directory.read_json(CLASSES))
+    if whole:
+        for name in ("history", "metrics", "descriptions", "trained_on"):
+            getattr(run, name)
+    return run
 
 
 def weights_file(given: str, model_name: str) -> str:

@@ -33,7 +33,7 @@ class RunArtifacts:
 
 
 def load_artifacts(run: Run | str | Path, which: str = "best") -> RunArtifacts:
-    run = run if isinstance(run, Run) else load_run(run)
+    run = run if isinstance(run, Run) else load_run(run, whole=False)
     path = run.path / f"{which}.pt"
     checkpoint = run.checkpoint(which)
     model = model_from_checkpoint(checkpoint, path)

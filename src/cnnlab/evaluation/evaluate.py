@@ -131,6 +131,8 @@ def evaluate_run(run: runs.Run | str | os.PathLike, data: str | None = None, spl
         raise ConfigError.about("batch_size", f": must be at least 1; got {batch_size}")
     artifacts = load_artifacts(run)
     run, prep = artifacts.run, artifacts.preprocessing
+    if report:
+        reports.ReportSources.read(run.directory)
     warn_of_mirrored_views(tta, run.config.data.augment)
     model, runtime = inference_model(artifacts, device)
     cfg = run.config

@@ -14,7 +14,7 @@ from ..data.inspect import augmented_views
 from ..errors import CnnlabError, callers_stacklevel
 from ..io import write_atomic, write_text_atomic
 from . import plots
-from .html import comparison_report, run_report, short_names
+from .html import ReportSources, comparison_report, run_report, short_names
 
 
 def split_pictures(directory: runs.RunDirectory, split: str, part, probs: np.ndarray, metrics: dict,
@@ -104,4 +104,4 @@ def compare(run_paths: list, out: Path) -> Path:
     return write_text_atomic(out, comparison_report(loaded, names, picture))
 
 
-__all__ = ["compare", "plots", "run_pictures", "split_pictures", "write_preview", "write_report"]
+__all__ = ["ReportSources", "compare", "plots", "run_pictures", "split_pictures", "write_preview", "write_report"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,17 +201,45 @@ def split_body(folder: Path, split: str, m: dict, table_id: str, descriptions: d
             f'{img(pictures["mistakes"], "most confident mistakes")}')
 
 
+@dataclass
+class ReportSources:
+    """The run's JSON files its report is made from, read (a damaged one refused by
+    RunDirectory.read_json); an absent file is read as empty."""
+
+    metrics: dict
+    data: dict
+    history: list[dict]
+    classes: list[str]
+    summary: dict
+    trained_on: list[dict]
+    evaluations: dict[str, dict]
+    """Each evaluation's label and its metrics.json."""
+
+    @classmethod
+    def read(cls, directory: runs.RunDirectory, rewritten: Collection[str] = ()) -> ReportSources:
+        """``rewritten``: files the command writes afresh before its report, left unread. A
+        command reads the rest before its work, so that a damaged one is refused before the
+        work, not after it."""
+
+        def read(name: str, empty):
+            return empty if name in rewritten else directory.read_json(name, empty)
+
+        return cls(read(runs.METRICS, {}), read(runs.DATA, {}), read(runs.HISTORY_JSON, []), read(runs.CLASSES, []),
+                   read(runs.SUMMARY_JSON, {}), read(runs.TRAINED_ON, []),
+                   {label: directory.read_json(f"{runs.evaluation_folder(label)}/{runs.METRICS}")
+                    for label in directory.evaluations()})
+
+
 def run_report(directory: runs.RunDirectory) -> str:
     """The report of one run, from the files in its directory."""
     run_path = directory.path
-    metrics, data = directory.read_json(runs.METRICS, {}), directory.read_json(runs.DATA, {})
-    history = directory.read_json(runs.HISTORY_JSON, [])
-    classes = directory.read_json(runs.CLASSES, [])
+    sources = ReportSources.read(directory)
+    metrics, data, history = sources.metrics, sources.data, sources.history
     descriptions = runs.class_descriptions(data)
     sections = []
 
     counts = data.get("counts", {})
-    data_body = (f"<p>{html.escape(str(data.get('spec', '')))}: {len(classes)} classes, images "
+    data_body = (f"<p>{html.escape(str(data.get('spec', '')))}: {len(sources.classes)} classes, images "
                  f"{'x'.join(map(str, data.get('image_size', [])))} with {data.get('channels', '?')} "
                  f"channel(s); " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "</p>")
     if data.get("unreadable"):
@@ -218,10 +247,9 @@ def run_report(directory: runs.RunDirectory) -> str:
     data_body += img(directory.file(runs.PREVIEW), "data preview")
     sections.append(section("data", "Data", data_body))
 
-    summary_json = directory.read_json(runs.SUMMARY_JSON, {})
     config = read_yaml(directory.file(runs.CONFIG)) if directory.exists(runs.CONFIG) else {}
-    sections.append(section("training", "Training", training_body(history, data, summary_json, config,
-                                                                  directory.read_json(runs.TRAINED_ON, []))))
+    sections.append(section("training", "Training", training_body(history, data, sources.summary, config,
+                                                                  sources.trained_on)))
 
     header = ["split", "samples", "loss", "accuracy", "top-5", "MSE", "macro F1", "AUC macro", "AUC micro", "ECE",
               "img/s"]
@@ -234,9 +262,8 @@ def run_report(directory: runs.RunDirectory) -> str:
         if split in metrics:
             sections.append(section(f"split-{split}", f"{split.capitalize()} split",
                                     split_body(run_path, split, metrics[split], f"per-class-{split}", descriptions)))
-    for label in directory.evaluations():
+    for label, evaluation in sources.evaluations.items():
         folder = runs.evaluation_folder(label)
-        evaluation = directory.read_json(f"{folder}/{runs.METRICS}")
         split = evaluation["split"]
         what = f"{evaluation['data']}, {'all images' if split == 'all' else f'{split} split'}"
         if evaluation.get("tta"):

@@ -386,9 +386,15 @@ def check_given(data: DataConfig) -> None:
 
 
 def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict | None:
-    """Refuse to continue the run at ``path`` to fewer epochs than it has trained, or on
-    classes that are not its own; its recorded split (None if it has none)."""
+    """Refuse to continue the run at ``path`` to fewer epochs than it has trained, on classes
+    that are not its own, or with a damaged file that its end reads (the Run it returns holds
+    data.json's class descriptions; its report is made from the files the training does not
+    write afresh: all but the history, metrics and machine record); its recorded split (None
+    if it has none)."""
     run = runs.RunDirectory(path)
+    run.read_json(runs.DATA)
+    if config.report:
+        reports.ReportSources.read(run, rewritten=(runs.HISTORY_JSON, runs.METRICS, runs.TRAINED_ON))
     if run.exists(runs.LAST):  # its tensors left unread: the epoch is all that is looked at
         trained = load_checkpoint(run.file(runs.LAST), lazily=True).get("epoch")
         if isinstance(trained, int) and trained > config.epochs:
