@@ -5,6 +5,7 @@ image evaluated, and the run's own results never overwritten."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -207,6 +208,11 @@ def test_evaluating_a_run_on_another_machine_keeps_the_runs_own_results(folder_r
     # back on the machine that trained it: in place, as before
     monkeypatch.setattr(Runtime, "describe", lambda self: own["machine"])
     assert json.loads(run_cli("evaluate", run, "--format", "json").stdout)["saved_to"] == str(run)
+    # the report tells the two other machines' sections apart by their titles
+    titles = re.findall(r"<h2>(Evaluation on [^<]*)</h2>", (run / "report.html").read_text())
+    assert len(set(titles)) == len(titles), titles
+    assert [machine for machine in ("another CPU", "a third CPU") if any(t.endswith(machine) for t in titles)] == [
+        "another CPU", "a third CPU"], titles
 
 
 def test_a_run_whose_data_lost_images_says_which_and_where_they_were_recorded(tmp_path):

@@ -230,6 +230,24 @@ class ReportSources:
                     for label in directory.evaluations()})
 
 
+def evaluation_titles(evaluations: dict[str, dict]) -> dict[str, str]:
+    """What each evaluation of a run was on (its data, split, test-time augmentation and source
+    options), by label; with the machine too where that is what sets two apart (the run's own
+    split evaluated on two other machines)."""
+    titles = {}
+    for label, evaluation in evaluations.items():
+        split = evaluation["split"]
+        what = f"{evaluation['data']}, {'all images' if split == 'all' else f'{split} split'}"
+        if evaluation.get("tta"):
+            what += f", test-time augmentation {evaluation['tta']}"
+        if options := ", ".join(f"{k}={v}" for k, v in evaluation.get("options", {}).items()):
+            what += f" with {options}"
+        titles[label] = what
+    shared = [title for title in titles.values() if list(titles.values()).count(title) > 1]
+    return {label: f"{title}, {evaluations[label]['machine']}" if title in shared and evaluations[label].get("machine")
+            else title for label, title in titles.items()}
+
+
 def run_report(directory: runs.RunDirectory) -> str:
     """The report of one run, from the files in its directory."""
     run_path = directory.path
@@ -262,18 +280,14 @@ def run_report(directory: runs.RunDirectory) -> str:
         if split in metrics:
             sections.append(section(f"split-{split}", f"{split.capitalize()} split",
                                     split_body(run_path, split, metrics[split], f"per-class-{split}", descriptions)))
+    titles = evaluation_titles(sources.evaluations)
     for label, evaluation in sources.evaluations.items():
         folder = runs.evaluation_folder(label)
         split = evaluation["split"]
-        what = f"{evaluation['data']}, {'all images' if split == 'all' else f'{split} split'}"
-        if evaluation.get("tta"):
-            what += f", test-time augmentation {evaluation['tta']}"
-        options = ", ".join(f"{k}={v}" for k, v in evaluation.get("options", {}).items())
-        intro = (f"<p>The best checkpoint (epoch {evaluation['epoch']}) on {html.escape(what)}"
-                 f"{' with ' + html.escape(options) if options else ''}; files in "
+        intro = (f"<p>The best checkpoint (epoch {evaluation['epoch']}) on {html.escape(titles[label])}; files in "
                  f"{html.escape(folder)}/.</p>")
         body = intro + table(header, metrics_rows(evaluation, (split,))) + evaluation_machines(evaluation, (split,))
-        sections.append(section(f"evaluation-{label}", f"Evaluation on {what}", body
+        sections.append(section(f"evaluation-{label}", f"Evaluation on {titles[label]}", body
                                 + split_body(directory.file(folder), split, evaluation[split],
                                              f"per-class-{label}", descriptions)))
 
