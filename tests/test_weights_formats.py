@@ -114,6 +114,27 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 """What Keras' vgg16.preprocess_input subtracts from BGR pixels (its "caffe" mode)."""
 
 
+def test_keras_imagenet_weights_under_another_name_still_take_bgr_pixels(tmp_path, monkeypatch):
+    """Keras' ImageNet file was known by its published name only: a renamed copy (imagenet.h5,
+    a download saved under the URL's hash) loaded with its colours swapped and was standardised
+    with the new data's statistics. Now Keras' files are also known by the md5 Keras checks
+    them by; a file of another name and content is as before."""
+    from cnnlab.data.download import Remote, md5_of
+    from cnnlab.models import weights
+
+    path, source = vgg16_notop(tmp_path / "imagenet.h5")
+    published = "https://example.org/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    monkeypatch.setitem(weights.KERAS_IMAGENET, "vgg16-transfer", Remote(published, md5_of(path)))
+    target = create_model("vgg16-transfer", 5, 3, (32, 32))
+    load_weights(target, path, log=lambda m: None)
+    torch.testing.assert_close(target.features[0].weight, source.features[0].weight.flip(1))
+    assert weights.input_normalization(path) is weights.IMAGENET_CAFFE
+    other, source = vgg16_notop(tmp_path / "mine.h5")
+    load_weights(target, other, log=lambda m: None)
+    torch.testing.assert_close(target.features[0].weight, source.features[0].weight)
+    assert weights.input_normalization(other) is None
+
+
 def test_keras_imagenet_weights_see_images_as_preprocess_input_gives_them(tmp_path):
     """Keras' ImageNet VGG16 was trained on preprocess_input's pixels: BGR, minus ImageNet's
     mean, unscaled. cnnlab standardised them with the new data's mean and std, in RGB, so the

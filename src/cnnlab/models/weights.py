@@ -4,6 +4,7 @@ re-initialised when only the class count differs, the whole classifier when its 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint
-from ..data.download import Remote, fetch_url
+from ..data.download import Remote, fetch_url, md5_of
 from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, check_normalize
 from ..errors import CnnlabError
 from . import keras_weights
@@ -99,16 +100,35 @@ PUBLISHED_NORMALIZATION = {
 published under (as timm's pretrained configs and Keras' ``preprocess_input`` record it)."""
 
 
+def published_normalization(path: Path) -> InputNormalization | None:
+    """The input normalisation of a published weight file: by its published name, or, for a
+    Keras file under another name (saved as imagenet.h5, or by a downloader under the URL's
+    hash), by the md5 Keras checks it by, since its first convolution takes BGR pixels."""
+    if path.name in PUBLISHED_NORMALIZATION:
+        return PUBLISHED_NORMALIZATION[path.name]
+    if path.suffix.lower() not in keras_weights.SUFFIXES or not path.is_file():
+        return None
+    status = path.stat()
+    md5 = _file_md5(path.resolve(), status.st_size, status.st_mtime_ns)
+    return next((PUBLISHED_NORMALIZATION[remote.filename] for remote in KERAS_IMAGENET.values() if remote.md5 == md5),
+                None)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_md5(path: Path, size: int, modified_ns: int) -> str:
+    """``path``'s md5, once for a file of this size and time (a run's start asks for its
+    normalisation and loads its weights)."""
+    return md5_of(path)
+
+
 def input_normalization(path: str | Path) -> InputNormalization | None:
     """How the weights in ``path`` expect their inputs: a published file's normalisation (by
     its name), a cnnlab run's own (its checkpoint, or the safetensors file it exported), or
     None where the file does not say. A file that cannot be read says nothing here: loading
     it says what is wrong."""
     path = Path(path).expanduser()
-    if path.name in PUBLISHED_NORMALIZATION:
-        return PUBLISHED_NORMALIZATION[path.name]
-    if path.suffix.lower() in keras_weights.SUFFIXES:
-        return None
+    if path.suffix.lower() in keras_weights.SUFFIXES or path.name in PUBLISHED_NORMALIZATION:
+        return published_normalization(path)
     if path.suffix == ".safetensors":
         preprocessing = _exported_preprocessing(path)
     else:
@@ -163,7 +183,7 @@ def weights_for(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
     Keras .h5 file by the model's layer order."""
     path = Path(path).expanduser()  # a recipe's ~/weights.pt: only a shell expands ~
     if path.suffix.lower() in keras_weights.SUFFIXES:
-        return keras_weights.keras_state_dict(path, model, bgr=PUBLISHED_NORMALIZATION.get(path.name) is IMAGENET_CAFFE)
+        return keras_weights.keras_state_dict(path, model, bgr=published_normalization(path) is IMAGENET_CAFFE)
     return read_state_dict(path)
 
 
