@@ -1,5 +1,5 @@
-"""Build a reference model with random weights, save them the Keras 3 way (``.weights.h5``)
-and its outputs on a fixed random input, for cnnlab's test that reads Keras weight files
+"""Build a reference model with random weights, save them both Keras 3 ways (``.weights.h5``,
+and the whole model as ``.keras``) and its outputs on a fixed random input, for cnnlab's test that reads Keras weight files
 (tests/test_weights_formats.py). Runs in the environment of `make bench-env`.
 
     .venv-bench/bin/python benchmarks/keras_reference/save_weights.py simple-cnn 32 32 3 10 OUT_DIR
@@ -24,6 +24,7 @@ def main() -> None:
             layer.set_weights([gamma + 0.1, beta + 0.2, mean + 0.3, variance + 0.4])
     x = np.random.default_rng(0).normal(size=(2, int(height), int(width), int(channels))).astype("float32")
     model.save_weights(out / "model.weights.h5")
+    model.save(out / "model.keras")
     np.savez(out / "reference.npz", x=x, y=np.asarray(model(x, training=False)))
 
 

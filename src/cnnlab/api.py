@@ -126,7 +126,7 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
                  **options: Any) -> torch.nn.Module:
     """A registered model, as ``timm.create_model``; unspecified sizes take the model's
     defaults, ``options`` are its options (``cnnlab models``). ``weights``: a run, or a file
-    as ``--weights`` takes it (a state dict, safetensors, Keras .h5, a URL, ``imagenet``), to
+    as ``--weights`` takes it (a state dict, safetensors, Keras .h5 or .keras, a URL, ``imagenet``), to
     start from; where the class count differs, the output layer starts afresh and a warning
     says so (timm's ``num_classes=`` with ``checkpoint_path=``). A model with weights has
     ``.pretrained_inputs``, as timm's ``pretrained_cfg`` has a mean and std: how its inputs

@@ -166,7 +166,7 @@ def build_parser() -> Parser:
     options.add_argument("--augment", action="append", metavar="NAME",
                        help=f"an augmentation ({AUGMENTATIONS}); repeat for several")
     options.add_argument("--weights", help="start from a run directory (its best.pt), a state dict, a "
-                         "safetensors or Keras .h5 file, a URL, or imagenet (vgg16)")
+                         "safetensors or Keras .h5 or .keras file, a URL, or imagenet (vgg16)")
     options.add_argument("--init", help="alexnet: default (Kaiming), paper (N(0, 0.01)) or torch")
     options.add_argument("--groups", type=int, help="alexnet: 2 (the paper's two towers) or 1")
     options.add_argument("--freeze-base", action="store_true", default=None,

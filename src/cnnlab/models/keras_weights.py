@@ -1,6 +1,7 @@
 """Keras HDF5 weight files as cnnlab state dicts: the Keras 2 layout of the files in
 ~/.keras/models (``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, ``model.save_weights``
-to ``.h5``) and Keras 3's ``.weights.h5``, for the networks Keras also builds (the VGG-16 base
+to ``.h5``), Keras 3's ``.weights.h5``, and the weights in Keras 3's ``.keras`` archive (what
+``model.save`` and ``ModelCheckpoint`` write), for the networks Keras also builds (the VGG-16 base
 and full network, the tutorials' nets). Layers are matched in order, kind by kind (convolution,
 dense, BatchNorm), and their tensors converted: convolution kernels from (height, width, in,
 out) to (out, in, height, width), dense kernels transposed, and the first dense layer after a
@@ -8,7 +9,10 @@ flatten reordered from Keras' channels-last flattening to PyTorch's channels-fir
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,30 @@ from torch import nn
 
 from ..errors import CnnlabError
 
-SUFFIXES = (".h5", ".hdf5")
+SUFFIXES = (".h5", ".hdf5", ".keras")
+ARCHIVE_WEIGHTS = "model.weights.h5"
+"""Where a .keras archive holds the weights, beside the model's config.json and metadata.json."""
+LARGEST_WEIGHTS = 4 * 2**30
+"""More than any network cnnlab builds holds (VGG-16: 0.55 GB in fp32): an archive's weights
+are read into memory, so a larger member is refused, not inflated."""
+
+
+def _weights_file(path: Path) -> Path | io.BytesIO:
+    """The HDF5 file of ``path``: itself, or a .keras archive's weights, read into memory."""
+    if path.suffix.lower() != ".keras":
+        return path
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if ARCHIVE_WEIGHTS not in archive.namelist():
+                raise CnnlabError.about("weights", f" {path}: a Keras archive without {ARCHIVE_WEIGHTS} (files: "
+                                        f"{', '.join(archive.namelist()[:5]) or 'none'})")
+            member = archive.getinfo(ARCHIVE_WEIGHTS)
+            if member.file_size > LARGEST_WEIGHTS:
+                raise CnnlabError.about("weights", f" {path}: its {ARCHIVE_WEIGHTS} claims {member.file_size:,} "
+                                        "bytes, more than any network cnnlab builds holds")
+            return io.BytesIO(archive.read(member))
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        raise CnnlabError.about("weights", f" {path}: not a readable Keras archive ({exc})") from None
 
 
 def _natural(name: str) -> list:
@@ -34,7 +61,7 @@ def keras_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
         raise CnnlabError.about("weights", f" {path}: Keras .h5 files need the h5py package "
                                 "(pip install 'cnnlab[keras]')") from None
     try:
-        with h5py.File(path, "r") as handle:
+        with h5py.File(_weights_file(path), "r") as handle:
             if "layer_names" in handle.attrs or "model_weights" in handle:  # Keras 2
                 root = handle.get("model_weights", handle)
                 layers = []
@@ -55,7 +82,7 @@ def keras_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
 
                 handle["layers"].visititems(visit)
                 return sorted(found, key=lambda entry: _natural(entry[0]))
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py: RuntimeError for a damaged object header
         raise CnnlabError.about("weights", f" {path}: not a readable Keras weight file ({exc})") from None
     raise CnnlabError.about("weights", f" {path}: an HDF5 file without Keras layers (no layer_names, no layers/)")
 
