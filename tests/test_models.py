@@ -24,6 +24,7 @@ from cnnlab.models.layers import (
     UniformMaskDropout,
 )
 from cnnlab.models.weights import load_weights
+from conftest import make_image_folder, run_cli
 
 ALL_MODELS = MODELS.names()
 # at the defaults, the 130M-parameter VGGs make the per-model checks below slow; the count
@@ -775,6 +776,37 @@ def test_weights_of_another_classifier_start_the_whole_classifier_afresh(tmp_pat
         torch.testing.assert_close(value, fresh[key])
     torch.testing.assert_close(target.features[0].weight, source.features[0].weight)
     assert any("the classifier does not match" in m for m in messages), messages
+
+
+def test_a_runs_output_layer_is_kept_for_its_own_classes_only(tmp_path):
+    """Fine-tuning a run's weights on other classes of the same number (MNIST's digits to
+    Fashion-MNIST's clothes) kept its output layer, whose rows scored the old classes: the new
+    class 0 started as the old class 0. The file's classes (a cnnlab checkpoint, or the
+    safetensors file a run exports) now decide: the same names in the same order keep it,
+    others start it afresh as another number of classes did."""
+    make_image_folder(tmp_path / "digits", classes=3)
+    run_cli("train", "--model", "lenet5", "--data", f"folder:{tmp_path / 'digits'}", "--image-size", "20x20",
+            "--epochs", "1", "--out", tmp_path / "runs", "--name", "source", "--no-report")
+    checkpoint = tmp_path / "runs" / "source" / "best.pt"
+    source = torch.load(checkpoint, weights_only=True)["state_dict"]
+    exported = tmp_path / "source.safetensors"
+    run_cli("export", tmp_path / "runs" / "source", "--format", "safetensors", "--out", exported)
+    for path in (checkpoint, exported):
+        for classes, kept in [(["class_0", "class_1", "class_2"], True), (["shirt", "shoe", "bag"], False),
+                              (["class_2", "class_1", "class_0"], False)]:
+            model, messages = create_model("lenet5", 3, 3, (20, 20)), []
+            load_weights(model, path, log=messages.append, classes=classes)
+            state = model.state_dict()
+            assert torch.equal(state["classifier.4.weight"], source["classifier.4.weight"]) == kept, (path, classes)
+            assert torch.equal(state["classifier.2.weight"], source["classifier.2.weight"]), (path, classes)
+            assert any("trained on other classes" in m for m in messages) != kept, messages
+    clothes = make_image_folder(tmp_path / "clothes", classes=3)
+    for n, name in enumerate(["shirt", "shoe", "bag"]):
+        (clothes / f"class_{n}").rename(clothes / name)
+    run_cli("train", "--model", "lenet5", "--data", f"folder:{clothes}", "--image-size", "20x20", "--epochs", "1",
+            "--weights", tmp_path / "runs" / "source", "--out", tmp_path / "runs", "--name", "clothes", "--no-report")
+    log = (tmp_path / "runs" / "clothes" / "train.log").read_text()
+    assert "the output layer was trained on other classes (class_0, class_1, class_2; these: bag, shirt, shoe)" in log
 
 
 def test_weights_torchvision_vgg_names_load_into_transfer_base(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint
 from ..data.download import Remote, fetch_url, md5_of
 from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, check_normalize
-from ..errors import CnnlabError
+from ..errors import CnnlabError, listed
 from . import keras_weights
 from .factory import create_model
 
@@ -129,14 +129,7 @@ def input_normalization(path: str | Path) -> InputNormalization | None:
     path = Path(path).expanduser()
     if path.suffix.lower() in keras_weights.SUFFIXES or path.name in PUBLISHED_NORMALIZATION:
         return published_normalization(path)
-    if path.suffix == ".safetensors":
-        preprocessing = _exported_preprocessing(path)
-    else:
-        try:
-            record = load_checkpoint(path, lazily=True)
-        except CnnlabError:
-            return None
-        preprocessing = record.get("preprocessing") if record.get("format") == CHECKPOINT_FORMAT else None
+    preprocessing = cnnlab_record(path).get("preprocessing")
     if not isinstance(preprocessing, dict):
         return None
     mode = preprocessing.get("normalize", "dataset")
@@ -149,17 +142,41 @@ def input_normalization(path: str | Path) -> InputNormalization | None:
         return None
 
 
-def _exported_preprocessing(path: Path) -> dict | None:
-    """The preprocessing a safetensors file exported by cnnlab records in its metadata."""
+def trained_classes(path: str | Path) -> list[str] | None:
+    """The classes the weights in ``path`` were trained on, where the file says (a cnnlab
+    checkpoint, or the safetensors file a run exported)."""
+    classes = cnnlab_record(Path(path).expanduser()).get("classes")
+    return classes if isinstance(classes, list) and all(isinstance(c, str) for c in classes) else None
+
+
+def cnnlab_record(path: Path) -> dict:
+    """What a cnnlab checkpoint, or the safetensors file a run exported, records beside its
+    tensors (its preprocessing, its classes); nothing for other files, or for one that cannot
+    be read (loading it says what is wrong)."""
+    if path.suffix.lower() in keras_weights.SUFFIXES:
+        return {}
+    if path.suffix == ".safetensors":
+        return _exported_record(path)
+    try:
+        record = load_checkpoint(path, lazily=True)
+    except CnnlabError:
+        return {}
+    return record if record.get("format") == CHECKPOINT_FORMAT else {}
+
+
+def _exported_record(path: Path) -> dict:
+    """The preprocessing and classes a safetensors file exported by cnnlab records in its
+    metadata, as JSON text each."""
     try:
         from safetensors import SafetensorError, safe_open
     except ImportError:
-        return None
+        return {}
     try:
         with safe_open(str(path), "pt") as handle:
-            return json.loads((handle.metadata() or {}).get("preprocessing", "null"))
+            metadata = handle.metadata() or {}
+        return {key: json.loads(metadata[key]) for key in ("preprocessing", "classes") if key in metadata}
     except (SafetensorError, OSError, ValueError):
-        return None
+        return {}
 
 
 def resolve_weights(given: str, model_name: str) -> str:
@@ -187,18 +204,20 @@ def weights_for(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
     return read_state_dict(path)
 
 
-def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] = print) -> str | None:
+def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] = print,
+                 classes: Sequence[str] | None = None) -> str | None:
     """Copy the tensors of ``path`` into ``model``.
 
     Every key of the model outside the classifier must be in the file with the same shape,
-    otherwise the load fails listing all mismatches. Where only the class count differs, the
+    otherwise the load fails listing all mismatches. Where only the class count differs, or
+    the file says it was trained on other ``classes`` than the model's (a cnnlab run's), the
     output layer keeps its fresh initialisation and every other layer is loaded, as fine-tuning
     to new classes does; where the classifier's hidden layers differ too, the whole classifier
     starts afresh. The log says which, and so does the value returned (None where every
     tensor was loaded).
     """
     own = model.state_dict()
-    loaded, afresh = matching_weights(model, weights_for(model, path), path)
+    loaded, afresh = matching_weights(model, weights_for(model, path), path, classes)
     note = f"weights {path}: {afresh}" if afresh else None
     if note:
         log(note)
@@ -207,12 +226,13 @@ def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] 
     return note
 
 
-def matching_weights(model: nn.Module, state: dict[str, torch.Tensor],
-                     path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
+def matching_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
+                     classes: Sequence[str] | None = None) -> tuple[dict[str, torch.Tensor], str | None]:
     """The tensors of ``state`` to load into ``model`` (shapes only are read, so a model on
     the meta device checks a file before any training starts), and what of the classifier
     starts afresh, in words (None where everything fits). Any mismatch outside the classifier
-    is an error listing them all."""
+    is an error listing them all. ``classes``: the model's, against those the file says its
+    weights were trained on (the same names in the same order keep its output layer)."""
     own = model.state_dict()
     heads = model.head_prefixes() if hasattr(model, "head_prefixes") else ()
     in_head = lambda key: key.startswith(heads)  # noqa: E731
@@ -234,9 +254,14 @@ def matching_weights(model: nn.Module, state: dict[str, torch.Tensor],
     if problems:
         shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise CnnlabError.about("weights", f" {path}: does not fit the model ({len(problems)} mismatches): {shown}")
+    output = model.output_prefix() if hasattr(model, "output_prefix") else None
+    trained = trained_classes(path) if classes is not None and output and not head_mismatches else None
+    if trained is not None and trained != list(classes):
+        return ({k: v for k, v in loaded.items() if not k.startswith(output)},
+                f"the output layer was trained on other classes ({listed(trained, 5)}; these: {listed(list(classes), 5)}); "
+                "it is re-initialised and the rest is loaded")
     if not head_mismatches:
         return loaded, None
-    output = model.output_prefix() if hasattr(model, "output_prefix") else None
     if output and all(key.startswith(output) for key in head_mismatches):
         fresh, what = (output,), "the output layer"
     else:

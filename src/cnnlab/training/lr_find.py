@@ -63,7 +63,7 @@ def find_lr(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, s
     loss_fn = Loss(config.loss, dataset.num_classes, config.label_smoothing)
     # from the weights a training would start from: the lr that fine-tunes them differs from
     # one that trains afresh
-    model = model_to_train(config, loss_fn.outputs, dataset.channels, checked.input_size)
+    model = model_to_train(config, loss_fn.outputs, dataset.channels, checked.input_size, classes=dataset.classes)
     model = place_model(model, config.model.name, runtime.device, runtime.precision, training=True)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer, config.model.base_lr_scale), runtime.device)
     preprocessing = checked.preprocessing(dataset)

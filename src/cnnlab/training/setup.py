@@ -260,7 +260,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
     check_fits_in_memory(model, config.model.name, runtime.device)
     check_progressive_resizing(config, model, channels, input_size)
     if config.model.weights and not resuming:
-        matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
+        matching_weights(model, weights_for(model, config.model.weights), config.model.weights, source.classes)
     if config.model.unfreeze_after is not None:
         if not getattr(model, "features_frozen", False):
             raise ConfigError.about("model.unfreeze_after", lambda name: f": nothing to unfreeze: {config.model.name} "
@@ -308,13 +308,15 @@ def check_trainable_base_layers(config: TrainConfig, model: torch.nn.Module) -> 
 
 
 def model_to_train(config: TrainConfig, outputs: int, channels: int, input_size: tuple[int, int],
-                   log: Callable[[str], None] = lambda message: None, pretrained: bool = True) -> torch.nn.Module:
+                   log: Callable[[str], None] = lambda message: None, pretrained: bool = True,
+                   classes: Sequence[str] | None = None) -> torch.nn.Module:
     """The model a training starts from: built, with ``model.weights`` loaded where
-    ``pretrained`` (a resumed run's come from its checkpoint; ``log`` hears of the load), and
-    only the base's last ``trainable_base_layers`` trained where set."""
+    ``pretrained`` (a resumed run's come from its checkpoint; ``log`` hears of the load; a
+    run's output layer is kept for its own ``classes`` only), and only the base's last
+    ``trainable_base_layers`` trained where set."""
     model = create_model(config.model.name, outputs, channels, input_size, **config.model.options)
     if config.model.weights and pretrained:
-        load_weights(model, config.model.weights, log)
+        load_weights(model, config.model.weights, log, classes)
     if config.model.trainable_base_layers is not None and not model.features_frozen:
         model.freeze_features(False, config.model.trainable_base_layers)
     return model
@@ -528,7 +530,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], resume: str | Pat
                 class_weights=class_weights(config.class_weight, dataset))
     weight_notes: list[str] = []
     grouped = model_to_train(config, loss.outputs, dataset.channels, steps.input_size, weight_notes.append,
-                             pretrained=state is None)
+                             pretrained=state is None, classes=dataset.classes)
     if config.towers:
         model = split_towers(grouped, config.towers)
     else:
