@@ -260,7 +260,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
     check_fits_in_memory(model, config.model.name, runtime.device)
     check_progressive_resizing(config, model, channels, input_size)
     if config.model.weights and not resuming:
-        matching_weights(model, weights_for(model, config.model.weights), config.model.weights, source.classes)
+        matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
     if config.model.unfreeze_after is not None:
         if not getattr(model, "features_frozen", False):
             raise ConfigError.about("model.unfreeze_after", lambda name: f": nothing to unfreeze: {config.model.name} "
