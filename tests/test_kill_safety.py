@@ -6,6 +6,7 @@ behaves like Ctrl-C."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -169,6 +170,42 @@ def test_an_output_path_under_a_regular_file_is_one_line(tmp_path, image_folder,
             result = run_cli(*command, check=False)
         assert result.returncode == 2, (command, result.stderr)
         assert "Traceback" not in result.stderr and str(blocker) in result.stderr, result.stderr
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """torch.save turns the system's "No space left on device" into a RuntimeError of its own
+    zip writer, which ended a training on a full disk in a traceback when its checkpoint did
+    not fit (found on a 300 KB tmpfs). A disk that takes 100 KB a file stands in for one here;
+    the half-written file is gone."""
+    import cnnlab.io
+
+    opened = os.fdopen
+
+    class FillingDisk:
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 100_000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.handle.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.handle.close()
+
+    monkeypatch.setattr(cnnlab.io.os, "fdopen", lambda fd, *args, **kwargs: FillingDisk(opened(fd, *args, **kwargs)))
+    result = run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--subset", "200",
+                     "--out", tmp_path, "--name", "r", check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().endswith(f"{tmp_path / 'r' / 'last.pt'}: cannot write it (No space left on device)")
+    assert not [p.name for p in (tmp_path / "r").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_signal_during_a_checkpoint_write_waits_for_the_file(tmp_path):

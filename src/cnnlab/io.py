@@ -99,11 +99,12 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
             os.fchmod(handle.fileno(), umask_mode())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise CnnlabError(f"{path}: cannot write it ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        # torch.save turns the system's error (a full disk) into a RuntimeError of its own
+        system = exc if isinstance(exc, OSError) else exc.__context__ if isinstance(exc, RuntimeError) else None
+        if isinstance(system, OSError):
+            raise CnnlabError(f"{path}: cannot write it ({system.strerror or system})") from None
         raise
     return path
 
