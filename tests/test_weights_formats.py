@@ -72,15 +72,70 @@ def write_keras3(path, layers):
                 group.create_dataset(str(i), data=array)
 
 
-def write_keras_archive(path, layers):
+def keras_config(*layers) -> str:
+    """A .keras archive's config.json, as Keras 3 writes it for a Sequential model of these
+    (class name, config) layers after its InputLayer."""
+    entry = lambda name, config: {"module": "keras.layers", "class_name": name, "config": config}  # noqa: E731
+    return json.dumps({"module": "keras", "class_name": "Sequential", "config": {"name": "m", "layers": [
+        entry("InputLayer", {"batch_shape": [None, 28, 28, 1]}), *(entry(name, config) for name, config in layers)]}})
+
+
+def write_keras_archive(path, layers, config: str | None = None):
     """Keras 3's model.save("model.keras"): a zip of the model's config, metadata and weights."""
+    config = config or keras_config(("Conv2D", {"filters": 6}))
     weights = path.parent / "model.weights.h5"
     write_keras3(weights, layers)
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("metadata.json", '{"keras_version": "3.15.1"}')
-        archive.writestr("config.json", '{"class_name": "Sequential"}')
+        archive.writestr("config.json", config)
         archive.write(weights, "model.weights.h5")
     weights.unlink()
+
+
+AUGMENTATION = ("Sequential", {"name": "data_augmentation", "layers": [
+    {"class_name": "InputLayer", "config": {}}, {"class_name": "RandomFlip", "config": {"mode": "horizontal"}},
+    {"class_name": "RandomRotation", "config": {"factor": 0.1}}]})
+
+
+@pytest.mark.parametrize("layers, mean, std", [
+    ([("Rescaling", {"scale": 1 / 255, "offset": 0.0})], (0.0,), (1.0,)),
+    ([("Rescaling", {"scale": 1 / 127.5, "offset": -1.0})], (0.5,), (0.5,)),
+    ([AUGMENTATION, ("Rescaling", {"scale": 1 / 255, "offset": 0.0})], (0.0,), (1.0,)),
+    ([("Normalization", {"mean": [120.0, 110.0, 100.0], "variance": [3600.0, 2500.0, 1600.0], "axis": [-1],
+                         "invert": False})], (120 / 255, 110 / 255, 100 / 255), (60 / 255, 50 / 255, 40 / 255)),
+    ([("Normalization", {"mean": None, "variance": None, "axis": [-1]})], None, None),  # adapted: in its weights
+    ([("Conv2D", {"filters": 6})], None, None),
+    ([AUGMENTATION, ("Conv2D", {"filters": 6}), ("Rescaling", {"scale": 2.0, "offset": 0.0})], None, None),
+])
+def test_a_keras_models_own_input_scaling_is_how_its_inputs_were_standardised(tmp_path, layers, mean, std):
+    """The tutorials' Keras models scale their own inputs: Rescaling(1/255) (after random
+    augmentation layers, which pass an image unchanged at inference) or Normalization(mean,
+    variance). cnnlab leaves that to its preprocessing, so a .keras model given as --weights
+    was fed standardised inputs it was never trained on unless the user added --mean 0 --std 1.
+    Now the archive's config says, as a published file's name does."""
+    from cnnlab.models.weights import input_normalization
+
+    path = tmp_path / "model.keras"
+    write_keras_archive(path, keras_arrays(create_model("lenet5", 10, 1, (28, 28))), keras_config(*layers))
+    found = input_normalization(path)
+    if mean is None:
+        assert found is None
+    else:
+        assert found.mode == "weights" and found.published
+        np.testing.assert_allclose(found.mean, mean)
+        np.testing.assert_allclose(found.std, std)
+
+
+def test_a_run_from_a_keras_model_takes_its_inputs_as_the_model_did(tmp_path):
+    path = tmp_path / "tutorial.keras"
+    write_keras_archive(path, keras_arrays(create_model("lenet5", 10, 1, (28, 28))),
+                        keras_config(AUGMENTATION, ("Rescaling", {"scale": 1 / 255, "offset": 0.0})))
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--weights", path, "--epochs", "1", "--subset", "100",
+            "--out", tmp_path, "--name", "r")
+    assert "normalize: weights" in (tmp_path / "r" / "config.yaml").read_text()
+    preprocessing = torch.load(tmp_path / "r" / "best.pt", weights_only=True)["preprocessing"]
+    assert (preprocessing["mean"], preprocessing["std"]) == ([0.0], [1.0])
+    assert "inputs standardised as theirs were" in (tmp_path / "r" / "train.log").read_text()
 
 
 KERAS_WRITERS = [(write_keras2, "weights.h5"), (write_keras3, "model.weights.h5"), (write_keras_archive, "model.keras")]
@@ -294,17 +349,24 @@ def test_keras_weights_give_keras_outputs(tmp_path, name, size, channels):
     subprocess.run([str(KERAS_PYTHON), str(REPO / "benchmarks" / "keras_reference" / "save_weights.py"),
                     name, str(size), str(size), str(channels), "10", str(tmp_path)], check=True,
                    capture_output=True, cwd=REPO / "benchmarks" / "keras_reference")
-    reference = np.load(tmp_path / "reference.npz")
-    x = torch.from_numpy(reference["x"]).permute(0, 3, 1, 2)
-    if name == "small-cnn":  # the tutorial's Rescaling(1/255) layer, which cnnlab leaves to --mean 0 --std 1
-        from cnnlab.data.preprocessing import Preprocessing
+    from cnnlab.data.preprocessing import Preprocessing
+    from cnnlab.models.weights import input_normalization
 
-        x = Preprocessing((0.0,) * channels, (1.0,) * channels, normalize="given").standardize(x)
+    reference = np.load(tmp_path / "reference.npz")
+    pixels = torch.from_numpy(reference["x"]).permute(0, 3, 1, 2)
+    # the tutorial's Rescaling(1/255) layer, which cnnlab's preprocessing takes over: given as
+    # --mean 0 --std 1 for a .weights.h5 file, read from a .keras archive's config
+    rescaled = Preprocessing((0.0,) * channels, (1.0,) * channels, normalize="given").standardize(pixels)
+    scaling = input_normalization(tmp_path / "model.keras")
+    if name == "small-cnn":
+        assert (scaling.mode, scaling.mean, scaling.std) == ("weights", (0.0,), (1.0,))
+    else:
+        assert scaling is None
     for file in ("model.weights.h5", "model.keras"):
         model = create_model(name, 10, channels, (size, size)).eval()
         load_weights(model, tmp_path / file, log=lambda m: None)
         with torch.no_grad():
-            probabilities = torch.softmax(model(x), 1).numpy()
+            probabilities = torch.softmax(model(rescaled if name == "small-cnn" else pixels), 1).numpy()
         np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4, err_msg=file)
 
 

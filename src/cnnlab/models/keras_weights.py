@@ -10,6 +10,7 @@ flatten reordered from Keras' channels-last flattening to PyTorch's channels-fir
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 import zlib
@@ -27,6 +28,56 @@ ARCHIVE_WEIGHTS = "model.weights.h5"
 LARGEST_WEIGHTS = 4 * 2**30
 """More than any network cnnlab builds holds (VGG-16: 0.55 GB in fp32): an archive's weights
 are read into memory, so a larger member is refused, not inflated."""
+LARGEST_CONFIG = 16 * 2**20
+"""A model's config.json is kilobytes (a VGG-16's: about 20 KB); a larger one is not read."""
+
+
+@np.errstate(all="raise")  # a scale of 0 is no scaling to take over, not a warning
+def archive_input_scaling(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The mean and std, of pixels on the 0-1 scale, that the model in a .keras archive scales
+    its 0-255 inputs by itself, where its first layer does (the tutorials' Rescaling(1/255),
+    or Normalization with its mean and variance in its config; random augmentation layers
+    before it pass an image unchanged at inference); else, or for an archive that cannot be
+    read, None (loading its weights says what is wrong)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("config.json").file_size > LARGEST_CONFIG:
+                return None
+            config = json.loads(archive.read("config.json"))
+        layer = _first_computing_layer(config["config"]["layers"])
+        if layer is None:
+            return None
+        settings = layer["config"]
+        if layer["class_name"] == "Rescaling":  # x * scale + offset = (x / 255 - mean) / std
+            scale, offset = np.broadcast_arrays(np.atleast_1d(settings["scale"]).astype(float),
+                                                np.atleast_1d(settings.get("offset", 0.0)).astype(float))
+            mean, std = -offset / (255 * scale), 1 / (255 * scale)
+        elif layer["class_name"] == "Normalization" and not settings.get("invert") and settings.get("mean") is not None:
+            mean, variance = np.broadcast_arrays(np.atleast_1d(settings["mean"]).astype(float),
+                                                 np.atleast_1d(settings["variance"]).astype(float))
+            mean, std = mean / 255, np.sqrt(variance) / 255
+        else:
+            return None
+        if mean.ndim == 1 and np.isfinite([*mean, *std]).all() and (std > 0).all():
+            return tuple(map(float, mean)), tuple(map(float, std))
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError, RecursionError,
+            KeyError, IndexError, TypeError, ValueError, AttributeError, FloatingPointError):
+        pass
+    return None
+
+
+def _first_computing_layer(layers: list[dict]) -> dict | None:
+    """The first layer of a Keras model's config that changes an image at inference, looking
+    into nested models (a data_augmentation Sequential)."""
+    for layer in layers:
+        name = layer["class_name"]
+        if name in ("Sequential", "Functional", "Model"):
+            inner = _first_computing_layer(layer["config"]["layers"])
+            if inner is not None:
+                return inner
+        elif name != "InputLayer" and not name.startswith("Random"):
+            return layer
+    return None
 
 
 def _weights_file(path: Path) -> Path | io.BytesIO:

@@ -128,7 +128,7 @@ def input_normalization(path: str | Path) -> InputNormalization | None:
     it says what is wrong."""
     path = Path(path).expanduser()
     if path.suffix.lower() in keras_weights.SUFFIXES or path.name in PUBLISHED_NORMALIZATION:
-        return published_normalization(path)
+        return published_normalization(path) or keras_model_normalization(path)
     preprocessing = cnnlab_record(path).get("preprocessing")
     if not isinstance(preprocessing, dict):
         return None
@@ -140,6 +140,13 @@ def input_normalization(path: str | Path) -> InputNormalization | None:
         return InputNormalization(check_normalize(str(mode)))
     except (KeyError, TypeError, ValueError, CnnlabError):  # a damaged record, or a mode this version lacks
         return None
+
+
+def keras_model_normalization(path: Path) -> InputNormalization | None:
+    """A .keras model's own scaling of its inputs (a first Rescaling or Normalization layer),
+    which cnnlab's preprocessing takes over: the model was trained on what that layer gave."""
+    scaling = keras_weights.archive_input_scaling(path) if path.suffix.lower() == ".keras" else None
+    return None if scaling is None else InputNormalization("weights", *scaling, published=True)
 
 
 def trained_classes(path: str | Path) -> list[str] | None:
