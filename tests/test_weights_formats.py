@@ -188,6 +188,9 @@ def fuzz_keras_files(tmp: Path, numbers) -> None:
     for writer, file in KERAS_WRITERS:
         writer(tmp / file, layers)
         seeds[file] = (tmp / file).read_bytes()
+    # the archive's config scales its inputs, for keras_model_normalization to read
+    write_keras_archive(tmp / "model.keras", layers, keras_config(AUGMENTATION, ("Rescaling", {"scale": 1 / 255})))
+    seeds["model.keras"] = (tmp / "model.keras").read_bytes()
     write_keras3(tmp / "inner.weights.h5", layers)
     inner = (tmp / "inner.weights.h5").read_bytes()
     for n in numbers:
