@@ -32,18 +32,34 @@ LARGEST_CONFIG = 16 * 2**20
 """A model's config.json is kilobytes (a VGG-16's: about 20 KB); a larger one is not read."""
 
 
-@np.errstate(all="raise")  # a scale of 0 is no scaling to take over, not a warning
-def archive_input_scaling(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The mean and std, of pixels on the 0-1 scale, that the model in a .keras archive scales
-    its 0-255 inputs by itself, where its first layer does (the tutorials' Rescaling(1/255),
-    or Normalization with its mean and variance in its config; random augmentation layers
-    before it pass an image unchanged at inference); else, or for an archive that cannot be
-    read, None (loading its weights says what is wrong)."""
-    try:
+def model_config(path: Path) -> dict:
+    """A Keras model's config, where the file holds the whole model (a .keras archive's
+    config.json; a legacy .h5 file of model.save, its model_config); else empty."""
+    if path.suffix.lower() == ".keras":
         with zipfile.ZipFile(path) as archive:
             if archive.getinfo("config.json").file_size > LARGEST_CONFIG:
-                return None
-            config = json.loads(archive.read("config.json"))
+                return {}
+            return json.loads(archive.read("config.json"))
+    try:
+        import h5py
+    except ImportError:
+        return {}
+    with h5py.File(path, "r") as handle:
+        text = handle.attrs.get("model_config")
+    return json.loads(text) if isinstance(text, str | bytes) else {}
+
+
+@np.errstate(all="raise")  # a scale of 0 is no scaling to take over, not a warning
+def input_scaling(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The mean and std, of pixels on the 0-1 scale, that a Keras model saved whole scales its
+    0-255 inputs by itself, where its first layer does (the tutorials' Rescaling(1/255), or
+    Normalization with its mean and variance in its config; random augmentation layers before
+    it pass an image unchanged at inference); else, or for a file that cannot be read, None
+    (loading its weights says what is wrong)."""
+    try:
+        config = model_config(path)
+        if not config:
+            return None
         layer = _first_computing_layer(config["config"]["layers"])
         if layer is None:
             return None
@@ -61,7 +77,7 @@ def archive_input_scaling(path: Path) -> tuple[tuple[float, ...], tuple[float, .
         if mean.ndim == 1 and np.isfinite([*mean, *std]).all() and (std > 0).all():
             return tuple(map(float, mean)), tuple(map(float, std))
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError, RecursionError,
-            KeyError, IndexError, TypeError, ValueError, AttributeError, FloatingPointError):
+            KeyError, IndexError, TypeError, ValueError, AttributeError, FloatingPointError):  # h5py's among them
         pass
     return None
 

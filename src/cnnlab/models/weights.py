@@ -143,9 +143,10 @@ def input_normalization(path: str | Path) -> InputNormalization | None:
 
 
 def keras_model_normalization(path: Path) -> InputNormalization | None:
-    """A .keras model's own scaling of its inputs (a first Rescaling or Normalization layer),
-    which cnnlab's preprocessing takes over: the model was trained on what that layer gave."""
-    scaling = keras_weights.archive_input_scaling(path) if path.suffix.lower() == ".keras" else None
+    """A Keras model's own scaling of its inputs (a first Rescaling or Normalization layer),
+    where the file holds the whole model; cnnlab's preprocessing takes it over, since the model
+    was trained on what that layer gave."""
+    scaling = keras_weights.input_scaling(path)
     return None if scaling is None else InputNormalization("weights", *scaling, published=True)
 
 
