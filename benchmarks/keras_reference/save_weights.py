@@ -1,5 +1,6 @@
-"""Build a reference model with random weights, save them both Keras 3 ways (``.weights.h5``,
-and the whole model as ``.keras``) and its outputs on a fixed random input, for cnnlab's test that reads Keras weight files
+"""Build a reference model with random weights, save them the Keras 3 ways (``.weights.h5``,
+the whole model as ``.keras``, and as the legacy ``.h5`` of tf.keras 2's tutorials) and its
+outputs on a fixed random input, for cnnlab's test that reads Keras weight files
 (tests/test_weights_formats.py). Runs in the environment of `make bench-env`.
 
     .venv-bench/bin/python benchmarks/keras_reference/save_weights.py simple-cnn 32 32 3 10 OUT_DIR
@@ -25,6 +26,10 @@ def main() -> None:
     x = np.random.default_rng(0).normal(size=(2, int(height), int(width), int(channels))).astype("float32")
     model.save_weights(out / "model.weights.h5")
     model.save(out / "model.keras")
+    try:
+        model.save(out / "model.h5")
+    except TypeError:  # the legacy format cannot save AlexNet's LRN, a Lambda layer
+        (out / "model.h5").unlink(missing_ok=True)
     np.savez(out / "reference.npz", x=x, y=np.asarray(model(x, training=False)))
 
 
