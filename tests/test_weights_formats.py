@@ -154,7 +154,7 @@ def test_a_run_from_a_keras_model_takes_its_inputs_as_the_model_did(tmp_path):
     assert "normalize: weights" in (tmp_path / "r" / "config.yaml").read_text()
     preprocessing = torch.load(tmp_path / "r" / "best.pt", weights_only=True)["preprocessing"]
     assert (preprocessing["mean"], preprocessing["std"]) == ([0.0], [1.0])
-    assert "inputs standardised as theirs were" in (tmp_path / "r" / "train.log").read_text()
+    assert "inputs standardised as theirs were, mean (0), std (1)" in (tmp_path / "r" / "train.log").read_text()
 
 
 KERAS_WRITERS = [(write_keras2, "weights.h5"), (write_keras3, "model.weights.h5"), (write_keras_archive, "model.keras")]

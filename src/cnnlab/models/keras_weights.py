@@ -67,7 +67,7 @@ def input_scaling(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | N
         if layer["class_name"] == "Rescaling":  # x * scale + offset = (x / 255 - mean) / std
             scale, offset = np.broadcast_arrays(np.atleast_1d(settings["scale"]).astype(float),
                                                 np.atleast_1d(settings.get("offset", 0.0)).astype(float))
-            mean, std = -offset / (255 * scale), 1 / (255 * scale)
+            mean, std = 0.0 - offset / (255 * scale), 1 / (255 * scale)  # 0.0 -: no -0 in a log line
         elif layer["class_name"] == "Normalization" and not settings.get("invert") and settings.get("mean") is not None:
             mean, variance = np.broadcast_arrays(np.atleast_1d(settings["mean"]).astype(float),
                                                  np.atleast_1d(settings["variance"]).astype(float))
