@@ -106,7 +106,7 @@ def published_normalization(path: Path) -> InputNormalization | None:
     hash), by the md5 Keras checks it by, since its first convolution takes BGR pixels."""
     if path.name in PUBLISHED_NORMALIZATION:
         return PUBLISHED_NORMALIZATION[path.name]
-    if path.suffix.lower() not in keras_weights.SUFFIXES or not path.is_file():
+    if path.suffix.lower() not in (".h5", ".hdf5") or not path.is_file():  # as Keras publishes them
         return None
     status = path.stat()
     md5 = _file_md5(path.resolve(), status.st_size, status.st_mtime_ns)
@@ -123,9 +123,10 @@ def _file_md5(path: Path, size: int, modified_ns: int) -> str:
 
 def input_normalization(path: str | Path) -> InputNormalization | None:
     """How the weights in ``path`` expect their inputs: a published file's normalisation (by
-    its name), a cnnlab run's own (its checkpoint, or the safetensors file it exported), or
-    None where the file does not say. A file that cannot be read says nothing here: loading
-    it says what is wrong."""
+    its name, or a Keras file's md5), a Keras model's own scaling (a whole model's first
+    Rescaling or Normalization layer), a cnnlab run's own (its checkpoint, or the safetensors
+    file it exported), or None where the file does not say. A file that cannot be read says
+    nothing here: loading it says what is wrong."""
     path = Path(path).expanduser()
     if path.suffix.lower() in keras_weights.SUFFIXES or path.name in PUBLISHED_NORMALIZATION:
         return published_normalization(path) or keras_model_normalization(path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,8 +244,8 @@ def evaluation_titles(evaluations: dict[str, dict]) -> dict[str, str]:
         if options := ", ".join(f"{k}={v}" for k, v in evaluation.get("options", {}).items()):
             what += f" with {options}"
         titles[label] = what
-    shared = [title for title in titles.values() if list(titles.values()).count(title) > 1]
-    return {label: f"{title}, {evaluations[label]['machine']}" if title in shared and evaluations[label].get("machine")
+    shared = Counter(titles.values())
+    return {label: f"{title}, {evaluations[label]['machine']}" if shared[title] > 1 and evaluations[label].get("machine")
             else title for label, title in titles.items()}
 
 
