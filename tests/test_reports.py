@@ -118,22 +118,27 @@ def test_compare_takes_a_folder_of_runs(two_runs, tmp_path):
     assert empty.returncode == 2 and f"{tmp_path}: not a cnnlab run directory" in empty.stderr
 
 
-def test_compare_of_a_folder_leaves_out_a_damaged_run_and_says_so(two_runs, tmp_path):
+@pytest.mark.parametrize("name", ["history.json", "summary.json"])
+def test_compare_of_a_folder_leaves_out_a_damaged_run_and_says_so(two_runs, tmp_path, name):
     """`compare FOLDER` stopped at the first damaged run it found, where `runs FOLDER` lists it
-    as unreadable and goes on. A run named on its own is still refused."""
+    as unreadable and goes on; a damaged summary.json (its parameter count) stopped it still,
+    after its picture was written. A run named on its own is still refused, before anything
+    is written."""
     import shutil
 
     folder = tmp_path / "sweep"
     shutil.copytree(two_runs[0].path.parent, folder)
     damaged = folder / two_runs[1].path.name
-    (damaged / "history.json").write_text("[{")
+    (damaged / name).write_text("[{")
     out = tmp_path / "compare.html"
     result = run_cli("compare", folder, "--out", out)
-    assert f"cnnlab: warning: {damaged}: left out of the comparison: {damaged / 'history.json'}" in result.stderr
+    assert f"cnnlab: warning: {damaged}: left out of the comparison: {damaged / name}" in result.stderr
     text = out.read_text()
     assert two_runs[0].path.name in text and text.count("<tr>") == 2  # the heading and one run
-    alone = run_cli("compare", damaged, two_runs[0].path, "--out", out, check=False)
-    assert alone.returncode == 2 and f"error: {damaged / 'history.json'}" in alone.stderr
+    refused = tmp_path / "refused.html"
+    alone = run_cli("compare", damaged, two_runs[0].path, "--out", refused, check=False)
+    assert alone.returncode == 2 and f"error: {damaged / name}" in alone.stderr
+    assert not refused.exists() and not refused.with_suffix(".png").exists()
     (folder / two_runs[0].path.name / "classes.json").write_text("{")
     nothing = run_cli("compare", folder, "--out", out, check=False)
     assert nothing.returncode == 2 and nothing.stderr.strip().endswith(

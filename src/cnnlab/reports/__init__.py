@@ -65,12 +65,20 @@ def write_preview(dataset, out: Path, augment: list[str] = (), crop: tuple[int, 
     return write_atomic(out, lambda handle: handle.write(data))
 
 
+def comparable_run(path: Path) -> runs.Run:
+    """A run as compare shows it: each file it reads (its summary's parameter count among
+    them) read now, so that a damaged one refuses the run before anything is written."""
+    run = runs.load_run(path)
+    run.directory.read_json(runs.SUMMARY_JSON)
+    return run
+
+
 def runs_to_compare(path: Path) -> list[runs.Run]:
     """A run given to compare, or the runs of a folder given instead (a sweep's). A run of the
     folder that cannot be read is left out with a warning, as `runs` lists it and goes on; a
     run given by name is refused."""
     if not path.is_dir() or runs.is_run_directory(path):
-        return [runs.load_run(path)]  # which says what is wrong, if anything
+        return [comparable_run(path)]  # which says what is wrong, if anything
     found = runs.runs_in(path)
     if not found:
         raise CnnlabError(f"{path}: not a cnnlab run directory ({runs.CONFIG} and {runs.CLASSES}), nor a folder "
@@ -78,7 +86,7 @@ def runs_to_compare(path: Path) -> list[runs.Run]:
     loaded = []
     for run in found:
         try:
-            loaded.append(runs.load_run(run))
+            loaded.append(comparable_run(run))
         except CnnlabError as exc:
             warnings.warn(f"{run}: left out of the comparison: {exc}", stacklevel=callers_stacklevel())
     if not loaded:
