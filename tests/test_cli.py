@@ -1178,3 +1178,20 @@ def test_a_cuda_device_asked_for_by_number_is_named_as_given(tmp_path):
     refused = run_cli("train", "--device", "cuda:3", "--out", tmp_path, check=False)
     assert refused.returncode == 2
     assert refused.stderr.strip().endswith("error: --device cuda:3: no CUDA device is available here; use --device=cpu")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux), a file that is always full")
+@pytest.mark.parametrize("args", [["models"], ["recipes"], ["runs", "RUN"], ["predict", "RUN", "IMAGE", "--format", "csv"]])
+def test_output_to_a_full_disk_is_one_line(digits_run, tmp_path, args):
+    """`cnnlab models > file` on a full disk (found on a full tmpfs) ended in a traceback:
+    OSError: [Errno 28] No space left on device, from print."""
+    import subprocess
+    import sys
+
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(tmp_path / "seven.png")
+    args = [{"RUN": str(digits_run), "IMAGE": str(tmp_path / "seven.png")}.get(a, a) for a in args]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "cnnlab", *args], stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"cnnlab {args[0]}: error: cannot write its output (No space left on device)"

@@ -6,8 +6,10 @@ User errors print one line naming the option or file and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import difflib
+import errno
 import functools
 import io
 import json
@@ -389,6 +391,11 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None, 
     print(f"cnnlab: warning: {message}", file=file or sys.stderr)
 
 
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""What a write refused for want of room raises: the command's output printed to a file on a
+full disk (or a write of its own that names no file)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -402,7 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = named_as_given(args)
     shown, warnings.showwarning = warnings.showwarning, functools.partial(one_line_warning, given=given)
     try:
-        return COMMANDS[args.command](args) or 0
+        code = COMMANDS[args.command](args) or 0
+        sys.stdout.flush()  # here, so a full disk under the output is this command's error
+        return code
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         if speaks:
@@ -417,6 +426,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.prog}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED if isinstance(exc, TrainingDiverged) else EXIT_USAGE
     except OSError as exc:
+        if exc.filename is None and exc.errno in NO_ROOM:
+            with contextlib.suppress(OSError, ValueError):  # what is left unwritten goes nowhere (no file: nothing left)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if speaks:
+                with contextlib.suppress(OSError):  # the error output may be on the full disk too
+                    print(f"{args.prog}: error: cannot write its output ({exc.strerror})", file=sys.stderr)
+            return EXIT_USAGE
         if exc.filename is None:  # not about a path the user gave: a fault to see in full
             raise
         # a path the system refuses before cnnlab can judge it (a name over 255 bytes, say)
