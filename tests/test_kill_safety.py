@@ -208,6 +208,24 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch):
     assert not [p.name for p in (tmp_path / "r").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_run_whose_checkpoints_cannot_fit_is_refused_before_it_trains(tmp_path, monkeypatch):
+    """The full disk above costs the first epoch (its checkpoint is what did not fit): a run
+    whose checkpoints cannot fit where it writes them is now refused before anything is
+    decoded or trained, as the decode cache is, and so is a resume."""
+    import shutil
+
+    run_cli("train", "--model", "lenet5", "--data", "digits", "--epochs", "1", "--subset", "200", "--out", tmp_path,
+            "--name", "r")
+    full = shutil.disk_usage(tmp_path)._replace(free=50_000)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: full)
+    for args, folder in [(["--model", "lenet5", "--data", "digits", "--out", tmp_path / "runs"], tmp_path),
+                         (["--resume", tmp_path / "r", "--epochs", "2"], tmp_path / "r")]:
+        result = run_cli("train", *args, check=False)
+        assert result.returncode == 2, result.stderr
+        assert f"{folder}: the run's checkpoints need about" in result.stderr and "48.8 KiB free" in result.stderr
+    assert not (tmp_path / "runs").exists() and json.loads((tmp_path / "r" / "history.json").read_text())[-1]["epoch"] == 1
+
+
 def test_a_signal_during_a_checkpoint_write_waits_for_the_file(tmp_path):
     """SIGTERM sent the moment last.pt appears used to land inside best.pt's torch.save, which
     turns the interruption into a RuntimeError (exit 1, best.pt lost). The signal now waits

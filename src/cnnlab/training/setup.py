@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +41,7 @@ from ..data import (
     read_source,
 )
 from ..data.augment import centre_crop
+from ..data.cache import readable_size
 from ..data.dataset import check_seed, check_split_options, check_subset, choose_splits
 from ..data.loader import BatchLoader, random_stream, scaled_size
 from ..data.preprocessing import (
@@ -258,6 +260,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
         if config.towers:
             split_towers(model, ["meta", "meta"])
     check_fits_in_memory(model, config.model.name, runtime.device)
+    check_room_for_checkpoints(config, model, Path(resume) if resuming else Path(config.out), resuming)
     check_progressive_resizing(config, model, channels, input_size)
     if config.model.weights and not resuming:
         matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
@@ -410,6 +413,31 @@ def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict
         raise ConfigError.about("resume", f" {path}: the classes of {config.data.spec} are not the run's any more "
                                 f"({changes}, against its {runs.CLASSES}); a run continues on the classes it started with")
     return run.read_json(runs.SPLIT)
+
+
+CHECKPOINT_SLOTS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 1, "muon": 1}
+"""Tensors the optimizer keeps per weight, and last.pt with it: SGD's momentum, Adam's two
+moments, RMSprop's square average, Muon's momentum (the fewest each can keep)."""
+
+
+def check_room_for_checkpoints(config: TrainConfig, model: torch.nn.Module, folder: Path, resuming: bool) -> None:
+    """Refuse a run whose checkpoints cannot fit on the disk of ``folder``, where it writes them:
+    its first epoch would be lost with the checkpoint that did not fit. last.pt holds the
+    weights, the optimizer's state and any average of the weights, and is written anew beside
+    the one before; best.pt holds the weights. ``model`` may be on the meta device."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    plain_sgd = config.optimizer.name == "sgd" and not config.optimizer.momentum
+    slots = 0 if plain_sgd else CHECKPOINT_SLOTS.get(config.optimizer.name, 0)
+    last = weights * (1 + slots + (config.ema is not None))
+    need = last if resuming else 2 * last + weights
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise ConfigError.mentioning(lambda name: (
+            f"{existing}: the run's checkpoints need about {readable_size(need)} on this disk (last.pt, with the "
+            f"optimizer's state, about {readable_size(last)}{'' if resuming else ', twice while it is written anew, and best.pt'}"
+            f"); it has {readable_size(free)} free: free some space"
+            + ("" if resuming else f", or give {name('out')} on a larger disk")))
 
 
 def check_fits_in_memory(model: torch.nn.Module, name: str, device: torch.device) -> None:
