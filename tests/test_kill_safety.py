@@ -224,6 +224,8 @@ def test_a_run_whose_checkpoints_cannot_fit_is_refused_before_it_trains(tmp_path
         assert result.returncode == 2, result.stderr
         assert f"{folder}: the run's checkpoints need about" in result.stderr and "48.8 KiB free" in result.stderr
     assert not (tmp_path / "runs").exists() and json.loads((tmp_path / "r" / "history.json").read_text())[-1]["epoch"] == 1
+    # the range test writes no checkpoint
+    run_cli("lr-find", "--model", "lenet5", "--data", "digits", "--steps", "20", cwd=tmp_path)
 
 
 def test_a_signal_during_a_checkpoint_write_waits_for_the_file(tmp_path):

@@ -54,7 +54,7 @@ def find_lr(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, s
                                 f"({end_lr})")
     if plot is not None:
         plot = runs.refuse_run_file(plot, "a picture", (".png",))
-    checked = plan(config, schedule_used=False)
+    checked = plan(config, training=False)
     config, runtime = checked.config, checked.runtime
     seed_everything(config.seed)
     data = config.data

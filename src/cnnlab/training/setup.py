@@ -166,13 +166,14 @@ def logged_metrics(num_classes: int, validation: bool) -> list[str]:
     return names + ([f"val_{n}" for n in names] if validation else []) + ["lr"]
 
 
-def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: bool = True) -> Plan:
+def plan(config: TrainConfig, resume: str | Path | None = None, training: bool = True) -> Plan:
     """Check every option of ``config``; read the data source's listing (no decoding). The
     plan's config names its data as the source reads it (``canonical_spec``), and its weights
     as the file they are read from (``runs.weights_file``). ``resume``: the run directory that
     ``config`` continues, checked too (its data still there, its classes unchanged, more epochs
-    than it has trained). ``schedule_used`` False: the caller sets the lr itself (the range
-    test), so a schedule that would do nothing is not worth a warning."""
+    than it has trained). ``training`` False: the caller trains no run (the range test sets the
+    lr itself and writes no checkpoint), so a schedule that would do nothing is not worth a
+    warning, nor is the room for checkpoints checked."""
     resuming = resume is not None
     # the run's own data gone; a new place given for it that is not there either is the source's error
     if (resuming and data_is_gone(config.data.spec)
@@ -212,7 +213,7 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
     build_optimizer(config.optimizer, [torch.nn.Parameter(torch.zeros(1))], torch.device("cpu"))
     LRSchedule(config.schedule, config.optimizer.lr, 1, config.epochs)
     warmup = config.schedule.warmup_epochs
-    if schedule_used and warmup > 0 and config.epochs <= warmup and config.schedule.name != "constant":
+    if training and warmup > 0 and config.epochs <= warmup and config.schedule.name != "constant":
         # a recipe tried for a few epochs: the run ends before its schedule begins
         warnings.warn(CnnlabWarning.about("schedule.warmup_epochs", lambda name: (
             f" {warmup:g}: as long as the run ({name('epochs')} {config.epochs}), so the lr only rises to "
@@ -260,7 +261,8 @@ def plan(config: TrainConfig, resume: str | Path | None = None, schedule_used: b
         if config.towers:
             split_towers(model, ["meta", "meta"])
     check_fits_in_memory(model, config.model.name, runtime.device)
-    check_room_for_checkpoints(config, model, Path(resume) if resuming else Path(config.out), resuming)
+    if training:
+        check_room_for_checkpoints(config, model, Path(resume) if resuming else Path(config.out), resuming)
     check_progressive_resizing(config, model, channels, input_size)
     if config.model.weights and not resuming:
         matching_weights(model, weights_for(model, config.model.weights), config.model.weights)
