@@ -396,6 +396,13 @@ NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 full disk (or a write of its own that names no file)."""
 
 
+def discard_output() -> None:
+    """Send what is left unwritten on stdout nowhere, so the interpreter's exit does not fail
+    writing it again (a stdout without a file, as a notebook's, has nothing left)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -418,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"cnnlab: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into head and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard_output()
         return 0
     except CnnlabError as exc:
         exc.respell(flag_for, given)
@@ -427,8 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED if isinstance(exc, TrainingDiverged) else EXIT_USAGE
     except OSError as exc:
         if exc.filename is None and exc.errno in NO_ROOM:
-            with contextlib.suppress(OSError, ValueError):  # what is left unwritten goes nowhere (no file: nothing left)
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            discard_output()
             if speaks:
                 with contextlib.suppress(OSError):  # the error output may be on the full disk too
                     print(f"{args.prog}: error: cannot write its output ({exc.strerror})", file=sys.stderr)

@@ -448,6 +448,11 @@ class Run:
         return class_descriptions(self.directory.read_json(DATA, {}))
 
     @cached_property
+    def summary(self) -> dict:
+        """The model's summary (SUMMARY_JSON: its parameter counts, FLOPs, layers)."""
+        return self.directory.read_json(SUMMARY_JSON, {})
+
+    @cached_property
     def trained_on(self) -> list[dict]:
         """TRAINED_ON's records (none in runs made before it was written); see ``machine_spans``."""
         return self.directory.read_json(TRAINED_ON, [])

@@ -331,7 +331,7 @@ def comparison_row(run, name: str) -> list:
     best_loss = min((row.get("val_loss", row.get("loss", 0.0)) for row in history), default=0.0)
     test = run.metrics.get("test", {}).get("accuracy")
     ece = run.metrics.get("val", {}).get("calibration", {}).get("ece")
-    params = run.directory.read_json(runs.SUMMARY_JSON, {}).get("total_params")
+    params = run.summary.get("total_params")
     seconds = runs.training_seconds(history)
     rates = [row["images_per_second"] for row in history if "images_per_second" in row]
     return [name, run.config.model.name, float(best_acc), float(best_loss),

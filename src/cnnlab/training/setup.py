@@ -399,9 +399,10 @@ def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict
     write afresh: all but the history, metrics and machine record); its recorded split (None
     if it has none)."""
     run = runs.RunDirectory(path)
-    run.read_json(runs.DATA)
-    if config.report:
+    if config.report:  # data.json among them
         reports.ReportSources.read(run, rewritten=(runs.HISTORY_JSON, runs.METRICS, runs.TRAINED_ON))
+    else:
+        run.read_json(runs.DATA)
     if run.exists(runs.LAST):  # its tensors left unread: the epoch is all that is looked at
         trained = load_checkpoint(run.file(runs.LAST), lazily=True).get("epoch")
         if isinstance(trained, int) and trained > config.epochs:
