@@ -175,6 +175,25 @@ def test_evaluate_own_data_with_tta_goes_to_its_own_folder(folder_run):
     assert json.loads((run / "metrics.json").read_text())["val"]["accuracy"] == plain["accuracy"]
 
 
+
+def test_report_says_an_evaluation_is_of_an_earlier_best_checkpoint(folder_run, tmp_path):
+    """A run resumed after it was evaluated (on other data, or with TTA) keeps those results, made with the
+    best checkpoint of then; the report called them "the best checkpoint (epoch 2)" beside the
+    run's best epoch 5, as if one model had scored both."""
+    from cnnlab.reports.html import run_report
+    from cnnlab.runs import RunDirectory
+
+    run = Path(shutil.copytree(folder_run[0], tmp_path / "copy"))
+    evaluated = run_cli("evaluate", run, "--tta", "flip", "--no-report", "--format", "json").stdout
+    label = Path(json.loads(evaluated)["saved_to"]).name
+    epoch = json.loads((run / "evaluations" / label / "metrics.json").read_text())["epoch"]
+    intro = lambda: run_report(RunDirectory(run)).split(f'id="evaluation-{label}"')[1].split("</table>")[0]  # noqa: E731
+    assert f"The best checkpoint (epoch {epoch})" in intro()
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "epoch": epoch + 2}))  # as a resume that did better
+    assert (f"An earlier best checkpoint (epoch {epoch}; the run's best is now epoch {epoch + 2}: "
+            f"evaluate again for its figures)") in intro()
+
 def test_evaluating_a_run_on_another_machine_keeps_the_runs_own_results(folder_run, monkeypatch):
     """A run trained on a lent GPU and evaluated on a CPU (or in another precision) gets
     numbers a little different from its own: they replaced the run's own val results, which

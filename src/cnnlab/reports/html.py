@@ -285,8 +285,11 @@ def run_report(directory: runs.RunDirectory) -> str:
     for label, evaluation in sources.evaluations.items():
         folder = runs.evaluation_folder(label)
         split = evaluation["split"]
-        intro = (f"<p>The best checkpoint (epoch {evaluation['epoch']}) on {html.escape(titles[label])}; files in "
-                 f"{html.escape(folder)}/.</p>")
+        checkpoint = f"The best checkpoint (epoch {evaluation['epoch']})"
+        if evaluation["epoch"] != metrics.get("epoch", evaluation["epoch"]):  # evaluated, then resumed
+            checkpoint = (f"An earlier best checkpoint (epoch {evaluation['epoch']}; the run's best is now epoch "
+                          f"{metrics['epoch']}: evaluate again for its figures)")
+        intro = f"<p>{checkpoint} on {html.escape(titles[label])}; files in {html.escape(folder)}/.</p>"
         body = intro + table(header, metrics_rows(evaluation, (split,))) + evaluation_machines(evaluation, (split,))
         sections.append(section(f"evaluation-{label}", f"Evaluation on {titles[label]}", body
                                 + split_body(directory.file(folder), split, evaluation[split],
