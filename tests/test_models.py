@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import types
 import warnings
 
@@ -782,8 +783,9 @@ def test_a_runs_output_layer_is_kept_for_its_own_classes_only(tmp_path):
     """Fine-tuning a run's weights on other classes of the same number (MNIST's digits to
     Fashion-MNIST's clothes) kept its output layer, whose rows scored the old classes: the new
     class 0 started as the old class 0. The file's classes (a cnnlab checkpoint, or the
-    safetensors file a run exports) now decide: the same names in the same order keep it,
-    others start it afresh as another number of classes did."""
+    safetensors file a run exports) now decide: other names start it afresh as another number
+    of classes did; the same names keep it, each class its own row, also where the data holds
+    them in another order or only some of them (a run on 43 signs fine-tuned on 5 of them)."""
     make_image_folder(tmp_path / "digits", classes=3)
     run_cli("train", "--model", "lenet5", "--data", f"folder:{tmp_path / 'digits'}", "--image-size", "20x20",
             "--epochs", "1", "--out", tmp_path / "runs", "--name", "source", "--no-report")
@@ -792,14 +794,23 @@ def test_a_runs_output_layer_is_kept_for_its_own_classes_only(tmp_path):
     exported = tmp_path / "source.safetensors"
     run_cli("export", tmp_path / "runs" / "source", "--format", "safetensors", "--out", exported)
     for path in (checkpoint, exported):
-        for classes, kept in [(["class_0", "class_1", "class_2"], True), (["shirt", "shoe", "bag"], False),
-                              (["class_2", "class_1", "class_0"], False)]:
-            model, messages = create_model("lenet5", 3, 3, (20, 20)), []
+        for classes, rows in [(["class_0", "class_1", "class_2"], [0, 1, 2]), (["shirt", "shoe", "bag"], None),
+                              (["class_2", "class_1", "class_0"], [2, 1, 0]), (["class_2", "class_0"], [2, 0]),
+                              (["class_0", "zebra"], None)]:
+            model, messages = create_model("lenet5", len(classes), 3, (20, 20)), []
+            fresh = model.state_dict()["classifier.4.bias"].clone()
             load_weights(model, path, log=messages.append, classes=classes)
             state = model.state_dict()
-            assert torch.equal(state["classifier.4.weight"], source["classifier.4.weight"]) == kept, (path, classes)
+            for key in ("classifier.4.weight", "classifier.4.bias"):
+                expected = fresh if rows is None and key.endswith("bias") else source[key][rows] if rows else None
+                if expected is not None:
+                    assert torch.equal(state[key], expected), (path, classes, key)
+            if rows is None:
+                assert not any(torch.equal(state["classifier.4.weight"], source["classifier.4.weight"][r])
+                               for r in ([0, 1], [0, 1, 2]))
             assert torch.equal(state["classifier.2.weight"], source["classifier.2.weight"]), (path, classes)
-            assert any("trained on other classes" in m for m in messages) != kept, messages
+            assert any("trained on other classes" in m or "does not match" in m for m in messages) == (rows is None)
+            assert any("rows of these classes" in m for m in messages) == (rows not in (None, [0, 1, 2])), messages
     clothes = make_image_folder(tmp_path / "clothes", classes=3)
     for n, name in enumerate(["shirt", "shoe", "bag"]):
         (clothes / f"class_{n}").rename(clothes / name)
@@ -807,6 +818,14 @@ def test_a_runs_output_layer_is_kept_for_its_own_classes_only(tmp_path):
             "--weights", tmp_path / "runs" / "source", "--out", tmp_path / "runs", "--name", "clothes", "--no-report")
     log = (tmp_path / "runs" / "clothes" / "train.log").read_text()
     assert "the output layer was trained on other classes (class_0, class_1, class_2; these: bag, shirt, shoe)" in log
+    shutil.rmtree(tmp_path / "digits" / "class_1")
+    run_cli("train", "--model", "lenet5", "--data", f"folder:{tmp_path / 'digits'}", "--image-size", "20x20",
+            "--epochs", "1", "--weights", tmp_path / "runs" / "source", "--out", tmp_path / "runs", "--name", "two",
+            "--no-report")
+    log = (tmp_path / "runs" / "two" / "train.log").read_text()
+    assert ("the output layer was trained on 3 classes (class_0, class_1, class_2); "
+            "the rows of these classes are kept (class_0, class_2)") in log
+    assert "loaded 10 of 10 tensors" in log
 
 
 def test_weights_torchvision_vgg_names_load_into_transfer_base(tmp_path):

@@ -218,12 +218,13 @@ def load_weights(model: nn.Module, path: str | Path, log: Callable[[str], None] 
     """Copy the tensors of ``path`` into ``model``.
 
     Every key of the model outside the classifier must be in the file with the same shape,
-    otherwise the load fails listing all mismatches. Where only the class count differs, or
-    the file says it was trained on other ``classes`` than the model's (a cnnlab run's), the
+    otherwise the load fails listing all mismatches. Where the file says it was trained on
+    ``classes`` among others (a cnnlab run's), the output layer keeps their rows, each class its
+    own. Where only the class count differs, or the file was trained on other classes, the
     output layer keeps its fresh initialisation and every other layer is loaded, as fine-tuning
     to new classes does; where the classifier's hidden layers differ too, the whole classifier
     starts afresh. The log says which, and so does the value returned (None where every
-    tensor was loaded).
+    tensor was loaded as the file holds it).
     """
     own = model.state_dict()
     loaded, afresh = matching_weights(model, weights_for(model, path), path, classes)
@@ -241,7 +242,9 @@ def matching_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str
     the meta device checks a file before any training starts), and what of the classifier
     starts afresh, in words (None where everything fits). Any mismatch outside the classifier
     is an error listing them all. ``classes``: the model's, against those the file says its
-    weights were trained on (the same names in the same order keep its output layer)."""
+    weights were trained on: where the file's include them all, each class keeps its row of
+    the output layer (the same classes, in another order, or some of them); else it starts
+    afresh."""
     own = model.state_dict()
     heads = model.head_prefixes() if hasattr(model, "head_prefixes") else ()
     in_head = lambda key: key.startswith(heads)  # noqa: E731
@@ -264,14 +267,23 @@ def matching_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str
         shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise CnnlabError.about("weights", f" {path}: does not fit the model ({len(problems)} mismatches): {shown}")
     output = model.output_prefix() if hasattr(model, "output_prefix") else None
-    trained = trained_classes(path) if classes is not None and output and not head_mismatches else None
+    only_output = output and all(key.startswith(output) for key in head_mismatches)
+    trained = trained_classes(path) if classes is not None and only_output else None
     if trained is not None and trained != list(classes):
+        outputs = {key: tensor for key, tensor in state.items() if key.startswith(output)}
+        rows = [trained.index(name) for name in classes if name in trained]  # each class keeps the row that scored it
+        kept = {key: tensor[rows] for key, tensor in outputs.items() if len(tensor) == len(trained)}
+        if len(rows) == len(classes) and kept.keys() == outputs.keys() == {
+                key for key in own if key.startswith(output)} and all(kept[k].shape == own[k].shape for k in kept):
+            loaded.update(kept)
+            return loaded, (f"the output layer was trained on {len(trained)} classes ({listed(trained, 5)}); "
+                            f"the rows of these classes are kept ({listed(list(classes), 5)})")
         return ({k: v for k, v in loaded.items() if not k.startswith(output)},
                 f"the output layer was trained on other classes ({listed(trained, 5)}; these: {listed(list(classes), 5)}); "
                 "it is re-initialised and the rest is loaded")
     if not head_mismatches:
         return loaded, None
-    if output and all(key.startswith(output) for key in head_mismatches):
+    if only_output:
         fresh, what = (output,), "the output layer"
     else:
         # old dense layers fed by new ones would learn from noise: the classifier starts whole
