@@ -61,8 +61,8 @@ def keras2_layers(root, layers):
     root.attrs["layer_names"] = [name.encode() for name, _ in layers]
     for name, arrays in layers:
         group = root.create_group(name)
-        parts = (["gamma", "beta", "moving_mean", "moving_variance"] if len(arrays) == 4
-                 else ["kernel", "bias"])
+        parts = {4: ["gamma", "beta", "moving_mean", "moving_variance"], 3: ["mean", "variance", "count"]}.get(
+            len(arrays), ["kernel", "bias"])
         names = [f"{name}/{part}:0" for part in parts]
         group.attrs["weight_names"] = [n.encode() for n in names]
         for n, array in zip(names, arrays, strict=True):
@@ -119,7 +119,6 @@ AUGMENTATION = ("Sequential", {"name": "data_augmentation", "layers": [
     ([AUGMENTATION, ("Rescaling", {"scale": 1 / 255, "offset": 0.0})], (0.0,), (1.0,)),
     ([("Normalization", {"mean": [120.0, 110.0, 100.0], "variance": [3600.0, 2500.0, 1600.0], "axis": [-1],
                          "invert": False})], (120 / 255, 110 / 255, 100 / 255), (60 / 255, 50 / 255, 40 / 255)),
-    ([("Normalization", {"mean": None, "variance": None, "axis": [-1]})], None, None),  # adapted: in its weights
     ([("Conv2D", {"filters": 6})], None, None),
     ([AUGMENTATION, ("Conv2D", {"filters": 6}), ("Rescaling", {"scale": 2.0, "offset": 0.0})], None, None),
 ])
@@ -143,6 +142,52 @@ def test_a_keras_models_own_input_scaling_is_how_its_inputs_were_standardised(tm
             np.testing.assert_allclose(found.mean, mean)
             np.testing.assert_allclose(found.std, std)
         load_weights(create_model("lenet5", 10, 1, (28, 28)), path, log=lambda m: None)
+
+
+def test_an_adapted_keras_normalization_standardises_as_its_statistics_say(tmp_path):
+    """Normalization().adapt(x_train) keeps the mean and variance it measured in its weights,
+    not its config (the Keras examples' ViT, ConvMixer), so such a model was taken as not
+    scaling its inputs and fed standardised ones. Its statistics are now read from the
+    file's weights, where the layer's name (the legacy .h5 file) or its being the only one (a
+    .keras archive, which stores it under its class's name) says which they are."""
+    from cnnlab.models.weights import input_normalization
+
+    mean, variance = np.array([120.0, 110.0, 100.0], np.float32), np.array([3600.0, 2500.0, 1600.0], np.float32)
+    statistics = {"mean": mean, "variance": variance, "count": np.array(50)}
+    adapted = ("Normalization", {"name": "norm", "mean": None, "variance": None, "axis": [-1]})
+    arrays = keras_arrays(create_model("simple-cnn", 10, 3, (32, 32)))
+
+    def legacy_h5(path, config, group, names):
+        """model.save("x.h5"): tf.keras 2 names a weight "norm/mean:0" in the layer's group;
+        Keras 3 "norm/mean", in the group of the model the layer is nested in."""
+        write_keras_model(path, arrays, config)
+        with h5py.File(path, "a") as handle:
+            root = handle["model_weights"]
+            root.attrs["layer_names"] = [group.encode(), *root.attrs["layer_names"].astype(bytes)]
+            root.create_group(group).attrs["weight_names"] = [name.encode() for name in names]
+            for name, value in zip(names, statistics.values(), strict=True):
+                root[group].create_dataset(name, data=value)
+
+    for nested in (False, True):
+        config = keras_config(*([AUGMENTATION, adapted] if not nested else [
+            ("Sequential", {"name": "preprocessing", "layers": [{"class_name": adapted[0], "config": adapted[1]}]})]))
+        write_keras_model(tmp_path / "model.keras", [("sequential/layers/normalization" if nested else "normalization",
+                                                      list(statistics.values()))] + arrays, config)
+        legacy_h5(tmp_path / "keras2.h5", config, "preprocessing" if nested else "norm",
+                  [f"norm/{weight}{'' if nested else ':0'}" for weight in statistics])
+        write_keras_model(tmp_path / "unadapted.h5", arrays, config)
+        for file in ("model.keras", "keras2.h5", "unadapted.h5"):
+            found = input_normalization(tmp_path / file)
+            if file == "unadapted.h5":
+                assert found is None
+                continue
+            assert found.mode == "weights" and found.published, file
+            np.testing.assert_allclose(found.mean, mean / 255, rtol=1e-6)
+            np.testing.assert_allclose(found.std, np.sqrt(variance) / 255, rtol=1e-6)
+            load_weights(create_model("simple-cnn", 10, 3, (32, 32)), tmp_path / file, log=lambda m: None)
+    twice = keras_config(adapted, ("Normalization", {**adapted[1], "name": "norm_1"}))
+    write_keras_model(tmp_path / "model.keras", [("normalization", list(statistics.values()))] + arrays, twice)
+    assert input_normalization(tmp_path / "model.keras") is None  # which stored statistics are whose is not said
 
 
 def test_a_run_from_a_keras_model_takes_its_inputs_as_the_model_did(tmp_path):
@@ -207,11 +252,15 @@ def fuzz_keras_files(tmp: Path, numbers) -> None:
     for writer, file in KERAS_WRITERS:
         writer(tmp / file, layers)
         seeds[file] = (tmp / file).read_bytes()
-    # whole models whose config scales their inputs, for keras_model_normalization to read
+    # whole models that scale their inputs, for keras_model_normalization to read: by the
+    # config (Rescaling), or by an adapted Normalization's statistics among the weights
+    write_keras_model(tmp / "legacy.h5", layers, keras_config(AUGMENTATION, ("Rescaling", {"scale": 1 / 255})))
+    adapted = keras_config(AUGMENTATION, ("Normalization", {"name": "norm", "mean": None, "variance": None}))
+    statistics = [("normalization", [np.array([33.0]), np.array([6400.0]), np.array(60)])]
+    write_keras_model(tmp / "model.keras", statistics + layers, adapted)
     for file in ("model.keras", "legacy.h5"):
-        write_keras_model(tmp / file, layers, keras_config(AUGMENTATION, ("Rescaling", {"scale": 1 / 255})))
         seeds[file] = (tmp / file).read_bytes()
-    write_keras3(tmp / "inner.weights.h5", layers)
+    write_keras3(tmp / "inner.weights.h5", statistics + layers)
     inner = (tmp / "inner.weights.h5").read_bytes()
     for n in numbers:
         rng = random.Random(f"{SEED}-keras-{n}")
@@ -219,6 +268,7 @@ def fuzz_keras_files(tmp: Path, numbers) -> None:
         path = tmp / f"case{n}-{file}"
         if file.endswith(".keras") and rng.random() < 0.5:
             with zipfile.ZipFile(path, "w") as archive:
+                archive.writestr("config.json", adapted)
                 archive.writestr("model.weights.h5", mutate_bytes(inner, rng))
         else:
             path.write_bytes(mutate_bytes(seeds[file], rng))
@@ -395,6 +445,30 @@ def test_keras_weights_give_keras_outputs(tmp_path, name, size, channels):
         with torch.no_grad():
             probabilities = torch.softmax(model(rescaled if name == "small-cnn" else pixels), 1).numpy()
         np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4, err_msg=file)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KERAS_PYTHON.exists(), reason="the Keras reference needs `make bench-env`")
+def test_an_adapted_keras_normalization_gives_keras_outputs(tmp_path):
+    """A model Keras saved whole with a Normalization layer adapted to its (0-255) inputs: the
+    statistics cnnlab reads from either file standardise the pixels as that layer did."""
+    subprocess.run([str(KERAS_PYTHON), str(REPO / "benchmarks" / "keras_reference" / "save_weights.py"),
+                    "simple-cnn", "32", "32", "3", "10", str(tmp_path), "adapted"], check=True,
+                   capture_output=True, cwd=REPO / "benchmarks" / "keras_reference")
+    from cnnlab.data.preprocessing import Preprocessing
+    from cnnlab.models.weights import input_normalization
+
+    reference = np.load(tmp_path / "reference.npz")
+    pixels = torch.from_numpy(reference["x"]).permute(0, 3, 1, 2)
+    for whole in ("model.keras", "model.h5"):
+        scaling = input_normalization(tmp_path / whole)
+        assert scaling.mode == "weights" and len(scaling.mean) == 3, whole
+        model = create_model("simple-cnn", 10, 3, (32, 32)).eval()
+        load_weights(model, tmp_path / whole, log=lambda m: None)
+        standardised = Preprocessing(scaling.mean, scaling.std, normalize="given").standardize(pixels)
+        with torch.no_grad():
+            probabilities = torch.softmax(model(standardised), 1).numpy()
+        np.testing.assert_allclose(probabilities, reference["y"], atol=1e-4, err_msg=whole)
 
 
 @pytest.mark.slow

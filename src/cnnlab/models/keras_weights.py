@@ -28,6 +28,7 @@ ARCHIVE_WEIGHTS = "model.weights.h5"
 LARGEST_WEIGHTS = 4 * 2**30
 """More than any network cnnlab builds holds (VGG-16: 0.55 GB in fp32): an archive's weights
 are read into memory, so a larger member is refused, not inflated."""
+NESTED_MODELS = ("Sequential", "Functional", "Model")
 LARGEST_CONFIG = 16 * 2**20
 """A model's config.json is kilobytes (a VGG-16's: about 20 KB); a larger one is not read."""
 
@@ -68,18 +69,60 @@ def input_scaling(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | N
             scale, offset = np.broadcast_arrays(np.atleast_1d(settings["scale"]).astype(float),
                                                 np.atleast_1d(settings.get("offset", 0.0)).astype(float))
             mean, std = 0.0 - offset / (255 * scale), 1 / (255 * scale)  # 0.0 -: no -0 in a log line
-        elif layer["class_name"] == "Normalization" and not settings.get("invert") and settings.get("mean") is not None:
-            mean, variance = np.broadcast_arrays(np.atleast_1d(settings["mean"]).astype(float),
-                                                 np.atleast_1d(settings["variance"]).astype(float))
+        elif layer["class_name"] == "Normalization" and not settings.get("invert"):
+            statistics = ((settings["mean"], settings["variance"]) if settings.get("mean") is not None
+                          else _adapted_statistics(path, config, settings.get("name")))
+            if statistics is None:
+                return None
+            mean, variance = np.broadcast_arrays(*(np.atleast_1d(np.asarray(s, dtype=float).ravel()) for s in statistics))
             mean, std = mean / 255, np.sqrt(variance) / 255
         else:
             return None
         if mean.ndim == 1 and np.isfinite([*mean, *std]).all() and (std > 0).all():
             return tuple(map(float, mean)), tuple(map(float, std))
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError, RecursionError,
-            KeyError, IndexError, TypeError, ValueError, AttributeError, FloatingPointError):  # h5py's among them
+            KeyError, IndexError, TypeError, ValueError, AttributeError, FloatingPointError,  # h5py's among them
+            CnnlabError):
         pass
     return None
+
+
+def _adapted_statistics(path: Path, config: dict, name: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean and variance an adapted Normalization layer (``Normalization().adapt(x)``, its
+    config without them) keeps among its weights: in the legacy .h5 file under its name (as
+    ``name/mean``, in its own group or a nested model's); in a .keras archive under a path of
+    class names, not its own (``layers/normalization/vars``), so there only for the model's one
+    Normalization layer. None where the file holds none."""
+    try:
+        import h5py
+    except ImportError:  # loading the weights says h5py is needed
+        return None
+    with h5py.File(_weights_file(path), "r") as handle:
+        if "layers" in handle:
+            if _count_layers(config["config"]["layers"], "Normalization") != 1:
+                return None
+            found = []
+            handle["layers"].visititems(lambda key, item: found.append(item) if re.search(
+                r"(^|/)normalization/vars$", key) and isinstance(item, h5py.Group) else None)
+            if len(found) == 1 and {"0", "1"} <= set(found[0]):
+                return np.asarray(found[0]["0"]), np.asarray(found[0]["1"])
+            return None
+        root, arrays = handle.get("model_weights", handle), {}
+        for group in root.values():  # a nested model's group lists its layers' weights: "norm/mean"
+            for key in group.attrs.get("weight_names", []) if isinstance(group, h5py.Group) else ():
+                key = key.decode() if isinstance(key, bytes) else str(key)
+                *_, layer, weight = [""] + key.split(":")[0].split("/")
+                if layer == name and weight in ("mean", "variance"):
+                    arrays.setdefault(weight, []).append(group[key])
+        if [len(arrays.get(weight, ())) for weight in ("mean", "variance")] == [1, 1]:
+            return np.asarray(arrays["mean"][0]), np.asarray(arrays["variance"][0])
+    return None
+
+
+def _count_layers(layers: list[dict], kind: str) -> int:
+    """How many layers of a Keras model's config are of class ``kind``, nested models' too."""
+    return sum(_count_layers(layer["config"]["layers"], kind) if layer["class_name"] in NESTED_MODELS
+               else layer["class_name"] == kind for layer in layers)
 
 
 def _first_computing_layer(layers: list[dict]) -> dict | None:
@@ -87,7 +130,7 @@ def _first_computing_layer(layers: list[dict]) -> dict | None:
     into nested models (a data_augmentation Sequential)."""
     for layer in layers:
         name = layer["class_name"]
-        if name in ("Sequential", "Functional", "Model"):
+        if name in NESTED_MODELS:
             inner = _first_computing_layer(layer["config"]["layers"])
             if inner is not None:
                 return inner
