@@ -121,10 +121,17 @@ AUGMENTATION = ("Sequential", {"name": "data_augmentation", "layers": [
                          "invert": False})], (120 / 255, 110 / 255, 100 / 255), (60 / 255, 50 / 255, 40 / 255)),
     ([("Conv2D", {"filters": 6})], None, None),
     ([AUGMENTATION, ("Conv2D", {"filters": 6}), ("Rescaling", {"scale": 2.0, "offset": 0.0})], None, None),
+    # TensorFlow's data augmentation tutorial: resize_and_rescale = Sequential([Resizing, Rescaling])
+    ([("Sequential", {"name": "resize_and_rescale", "layers": [
+        {"class_name": "Resizing", "config": {"height": 28, "width": 28, "interpolation": "bilinear"}},
+        {"class_name": "Rescaling", "config": {"scale": 1 / 255, "offset": 0.0}}]}), AUGMENTATION], (0.0,), (1.0,)),
+    ([("CenterCrop", {"height": 28, "width": 28}), ("Rescaling", {"scale": 1 / 127.5, "offset": -1.0})],
+     (0.5,), (0.5,)),
 ])
 def test_a_keras_models_own_input_scaling_is_how_its_inputs_were_standardised(tmp_path, layers, mean, std):
     """The tutorials' Keras models scale their own inputs: Rescaling(1/255) (after random
-    augmentation layers, which pass an image unchanged at inference) or Normalization(mean,
+    augmentation layers, which pass an image unchanged at inference, and after Resizing or
+    CenterCrop, which keep its scale: found taken as no scaling) or Normalization(mean,
     variance). cnnlab leaves that to its preprocessing, so a .keras model given as --weights
     was fed standardised inputs it was never trained on unless the user added --mean 0 --std 1.
     Now the model's config says, as a published file's name does: in a .keras archive, and in

@@ -54,9 +54,9 @@ def model_config(path: Path) -> dict:
 def input_scaling(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """The mean and std, of pixels on the 0-1 scale, that a Keras model saved whole scales its
     0-255 inputs by itself, where its first layer does (the tutorials' Rescaling(1/255), or
-    Normalization with its mean and variance in its config; random augmentation layers before
-    it pass an image unchanged at inference); else, or for a file that cannot be read, None
-    (loading its weights says what is wrong)."""
+    Normalization with its mean and variance in its config or, adapted, in its weights; random
+    augmentation, Resizing and CenterCrop layers before it are looked past); else, or for a
+    file that cannot be read, None (loading its weights says what is wrong)."""
     try:
         config = model_config(path)
         if not config:
@@ -126,15 +126,17 @@ def _count_layers(layers: list[dict], kind: str) -> int:
 
 
 def _first_computing_layer(layers: list[dict]) -> dict | None:
-    """The first layer of a Keras model's config that changes an image at inference, looking
-    into nested models (a data_augmentation Sequential)."""
+    """The first layer of a Keras model's config that changes the values of an image's pixels
+    at inference, looking into nested models (a data_augmentation Sequential): random
+    augmentation layers pass an image unchanged then, and Resizing or CenterCrop keep its
+    scale (cnnlab's decoding sizes the images itself)."""
     for layer in layers:
         name = layer["class_name"]
         if name in NESTED_MODELS:
             inner = _first_computing_layer(layer["config"]["layers"])
             if inner is not None:
                 return inner
-        elif name != "InputLayer" and not name.startswith("Random"):
+        elif name not in ("InputLayer", "Resizing", "CenterCrop") and not name.startswith("Random"):
             return layer
     return None
 
