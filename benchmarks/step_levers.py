@@ -7,6 +7,7 @@ ratio to the reference.
     python benchmarks/step_levers.py --model small-cnn vgg16 --levers nchw compile no-onednn
     python benchmarks/step_levers.py --model alexnet-mnist alexnet-bn@150 simple-cnn --levers blas-dense conv-tiny-maps
     python benchmarks/step_levers.py --model small-cnn --levers torch-flatten --precision bf16
+    python benchmarks/step_levers.py --model simple-cnn alexnet-bn@150 --levers bf16-logits --precision bf16
     python benchmarks/step_levers.py --model small-cnn --levers nchw-first:1 nchw-first:2
     python benchmarks/step_levers.py --model airbench --batch-size 500 --options "widths=[32,128,128]" \
         --levers "options:widths=[32,96,128]" "options:widths=[16,128,128]"
@@ -26,6 +27,8 @@ which hands an NCHW gradient to channels_last layers, instead of LayoutKeepingFl
 ``conv-relu-apart`` (each ReLU after a convolution as its own pass over the map, nn.Sequential's
 way, instead of oneDNN's convolution with a ReLU post-op),
 ``torch-lrn`` (torch's F.local_response_norm instead of ChannelWindowLRN),
+``bf16-logits`` (with --precision bf16: the output layer under autocast's bf16 like the others,
+instead of LogitsLinear's fp32),
 ``fixed-whitening-bias`` (the whitening layer's bias not trained, as after
 ``model.whiten_bias_epochs``: the first trained convolution skips its input gradient), and
 ``options:KEY=VALUE`` (the model built with one option changed, e.g. another width: what a
@@ -61,6 +64,7 @@ from cnnlab.models.layers import (
     ConvReLUSequential,
     LayoutKeepingFlatten,
     LocalResponseNorm,
+    LogitsLinear,
     OneDnnLinear,
     PatchMatmulConv2d,
     TilingAvgPool2d,
@@ -69,7 +73,7 @@ from cnnlab.models.layers import (
 
 REFERENCE = "channels_last"
 NAMED_LEVERS = ("nchw", "compile", "no-onednn", "blas-dense", "conv-tiny-maps", "torch-flatten", "torch-avgpool",
-                "conv-relu-apart", "torch-lrn", "fixed-whitening-bias")
+                "conv-relu-apart", "torch-lrn", "fixed-whitening-bias", "bf16-logits")
 
 
 def lever(text: str) -> str:
@@ -110,7 +114,7 @@ def on_torch_path(model: torch.nn.Module, kind: type[torch.nn.Module]) -> torch.
     """``model`` with each of its ``kind`` layers (OneDnnLinear, PatchMatmulConv2d,
     LayoutKeepingFlatten, TilingAvgPool2d) running the forward of the torch class it extends."""
     for module in model.modules():
-        if isinstance(module, kind):
+        if type(module) is kind:  # not its subclasses (LogitsLinear, a lever of its own)
             module.forward = types.MethodType(kind.__bases__[0].forward, module)
     return model
 
@@ -174,6 +178,7 @@ def variants(case: Case, levers: list[str], options: dict | None = None) -> dict
             "torch-avgpool": lambda: bare_training_step(on_torch_path(copied(), TilingAvgPool2d), case),
             "conv-relu-apart": lambda: bare_training_step(on_torch_path(copied(), ConvReLUSequential), case),
             "torch-lrn": lambda: bare_training_step(with_torch_lrn(copied()), case),
+            "bf16-logits": lambda: bare_training_step(on_torch_path(copied(), LogitsLinear), case),
             "fixed-whitening-bias": lambda: bare_training_step(fix_whitening_biases(copied()), case),
         }[name]()
 

@@ -140,6 +140,8 @@ def test_towers_compute_what_the_grouped_network_computes():
     x = torch.randn(3, 3, 67, 67) * 50  # large enough for LRN to bite at the tower boundary
     expected, got = grouped(x), towers(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert towers(x).dtype == grouped(x).dtype == torch.float32  # the output layer's logits, split or whole
     expected.square().sum().backward()
     got.square().sum().backward()
     grads = {name: p.grad for name, p in grouped.named_parameters()}

@@ -38,7 +38,7 @@ class ConvNet(nn.Module):
         self.features, channels = build_layers(features, in_channels, spatial=True)
         self.flatten = LayoutKeepingFlatten()
         self.feature_width = channels * height * width
-        self.classifier, _ = build_layers([*classifier, Dense(num_classes)], self.feature_width,
+        self.classifier, _ = build_layers([*classifier, Dense(num_classes, logits=True)], self.feature_width,
                                           spatial=False)
 
     @property

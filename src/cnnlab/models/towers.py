@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from ..errors import CnnlabError
 from .convnet import ConvNet
-from .layers import LocalResponseNorm, dense
+from .layers import LocalResponseNorm, LogitsLinear, dense, fp32_dense
 
 
 class SplitParameters(nn.Module):
@@ -30,6 +30,7 @@ class SplitParameters(nn.Module):
     def __init__(self, layer: nn.Conv2d | nn.Linear, devices: list[torch.device]):
         super().__init__()
         self.linear = isinstance(layer, nn.Linear)
+        self.product = fp32_dense if isinstance(layer, LogitsLinear) else dense
         self.grouped = _grouped(layer)
         if not self.linear:
             self.stride, self.padding, self.dilation = layer.stride, layer.padding, layer.dilation
@@ -46,7 +47,7 @@ class SplitParameters(nn.Module):
     def forward_part(self, part: int, x: torch.Tensor) -> torch.Tensor:
         bias = self.biases[part] if self.biases is not None else None
         if self.linear:
-            return dense(x, self.weights[part], bias)
+            return self.product(x, self.weights[part], bias)
         # a grouped layer's part is one of its groups: each part is an ungrouped convolution
         return F.conv2d(x, self.weights[part], bias, self.stride, self.padding, self.dilation)
 
