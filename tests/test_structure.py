@@ -105,6 +105,21 @@ def test_help_and_version_do_not_import_torch():
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_the_python_api_is_what_completion_lists_and_import_loads_no_torch():
+    """The API is loaded on first use (so the CLI can choose its allocator before torch), and
+    dir(cnnlab), which a notebook's tab completion lists, showed CnnlabError, TYPE_CHECKING,
+    annotations and errors: none of train, evaluate, predict."""
+    code = ("import sys, cnnlab\nprint(' '.join(name for name in dir(cnnlab) if not name.startswith('_')))\n"
+            "print('torch' in sys.modules)")
+    result = python(code)
+    assert result.returncode == 0, result.stderr
+    listed, torch_loaded = result.stdout.strip().splitlines()[-2:]
+    import cnnlab
+
+    assert listed.split() == sorted(cnnlab.__all__) and torch_loaded == "False"
+    assert all(callable(getattr(cnnlab, name)) for name in cnnlab.__all__)
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")

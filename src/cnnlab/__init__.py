@@ -38,3 +38,8 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # what tab completion lists: the API, which __getattr__ loads on first use
+    return sorted({*__all__, "__version__"})
