@@ -325,6 +325,27 @@ def test_a_damaged_history_leaves_the_model_usable(colour_run, tmp_path):
     assert "val_accuracy=unreadable" in repr(api.load_run(copy, whole=False))
 
 
+def test_a_run_shown_in_a_notebook_is_its_table_row_and_curves(colour_run, tmp_path):
+    """A Run as a notebook cell's value showed Run('runs/x', model='mlp', val_accuracy=0.6):
+    what `cnnlab runs` says of it and the curves the run drew, as fastai's recorder and Keras'
+    history plots are what a notebook user looks at, need a cell of their own."""
+    import base64
+
+    copy = tmp_path / "run"
+    shutil.copytree(colour_run[0].path, copy)
+    shown = api.load_run(copy)._repr_html_()
+    accuracy = api.load_run(copy).metrics["val"]["accuracy"]
+    for text in ("mlp", "arrays", "2/2", f"{accuracy:.2%}", "finished", str(copy)):
+        assert text in shown, text
+    assert "<img" not in shown and "report.html" not in shown  # trained with report=False
+    Image.new("RGB", (4, 3)).save(copy / "curves.png")
+    (copy / "report.html").write_text("<html></html>")
+    shown = api.load_run(copy)._repr_html_()
+    assert base64.b64encode((copy / "curves.png").read_bytes()).decode() in shown and "report.html" in shown
+    (copy / "metrics.json").write_text("{")
+    assert "metrics.json: unreadable JSON" in api.load_run(copy, whole=False)._repr_html_()
+
+
 def test_evaluate_takes_arrays_as_keras_model_evaluate_does(tmp_path, monkeypatch):
     """Keras' model.evaluate(x_test, y_test): labels are indices of the run's classes (or
     one-hot rows), whatever the classes are called; the results go to their own folder."""

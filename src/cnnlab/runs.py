@@ -4,9 +4,11 @@ only has to make its non-main processes silent. ``load_run`` reads one back."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import fcntl
+import html
 import io
 import json
 import math
@@ -471,6 +473,28 @@ class Run:
             best = "unreadable"
         return f"Run({str(self.path)!r}, model={self.config.model.name!r}, val_accuracy={best})"
 
+    def _repr_html_(self) -> str:
+        """The run as a notebook shows it: what ``cnnlab runs`` says of it, its training curves
+        and a link to its report, where it drew them."""
+        try:
+            row, _ = run_row(self, str(self.path))
+        except CnnlabError as exc:  # as the repr, whatever its files hold
+            return f"<p>{html.escape(repr(self))}: {html.escape(str(exc))}</p>"
+        percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
+        cells = {"run": row["name"], "model": row["model"], "data": self.config.data.spec,
+                 "epochs": "/".join(map(str, row["epochs"])), "val accuracy": percent(row["val_accuracy"]),
+                 "test accuracy": percent(row["test_accuracy"]),
+                 "training": "-" if row["training_seconds"] is None else duration(row["training_seconds"]),
+                 "status": row["status"]}
+        shown = "<table>" + "".join(f"<tr><th style='text-align:left'>{name}</th><td style='text-align:left'>"
+                                    f"{html.escape(str(value))}</td></tr>" for name, value in cells.items()) + "</table>"
+        if self.directory.exists(CURVES):
+            picture = base64.b64encode(self.directory.file(CURVES).read_bytes()).decode()
+            shown += f'<img src="data:image/png;base64,{picture}" alt="training curves" style="max-width:100%">'
+        if self.directory.exists(REPORT):
+            shown += f'<p><a href="{html.escape(str(self.directory.file(REPORT)))}" target="_blank">{REPORT}</a></p>'
+        return shown
+
 
 def load_run(path: str | Path, whole: bool = True) -> Run:
     """The run at ``path``. ``whole``: read each of its files now, so that a damaged one is refused
@@ -641,29 +665,34 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]
         except CnnlabError as exc:
             rows.append(({"name": run_label(path, folder), "status": f"unreadable: {exc}"}, None, "unreadable"))
             continue
-        directory = run.directory
-        history_written = directory.file(HISTORY_JSON).stat().st_mtime if directory.exists(HISTORY_JSON) else 0.0
-        if directory.being_trained():
-            state = status = "training now"
-        elif directory.exists(METRICS) and directory.file(METRICS).stat().st_mtime >= history_written:
-            state = status = "finished"  # the final evaluation comes after the last epoch's history
-        elif diverged := DIVERGED.search(directory.log_tail()):
-            state, status = "diverged", f"diverged in epoch {diverged.group(1)}: try a lower --lr"
-        else:
-            state, status = "stopped", f"stopped{where_stopped(directory, run.config)}: cnnlab train --resume {path}"
-        accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
-        # a finished run's figure is its kept checkpoint's, as evaluated at the end (its report's)
-        evaluated = run.metrics.get("val", {}).get("accuracy") if state == "finished" else None
-        rows.append(({"name": run_label(path, folder), "model": run.config.model.name,
-                      "data": data_name(run.config.data.spec), "epochs": [len(run.history), run.config.epochs],
-                      "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
-                      "test_accuracy": run.metrics.get("test", {}).get("accuracy"),
-                      "training_seconds": training_seconds(run.history) if run.history else None,
-                      "trained_on": [{"epochs": [first, last], "machine": machine} for first, last, machine
-                                     in machine_spans(run.trained_on, len(run.history))],
-                      "status": status}, run.config,
-                     state))
+        row, state = run_row(run, run_label(path, folder))
+        rows.append((row, run.config, state))
     return rows
+
+
+def run_row(run: Run, name: str) -> tuple[dict, str]:
+    """run_table's row of one run, named ``name``, and its state."""
+    directory = run.directory
+    history_written = directory.file(HISTORY_JSON).stat().st_mtime if directory.exists(HISTORY_JSON) else 0.0
+    if directory.being_trained():
+        state = status = "training now"
+    elif directory.exists(METRICS) and directory.file(METRICS).stat().st_mtime >= history_written:
+        state = status = "finished"  # the final evaluation comes after the last epoch's history
+    elif diverged := DIVERGED.search(directory.log_tail()):
+        state, status = "diverged", f"diverged in epoch {diverged.group(1)}: try a lower --lr"
+    else:
+        state, status = "stopped", f"stopped{where_stopped(directory, run.config)}: cnnlab train --resume {run.path}"
+    accuracies = [row["val_accuracy"] for row in run.history if "val_accuracy" in row]
+    # a finished run's figure is its kept checkpoint's, as evaluated at the end (its report's)
+    evaluated = run.metrics.get("val", {}).get("accuracy") if state == "finished" else None
+    return {"name": name, "model": run.config.model.name,
+            "data": data_name(run.config.data.spec), "epochs": [len(run.history), run.config.epochs],
+            "val_accuracy": evaluated if evaluated is not None else max(accuracies, default=None),
+            "test_accuracy": run.metrics.get("test", {}).get("accuracy"),
+            "training_seconds": training_seconds(run.history) if run.history else None,
+            "trained_on": [{"epochs": [first, last], "machine": machine} for first, last, machine
+                           in machine_spans(run.trained_on, len(run.history))],
+            "status": status}, state
 
 
 NOT_THE_SETTING = ("seed", "name", "out", "report", "tensorboard")
