@@ -718,7 +718,7 @@ def test_paper_style_crops_and_ten_crop_tta(tmp_path):
 def test_ten_crops_of_images_decoded_at_the_input_size_are_called_what_they_are(digits_run):
     """Decoded at the model's input size, the ten crops are the image and its mirror image five
     times each: --tta flip at five times the cost, which ran without a word."""
-    for command in (["evaluate", digits_run, "--no-report"], ["predict", digits_run, digits_run / "preview.png"]):
+    for command in (["evaluate", digits_run, "--no-report"], ["predict", digits_run, digits_run / "preview.jpg"]):
         result = run_cli(*command, "--tta", "10crop")
         assert ("cnnlab: warning: --tta 10crop: this run decodes its images at its input size (28x28), so the "
                 "ten crops are the image and its mirror image five times each: the same as --tta=flip at five "
@@ -728,7 +728,7 @@ def test_ten_crops_of_images_decoded_at_the_input_size_are_called_what_they_are(
 def test_mirrored_views_of_a_run_trained_without_mirror_images_are_warned_of(digits_run):
     """--tta flip took gtsrb-resnet9 from 98.8% to 91.4% on gtsrb-tune without a word: a
     mirrored sign (or digit) is often another class, and training never showed one."""
-    for command in (["evaluate", digits_run, "--no-report"], ["predict", digits_run, digits_run / "preview.png"]):
+    for command in (["evaluate", digits_run, "--no-report"], ["predict", digits_run, digits_run / "preview.jpg"]):
         for tta in ("flip", "flip-shift", "10crop"):
             assert (f"cnnlab: warning: --tta {tta}: this run was trained without mirror images (no hflip in "
                     "data.augment), and a mirrored sign or digit is often another class; --tta=shift keeps the "
@@ -752,7 +752,7 @@ def test_mirrored_views_of_images_in_memory_are_warned_of_too(digits_run):
     (["export", "RUN", "--format", "safetensors", "--out"], "model.onnx", "a weights file is written as .safetensors"),
     (["export", "RUN", "--out"], "best.pt", "an ONNX model is written as .onnx"),
     (["export", "RUN", "--format", "safetensors", "--out"], "metrics.json", "a weights file is written as .safetensors"),
-    (["data", "info", "digits", "--preview"], "notes.txt", "a picture is written as .png"),
+    (["data", "info", "digits", "--preview"], "notes.txt", "a picture is written as .png or .jpg or .jpeg"),
     (["lr-find", "--model", "mlp", "--data", "digits", "--plot"], "notes.txt", "a picture is written as .png"),
 ])
 def test_a_file_a_command_writes_must_be_named_as_what_it_is(digits_run, tmp_path, command, name, needle):
@@ -855,7 +855,7 @@ def test_a_run_without_a_finished_epoch_says_so(digits_run, tmp_path):
     run.mkdir()
     for name in ("config.yaml", "classes.json"):
         shutil.copy(digits_run / name, run / name)
-    for command in (["evaluate", run], ["predict", run, digits_run / "preview.png"], ["export", run]):
+    for command in (["evaluate", run], ["predict", run, digits_run / "preview.jpg"], ["export", run]):
         result = run_cli(*command, check=False)
         assert result.returncode == 2 and result.stderr.strip().endswith(
             f"{run}: no best.pt yet: no epoch of this run has finished (continue it with cnnlab train "

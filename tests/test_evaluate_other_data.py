@@ -105,7 +105,7 @@ def test_evaluate_on_a_resized_gtsrb_test_set_uses_the_runs_roi_crop(gtsrb_run, 
     assert stored["options"] == {"roi_crop": True} and stored["test"]["accuracy"] == metrics["accuracy"]
     assert {p.name for p in saved.iterdir()} >= {"metrics.json", "predictions-test.csv",
                                                  "confusion-test.png", "roc-test.png",
-                                                 "samples-test.png", "mistakes-test.png"}
+                                                 "samples-test.jpg", "mistakes-test.jpg"}
     assert snapshot(gtsrb_run) == before  # the run's own results are untouched
     report = (gtsrb_run / "report.html").read_text()
     assert 'id="evaluation-gtsrb-Final-Test"' in report and 'id="split-val"' in report

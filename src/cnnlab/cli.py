@@ -324,7 +324,7 @@ def build_parser() -> Parser:
     info.add_argument("--seed", type=int, default=0, help="draws the validation split (default %(default)s)")
     info.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                       help="source option, e.g. --set label_mode=coarse")
-    info.add_argument("--preview", metavar="FILE.png",
+    info.add_argument("--preview", metavar="FILE.png|FILE.jpg",
                       help="draw a grid of samples per class; with --augment or --crop, each sample as "
                       "evaluation sees it and as training augments it")
     info.add_argument("--image-size", type=size_arg, metavar="HxW",

@@ -48,7 +48,9 @@ TRAINED_ON = "trained_on.json"
 """Where a run trained: a record for each time it was started or resumed, from which epoch on
 and on what (``Runtime.describe``), so that its epochs' seconds and img/s name their machine."""
 BEST, LAST = "best.pt", "last.pt"
-REPORT, CURVES, PREVIEW = "report.html", "curves.png", "preview.png"
+REPORT, CURVES, PREVIEW = "report.html", "curves.png", "preview.jpg"
+PNG_GRIDS = ("preview.png", "samples-*.png", "mistakes-*.png")
+"""The grids of images as runs made before wrote them, before they were JPEG files."""
 TENSORBOARD, ONNX, SAFETENSORS = "tensorboard", "model.onnx", "model.safetensors"
 EVALUATIONS = "evaluations"
 """Evaluations on other data (or with test-time augmentation), one folder each, so that they
@@ -161,8 +163,8 @@ def predictions_file(split: str) -> str:
 def split_pictures(split: str) -> dict[str, str]:
     """The pictures of one evaluated split, by kind."""
     return {"confusion": f"confusion-{split}.png", "confusion_normalized": f"confusion-{split}-normalized.png",
-            "roc": f"roc-{split}.png", "calibration": f"calibration-{split}.png", "samples": f"samples-{split}.png",
-            "mistakes": f"mistakes-{split}.png"}
+            "roc": f"roc-{split}.png", "calibration": f"calibration-{split}.png", "samples": f"samples-{split}.jpg",
+            "mistakes": f"mistakes-{split}.jpg"}
 
 
 def evaluation_folder(label: str) -> str:
@@ -373,7 +375,7 @@ def is_run_file(relative: PurePosixPath) -> bool:
     """Whether ``relative`` (a path inside a run directory) names a file of the run."""
     if relative.parts[0] in RUN_FOLDERS:
         return True
-    split_files = [predictions_file("*"), *split_pictures("*").values()]
+    split_files = [predictions_file("*"), *split_pictures("*").values(), *PNG_GRIDS]
     return len(relative.parts) == 1 and (relative.name in RUN_FILES
                                          or any(relative.match(pattern) for pattern in split_files))
 

@@ -47,21 +47,24 @@ def write_report(directory: runs.RunDirectory) -> Path:
     return directory.file(runs.REPORT)
 
 
-def preview(dataset, augment: list[str] = (), crop: tuple[int, int] | None = None) -> bytes:
+def preview(dataset, augment: list[str] = (), crop: tuple[int, int] | None = None, kind: str = "jpeg") -> bytes:
     """A grid of training images per class (of test images, for a test set on its own); with
     ``augment`` or a ``crop`` smaller than the images, an image per class as evaluation sees it,
-    then as training augments it."""
+    then as training augments it; a ``kind`` (jpeg or png) file."""
     if augment or (crop is not None and tuple(crop) != tuple(dataset.image_size)):
         views, titles = augmented_views(dataset, list(augment), crop, views=7)
-        return plots.image_grid(views, titles, columns=8,
+        return plots.image_grid(views, titles, columns=8, kind=kind,
                                 title=f"evaluated (centre crop) and trained views; augment: {', '.join(augment) or 'none'}")
-    return plots.data_preview(dataset.splits[dataset.main_split], dataset.classes)
+    return plots.data_preview(dataset.splits[dataset.main_split], dataset.classes, kind=kind)
+
+
+PICTURE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
 def write_preview(dataset, out: Path, augment: list[str] = (), crop: tuple[int, int] | None = None) -> Path:
     """``cnnlab data info --preview FILE``: ``preview`` of ``dataset``."""
-    out = runs.refuse_run_file(out, "a picture", (".png",))
-    data = preview(dataset, augment, crop)
+    out = runs.refuse_run_file(out, "a picture", PICTURE_SUFFIXES)
+    data = preview(dataset, augment, crop, PICTURE_SUFFIXES[out.suffix.lower()])
     return write_atomic(out, lambda handle: handle.write(data))
 
 

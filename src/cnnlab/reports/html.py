@@ -61,10 +61,13 @@ class Cell:
 
 
 def data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    kind = "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def img(path: Path, alt: str) -> str:
+    if not path.is_file() and path.suffix == ".jpg" and path.with_suffix(".png").is_file():
+        path = path.with_suffix(".png")  # a grid as a run made before drew it (runs.PNG_GRIDS)
     if not path.is_file():
         return f'<p class="muted">({html.escape(alt)} not available)</p>'
     return f'<img src="{data_uri(path)}" alt="{html.escape(alt)}">'
