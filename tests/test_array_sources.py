@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import zipfile
 
@@ -173,6 +174,59 @@ def test_csv_trains_from_the_cli(tmp_path):
     run_cli("train", "--model", "mlp", "--data", f"csv:{listing}", "--image-size", "8x8",
             "--epochs", "1", "--out", tmp_path / "runs", "--name", "csv", "--no-report", "--quiet")
     assert (tmp_path / "runs" / "csv" / "best.pt").is_file()
+
+
+def write_pixel_table(path, images, labels=None, first=0, label_last=False):
+    """A CSV of pixels as Kaggle's MNIST and Fashion-MNIST come: a label column and one column
+    per pixel (pixel0..pixel783, or pixel1..pixel784), a row per image; no label column in a
+    competition's test.csv."""
+    pixels = [f"pixel{first + i}" for i in range(images[0].size)]
+    header = pixels + ["label"] if label_last else ["label", *pixels] if labels is not None else pixels
+    rows = [",".join(header)]
+    for index, image in enumerate(images):
+        values = [str(v) for v in image.reshape(-1)]
+        if labels is not None:
+            values = values + [str(labels[index])] if label_last else [str(labels[index]), *values]
+        rows.append(",".join(values))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_csv_of_pixels_as_kaggle_gives_mnist_is_read(tmp_path):
+    """Kaggle's Digit Recognizer (train.csv: label, pixel0..pixel783) and Fashion-MNIST's CSVs
+    (label, pixel1..pixel784) are how many tutorials get their images; --data train.csv said it
+    expected a header with path and label columns. A CSV whose other columns are all pixels is
+    now a table of square greyscale images, each row one, its labels the class names."""
+    x, y = keras_arrays(40, size=8, seed=3)
+    train = write_pixel_table(tmp_path / "train.csv", x, y)
+    data = read_source(f"csv:{train}")
+    assert data.channels == 1 and list(data.splits) == ["train"]
+    assert data.classes == [str(c) for c in sorted(set(y.tolist()))]
+    np.testing.assert_array_equal(data.splits["train"].images[..., 0], x)
+    assert [data.classes[i] for i in data.splits["train"].labels] == [str(v) for v in y]
+    moved = write_pixel_table(tmp_path / "fashion.csv", x, y, first=1, label_last=True)
+    np.testing.assert_array_equal(read_source(f"csv:{moved}").splits["train"].images[..., 0], x)
+    run_cli("train", "--model", "mlp", "--data", f"csv:{train}", "--image-size", "8x8", "--epochs", "1",
+            "--out", tmp_path / "runs", "--name", "pixels", "--no-report", "--quiet")
+    some = write_pixel_table(tmp_path / "test.csv", x[y > 0][:6], y[y > 0][:6])
+    result = json.loads(run_cli("evaluate", tmp_path / "runs" / "pixels", "--data", f"csv:{some}",
+                                "--format", "json", "--no-report").stdout)
+    assert result["samples"] == 6 and result["split"] == "all"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("pixel0,pixel1,pixel2,pixel3\n0,1,2,3\n", "no label column (a competition's test.csv): nothing to train or"),
+    ("label,pixel0,pixel1,pixel2\n1,0,1,2\n", "3 pixel columns, not a square image's"),
+    ("label,pixel0,pixel1,pixel2,pixel3\n1,0,1,2,300\n", "pixel values must be 0..255"),
+    ("label,pixel0,pixel1,pixel2,pixel3\n1,0,1,2\n", "line 2"),
+    ("label,pixel0,pixel1,pixel2,pixel3\n1,0,x,2,3\n", "line 2"),
+    ("label,pixel0,pixel1,pixel2,pixel3\n", "holds no images"),
+])
+def test_a_bad_csv_of_pixels_is_one_line_naming_it(tmp_path, text, message):
+    (tmp_path / "t.csv").write_text(text)
+    result = run_cli("data", "info", f"csv:{tmp_path / 't.csv'}", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert str(tmp_path / "t.csv") in result.stderr and message in result.stderr, result.stderr
 
 
 def test_train_accepts_arrays_and_evaluate_finds_them_later(tmp_path, monkeypatch):

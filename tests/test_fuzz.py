@@ -407,6 +407,17 @@ def fuzz_csv(tmp: Path, count: int) -> int:
     return count
 
 
+def fuzz_pixel_csv(tmp: Path, count: int) -> int:
+    """A table of pixels (Kaggle's MNIST CSVs: label, pixel0..pixel15 here) with its text mutated."""
+    rows = ["label," + ",".join(f"pixel{i}" for i in range(16))]
+    rows += [f"{i % 3}," + ",".join(str((i * 37 + j * 11) % 256) for j in range(16)) for i in range(6)]
+    for n, rng in enumerate(cases(count, "pixels")):
+        table = tmp / f"case{n}.csv"
+        table.write_text(mutate_text("\n".join(rows) + "\n", rng))
+        check(call(["data", "info", f"csv:{table}", "--format", "json"]), table.name)
+    return count
+
+
 ARGV_TOKENS = ["--lr", "--learning-rate", "--lrr", "--epochs", "--epoch", "--val-split", "--validation-split",
                "--set", "--augment", "--model", "--data", "--format", "--sort", "--by-seed", "--rdzv-endpoint",
                "--node-rank", "--nnodes", "--", "-", "=", "--=", "---", "-x", "0", "-1", "1e9", "nan", "digits",
@@ -476,12 +487,12 @@ def trained_run(tmp_path_factory):
     return out / "r"
 
 
-KINDS = ["idx", "cifar", "gtsrb", "images", "npz", "csv", "config", "weights", "argv"]
+KINDS = ["idx", "cifar", "gtsrb", "images", "npz", "csv", "pixels", "config", "weights", "argv"]
 
 
 def run_kind(kind: str, tmp: Path, count: int) -> int:
     return {"idx": fuzz_idx, "cifar": fuzz_cifar, "gtsrb": fuzz_gtsrb, "images": fuzz_caltech_and_images,
-            "npz": fuzz_npz, "csv": fuzz_csv, "config": fuzz_config, "weights": fuzz_weights,
+            "npz": fuzz_npz, "csv": fuzz_csv, "pixels": fuzz_pixel_csv, "config": fuzz_config, "weights": fuzz_weights,
             "argv": fuzz_argv}[kind](tmp, count)
 
 
