@@ -214,6 +214,28 @@ def test_a_csv_of_pixels_as_kaggle_gives_mnist_is_read(tmp_path):
     assert result["samples"] == 6 and result["split"] == "all"
 
 
+def test_predict_classifies_a_kaggle_test_csv_of_pixels(tmp_path):
+    """A competition's test.csv (pixel columns, no labels) is what a Kaggle submission
+    classifies: predict read it as one unreadable image. Each row is an image now, named by
+    the file and its row number (Kaggle's ImageId), classified as the same pixels in memory are."""
+    x, y = keras_arrays(40, size=8, seed=3)
+    run_cli("train", "--model", "mlp", "--data", f"csv:{write_pixel_table(tmp_path / 'train.csv', x, y)}",
+            "--epochs", "1", "--out", tmp_path / "runs", "--name", "pixels", "--no-report", "--quiet")
+    run = tmp_path / "runs" / "pixels"
+    test = write_pixel_table(tmp_path / "test.csv", x[:5])
+    printed = run_cli("predict", run, test, "--format", "csv", "--top-k", "1").stdout.splitlines()
+    assert [line.split(",")[0] for line in printed[1:]] == [f"{test}:{row}" for row in range(1, 6)]
+    expected = api.predict(run, x[:5], top_k=1)
+    assert [line.split(",")[1] for line in printed[1:]] == [p.top[0][0] for p in expected.predictions]
+    result = api.predict(run, [str(test)])
+    np.testing.assert_allclose(result.probabilities, expected.probabilities, atol=1e-6)
+    mixed = run_cli("predict", run, test, tmp_path / "train.csv", check=False)  # labelled: its labels are left
+    assert mixed.returncode == 0 and f"{tmp_path / 'train.csv'}:40 " in mixed.stdout
+    (tmp_path / "a.png").write_bytes(b"")
+    other = run_cli("predict", run, test, tmp_path / "a.png", check=False)
+    assert other.returncode == 2 and "a table of pixels is predicted on its own" in other.stderr
+
+
 @pytest.mark.parametrize("text, message", [
     ("pixel0,pixel1,pixel2,pixel3\n0,1,2,3\n", "no label column (a competition's test.csv): nothing to train or"),
     ("label,pixel0,pixel1,pixel2\n1,0,1,2\n", "3 pixel columns, not a square image's"),

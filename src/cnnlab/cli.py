@@ -262,7 +262,8 @@ def build_parser() -> Parser:
     predict.add_argument("run", metavar="RUN", help="a run directory: its best checkpoint classifies")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB|URL",
                          help="image files, folders (every image in them, sub-folders too), patterns such "
-                         "as '*.jpg', or http(s) addresses")
+                         "as '*.jpg', or http(s) addresses; or CSV tables of pixels (Kaggle's test.csv), "
+                         "a row an image, named FILE:ROW")
     predict.add_argument("--top-k", type=int, default=5, help="the K most likely classes per image (default %(default)s)")
     predict.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
     predict.add_argument("--boxes", type=Path, metavar="CSV",

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from ..data import BatchLoader, Split
 from ..data.download import Remote, fetch_url
 from ..data.images import decode_many, is_image_file, resize_images, to_mode
-from ..data.readers.arrays import images_array
+from ..data.readers.arrays import images_array, pixel_table
 from ..data.readers.gtsrb import sign_boxes
 from ..errors import CnnlabError, CnnlabWarning, DataError, callers_stacklevel
 from .artifacts import RunArtifacts, inference_model, load_artifacts
@@ -166,6 +166,29 @@ CHUNK_BYTES = 256 * 2**20
 """Decoded images held at once: a folder of any size is predicted in chunks of this much."""
 
 
+def predicted_tables(artifacts: RunArtifacts, tables: list[tuple[str, tuple[np.ndarray, np.ndarray | None]]],
+                     top_k: int, batch_size: int, tta: str | None,
+                     device: str) -> tuple[list[str], Iterator[PredictionResult]]:
+    """predict_in_chunks of tables of pixels (Kaggle's test.csv): each row an image, named by
+    its table and row number (Kaggle's ImageId, from 1); a labelled table's labels are left."""
+    model, runtime = inference_model(artifacts, device)
+    prep = artifacts.preprocessing
+    named = [(f"{item}:{row}", images[row - 1]) for item, (images, _) in tables for row in range(1, len(images) + 1)]
+    chunk = max(1, CHUNK_BYTES // (prep.image_size[0] * prep.image_size[1] * prep.channels))
+
+    def chunks() -> Iterator[PredictionResult]:
+        for start in range(0, len(named), chunk):
+            started = time.perf_counter()
+            part = named[start:start + chunk]
+            rows = resize_images(np.stack([image for _, image in part]), prep.image_size, prep.channels)
+            split = Split(rows, np.zeros(len(rows), dtype=np.int64), [name for name, _ in part])
+            result = predict_rows(model, runtime, artifacts, split, top_k, batch_size, tta)
+            result.seconds, result.machine = time.perf_counter() - started, runtime.describe()
+            yield result
+
+    return [name for name, _ in named], chunks()
+
+
 def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64, tta: str | None = None,
                       device: str = "auto", boxes: Path | None = None) -> tuple[list[str], Iterator[PredictionResult]]:
     """The names the images of ``inputs`` are shown by, and predict_files' results one chunk
@@ -173,6 +196,13 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
     images whatever the number of files. The run, the inputs and their ``boxes`` are checked
     before this returns."""
     artifacts = prediction_artifacts(run_path, top_k, tta, cropped=boxes is not None)
+    tables = [(item, table) for item in inputs if Path(item).suffix.lower() == ".csv" and Path(item).is_file()
+              and (table := pixel_table(Path(item))) is not None]
+    if tables:
+        if len(tables) < len(inputs) or boxes is not None:
+            raise CnnlabError(f"{tables[0][0]}: a table of pixels is predicted on its own, not with image files "
+                              "or boxes; give the tables alone")
+        return predicted_tables(artifacts, tables, top_k, batch_size, tta, device)
     found = expand_inputs(inputs)
     paths, names = [path for path, _ in found], {str(path): name for path, name in found}
     crops = None if boxes is None else sign_boxes(Path(boxes), paths)

@@ -128,14 +128,20 @@ def class_names(array: np.ndarray, count: int, where: str) -> list[str]:
 def read_csv_listing(path: Path | None) -> SourceData:
     """A CSV with a header naming ``path`` and ``label`` columns, and optionally ``split``
     (train, val or test; test rows alone are a test set to evaluate on): image files (relative
-    to the CSV's folder) and their class names. Or a table of pixels (``read_pixel_table``)."""
+    to the CSV's folder) and their class names. Or a table of pixels (``pixel_table``), its
+    labels the class names."""
     path = fetch("csv", path)
+    if (table := pixel_table(path)) is not None:
+        images, labels = table
+        if labels is None:
+            raise DataError.about("data", f" csv:{path}: a table of pixels with no label column (a competition's "
+                                  "test.csv): nothing to train or evaluate on (cnnlab predict classifies it)")
+        names = [str(value) for value in sorted(set(labels.tolist()))]
+        index = {name: i for i, name in enumerate(names)}
+        return SourceData(names, {"train": RawSplit(np.asarray([index[str(v)] for v in labels.tolist()]),
+                                                    [f"train/{i}" for i in range(len(labels))], images)}, 1)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
-            if is_pixel_table(header):
-                return read_pixel_table(path, handle, [name.strip().lower() for name in header])
-            handle.seek(0)
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError.about("data", f" csv:{path}: unreadable CSV ({exc})") from None
@@ -169,48 +175,43 @@ def read_csv_listing(path: Path | None) -> SourceData:
 PIXEL_COLUMN = re.compile(r"pixel(\d+)")
 
 
-def is_pixel_table(header: list[str]) -> bool:
-    """Whether a CSV's header is a label column (or none) and pixel columns."""
-    names = [name.strip().lower() for name in header]
-    pixels = [name for name in names if PIXEL_COLUMN.fullmatch(name)]
-    return bool(pixels) and len(pixels) + ("label" in names) == len(names)
-
-
-def read_pixel_table(path: Path, handle: io.TextIOBase, header: list[str]) -> SourceData:
+def pixel_table(path: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
     """Kaggle's MNIST-style CSV (its Digit Recognizer's train.csv: label, pixel0..pixel783;
-    Fashion-MNIST's: label, pixel1..pixel784): a row per square greyscale image, pixels 0..255
-    (or floats in [0, 1]) in the order of the columns' numbers; the labels are the class
-    names."""
-    if "label" not in header:
-        raise DataError.about("data", f" csv:{path}: a table of pixels with no label column (a competition's "
-                              "test.csv): nothing to train or evaluate on")
-    pixels = sorted((int(PIXEL_COLUMN.fullmatch(name)[1]), column) for column, name in enumerate(header)
-                    if name != "label")
-    side = math.isqrt(len(pixels))
-    if side * side != len(pixels):
-        raise DataError.about("data", f" csv:{path}: {len(pixels)} pixel columns, not a square image's (28x28 "
-                              "is 784)")
+    Fashion-MNIST's: label, pixel1..pixel784; a competition's test.csv: the pixels alone): a
+    row per square greyscale image, pixels 0..255 (or floats in [0, 1]) in the order of the
+    columns' numbers. Its images (N, side, side, 1) uint8 and labels (None without a label
+    column); None for a CSV whose columns are not a label and pixels."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # of a table without rows, said below
-            table = np.loadtxt(handle, delimiter=",", dtype=np.float64, ndmin=2)
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = [name.strip().lower() for name in next(csv.reader(handle), [])]
+            pixels = sorted((int(match[1]), column) for column, name in enumerate(header)
+                            if (match := PIXEL_COLUMN.fullmatch(name)))
+            if not pixels or len(pixels) + ("label" in header) != len(header):
+                return None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # of a table without rows, said below
+                table = np.loadtxt(handle, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError.about("data", f" csv:{path}: unreadable CSV ({exc})") from None
     except ValueError:
         table = None
     if table is None or (len(table) and table.shape[1] != len(header)):
         raise DataError.about("data", f" csv:{path}: {_first_bad_row(path, len(header))}")
+    side = math.isqrt(len(pixels))
+    if side * side != len(pixels):
+        raise DataError.about("data", f" csv:{path}: {len(pixels)} pixel columns, not a square image's (28x28 "
+                              "is 784)")
     if not len(table):
         raise DataError.about("data", f" csv:{path}: holds no images, only its header")
-    values = table[:, [column for _, column in pixels]]
+    values = table[:, [column for _, column in pixels]].reshape(-1, side, side, 1)
     whole = np.isfinite(values).all() and (values == np.round(values)).all()
-    images = images_array((values.astype(np.int64) if whole else values).reshape(-1, side, side, 1), f"csv:{path}")
+    images = images_array(values.astype(np.int64) if whole else values, f"csv:{path}")
+    if "label" not in header:
+        return images, None
     labels = table[:, header.index("label")]
-    if not (labels == np.round(labels)).all():
-        raise DataError.about("data", f" csv:{path}: labels must be whole numbers; found "
-                              f"{labels[labels != np.round(labels)][0]:g}")
-    names = [str(value) for value in sorted(set(labels.astype(np.int64).tolist()))]
-    index = {name: i for i, name in enumerate(names)}
-    return SourceData(names, {"train": RawSplit(np.asarray([index[str(int(v))] for v in labels]),
-                                                [f"train/{i}" for i in range(len(labels))], images)}, 1)
+    if (fractional := labels[labels != np.round(labels)]).size:
+        raise DataError.about("data", f" csv:{path}: labels must be whole numbers; found {fractional[0]:g}")
+    return images, labels.astype(np.int64)
 
 
 def _first_bad_row(path: Path, columns: int) -> str:
