@@ -192,25 +192,25 @@ def pixel_table(path: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
                 warnings.simplefilter("ignore", UserWarning)  # of a table without rows, said below
                 table = np.loadtxt(handle, delimiter=",", dtype=np.float64, ndmin=2)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError.about("data", f" csv:{path}: unreadable CSV ({exc})") from None
+        raise DataError(f"{path}: unreadable CSV ({exc})") from None
     except ValueError:
         table = None
     if table is None or (len(table) and table.shape[1] != len(header)):
-        raise DataError.about("data", f" csv:{path}: {_first_bad_row(path, len(header))}")
+        raise DataError(f"{path}: {_first_bad_row(path, len(header))}")
     side = math.isqrt(len(pixels))
     if side * side != len(pixels):
-        raise DataError.about("data", f" csv:{path}: {len(pixels)} pixel columns, not a square image's (28x28 "
+        raise DataError(f"{path}: {len(pixels)} pixel columns, not a square image's (28x28 "
                               "is 784)")
     if not len(table):
-        raise DataError.about("data", f" csv:{path}: holds no images, only its header")
+        raise DataError(f"{path}: holds no images, only its header")
     values = table[:, [column for _, column in pixels]].reshape(-1, side, side, 1)
     whole = np.isfinite(values).all() and (values == np.round(values)).all()
-    images = images_array(values.astype(np.int64) if whole else values, f"csv:{path}")
+    images = images_array(values.astype(np.int64) if whole else values, str(path))
     if "label" not in header:
         return images, None
     labels = table[:, header.index("label")]
     if (fractional := labels[labels != np.round(labels)]).size:
-        raise DataError.about("data", f" csv:{path}: labels must be whole numbers; found {fractional[0]:g}")
+        raise DataError(f"{path}: labels must be whole numbers; found {fractional[0]:g}")
     return images, labels.astype(np.int64)
 
 
