@@ -190,7 +190,8 @@ def pixel_table(path: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
                 return None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # of a table without rows, said below
-                table = np.loadtxt(handle, delimiter=",", dtype=np.float64, ndmin=2)
+                # float32 holds 0..255 and labels exactly, in half float64's memory (42,000 MNIST rows: 132 MB)
+                table = np.loadtxt(handle, delimiter=",", dtype=np.float32, ndmin=2)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: unreadable CSV ({exc})") from None
     except ValueError:
@@ -199,8 +200,7 @@ def pixel_table(path: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
         raise DataError(f"{path}: {_first_bad_row(path, len(header))}")
     side = math.isqrt(len(pixels))
     if side * side != len(pixels):
-        raise DataError(f"{path}: {len(pixels)} pixel columns, not a square image's (28x28 "
-                              "is 784)")
+        raise DataError(f"{path}: {len(pixels)} pixel columns, not a square image's (28x28 is 784)")
     if not len(table):
         raise DataError(f"{path}: holds no images, only its header")
     values = table[:, [column for _, column in pixels]].reshape(-1, side, side, 1)
