@@ -491,11 +491,16 @@ class Run:
         shown = "<table>" + "".join(f"<tr><th style='text-align:left'>{name}</th><td style='text-align:left'>"
                                     f"{html.escape(str(value))}</td></tr>" for name, value in cells.items()) + "</table>"
         if self.directory.exists(CURVES):
-            picture = base64.b64encode(self.directory.file(CURVES).read_bytes()).decode()
-            shown += f'<img src="data:image/png;base64,{picture}" alt="training curves" style="max-width:100%">'
+            shown += f'<img src="{data_uri(self.directory.file(CURVES))}" alt="training curves" style="max-width:100%">'
         if self.directory.exists(REPORT):
             shown += f'<p><a href="{html.escape(str(self.directory.file(REPORT)))}" target="_blank">{REPORT}</a></p>'
         return shown
+
+
+def data_uri(picture: Path) -> str:
+    """A run's picture as a data URI: an HTML page that shows it holds it."""
+    kind = "jpeg" if picture.suffix.lower() in (".jpg", ".jpeg") else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(picture.read_bytes()).decode("ascii")
 
 
 def load_run(path: str | Path, whole: bool = True) -> Run:

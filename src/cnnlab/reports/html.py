@@ -3,7 +3,6 @@ data URIs and the only script is inline, so a file opens anywhere with no networ
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 from collections import Counter
@@ -60,17 +59,12 @@ class Cell:
     sort_key: float
 
 
-def data_uri(path: Path) -> str:
-    kind = "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "png"
-    return f"data:image/{kind};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
 def img(path: Path, alt: str) -> str:
     if not path.is_file() and path.suffix == ".jpg" and path.with_suffix(".png").is_file():
         path = path.with_suffix(".png")  # a grid as a run made before drew it (runs.PNG_GRIDS)
     if not path.is_file():
         return f'<p class="muted">({html.escape(alt)} not available)</p>'
-    return f'<img src="{data_uri(path)}" alt="{html.escape(alt)}">'
+    return f'<img src="{runs.data_uri(path)}" alt="{html.escape(alt)}">'
 
 
 def table(header: list[str], rows: list[list], sortable: bool = False, id_: str = "") -> str:
