@@ -11,7 +11,15 @@ from torch import nn
 from cnnlab.config import OptimizerConfig
 from cnnlab.errors import ConfigError
 from cnnlab.models import MODELS, create_model
-from cnnlab.training.optim import Muon, build_optimizer, muon_weights, orthogonalised, param_groups
+from cnnlab.training.optim import (
+    OPTIMIZERS,
+    Muon,
+    build_optimizer,
+    muon_weights,
+    orthogonalised,
+    param_groups,
+    state_tensors_per_weight,
+)
 
 MUON = OptimizerConfig(name="muon", lr=0.02, fallback_lr=0.001)
 
@@ -197,3 +205,17 @@ def test_a_setting_the_optimizer_does_not_use_is_refused(cfg, needle):
 ])
 def test_the_settings_each_optimizer_uses_are_taken(cfg):
     build_optimizer(cfg, [nn.Parameter(torch.zeros(1))], torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_the_state_an_optimizer_is_counted_with_is_what_it_keeps(name):
+    """The room a run's checkpoints need counts the optimizer's state per weight: at most what
+    each keeps after a step (a lower bound, so a run that fits is never refused)."""
+    model = create_model("lenet5", 10, 1, (28, 28))
+    cfg = MUON if name == "muon" else OptimizerConfig(name=name, lr=0.01)
+    optimizer = build_optimizer(cfg, param_groups(model, cfg), torch.device("cpu"))
+    model(torch.randn(2, 1, 28, 28)).sum().backward()
+    optimizer.step()
+    kept = [sum(isinstance(value, torch.Tensor) and value.shape == parameter.shape
+                for value in optimizer.state[parameter].values()) for parameter in model.parameters()]
+    assert 1 <= state_tensors_per_weight(cfg) <= min(kept)

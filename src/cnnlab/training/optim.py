@@ -17,6 +17,15 @@ FALLBACKS = ("adamw", "sgd")
 READS = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps"), "adamw": ("betas", "eps"), "rmsprop": ("eps",),
          "muon": ("muon_momentum", "ns_steps", "muon_renormalise", "fallback", "fallback_lr")}
 """The settings each optimizer reads besides lr and weight_decay; muon reads its fallback's too."""
+STATE_PER_WEIGHT = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 1, "muon": 1}
+"""Tensors each optimizer keeps per weight (and a checkpoint with it): SGD's momentum, Adam's
+two moments, RMSprop's square average, Muon's momentum (the fewest each can keep)."""
+
+
+def state_tensors_per_weight(cfg: OptimizerConfig) -> int:
+    """STATE_PER_WEIGHT of ``cfg``'s optimizer; none for SGD without momentum."""
+    name = cfg.name.lower()
+    return 0 if name == "sgd" and not cfg.momentum else STATE_PER_WEIGHT.get(name, 0)
 
 
 def unused_setting(cfg: OptimizerConfig) -> ConfigError | None:

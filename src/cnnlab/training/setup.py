@@ -77,7 +77,7 @@ from ..models.weights import (
 from ..runtime import Runtime, device_memory, resolve_device
 from .callbacks import Callback, check_callbacks, trained_base_text
 from .loop import Trainer
-from .optim import build_optimizer, param_groups
+from .optim import build_optimizer, param_groups, state_tensors_per_weight
 from .rng import seed_everything
 from .schedules import LRSchedule
 
@@ -418,20 +418,13 @@ def check_resumable(path: Path, config: TrainConfig, classes: list[str]) -> dict
     return run.read_json(runs.SPLIT)
 
 
-CHECKPOINT_SLOTS = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 1, "muon": 1}
-"""Tensors the optimizer keeps per weight, and last.pt with it: SGD's momentum, Adam's two
-moments, RMSprop's square average, Muon's momentum (the fewest each can keep)."""
-
-
 def check_room_for_checkpoints(config: TrainConfig, model: torch.nn.Module, folder: Path, resuming: bool) -> None:
     """Refuse a run whose checkpoints cannot fit on the disk of ``folder``, where it writes them:
     its first epoch would be lost with the checkpoint that did not fit. last.pt holds the
     weights, the optimizer's state and any average of the weights, and is written anew beside
     the one before; best.pt holds the weights. ``model`` may be on the meta device."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    plain_sgd = config.optimizer.name == "sgd" and not config.optimizer.momentum
-    slots = 0 if plain_sgd else CHECKPOINT_SLOTS.get(config.optimizer.name, 0)
-    last = weights * (1 + slots + (config.ema is not None))
+    last = weights * (1 + state_tensors_per_weight(config.optimizer) + (config.ema is not None))
     need = last if resuming else 2 * last + weights
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     free = shutil.disk_usage(existing).free
