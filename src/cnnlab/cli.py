@@ -996,19 +996,16 @@ def machine_legend(machines: list[list[str]]) -> tuple[str, list[str], list[str]
 
 
 def print_runs(rows: list[dict]) -> None:
-    from .runs import duration
+    from .runs import row_texts
 
-    percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
     width = max(len("run"), *(len(row["name"]) for row in rows)) + 1  # whole: a sweep's runs differ at the end
     on, marks, legend = machine_legend([[span["machine"] for span in row.get("trained_on", [])] for row in rows])
     print(f"{'run':<{width}}{'model':<14}{'data':<22}{'epochs':>8}{'val acc':>9}{'test acc':>9}{'training':>12}"
           f"{on}  status")
     for row, mark in zip(rows, marks, strict=True):
-        epochs = "/".join(map(str, row["epochs"])) if "epochs" in row else "-"
-        print(f"{row['name']:<{width}}{row.get('model', '-')[:13]:<14}{row.get('data', '-')[:21]:<22}{epochs:>8}"
-              f"{percent(row.get('val_accuracy')):>9}{percent(row.get('test_accuracy')):>9}"
-              f"{'-' if row.get('training_seconds') is None else duration(row['training_seconds']):>12}"
-              f"{mark}  {row['status']}")
+        texts = row_texts(row)
+        print(f"{row['name']:<{width}}{texts['model'][:13]:<14}{texts['data'][:21]:<22}{texts['epochs']:>8}"
+              f"{texts['val acc']:>9}{texts['test acc']:>9}{texts['training']:>12}{mark}  {texts['status']}")
     for line in legend:
         print(line)
 

@@ -482,12 +482,7 @@ class Run:
             row, _ = run_row(self, str(self.path))
         except CnnlabError as exc:  # as the repr, whatever its files hold
             return f"<p>{html.escape(repr(self))}: {html.escape(str(exc))}</p>"
-        percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
-        cells = {"run": row["name"], "model": row["model"], "data": self.config.data.spec,
-                 "epochs": "/".join(map(str, row["epochs"])), "val accuracy": percent(row["val_accuracy"]),
-                 "test accuracy": percent(row["test_accuracy"]),
-                 "training": "-" if row["training_seconds"] is None else duration(row["training_seconds"]),
-                 "status": row["status"]}
+        cells = {"run": row["name"], **row_texts(row), "data": self.config.data.spec}
         shown = "<table>" + "".join(f"<tr><th style='text-align:left'>{name}</th><td style='text-align:left'>"
                                     f"{html.escape(str(value))}</td></tr>" for name, value in cells.items()) + "</table>"
         if self.directory.exists(CURVES):
@@ -675,6 +670,17 @@ def runs_with_configs(folder: Path) -> list[tuple[dict, TrainConfig | None, str]
         row, state = run_row(run, run_label(path, folder))
         rows.append((row, run.config, state))
     return rows
+
+
+def row_texts(row: dict) -> dict[str, str]:
+    """A run_table row's figures as `cnnlab runs` prints them, by heading: "-" where a row (of
+    a run that cannot be read) has none."""
+    percent = lambda value: "-" if value is None else f"{value:.2%}"  # noqa: E731
+    return {"model": row.get("model", "-"), "data": row.get("data", "-"),
+            "epochs": "/".join(map(str, row["epochs"])) if "epochs" in row else "-",
+            "val acc": percent(row.get("val_accuracy")), "test acc": percent(row.get("test_accuracy")),
+            "training": "-" if row.get("training_seconds") is None else duration(row["training_seconds"]),
+            "status": row["status"]}
 
 
 def run_row(run: Run, name: str) -> tuple[dict, str]:
