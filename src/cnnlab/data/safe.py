@@ -11,6 +11,7 @@ import shutil
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
@@ -61,12 +62,43 @@ def _check_member(name: str, archive: Path, is_file: bool, is_dir: bool) -> None
 
 def extract_archive(archive: Path, target: Path, select=None) -> Path:
     """Extract a tar (any compression) or zip into ``target`` after checking every member:
-    no absolute paths, no '..', no links or devices. Written to a temporary folder first, so a
-    failure leaves nothing half-extracted. ``select(name)`` picks members (default: all)."""
+    no absolute paths, no '..', no links or devices (``staged_folder``: nothing half-extracted,
+    and done again only where the archive changed). ``select(name)`` picks members (default: all)."""
+
+    def extract(staging: Path) -> None:
+        try:
+            if tarfile.is_tarfile(archive):
+                with tarfile.open(archive) as tar:
+                    members = [m for m in tar.getmembers() if select is None or select(m.name)]
+                    for member in members:
+                        _check_member(member.name, archive, member.isfile(), member.isdir())
+                    check_room(archive, sum(member.size for member in members), staging)
+                    tar.extractall(staging, members=members, filter="data")
+            elif zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as zf:
+                    infos = [i for i in zf.infolist() if select is None or select(i.filename)]
+                    for info in infos:
+                        mode = info.external_attr >> 16
+                        is_link = (mode & 0o170000) == 0o120000
+                        _check_member(info.filename, archive, not info.is_dir() and not is_link, info.is_dir())
+                    check_room(archive, sum(info.file_size for info in infos), staging)
+                    zf.extractall(staging, members=infos)
+            else:
+                raise DataError(f"{archive}: not a tar or zip archive")
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"{archive}: damaged archive ({exc})") from None
+
+    return staged_folder(target, [archive], extract)
+
+
+def staged_folder(target: Path, sources: list[Path], fill: Callable[[Path], None]) -> Path:
+    """``target`` as ``fill(folder)`` writes it from the files ``sources`` into a new, empty
+    folder beside it, renamed into place once complete: a failure or an interruption leaves
+    nothing half-written. A ``target`` at least as new as every source is kept as it is (a
+    source changed since, photos added to an archive, say, is read again)."""
     if target.is_symlink():
-        raise DataError(f"{target}: is a symbolic link; refusing to extract {archive.name} through it")
-    # an archive changed since its extraction (photos added, say) is extracted again
-    if target.is_dir() and target.stat().st_mtime >= archive.stat().st_mtime:
+        raise DataError(f"{target}: is a symbolic link; refusing to extract {sources[0].name} through it")
+    if target.is_dir() and target.stat().st_mtime >= max(source.stat().st_mtime for source in sources):
         return target
     staging = target.with_name(f".{target.name}.partial")
     if staging.is_symlink() or staging.is_file():  # never followed: removed, whatever it points to
@@ -78,27 +110,7 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
     except OSError as exc:
         raise DataError(f"{staging}: cannot make the extraction folder ({exc.strerror or exc})") from None
     try:
-        if tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tar:
-                members = [m for m in tar.getmembers() if select is None or select(m.name)]
-                for member in members:
-                    _check_member(member.name, archive, member.isfile(), member.isdir())
-                _check_room(archive, sum(member.size for member in members), staging)
-                tar.extractall(staging, members=members, filter="data")
-        elif zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                infos = [i for i in zf.infolist() if select is None or select(i.filename)]
-                for info in infos:
-                    mode = info.external_attr >> 16
-                    is_link = (mode & 0o170000) == 0o120000
-                    _check_member(info.filename, archive, not info.is_dir() and not is_link, info.is_dir())
-                _check_room(archive, sum(info.file_size for info in infos), staging)
-                zf.extractall(staging, members=infos)
-        else:
-            raise DataError(f"{archive}: not a tar or zip archive")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DataError(f"{archive}: damaged archive ({exc})") from None
+        fill(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -116,7 +128,7 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
     return target
 
 
-def _check_room(archive: Path, unpacked: int, folder: Path) -> None:
+def check_room(archive: Path, unpacked: int, folder: Path) -> None:
     """Zeros compress about 1000:1: what an archive unpacks to, not its size, must fit."""
     free = shutil.disk_usage(folder).free
     if unpacked > free:
