@@ -34,6 +34,7 @@ from cnnlab.cli import main
 from cnnlab.runs import RUN_JSON_SHAPES
 from conftest import write_idx
 from test_datasets import cifar_batch, sign, write_caltech, write_gtsrb_official
+from test_hub_datasets import banded, write_hub_parquet
 
 SEED = int(os.environ.get("CNNLAB_FUZZ_SEED", "0"))
 FAST, SLOW = 8, 120
@@ -418,6 +419,21 @@ def fuzz_pixel_csv(tmp: Path, count: int) -> int:
     return count
 
 
+def fuzz_hub(tmp: Path, count: int) -> int:
+    """A Hugging Face dataset's file, parquet or Arrow (image bytes, a ClassLabel, the features
+    in the schema's metadata), its bytes mutated: the footer, the schema, the pages, the images."""
+    images, labels = [banded(i % 3, 3, size=8, seed=i) for i in range(6)], [i % 3 for i in range(6)]
+    seeds = [write_hub_parquet(tmp / f"seed/train{suffix}", images, labels, ["a", "b", "c"])
+             for suffix in (".parquet", ".arrow")]
+    for n, rng in enumerate(cases(count, "hf")):
+        seed = rng.choice(seeds)
+        table = tmp / f"case{n}" / seed.name
+        table.parent.mkdir()
+        table.write_bytes(mutate_bytes(seed.read_bytes(), rng))
+        check(call(["data", "info", f"hf:{table}", "--format", "json"]), table.name)
+    return count
+
+
 ARGV_TOKENS = ["--lr", "--learning-rate", "--lrr", "--epochs", "--epoch", "--val-split", "--validation-split",
                "--set", "--augment", "--model", "--data", "--format", "--sort", "--by-seed", "--rdzv-endpoint",
                "--node-rank", "--nnodes", "--", "-", "=", "--=", "---", "-x", "0", "-1", "1e9", "nan", "digits",
@@ -487,13 +503,13 @@ def trained_run(tmp_path_factory):
     return out / "r"
 
 
-KINDS = ["idx", "cifar", "gtsrb", "images", "npz", "csv", "pixels", "config", "weights", "argv"]
+KINDS = ["idx", "cifar", "gtsrb", "images", "npz", "csv", "pixels", "hf", "config", "weights", "argv"]
 
 
 def run_kind(kind: str, tmp: Path, count: int) -> int:
     return {"idx": fuzz_idx, "cifar": fuzz_cifar, "gtsrb": fuzz_gtsrb, "images": fuzz_caltech_and_images,
-            "npz": fuzz_npz, "csv": fuzz_csv, "pixels": fuzz_pixel_csv, "config": fuzz_config, "weights": fuzz_weights,
-            "argv": fuzz_argv}[kind](tmp, count)
+            "npz": fuzz_npz, "csv": fuzz_csv, "pixels": fuzz_pixel_csv, "hf": fuzz_hub, "config": fuzz_config,
+            "weights": fuzz_weights, "argv": fuzz_argv}[kind](tmp, count)
 
 
 @pytest.mark.parametrize("kind", KINDS)

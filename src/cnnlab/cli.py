@@ -107,8 +107,9 @@ def endpoint(text: str) -> str:
 
 
 FORMAT_HELP = "a table to read, or json (csv too where offered) for programs (default %(default)s)"
-SPEC_HELP = ("data SPEC, e.g. digits, mnist:PATH, cifar10:PATH, gtsrb:PATH or folder:PATH (a bare path is a folder, "
-             "or GTSRB's or CIFAR's where it has their layout; a bare .npz or .csv file is npz: or csv:)")
+SPEC_HELP = ("data SPEC, e.g. digits, mnist:PATH, cifar10:PATH, gtsrb:PATH, hf:PATH (a Hugging Face dataset) or "
+             "folder:PATH (a bare path is a folder, or GTSRB's, CIFAR's or a Hugging Face dataset's where it has "
+             "their layout; a bare .npz or .csv file is npz: or csv:, a .parquet or .arrow file hf:)")
 
 
 def build_parser() -> Parser:
@@ -262,8 +263,9 @@ def build_parser() -> Parser:
     predict.add_argument("run", metavar="RUN", help="a run directory: its best checkpoint classifies")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER|GLOB|URL",
                          help="image files, folders (every image in them, sub-folders too), patterns such "
-                         "as '*.jpg', or http(s) addresses; or CSV tables of pixels (Kaggle's test.csv), "
-                         "a row an image, named FILE:ROW")
+                         "as '*.jpg', http(s) addresses, or a Hugging Face dataset's .parquet or .arrow files (a "
+                         "row an image, named FILE:ROW from 0); or CSV tables of pixels (Kaggle's test.csv), a "
+                         "row an image, named FILE:ROW from 1")
     predict.add_argument("--top-k", type=int, default=5, help="the K most likely classes per image (default %(default)s)")
     predict.add_argument("--tta", choices=TTA_MODES, help=TTA_HELP)
     predict.add_argument("--boxes", type=Path, metavar="CSV",

@@ -110,8 +110,8 @@ def named_twice(names: list[str]) -> list[str]:
 
 def source_name(spec: str) -> str:
     """The source a data SPEC names, nothing read or downloaded: a bare folder path is a
-    ``folder``, or the source whose published layout it has; a bare .npz or .csv file is
-    ``npz`` or ``csv`` (the name need not be a registered source)."""
+    ``folder``, or the source whose published layout it has; a bare .npz or .csv file is ``npz``
+    or ``csv``, a .parquet or .arrow file ``hf`` (the name need not be a registered source)."""
     return _named_source(spec)[0]
 
 
@@ -130,7 +130,7 @@ def _named_source(spec: str) -> tuple[str, list[str]]:
     return found[0] if len(found) == 1 else "folder", found
 
 
-FILE_SOURCES = {".npz": "npz", ".csv": "csv"}
+FILE_SOURCES = {".npz": "npz", ".csv": "csv", ".parquet": "hf", ".arrow": "hf"}
 """The sources a bare file path is read by, by its suffix."""
 
 
@@ -165,7 +165,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     if name not in SOURCES and read_as != name:
         if len(found) > 1:  # MNIST's files, Fashion-MNIST's
             raise DataError.about("data", f" {spec}: a folder{layouts_hint(Path(spec).expanduser(), found)}")
-        if read_as in FILE_SOURCES.values():
+        if read_as in FILE_SOURCES.values() and Path(spec).expanduser().is_file():
             read = f"a file, read as {read_as}:{spec}"
         elif read_as in LAYOUTS:
             read = f"a folder in {LAYOUTS[read_as].title}'s layout, read as {read_as}:{spec}"

@@ -18,6 +18,7 @@ from ..data.download import Remote, fetch_url
 from ..data.images import decode_many, is_image_file, resize_images, to_mode
 from ..data.readers.arrays import images_array, pixel_table
 from ..data.readers.gtsrb import sign_boxes
+from ..data.readers.hub import TABLE_SUFFIXES, table_images
 from ..errors import CnnlabError, CnnlabWarning, DataError, callers_stacklevel
 from .artifacts import RunArtifacts, inference_model, load_artifacts
 from .inference import check_finite_outputs, predict_logits, warn_of_mirrored_views
@@ -47,9 +48,10 @@ class PredictionResult:
 
 
 def expand_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
-    """Files, folders (searched recursively for images), glob patterns and http(s) URLs of
-    images (downloaded once into the data home), in the given order: each file, and the name
-    its result is shown by (a URL's is the URL)."""
+    """Files, folders (searched recursively for images), glob patterns, http(s) URLs of
+    images (downloaded once into the data home) and a Hugging Face dataset's parquet or Arrow
+    files, in the given order: each file, and the name its result is shown by (a URL's is the
+    URL, a row's FILE:ROW)."""
     found: list[tuple[Path, str]] = []
     for item in inputs:
         path = Path(item)
@@ -57,6 +59,8 @@ def expand_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
             found.append((fetch_url(Remote(item), "the image file instead"), item))
         elif path.is_dir():
             found += [(p, str(p)) for p in sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))]
+        elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:  # a Hugging Face dataset's, FILE:ROW from 0
+            found += [(image, f"{item}:{row}") for row, image in enumerate(table_images(path))]
         elif path.is_file():
             found.append((path, str(path)))
         elif any(ch in item for ch in "*?["):

@@ -1,0 +1,387 @@
+"""Hugging Face datasets, as the Hub stores them and as the ``datasets`` library saves them:
+parquet files named by their split (``data/train-00000-of-00002.parquet``,
+``plain_text/test-00000-of-00001.parquet``), or the Arrow files ``save_to_disk`` writes
+(``train/data-00000-of-00001.arrow``) and ``load_dataset`` caches (``cifar10-train.arrow``).
+Each holds an ``Image`` column (each image file's bytes and name) and a ``ClassLabel`` column,
+whose class names the schema's ``huggingface`` metadata keeps. The images are written out once
+into the data home as the files they were (nothing re-encoded), then read as any image files are."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import DataError
+from ..download import fetch
+from ..images import IMAGE_SUFFIXES
+from ..safe import check_room, staged_folder
+from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData
+from .layout import extracted_home
+
+TABLE_SUFFIXES = (".parquet", ".arrow")
+SPLIT_WORDS = {"train": "train", "training": "train", "validation": "val", "valid": "val", "val": "val",
+               "dev": "val", "test": "test", "testing": "test", "eval": "test", "evaluation": "test"}
+"""The words a file's name or folder names its split by, as the Hub's ``datasets`` library reads them."""
+LABEL_NAMES = ("label", "labels")
+"""The label column of a file without the Hub's metadata."""
+NO_LABEL = -1
+"""What ``datasets`` stores for an image without a label (a competition's test split)."""
+SIGNATURES = ((b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"), (b"BM", ".bmp"),
+              (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"), (b"P5", ".pgm"), (b"P6", ".ppm"), (b"P4", ".pbm"))
+GREY_MODES = frozenset({"1", "L", "I", "I;16", "F"})
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet  # noqa: F401  (pa.parquet)
+    except ImportError:
+        raise DataError.about("data", " hf: reading a Hugging Face dataset's files needs the pyarrow package "
+                              "(pip install 'cnnlab[hf]')") from None
+    return pa
+
+
+class TableFile:
+    """One file of a dataset's rows, open: a parquet file, or an Arrow stream (memory-mapped)."""
+
+    def __init__(self, path: Path):
+        pa = _pyarrow()
+        self.path = path
+        if path.suffix.lower() == ".parquet":
+            self._parquet, self._table = pa.parquet.ParquetFile(path), None
+            self.schema, self.rows = self._parquet.schema_arrow, self._parquet.metadata.num_rows
+            self.bytes = sum(self._parquet.metadata.row_group(i).total_byte_size
+                             for i in range(self._parquet.num_row_groups))
+        else:
+            with pa.memory_map(str(path)) as source:
+                try:  # datasets writes streams; pyarrow's own files have a footer
+                    self._table = pa.ipc.open_stream(source).read_all()
+                except pa.ArrowInvalid:
+                    self._table = pa.ipc.open_file(source).read_all()
+            # the offsets of a damaged or crafted file, checked before any value is read through them
+            self._table.validate(full=True)
+            self._parquet = None
+            self.schema, self.rows, self.bytes = self._table.schema, self._table.num_rows, self._table.nbytes
+
+    def values(self, column: str) -> list:
+        table = self._table if self._parquet is None else self._parquet.read(columns=[column])
+        return table.column(column).to_pylist()
+
+    def batches(self, column: str, rows: int = 1024) -> Iterator:
+        """The column a batch of ``rows`` at a time (the file's images are not held at once)."""
+        if self._parquet is not None:
+            return (batch.column(0) for batch in self._parquet.iter_batches(columns=[column], batch_size=rows))
+        return (batch.column(0) for batch in self._table.select([column]).to_batches(max_chunksize=rows))
+
+
+def split_of(relative: Path) -> str | None:
+    """The split a file's path below the data's folder names (its name's words first, then its
+    folders', nearest first): ``train-00000-of-00002.parquet``, ``train/data-00000-of-00001.arrow``
+    and ``cifar10-train.arrow`` are train, ``validation-...`` val, ``test-...`` test; None where
+    no word names one."""
+    for part in (relative.stem, *reversed(relative.parent.parts)):
+        for word in re.split(r"[-_. ]", part.lower()):
+            if word in SPLIT_WORDS:
+                return SPLIT_WORDS[word]
+    return None
+
+
+def table_files(folder: Path, depth: int = 3) -> Iterator[Path]:
+    """The parquet and Arrow files in ``folder`` and at most ``depth`` folders below it (the Hub
+    nests them in ``data/`` or a configuration's folder, and that in a snapshot's), hidden ones
+    left out, in one walk (a folder of 60,000 photos is looked through when given bare)."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.name.lower().endswith(TABLE_SUFFIXES) and entry.is_file():
+            yield Path(entry.path)
+        elif depth and entry.is_dir():
+            yield from table_files(Path(entry.path), depth - 1)
+
+
+def shards_by_split(root: Path) -> tuple[dict[str, list[Path]], list[str]]:
+    """split -> its files, and notes on the files left out. A file is its split's by its name
+    (``split_of``); where no file names a split, all are training files (``part.0.parquet``,
+    the ``data-00000-of-00001.arrow`` of one saved split...).
+    The files of several configurations (``full/``, ``mini/``) are refused: which one is meant
+    is for the user to say."""
+    files = [root] if root.is_file() else sorted(table_files(root))
+    if not files:
+        raise DataError.about("data", f" hf:{root}: no .parquet or .arrow files in it or the three folders below it")
+    if root.is_file():
+        return {split_of(Path(root.name)) or "train": files}, []
+    relative = {file: file.relative_to(root) for file in files}
+    configurations = sorted({"/".join(part for part in relative[file].parent.parts if part.lower() not in SPLIT_WORDS)
+                             or "." for file in files})
+    if len(configurations) > 1:
+        raise DataError.about("data", f" hf:{root}: holds the files of {len(configurations)} configurations "
+                              f"({', '.join(configurations)}): give one's folder, e.g. hf:{root / configurations[-1]}")
+    named = {file: split_of(relative[file]) for file in files}
+    if not any(named.values()):
+        return {"train": files}, []
+    splits: dict[str, list[Path]] = {}
+    for file, split in named.items():
+        if split:
+            splits.setdefault(split, []).append(file)
+    left_out = [relative[file].as_posix() for file, split in named.items() if split is None]
+    notes = [f"{root}: left out {', '.join(left_out)}: not a train, validation or test split by name"] if left_out else []
+    return splits, notes
+
+
+@dataclass
+class Columns:
+    image: str
+    label: str | None
+    names: list[str] | None
+    """The label column's class names (a ``ClassLabel``'s), None where the file gives none."""
+
+
+def hub_features(table: TableFile) -> dict:
+    """The ``datasets`` features of a file: as its schema's metadata keeps them, else as the
+    ``dataset_info.json`` that ``save_to_disk`` writes beside it has them (empty: neither)."""
+    try:
+        if b"huggingface" in (table.schema.metadata or {}):
+            features = json.loads(table.schema.metadata[b"huggingface"]).get("info", {}).get("features", {})
+        elif (info := table.path.parent / "dataset_info.json").is_file():
+            features = json.loads(info.read_text(encoding="utf-8")).get("features", {})
+        else:
+            return {}
+    except (ValueError, AttributeError, OSError):  # damaged metadata: the columns are found by their types
+        return {}
+    return features if isinstance(features, dict) else {}
+
+
+def columns_of(table: TableFile, image: str | None, label: str | None,
+               labelled: bool = True) -> tuple[Columns, list[str]]:
+    """The image and label columns of a file, and notes on a choice made among several: the
+    columns named (source options ``image`` and ``label``), else those the Hub's metadata types
+    ``Image`` and ``ClassLabel``, else a column of image bytes and one named label (not
+    ``labelled``: None where there is none, as in images to predict)."""
+    pa = _pyarrow()
+    file, schema = table.path, table.schema
+    features = hub_features(table)
+    names = schema.names
+
+    def typed(kind: str) -> list[str]:
+        return [name for name in names if isinstance(features.get(name), dict) and features[name].get("_type") == kind]
+
+    def holds_bytes(name: str) -> bool:
+        kind = schema.field(name).type
+        return (pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0) or pa.types.is_binary(kind) \
+            or pa.types.is_large_binary(kind)
+
+    notes = []
+    found = {}
+    for role, given, candidates in (("image", image, typed("Image") or [n for n in names if holds_bytes(n)]),
+                                    ("label", label, typed("ClassLabel") or [n for n in names if n in LABEL_NAMES])):
+        if given is not None:
+            if given not in names:
+                raise DataError(f"{file}: the source option {role} names {given!r}, which is no column of it "
+                                f"(its columns: {', '.join(names)})")
+            found[role] = given
+        elif not candidates and (role == "image" or labelled):
+            raise DataError.about("data", f" hf:{file}: no {role} column (its columns: {', '.join(names)}); "
+                                  f"name one with the source option {role}")
+        else:
+            found[role] = candidates[0] if candidates else None
+            if len(candidates) > 1:
+                notes.append(f"{file}: {role}s from the column {candidates[0]} (also: {', '.join(candidates[1:])}; "
+                             f"the source option {role} chooses)")
+    if not holds_bytes(found["image"]):
+        raise DataError(f"{file}: its column {found['image']} does not hold image files' bytes")
+    label_feature = features.get(found["label"], {})
+    classes = label_feature.get("names") if isinstance(label_feature, dict) else None
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(n, str) for n in classes)):
+        raise DataError.about("data", f" hf:{file}: the class names of column {found['label']} are not a list of names")
+    return Columns(found["image"], found["label"], classes), notes
+
+
+def suffix_of(data: bytes, name: str | None) -> str:
+    """An image file's suffix by its first bytes (its format), else by the name it was stored
+    under; ``.bin`` for neither, which decoding then reports as unreadable."""
+    for signature, suffix in SIGNATURES:
+        if data.startswith(signature):
+            return suffix
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    given = Path(name or "").suffix.lower()
+    return given if given in IMAGE_SUFFIXES else ".bin"
+
+
+def image_bytes(column) -> tuple[list[bytes | None], list[str | None]]:
+    """A batch's image column as the files' bytes and the names they were stored under."""
+    pa = _pyarrow()
+
+    if pa.types.is_struct(column.type):
+        struct = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        names = struct.field("path").to_pylist() if column.type.get_field_index("path") >= 0 else [None] * len(struct)
+        return struct.field("bytes").to_pylist(), names
+    return column.to_pylist(), [None] * len(column)
+
+
+@contextlib.contextmanager
+def reading(file: Path):
+    """pyarrow's errors on a damaged file (many kinds, from its footer to a page) as one line."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file
+        kind = "parquet" if file.suffix.lower() == ".parquet" else "Arrow"
+        raise DataError(f"{file}: not a readable {kind} file ({type(exc).__name__}: {exc})") from None
+
+
+def write_images(file: Path, image: str, folder: Path) -> None:
+    """Each row's image of ``file`` as ``folder/ROW.SUFFIX``, the bytes as stored."""
+    folder.mkdir(parents=True)
+    row = 0
+    with reading(file):
+        table = TableFile(file)
+        check_room(file, table.bytes, folder)
+        for column in table.batches(image):
+            datas, names = image_bytes(column)
+            for data, name in zip(datas, names, strict=True):
+                if data is None:
+                    where = f" (it names {name}, a file outside it)" if name else ""
+                    raise DataError(f"{file}, row {row}: no image bytes{where}")
+                (folder / f"{row:07d}{suffix_of(data, name)}").write_bytes(data)
+                row += 1
+
+
+def written_images(root: Path, files: list[Path], image: str, rows: dict[Path, int]) -> dict[Path, list[Path]]:
+    """The images of the table ``files`` at ``root`` (a folder, or one of them), each file's
+    in row order: written out once into a folder of the data home named by ``root``'s name and
+    place and the image column (as an archive is extracted), again where a file changed or some
+    were removed since."""
+    place = hashlib.sha256(os.fsencode(f"{root.resolve()}\0{image}")).hexdigest()[:12]
+    target = extracted_home() / f"{root.name.split('.')[0]}-{place}"
+
+    def folder_of(file: Path) -> Path:
+        relative = file.relative_to(root.parent if root.is_file() else root)
+        return target / relative.with_name(f"{relative.stem}-{relative.suffix[1:]}")
+
+    def write(staging: Path) -> None:
+        for file in files:
+            write_images(file, image, staging / folder_of(file).relative_to(target))
+
+    staged_folder(target, files, write)
+    written = {file: image_files(folder_of(file), rows[file]) for file in files}
+    if any(found is None for found in written.values()):  # some removed since, or a file added with an old time
+        shutil.rmtree(target)
+        staged_folder(target, files, write)
+        written = {file: image_files(folder_of(file), rows[file]) for file in files}
+    return written
+
+
+def image_files(folder: Path, rows: int) -> list[Path] | None:
+    """The ``rows`` image files ``write_images`` wrote to ``folder``, in row order; None where
+    some are missing (removed by hand since)."""
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    return files if len(files) == rows and all(f.stem == f"{i:07d}" for i, f in enumerate(files)) else None
+
+
+def checked_labels(values: list, classes: list[str] | None, file: Path) -> list:
+    """A file's labels: a ``ClassLabel``'s numbers checked against its names (None: no label,
+    as -1 is), else the class names or numbers themselves, numbered across all files later."""
+    if classes is not None:
+        for row, value in enumerate(values):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not NO_LABEL <= value < len(classes)):
+                raise DataError(f"{file}, row {row}: label {value!r} is no class of its {len(classes)}")
+        return [NO_LABEL if value is None else value for value in values]
+    for row, value in enumerate(values):
+        if value is None:
+            raise DataError(f"{file}, row {row}: no label")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise DataError(f"{file}, row {row}: label {value!r}; expected a class number or name")
+    return values
+
+
+def class_names(labels: list[list]) -> list[str]:
+    """The classes of labels that are names or numbers without names: sorted, numbers by value."""
+    values = {value for file_labels in labels for value in file_labels}
+    if len({type(value) for value in values}) > 1:
+        raise DataError.about("data", " hf: some labels are class numbers and some names")
+    return [str(value) for value in sorted(values)]
+
+
+@SOURCES.register("hf")
+def read_hub_dataset(path: Path | None, image: str | None = None, label: str | None = None) -> SourceData:
+    """A Hugging Face dataset's parquet or Arrow files (a folder of them: a Hub snapshot, a
+    ``save_to_disk`` folder; or one file), split by their names; ``image`` and ``label`` name
+    the columns where the files' metadata does not settle them (CIFAR-100's ``fine_label`` and
+    ``coarse_label``)."""
+    root = fetch("hf", path)
+    _pyarrow()
+    shards, notes = shards_by_split(root)
+    files = [file for split_files in shards.values() for file in split_files]
+    columns: dict[Path, Columns] = {}
+    labels: dict[Path, list] = {}
+    for file in files:
+        with reading(file):
+            table = TableFile(file)
+            columns[file], chosen = columns_of(table, image, label)
+            values = table.values(columns[file].label)
+        if columns[file] != columns[files[0]]:
+            raise DataError(f"{file}: its image and label columns or class names differ from {files[0]}'s")
+        notes += chosen if file == files[0] else []
+        labels[file] = checked_labels(values, columns[file].names, file)
+    classes = columns[files[0]].names
+    if classes is None:
+        classes = class_names(list(labels.values()))
+        number = {name: i for i, name in enumerate(classes)}
+        labels = {file: [number[str(value)] for value in values] for file, values in labels.items()}
+    written = written_images(root, files, columns[files[0]].image, {file: len(labels[file]) for file in files})
+    splits = {}
+    for split, split_files in shards.items():
+        split_labels = np.asarray([value for file in split_files for value in labels[file]], dtype=np.int64)
+        ids = [f"{file.name}:{row}" for file in split_files for row in range(len(labels[file]))]
+        if len(split_labels) and (split_labels == NO_LABEL).all():
+            notes.append(f"{root}: the {split} split left out: its images have no labels (-1)")
+            continue
+        if (split_labels == NO_LABEL).any():
+            raise DataError(f"{ids[int(np.flatnonzero(split_labels == NO_LABEL)[0])]}: no label, among labelled images")
+        splits[split] = RawSplit(split_labels, ids, paths=[path for file in split_files for path in written[file]])
+    if not any(len(split) for split in splits.values()):
+        raise DataError.about("data", f" hf:{root}: no labelled images")
+    return SourceData(classes, splits, _channels(splits), notes)
+
+
+def table_images(path: Path, image: str | None = None) -> list[Path]:
+    """The images of one parquet or Arrow file in row order, labelled or not (``cnnlab predict``)."""
+    with reading(path):
+        table = TableFile(path)
+        columns, _ = columns_of(table, image, None, labelled=False)
+    return written_images(path, [path], columns.image, {path: table.rows})[path]
+
+
+def _channels(splits: dict[str, RawSplit]) -> int:
+    """1 where the first image is greyscale (MNIST's PNGs), else 3."""
+    from PIL import Image
+
+    first = next(split.paths[0] for split in splits.values() if split.paths)
+    try:
+        with Image.open(first) as picture:
+            return 1 if picture.mode in GREY_MODES else 3
+    except OSError:  # decoding reports the file; the others decide the channels by default
+        return 3
+
+
+def holds_tables(folder: Path) -> bool:
+    return next(table_files(folder), None) is not None
+
+
+LAYOUTS["hf"] = Layout("a Hugging Face dataset", holds_tables)

@@ -1,0 +1,295 @@
+"""Hugging Face datasets (``hf:``): parquet files as the Hub stores them and Arrow files as
+``save_to_disk`` and ``load_dataset``'s cache write them, made here as the ``datasets`` library
+makes them: an ``Image`` column (a struct of the file's bytes and its name), a ``ClassLabel``
+column, and the features in the schema's ``huggingface`` metadata."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from cnnlab.api import predict
+from cnnlab.data import read_source
+from cnnlab.data.sources import source_name
+from cnnlab.errors import DataError
+from conftest import run_cli
+
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+def encoded(pixels: np.ndarray, format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def banded(label: int, classes: int, size: int = 16, seed: int = 0, grey: bool = False) -> np.ndarray:
+    """An image whose class is visible: a bright band per class over noise."""
+    pixels = np.random.default_rng(seed).integers(0, 60, (size, size) if grey else (size, size, 3), dtype=np.uint8)
+    pixels[label * size // classes:(label + 1) * size // classes] = 230
+    return pixels
+
+
+def write_hub_parquet(path: Path, images: list[np.ndarray], labels: list, names: list[str] | None = None,
+                      image_column: str = "img", label_columns: dict[str, tuple[list, list[str] | None]] | None = None,
+                      format: str = "PNG", metadata: bool = True, image_bytes: list | None = None,
+                      info: bool = False) -> Path:
+    """A parquet file (an Arrow stream where ``path`` ends in .arrow) as ``datasets`` writes a
+    dataset: ``labels`` in a ``label`` column (a ClassLabel of ``names``; names None: the labels
+    as they are), more label columns in ``label_columns`` (name -> labels, names); without
+    ``metadata``, no ``huggingface`` key; with ``info``, a dataset_info.json beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    datas = image_bytes if image_bytes is not None else [encoded(pixels, format) for pixels in images]
+    columns = {image_column: pa.array([{"bytes": data, "path": f"{i}.{format.lower()}"} for i, data in enumerate(datas)],
+                                      type=IMAGE)}
+    features = {image_column: {"_type": "Image"}}
+    for column, (values, classes) in {"label": (labels, names), **(label_columns or {})}.items():
+        columns[column] = pa.array(values)
+        features[column] = {"names": classes, "_type": "ClassLabel"} if classes else {"dtype": "string", "_type": "Value"}
+    table = pa.table(columns)
+    if metadata:
+        table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    if path.suffix == ".arrow":  # as datasets' ArrowWriter writes: a stream
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    else:
+        pq.write_table(table, path)
+    if info:  # save_to_disk's dataset_info.json beside the file
+        (path.parent / "dataset_info.json").write_text(json.dumps({"features": features}))
+    return path
+
+
+def hub_snapshot(root: Path, classes: list[str] = ("dog", "cat", "bird"), train: int = 24, test: int = 9,
+                 grey: bool = False) -> Path:
+    """A Hub snapshot's folder: plain_text/ holding two training shards and a test shard."""
+    shards = {"train-00000-of-00002": range(0, train // 2), "train-00001-of-00002": range(train // 2, train),
+              "test-00000-of-00001": range(train, train + test)}
+    for name, rows in shards.items():
+        labels = [i % len(classes) for i in rows]
+        write_hub_parquet(root / "plain_text" / f"{name}.parquet",
+                          [banded(label, len(classes), seed=i, grey=grey) for i, label in zip(rows, labels, strict=True)],
+                          labels, list(classes))
+    return root
+
+
+def decoded(path: Path) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture)
+
+
+def test_a_hub_snapshot_is_read_by_split_with_its_class_names(tmp_path):
+    root = hub_snapshot(tmp_path / "snapshot")
+    assert source_name(str(root)) == "hf"
+    data = read_source(f"hf:{root}")
+    assert data.classes == ["dog", "cat", "bird"]  # the ClassLabel's order, not sorted
+    assert sorted(data.splits) == ["test", "train"] and data.channels == 3
+    train, test = data.splits["train"], data.splits["test"]
+    assert len(train) == 24 and len(test) == 9
+    assert train.ids[:2] == ["train-00000-of-00002.parquet:0", "train-00000-of-00002.parquet:1"]
+    assert train.ids[12] == "train-00001-of-00002.parquet:0"
+    assert train.labels.tolist() == [i % 3 for i in range(24)]
+    # the files as stored, nothing re-encoded: the PNGs give the pixels back exactly
+    assert np.array_equal(decoded(train.paths[13]), banded(13 % 3, 3, seed=13))
+    assert np.array_equal(decoded(test.paths[0]), banded(24 % 3, 3, seed=24))
+    assert all(path.suffix == ".png" for path in train.paths)
+
+
+def test_one_file_is_the_split_its_name_says(tmp_path):
+    images = [banded(i % 2, 2, seed=i) for i in range(6)]
+    alone = write_hub_parquet(tmp_path / "test-00000-of-00001.parquet", images, [0, 1] * 3, ["a", "b"])
+    assert source_name(str(alone)) == "hf"
+    assert list(read_source(f"hf:{alone}").splits) == ["test"]  # a test set on its own, to evaluate on
+    unnamed = write_hub_parquet(tmp_path / "flowers.parquet", images, [0, 1] * 3, ["a", "b"])
+    assert list(read_source(f"hf:{unnamed}").splits) == ["train"]
+
+
+def test_jpeg_bytes_keep_their_format_and_greyscale_is_one_channel(tmp_path):
+    jpeg = write_hub_parquet(tmp_path / "a" / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["x", "y"],
+                             format="JPEG")
+    data = read_source(f"hf:{jpeg}")
+    assert [p.suffix for p in data.splits["train"].paths] == [".jpg", ".jpg"] and data.channels == 3
+    assert read_source(f"hf:{hub_snapshot(tmp_path / 'grey', grey=True)}").channels == 1
+
+
+def test_a_second_label_column_is_chosen_by_the_label_option(tmp_path):
+    """CIFAR-100 on the Hub: fine_label and coarse_label, both ClassLabels."""
+    images = [banded(i % 4, 4, seed=i) for i in range(8)]
+    fine, coarse = list(range(4)) * 2, [0, 0, 1, 1] * 2
+    path = write_hub_parquet(tmp_path / "train.parquet", images, fine, ["apple", "bee", "cloud", "dolphin"],
+                             label_columns={"coarse_label": (coarse, ["fruit", "animal"])})
+    default = read_source(f"hf:{path}")
+    assert default.classes == ["apple", "bee", "cloud", "dolphin"]
+    assert any("labels from the column label (also: coarse_label" in note for note in default.notes)
+    chosen = read_source(f"hf:{path}", {"label": "coarse_label"})
+    assert chosen.classes == ["fruit", "animal"] and chosen.splits["train"].labels.tolist() == coarse
+    with pytest.raises(DataError, match=r"the source option label names 'coarse', which is no column .*coarse_label"):
+        read_source(f"hf:{path}", {"label": "coarse"})
+
+
+def test_labels_without_the_hubs_metadata_are_the_class_names(tmp_path):
+    images = [banded(i % 3, 3, seed=i) for i in range(6)]
+    named = write_hub_parquet(tmp_path / "n" / "train.parquet", images, ["rose", "iris", "tulip"] * 2, metadata=False)
+    data = read_source(f"hf:{named}")
+    assert data.classes == ["iris", "rose", "tulip"]
+    assert data.splits["train"].labels.tolist() == [1, 0, 2] * 2
+    numbered = write_hub_parquet(tmp_path / "i" / "train.parquet", images, [2, 10, 7] * 2, metadata=False)
+    assert read_source(f"hf:{numbered}").classes == ["2", "7", "10"]  # by value
+
+
+def test_a_test_split_without_labels_is_left_out_saying_so(tmp_path):
+    """A competition's test split on the Hub stores -1 for every label."""
+    root = hub_snapshot(tmp_path / "s")
+    write_hub_parquet(root / "plain_text" / "test-00000-of-00001.parquet", [banded(0, 3)] * 3, [-1] * 3,
+                      ["dog", "cat", "bird"])
+    data = read_source(f"hf:{root}")
+    assert list(data.splits) == ["train"]
+    assert any("the test split left out: its images have no labels (-1)" in note for note in data.notes)
+
+
+def test_files_of_other_splits_are_left_out_and_unnamed_files_are_all_training(tmp_path):
+    root = hub_snapshot(tmp_path / "svhn")
+    write_hub_parquet(root / "plain_text" / "extra-00000-of-00001.parquet", [banded(0, 3)], [0], ["dog", "cat", "bird"])
+    data = read_source(f"hf:{root}")
+    assert sorted(data.splits) == ["test", "train"]
+    assert any("left out plain_text/extra-00000-of-00001.parquet" in note for note in data.notes)
+    parts = tmp_path / "dask"
+    for part in range(2):
+        write_hub_parquet(parts / f"part.{part}.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
+    assert len(read_source(f"hf:{parts}").splits["train"]) == 4
+
+
+def test_a_changed_file_is_written_out_again_and_removed_images_are_restored(tmp_path):
+    path = write_hub_parquet(tmp_path / "d" / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
+    first = read_source(f"hf:{path}").splits["train"].paths
+    first[1].unlink()
+    assert read_source(f"hf:{path}").splits["train"].paths[1].is_file()
+    write_hub_parquet(path, [banded(1, 2, seed=5)] * 3, [1, 1, 1], ["a", "b"])
+    later = os.stat(path).st_mtime + 10
+    os.utime(path, (later, later))
+    again = read_source(f"hf:{path}").splits["train"]
+    assert len(again) == 3 and np.array_equal(decoded(again.paths[2]), banded(1, 2, seed=5))
+
+
+def bad_label(tmp_path: Path) -> Path:
+    return write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)] * 2, [0, 7], ["a", "b"])
+
+
+def unlabelled_row(tmp_path: Path) -> Path:
+    return write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)] * 2, [0, -1], ["a", "b"])
+
+
+def no_bytes(tmp_path: Path) -> Path:
+    return write_hub_parquet(tmp_path / "train.parquet", [], [0, 1], ["a", "b"], image_bytes=[encoded(banded(0, 2)), None])
+
+
+def not_parquet(tmp_path: Path) -> Path:
+    path = tmp_path / "train.parquet"
+    path.write_bytes(b"PAR1 this is not a parquet file")
+    return path
+
+
+def no_image_column(tmp_path: Path) -> Path:
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [0, 1]}), tmp_path / "train.parquet")
+    return tmp_path / "train.parquet"
+
+
+def two_configurations(tmp_path: Path) -> Path:
+    hub_snapshot(tmp_path / "s", train=4, test=2)
+    write_hub_parquet(tmp_path / "s" / "mini" / "train-00000-of-00001.parquet", [banded(0, 2)], [0], ["a", "b"])
+    return tmp_path / "s"
+
+
+def empty_folder(tmp_path: Path) -> Path:
+    (tmp_path / "nothing").mkdir()
+    return tmp_path / "nothing"
+
+
+@pytest.mark.parametrize("make, message", [
+    (bad_label, r"train.parquet, row 1: label 7 is no class of its 2"),
+    (unlabelled_row, r"train.parquet:1: no label, among labelled images"),
+    (no_bytes, r"train.parquet, row 1: no image bytes \(it names 1.png, a file outside it\)"),
+    (not_parquet, r"train.parquet: not a readable parquet file \("),
+    (no_image_column, r"no image column \(its columns: text, label\); name one with the source option image"),
+    (two_configurations, r"holds the files of 2 configurations \(mini, plain_text\): give one's folder"),
+    (empty_folder, r"no .parquet or .arrow files in it or the three folders below it"),
+])
+def test_a_bad_hub_dataset_is_one_line_naming_what_is_wrong(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(DataError, match=message):
+        read_source(f"hf:{path}")
+    result = run_cli("data", "info", f"hf:{path}", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_without_pyarrow_it_says_what_to_install(tmp_path, monkeypatch):
+    path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)], [0], ["a", "b"])
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(DataError, match=r"needs the pyarrow package \(pip install 'cnnlab\[hf\]'\)"):
+        read_source(f"hf:{path}")
+
+
+def test_train_and_evaluate_a_hub_dataset_from_the_cli(tmp_path):
+    root = hub_snapshot(tmp_path / "snapshot", train=60, test=15)
+    run_cli("train", "--model", "mlp", "--data", str(root), "--image-size", "16x16", "--epochs", "2",
+            "--out", tmp_path / "runs", "--name", "hub", "--quiet")
+    run = tmp_path / "runs" / "hub"
+    assert f"spec: hf:{root}" in (run / "config.yaml").read_text()
+    own = json.loads(run_cli("evaluate", run, "--split", "test", "--format", "json").stdout)
+    assert own["split"] == "test" and own["samples"] == 15
+    test_file = root / "plain_text" / "test-00000-of-00001.parquet"
+    other = json.loads(run_cli("evaluate", run, "--data", test_file, "--format", "json").stdout)
+    assert other["split"] == "test" and other["samples"] == 15 and other["accuracy"] == own["accuracy"]
+
+
+def test_predict_classifies_the_rows_of_a_parquet_file_labelled_or_not(tmp_path):
+    root = hub_snapshot(tmp_path / "snapshot", train=30, test=6)
+    run_cli("train", "--model", "mlp", "--data", f"hf:{root}", "--image-size", "16x16", "--epochs", "1",
+            "--out", tmp_path / "runs", "--name", "hub", "--quiet")
+    unlabelled = tmp_path / "competition" / "test.parquet"
+    unlabelled.parent.mkdir()
+    pq.write_table(pa.table({"image": pa.array([{"bytes": encoded(banded(i % 3, 3, seed=40 + i)), "path": None}
+                                                for i in range(4)], type=IMAGE)}), unlabelled)
+    printed = run_cli("predict", tmp_path / "runs" / "hub", unlabelled, "--format", "csv", "--top-k", "1").stdout
+    rows = [line.split(",") for line in printed.splitlines()[1:]]
+    assert [row[0] for row in rows] == [f"{unlabelled}:{i}" for i in range(4)]
+    # the PNGs' pixels exactly: the classes and probabilities of the same pixels given in memory
+    in_memory = predict(tmp_path / "runs" / "hub", np.stack([banded(i % 3, 3, seed=40 + i) for i in range(4)]), top_k=1)
+    assert [row[1] for row in rows] == [p.top[0][0] for p in in_memory.predictions]
+    from_file = predict(tmp_path / "runs" / "hub", [str(unlabelled)])
+    np.testing.assert_allclose(from_file.probabilities, in_memory.probabilities, atol=1e-6)
+
+
+def test_save_to_disk_and_the_load_dataset_cache_are_read_from_their_arrow_files(tmp_path):
+    """DatasetDict.save_to_disk writes SPLIT/data-00000-of-00001.arrow with dataset_info.json
+    beside it; load_dataset caches NAME-SPLIT.arrow files in one folder."""
+    saved = tmp_path / "saved"
+    (saved / "dataset_dict.json").parent.mkdir()
+    (saved / "dataset_dict.json").write_text('{"splits": ["train", "valid"]}')
+    for split, rows in (("train", range(0, 12)), ("valid", range(12, 18))):
+        write_hub_parquet(saved / split / "data-00000-of-00001.arrow", [banded(i % 2, 2, seed=i) for i in rows],
+                          [i % 2 for i in rows], ["no", "yes"], metadata=False, info=True)
+    assert source_name(str(saved)) == "hf"
+    data = read_source(f"hf:{saved}")
+    assert data.classes == ["no", "yes"] and sorted(data.splits) == ["train", "val"]
+    assert np.array_equal(decoded(data.splits["val"].paths[1]), banded(13 % 2, 2, seed=13))
+    assert data.splits["val"].ids[1] == "data-00000-of-00001.arrow:1"
+    cache = tmp_path / "cache"
+    for split in ("train", "test"):
+        write_hub_parquet(cache / f"cifar10-{split}.arrow", [banded(i % 2, 2, seed=i) for i in range(4)],
+                          [0, 1, 0, 1], ["cat", "dog"])
+    assert sorted(read_source(f"hf:{cache}").splits) == ["test", "train"]
+    file_format = cache / "file-format" / "train.arrow"  # pyarrow's own file format, with its footer
+    file_format.parent.mkdir()
+    table = pq.read_table(write_hub_parquet(tmp_path / "p" / "train.parquet", [banded(0, 2)], [0], ["a", "b"]))
+    with pa.OSFile(str(file_format), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert len(read_source(f"hf:{file_format}").splits["train"]) == 1
