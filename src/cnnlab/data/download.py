@@ -70,8 +70,11 @@ def data_home_usage(leave_out: str) -> list[tuple[str, int]]:
 
 
 def folder_size(folder: Path) -> int:
-    """Bytes of the files under ``folder``."""
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    """The disk the files under ``folder`` take, which removing them frees (``du``'s figure):
+    an extracted data set of small images takes a block of 4 KB each, 15 times MNIST's
+    PNGs' bytes. Bytes where the system gives no blocks."""
+    stats = [f.stat() for f in folder.rglob("*") if f.is_file()]
+    return sum(stat.st_blocks * 512 if hasattr(stat, "st_blocks") else stat.st_size for stat in stats)
 
 
 def md5_of(path: Path) -> str:
