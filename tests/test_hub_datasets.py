@@ -230,6 +230,12 @@ def test_a_bad_hub_dataset_is_one_line_naming_what_is_wrong(tmp_path, make, mess
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_a_dataset_named_as_on_the_hub_says_how_to_get_its_local_copy(tmp_path):
+    result = run_cli("train", "--data", "hf:uoft-cs/cifar10", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and f"hf:{tmp_path / 'uoft-cs/cifar10'}: no such file or folder; cnnlab reads a " \
+        "local copy: huggingface-cli download --repo-type dataset OWNER/NAME prints the folder to give" in result.stderr
+
+
 def test_without_pyarrow_it_says_what_to_install(tmp_path, monkeypatch):
     path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)], [0], ["a", "b"])
     monkeypatch.setitem(sys.modules, "pyarrow", None)

@@ -324,6 +324,9 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
     ``save_to_disk`` folder; or one file), split by their names; ``image`` and ``label`` name
     the columns where the files' metadata does not settle them (CIFAR-100's ``fine_label`` and
     ``coarse_label``)."""
+    if path is not None and not path.exists():  # a dataset named as on the Hub (uoft-cs/cifar10), say
+        raise DataError.about("data", f" hf:{path}: no such file or folder; cnnlab reads a local copy: "
+                              "huggingface-cli download --repo-type dataset OWNER/NAME prints the folder to give")
     root = fetch("hf", path)
     _pyarrow()
     shards, notes = shards_by_split(root)
