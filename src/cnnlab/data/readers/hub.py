@@ -237,7 +237,7 @@ def reading(file: Path):
     """pyarrow's errors on a damaged file (many kinds, from its footer to a page) as one line."""
     try:
         yield
-    except DataError:
+    except (DataError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file
         kind = "parquet" if file.suffix.lower() == ".parquet" else "Arrow"
