@@ -236,6 +236,19 @@ def test_a_dataset_named_as_on_the_hub_says_how_to_get_its_local_copy(tmp_path):
         "local copy: huggingface-cli download --repo-type dataset OWNER/NAME prints the folder to give" in result.stderr
 
 
+def test_a_file_too_large_for_memory_is_not_called_damaged(tmp_path, monkeypatch):
+    from cnnlab.data.readers import hub
+
+    path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)], [0], ["a", "b"])
+
+    def exhausted(self, column):
+        raise MemoryError()
+
+    monkeypatch.setattr(hub.TableFile, "values", exhausted)
+    with pytest.raises(DataError, match=r"train.parquet: its columns do not fit in this machine's memory$"):
+        read_source(f"hf:{path}")
+
+
 def test_without_pyarrow_it_says_what_to_install(tmp_path, monkeypatch):
     path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)], [0], ["a", "b"])
     monkeypatch.setitem(sys.modules, "pyarrow", None)

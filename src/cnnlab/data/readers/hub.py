@@ -237,8 +237,10 @@ def reading(file: Path):
     """pyarrow's errors on a damaged file (many kinds, from its footer to a page) as one line."""
     try:
         yield
-    except (DataError, MemoryError):
+    except DataError:
         raise
+    except MemoryError:
+        raise DataError(f"{file}: its columns do not fit in this machine's memory") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file
         kind = "parquet" if file.suffix.lower() == ".parquet" else "Arrow"
         raise DataError(f"{file}: not a readable {kind} file ({type(exc).__name__}: {exc})") from None
