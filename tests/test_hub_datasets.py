@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -216,7 +217,8 @@ def empty_folder(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("make, message", [
     (bad_label, r"train.parquet, row 1: label 7 is no class of its 2"),
     (unlabelled_row, r"train.parquet:1: no label, among labelled images"),
-    (no_bytes, r"train.parquet, row 1: no image bytes \(it names 1.png, a file outside it\)"),
+    (no_bytes, r"train.parquet, row 1: no image bytes: it names 1.png, a file outside it \(read that file's folder as "
+               r"folder:PATH, or write the dataset with save_to_disk, which stores the images\)"),
     (not_parquet, r"train.parquet: not a readable parquet file \("),
     (no_image_column, r"no image column \(its columns: text, label\); name one with the source option image"),
     (two_configurations, r"holds the files of 2 configurations \(mini, plain_text\): give one's folder"),
@@ -312,3 +314,39 @@ def test_save_to_disk_and_the_load_dataset_cache_are_read_from_their_arrow_files
     with pa.OSFile(str(file_format), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     assert len(read_source(f"hf:{file_format}").splits["train"]) == 1
+
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+
+
+HAS_DATASETS = any((REPO / ".venv-bench").glob("lib/python3*/site-packages/datasets/__init__.py"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_DATASETS, reason="the datasets reference needs `make bench-env`")
+def test_the_files_datasets_itself_writes_are_read_as_it_wrote_them(tmp_path):
+    """save_to_disk's Arrow files and the parquet shards a pushed dataset has on the Hub, written
+    by Hugging Face datasets itself: the classes in the ClassLabel's order, each split's labels
+    (the second label column by the label option) and each image file's very bytes."""
+    images = tmp_path / "images"
+    for c, name in enumerate(("apple", "banana", "cherry")):
+        (images / name).mkdir(parents=True)
+        for i in range(4):
+            (images / name / f"{i}.{'png' if i % 2 else 'jpg'}").write_bytes(
+                encoded(banded(c, 3, size=20 + i, seed=10 * c + i), "PNG" if i % 2 else "JPEG"))
+    subprocess.run([str(REFERENCE_PYTHON), str(REPO / "benchmarks" / "hf_reference" / "save_datasets.py"), images,
+                    tmp_path / "out"], check=True, capture_output=True, env={**os.environ, "HF_DATASETS_CACHE":
+                                                                                 str(tmp_path / "hf-cache")})
+    expected = json.loads((tmp_path / "out" / "expected.json").read_text())
+    for folder in ("saved", "hub"):
+        data = read_source(f"hf:{tmp_path / 'out' / folder}")
+        assert data.classes == expected["classes"] == ["cherry", "banana", "apple"]
+        assert sorted(data.splits) == ["train", "val"]
+        for split, name in (("train", "train"), ("val", "validation")):
+            assert data.splits[split].labels.tolist() == expected["splits"][name]["label"]
+            assert [path.read_bytes() for path in data.splits[split].paths] == \
+                [Path(file).read_bytes() for file in expected["splits"][name]["files"]]
+        coarse = read_source(f"hf:{tmp_path / 'out' / folder}", {"label": "coarse"})
+        assert coarse.classes == ["even", "odd"]
+        assert coarse.splits["val"].labels.tolist() == expected["splits"]["validation"]["coarse"]

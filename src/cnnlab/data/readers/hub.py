@@ -256,8 +256,9 @@ def write_images(file: Path, image: str, folder: Path) -> None:
         for column in table.batches(image):
             datas, names = image_bytes(column)
             for data, name in zip(datas, names, strict=True):
-                if data is None:
-                    where = f" (it names {name}, a file outside it)" if name else ""
+                if data is None:  # datasets' to_parquet and its cache of a local folder keep paths only
+                    where = (f": it names {name}, a file outside it (read that file's folder as folder:PATH, or "
+                             "write the dataset with save_to_disk, which stores the images)") if name else ""
                     raise DataError(f"{file}, row {row}: no image bytes{where}")
                 (folder / f"{row:07d}{suffix_of(data, name)}").write_bytes(data)
                 row += 1
