@@ -127,9 +127,12 @@ def test_a_second_label_column_is_chosen_by_the_label_option(tmp_path):
     fine, coarse = list(range(4)) * 2, [0, 0, 1, 1] * 2
     path = write_hub_parquet(tmp_path / "train.parquet", images, fine, ["apple", "bee", "cloud", "dolphin"],
                              label_columns={"coarse_label": (coarse, ["fruit", "animal"])})
-    default = read_source(f"hf:{path}")
+    with pytest.warns(UserWarning, match=r"labels from the column label \(also: coarse_label; the source option"):
+        default = read_source(f"hf:{path}")
     assert default.classes == ["apple", "bee", "cloud", "dolphin"]
     assert any("labels from the column label (also: coarse_label" in note for note in default.notes)
+    shown = run_cli("data", "info", f"hf:{path}", "--image-size", "16x16").stderr
+    assert "warning: " in shown and "labels from the column label (also: coarse_label" in shown
     chosen = read_source(f"hf:{path}", {"label": "coarse_label"})
     assert chosen.classes == ["fruit", "animal"] and chosen.splits["train"].labels.tolist() == coarse
     with pytest.raises(DataError, match=r"the source option label names 'coarse', which is no column .*coarse_label"):
@@ -151,17 +154,17 @@ def test_a_test_split_without_labels_is_left_out_saying_so(tmp_path):
     root = hub_snapshot(tmp_path / "s")
     write_hub_parquet(root / "plain_text" / "test-00000-of-00001.parquet", [banded(0, 3)] * 3, [-1] * 3,
                       ["dog", "cat", "bird"])
-    data = read_source(f"hf:{root}")
+    with pytest.warns(UserWarning, match=r"the test split left out: its images have no labels \(-1\)"):
+        data = read_source(f"hf:{root}")
     assert list(data.splits) == ["train"]
-    assert any("the test split left out: its images have no labels (-1)" in note for note in data.notes)
 
 
 def test_files_of_other_splits_are_left_out_and_unnamed_files_are_all_training(tmp_path):
     root = hub_snapshot(tmp_path / "svhn")
     write_hub_parquet(root / "plain_text" / "extra-00000-of-00001.parquet", [banded(0, 3)], [0], ["dog", "cat", "bird"])
-    data = read_source(f"hf:{root}")
+    with pytest.warns(UserWarning, match=r"left out plain_text/extra-00000-of-00001.parquet: not a train, validation"):
+        data = read_source(f"hf:{root}")
     assert sorted(data.splits) == ["test", "train"]
-    assert any("left out plain_text/extra-00000-of-00001.parquet" in note for note in data.notes)
     parts = tmp_path / "dask"
     for part in range(2):
         write_hub_parquet(parts / f"part.{part}.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
@@ -340,7 +343,8 @@ def test_the_files_datasets_itself_writes_are_read_as_it_wrote_them(tmp_path):
                                                                                  str(tmp_path / "hf-cache")})
     expected = json.loads((tmp_path / "out" / "expected.json").read_text())
     for folder in ("saved", "hub"):
-        data = read_source(f"hf:{tmp_path / 'out' / folder}")
+        with pytest.warns(UserWarning, match=r"labels from the column label \(also: coarse; the source option"):
+            data = read_source(f"hf:{tmp_path / 'out' / folder}")
         assert data.classes == expected["classes"] == ["cherry", "banana", "apple"]
         assert sorted(data.splits) == ["train", "val"]
         for split, name in (("train", "train"), ("val", "validation")):
