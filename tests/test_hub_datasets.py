@@ -212,6 +212,14 @@ def two_configurations(tmp_path: Path) -> Path:
     return tmp_path / "s"
 
 
+def names_twice(tmp_path: Path) -> Path:
+    return write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)] * 2, [0, 1], ["cat", "dog", "cat"])
+
+
+def empty_name(tmp_path: Path) -> Path:
+    return write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)] * 2, ["cat", ""], metadata=False)
+
+
 def empty_folder(tmp_path: Path) -> Path:
     (tmp_path / "nothing").mkdir()
     return tmp_path / "nothing"
@@ -226,6 +234,8 @@ def empty_folder(tmp_path: Path) -> Path:
     (no_image_column, r"no image column \(its columns: text, label\); name one with the source option image"),
     (two_configurations, r"holds the files of 2 configurations \(mini, plain_text\): give one's folder"),
     (empty_folder, r"no .parquet or .arrow files in it or the three folders below it"),
+    (names_twice, r"train.parquet: the class names of column label name cat twice"),
+    (empty_name, r"train.parquet, row 1: label ''; expected a class number or name"),
 ])
 def test_a_bad_hub_dataset_is_one_line_naming_what_is_wrong(tmp_path, make, message):
     path = make(tmp_path)

@@ -25,7 +25,7 @@ from ...errors import DataError, callers_stacklevel
 from ..download import fetch
 from ..images import IMAGE_SUFFIXES
 from ..safe import check_room, staged_folder
-from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData
+from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData, named_twice
 from .layout import extracted_home
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
@@ -207,6 +207,9 @@ def columns_of(table: TableFile, image: str | None, label: str | None,
     classes = label_feature.get("names") if isinstance(label_feature, dict) else None
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(n, str) for n in classes)):
         raise DataError.about("data", f" hf:{file}: the class names of column {found['label']} are not a list of names")
+    if classes is not None and ((twice := named_twice(classes)) or "" in classes):
+        named = f"name {twice[0]} twice" if twice else "hold an empty name"
+        raise DataError(f"{file}: the class names of column {found['label']} {named}")
     return Columns(found["image"], found["label"], classes), notes
 
 
@@ -309,7 +312,7 @@ def checked_labels(values: list, classes: list[str] | None, file: Path) -> list:
     for row, value in enumerate(values):
         if value is None:
             raise DataError(f"{file}, row {row}: no label")
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
             raise DataError(f"{file}, row {row}: label {value!r}; expected a class number or name")
     return values
 
