@@ -264,6 +264,22 @@ def test_a_file_too_large_for_memory_is_not_called_damaged(tmp_path, monkeypatch
         read_source(f"hf:{path}")
 
 
+def test_a_file_whose_images_and_labels_differ_in_number_is_refused(tmp_path, monkeypatch):
+    from cnnlab.data.readers import hub
+
+    path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
+    writes = hub.write_images
+
+    def one_short(file, image, folder):
+        writes(file, image, folder)
+        max(folder.iterdir()).unlink()
+
+    monkeypatch.setattr(hub, "write_images", one_short)
+    with pytest.raises(DataError, match=r"train.parquet: its image column holds another number of rows than its "
+                                        r"labels' 2$"):
+        read_source(f"hf:{path}")
+
+
 def test_without_pyarrow_it_says_what_to_install(tmp_path, monkeypatch):
     path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)], [0], ["a", "b"])
     monkeypatch.setitem(sys.modules, "pyarrow", None)

@@ -290,13 +290,16 @@ def written_images(root: Path, files: list[Path], image: str, rows: dict[Path, i
         shutil.rmtree(target)
         staged_folder(target, files, write)
         written = {file: image_files(folder_of(file), rows[file]) for file in files}
+    if incomplete := [file for file, found in written.items() if found is None]:
+        raise DataError(f"{incomplete[0]}: its image column holds another number of rows than its labels' "
+                        f"{rows[incomplete[0]]}")
     return written
 
 
 def image_files(folder: Path, rows: int) -> list[Path] | None:
     """The ``rows`` image files ``write_images`` wrote to ``folder``, in row order; None where
     some are missing (removed by hand since)."""
-    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    files = sorted(folder.iterdir(), key=lambda f: (len(f.stem), f.stem)) if folder.is_dir() else []
     return files if len(files) == rows and all(f.stem == f"{i:07d}" for i, f in enumerate(files)) else None
 
 
