@@ -152,6 +152,33 @@ def test_a_tar_made_with_tar_czf_x_dot_extracts(tmp_path):
     assert (extract_archive(tmp_path / "photos.tgz", tmp_path / "out") / "a" / "1.png").read_bytes() == b"x"
 
 
+def test_two_processes_extracting_one_archive_at_once_both_get_it_whole(tmp_path, monkeypatch):
+    """Every process of a distributed run reads the data spec: two extracted one archive at
+    once into one staging folder, and the second removed the first's half-written files."""
+    import os
+
+    from cnnlab.data import safe
+
+    source = tmp_path / "photos.zip"
+    source.write_bytes(b"the archive")
+    target = tmp_path / "out"
+    real_pid = os.getpid()
+
+    def other_process(staging: Path) -> None:
+        (staging / "b.png").write_bytes(b"b")
+
+    def first_process(staging: Path) -> None:
+        (staging / "a.png").write_bytes(b"a")
+        monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # the other process starts and finishes meanwhile
+        assert safe.staged_folder(target, [source], other_process) == target
+        monkeypatch.setattr(os, "getpid", lambda: real_pid)
+        (staging / "c.png").write_bytes(b"c")
+
+    assert safe.staged_folder(target, [source], first_process) == target
+    assert sorted(p.name for p in target.iterdir()) in (["a.png", "c.png"], ["b.png"])  # one whole, not a mix
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
 def test_zip_refuses_escaping_members(tmp_path):
     archive = tmp_path / "bad.zip"
     with zipfile.ZipFile(archive, "w") as zf:

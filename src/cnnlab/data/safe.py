@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
-from .cache import readable_size
+from .cache import process_alive, readable_size
 
 # what CIFAR's pickles (and numpy arrays in any pickle) are made of
 _ALLOWED = {
@@ -95,15 +95,24 @@ def staged_folder(target: Path, sources: list[Path], fill: Callable[[Path], None
     """``target`` as ``fill(folder)`` writes it from the files ``sources`` into a new, empty
     folder beside it, renamed into place once complete: a failure or an interruption leaves
     nothing half-written. A ``target`` at least as new as every source is kept as it is (a
-    source changed since, photos added to an archive, say, is read again)."""
+    source changed since, photos added to an archive, say, is read again). Each process writes
+    a folder of its own: the processes of a distributed run all read the data, and where one
+    finishes first the others keep its folder and drop theirs."""
     if target.is_symlink():
         raise DataError(f"{target}: is a symbolic link; refusing to extract {sources[0].name} through it")
-    if target.is_dir() and target.stat().st_mtime >= max(source.stat().st_mtime for source in sources):
+
+    def current() -> bool:
+        return target.is_dir() and target.stat().st_mtime >= max(source.stat().st_mtime for source in sources)
+
+    if current():
         return target
-    staging = target.with_name(f".{target.name}.partial")
-    if staging.is_symlink() or staging.is_file():  # never followed: removed, whatever it points to
-        staging.unlink()
-    shutil.rmtree(staging, ignore_errors=True)
+    prefix = f".{target.name}.partial-"
+    for other in target.parent.glob(f"{prefix}*") if target.parent.is_dir() else ():
+        pid = other.name[len(prefix):]
+        if pid.isdigit() and not process_alive(int(pid)):  # left by a process killed outright
+            _remove(other)
+    staging = target.with_name(f"{prefix}{os.getpid()}")
+    _remove(staging)
     try:
         staging.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()  # a new, empty folder of our own: nothing under it can be a planted link
@@ -115,8 +124,11 @@ def staged_folder(target: Path, sources: list[Path], fill: Callable[[Path], None
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
+        if current():  # another process finished first
+            shutil.rmtree(staging)
+            return target
         if target.is_dir():
-            stale = target.with_name(f".{target.name}.stale")
+            stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
             shutil.rmtree(stale, ignore_errors=True)
             target.rename(stale)
             shutil.rmtree(stale)
@@ -124,8 +136,17 @@ def staged_folder(target: Path, sources: list[Path], fill: Callable[[Path], None
         os.utime(target)  # extracted now, whatever the members' own times
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if current():  # another process put its folder there between our look and our rename
+            return target
         raise DataError(f"{target}: cannot put the extracted files there ({exc.strerror or exc})") from None
     return target
+
+
+def _remove(path: Path) -> None:
+    """A file, link or folder at ``path``, gone; a link is never followed."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def check_room(archive: Path, unpacked: int, folder: Path) -> None:
