@@ -380,3 +380,15 @@ def test_the_files_datasets_itself_writes_are_read_as_it_wrote_them(tmp_path):
         coarse = read_source(f"hf:{tmp_path / 'out' / folder}", {"label": "coarse"})
         assert coarse.classes == ["even", "odd"]
         assert coarse.splits["val"].labels.tolist() == expected["splits"]["validation"]["coarse"]
+
+
+@pytest.mark.slow  # two processes, each reading the dataset and writing out its images at once
+def test_a_hub_dataset_trains_under_two_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    root = hub_snapshot(tmp_path / "snapshot", train=40, test=8)
+    result = run_cli("train", "--model", "mlp", "--data", f"hf:{root}", "--image-size", "16x16", "--epochs", "1",
+                     "--nproc-per-node", "2", "--out", tmp_path / "runs", "--name", "two", "--quiet",
+                     "--device", "cpu", fresh_process=True)
+    assert result.stdout.strip() == str(tmp_path / "runs" / "two")
+    (written,) = (tmp_path / "home" / "extracted").iterdir()  # one folder, no staging left behind
+    assert len(list(written.rglob("*.png"))) == 48
