@@ -280,6 +280,33 @@ def test_a_file_whose_images_and_labels_differ_in_number_is_refused(tmp_path, mo
         read_source(f"hf:{path}")
 
 
+def test_images_that_would_not_fit_on_the_disk_are_refused_before_any_is_written(tmp_path, monkeypatch):
+    """Each small image written out takes a block of the disk, not its bytes: 12 PNGs of 200
+    bytes take 48 KB in 4 KB blocks. A disk with room for the bytes but not the blocks is
+    refused first, rather than filled half-way."""
+    import shutil
+
+    from cnnlab.data import safe
+
+    path = write_hub_parquet(tmp_path / "train.parquet", [banded(i % 2, 2, size=8, seed=i) for i in range(12)],
+                             [i % 2 for i in range(12)], ["a", "b"])
+    real = shutil.disk_usage
+    monkeypatch.setattr(safe.shutil, "disk_usage", lambda folder: real(folder)._replace(free=30_000))
+    with pytest.raises(DataError, match=r"train.parquet: unpacks to .* in 12 files; .* has 29.3 KiB free"):
+        read_source(f"hf:{path}")
+
+
+def test_a_disk_that_fills_while_images_are_written_is_named_not_the_file(tmp_path, monkeypatch):
+    path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
+
+    def full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(DataError, match=r"0000000.png: cannot write it \(No space left on device\)$"):
+        read_source(f"hf:{path}")
+
+
 def test_without_pyarrow_it_says_what_to_install(tmp_path, monkeypatch):
     path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)], [0], ["a", "b"])
     monkeypatch.setitem(sys.modules, "pyarrow", None)

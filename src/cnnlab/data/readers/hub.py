@@ -256,7 +256,7 @@ def write_images(file: Path, image: str, folder: Path) -> None:
     row = 0
     with reading(file):
         table = TableFile(file)
-        check_room(file, table.bytes, folder)
+        check_room(file, table.bytes, table.rows, folder)
         for column in table.batches(image):
             datas, names = image_bytes(column)
             for data, name in zip(datas, names, strict=True):
@@ -264,7 +264,11 @@ def write_images(file: Path, image: str, folder: Path) -> None:
                     where = (f": it names {name}, a file outside it (read that file's folder as folder:PATH, or "
                              "write the dataset with save_to_disk, which stores the images)") if name else ""
                     raise DataError(f"{file}, row {row}: no image bytes{where}")
-                (folder / f"{row:07d}{suffix_of(data, name)}").write_bytes(data)
+                written = folder / f"{row:07d}{suffix_of(data, name)}"
+                try:
+                    written.write_bytes(data)
+                except OSError as exc:  # the disk, not the file read: said as such
+                    raise DataError(f"{written}: cannot write it ({exc.strerror or exc})") from None
                 row += 1
 
 
