@@ -155,7 +155,7 @@ BLOCK = 4096
 
 def check_room(archive: Path, unpacked: int, files: int, folder: Path) -> None:
     """Zeros compress about 1000:1: what an archive unpacks to, not its size, must fit; and
-    each file takes at least a block, so 70,000 MNIST PNGs of 260 bytes take 276 MB, not 18."""
+    each file takes at least a block, so 70,000 MNIST PNGs of about 280 bytes take 276 MiB, not 18."""
     need, free = unpacked + files * BLOCK, shutil.disk_usage(folder).free
     if need > free:
         raise DataError(f"{archive}: unpacks to {readable_size(need)} in {files:,} file{'s' if files != 1 else ''}; {folder.parent} has "
