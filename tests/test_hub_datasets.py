@@ -307,6 +307,46 @@ def test_a_disk_that_fills_while_images_are_written_is_named_not_the_file(tmp_pa
         read_source(f"hf:{path}")
 
 
+def test_a_folder_it_may_not_look_into_is_passed_over(tmp_path, monkeypatch):
+    """/proc/1/cwd refuses even root: looking for a dataset's files below / ended in
+    PermissionError."""
+    from cnnlab.data.readers import hub
+
+    root = hub_snapshot(tmp_path / "snapshot", train=4, test=2)
+    (root / "locked").mkdir()
+    real_scandir = os.scandir
+
+    class Refusing:
+        name, path = "locked", str(root / "locked")
+
+        def is_file(self):
+            return False
+
+        def is_dir(self):
+            raise PermissionError(13, "Permission denied", self.path)
+
+    def scandir(folder):
+        if Path(folder) != root:
+            return real_scandir(folder)
+        with real_scandir(folder) as entries:
+            return [*(entry for entry in entries if entry.name != "locked"), Refusing()]
+
+    monkeypatch.setattr(hub, "os", type("os", (), {"scandir": staticmethod(scandir), "fsencode": os.fsencode}))
+    assert source_name(str(root)) == "hf"
+    assert sorted(read_source(f"hf:{root}").splits) == ["test", "train"]
+
+
+def test_a_bare_folder_is_a_datasets_where_its_files_are_at_most_two_folders_down(tmp_path):
+    """Looking three folders down below a bare path such as / or a home folder read tens of
+    thousands of folders; a dataset's files sit at most two down (data/train/, plain_text/),
+    and hf: looks three down (load_dataset's cache nests them so)."""
+    two = write_hub_parquet(tmp_path / "two" / "a" / "b" / "train.parquet", [banded(0, 2)], [0], ["a", "b"]).parents[2]
+    three = write_hub_parquet(tmp_path / "three" / "a" / "b" / "c" / "train.parquet", [banded(0, 2)], [0],
+                              ["a", "b"]).parents[3]
+    assert source_name(str(two)) == "hf" and source_name(str(three)) == "folder"
+    assert len(read_source(f"hf:{three}").splits["train"]) == 1
+
+
 def test_without_pyarrow_it_says_what_to_install(tmp_path, monkeypatch):
     path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)], [0], ["a", "b"])
     monkeypatch.setitem(sys.modules, "pyarrow", None)

@@ -98,8 +98,9 @@ def split_of(relative: Path) -> str | None:
 
 def table_files(folder: Path, depth: int = 3) -> Iterator[Path]:
     """The parquet and Arrow files in ``folder`` and at most ``depth`` folders below it (the Hub
-    nests them in ``data/`` or a configuration's folder, and that in a snapshot's), hidden ones
-    left out, in one walk (a folder of 60,000 photos is looked through when given bare)."""
+    nests them in ``data/`` or a configuration's folder, and that in a snapshot's;
+    ``load_dataset``'s cache three down), hidden ones left out, in one walk; a folder that
+    cannot be looked into is passed over (/proc/1/cwd refuses even root)."""
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError:
@@ -107,10 +108,13 @@ def table_files(folder: Path, depth: int = 3) -> Iterator[Path]:
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.name.lower().endswith(TABLE_SUFFIXES) and entry.is_file():
-            yield Path(entry.path)
-        elif depth and entry.is_dir():
-            yield from table_files(Path(entry.path), depth - 1)
+        try:
+            if entry.name.lower().endswith(TABLE_SUFFIXES) and entry.is_file():
+                yield Path(entry.path)
+            elif depth and entry.is_dir():
+                yield from table_files(Path(entry.path), depth - 1)
+        except OSError:
+            continue
 
 
 def shards_by_split(root: Path) -> tuple[dict[str, list[Path]], list[str]]:
@@ -400,7 +404,10 @@ def _channels(splits: dict[str, RawSplit]) -> int:
 
 
 def holds_tables(folder: Path) -> bool:
-    return next(table_files(folder), None) is not None
+    """Whether a bare path is a dataset's folder: its files at most two folders down
+    (``data/train/``, ``plain_text/``, a saved split's folder). Not three, as ``hf:`` looks: a
+    bare path may be / or a home folder, tens of thousands of folders three down."""
+    return next(table_files(folder, depth=2), None) is not None
 
 
 LAYOUTS["hf"] = Layout("a Hugging Face dataset", holds_tables)
