@@ -270,8 +270,8 @@ def test_a_file_whose_images_and_labels_differ_in_number_is_refused(tmp_path, mo
     path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
     writes = hub.write_images
 
-    def one_short(file, image, folder):
-        writes(file, image, folder)
+    def one_short(table, image, folder):
+        writes(table, image, folder)
         max(folder.iterdir()).unlink()
 
     monkeypatch.setattr(hub, "write_images", one_short)

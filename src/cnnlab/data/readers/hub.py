@@ -234,9 +234,8 @@ def image_bytes(column) -> tuple[list[bytes | None], list[str | None]]:
     pa = _pyarrow()
 
     if pa.types.is_struct(column.type):
-        struct = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        names = struct.field("path").to_pylist() if column.type.get_field_index("path") >= 0 else [None] * len(struct)
-        return struct.field("bytes").to_pylist(), names
+        names = column.field("path").to_pylist() if column.type.get_field_index("path") >= 0 else [None] * len(column)
+        return column.field("bytes").to_pylist(), names
     return column.to_pylist(), [None] * len(column)
 
 
@@ -254,13 +253,13 @@ def reading(file: Path):
         raise DataError(f"{file}: not a readable {kind} file ({type(exc).__name__}: {exc})") from None
 
 
-def write_images(file: Path, image: str, folder: Path) -> None:
-    """Each row's image of ``file`` as ``folder/ROW.SUFFIX``, the bytes as stored."""
+def write_images(table: TableFile, image: str, folder: Path) -> None:
+    """Each row's image of ``table`` as ``folder/ROW.SUFFIX``, the bytes as stored."""
+    file = table.path
     folder.mkdir(parents=True)
+    check_room(file, table.bytes, table.rows, folder)
     row = 0
     with reading(file):
-        table = TableFile(file)
-        check_room(file, table.bytes, table.rows, folder)
         for column in table.batches(image):
             datas, names = image_bytes(column)
             for data, name in zip(datas, names, strict=True):
@@ -276,11 +275,13 @@ def write_images(file: Path, image: str, folder: Path) -> None:
                 row += 1
 
 
-def written_images(root: Path, files: list[Path], image: str, rows: dict[Path, int]) -> dict[Path, list[Path]]:
-    """The images of the table ``files`` at ``root`` (a folder, or one of them), each file's
+def written_images(root: Path, tables: list[TableFile], image: str) -> dict[Path, list[Path]]:
+    """The images of the open ``tables`` at ``root`` (a folder, or one of them), each file's
     in row order: written out once into a folder of the data home named by ``root``'s name and
     place and the image column (as an archive is extracted), again where a file changed or some
     were removed since."""
+    files = [table.path for table in tables]
+    rows = {table.path: table.rows for table in tables}
     place = hashlib.sha256(os.fsencode(f"{root.resolve()}\0{image}")).hexdigest()[:12]
     target = extracted_home() / f"{root.name.split('.')[0]}-{place}"
 
@@ -289,8 +290,8 @@ def written_images(root: Path, files: list[Path], image: str, rows: dict[Path, i
         return target / relative.with_name(f"{relative.stem}-{relative.suffix[1:]}")
 
     def write(staging: Path) -> None:
-        for file in files:
-            write_images(file, image, staging / folder_of(file).relative_to(target))
+        for table in tables:
+            write_images(table, image, staging / folder_of(table.path).relative_to(target))
 
     staged_folder(target, files, write)
     written = {file: image_files(folder_of(file), rows[file]) for file in files}
@@ -349,11 +350,12 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
     _pyarrow()
     shards, notes = shards_by_split(root)
     files = [file for split_files in shards.values() for file in split_files]
+    tables: list[TableFile] = []
     columns: dict[Path, Columns] = {}
     labels: dict[Path, list] = {}
     for file in files:
         with reading(file):
-            table = TableFile(file)
+            tables.append(table := TableFile(file))
             columns[file], chosen = columns_of(table, image, label)
             values = table.values(columns[file].label)
         if columns[file] != columns[files[0]]:
@@ -365,7 +367,7 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
         classes = class_names(list(labels.values()))
         number = {name: i for i, name in enumerate(classes)}
         labels = {file: [number[str(value)] for value in values] for file, values in labels.items()}
-    written = written_images(root, files, columns[files[0]].image, {file: len(labels[file]) for file in files})
+    written = written_images(root, tables, columns[files[0]].image)
     splits = {}
     for split, split_files in shards.items():
         split_labels = np.asarray([value for file in split_files for value in labels[file]], dtype=np.int64)
@@ -388,7 +390,7 @@ def table_images(path: Path, image: str | None = None) -> list[Path]:
     with reading(path):
         table = TableFile(path)
         columns, _ = columns_of(table, image, None, labelled=False)
-    return written_images(path, [path], columns.image, {path: table.rows})[path]
+    return written_images(path, [table], columns.image)[path]
 
 
 def _channels(splits: dict[str, RawSplit]) -> int:
