@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,27 +170,43 @@ CHUNK_BYTES = 256 * 2**20
 """Decoded images held at once: a folder of any size is predicted in chunks of this much."""
 
 
+def chunked_predictions(artifacts: RunArtifacts, device: str, count: int,
+                        load: Callable[[int, int], tuple[Split, dict[str, str]]], top_k: int, batch_size: int,
+                        tta: str | None) -> Iterator[PredictionResult]:
+    """The results for ``count`` images, CHUNK_BYTES of them at a time: ``load(start, stop)``
+    gives those images as a Split at the run's size, and the unreadable among them by name.
+    The model is loaded before this returns."""
+    model, runtime = inference_model(artifacts, device)
+    machine = runtime.describe()
+    prep = artifacts.preprocessing
+    chunk = max(1, CHUNK_BYTES // (prep.image_size[0] * prep.image_size[1] * prep.channels))
+
+    def chunks() -> Iterator[PredictionResult]:
+        for start in range(0, count, chunk):
+            started = time.perf_counter()
+            split, unreadable = load(start, min(start + chunk, count))
+            result = predict_rows(model, runtime, artifacts, split, top_k, batch_size, tta)
+            result.unreadable = unreadable
+            result.seconds, result.machine = time.perf_counter() - started, machine
+            yield result
+
+    return chunks()
+
+
 def predicted_tables(artifacts: RunArtifacts, tables: list[tuple[str, tuple[np.ndarray, np.ndarray | None]]],
                      top_k: int, batch_size: int, tta: str | None,
                      device: str) -> tuple[list[str], Iterator[PredictionResult]]:
     """predict_in_chunks of tables of pixels (Kaggle's test.csv): each row an image, named by
     its table and row number (Kaggle's ImageId, from 1); a labelled table's labels are left."""
-    model, runtime = inference_model(artifacts, device)
     prep = artifacts.preprocessing
     named = [(f"{item}:{row}", images[row - 1]) for item, (images, _) in tables for row in range(1, len(images) + 1)]
-    chunk = max(1, CHUNK_BYTES // (prep.image_size[0] * prep.image_size[1] * prep.channels))
 
-    def chunks() -> Iterator[PredictionResult]:
-        for start in range(0, len(named), chunk):
-            started = time.perf_counter()
-            part = named[start:start + chunk]
-            rows = resize_images(np.stack([image for _, image in part]), prep.image_size, prep.channels)
-            split = Split(rows, np.zeros(len(rows), dtype=np.int64), [name for name, _ in part])
-            result = predict_rows(model, runtime, artifacts, split, top_k, batch_size, tta)
-            result.seconds, result.machine = time.perf_counter() - started, runtime.describe()
-            yield result
+    def load(start: int, stop: int) -> tuple[Split, dict[str, str]]:
+        part = named[start:stop]
+        rows = resize_images(np.stack([image for _, image in part]), prep.image_size, prep.channels)
+        return Split(rows, np.zeros(len(rows), dtype=np.int64), [name for name, _ in part]), {}
 
-    return [name for name, _ in named], chunks()
+    return [name for name, _ in named], chunked_predictions(artifacts, device, len(named), load, top_k, batch_size, tta)
 
 
 def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: int = 64, tta: str | None = None,
@@ -210,21 +226,13 @@ def predict_in_chunks(run_path, inputs: list[str], top_k: int = 5, batch_size: i
     found = expand_inputs(inputs)
     paths, names = [path for path, _ in found], {str(path): name for path, name in found}
     crops = None if boxes is None else sign_boxes(Path(boxes), paths)
-    model, runtime = inference_model(artifacts, device)
-    machine = runtime.describe()
     prep = artifacts.preprocessing
-    chunk = max(1, CHUNK_BYTES // (prep.image_size[0] * prep.image_size[1] * prep.channels))
 
-    def chunks() -> Iterator[PredictionResult]:
-        for start in range(0, len(paths), chunk):
-            started = time.perf_counter()
-            part = paths[start:start + chunk]
-            images, kept, unreadable = decode_many(part, prep.image_size, prep.channels,
-                                                   boxes=None if crops is None else crops[start:start + chunk])
-            split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [names[str(part[i])] for i in kept])
-            result = predict_rows(model, runtime, artifacts, split, top_k, batch_size, tta)
-            result.unreadable = {names[path]: reason for path, reason in unreadable.items()}
-            result.seconds, result.machine = time.perf_counter() - started, machine
-            yield result
+    def load(start: int, stop: int) -> tuple[Split, dict[str, str]]:
+        part = paths[start:stop]
+        images, kept, unreadable = decode_many(part, prep.image_size, prep.channels,
+                                               boxes=None if crops is None else crops[start:stop])
+        split = Split(images[kept], np.zeros(len(kept), dtype=np.int64), [names[str(part[i])] for i in kept])
+        return split, {names[path]: reason for path, reason in unreadable.items()}
 
-    return [name for _, name in found], chunks()
+    return [name for _, name in found], chunked_predictions(artifacts, device, len(paths), load, top_k, batch_size, tta)
