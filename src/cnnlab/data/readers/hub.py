@@ -351,23 +351,24 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
     shards, notes = shards_by_split(root)
     files = [file for split_files in shards.values() for file in split_files]
     tables: list[TableFile] = []
-    columns: dict[Path, Columns] = {}
+    first: Columns | None = None
     labels: dict[Path, list] = {}
     for file in files:
         with reading(file):
             tables.append(table := TableFile(file))
-            columns[file], chosen = columns_of(table, image, label)
-            values = table.values(columns[file].label)
-        if columns[file] != columns[files[0]]:
+            columns, chosen = columns_of(table, image, label)
+            values = table.values(columns.label)
+        if first is None:
+            first, notes = columns, notes + chosen
+        elif columns != first:
             raise DataError(f"{file}: its image and label columns or class names differ from {files[0]}'s")
-        notes += chosen if file == files[0] else []
-        labels[file] = checked_labels(values, columns[file].names, file)
-    classes = columns[files[0]].names
+        labels[file] = checked_labels(values, columns.names, file)
+    classes = first.names
     if classes is None:
         classes = class_names(list(labels.values()))
         number = {name: i for i, name in enumerate(classes)}
         labels = {file: [number[str(value)] for value in values] for file, values in labels.items()}
-    written = written_images(root, tables, columns[files[0]].image)
+    written = written_images(root, tables, first.image)
     splits = {}
     for split, split_files in shards.items():
         split_labels = np.asarray([value for file in split_files for value in labels[file]], dtype=np.int64)
