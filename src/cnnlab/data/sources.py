@@ -71,6 +71,8 @@ class SourceData:
     channels: int
     """The channel count the source's images naturally have."""
     notes: list[str] = field(default_factory=list)
+    """What a user should know of how the files were read (an empty class folder, a column
+    chosen among several): read_source shows each as a warning."""
     descriptions: dict[str, str] = field(default_factory=dict)
     """What a class is, where its name does not say (GTSRB's classes are numbers): shown beside
     the name in reports and predictions, never in its place (runs match classes by name)."""
@@ -227,4 +229,7 @@ def read_source(spec: str, options: dict | None = None) -> SourceData:
     if unknown:
         raise DataError.about("data", f" {spec}: the {name} source has no option '{unknown[0]}'; "
                               f"its options: {', '.join(valid) or 'none'}")
-    return SOURCES.get(name)(path, **options)
+    source = SOURCES.get(name)(path, **options)
+    for note in source.notes:
+        warnings.warn(note, stacklevel=callers_stacklevel())
+    return source

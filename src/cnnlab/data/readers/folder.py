@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError, callers_stacklevel
+from ...errors import DataError
 from ...io import RUN_CLASSES, is_run_directory
 from ..download import fetch
 from ..images import is_image_file
@@ -114,6 +113,4 @@ def read_folder(path: Path | None) -> SourceData:
     if not any(len(split) for split in splits.values()):
         raise DataError(f"{root}: no image files in the class folders")
     notes += gtsrb_layout(root)
-    for note in notes:
-        warnings.warn(note, stacklevel=callers_stacklevel())
     return SourceData(classes, splits, 3, notes)

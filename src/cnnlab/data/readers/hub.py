@@ -14,14 +14,13 @@ import json
 import os
 import re
 import shutil
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError, callers_stacklevel
+from ...errors import DataError
 from ..download import fetch
 from ..images import IMAGE_SUFFIXES
 from ..safe import check_room, staged_folder
@@ -381,8 +380,6 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
         splits[split] = RawSplit(split_labels, ids, paths=[path for file in split_files for path in written[file]])
     if not any(len(split) for split in splits.values()):
         raise DataError.about("data", f" hf:{root}: no labelled images")
-    for note in notes:
-        warnings.warn(note, stacklevel=callers_stacklevel())
     return SourceData(classes, splits, _channels(splits), notes)
 
 
