@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -15,7 +16,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from cnnlab.data import Augment, BatchLoader, Preprocessing, Split, load_dataset, parse_spec
 from cnnlab.data.augment import STRENGTHS, SWITCHES, Augmenter
-from cnnlab.data.images import decode_image
+from cnnlab.data.images import CHUNK, StoredImage, decode_image, decode_many
 from cnnlab.data.preprocessing import equalized
 from cnnlab.data.split import stratified_split, stratified_subset
 from cnnlab.errors import CnnlabError, CnnlabWarning, ConfigError, DataError
@@ -250,6 +251,44 @@ def test_float_images_decode_to_their_range_not_to_black(tmp_path):
     gray = decode_image(tmp_path / "x.tiff", None, 1)[:, :, 0]
     np.testing.assert_array_equal(gray.ravel()[1:], np.round(ramp.ravel()[1:] * 255).astype(np.uint8))
     assert gray[0, 0] == 0
+
+
+class Table:
+    """A table of PNGs' bytes (an ImageStore), recording each bulk read it was asked for."""
+
+    def __init__(self, path: Path, pixels: list[np.ndarray | None]):
+        self.path, self.identity, self.pixels, self.reads = path, b"table", pixels, []
+
+    def images(self, rows):
+        self.reads.append(list(rows))
+        for row in rows:
+            if self.pixels[row] is None:
+                yield "no image bytes"
+                continue
+            buffer = io.BytesIO()
+            Image.fromarray(self.pixels[row]).save(buffer, format="PNG")
+            yield buffer.getvalue()
+
+
+def test_images_kept_in_tables_decode_beside_files_each_table_read_once_in_order(tmp_path):
+    """Stored images are read in bulk, a table's rows in ascending order whatever order they are
+    asked in (more than a chunk of them), and land in their own rows of the output."""
+    rng = np.random.default_rng(0)
+    stored = [rng.integers(0, 256, (6, 6, 3), dtype=np.uint8) for _ in range(CHUNK + 3)]
+    stored[5] = None
+    table = Table(tmp_path / "train.parquet", stored)
+    file_pixels = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    Image.fromarray(file_pixels).save(tmp_path / "a.png")
+    rows = [len(stored) - 1 - i for i in range(len(stored))]  # asked last row first
+    items = [StoredImage(table, rows[0]), tmp_path / "a.png", *[StoredImage(table, row) for row in rows[1:]]]
+    out, kept, unreadable = decode_many(items, (6, 6), 3)
+    assert table.reads == [sorted(rows)]
+    assert unreadable == {f"{table.path}:5": "no image bytes"}
+    assert kept == [i for i, item in enumerate(items) if str(item) != f"{table.path}:5"]
+    np.testing.assert_array_equal(out[1], file_pixels)
+    for index, item in enumerate(items):
+        if isinstance(item, StoredImage) and item.row != 5:
+            np.testing.assert_array_equal(out[index], stored[item.row])
 
 
 def png_header_only(path: Path, width: int, height: int) -> None:

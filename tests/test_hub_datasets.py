@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ import pytest
 from PIL import Image
 
 from cnnlab.api import predict
-from cnnlab.data import read_source
+from cnnlab.data import load_dataset, read_source
+from cnnlab.data.images import StoredImage
 from cnnlab.data.sources import source_name
 from cnnlab.errors import DataError
 from conftest import run_cli
@@ -82,8 +84,14 @@ def hub_snapshot(root: Path, classes: list[str] = ("dog", "cat", "bird"), train:
     return root
 
 
-def decoded(path: Path) -> np.ndarray:
-    with Image.open(path) as picture:
+def stored_bytes(image: StoredImage) -> bytes:
+    """The image file's bytes as its table holds them."""
+    (data,) = image.store.images([image.row])
+    return data
+
+
+def decoded(image: StoredImage) -> np.ndarray:
+    with Image.open(io.BytesIO(stored_bytes(image))) as picture:
         return np.asarray(picture)
 
 
@@ -101,7 +109,7 @@ def test_a_hub_snapshot_is_read_by_split_with_its_class_names(tmp_path):
     # the files as stored, nothing re-encoded: the PNGs give the pixels back exactly
     assert np.array_equal(decoded(train.paths[13]), banded(13 % 3, 3, seed=13))
     assert np.array_equal(decoded(test.paths[0]), banded(24 % 3, 3, seed=24))
-    assert all(path.suffix == ".png" for path in train.paths)
+    assert str(train.paths[13]) == f"{root / 'plain_text' / 'train-00001-of-00002.parquet'}:1"
 
 
 def test_one_file_is_the_split_its_name_says(tmp_path):
@@ -117,7 +125,8 @@ def test_jpeg_bytes_keep_their_format_and_greyscale_is_one_channel(tmp_path):
     jpeg = write_hub_parquet(tmp_path / "a" / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["x", "y"],
                              format="JPEG")
     data = read_source(f"hf:{jpeg}")
-    assert [p.suffix for p in data.splits["train"].paths] == [".jpg", ".jpg"] and data.channels == 3
+    assert all(stored_bytes(image).startswith(b"\xff\xd8\xff") for image in data.splits["train"].paths)
+    assert data.channels == 3
     assert read_source(f"hf:{hub_snapshot(tmp_path / 'grey', grey=True)}").channels == 1
 
 
@@ -171,16 +180,21 @@ def test_files_of_other_splits_are_left_out_and_unnamed_files_are_all_training(t
     assert len(read_source(f"hf:{parts}").splits["train"]) == 4
 
 
-def test_a_changed_file_is_written_out_again_and_removed_images_are_restored(tmp_path):
+def test_nothing_is_written_out_and_a_changed_file_is_decoded_again(tmp_path, monkeypatch):
+    """The images are decoded from the table's bytes into the decode cache: the data home holds
+    no copy of them (70,000 MNIST PNGs written out took 276 MB of disk for 18 MB of bytes)."""
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
     path = write_hub_parquet(tmp_path / "d" / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
-    first = read_source(f"hf:{path}").splits["train"].paths
-    first[1].unlink()
-    assert read_source(f"hf:{path}").splits["train"].paths[1].is_file()
-    write_hub_parquet(path, [banded(1, 2, seed=5)] * 3, [1, 1, 1], ["a", "b"])
+    first = load_dataset(f"hf:{path}", (16, 16), None, 0.0, 0)
+    assert np.array_equal(first.splits["train"].pixels()[1], banded(1, 2))
+    assert not (tmp_path / "home").exists()
+    assert load_dataset(f"hf:{path}", (16, 16), None, 0.0, 0).cache["hit"]
+    write_hub_parquet(path, [banded(0, 2), banded(1, 2), banded(1, 2, seed=5)], [0, 1, 1], ["a", "b"])
     later = os.stat(path).st_mtime + 10
     os.utime(path, (later, later))
-    again = read_source(f"hf:{path}").splits["train"]
-    assert len(again) == 3 and np.array_equal(decoded(again.paths[2]), banded(1, 2, seed=5))
+    again = load_dataset(f"hf:{path}", (16, 16), None, 0.0, 0)
+    assert not again.cache["hit"] and np.array_equal(again.splits["train"].pixels()[2], banded(1, 2, seed=5))
 
 
 def bad_label(tmp_path: Path) -> Path:
@@ -189,10 +203,6 @@ def bad_label(tmp_path: Path) -> Path:
 
 def unlabelled_row(tmp_path: Path) -> Path:
     return write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2)] * 2, [0, -1], ["a", "b"])
-
-
-def no_bytes(tmp_path: Path) -> Path:
-    return write_hub_parquet(tmp_path / "train.parquet", [], [0, 1], ["a", "b"], image_bytes=[encoded(banded(0, 2)), None])
 
 
 def not_parquet(tmp_path: Path) -> Path:
@@ -228,8 +238,6 @@ def empty_folder(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("make, message", [
     (bad_label, r"train.parquet, row 1: label 7 is no class of its 2"),
     (unlabelled_row, r"train.parquet:1: no label, among labelled images"),
-    (no_bytes, r"train.parquet, row 1: no image bytes: it names 1.png, a file outside it \(read that file's folder as "
-               r"folder:PATH, or write the dataset with save_to_disk, which stores the images\)"),
     (not_parquet, r"train.parquet: not a readable parquet file \("),
     (no_image_column, r"no image column \(its columns: text, label\); name one with the source option image"),
     (two_configurations, r"holds the files of 2 configurations \(mini, plain_text\): give one's folder"),
@@ -264,47 +272,22 @@ def test_a_file_too_large_for_memory_is_not_called_damaged(tmp_path, monkeypatch
         read_source(f"hf:{path}")
 
 
-def test_a_file_whose_images_and_labels_differ_in_number_is_refused(tmp_path, monkeypatch):
-    from cnnlab.data.readers import hub
-
-    path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
-    writes = hub.write_images
-
-    def one_short(table, image, folder):
-        writes(table, image, folder)
-        max(folder.iterdir()).unlink()
-
-    monkeypatch.setattr(hub, "write_images", one_short)
-    with pytest.raises(DataError, match=r"train.parquet: its image column holds another number of rows than its "
-                                        r"labels' 2$"):
-        read_source(f"hf:{path}")
-
-
-def test_images_that_would_not_fit_on_the_disk_are_refused_before_any_is_written(tmp_path, monkeypatch):
-    """Each small image written out takes a block of the disk, not its bytes: 12 PNGs of 200
-    bytes take 48 KB in 4 KB blocks. A disk with room for the bytes but not the blocks is
-    refused first, rather than filled half-way."""
-    import shutil
-
-    from cnnlab.data import safe
-
-    path = write_hub_parquet(tmp_path / "train.parquet", [banded(i % 2, 2, size=8, seed=i) for i in range(12)],
-                             [i % 2 for i in range(12)], ["a", "b"])
-    real = shutil.disk_usage
-    monkeypatch.setattr(safe.shutil, "disk_usage", lambda folder: real(folder)._replace(free=30_000))
-    with pytest.raises(DataError, match=r"train.parquet: unpacks to .* in 12 files; .* has 29.3 KiB free"):
-        read_source(f"hf:{path}")
-
-
-def test_a_disk_that_fills_while_images_are_written_is_named_not_the_file(tmp_path, monkeypatch):
-    path = write_hub_parquet(tmp_path / "train.parquet", [banded(0, 2), banded(1, 2)], [0, 1], ["a", "b"])
-
-    def full(self, data):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Path, "write_bytes", full)
-    with pytest.raises(DataError, match=r"0000000.png: cannot write it \(No space left on device\)$"):
-        read_source(f"hf:{path}")
+def test_rows_that_keep_only_a_path_are_unreadable_images_saying_what_to_do(tmp_path):
+    """datasets' to_parquet and its cache of a local folder keep each image's path, not its bytes."""
+    advice = (r"no image bytes: it names 1.png, a file outside it \(read that file's folder as folder:PATH, or write "
+              r"the dataset with save_to_disk, which stores the images\)")
+    one = write_hub_parquet(tmp_path / "one" / "train.parquet", [], [0, 1, 1], ["a", "b"],
+                            image_bytes=[encoded(banded(0, 2)), None, encoded(banded(1, 2))])
+    data = load_dataset(f"hf:{one}", (16, 16), None, 0.0, 0)
+    assert data.splits["train"].ids == ["train.parquet:0", "train.parquet:2"]
+    assert re.fullmatch(advice, data.unreadable[f"{one}:1"])
+    listed = run_cli("data", "verify", f"hf:{one}", check=False)
+    assert listed.returncode == 1 and re.search(rf"^{re.escape(str(one))}:1: {advice}$", listed.stdout, re.M), listed
+    none = write_hub_parquet(tmp_path / "none" / "train.parquet", [], [0, 1], ["a", "b"], image_bytes=[None, None])
+    result = run_cli("data", "info", f"hf:{none}", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert re.search(rf"none of the 2 images of its train split could be read \({re.escape(str(none))}:0: "
+                     rf"{advice.replace('1.png', '0.png')}, and others\)", result.stderr), result.stderr
 
 
 def test_a_folder_it_may_not_look_into_is_passed_over(tmp_path, monkeypatch):
@@ -383,6 +366,10 @@ def test_predict_classifies_the_rows_of_a_parquet_file_labelled_or_not(tmp_path)
     assert [row[1] for row in rows] == [p.top[0][0] for p in in_memory.predictions]
     from_file = predict(tmp_path / "runs" / "hub", [str(unlabelled)])
     np.testing.assert_allclose(from_file.probabilities, in_memory.probabilities, atol=1e-6)
+    boxes = tmp_path / "GT.csv"  # a sign's box names an image file; a row of a table is none
+    boxes.write_text("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2\n0.png;16;16;1;1;14;14\n")
+    refused = run_cli("predict", tmp_path / "runs" / "hub", unlabelled, "--boxes", boxes, check=False)
+    assert refused.returncode == 2 and f"GT.csv: no row for 4 of the images ({unlabelled}:0, " in refused.stderr
 
 
 def test_save_to_disk_and_the_load_dataset_cache_are_read_from_their_arrow_files(tmp_path):
@@ -442,14 +429,14 @@ def test_the_files_datasets_itself_writes_are_read_as_it_wrote_them(tmp_path):
         assert sorted(data.splits) == ["train", "val"]
         for split, name in (("train", "train"), ("val", "validation")):
             assert data.splits[split].labels.tolist() == expected["splits"][name]["label"]
-            assert [path.read_bytes() for path in data.splits[split].paths] == \
+            assert [stored_bytes(image) for image in data.splits[split].paths] == \
                 [Path(file).read_bytes() for file in expected["splits"][name]["files"]]
         coarse = read_source(f"hf:{tmp_path / 'out' / folder}", {"label": "coarse"})
         assert coarse.classes == ["even", "odd"]
         assert coarse.splits["val"].labels.tolist() == expected["splits"]["validation"]["coarse"]
 
 
-@pytest.mark.slow  # two processes, each reading the dataset and writing out its images at once
+@pytest.mark.slow  # two processes, each reading the dataset and decoding its images at once
 def test_a_hub_dataset_trains_under_two_processes(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "home"))
     root = hub_snapshot(tmp_path / "snapshot", train=40, test=8)
@@ -457,5 +444,4 @@ def test_a_hub_dataset_trains_under_two_processes(tmp_path, monkeypatch):
                      "--nproc-per-node", "2", "--out", tmp_path / "runs", "--name", "two", "--quiet",
                      "--device", "cpu", fresh_process=True)
     assert result.stdout.strip() == str(tmp_path / "runs" / "two")
-    (written,) = (tmp_path / "home" / "extracted").iterdir()  # one folder, no staging left behind
-    assert len(list(written.rglob("*.png"))) == 48
+    assert not (tmp_path / "home").exists()  # nothing written out beside the decode cache

@@ -1,6 +1,7 @@
 """Decode once: the images of a file-based source, decoded at one size into a uint8 .npy on
 disk and memory-mapped from then on. The key covers every file's path, size and modification
-time, the crop boxes, the size and the channel count, so a changed source is decoded again."""
+time (a stored image's table's, and its row), the crop boxes, the size and the channel count,
+so a changed source is decoded again."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CnnlabError
 from ..io import write_json_atomic
-from .images import decode_many
+from .images import ImageItem, StoredImage, decode_many, file_of
 
 CACHE_VERSION = 2
 """2: photos turned upright by their EXIF orientation (1 decoded them as stored)."""
@@ -67,11 +68,11 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def common_folder(paths: list[Path]) -> str | None:
-    """The folder that holds every one of ``paths``: what a cache was decoded from."""
-    if not paths:
+def common_folder(items: list[ImageItem]) -> str | None:
+    """The folder that holds every one of ``items``: what a cache was decoded from."""
+    if not items:
         return None
-    return os.path.commonpath([str(p.parent) for p in paths])
+    return os.path.commonpath({str(file_of(item).parent) for item in items})
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,12 @@ def clear_cache(older_than_days: float | None = None,
     return removed, busy
 
 
-def cache_key(paths: list[Path], boxes: np.ndarray | None, size: tuple[int, int], channels: int) -> str:
+def cache_key(paths: list[ImageItem], boxes: np.ndarray | None, size: tuple[int, int], channels: int) -> str:
     digest = hashlib.sha256(f"{CACHE_VERSION}|{size}|{channels}".encode())
     for path in paths:
+        if isinstance(path, StoredImage):
+            digest.update(path.store.identity + f"|{path.row}\n".encode())
+            continue
         try:
             stat = path.stat()
             # fsencode: a name that is not UTF-8 (Latin-1 from another system's archive) is its bytes
@@ -147,7 +151,7 @@ def cache_key(paths: list[Path], boxes: np.ndarray | None, size: tuple[int, int]
     return digest.hexdigest()[:24]
 
 
-def decode_cached(paths: list[Path], size: tuple[int, int], channels: int,
+def decode_cached(paths: list[ImageItem], size: tuple[int, int], channels: int,
                   boxes: np.ndarray | None = None, progress: bool = True,
                   description: str = "decoding",
                   cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str], bool]:

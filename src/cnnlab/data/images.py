@@ -1,14 +1,20 @@
 """Image decoding with Pillow: any mode (grayscale, CMYK, palette, RGBA, 16-bit, float) becomes uint8
-with the channel count the model wants; unreadable files are reported, never fatal."""
+with the channel count the model wants; unreadable files are reported, never fatal. An image is
+a file, or a file's bytes kept in a row of a table (``StoredImage``: a Hugging Face dataset's
+parquet or Arrow file), read in bulk and decoded from memory, nothing written out."""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import itertools
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,6 +32,69 @@ of the others)."""
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+class ImageStore(Protocol):
+    """A file holding many image files' bytes, one a row, read in bulk (a table's column)."""
+
+    path: Path
+    identity: bytes
+    """What the decode cache's key holds for the file: its place, size, modification time and
+    the column read, as they were when it was opened."""
+
+    def images(self, rows: list[int]) -> Iterator[bytes | str]:
+        """Each of ``rows`` (ascending) in turn: its image file's bytes, or why it has none."""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """The image file kept in row ``row`` (from 0) of ``store``, decoded as the file would be."""
+
+    store: ImageStore
+    row: int
+
+    def __str__(self) -> str:
+        return f"{self.store.path}:{self.row}"
+
+
+ImageItem = Path | StoredImage
+"""An image to decode: a file, or one kept in a table."""
+Readable = str | os.PathLike | BinaryIO
+"""What Pillow opens: a file's path, or its bytes."""
+T = TypeVar("T")
+CHUNK = 256
+"""Images read ahead of decoding: only so many stored images' bytes are held at once."""
+
+
+def file_of(item: ImageItem) -> Path:
+    """The file an image is, or is kept in."""
+    return item.store.path if isinstance(item, StoredImage) else item
+
+
+def map_images(items: Sequence[ImageItem], work: Callable[[Readable, int], T]) -> Iterator[tuple[int, T | str]]:
+    """``work(image, index)`` for each of ``items`` on all cores (Pillow releases the GIL while
+    decoding), as (index, result); (index, reason) for a stored image that has no bytes. Files
+    come in order, then each table's rows in its order, a chunk at a time."""
+    stores: dict[int, tuple[ImageStore, list[tuple[int, int]]]] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, StoredImage):
+            stores.setdefault(id(item.store), (item.store, []))[1].append((item.row, index))
+
+    def readables() -> Iterator[tuple[int, Readable | str]]:
+        yield from ((index, item) for index, item in enumerate(items) if not isinstance(item, StoredImage))
+        for store, rows in stores.values():
+            rows.sort()
+            for (_, index), data in zip(rows, store.images([row for row, _ in rows]), strict=True):
+                yield index, io.BytesIO(data) if isinstance(data, bytes) else data
+
+    def run(index: int, image: Readable | str) -> T | str:
+        return image if isinstance(image, str) else work(image, index)
+
+    with ThreadPoolExecutor(max_workers=min(cpu_count(), 8)) as pool:
+        pending = readables()
+        while chunk := list(itertools.islice(pending, CHUNK)):
+            indices = [index for index, _ in chunk]
+            yield from zip(indices, pool.map(run, indices, [image for _, image in chunk]), strict=True)
 
 
 EXIF_ORIENTATION = 0x0112
@@ -67,9 +136,9 @@ def box_in_image(box: Sequence[int], width: int, height: int) -> tuple[int, int,
     return left, top, right, bottom
 
 
-def decode_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: int,
+def decode_image(path: Readable, size: tuple[int, int] | None, channels: int,
                  box: Sequence[int] | None = None) -> np.ndarray:
-    """Read one file as a (height, width, channels) uint8 array: cropped to ``box`` (see
+    """Read one file (or its bytes) as a (height, width, channels) uint8 array: cropped to ``box`` (see
     ``box_in_image``) if given, resized to ``size``."""
     with Image.open(path) as image:
         # read from the header, before any pixel: a phone's portrait photo is stored sideways
@@ -89,7 +158,7 @@ def decode_image(path: str | os.PathLike, size: tuple[int, int] | None, channels
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
-def try_decode(path: Path, size: tuple[int, int] | None, channels: int,
+def try_decode(path: Readable, size: tuple[int, int] | None, channels: int,
                box: Sequence[int] | None = None) -> np.ndarray | str:
     """The pixels, or the reason the file cannot be read."""
     try:
@@ -109,32 +178,29 @@ def exif_warnings_silenced() -> Iterator[None]:
 
 
 def decode_many(
-    paths: Sequence[Path], size: tuple[int, int], channels: int, progress=None,
+    items: Sequence[ImageItem], size: tuple[int, int], channels: int, progress=None,
     boxes: np.ndarray | None = None, out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int], dict[str, str]]:
-    """Decode files on all cores (Pillow releases the GIL while decoding and resizing) into
-    ``out`` (allocated if not given), one row per path.
+    """Decode images on all cores into ``out`` (allocated if not given), one row per item.
 
-    Returns the rows, the positions of the readable files, and the unreadable files with the
-    reason for each (their rows stay zero).
+    Returns the rows, the positions of the readable images (ascending), and the unreadable
+    ones (by ``str(item)``) with the reason for each (their rows stay zero).
     """
     if out is None:
-        out = np.zeros((len(paths), size[0], size[1], channels), dtype=np.uint8)
+        out = np.zeros((len(items), size[0], size[1], channels), dtype=np.uint8)
     kept: list[int] = []
     failed: dict[str, str] = {}
-    workers = min(cpu_count(), 8)
-    boxes_or_none = boxes if boxes is not None else [None] * len(paths)
-    with exif_warnings_silenced(), ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda p, b: try_decode(p, size, channels, b), paths, boxes_or_none)
-        for index, result in enumerate(results):
+    with exif_warnings_silenced():
+        for index, result in map_images(items, lambda image, i: try_decode(
+                image, size, channels, None if boxes is None else boxes[i])):
             if isinstance(result, str):
-                failed[str(paths[index])] = result
+                failed[str(items[index])] = result
             else:
                 out[index] = result
                 kept.append(index)
             if progress is not None:
                 progress(1)
-    return out, kept, failed
+    return out, sorted(kept), failed
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from tqdm.auto import tqdm
 from ..runtime import cpu_count, cpu_text
 from .augment import Augment, mix_batch
 from .dataset import Dataset, Split, load_dataset
-from .images import DECODE_ERRORS, exif_warnings_silenced, try_decode
+from .images import DECODE_ERRORS, exif_warnings_silenced, map_images, try_decode
 from .loader import BatchLoader
 from .preprocessing import Preprocessing, derive, pca_of, resolve_sizes
 from .sources import read_source
@@ -23,17 +22,20 @@ from .sources import read_source
 
 def size_range(source) -> str:
     """The smallest and largest image size of a source, from file headers."""
+
+    def size_of(file, _) -> tuple[int, int] | None:
+        try:
+            with Image.open(file) as image:  # reads the header only
+                return image.height, image.width
+        except DECODE_ERRORS:
+            return None
+
     sizes = set()
     for part in source.splits.values():
         if part.images is not None:
             sizes.add(part.images.shape[1:3])
             continue
-        for path in part.paths:
-            try:
-                with Image.open(path) as image:  # reads the header only
-                    sizes.add((image.height, image.width))
-            except DECODE_ERRORS:
-                continue
+        sizes.update(size for _, size in map_images(part.paths, size_of) if isinstance(size, tuple))
     if not sizes:
         return "none readable"
     low, high = min(sizes), max(sizes)
@@ -118,10 +120,10 @@ def verify(spec: str, options: dict | None = None,
         return None, {}
     with tqdm(total=len(paths), desc="verifying", unit="img", disable=None if progress else True, leave=False) as bar:
         unreadable = {}
-        with exif_warnings_silenced(), ThreadPoolExecutor(max_workers=cpu_count()) as pool:
-            for path, result in zip(paths, pool.map(lambda p: try_decode(p, None, 3), paths), strict=True):
+        with exif_warnings_silenced():
+            for index, result in map_images(paths, lambda image, _: try_decode(image, None, 3)):
                 if isinstance(result, str):
-                    unreadable[str(path)] = result
+                    unreadable[str(paths[index])] = result
                 bar.update(1)
     return len(paths), unreadable
 

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import CnnlabWarning, DataError, callers_stacklevel
 from ..registry import Registry
 from .download import Remote, fetch_url
+from .images import ImageItem
 
 
 @dataclass
@@ -29,8 +30,8 @@ class RawSplit:
     ids: list[str]
     images: np.ndarray | None = None
     """(N, H, W, C) uint8, for sources that ship pixels."""
-    paths: list[Path] | None = None
-    """Image files, for sources that ship files."""
+    paths: list[ImageItem] | None = None
+    """Image files (or files' bytes stored in a table), for sources that ship files."""
     boxes: np.ndarray | None = None
     """(N, 6) regions to crop before resizing (GTSRB's sign boxes): x1, y1, x2, y2 (inclusive)
     on an image of the given width and height, scaled to each file's actual size."""

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from ..data import BatchLoader, Split
 from ..data.download import Remote, fetch_url
-from ..data.images import decode_many, is_image_file, resize_images, to_mode
+from ..data.images import ImageItem, decode_many, is_image_file, resize_images, to_mode
 from ..data.readers.arrays import images_array, pixel_table
 from ..data.readers.gtsrb import sign_boxes
 from ..data.readers.hub import TABLE_SUFFIXES, table_images
@@ -47,12 +47,12 @@ class PredictionResult:
     """What they were computed with (``Runtime.describe``): device, precision, threads, CPU or GPU."""
 
 
-def expand_inputs(inputs: list[str]) -> list[tuple[Path, str]]:
+def expand_inputs(inputs: list[str]) -> list[tuple[ImageItem, str]]:
     """Files, folders (searched recursively for images), glob patterns, http(s) URLs of
     images (downloaded once into the data home) and a Hugging Face dataset's parquet or Arrow
     files, in the given order: each file, and the name its result is shown by (a URL's is the
     URL, a row's FILE:ROW)."""
-    found: list[tuple[Path, str]] = []
+    found: list[tuple[ImageItem, str]] = []
     for item in inputs:
         path = Path(item)
         if item.startswith(("http://", "https://")):

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...errors import DataError, listed
 from ..download import fetch
-from ..images import is_image_file
+from ..images import ImageItem, is_image_file
 from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData, with_nested
 from .layout import find_below, read_csv, unpacked
 
@@ -92,7 +92,7 @@ def _gtsrb_rows(annotation: Path, delimiter: str, folder: Path, root: Path, trac
                     groups=np.asarray(groups))
 
 
-def sign_boxes(annotation: Path, paths: Sequence[Path]) -> np.ndarray:
+def sign_boxes(annotation: Path, paths: Sequence[ImageItem]) -> np.ndarray:
     """The sign box of each of ``paths``, (N, 6) as ``box_in_image`` takes them, from a GTSRB
     annotation CSV (GT-000NN.csv or GT-final_test.csv with ';', Kaggle's Test.csv or Train.csv
     with ','; a ClassId is not needed). A row names its file relative to the CSV's folder, or
@@ -108,7 +108,7 @@ def sign_boxes(annotation: Path, paths: Sequence[Path]) -> np.ndarray:
         by_stem[relative.stem].append(box)
     boxes, missing = [], []
     for path in paths:
-        where = Path(path).resolve()
+        where = Path(str(path)).resolve()  # a stored image's FILE:ROW is no row's
         box = by_path.get(where)
         if box is None:  # by a name, a path without its suffix, a name without it: where one row has it
             box = next((found[0] for found in (by_name.get(where.name), by_stem_path.get(where.with_suffix("")),

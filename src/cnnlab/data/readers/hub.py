@@ -3,17 +3,16 @@ parquet files named by their split (``data/train-00000-of-00002.parquet``,
 ``plain_text/test-00000-of-00001.parquet``), or the Arrow files ``save_to_disk`` writes
 (``train/data-00000-of-00001.arrow``) and ``load_dataset`` caches (``cifar10-train.arrow``).
 Each holds an ``Image`` column (each image file's bytes and name) and a ``ClassLabel`` column,
-whose class names the schema's ``huggingface`` metadata keeps. The images are written out once
-into the data home as the files they were (nothing re-encoded), then read as any image files are."""
+whose class names the schema's ``huggingface`` metadata keeps. The images are decoded from the
+files' bytes as the table holds them (nothing written out, nothing re-encoded) into the decode
+cache, as image files are."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,8 @@ import numpy as np
 
 from ...errors import DataError
 from ..download import fetch
-from ..images import IMAGE_SUFFIXES
-from ..safe import check_room, staged_folder
+from ..images import DECODE_ERRORS, StoredImage, map_images
 from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData, named_twice
-from .layout import extracted_home
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
 SPLIT_WORDS = {"train": "train", "training": "train", "validation": "val", "valid": "val", "val": "val",
@@ -35,8 +32,6 @@ LABEL_NAMES = ("label", "labels")
 """The label column of a file without the Hub's metadata."""
 NO_LABEL = -1
 """What ``datasets`` stores for an image without a label (a competition's test split)."""
-SIGNATURES = ((b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"), (b"BM", ".bmp"),
-              (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"), (b"P5", ".pgm"), (b"P6", ".ppm"), (b"P4", ".pbm"))
 GREY_MODES = frozenset({"1", "L", "I", "I;16", "F"})
 
 
@@ -59,8 +54,6 @@ class TableFile:
         if path.suffix.lower() == ".parquet":
             self._parquet, self._table = pa.parquet.ParquetFile(path), None
             self.schema, self.rows = self._parquet.schema_arrow, self._parquet.metadata.num_rows
-            self.bytes = sum(self._parquet.metadata.row_group(i).total_byte_size
-                             for i in range(self._parquet.num_row_groups))
         else:
             with pa.memory_map(str(path)) as source:
                 try:  # datasets writes streams; pyarrow's own files have a footer
@@ -70,7 +63,7 @@ class TableFile:
             # the offsets of a damaged or crafted file, checked before any value is read through them
             self._table.validate(full=True)
             self._parquet = None
-            self.schema, self.rows, self.bytes = self._table.schema, self._table.num_rows, self._table.nbytes
+            self.schema, self.rows = self._table.schema, self._table.num_rows
 
     def values(self, column: str) -> list:
         table = self._table if self._parquet is None else self._parquet.read(columns=[column])
@@ -216,18 +209,6 @@ def columns_of(table: TableFile, image: str | None, label: str | None,
     return Columns(found["image"], found["label"], classes), notes
 
 
-def suffix_of(data: bytes, name: str | None) -> str:
-    """An image file's suffix by its first bytes (its format), else by the name it was stored
-    under; ``.bin`` for neither, which decoding then reports as unreadable."""
-    for signature, suffix in SIGNATURES:
-        if data.startswith(signature):
-            return suffix
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    given = Path(name or "").suffix.lower()
-    return given if given in IMAGE_SUFFIXES else ".bin"
-
-
 def image_bytes(column) -> tuple[list[bytes | None], list[str | None]]:
     """A batch's image column as the files' bytes and the names they were stored under."""
     pa = _pyarrow()
@@ -252,63 +233,40 @@ def reading(file: Path):
         raise DataError(f"{file}: not a readable {kind} file ({type(exc).__name__}: {exc})") from None
 
 
-def write_images(table: TableFile, image: str, folder: Path) -> None:
-    """Each row's image of ``table`` as ``folder/ROW.SUFFIX``, the bytes as stored."""
-    file = table.path
-    folder.mkdir(parents=True)
-    check_room(file, table.bytes, table.rows, folder)
-    row = 0
-    with reading(file):
-        for column in table.batches(image):
-            datas, names = image_bytes(column)
-            for data, name in zip(datas, names, strict=True):
-                if data is None:  # datasets' to_parquet and its cache of a local folder keep paths only
-                    where = (f": it names {name}, a file outside it (read that file's folder as folder:PATH, or "
-                             "write the dataset with save_to_disk, which stores the images)") if name else ""
-                    raise DataError(f"{file}, row {row}: no image bytes{where}")
-                written = folder / f"{row:07d}{suffix_of(data, name)}"
-                try:
-                    written.write_bytes(data)
-                except OSError as exc:  # the disk, not the file read: said as such
-                    raise DataError(f"{written}: cannot write it ({exc.strerror or exc})") from None
-                row += 1
+class TableImages:
+    """The image column of one table file, its files' bytes read a batch of rows at a time when
+    decoded (an ``ImageStore``): nothing is held or written out before."""
+
+    def __init__(self, path: Path, column: str):
+        self.path, self.column = path, column
+        stat = path.stat()
+        self.identity = os.fsencode(path.resolve()) + f"|{stat.st_size}|{stat.st_mtime_ns}|{column}".encode()
+
+    def images(self, rows: list[int]) -> Iterator[bytes | str]:
+        wanted = iter(rows)
+        next_row, row = next(wanted, None), 0
+        with reading(self.path):
+            for column in TableFile(self.path).batches(self.column):
+                if next_row is None:
+                    break
+                if next_row >= row + len(column):  # none of this batch's rows is wanted
+                    row += len(column)
+                    continue
+                datas, names = image_bytes(column)
+                for data, name in zip(datas, names, strict=True):
+                    if row == next_row:
+                        yield data if data is not None else no_bytes(name)
+                        next_row = next(wanted, None)
+                    row += 1
+        for missing in ([] if next_row is None else [next_row, *wanted]):
+            yield f"no row {missing}: the file has {row} rows now"
 
 
-def written_images(root: Path, tables: list[TableFile], image: str) -> dict[Path, list[Path]]:
-    """The images of the open ``tables`` at ``root`` (a folder, or one of them), each file's
-    in row order: written out once into a folder of the data home named by ``root``'s name and
-    place and the image column (as an archive is extracted), again where a file changed or some
-    were removed since."""
-    files = [table.path for table in tables]
-    rows = {table.path: table.rows for table in tables}
-    place = hashlib.sha256(os.fsencode(f"{root.resolve()}\0{image}")).hexdigest()[:12]
-    target = extracted_home() / f"{root.name.split('.')[0]}-{place}"
-
-    def folder_of(file: Path) -> Path:
-        relative = file.relative_to(root.parent if root.is_file() else root)
-        return target / relative.with_name(f"{relative.stem}-{relative.suffix[1:]}")
-
-    def write(staging: Path) -> None:
-        for table in tables:
-            write_images(table, image, staging / folder_of(table.path).relative_to(target))
-
-    staged_folder(target, files, write)
-    written = {file: image_files(folder_of(file), rows[file]) for file in files}
-    if any(found is None for found in written.values()):  # some removed since, or a file added with an old time
-        shutil.rmtree(target)
-        staged_folder(target, files, write)
-        written = {file: image_files(folder_of(file), rows[file]) for file in files}
-    if incomplete := [file for file, found in written.items() if found is None]:
-        raise DataError(f"{incomplete[0]}: its image column holds another number of rows than its labels' "
-                        f"{rows[incomplete[0]]}")
-    return written
-
-
-def image_files(folder: Path, rows: int) -> list[Path] | None:
-    """The ``rows`` image files ``write_images`` wrote to ``folder``, in row order; None where
-    some are missing (removed by hand since)."""
-    files = sorted(folder.iterdir(), key=lambda f: (len(f.stem), f.stem)) if folder.is_dir() else []
-    return files if len(files) == rows and all(f.stem == f"{i:07d}" for i, f in enumerate(files)) else None
+def no_bytes(name: str | None) -> str:
+    """Why a row has no image: ``datasets``' to_parquet and its cache of a local folder keep the
+    images' paths only, and cnnlab follows no path out of the data's folder."""
+    return "no image bytes" + (f": it names {name}, a file outside it (read that file's folder as folder:PATH, or "
+                               "write the dataset with save_to_disk, which stores the images)" if name else "")
 
 
 def checked_labels(values: list, classes: list[str] | None, file: Path) -> list:
@@ -362,12 +320,12 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
         elif columns != first:
             raise DataError(f"{file}: its image and label columns or class names differ from {files[0]}'s")
         labels[file] = checked_labels(values, columns.names, file)
+    stored = {table.path: TableImages(table.path, first.image) for table in tables}
     classes = first.names
     if classes is None:
         classes = class_names(list(labels.values()))
         number = {name: i for i, name in enumerate(classes)}
         labels = {file: [number[str(value)] for value in values] for file, values in labels.items()}
-    written = written_images(root, tables, first.image)
     splits = {}
     for split, split_files in shards.items():
         split_labels = np.asarray([value for file in split_files for value in labels[file]], dtype=np.int64)
@@ -377,30 +335,36 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
             continue
         if (split_labels == NO_LABEL).any():
             raise DataError(f"{ids[int(np.flatnonzero(split_labels == NO_LABEL)[0])]}: no label, among labelled images")
-        splits[split] = RawSplit(split_labels, ids, paths=[path for file in split_files for path in written[file]])
+        splits[split] = RawSplit(split_labels, ids, paths=[StoredImage(stored[file], row) for file in split_files
+                                                           for row in range(len(labels[file]))])
     if not any(len(split) for split in splits.values()):
         raise DataError.about("data", f" hf:{root}: no labelled images")
     return SourceData(classes, splits, _channels(splits), notes)
 
 
-def table_images(path: Path, image: str | None = None) -> list[Path]:
+def table_images(path: Path, image: str | None = None) -> list[StoredImage]:
     """The images of one parquet or Arrow file in row order, labelled or not (``cnnlab predict``)."""
     with reading(path):
         table = TableFile(path)
         columns, _ = columns_of(table, image, None, labelled=False)
-    return written_images(path, [table], columns.image)[path]
+    store = TableImages(path, columns.image)
+    return [StoredImage(store, row) for row in range(table.rows)]
 
 
 def _channels(splits: dict[str, RawSplit]) -> int:
     """1 where the first image is greyscale (MNIST's PNGs), else 3."""
     from PIL import Image
 
+    def mode(image, _) -> str:
+        with Image.open(image) as picture:
+            return picture.mode
+
     first = next(split.paths[0] for split in splits.values() if split.paths)
     try:
-        with Image.open(first) as picture:
-            return 1 if picture.mode in GREY_MODES else 3
-    except OSError:  # decoding reports the file; the others decide the channels by default
+        ((_, found),) = map_images([first], mode)
+    except DECODE_ERRORS:  # decoding reports the image; the others decide the channels by default
         return 3
+    return 1 if found in GREY_MODES else 3
 
 
 def holds_tables(folder: Path) -> bool:
