@@ -170,11 +170,11 @@ def test_two_processes_extracting_one_archive_at_once_both_get_it_whole(tmp_path
     def first_process(staging: Path) -> None:
         (staging / "a.png").write_bytes(b"a")
         monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # the other process starts and finishes meanwhile
-        assert safe.staged_folder(target, [source], other_process) == target
+        assert safe.staged_folder(target, source, other_process) == target
         monkeypatch.setattr(os, "getpid", lambda: real_pid)
         (staging / "c.png").write_bytes(b"c")
 
-    assert safe.staged_folder(target, [source], first_process) == target
+    assert safe.staged_folder(target, source, first_process) == target
     assert sorted(p.name for p in target.iterdir()) in (["a.png", "c.png"], ["b.png"])  # one whole, not a mix
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
 

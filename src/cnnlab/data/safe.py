@@ -88,21 +88,21 @@ def extract_archive(archive: Path, target: Path, select=None) -> Path:
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
             raise DataError(f"{archive}: damaged archive ({exc})") from None
 
-    return staged_folder(target, [archive], extract)
+    return staged_folder(target, archive, extract)
 
 
-def staged_folder(target: Path, sources: list[Path], fill: Callable[[Path], None]) -> Path:
-    """``target`` as ``fill(folder)`` writes it from the files ``sources`` into a new, empty
+def staged_folder(target: Path, source: Path, fill: Callable[[Path], None]) -> Path:
+    """``target`` as ``fill(folder)`` writes it from the file ``source`` into a new, empty
     folder beside it, renamed into place once complete: a failure or an interruption leaves
-    nothing half-written. A ``target`` at least as new as every source is kept as it is (a
+    nothing half-written. A ``target`` at least as new as the source is kept as it is (a
     source changed since, photos added to an archive, say, is read again). Each process writes
     a folder of its own: the processes of a distributed run all read the data, and where one
     finishes first the others keep its folder and drop theirs."""
     if target.is_symlink():
-        raise DataError(f"{target}: is a symbolic link; refusing to extract {sources[0].name} through it")
+        raise DataError(f"{target}: is a symbolic link; refusing to extract {source.name} through it")
 
     def current() -> bool:
-        return target.is_dir() and target.stat().st_mtime >= max(source.stat().st_mtime for source in sources)
+        return target.is_dir() and target.stat().st_mtime >= source.stat().st_mtime
 
     if current():
         return target
