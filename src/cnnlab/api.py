@@ -23,7 +23,7 @@ from .data import Dataset, load_dataset
 from .errors import CnnlabError, ConfigError, Spell, shown
 from .models import create_model as build_model
 from .models import list_models
-from .runs import Run, load_run, weights_file
+from .runs import Run, is_run_directory, load_run, weights_file
 
 if TYPE_CHECKING:
     import torch
@@ -128,7 +128,9 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     defaults, ``options`` are its options (``cnnlab models``). ``weights``: a run, or a file
     as ``--weights`` takes it (a state dict, safetensors, Keras .h5 or .keras, a URL, ``imagenet``), to
     start from; where the class count differs, the output layer starts afresh and a warning
-    says so (timm's ``num_classes=`` with ``checkpoint_path=``). A model with weights has
+    says so (timm's ``num_classes=`` with ``checkpoint_path=``); from a run of the same model,
+    the sizes and options not given are the run's (``create_model(name, weights=run)`` is the
+    run's trained model, as ``load_model(run)`` is without its classes). A model with weights has
     ``.pretrained_inputs``, as timm's ``pretrained_cfg`` has a mean and std: how its inputs
     were standardised (``mode`` as ``data.normalize`` names it; ``mean`` and ``std`` of pixels
     on the 0-1 scale), None where the file does not say."""
@@ -137,14 +139,34 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     from .errors import CnnlabWarning, callers_stacklevel
     from .models.weights import input_normalization, load_weights
 
+    path = None if weights is None else weights_file(str(_as_given(weights)), name)
+    built = _run_model(weights)
+    if built is not None and built["name"] == name:
+        num_classes = built["num_classes"] if num_classes is None else num_classes
+        in_channels = built["in_channels"] if in_channels is None else in_channels
+        input_size = built["input_size"] if input_size is None else input_size
+        options = {**built["options"], **options}
     model = build_model(name, num_classes, in_channels, input_size, **options)
-    if weights is not None:
-        path = weights_file(str(_as_given(weights)), name)
+    if path is not None:
         note = load_weights(model, path, log=lambda message: None)
         if note:
             warnings.warn(CnnlabWarning(note), stacklevel=callers_stacklevel())
         model.pretrained_inputs = input_normalization(path)
     return model
+
+
+def _run_model(weights: str | Path | Run | None) -> dict | None:
+    """How the model of a run given as weights was built (its checkpoint's name, sizes and
+    options); None for a weights file, or a checkpoint that does not say."""
+    if weights is None or not (isinstance(weights, Run) or is_run_directory(Path(weights).expanduser())):
+        return None
+    run = weights if isinstance(weights, Run) else load_run(weights, whole=False)
+    spec = run.checkpoint("best").get("model")
+    try:
+        return {"name": spec["name"], "num_classes": int(spec["num_classes"]), "in_channels": int(spec["in_channels"]),
+                "input_size": tuple(int(side) for side in spec["input_size"]), "options": dict(spec["options"])}
+    except (KeyError, TypeError, ValueError):  # a damaged checkpoint: loading its weights says so
+        return None
 
 
 list_models = _checked_arguments(list_models)
