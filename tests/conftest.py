@@ -125,10 +125,12 @@ def private_decode_cache(tmp_path_factory):
     """Each test session decodes into its own cache, and keeps arrays and extracted archives in
     its own data home (CLI subprocesses inherit both). Session-wide, so that module fixtures,
     which run before any test's own fixtures, never write into the user's (they did: 145
-    caches in ~/.cache/cnnlab after a day of test runs)."""
+    caches in ~/.cache/cnnlab after a day of test runs). The Hugging Face cache that ``hf:NAME``
+    reads is the session's too, empty: a test never reads what the machine downloaded."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "decode-cache"))
         patch.setenv("CNNLAB_DATA", str(tmp_path_factory.getbasetemp() / "data-home"))
+        patch.setenv("HF_HUB_CACHE", str(tmp_path_factory.getbasetemp() / "hf-hub-cache"))
         yield
 
 

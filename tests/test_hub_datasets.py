@@ -255,8 +255,83 @@ def test_a_bad_hub_dataset_is_one_line_naming_what_is_wrong(tmp_path, make, mess
 
 def test_a_dataset_named_as_on_the_hub_says_how_to_get_its_local_copy(tmp_path):
     result = run_cli("train", "--data", "hf:uoft-cs/cifar10", cwd=tmp_path, check=False)
-    assert result.returncode == 2 and f"hf:{tmp_path / 'uoft-cs/cifar10'}: no such file or folder; cnnlab reads a " \
-        "local copy: huggingface-cli download --repo-type dataset OWNER/NAME prints the folder to give" in result.stderr
+    assert result.returncode == 2 and f"hf:{tmp_path / 'uoft-cs/cifar10'}: no such file or folder, nor a dataset in " \
+        f"the Hugging Face cache ({os.environ['HF_HUB_CACHE']}); cnnlab reads a local copy: huggingface-cli download " \
+        "--repo-type dataset OWNER/NAME puts one there (as load_dataset does), read as hf:OWNER/NAME" in result.stderr
+
+
+def cached_on_the_hub(cache: Path, repo: str, made: Path, revision: str, main: bool = True) -> Path:
+    """The files under ``made`` as huggingface_hub keeps a dataset's revision in its cache:
+    datasets--OWNER--NAME/snapshots/REVISION/..., each a relative link to its content in blobs/;
+    refs/main naming the revision where ``main``."""
+    folder = cache / f"datasets--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / revision
+    for file in sorted(p for p in made.rglob("*") if p.is_file()):
+        blob = folder / "blobs" / f"{revision[:8]}-{file.name}"
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(file.read_bytes())
+        link = snapshot / file.relative_to(made)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    if main:
+        (folder / "refs").mkdir(exist_ok=True)
+        (folder / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+def test_a_dataset_named_as_on_the_hub_is_read_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    """What huggingface-cli download or load_dataset fetched is read by the name it has on the
+    Hub, as load_dataset reads it offline; the run records the snapshot, so evaluate finds it."""
+    from cnnlab.data.sources import canonical_spec
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = cached_on_the_hub(tmp_path / "hub", "owner/pets", hub_snapshot(tmp_path / "made", train=60, test=15),
+                                 "a" * 40)
+    data = read_source("hf:owner/pets")
+    assert data.classes == ["dog", "cat", "bird"] and len(data.splits["train"]) == 60
+    assert canonical_spec("hf:owner/pets") == f"hf:{snapshot}"
+    assert canonical_spec("hf:owner/pets/plain_text") == f"hf:{snapshot / 'plain_text'}"  # a configuration's folder
+    run_cli("train", "--model", "mlp", "--data", "hf:owner/pets", "--image-size", "16x16", "--epochs", "1",
+            "--out", tmp_path / "runs", "--name", "pets", "--quiet", cwd=tmp_path)
+    assert f"spec: hf:{snapshot}" in (tmp_path / "runs" / "pets" / "config.yaml").read_text()
+    assert json.loads(run_cli("evaluate", tmp_path / "runs" / "pets", "--split", "test", "--format", "json")
+                      .stdout)["samples"] == 15
+
+
+def test_the_revision_main_names_is_read_and_without_it_one_of_several_is_not_guessed(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    cached_on_the_hub(tmp_path / "hub", "owner/pets", hub_snapshot(tmp_path / "old", train=6, test=3), "a" * 40)
+    newer = cached_on_the_hub(tmp_path / "hub", "owner/pets", hub_snapshot(tmp_path / "new", train=12, test=3), "b" * 40)
+    assert len(read_source("hf:owner/pets").splits["train"]) == 12
+    (tmp_path / "hub" / "datasets--owner--pets" / "refs" / "main").unlink()
+    with pytest.raises(DataError, match=rf"hf:owner/pets: the Hugging Face cache holds 2 revisions of it and main "
+                                        rf"names none \({'a' * 40}, {'b' * 40}\): give one's folder, e.g. hf:{newer}$"):
+        read_source("hf:owner/pets")
+
+
+@pytest.mark.parametrize("name", ["owner/../pets", "owner--x/pets", "-owner/pets", "owner/pets/../../x"])
+def test_a_name_that_is_no_hub_repository_is_not_looked_up(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    cached_on_the_hub(tmp_path / "hub", "owner/pets", hub_snapshot(tmp_path / "made", train=6, test=3), "a" * 40)
+    with pytest.raises(DataError, match=r"no such file or folder, nor a dataset in the Hugging Face cache"):
+        read_source(f"hf:{name}")
+
+
+@pytest.mark.parametrize("environment, cache", [
+    ({"HF_HUB_CACHE": "/a/hub", "HUGGINGFACE_HUB_CACHE": "/b", "HF_HOME": "/c"}, "/a/hub"),
+    ({"HUGGINGFACE_HUB_CACHE": "/b", "HF_HOME": "/c"}, "/b"),
+    ({"HF_HOME": "/c", "XDG_CACHE_HOME": "/x"}, "/c/hub"),
+    ({"XDG_CACHE_HOME": "/x"}, "/x/huggingface/hub"),
+    ({}, "~/.cache/huggingface/hub"),
+])
+def test_the_hugging_face_cache_is_where_huggingface_hub_puts_it(monkeypatch, environment, cache):
+    from cnnlab.data.readers.hub import hub_cache
+
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    assert hub_cache() == Path(cache).expanduser()
 
 
 def test_a_file_too_large_for_memory_is_not_called_damaged(tmp_path, monkeypatch):
@@ -434,6 +509,41 @@ def test_the_files_datasets_itself_writes_are_read_as_it_wrote_them(tmp_path):
         coarse = read_source(f"hf:{tmp_path / 'out' / folder}", {"label": "coarse"})
         assert coarse.classes == ["even", "odd"]
         assert coarse.splits["val"].labels.tolist() == expected["splits"]["validation"]["coarse"]
+
+
+FIND_IN_CACHE = """
+import json, sys
+from huggingface_hub import constants, try_to_load_from_cache
+repo, files = sys.argv[1], sys.argv[2:]
+print(json.dumps({"cache": constants.HF_HUB_CACHE,
+                  "files": [try_to_load_from_cache(repo, file, repo_type="dataset") for file in files]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_DATASETS, reason="the huggingface_hub reference needs `make bench-env`")
+@pytest.mark.parametrize("environment", [{"HF_HUB_CACHE": "HUB"}, {"HUGGINGFACE_HUB_CACHE": "HUB"},
+                                         {"HF_HOME": "HOME"}, {"XDG_CACHE_HOME": "XDG"}])
+def test_hf_names_find_the_files_huggingface_hub_itself_finds_in_its_cache(tmp_path, monkeypatch, environment):
+    """huggingface_hub's own answer, for each way of placing its cache: where the cache is, and
+    which file of it a dataset's name and the revision main names give."""
+    from cnnlab.data.readers.hub import cached_snapshot
+
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, folder in environment.items():
+        monkeypatch.setenv(variable, str(tmp_path / folder))
+    cache = {"HUB": tmp_path / "HUB", "HOME": tmp_path / "HOME" / "hub",
+             "XDG": tmp_path / "XDG" / "huggingface" / "hub"}[next(iter(environment.values()))]
+    made = hub_snapshot(tmp_path / "made", train=4, test=2)
+    cached_on_the_hub(cache, "owner/pets", made, "a" * 40)
+    cached_on_the_hub(cache, "owner/pets", made, "b" * 40)  # refs/main now names this one
+    files = sorted(file.relative_to(made).as_posix() for file in made.rglob("*.parquet"))
+    found = json.loads(subprocess.run([str(REFERENCE_PYTHON), "-c", FIND_IN_CACHE, "owner/pets", *files], check=True,
+                                      capture_output=True, text=True, env=dict(os.environ)).stdout)
+    assert found["cache"] == str(cache)
+    assert found["files"] == [str(cached_snapshot("owner/pets") / file) for file in files]
+    assert "b" * 40 in found["files"][0]
 
 
 @pytest.mark.slow  # two processes, each reading the dataset and decoding its images at once

@@ -99,6 +99,12 @@ such a folder is read by that source (GTSRB's root as a folder is three classes,
 and Train; CIFAR's python folder has none). Readers add theirs as they register."""
 
 
+LOCAL_COPIES: dict[str, Callable[[str], Path | None]] = {}
+"""Source -> where it finds a data set named as its publisher names it, on this machine (``hf:``:
+``uoft-cs/cifar10``, in the Hugging Face cache), None where it has no copy. Asked only for a
+PATH that is not there; readers add theirs as they register."""
+
+
 def with_nested(folder: Path) -> list[Path]:
     """``folder``, and the one folder it holds where it holds nothing else (archives nest a
     data set in one: GTSRB/, cifar-10-batches-py/)."""
@@ -159,7 +165,8 @@ def layouts_hint(folder: Path, found: list[str], whose: str = "it has") -> str:
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
     """``mnist:/data/mnist`` -> ("mnist", Path("/data/mnist")); ``digits`` -> ("digits", None);
-    ``folder:https://...`` -> ("folder", the URL's local copy, downloaded once into the data home)."""
+    ``folder:https://...`` -> ("folder", the URL's local copy, downloaded once into the data home);
+    ``hf:uoft-cs/cifar10`` -> ("hf", its snapshot in the Hugging Face cache: ``LOCAL_COPIES``)."""
     if not spec.strip():  # an unset shell variable (--data "$DATA"); a path of "" is the working folder
         raise DataError.about("data", ": empty; give a source name (digits), SOURCE:PATH or a folder of class sub-folders")
     name, sep, path = spec.partition(":")
@@ -183,6 +190,8 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
         raise DataError.about("data", f" {spec}: empty path after '{name}:'")
     if path.startswith(("http://", "https://")):
         return name, fetch_url(Remote(path), f"the local copy as {name}:PATH")
+    if path and name in LOCAL_COPIES and not Path(path).expanduser().exists() and (copy := LOCAL_COPIES[name](path)):
+        return name, copy
     return name, Path(path).expanduser() if path else None
 
 

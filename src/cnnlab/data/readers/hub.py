@@ -22,7 +22,7 @@ import numpy as np
 from ...errors import DataError
 from ..download import fetch
 from ..images import DECODE_ERRORS, StoredImage, map_images
-from ..sources import LAYOUTS, SOURCES, Layout, RawSplit, SourceData, named_twice
+from ..sources import LAYOUTS, LOCAL_COPIES, SOURCES, Layout, RawSplit, SourceData, named_twice
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
 SPLIT_WORDS = {"train": "train", "training": "train", "validation": "val", "valid": "val", "val": "val",
@@ -301,8 +301,9 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
     the columns where the files' metadata does not settle them (CIFAR-100's ``fine_label`` and
     ``coarse_label``)."""
     if path is not None and not path.exists():  # a dataset named as on the Hub (uoft-cs/cifar10), say
-        raise DataError.about("data", f" hf:{path}: no such file or folder; cnnlab reads a local copy: "
-                              "huggingface-cli download --repo-type dataset OWNER/NAME prints the folder to give")
+        raise DataError.about("data", f" hf:{path}: no such file or folder, nor a dataset in the Hugging Face cache "
+                              f"({hub_cache()}); cnnlab reads a local copy: huggingface-cli download --repo-type "
+                              "dataset OWNER/NAME puts one there (as load_dataset does), read as hf:OWNER/NAME")
     root = fetch("hf", path)
     _pyarrow()
     shards, notes = shards_by_split(root)
@@ -375,3 +376,53 @@ def holds_tables(folder: Path) -> bool:
 
 
 LAYOUTS["hf"] = Layout("a Hugging Face dataset", holds_tables)
+
+
+REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""A Hub repository's owner or name (letters, digits, ``-``, ``_``, ``.``; no ``--`` or ``..``)."""
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def hub_cache() -> Path:
+    """Where huggingface_hub keeps what it downloads (``huggingface-cli download``, and the
+    files ``load_dataset`` fetches): $HF_HUB_CACHE (or the older $HUGGINGFACE_HUB_CACHE), else
+    $HF_HOME/hub, $HF_HOME being $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface."""
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(
+        os.path.expandvars(os.path.expanduser(home)), "hub")
+    return Path(os.path.expandvars(os.path.expanduser(cache)))
+
+
+def cached_snapshot(name: str) -> Path | None:
+    """The folder of the dataset ``OWNER/NAME`` (a folder inside it after a third ``/``: a
+    configuration's) in the Hugging Face cache: the snapshot of the revision ``main`` names,
+    or the only one; None where the cache has none."""
+    parts = name.split("/")
+    repo, inside = parts[:2] if len(parts) > 1 else parts, parts[2:]
+    if not all(REPO_PART.fullmatch(part) and "--" not in part and ".." not in part for part in repo) \
+            or any(part in ("", ".", "..") for part in inside):
+        return None
+    folder = hub_cache() / "--".join(["datasets", *repo])
+    snapshots = folder / "snapshots"
+    try:
+        revisions = sorted(entry.name for entry in snapshots.iterdir() if entry.is_dir())
+        main = (folder / "refs" / "main").read_text(encoding="ascii").strip() if (folder / "refs" / "main").is_file() \
+            else None
+    except (OSError, UnicodeDecodeError):
+        return None
+    if main in revisions and COMMIT.fullmatch(main):
+        revision = main
+    elif len(revisions) == 1:
+        revision = revisions[0]
+    elif revisions:
+        raise DataError.about("data", f" hf:{name}: the Hugging Face cache holds {len(revisions)} revisions of it and "
+                              f"main names none ({', '.join(revisions)}): give one's folder, e.g. "
+                              f"hf:{snapshots / revisions[-1]}")
+    else:
+        return None
+    return snapshots.joinpath(revision, *inside)
+
+
+LOCAL_COPIES["hf"] = cached_snapshot
+
