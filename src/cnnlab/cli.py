@@ -851,7 +851,7 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     if checked is None:
         print(f"{args.spec}: its pixels are arrays inside the data files, which were read whole")
     else:
-        print(f"{checked} files checked, {len(unreadable)} unreadable")
+        print(f"{checked} images checked, {len(unreadable)} unreadable")
     return 1 if unreadable else 0
 
 

@@ -112,8 +112,8 @@ def augmented_views(dataset: Dataset, augment: list[str], crop: tuple[int, int] 
 
 def verify(spec: str, options: dict | None = None,
            progress: bool = True) -> tuple[int | None, dict[str, str]]:
-    """Fully decode every image file of a source: (files checked, or None for a source whose
-    pixels are arrays in its data files; unreadable files with reasons)."""
+    """Fully decode every image (a file, or one kept in a table) of a source: (images checked,
+    or None for a source whose pixels are arrays in its data files; unreadable ones with reasons)."""
     source = read_source(spec, options)
     paths = [p for part in source.splits.values() if part.paths is not None for p in part.paths]
     if not paths:
