@@ -279,6 +279,19 @@ def cached_on_the_hub(cache: Path, repo: str, made: Path, revision: str, main: b
     return snapshot
 
 
+def test_a_hub_dataset_of_image_files_says_to_read_their_folder(tmp_path):
+    """A Hub repository of image files in class folders (load_dataset's imagefolder) has no
+    tables: the message names one of its images and the source that reads them."""
+    root = tmp_path / "snapshot"
+    for name in ("cat", "dog"):
+        (root / "data" / "train" / name).mkdir(parents=True)
+        Image.fromarray(banded(0, 2)).save(root / "data" / "train" / name / "1.png")
+    (root / "README.md").write_text("---\nlicense: mit\n---\n")
+    with pytest.raises(DataError, match=r"no .parquet or .arrow files in it or the three folders below it; its images "
+                                        r"are files \(data/train/cat/1.png\): read their folder as folder:PATH$"):
+        read_source(f"hf:{root}")
+
+
 def test_a_dataset_named_as_on_the_hub_is_read_from_the_hugging_face_cache(tmp_path, monkeypatch):
     """What huggingface-cli download or load_dataset fetched is read by the name it has on the
     Hub, as load_dataset reads it offline; the run records the snapshot, so evaluate finds it."""

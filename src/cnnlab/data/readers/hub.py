@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..download import fetch
-from ..images import DECODE_ERRORS, StoredImage, map_images
+from ..images import DECODE_ERRORS, IMAGE_SUFFIXES, StoredImage, map_images
 from ..sources import LAYOUTS, LOCAL_COPIES, SOURCES, Layout, RawSplit, SourceData, named_twice
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
@@ -88,11 +88,11 @@ def split_of(relative: Path) -> str | None:
     return None
 
 
-def table_files(folder: Path, depth: int = 3) -> Iterator[Path]:
-    """The parquet and Arrow files in ``folder`` and at most ``depth`` folders below it (the Hub
-    nests them in ``data/`` or a configuration's folder, and that in a snapshot's;
-    ``load_dataset``'s cache three down), hidden ones left out, in one walk; a folder that
-    cannot be looked into is passed over (/proc/1/cwd refuses even root)."""
+def files_below(folder: Path, suffixes: tuple[str, ...] = TABLE_SUFFIXES, depth: int = 3) -> Iterator[Path]:
+    """The files of ``suffixes`` (parquet and Arrow) in ``folder`` and at most ``depth`` folders
+    below it (the Hub nests them in ``data/`` or a configuration's folder, and that in a
+    snapshot's; ``load_dataset``'s cache three down), hidden ones left out, in one walk, by name;
+    a folder that cannot be looked into is passed over (/proc/1/cwd refuses even root)."""
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError:
@@ -101,10 +101,10 @@ def table_files(folder: Path, depth: int = 3) -> Iterator[Path]:
         if entry.name.startswith("."):
             continue
         try:
-            if entry.name.lower().endswith(TABLE_SUFFIXES) and entry.is_file():
+            if entry.name.lower().endswith(suffixes) and entry.is_file():
                 yield Path(entry.path)
             elif depth and entry.is_dir():
-                yield from table_files(Path(entry.path), depth - 1)
+                yield from files_below(Path(entry.path), suffixes, depth - 1)
         except OSError:
             continue
 
@@ -115,9 +115,13 @@ def shards_by_split(root: Path) -> tuple[dict[str, list[Path]], list[str]]:
     the ``data-00000-of-00001.arrow`` of one saved split...).
     The files of several configurations (``full/``, ``mini/``) are refused: which one is meant
     is for the user to say."""
-    files = [root] if root.is_file() else sorted(table_files(root))
+    files = [root] if root.is_file() else sorted(files_below(root))
     if not files:
-        raise DataError.about("data", f" hf:{root}: no .parquet or .arrow files in it or the three folders below it")
+        image = next(files_below(root, tuple(IMAGE_SUFFIXES)), None)
+        files_instead = f"; its images are files ({image.relative_to(root).as_posix()}): read their folder as " \
+            "folder:PATH" if image else ""
+        raise DataError.about("data", f" hf:{root}: no .parquet or .arrow files in it or the three folders below "
+                              f"it{files_instead}")
     if root.is_file():
         return {split_of(Path(root.name)) or "train": files}, []
     relative = {file: file.relative_to(root) for file in files}
@@ -372,7 +376,7 @@ def holds_tables(folder: Path) -> bool:
     """Whether a bare path is a dataset's folder: its files at most two folders down
     (``data/train/``, ``plain_text/``, a saved split's folder). Not three, as ``hf:`` looks: a
     bare path may be / or a home folder, tens of thousands of folders three down."""
-    return next(table_files(folder, depth=2), None) is not None
+    return next(files_below(folder, depth=2), None) is not None
 
 
 LAYOUTS["hf"] = Layout("a Hugging Face dataset", holds_tables)
