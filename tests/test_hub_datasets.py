@@ -91,8 +91,7 @@ def stored_bytes(image: StoredImage) -> bytes:
 
 
 def decoded(image: StoredImage) -> np.ndarray:
-    with Image.open(io.BytesIO(stored_bytes(image))) as picture:
-        return np.asarray(picture)
+    return decoded_bytes(stored_bytes(image))
 
 
 def test_a_hub_snapshot_is_read_by_split_with_its_class_names(tmp_path):
@@ -358,6 +357,39 @@ def test_a_file_too_large_for_memory_is_not_called_damaged(tmp_path, monkeypatch
     monkeypatch.setattr(hub.TableFile, "values", exhausted)
     with pytest.raises(DataError, match=r"train.parquet: its columns do not fit in this machine's memory$"):
         read_source(f"hf:{path}")
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_rows_are_read_from_the_batch_that_holds_them_not_from_the_files_start(tmp_path, monkeypatch, suffix):
+    """predict decodes a large file a chunk of rows at a time: each chunk read every earlier
+    row group's images again (and validated a whole Arrow file again) before reaching its own."""
+    from cnnlab.data.readers import hub
+
+    images = [banded(i % 2, 2, size=8, seed=i) for i in range(50)]
+    path = tmp_path / f"test{suffix}"
+    if suffix == ".parquet":
+        table = pa.table({"img": pa.array([{"bytes": encoded(x), "path": None} for x in images], type=IMAGE),
+                          "label": [i % 2 for i in range(50)]})
+        pq.write_table(table, path, row_group_size=10)
+    else:
+        write_hub_parquet(path, images, [i % 2 for i in range(50)], ["a", "b"])
+    store = hub.TableImages(path, "img")
+    opened, read = [], []
+    real_open, real_batches = hub.TableFile.__init__, hub.TableFile.batches
+    monkeypatch.setattr(hub.TableFile, "__init__", lambda self, file: opened.append(file) or real_open(self, file))
+    monkeypatch.setattr(hub.TableFile, "batches", lambda self, column, start=0, rows=8: read.append(start) or (
+        (first, batch) for first, batch in real_batches(self, column, start, rows)))
+    later = list(store.images([33, 34, 47]))
+    again = list(store.images([2, 49]))
+    assert all(np.array_equal(decoded_bytes(data), images[i]) for data, i in zip(later + again, (33, 34, 47, 2, 49),
+                                                                                  strict=True))
+    assert opened == [path] and read == [33, 2]  # opened once, each read from its first row's batch
+    assert list(store.images([50])) == ["no row 50: the file has 50 rows now"]
+
+
+def decoded_bytes(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as picture:
+        return np.asarray(picture)
 
 
 def test_rows_that_keep_only_a_path_are_unreadable_images_saying_what_to_do(tmp_path):

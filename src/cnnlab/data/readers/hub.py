@@ -69,11 +69,27 @@ class TableFile:
         table = self._table if self._parquet is None else self._parquet.read(columns=[column])
         return table.column(column).to_pylist()
 
-    def batches(self, column: str, rows: int = 1024) -> Iterator:
-        """The column a batch of ``rows`` at a time (the file's images are not held at once)."""
-        if self._parquet is not None:
-            return (batch.column(0) for batch in self._parquet.iter_batches(columns=[column], batch_size=rows))
-        return (batch.column(0) for batch in self._table.select([column]).to_batches(max_chunksize=rows))
+    def batches(self, column: str, start: int = 0, rows: int = 1024) -> Iterator[tuple[int, object]]:
+        """(first row, the column's values) a batch of at most ``rows`` at a time (the file's
+        images are not held at once), from the batch holding row ``start`` on: a parquet file's
+        earlier row groups are not read."""
+        if self._parquet is None:
+            table = self._table.select([column]).slice(start)
+            first = start
+            for batch in table.to_batches(max_chunksize=rows):
+                yield first, batch.column(0)
+                first += batch.num_rows
+            return
+        groups, first = [], 0
+        for group in range(self._parquet.num_row_groups):
+            size = self._parquet.metadata.row_group(group).num_rows
+            if first + size > start or groups:
+                groups.append(group)
+            else:
+                first += size
+        for batch in self._parquet.iter_batches(columns=[column], batch_size=rows, row_groups=groups):
+            yield first, batch.column(0)
+            first += batch.num_rows
 
 
 def split_of(relative: Path) -> str | None:
@@ -245,25 +261,27 @@ class TableImages:
         self.path, self.column = path, column
         stat = path.stat()
         self.identity = os.fsencode(path.resolve()) + f"|{stat.st_size}|{stat.st_mtime_ns}|{column}".encode()
+        self._table: TableFile | None = None
 
     def images(self, rows: list[int]) -> Iterator[bytes | str]:
         wanted = iter(rows)
-        next_row, row = next(wanted, None), 0
+        next_row, end = next(wanted, None), 0
         with reading(self.path):
-            for column in TableFile(self.path).batches(self.column):
+            self._table = self._table or TableFile(self.path)  # opened once: predict reads a chunk of rows at a time
+            for first, column in self._table.batches(self.column, next_row or 0):
                 if next_row is None:
                     break
-                if next_row >= row + len(column):  # none of this batch's rows is wanted
-                    row += len(column)
+                end = first + len(column)
+                if next_row >= end:  # none of this batch's rows is wanted
                     continue
                 datas, names = image_bytes(column)
-                for data, name in zip(datas, names, strict=True):
-                    if row == next_row:
-                        yield data if data is not None else no_bytes(name)
-                        next_row = next(wanted, None)
-                    row += 1
+                while next_row is not None and next_row < end:
+                    data = datas[next_row - first]
+                    yield data if data is not None else no_bytes(names[next_row - first])
+                    next_row = next(wanted, None)
+            end = self._table.rows
         for missing in ([] if next_row is None else [next_row, *wanted]):
-            yield f"no row {missing}: the file has {row} rows now"
+            yield f"no row {missing}: the file has {end} rows now"
 
 
 def no_bytes(name: str | None) -> str:
