@@ -328,6 +328,23 @@ def test_resized_gtsrb_test_keeps_the_original_boxes(tmp_path):
     assert Image.open(tmp_path / "out" / "Test" / "00001.png").size == (32, 32)
 
 
+def test_hub_parquet_writes_a_folder_as_the_hub_stores_it(tmp_path):
+    from cnnlab.data import load_dataset
+    from conftest import make_image_folder
+
+    make_image_folder(tmp_path / "images" / "train")
+    make_image_folder(tmp_path / "images" / "test")
+    run("benchmarks/hub_parquet.py", str(tmp_path / "images"), str(tmp_path / "hub"))
+    assert sorted(p.name for p in (tmp_path / "hub" / "plain_text").iterdir()) == [
+        "test-00000-of-00001.parquet", "train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    files = load_dataset(f"folder:{tmp_path / 'images'}", (16, 16), None, 0.0, 0)
+    tables = load_dataset(f"hf:{tmp_path / 'hub'}", (16, 16), None, 0.0, 0)
+    assert tables.classes == files.classes
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(tables.splits[split].labels, files.splits[split].labels)
+        np.testing.assert_array_equal(tables.splits[split].pixels(), files.splits[split].pixels())
+
+
 @pytest.mark.slow
 def test_inference_speed_runs(tmp_path):
     pytest.importorskip("onnxruntime")
