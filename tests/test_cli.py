@@ -569,6 +569,23 @@ def test_lr_find_starts_from_the_weights_it_would_fine_tune(digits_run):
     assert pretrained.losses[0] < 1.0 < 2.0 < fresh.losses[0]
 
 
+def test_what_the_python_api_returns_prints_as_a_line_not_its_arrays(digits_run):
+    """print(load_dataset("digits")) printed every id and a summary of every array (35,717 characters
+    for 1,797 images), as did a PredictionResult of its predictions and an lr_find result of
+    its losses: each says what it holds in a line, as a Hugging Face Dataset or a Run does."""
+    import numpy as np
+
+    from cnnlab import load_dataset, lr_find, predict
+
+    data = load_dataset("digits", image_size=(16, 16), val_split=0.2)
+    assert repr(data) == "Dataset('digits': 10 classes, 16x16x1; train 1438, val 359)"
+    assert repr(data.splits["val"]) == "Split(359 images of 16x16x1)"
+    result = predict(digits_run, np.zeros((3, 8, 8), np.uint8))
+    assert re.fullmatch(r"PredictionResult\(3 predictions, 0 unreadable; [\d,]+ img/s\)", repr(result)), repr(result)
+    found = lr_find(model="lenet5", data="digits", steps=5, end_lr=1e-6)
+    assert re.fullmatch(r"LRFinding\(steepest=\S+, minimum=\S+; 5 steps from \S+ to \S+\)", repr(found)), repr(found)
+
+
 def test_training_on_one_class_is_refused_with_the_likely_slip_named(tmp_path):
     """`--data folder:photos/cats` (one class's folder, not the folder holding them) trained a
     one-class classifier: a loss of 0 from the first step and 100% accuracy, without a word."""

@@ -32,6 +32,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:  # not every pixel and id
+        return f"Split({len(self)} images of {'x'.join(map(str, self.images.shape[1:]))})"
+
     def gather(self, indices: np.ndarray | slice) -> np.ndarray:
         """Pixels of the given samples, read from the backing rows (only these reach RAM)."""
         if self.rows is None:
@@ -79,6 +82,12 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def __repr__(self) -> str:  # what it holds in a line, as a Hugging Face Dataset says it
+        sizes = ", ".join(f"{name} {len(split)}" for name, split in self.splits.items())
+        unreadable = f"; {len(self.unreadable)} unreadable" if self.unreadable else ""
+        shape = "x".join(map(str, (*self.image_size, self.channels)))
+        return f"Dataset({self.spec!r}: {self.num_classes} classes, {shape}; {sizes}{unreadable})"
 
     def split_ids(self) -> dict[str, list[str]]:
         return {name: split.ids for name, split in self.splits.items()}

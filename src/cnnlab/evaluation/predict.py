@@ -46,6 +46,10 @@ class PredictionResult:
     machine: str = ""
     """What they were computed with (``Runtime.describe``): device, precision, threads, CPU or GPU."""
 
+    def __repr__(self) -> str:  # not every prediction and probability
+        speed = f"; {len(self.predictions) / self.seconds:,.0f} img/s" if self.seconds else ""
+        return f"PredictionResult({len(self.predictions)} predictions, {len(self.unreadable)} unreadable{speed})"
+
 
 def expand_inputs(inputs: list[str]) -> list[tuple[ImageItem, str]]:
     """Files, folders (searched recursively for images), glob patterns, http(s) URLs of

@@ -41,6 +41,10 @@ class LRFinding:
     minimum: float
     """A tenth of the lr of the lowest loss (the older rule of thumb)."""
 
+    def __repr__(self) -> str:  # not every step's lr and loss
+        tried = f"; {len(self.lrs)} steps from {self.lrs[0]:.1e} to {self.lrs[-1]:.1e}" if self.lrs else ""
+        return f"LRFinding(steepest={self.steepest:.2e}, minimum={self.minimum:.2e}{tried})"
+
 
 def find_lr(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
             plot: Path | None = None) -> LRFinding:
