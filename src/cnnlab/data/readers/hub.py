@@ -421,7 +421,7 @@ def cached_snapshot(name: str) -> Path | None:
     configuration's) in the Hugging Face cache: the snapshot of the revision ``main`` names,
     or the only one; None where the cache has none."""
     parts = name.split("/")
-    repo, inside = parts[:2] if len(parts) > 1 else parts, parts[2:]
+    repo, inside = parts[:2], parts[2:]
     if not all(REPO_PART.fullmatch(part) and "--" not in part and ".." not in part for part in repo) \
             or any(part in ("", ".", "..") for part in inside):
         return None
