@@ -138,9 +138,13 @@ def test_runs_written_into_the_data_folder_are_not_read_as_a_class(tmp_path, ima
     ("csv:/data/list.csv", "csv-list"), ("npz:/data/arrays.npz", "npz-arrays"),
     ("cifar10:/data/cifar-10-python.tar.gz", "cifar10-cifar-10-python"), ("gtsrb:/data/GTSRB.zip", "gtsrb-GTSRB"),
     ("folder:/data/my.photos", "folder-my-photos"), ("mnist:/data/mnist", "mnist"), ("digits", "digits"),
+    ("hf:/data/test-00000-of-00001.parquet", "hf-test-00000-of-00001"), ("hf:/data/cifar10-train.arrow", "hf-cifar10-train"),
+    (f"hf:/root/.cache/huggingface/hub/datasets--ylecun--mnist/snapshots/{'0a' * 20}", "hf-ylecun-mnist"),
+    (f"hf:/h/datasets--uoft-cs--cifar10/snapshots/{'0a' * 20}/plain_text", "hf-uoft-cs-cifar10-plain-text"),
 ])
 def test_runs_and_evaluations_are_named_by_the_data_without_its_file_suffix(spec, name):
-    """A run on csv:list.csv was named ...-csv-list-csv."""
+    """A run on csv:list.csv was named ...-csv-list-csv; one on hf:ylecun/mnist, read from the
+    Hugging Face cache's snapshot, by the snapshot's commit (hf-0a0a0a...)."""
     from cnnlab.runs import data_name
 
     assert data_name(spec) == name

@@ -406,15 +406,19 @@ def file_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
-DATA_FILE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".npz", ".csv")
+DATA_FILE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".npz", ".csv", ".parquet", ".arrow")
 """What a data file's name ends with that says nothing of the data."""
+HUB_SNAPSHOT = re.compile(r"datasets--(?P<repo>[^/]+)/snapshots/[^/]+(?P<inside>/.*)?$")
+"""A dataset's folder in the Hugging Face cache (``hf:OWNER/NAME``), named by its commit."""
 
 
 def data_name(spec: str) -> str:
     """A file-name-safe name for a data SPEC: the source and the last part of its path, without
-    a data file's suffix."""
+    a data file's suffix; a Hugging Face cache's snapshot by its dataset's name."""
     source, _, path = spec.partition(":")
     last = Path(path).name
+    if snapshot := HUB_SNAPSHOT.search(Path(path).as_posix()):
+        last = snapshot["repo"].replace("--", "-") + (snapshot["inside"] or "")
     last = next((last[:-len(end)] for end in DATA_FILE_SUFFIXES if last.lower().endswith(end)), last)
     parts = [source] + ([last] if last and last != source else [])
     return file_safe("-".join(parts)) or "data"
