@@ -66,6 +66,18 @@ CHUNK = 256
 """Images read ahead of decoding: only so many stored images' bytes are held at once."""
 
 
+class StoredBytes(io.BytesIO):
+    """A stored image's bytes, which Pillow's messages name as they name a file (by its repr):
+    ``'FILE:ROW'``, not ``<_io.BytesIO object at 0x7f...>``."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return repr(self.name)
+
+
 def file_of(item: ImageItem) -> Path:
     """The file an image is, or is kept in."""
     return item.store.path if isinstance(item, StoredImage) else item
@@ -85,7 +97,7 @@ def map_images(items: Sequence[ImageItem], work: Callable[[Readable, int], T]) -
         for store, rows in stores.values():
             rows.sort()
             for (_, index), data in zip(rows, store.images([row for row, _ in rows]), strict=True):
-                yield index, io.BytesIO(data) if isinstance(data, bytes) else data
+                yield index, StoredBytes(data, str(items[index])) if isinstance(data, bytes) else data
 
     def run(index: int, image: Readable | str) -> T | str:
         return image if isinstance(image, str) else work(image, index)
