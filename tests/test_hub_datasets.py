@@ -303,6 +303,9 @@ def test_a_dataset_named_as_on_the_hub_is_read_from_the_hugging_face_cache(tmp_p
     assert data.classes == ["dog", "cat", "bird"] and len(data.splits["train"]) == 60
     assert canonical_spec("hf:owner/pets") == f"hf:{snapshot}"
     assert canonical_spec("hf:owner/pets/plain_text") == f"hf:{snapshot / 'plain_text'}"  # a configuration's folder
+    with pytest.raises(DataError, match=r"hf:owner/pets/mini: no folder mini in owner/pets's snapshot in the Hugging "
+                                        r"Face cache \(its folders: plain_text\)$"):
+        read_source("hf:owner/pets/mini")
     run_cli("train", "--model", "mlp", "--data", "hf:owner/pets", "--image-size", "16x16", "--epochs", "1",
             "--out", tmp_path / "runs", "--name", "pets", "--quiet", cwd=tmp_path)
     assert f"spec: hf:{snapshot}" in (tmp_path / "runs" / "pets" / "config.yaml").read_text()

@@ -443,7 +443,12 @@ def cached_snapshot(name: str) -> Path | None:
                               f"hf:{snapshots / revisions[-1]}")
     else:
         return None
-    return snapshots.joinpath(revision, *inside)
+    found = snapshots.joinpath(revision, *inside)
+    if not found.exists():
+        folders = sorted(entry.name for entry in (snapshots / revision).iterdir() if entry.is_dir())
+        raise DataError.about("data", f" hf:{name}: no folder {'/'.join(inside)} in {'/'.join(repo)}'s snapshot in the "
+                              f"Hugging Face cache (its folders: {', '.join(folders) or 'none'})")
+    return found
 
 
 LOCAL_COPIES["hf"] = cached_snapshot
