@@ -174,7 +174,8 @@ def test_create_model_starts_from_a_run_as_timm_starts_from_a_checkpoint(mlp_run
 def test_create_model_from_a_run_takes_the_sizes_it_is_not_given_from_the_run(tmp_path):
     """create_model("mlp", weights=run) built the model at its defaults (1 channel of 28x28,
     not the run's 3 of 12x16), so every layer sized by the input started afresh with a warning;
-    the sizes and options not given are the run's, as timm's come from the checkpoint's config."""
+    the sizes and options not given are the run's, as timm's come from the checkpoint's config,
+    and with the run's output layer come its classes, as timm's label names do."""
     import warnings
 
     run = cnnlab.train(model="mlp", data="digits", data__image_size=[12, 16], data__channels=3, epochs=1, subset=100,
@@ -184,10 +185,12 @@ def test_create_model_from_a_run_takes_the_sizes_it_is_not_given_from_the_run(tm
         warnings.simplefilter("error")
         rebuilt = cnnlab.create_model("mlp", weights=run)
     assert (rebuilt.input_size, rebuilt.in_channels, rebuilt.num_classes) == ((12, 16), 3, 10)
+    assert rebuilt.classes == run.classes == trained.classes  # its outputs' names, as load_model gives them
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(rebuilt.state_dict()[key], value)
     with pytest.warns(CnnlabWarning, match=r"the output layer does not match"):  # a size given is kept
-        assert cnnlab.create_model("mlp", 4, weights=run.path).num_classes == 4
+        four = cnnlab.create_model("mlp", 4, weights=run.path)
+    assert four.num_classes == 4 and not hasattr(four, "classes")  # a new output layer names no classes
 
 
 def test_an_argument_of_a_path_or_a_number_is_named_by_both_when_it_is_neither():

@@ -130,7 +130,8 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     start from; where the class count differs, the output layer starts afresh and a warning
     says so (timm's ``num_classes=`` with ``checkpoint_path=``); from a run of the same model,
     the sizes and options not given are the run's (``create_model(name, weights=run)`` is the
-    run's trained model, as ``load_model(run)`` is without its classes). A model with weights has
+    run's trained model, as ``load_model(run)`` is, in training mode), and where its output
+    layer is the run's, ``.classes`` names its outputs (timm's label names). A model with weights has
     ``.pretrained_inputs``, as timm's ``pretrained_cfg`` has a mean and std: how its inputs
     were standardised (``mode`` as ``data.normalize`` names it; ``mean`` and ``std`` of pixels
     on the 0-1 scale), None where the file does not say."""
@@ -152,19 +153,22 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
         if note:
             warnings.warn(CnnlabWarning(note), stacklevel=callers_stacklevel())
         model.pretrained_inputs = input_normalization(path)
+    if built is not None and built["name"] == name and model.num_classes == built["num_classes"]:
+        model.classes = built["classes"]
     return model
 
 
 def _run_model(weights: str | Path | Run | None) -> dict | None:
     """How the model of a run given as weights was built (its checkpoint's name, sizes and
-    options); None for a weights file, or a checkpoint that does not say."""
+    options) and the classes it learnt; None for a weights file, or a checkpoint that does not say."""
     if weights is None or not (isinstance(weights, Run) or is_run_directory(Path(weights).expanduser())):
         return None
     run = weights if isinstance(weights, Run) else load_run(weights, whole=False)
     spec = run.checkpoint("best").get("model")
     try:
         return {"name": spec["name"], "num_classes": int(spec["num_classes"]), "in_channels": int(spec["in_channels"]),
-                "input_size": tuple(int(side) for side in spec["input_size"]), "options": dict(spec["options"])}
+                "input_size": tuple(int(side) for side in spec["input_size"]), "options": dict(spec["options"]),
+                "classes": list(run.classes)}
     except (KeyError, TypeError, ValueError):  # a damaged checkpoint: loading its weights says so
         return None
 
