@@ -376,18 +376,32 @@ def test_rows_are_read_from_the_batch_that_holds_them_not_from_the_files_start(t
         pq.write_table(table, path, row_group_size=10)
     else:
         write_hub_parquet(path, images, [i % 2 for i in range(50)], ["a", "b"])
-    store = hub.TableImages(path, "img")
     opened, read = [], []
     real_open, real_batches = hub.TableFile.__init__, hub.TableFile.batches
     monkeypatch.setattr(hub.TableFile, "__init__", lambda self, file: opened.append(file) or real_open(self, file))
     monkeypatch.setattr(hub.TableFile, "batches", lambda self, column, start=0, rows=8: read.append(start) or (
         (first, batch) for first, batch in real_batches(self, column, start, rows)))
+    store = hub.TableImages(hub.TableFile(path), "img")
     later = list(store.images([33, 34, 47]))
     again = list(store.images([2, 49]))
     assert all(np.array_equal(decoded_bytes(data), images[i]) for data, i in zip(later + again, (33, 34, 47, 2, 49),
                                                                                   strict=True))
     assert opened == [path] and read == [33, 2]  # opened once, each read from its first row's batch
     assert list(store.images([50])) == ["no row 50: the file has 50 rows now"]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_each_file_is_opened_once_for_its_labels_and_its_images(tmp_path, monkeypatch, suffix):
+    """An Arrow file's offsets were validated when its labels were read and again when its
+    images were decoded."""
+    from cnnlab.data.readers import hub
+
+    path = write_hub_parquet(tmp_path / f"train{suffix}", [banded(i % 2, 2, seed=i) for i in range(6)],
+                             [i % 2 for i in range(6)], ["a", "b"])
+    opened, real_open = [], hub.TableFile.__init__
+    monkeypatch.setattr(hub.TableFile, "__init__", lambda self, file: opened.append(file) or real_open(self, file))
+    data = load_dataset(f"hf:{path}", (16, 16), None, 0.0, 0)
+    assert len(data.splits["train"]) == 6 and opened == [path]
 
 
 def decoded_bytes(data: bytes) -> np.ndarray:

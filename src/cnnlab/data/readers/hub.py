@@ -257,17 +257,15 @@ class TableImages:
     """The image column of one table file, its files' bytes read a batch of rows at a time when
     decoded (an ``ImageStore``): nothing is held or written out before."""
 
-    def __init__(self, path: Path, column: str):
-        self.path, self.column = path, column
-        stat = path.stat()
-        self.identity = os.fsencode(path.resolve()) + f"|{stat.st_size}|{stat.st_mtime_ns}|{column}".encode()
-        self._table: TableFile | None = None
+    def __init__(self, table: TableFile, column: str):
+        self.path, self.column, self._table = table.path, column, table
+        stat = table.path.stat()
+        self.identity = os.fsencode(table.path.resolve()) + f"|{stat.st_size}|{stat.st_mtime_ns}|{column}".encode()
 
     def images(self, rows: list[int]) -> Iterator[bytes | str]:
         wanted = iter(rows)
         next_row, end = next(wanted, None), 0
-        with reading(self.path):
-            self._table = self._table or TableFile(self.path)  # opened once: predict reads a chunk of rows at a time
+        with reading(self.path):  # the file opened once, to read its labels: predict reads a chunk of rows at a time
             for first, column in self._table.batches(self.column, next_row or 0):
                 if next_row is None:
                     break
@@ -343,7 +341,7 @@ def read_hub_dataset(path: Path | None, image: str | None = None, label: str | N
         elif columns != first:
             raise DataError(f"{file}: its image and label columns or class names differ from {files[0]}'s")
         labels[file] = checked_labels(values, columns.names, file)
-    stored = {table.path: TableImages(table.path, first.image) for table in tables}
+    stored = {table.path: TableImages(table, first.image) for table in tables}
     classes = first.names
     if classes is None:
         classes = class_names(list(labels.values()))
@@ -370,7 +368,7 @@ def table_images(path: Path, image: str | None = None) -> list[StoredImage]:
     with reading(path):
         table = TableFile(path)
         columns, _ = columns_of(table, image, None, labelled=False)
-    store = TableImages(path, columns.image)
+    store = TableImages(table, columns.image)
     return [StoredImage(store, row) for row in range(table.rows)]
 
 
