@@ -6,6 +6,7 @@ so a changed source is decoded again."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -44,17 +45,18 @@ STAGING_PREFIX = ".images."
 """A cache being decoded is ``.images.PID.npy``, renamed to images.npy when whole."""
 
 
-def remove_stale_staging(folder: Path) -> None:
-    """Delete the half-decoded caches of processes that are gone (killed outright)."""
-    for path in folder.glob(f"{STAGING_PREFIX}*.npy"):
-        pid = staging_pid(path)
-        if pid is not None and not process_alive(pid):
-            path.unlink(missing_ok=True)
+def left_by_dead_processes(folder: Path, prefix: str, suffix: str = "") -> list[Path]:
+    """The files or folders ``PREFIX<pid>SUFFIX`` in ``folder`` that processes now gone (killed
+    outright) were writing: a half-decoded cache, a half-extracted archive."""
+    if not folder.is_dir():
+        return []
+    return [path for path in folder.glob(f"{glob.escape(prefix)}*{suffix}")
+            if (pid := staging_pid(path, prefix, suffix)) is not None and not process_alive(pid)]
 
 
-def staging_pid(path: Path) -> int | None:
-    """The process decoding into ``path`` (``.images.PID.npy``)."""
-    pid = path.name[len(STAGING_PREFIX):].removesuffix(".npy")
+def staging_pid(path: Path, prefix: str = STAGING_PREFIX, suffix: str = ".npy") -> int | None:
+    """The process writing into ``path`` (``PREFIX<pid>SUFFIX``: ``.images.PID.npy`` for a cache)."""
+    pid = path.name[len(prefix):].removesuffix(suffix)
     return int(pid) if pid.isdigit() else None
 
 
@@ -172,7 +174,8 @@ def decode_cached(paths: list[ImageItem], size: tuple[int, int], channels: int,
     staging = folder / f"{STAGING_PREFIX}{os.getpid()}.npy"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(folder)
+        for stale in left_by_dead_processes(folder, STAGING_PREFIX, ".npy"):
+            stale.unlink(missing_ok=True)
         need, free = len(paths) * size[0] * size[1] * channels, shutil.disk_usage(folder).free
         if need > free:  # decoding into a memory map on a full disk ends in SIGBUS, not an error
             raise CnnlabError.mentioning(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
-from .cache import process_alive, readable_size
+from .cache import left_by_dead_processes, readable_size
 
 # what CIFAR's pickles (and numpy arrays in any pickle) are made of
 _ALLOWED = {
@@ -107,10 +107,8 @@ def staged_folder(target: Path, source: Path, fill: Callable[[Path], None]) -> P
     if current():
         return target
     prefix = f".{target.name}.partial-"
-    for other in target.parent.glob(f"{prefix}*") if target.parent.is_dir() else ():
-        pid = other.name[len(prefix):]
-        if pid.isdigit() and not process_alive(int(pid)):  # left by a process killed outright
-            _remove(other)
+    for stale in left_by_dead_processes(target.parent, prefix):
+        _remove(stale)
     staging = target.with_name(f"{prefix}{os.getpid()}")
     _remove(staging)
     try:
