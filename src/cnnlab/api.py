@@ -141,8 +141,8 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     from .models.weights import input_normalization, load_weights
 
     path = None if weights is None else weights_file(str(_as_given(weights)), name)
-    built = _run_model(weights)
-    if built is not None and built["name"] == name:
+    built = _run_model(weights, name)
+    if built is not None:
         num_classes = built["num_classes"] if num_classes is None else num_classes
         in_channels = built["in_channels"] if in_channels is None else in_channels
         input_size = built["input_size"] if input_size is None else input_size
@@ -153,20 +153,23 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
         if note:
             warnings.warn(CnnlabWarning(note), stacklevel=callers_stacklevel())
         model.pretrained_inputs = input_normalization(path)
-    if built is not None and built["name"] == name and model.num_classes == built["num_classes"]:
+    if built is not None and model.num_classes == built["num_classes"]:
         model.classes = built["classes"]
     return model
 
 
-def _run_model(weights: str | Path | Run | None) -> dict | None:
-    """How the model of a run given as weights was built (its checkpoint's name, sizes and
-    options) and the classes it learnt; None for a weights file, or a checkpoint that does not say."""
+def _run_model(weights: str | Path | Run | None, name: str) -> dict | None:
+    """How the model of a run given as weights was built (its checkpoint's sizes and options)
+    and the classes it learnt; None for a weights file, a run of another model, or a checkpoint
+    that does not say."""
     if weights is None or not (isinstance(weights, Run) or is_run_directory(Path(weights).expanduser())):
         return None
     run = weights if isinstance(weights, Run) else load_run(weights, whole=False)
     spec = run.checkpoint("best").get("model")
     try:
-        return {"name": spec["name"], "num_classes": int(spec["num_classes"]), "in_channels": int(spec["in_channels"]),
+        if spec["name"] != name:
+            return None
+        return {"num_classes": int(spec["num_classes"]), "in_channels": int(spec["in_channels"]),
                 "input_size": tuple(int(side) for side in spec["input_size"]), "options": dict(spec["options"]),
                 "classes": list(run.classes)}
     except (KeyError, TypeError, ValueError):  # a damaged checkpoint: loading its weights says so
