@@ -229,14 +229,17 @@ def columns_of(table: TableFile, image: str | None, label: str | None,
     return Columns(found["image"], found["label"], classes), notes
 
 
-def image_bytes(column) -> tuple[list[bytes | None], list[str | None]]:
-    """A batch's image column as the files' bytes and the names they were stored under."""
-    pa = _pyarrow()
+def image_bytes(column) -> list[bytes | None]:
+    """A batch's image column as the files' bytes."""
+    return (column.field("bytes") if _pyarrow().types.is_struct(column.type) else column).to_pylist()
 
-    if pa.types.is_struct(column.type):
-        names = column.field("path").to_pylist() if column.type.get_field_index("path") >= 0 else [None] * len(column)
-        return column.field("bytes").to_pylist(), names
-    return column.to_pylist(), [None] * len(column)
+
+def stored_name(column, index: int) -> str | None:
+    """The name row ``index`` of a batch's image column was stored under (an Image's path),
+    asked only of a row without bytes."""
+    if not _pyarrow().types.is_struct(column.type) or column.type.get_field_index("path") < 0:
+        return None
+    return column.field("path")[index].as_py()
 
 
 @contextlib.contextmanager
@@ -272,10 +275,10 @@ class TableImages:
                 end = first + len(column)
                 if next_row >= end:  # none of this batch's rows is wanted
                     continue
-                datas, names = image_bytes(column)
+                datas = image_bytes(column)
                 while next_row is not None and next_row < end:
                     data = datas[next_row - first]
-                    yield data if data is not None else no_bytes(names[next_row - first])
+                    yield data if data is not None else no_bytes(stored_name(column, next_row - first))
                     next_row = next(wanted, None)
             end = self._table.rows
         for missing in ([] if next_row is None else [next_row, *wanted]):
