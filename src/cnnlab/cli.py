@@ -108,8 +108,9 @@ def endpoint(text: str) -> str:
 
 FORMAT_HELP = "a table to read, or json (csv too where offered) for programs (default %(default)s)"
 SPEC_HELP = ("data SPEC, e.g. digits, mnist:PATH, cifar10:PATH, gtsrb:PATH, hf:PATH or hf:OWNER/NAME (a Hugging "
-             "Face dataset; by name, from its cache) or folder:PATH (a bare path is a folder, or GTSRB's, CIFAR's or a Hugging Face dataset's where it has "
-             "their layout; a bare .npz or .csv file is npz: or csv:, a .parquet or .arrow file hf:)")
+             "Face dataset; by name, from its cache) or folder:PATH (a bare path is a folder, or GTSRB's, CIFAR's "
+             "or a Hugging Face dataset's where it has their layout; a bare .npz or .csv file is npz: or csv:, a "
+             ".parquet or .arrow file hf:)")
 
 
 def build_parser() -> Parser:
