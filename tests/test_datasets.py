@@ -152,6 +152,29 @@ def test_a_tar_made_with_tar_czf_x_dot_extracts(tmp_path):
     assert (extract_archive(tmp_path / "photos.tgz", tmp_path / "out") / "a" / "1.png").read_bytes() == b"x"
 
 
+def test_extraction_left_by_a_killed_process_is_removed_and_a_running_ones_kept(tmp_path):
+    """A process killed outright leaves its half-extracted folder; the next extraction removes
+    it, but not the folder another process is still writing."""
+    import os
+    import subprocess
+    import sys
+
+    from cnnlab.data import safe
+
+    source = tmp_path / "photos[1].zip"  # glob characters in the name are the name's
+    source.write_bytes(b"the archive")
+    target = tmp_path / "photos[1]"
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    dead = tmp_path / f".photos[1].partial-{gone}"
+    dead.mkdir()
+    (dead / "half.png").write_bytes(b"half")
+    running = tmp_path / f".photos[1].partial-{os.getppid()}"
+    running.mkdir()
+    safe.staged_folder(target, source, lambda staging: (staging / "a.png").write_bytes(b"a"))
+    assert not dead.exists() and running.is_dir() and [p.name for p in target.iterdir()] == ["a.png"]
+
+
 def test_two_processes_extracting_one_archive_at_once_both_get_it_whole(tmp_path, monkeypatch):
     """Every process of a distributed run reads the data spec: two extracted one archive at
     once into one staging folder, and the second removed the first's half-written files."""
